@@ -1,0 +1,17 @@
+"""Optional dependencies: import on demand, and name the extra to install when missing."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` or raise ``ImportError`` telling which extra provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"{module!r} is needed here but could not be imported ({error}); "
+            f"install it with: pip install 'rmr1-plugins[{extra}]'"
+        ) from error

@@ -1,0 +1,76 @@
+"""The backend interface: a batch of chat conversations in, completions out."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+ChatMessages = Sequence[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. ``n`` completions are returned per conversation."""
+
+    max_new_tokens: int = 4096
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion. ``finish_reason`` is ``"stop"`` or ``"length"`` (truncated) when known."""
+
+    text: str
+    finish_reason: str | None = None
+    output_tokens: int | None = None
+    prompt_tokens: int | None = None
+
+
+class BackendOptions(BaseModel):
+    """Base for each backend's own options; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendError(RuntimeError):
+    """The engine or server failed to produce completions."""
+
+
+class Backend(ABC):
+    """Generates completions for chat conversations.
+
+    Implementations render each conversation with the model's own chat template (or send the
+    messages to a server that does), so templates never deal with tokens. One call is one batch:
+    implementations should hand the whole batch to their engine at once.
+    """
+
+    name: ClassVar[str] = "base"
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    def __init__(self, model: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+        self.model = model
+        self.opts = self.Options.model_validate(dict(options or {}))
+
+    @abstractmethod
+    def generate(
+        self, conversations: Sequence[ChatMessages], params: SamplingParams
+    ) -> list[list[Generation]]:
+        """Return ``params.n`` generations for each conversation, in input order."""
+
+    async def agenerate(
+        self, conversations: Sequence[ChatMessages], params: SamplingParams
+    ) -> list[list[Generation]]:
+        """Async variant; by default runs :meth:`generate` in a worker thread."""
+        return await asyncio.to_thread(self.generate, conversations, params)
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release engines, sessions or servers held by this backend."""

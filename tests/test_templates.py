@@ -1,0 +1,97 @@
+"""Rendering is byte-exact with RM-R1's recorded prompts."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from rmr1_plugins import PairwiseExample, get_template
+from rmr1_plugins.templates import TemplateError, template_text
+
+DATA = Path(__file__).parent / "data"
+PINNED_SHA256 = {
+    "INSTRUCT_SYSTEM_PROMPT.txt": "e0bf09a87f19837abf172278c348e8fc6ed36034f4f39b98191910533c3df3ed",
+    "INSTRUCT_SINGLE_USER_PROMPT_TEMPLATE.txt": "5fa3baf9813bdf0ed9b8601be6fe162ab82e37467e0843c32cfbc22792c65ac2",
+    "INSTRUCT_MULTI_USER_PROMPT_TEMPLATE.txt": "8cb7158fc42faa0b78f398ea4f9e475dc204cf9bfd0e81e2d4984059dd5252d9",
+    "REASONING_SINGLE_PROMPT_TEMPLATE.txt": "2a0d3caf562d59367bbbefb29c400438e0312def4fbb73fb2e70be8661ddd770",
+    "REASONING_MULTI_PROMPT_TEMPLATE.txt": "3abf19ca3d35017131fe26861e09ab3bb343c0fe96e901cea2fe5aeb1a67bedb",
+}
+
+
+@pytest.mark.parametrize("filename", sorted(PINNED_SHA256))
+def test_template_bytes_are_pinned(filename):
+    data = template_text(filename).encode("utf-8")
+    assert hashlib.sha256(data).hexdigest() == PINNED_SHA256[filename]
+    assert not data.endswith(b"\n")
+
+
+def demo_rows():
+    return [json.loads(line) for line in (DATA / "demo_outputs.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("row", demo_rows(), ids=lambda r: r["variant"])
+def test_render_matches_recorded_rm_r1_prompt(row):
+    name = {"instruct": "rmr1-instruct", "deepseek": "rmr1-reasoning"}[row["variant"]]
+    example = PairwiseExample(
+        context=[{"role": "user", "content": row["question"]}],
+        response_a=row["answer_a"],
+        response_b=row["answer_b"],
+        label=row["label"],
+    )
+    rendered = get_template(name).render(example)
+    assert rendered == row["messages"]
+    assert json.dumps(rendered).encode() == json.dumps(row["messages"]).encode()
+
+
+def multi_turn_example():
+    return PairwiseExample(
+        context=[
+            {"role": "user", "content": "Hi {there}"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Sum 2+2?"},
+        ],
+        response_a="4",
+        response_b="5",
+    )
+
+
+def test_multi_turn_serialises_each_side_with_its_chatbot_name():
+    user = get_template("rmr1-instruct").render(multi_turn_example())[1]["content"]
+    expected_a = "User: Hi {there}\nChatbot A: Hello.\nUser: Sum 2+2?\nChatbot A: 4"
+    expected_b = "User: Hi {there}\nChatbot B: Hello.\nUser: Sum 2+2?\nChatbot B: 5"
+    assert user == template_text("INSTRUCT_MULTI_USER_PROMPT_TEMPLATE.txt").format(
+        conversation_1=expected_a, conversation_2=expected_b
+    )
+
+
+def test_reasoning_family_has_no_system_message():
+    messages = get_template("rmr1-reasoning").render(multi_turn_example())
+    assert [m["role"] for m in messages] == ["user"]
+    assert messages[0]["content"].startswith("Please act as an impartial judge")
+    assert "Chatbot B: 5\n[The End of the Conversation between Chatbot B" in messages[0]["content"]
+
+
+def test_instruct_family_always_sends_its_system_prompt():
+    messages = get_template("rmr1-instruct").render(multi_turn_example())
+    assert messages[0] == {"role": "system", "content": template_text("INSTRUCT_SYSTEM_PROMPT.txt")}
+
+
+def test_system_turn_is_rejected_with_its_position():
+    example = PairwiseExample(
+        context=[{"role": "system", "content": "be nice"}, {"role": "user", "content": "q"}],
+        response_a="a",
+        response_b="b",
+    )
+    with pytest.raises(TemplateError, match="context turn 0 has role 'system'"):
+        get_template("rmr1-instruct").render(example)
+
+
+def test_text_is_inserted_without_escaping_or_stripping():
+    example = PairwiseExample(
+        context=[{"role": "user", "content": "  {answer_a} \n"}], response_a="", response_b="}{"
+    )
+    user = get_template("rmr1-instruct").render(example)[1]["content"]
+    assert user.startswith("[Client Question]\n  {answer_a} \n\n")
+    assert "[The Start of Chatbot A's Response]\n\n[The End" in user
+    assert "Response]\n}{\n[The End of Chatbot B's" in user
