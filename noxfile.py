@@ -44,19 +44,21 @@ def install(session: nox.Session, *args: str) -> None:
 
 
 def pytest(session: nox.Session, *paths: str) -> None:
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs, env=OFFLINE_ENV)
+    session.env.update(OFFLINE_ENV)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def core(session: nox.Session) -> None:
-    install(session, "-e", ".[test]")
+    install(session, "-e", ".[test]", "./tests/plugins/rmr1_demo_plugin")
+    session.env["RMR1_EXPECT_DEMO_PLUGIN"] = "1"
     pytest(session, "tests", "--ignore=tests/engines")
 
 
