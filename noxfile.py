@@ -56,7 +56,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    install(session, "-e", ".[test]")
+    install(session, "-e", ".[test,eval]")
     pytest(session, "tests", "--ignore=tests/engines")
 
 
