@@ -32,8 +32,8 @@ EXAMPLE_COUNTS = {
     "llmbar-adver-GPTInst": 92,
     "llmbar-adver-GPTOut": 47,
     "llmbar-adver-manual": 46,
-    "xstest-should-refuse": 250,
-    "xstest-should-respond": 154,
+    "xstest-should-refuse": 154,
+    "xstest-should-respond": 250,
     "donotanswer": 136,
     **{f"hep-{lang}": 164 for lang in ("cpp", "go", "java", "js", "python", "rust")},
 }

@@ -21,6 +21,14 @@ JSON_SUFFIXES = (".json", ".jsonl")
 BUILDER_SUFFIXES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
 
 
+class SourceError(InputError):
+    """A whole file, folder or dataset that cannot be read (no line to point at)."""
+
+    def __init__(self, source: str, message: str) -> None:
+        ValueError.__init__(self, f"{source}: {message}")
+        self.source, self.line = source, 0
+
+
 @dataclass(frozen=True)
 class Row:
     """One raw benchmark row. ``value`` is whatever the file held (normally a dict)."""
@@ -37,7 +45,7 @@ def read_rows(data: str, split: str | None = None) -> Iterator[Row]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in JSON_SUFFIXES)
         if not files:
-            raise InputError(data, 0, "folder holds no .json or .jsonl files")
+            raise SourceError(data, "folder holds no .json or .jsonl files")
         for file in files:
             yield from _read_json_file(file)
     elif path.is_file() and path.suffix in BUILDER_SUFFIXES:
@@ -45,10 +53,10 @@ def read_rows(data: str, split: str | None = None) -> Iterator[Row]:
     elif path.is_file():
         yield from _read_json_file(path)
     elif path.suffix in JSON_SUFFIXES or path.suffix in BUILDER_SUFFIXES:
-        raise InputError(data, 0, "no such file")
+        raise SourceError(data, "no such file")
     else:
         if split is None:
-            raise InputError(data, 0, "not a local file; give --split to load it with datasets")
+            raise SourceError(data, "not a local file; give --split to load it with datasets")
         yield from _read_dataset(data, split)
 
 
@@ -57,7 +65,7 @@ def _read_json_file(path: Path) -> Iterator[Row]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(str(path), 0, f"cannot read file ({error})") from None
+        raise SourceError(str(path), f"cannot read file ({error})") from None
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -85,7 +93,7 @@ def _read_dataset(name: str, split: str, data_files: str | None = None) -> Itera
             dataset = datasets.load_dataset(name, data_files=data_files, split=split)
     except Exception as error:  # datasets raises many types (hub, file, split errors)
         where = data_files or name
-        raise InputError(where, 0, f"datasets could not load it ({error})") from None
+        raise SourceError(where, f"datasets could not load it ({error})") from None
     label = data_files or name
     for index, value in enumerate(dataset):
         yield Row(f"{label}[{split}][{index}]", value, data_files)
