@@ -144,13 +144,15 @@ class FlakyBackend:
 def test_interrupted_run_resumes_without_judging_again(tmp_path, scripted):
     loaded = load("rm-bench", [str(DATA / "rm-bench_total_dataset.json")])
     run = {"backend": "scripted", "model": "scripted-model"}
-    store = JudgmentFile(tmp_path / "j.jsonl", run)
+    store = JudgmentFile(tmp_path / "j.jsonl", run, "rm-bench")
     flaky = FlakyBackend(scripted(), fail_on_call=3)
     with pytest.raises(KeyboardInterrupt):
         judge(pending(loaded, store.records), Scorer(flaky, order="random"), store, "rm-bench", 10)
-    assert len(JudgmentFile(tmp_path / "j.jsonl", run).records) == 20  # two batches kept
+    assert (
+        len(JudgmentFile(tmp_path / "j.jsonl", run, "rm-bench").records) == 20
+    )  # two batches kept
     backend = scripted()
-    resumed = JudgmentFile(tmp_path / "j.jsonl", run)
+    resumed = JudgmentFile(tmp_path / "j.jsonl", run, "rm-bench")
     judge(
         pending(loaded, resumed.records), Scorer(backend, order="random"), resumed, "rm-bench", 10
     )
@@ -169,6 +171,26 @@ def test_cli_resume_repairs_a_cut_off_line_and_judges_only_the_rest(tmp_path):
     text = (out / "judgments.jsonl").read_text()
     assert text.startswith(kept)  # earlier judgments untouched
     assert sorted(r["id"] for r in judgments(out)) == [f"jb-{k}" for k in range(1, 7)]
+
+
+def test_a_changed_row_is_judged_again(tmp_path, capsys):
+    rows = (DATA / "judgebench.jsonl").read_text().splitlines()
+    data = tmp_path / "jb.jsonl"
+    data.write_text("\n".join(rows) + "\n")
+    assert run_eval(tmp_path, "judgebench", "--data", str(data))[0] == 0
+    edited = json.loads(rows[2]) | {"response_B": "15% of 80 is 12, too."}
+    data.write_text("\n".join([*rows[:2], json.dumps(edited), *rows[3:]]) + "\n")
+    code, out = run_eval(tmp_path, "judgebench", "--data", str(data))
+    assert code == 0 and "1 comparisons changed since" in capsys.readouterr().err
+    lines = (out / "judgments.jsonl").read_text().splitlines()
+    assert len(lines) == 7 and json.loads(lines[-1])["id"] == "jb-3"
+
+
+def test_a_judgments_file_of_another_benchmark_is_refused(tmp_path, capsys):
+    judged = tmp_path / "rm-bench.jsonl"
+    judged.write_bytes((DATA / "judgments" / "rm-bench.jsonl").read_bytes())
+    code, _ = run_eval(tmp_path, "rmb", "--data", str(DATA / "rmb"), "--judgments", str(judged))
+    assert code == 2 and "holds judgments for 'rm-bench', not 'rmb'" in capsys.readouterr().err
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path, capsys):

@@ -12,7 +12,13 @@ from rmr1_plugins.eval import report as reports
 from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load
 from rmr1_plugins.eval.metrics import NO_VERDICT_POLICIES
 from rmr1_plugins.eval.runner import check_renderable, judge, pending
-from rmr1_plugins.eval.store import JudgmentFile, read_records, reparse, run_settings
+from rmr1_plugins.eval.store import (
+    JudgmentFile,
+    is_current,
+    read_records,
+    reparse,
+    run_settings,
+)
 from rmr1_plugins.plugins import get_parser, get_template
 
 # Each benchmark's own protocol when --order is not given: RM-R1 judged one seeded random order
@@ -80,8 +86,13 @@ def run(args: argparse.Namespace, out: Path) -> dict:
     config = config_from_args(args)
     loaded = load(args.benchmark, args.data, args.split)
     check_renderable(loaded, get_template(config.template))
-    store = JudgmentFile(args.judgments or out / "judgments.jsonl", run_settings(config))
+    path = args.judgments or out / "judgments.jsonl"
+    store = JudgmentFile(path, run_settings(config), args.benchmark)
     todo = pending(loaded, store.records)
+    changed = sum(c.id in store.records for c in todo)
+    if changed:
+        message = f"{changed} comparisons changed since {path} judged them; judging them again"
+        print(f"warning: {message}", file=sys.stderr)
     if todo:  # load the model only when something is left to judge
         scorer = config.build_scorer()
         try:
@@ -112,8 +123,8 @@ def rescore(args: argparse.Namespace) -> dict:
         template = args.template or (records[0]["run"]["template"] if records else None)
         if template:
             check_renderable(loaded, get_template(template))
-        wanted = {c.id for c in loaded.comparisons}
-        records = [r for r in records if r["id"] in wanted]
+        by_id = {r["id"]: r for r in records}
+        records = [by_id[c.id] for c in loaded.comparisons if is_current(by_id.get(c.id), c)]
     run = records[0].get("run") if records else None
     if run and args.parser:
         run = {**run, "parser": args.parser}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rmr1_plugins.eval.loaders import Comparison, Loaded, Malformed
-from rmr1_plugins.eval.store import JudgmentFile, make_record
+from rmr1_plugins.eval.store import JudgmentFile, is_current, make_record
 from rmr1_plugins.scorer import Scorer
 from rmr1_plugins.templates import PromptTemplate, TemplateError
 
@@ -28,8 +28,8 @@ def check_renderable(loaded: Loaded, template: PromptTemplate) -> None:
 
 
 def pending(loaded: Loaded, done: dict[str, Any]) -> list[Comparison]:
-    """The comparisons not yet in the judgments file."""
-    return [c for c in loaded.comparisons if c.id not in done]
+    """The comparisons not judged yet, or judged when their row said something else."""
+    return [c for c in loaded.comparisons if not is_current(done.get(c.id), c)]
 
 
 def judge(

@@ -8,6 +8,7 @@ in. A last line cut off by an interrupted write is dropped, with a warning.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -36,6 +37,18 @@ def run_settings(config: ScorerConfig) -> dict[str, Any]:
     }
 
 
+def content_key(comparison: Comparison) -> str:
+    """A short hash of what was judged, so a changed benchmark row is judged again."""
+    return hashlib.sha256(comparison.example.model_dump_json().encode()).hexdigest()[:16]
+
+
+def is_current(record: dict[str, Any] | None, comparison: Comparison) -> bool:
+    """Whether ``record`` judged this comparison as it is now (records without a key count)."""
+    if record is None:
+        return False
+    return record.get("content", content_key(comparison)) == content_key(comparison)
+
+
 def make_record(
     benchmark: str, comparison: Comparison, result: PairResult, run: dict[str, Any]
 ) -> dict[str, Any]:
@@ -43,6 +56,7 @@ def make_record(
         "id": comparison.id,
         "item": comparison.item,
         "benchmark": benchmark,
+        "content": content_key(comparison),
         "meta": comparison.meta,
         "label": result.label,
         "verdict": result.verdict,
@@ -93,13 +107,18 @@ def read_records(path: str | Path, repair: bool = False) -> dict[str, dict[str, 
 
 
 class JudgmentFile:
-    """Append-only judgments for one run; ``done`` lists what an earlier run already judged."""
+    """Append-only judgments of one benchmark and one run; ``records`` holds what is judged."""
 
-    def __init__(self, path: str | Path, run: dict[str, Any]) -> None:
+    def __init__(self, path: str | Path, run: dict[str, Any], benchmark: str) -> None:
         self.path = Path(path)
         self.run = run
         self.records = read_records(self.path, repair=True) if self.path.exists() else {}
         for record in self.records.values():
+            if record.get("benchmark") != benchmark:
+                raise ConfigError(
+                    f"{self.path} holds judgments for {record.get('benchmark')!r}, not "
+                    f"{benchmark!r}; pass another --judgments file"
+                )
             _check_same_run(self.path, record, run)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         ended = not self.path.exists() or self.path.read_bytes()[-1:] in (b"", b"\n")
