@@ -202,12 +202,24 @@ def test_resuming_with_other_settings_is_refused(tmp_path, capsys):
     assert "holds judgments made with sampling=" in err and "another --judgments file" in err
 
 
+def test_from_judgments_rejects_records_it_cannot_score(tmp_path, capsys):
+    record = json.loads((DATA / "judgments" / "rmb.jsonl").read_text().splitlines()[0])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(record | {"meta": {"set": "pairwise"}}) + "\n")
+    assert main(["eval", "--benchmark", "rmb", "--from-judgments", str(bad)]) == 2
+    assert "record 'bon/203/loser0': field 'meta' lacks category, goal" in capsys.readouterr().err
+    bad.write_text(json.dumps({"id": "x", "verdict": "A"}) + "\n" + json.dumps(record) + "\n")
+    assert main(["eval", "--benchmark", "rmb", "--from-judgments", str(bad)]) == 2
+    assert "bad.jsonl, line 1: not a judgment record (needs benchmark" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--benchmark", "rmb"], "give --data"),
         (["--benchmark", "rmb", "--data", "missing.json"], "error: missing.json: no such file"),
         (["--benchmark", "rmb", "--data", "x", "--batch-size", "0"], "--batch-size"),
+        (["--benchmark", "rmb", "--from-judgments", "nope.jsonl"], "nope.jsonl: cannot read"),
         (
             ["--benchmark", "rmb", "--from-judgments", str(DATA / "judgments" / "rm-bench.jsonl")],
             "holds judgments for ['rm-bench']",

@@ -15,6 +15,7 @@ from rmr1_plugins.eval.runner import check_renderable, judge, pending
 from rmr1_plugins.eval.store import (
     JudgmentFile,
     is_current,
+    missing_meta,
     read_records,
     reparse,
     run_settings,
@@ -114,6 +115,10 @@ def rescore(args: argparse.Namespace) -> dict:
             f"{args.from_judgments} holds judgments for {sorted(map(str, others))}, "
             f"not only {args.benchmark}"
         )
+    for record in records:
+        if missing := missing_meta(record, args.benchmark):
+            where = f"{args.from_judgments}, record {record['id']!r}"
+            raise ConfigError(f"{where}: field 'meta' lacks {', '.join(missing)}")
     if args.parser:
         parser = get_parser(args.parser)
         records = [reparse(r, parser) for r in records]

@@ -135,8 +135,8 @@ def rm_bench_item(row: Mapping[str, Any], where: Row) -> Item:
     for i, good in enumerate(chosen):
         for j, bad in enumerate(rejected):
             meta = {"domain": domain, "group": group, "chosen_style": i, "rejected_style": j}
-            example = _example(f"{item_id}/c{i}r{j}", context, good, bad)
-            comparisons.append(Comparison(example.id or "", item_id, example, meta))
+            key = f"{item_id}/c{i}r{j}"
+            comparisons.append(Comparison(key, item_id, _example(key, context, good, bad), meta))
     return Item(item_id, where.source, comparisons)
 
 
@@ -167,10 +167,11 @@ def rmb_item(row: Mapping[str, Any], where: Row) -> Item:
         raise RowError("field 'loser_list' must be a non-empty list")
     comparisons = []
     for k in range(len(losers)):
-        loser = _answer(losers[k], f"loser_list[{k}]")
-        example = _example(f"{item_id}/loser{k}", context, best, loser)
+        key, loser = f"{item_id}/loser{k}", _answer(losers[k], f"loser_list[{k}]")
         group_meta = {**meta, "loser": k, "losers": len(losers)}
-        comparisons.append(Comparison(example.id or "", item_id, example, group_meta))
+        comparisons.append(
+            Comparison(key, item_id, _example(key, context, best, loser), group_meta)
+        )
     return Item(item_id, where.source, comparisons)
 
 

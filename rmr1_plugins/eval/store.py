@@ -16,12 +16,21 @@ from typing import Any
 
 from rmr1_plugins.config import ConfigError, ScorerConfig
 from rmr1_plugins.eval.loaders import Comparison
+from rmr1_plugins.eval.sources import SourceError
 from rmr1_plugins.jsonl import InputError, write_row
 from rmr1_plugins.parsing import VerdictParser
 from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample
 from rmr1_plugins.scorer import combine
 
 _FLIP = {"A": "B", "B": "A", None: None}
+RECORD_KEYS = {"id", "item", "benchmark", "meta", "label", "verdict", "judgments"}
+# What each benchmark's metric reads from ``meta`` (best-of-N RMB records also need "losers").
+META_KEYS = {
+    "rewardbench": {"subset"},
+    "rm-bench": {"group", "chosen_style", "rejected_style"},
+    "rmb": {"set", "goal", "category"},
+    "judgebench": {"category"},
+}
 
 
 def run_settings(config: ScorerConfig) -> dict[str, Any]:
@@ -83,7 +92,10 @@ def read_records(path: str | Path, repair: bool = False) -> dict[str, dict[str, 
     from the file so that appending can go on.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(str(path), f"cannot read judgments ({error})") from None
     lines = text.split("\n")
     records: dict[str, dict[str, Any]] = {}
     for number, line in enumerate(lines, start=1):
@@ -91,8 +103,10 @@ def read_records(path: str | Path, repair: bool = False) -> dict[str, dict[str, 
             continue
         try:
             record = json.loads(line)
-            if not isinstance(record, dict) or "id" not in record or "verdict" not in record:
-                raise ValueError("not a judgment record (needs 'id' and 'verdict')")
+            if not isinstance(record, dict) or not record.keys() >= RECORD_KEYS:
+                raise ValueError(f"not a judgment record (needs {', '.join(sorted(RECORD_KEYS))})")
+            if not isinstance(record["meta"], dict):
+                raise ValueError("field 'meta' must be an object")
         except ValueError as error:
             if number == len(lines):  # no newline after it: cut off mid-write
                 if repair:
@@ -104,6 +118,12 @@ def read_records(path: str | Path, repair: bool = False) -> dict[str, dict[str, 
             raise InputError(str(path), number, str(error)) from None
         records[str(record["id"])] = record
     return records
+
+
+def missing_meta(record: dict[str, Any], benchmark: str) -> list[str]:
+    """The ``meta`` keys that ``benchmark``'s metric needs and ``record`` lacks."""
+    needed = META_KEYS[benchmark] | ({"losers"} if record["meta"].get("set") == "bon" else set())
+    return sorted(needed - record["meta"].keys())
 
 
 class JudgmentFile:
