@@ -125,7 +125,7 @@ def rescore(args: argparse.Namespace) -> dict:
     loaded: Loaded | None = None
     if args.data:
         loaded = load(args.benchmark, args.data, args.split)
-        template = args.template or (records[0]["run"]["template"] if records else None)
+        template = args.template or next((r.get("run", {}).get("template") for r in records), None)
         if template:
             check_renderable(loaded, get_template(template))
         by_id = {r["id"]: r for r in records}
