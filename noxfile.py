@@ -57,7 +57,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    install(session, "-e", ".[test]", "./tests/plugins/rmr1_demo_plugin")
+    install(session, "-e", ".[test,eval]", "./tests/plugins/rmr1_demo_plugin")
     session.env["RMR1_EXPECT_DEMO_PLUGIN"] = "1"
     pytest(session, "tests", "--ignore=tests/engines")
 

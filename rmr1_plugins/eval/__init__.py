@@ -1,0 +1,12 @@
+"""Benchmark evaluation: RewardBench, RM-Bench, RMB and JudgeBench, scored by their own rules.
+
+``loaders`` turns each benchmark's native rows into pairwise comparisons, ``runner`` judges them
+with a :class:`~rmr1_plugins.Scorer` into a resumable judgments file (``store``), ``metrics``
+reproduces each benchmark's published scoring, and ``report`` writes JSON, Markdown and a chart.
+The ``rmr1 eval`` command (``cli``) ties them together; see ``docs/eval.md``.
+"""
+
+from rmr1_plugins.eval.loaders import BENCHMARKS, Comparison, Item, Loaded, Malformed, load
+from rmr1_plugins.eval.metrics import score
+
+__all__ = ["BENCHMARKS", "Comparison", "Item", "Loaded", "Malformed", "load", "score"]

@@ -1,0 +1,136 @@
+"""``rmr1 eval``: judge a benchmark, resume an interrupted run, or rescore recorded judgments."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rmr1_plugins.cli import add_scorer_flags, config_from_args
+from rmr1_plugins.config import ConfigError
+from rmr1_plugins.eval import report as reports
+from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load
+from rmr1_plugins.eval.metrics import NO_VERDICT_POLICIES
+from rmr1_plugins.eval.runner import check_renderable, judge, pending
+from rmr1_plugins.eval.store import (
+    JudgmentFile,
+    is_current,
+    missing_meta,
+    read_records,
+    reparse,
+    run_settings,
+)
+from rmr1_plugins.plugins import get_parser, get_template
+
+# Each benchmark's own protocol when --order is not given: RM-R1 judged one seeded random order
+# per comparison; JudgeBench judges both orders by default.
+DEFAULT_ORDER = {"rewardbench": "random", "rm-bench": "random", "rmb": "random"}
+DEFAULT_ORDER["judgebench"] = "both"
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="score a judge on RewardBench, RM-Bench, RMB or JudgeBench",
+        description=__doc__,
+    )
+    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        help="a benchmark file (JSON or JSONL as published), a folder of them, or a datasets "
+        "name (repeatable)",
+    )
+    parser.add_argument("--split", help="split of a datasets name (default: the benchmark's)")
+    parser.add_argument("-o", "--out", help="report folder (default: rmr1-eval-BENCHMARK)")
+    parser.add_argument(
+        "--judgments", help="judgments JSONL, resumed if it exists (default: OUT/judgments.jsonl)"
+    )
+    parser.add_argument(
+        "--from-judgments",
+        metavar="FILE",
+        help="recompute the report from recorded judgments, without a model (--data adds the "
+        "completeness check; --parser parses the stored completions again)",
+    )
+    parser.add_argument(
+        "--no-verdict",
+        choices=NO_VERDICT_POLICIES,
+        default="benchmark",
+        help="what a comparison without a verdict scores: the benchmark's own rule (default), "
+        "wrong (0, as in RM-R1's evaluation), or tie (0.5)",
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="comparisons per backend call")
+    add_scorer_flags(parser)
+    parser.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    if not args.data and not args.from_judgments:
+        raise ConfigError("give --data (a benchmark file or datasets name) or --from-judgments")
+    out = Path(args.out or f"rmr1-eval-{args.benchmark}")
+    report = rescore(args) if args.from_judgments else run(args, out)
+    paths = reports.write_report(report, out)
+    print(reports.markdown(report), end="")
+    print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    if report["malformed"]:
+        count = len(report["malformed"])
+        print(f"warning: {count} malformed items left out (listed in the report)", file=sys.stderr)
+
+
+def run(args: argparse.Namespace, out: Path) -> dict:
+    """Load, check every item renders, judge what is not judged yet, then score."""
+    if args.order is None:
+        args.order = DEFAULT_ORDER[args.benchmark]
+    config = config_from_args(args)
+    loaded = load(args.benchmark, args.data, args.split)
+    check_renderable(loaded, get_template(config.template))
+    path = args.judgments or out / "judgments.jsonl"
+    store = JudgmentFile(path, run_settings(config), args.benchmark)
+    todo = pending(loaded, store.records)
+    changed = sum(c.id in store.records for c in todo)
+    if changed:
+        message = f"{changed} comparisons changed since {path} judged them; judging them again"
+        print(f"warning: {message}", file=sys.stderr)
+    if todo:  # load the model only when something is left to judge
+        scorer = config.build_scorer()
+        try:
+            total = len(loaded.comparisons)
+            judge(todo, scorer, store, args.benchmark, args.batch_size, total=total)
+        finally:
+            scorer.close()
+    records = [store.records[c.id] for c in loaded.comparisons]
+    return reports.build_report(args.benchmark, records, args.no_verdict, store.run, loaded)
+
+
+def rescore(args: argparse.Namespace) -> dict:
+    """Metrics from a judgments file alone; no backend is built."""
+    found = read_records(args.from_judgments)
+    records = list(found.values())
+    others = {r.get("benchmark") for r in records} - {args.benchmark}
+    if others:
+        raise ConfigError(
+            f"{args.from_judgments} holds judgments for {sorted(map(str, others))}, "
+            f"not only {args.benchmark}"
+        )
+    for record in records:
+        if missing := missing_meta(record, args.benchmark):
+            where = f"{args.from_judgments}, record {record['id']!r}"
+            raise ConfigError(f"{where}: field 'meta' lacks {', '.join(missing)}")
+    if args.parser:
+        parser = get_parser(args.parser)
+        records = [reparse(r, parser) for r in records]
+    loaded: Loaded | None = None
+    if args.data:
+        loaded = load(args.benchmark, args.data, args.split)
+        template = args.template or next((r.get("run", {}).get("template") for r in records), None)
+        if template:
+            check_renderable(loaded, get_template(template))
+        by_id = {r["id"]: r for r in records}
+        records = [by_id[c.id] for c in loaded.comparisons if is_current(by_id.get(c.id), c)]
+    run = records[0].get("run") if records else None
+    if run and args.parser:
+        run = {**run, "parser": args.parser}
+    return reports.build_report(args.benchmark, records, args.no_verdict, run, loaded)
