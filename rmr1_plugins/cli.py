@@ -83,6 +83,11 @@ def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float)
     parser.add_argument("--num-samples", type=int, help="samples per order, majority-voted")
     parser.add_argument(
+        "--neutralize-markup",
+        action=argparse.BooleanOptionalAction,
+        help="defuse verdict markup inside candidate responses before judging",
+    )
+    parser.add_argument(
         "--backend-option",
         action="append",
         default=[],
@@ -96,7 +101,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     import yaml
 
     overrides: dict[str, Any] = {}
-    for key in ("template", "parser", "order", "seed"):
+    for key in ("template", "parser", "order", "seed", "neutralize_markup"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     backend: dict[str, Any] = {}

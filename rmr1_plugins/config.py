@@ -72,6 +72,9 @@ class ScorerConfig(BaseModel):
     order: Literal["given", "random", "both"] = "given"
     seed: int = 0
     cache_size: int = Field(4096, ge=0)
+    neutralize_markup: bool = Field(
+        False, description="defuse verdict markup inside candidate responses (guards.py)"
+    )
     backend: BackendConfig = Field(default_factory=BackendConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
@@ -91,6 +94,7 @@ class ScorerConfig(BaseModel):
             seed=self.seed,
             sampling=self.sampling.params(),
             cache_size=self.cache_size,
+            neutralize_markup=self.neutralize_markup,
         )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rmr1_plugins.backends.base import Backend, Generation, SamplingParams
+from rmr1_plugins.guards import neutralize_example
 from rmr1_plugins.parsing import VerdictParser, parse_parts
 from rmr1_plugins.plugins import get_parser, get_template
 from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample, Verdict
@@ -45,6 +46,10 @@ class Scorer:
         sampling: sampling parameters; ``sampling.n`` samples per order are majority-voted.
         cache_size: how many distinct requests to remember across calls (0 turns it off). The
             cache is used only for greedy decoding (temperature 0), where a repeat is exact.
+        neutralize_markup: defuse verdict markup (``<answer>``, ``[[A]]``, ``</think>``) and
+            prompt section markers inside both responses before rendering (see
+            :mod:`rmr1_plugins.guards`). Off by default for RM-R1 benchmark fidelity; turn it on
+            when the responses come from a policy being trained against this judge.
 
     Example:
         >>> from rmr1_plugins import Scorer, PairwiseExample
@@ -66,6 +71,7 @@ class Scorer:
         seed: int = 0,
         sampling: SamplingParams | None = None,
         cache_size: int = 4096,
+        neutralize_markup: bool = False,
     ) -> None:
         if order not in ("given", "random", "both"):
             raise ValueError(f"order must be 'given', 'random' or 'both', got {order!r}")
@@ -76,6 +82,7 @@ class Scorer:
         self.seed = seed
         self.sampling = sampling or SamplingParams()
         self.cache_size = cache_size
+        self.neutralize_markup = neutralize_markup
         self._cache: OrderedDict[str, list[Generation]] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
@@ -108,8 +115,9 @@ class Scorer:
     def _plan(self, examples: Sequence[PairwiseExample]) -> _Plan:
         requests: dict[str, _Request] = {}
         for index, example in enumerate(examples):
+            shown = neutralize_example(example) if self.neutralize_markup else example
             for swapped in self.orders_for(example):
-                messages = self.template.render(example.swapped() if swapped else example)
+                messages = self.template.render(shown.swapped() if swapped else shown)
                 key = self._key(messages)
                 requests.setdefault(key, _Request(key, messages)).users.append((index, swapped))
         cached = {key: self._cache[key] for key in requests if key in self._cache}
