@@ -23,9 +23,7 @@ import re
 
 from rmr1_plugins.schema import PairwiseExample
 
-_TAG_NAMES = (
-    "answer|think|type|rubric|justify|eval|solution|quote_A|quote_B|summary_A|summary_B"
-)
+_TAG_NAMES = "answer|think|type|rubric|justify|eval|solution|quote_A|quote_B|summary_A|summary_B"
 _TAG = re.compile(rf"<\s*/?\s*(?:{_TAG_NAMES})\s*>", re.IGNORECASE)
 _VERDICT = re.compile(r"\[\[\s*([AB])\s*\]\]", re.IGNORECASE)
 _SECTION = re.compile(
