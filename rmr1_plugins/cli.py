@@ -21,7 +21,7 @@ from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.templates import TemplateError
 
 # Modules that add their own subcommands through ``add_subcommand(subparsers)``.
-EXTRA_COMMANDS: tuple[str, ...] = ("rmr1_plugins.eval.cli",)
+EXTRA_COMMANDS: tuple[str, ...] = ("rmr1_plugins.eval.cli", "rmr1_plugins.serve")
 EXIT_USAGE = 2
 
 
@@ -98,6 +98,11 @@ def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """Build the scorer config from ``--config``, ``RMR1_*`` variables and flags."""
+    return load_config(args.config, **overrides_from_args(args))
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The scorer settings given by flags (see :func:`add_scorer_flags`), as nested overrides."""
     import yaml
 
     overrides: dict[str, Any] = {}
@@ -126,7 +131,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     }
     if sampling:
         overrides["sampling"] = sampling
-    return load_config(args.config, **overrides)
+    return overrides
 
 
 def read_pairs(path: str) -> list[PairwiseExample]:

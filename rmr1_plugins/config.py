@@ -108,23 +108,31 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> ScorerConfig:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping held by a YAML config file (empty for an empty file)."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from error
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+    return loaded or {}
+
+
+def load_config(
+    path: str | Path | Mapping[str, Any] | None = None, **overrides: Any
+) -> ScorerConfig:
     """Load a :class:`ScorerConfig` from YAML, ``RMR1_*`` variables and keyword overrides.
 
-    Overrides are nested dicts (``backend={"model": "x"}``) and win over everything; the file
-    gives the defaults that variables can change.
+    ``path`` is a YAML file or a mapping already read from one. Overrides are nested dicts
+    (``backend={"model": "x"}``) and win over everything; the file gives the defaults that
+    variables can change.
     """
     from_file: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"cannot read config file {path}: {error}") from error
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path} must hold a mapping, got {type(loaded).__name__}"
-            )
-        from_file = loaded or {}
+    if isinstance(path, Mapping):
+        from_file, path = dict(path), None
+    elif path is not None:
+        from_file = read_config_file(path)
     try:
         env_only = _env_values()
         return ScorerConfig(**_deep_merge(_deep_merge(from_file, env_only), overrides))

@@ -1,0 +1,367 @@
+"""Reference-anchored rewards for one sampled response at a time (OpenRLHF, ``rmr1 serve``).
+
+Trainers that score each rollout on its own (OpenRLHF sends one sample per call) cannot compare
+the rollouts of a group, so each response is judged against the reference answer carried by the
+sample's label: response in one slot, reference in the other. The reward is the response's win
+rate over the judgments that gave a verdict, mapped onto ``[loss, win]`` (default ``[0, 1]``):
+``1`` beats the reference, ``0`` loses, ``0.5`` when two orders disagree (``order: both``).
+
+A sample is ``(query, prompt, label)`` as OpenRLHF sends it:
+
+- ``query``: prompt + response decoded *with* special tokens; the response is
+  ``query[len(prompt):]`` with trailing end-of-turn tokens (``end_tokens``) removed;
+- ``prompt``: the formatted prompt. The question shown to the judge is the label's ``question``
+  when given, else the user/assistant turns recovered from a ChatML, Llama 3 or Gemma chat
+  template (system turns dropped, as RM-R1 prompts have none), else the prompt text itself;
+- ``label``: the reference answer as a string, or ``{"reference": ..., "question": ...}`` (a JSON
+  object or a JSON string holding one); ``question`` may be a string or a list of messages.
+
+Nothing here raises on bad samples: :func:`build_example` raises :class:`SampleError` naming the
+field, and :func:`fallback` turns any failure into the configured neutral reward (default: the
+midpoint of ``[loss, win]``) with ``rmr1_fallback=1`` in the logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rmr1_plugins.config import (
+    ENV_PREFIX,
+    ConfigError,
+    ScorerConfig,
+    _deep_merge,
+    load_config,
+    read_config_file,
+)
+from rmr1_plugins.schema import Message, PairResult, PairwiseExample
+
+DEFAULT_END_TOKENS = (
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "</s>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<｜end▁of▁sentence｜>",
+)
+# Fallback kinds; each has an ``rmr1_<kind>`` entry in every sample's extra logs.
+FALLBACK_KINDS = ("bad_input", "unparsed", "error", "timeout")
+
+
+class RewardConfig(BaseModel):
+    """How judgments become rewards, and the limits of the batching reward service.
+
+    In YAML this is the ``reward:`` section next to the scorer settings; variables are
+    ``RMR1_REWARD__<KEY>`` (``RMR1_REWARD__FALLBACK=0.0``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    win: float = Field(1.0, description="reward when the response beats the reference")
+    loss: float = Field(0.0, description="reward when the reference wins")
+    fallback: float | None = Field(
+        None, description="reward when no verdict could be had (default: (win + loss) / 2)"
+    )
+    end_tokens: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_END_TOKENS),
+        description="special tokens stripped from the end of the response",
+    )
+    question: Literal["auto", "prompt"] = Field(
+        "auto",
+        description="auto: the label's question, else the chat turns in the prompt; "
+        "prompt: always the formatted prompt as written",
+    )
+    max_response_chars: int | None = Field(
+        None, gt=0, description="cut longer responses (counted in rmr1_clipped)"
+    )
+    max_batch_size: int = Field(64, gt=0, description="samples per judge call")
+    max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits to fill up")
+    max_concurrent_batches: int = Field(1, gt=0, description="judge calls in flight at once")
+    timeout_s: float = Field(150.0, gt=0, description="per-sample deadline, queueing included")
+    retries: int = Field(1, ge=0, description="retries of a single failing sample")
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each time")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RewardConfig:
+        if self.win == self.loss:
+            raise ValueError("win and loss must differ")
+        return self
+
+    @property
+    def fallback_reward(self) -> float:
+        return (self.win + self.loss) / 2 if self.fallback is None else self.fallback
+
+    def to_score(self, reward: float) -> float:
+        """A reward mapped onto ``[0, 1]`` (OpenRLHF's ``scores``, for dynamic filtering)."""
+        return min(1.0, max(0.0, (reward - self.loss) / (self.win - self.loss)))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One rollout as a trainer sends it."""
+
+    query: str
+    prompt: str
+    label: Any = ""
+
+
+@dataclass
+class SampleReward:
+    """The reward for one sample; ``error`` says why the fallback was used (``None`` if not)."""
+
+    reward: float
+    score: float
+    extra_logs: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    kind: str | None = None  # which fallback (one of FALLBACK_KINDS), if any
+
+
+class SampleError(ValueError):
+    """A sample that cannot be judged; the message names the field."""
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (invalid UTF-8 once encoded) replaced by ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def extract_response(query: str, prompt: str, end_tokens: list[str] | tuple[str, ...]) -> str:
+    """The response inside ``query``: what follows the prompt, without trailing end tokens.
+
+    When the decoded query does not start with the prompt exactly (tokenizer round trips can
+    change whitespace; OpenRLHF cuts over-long prompts from the left), the response starts after
+    the first occurrence of the prompt's last 64 characters.
+    """
+    if query.startswith(prompt):
+        response = query[len(prompt) :]
+    else:
+        anchor = prompt[-64:]
+        position = query.find(anchor) if anchor else -1
+        if position < 0:
+            raise SampleError("field 'query': does not contain the prompt (field 'prompts')")
+        response = query[position + len(anchor) :]
+    tokens = [token for token in end_tokens if token]
+    stripped = True
+    while stripped:
+        response = response.rstrip()
+        stripped = False
+        for token in tokens:
+            if response.endswith(token):
+                response = response[: -len(token)]
+                stripped = True
+    return response.strip()
+
+
+def read_label(label: Any) -> tuple[str, str | list[Message] | None]:
+    """``(reference, question or None)`` from a label; raises :class:`SampleError`."""
+    if isinstance(label, str) and label.lstrip().startswith("{"):
+        with contextlib.suppress(json.JSONDecodeError):  # else a reference starting with "{"
+            label = json.loads(label)
+    question: str | list[Message] | None = None
+    if isinstance(label, Mapping):
+        if "reference" not in label:
+            raise SampleError("field 'labels': an object label needs a 'reference' key")
+        reference, raw_question = label["reference"], label.get("question")
+        if raw_question is not None:
+            question = _read_question(raw_question)
+    else:
+        reference = label
+    if not isinstance(reference, str):
+        raise SampleError(
+            f"field 'labels': the reference answer must be a string, got {type(reference).__name__}"
+            " (set --data.label_key to the column holding the reference answer)"
+        )
+    if not reference.strip():
+        raise SampleError(
+            "field 'labels': the reference answer is empty "
+            "(set --data.label_key to the column holding the reference answer)"
+        )
+    return reference, question
+
+
+def _read_question(raw: Any) -> str | list[Message]:
+    if isinstance(raw, str):
+        if not raw.strip():
+            raise SampleError("field 'labels': 'question' is empty")
+        return raw
+    try:
+        turns = [Message.model_validate(turn) for turn in raw]
+    except Exception:
+        raise SampleError(
+            "field 'labels': 'question' must be a string or a list of {role, content} messages"
+        ) from None
+    turns = [
+        Message(role=turn.role, content=clean_text(turn.content))
+        for turn in turns
+        if turn.role != "system"
+    ]
+    if not turns or turns[-1].role != "user":
+        raise SampleError("field 'labels': 'question' messages must end with a user turn")
+    if any(turn.role not in ("user", "assistant") for turn in turns):
+        raise SampleError("field 'labels': 'question' roles must be user, assistant or system")
+    return turns
+
+
+_CHAT_FORMATS = (
+    re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>", re.DOTALL),  # ChatML (Qwen, SmolLM)
+    re.compile(  # Llama 3
+        r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.DOTALL
+    ),
+    re.compile(r"<start_of_turn>(\w+)\n(.*?)<end_of_turn>", re.DOTALL),  # Gemma
+)
+_ROLES = {"user": "user", "assistant": "assistant", "model": "assistant"}
+
+
+def recover_turns(prompt: str) -> list[Message] | None:
+    """The user/assistant turns of a chat-templated prompt, or ``None`` if none is found."""
+    for pattern in _CHAT_FORMATS:
+        found = pattern.findall(prompt)
+        if found:
+            turns = [
+                Message(role=_ROLES[role], content=content.strip())
+                for role, content in found
+                if role in _ROLES
+            ]
+            if turns and turns[-1].role == "user":
+                return turns
+    return None
+
+
+def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample, bool]:
+    """The pair to judge: the response in slot A, the reference in slot B.
+
+    Returns the pair and whether the response was cut at ``max_response_chars``.
+    """
+    for name, value in (("query", sample.query), ("prompts", sample.prompt)):
+        if not isinstance(value, str):
+            raise SampleError(f"field '{name}': must be a string, got {type(value).__name__}")
+    query, prompt = clean_text(sample.query), clean_text(sample.prompt)
+    reference, question = read_label(sample.label)
+    response = extract_response(query, prompt, config.end_tokens)
+    clipped = config.max_response_chars is not None and len(response) > config.max_response_chars
+    if clipped:
+        cut = len(response) - config.max_response_chars  # type: ignore[operator]
+        response = response[: config.max_response_chars] + f"\n[... {cut} characters cut]"
+    context: list[Message]
+    if isinstance(question, list):
+        context = question
+    elif question is not None:
+        context = [Message(role="user", content=clean_text(question))]
+    else:
+        turns = recover_turns(prompt) if config.question == "auto" else None
+        text = prompt.strip()
+        context = turns or [Message(role="user", content=text)]
+    return (
+        PairwiseExample(
+            context=context, response_a=response, response_b=clean_text(reference), label=None
+        ),
+        clipped,
+    )
+
+
+def _logs(kind: str | None, order: str | None) -> dict[str, float]:
+    """The extra logs of one sample: the same keys for every sample of a run."""
+    logs = {"rmr1_fallback": float(kind is not None)}
+    logs.update({f"rmr1_{name}": float(kind == name) for name in FALLBACK_KINDS})
+    logs.update(rmr1_truncated=0.0, rmr1_clipped=0.0)
+    if order == "both":
+        logs["rmr1_orders_agree"] = 0.0
+    return logs
+
+
+def fallback(
+    config: RewardConfig, kind: str, message: str, order: str | None = None
+) -> SampleReward:
+    """The neutral reward for a sample that got no verdict, saying why."""
+    reward = config.fallback_reward
+    return SampleReward(
+        reward=reward,
+        score=config.to_score(reward),
+        extra_logs=_logs(kind, order),
+        error=f"fallback reward {reward:g} ({kind}): {message}",
+        kind=kind,
+    )
+
+
+def reward_from_result(
+    result: PairResult, config: RewardConfig, order: str | None = None, clipped: bool = False
+) -> SampleReward:
+    """The response's (slot A's) win rate over the judgments that gave a verdict, as a reward.
+
+    Judgments without a verdict are left out; when none has one, the fallback reward is used.
+    """
+    wins, losses, missing = result.votes["A"], result.votes["B"], result.votes["none"]
+    total = wins + losses + missing
+    truncated = sum(j.finish_reason == "length" for j in result.judgments) / max(total, 1)
+    if wins + losses == 0:
+        why = "the judge gave no verdict"
+        if truncated:
+            why += " (its output was cut at max_new_tokens)"
+        reward = fallback(config, "unparsed", why, order)
+    else:
+        value = config.loss + (config.win - config.loss) * wins / (wins + losses)
+        reward = SampleReward(value, config.to_score(value), _logs(None, order))
+        reward.extra_logs["rmr1_unparsed"] = missing / total
+        if order == "both":
+            reward.extra_logs["rmr1_orders_agree"] = float(bool(result.orders_agree))
+    reward.extra_logs.update(rmr1_truncated=truncated, rmr1_clipped=float(clipped))
+    return reward
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    reward: Mapping[str, Any] | None = None,
+    training: bool = True,
+    **scorer_overrides: Any,
+) -> tuple[ScorerConfig, RewardConfig]:
+    """The scorer and reward settings from one YAML file, ``RMR1_*`` variables and overrides.
+
+    The file holds the scorer keys (see :func:`rmr1_plugins.load_config`) plus an optional
+    ``reward:`` section; ``RMR1_REWARD__<KEY>`` variables override that section and ``reward``
+    overrides both. With ``training=True``, ``neutralize_markup`` defaults to on unless the file,
+    a variable or an override sets it.
+    """
+    raw = read_config_file(path) if path is not None else {}
+    section = raw.pop("reward", None) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: 'reward' must be a mapping")
+    try:
+        scorer = load_config(raw, **scorer_overrides)
+    except ConfigError as error:
+        raise ConfigError(f"{error}\n  (in {path})" if path else str(error)) from None
+    if training and "neutralize_markup" not in scorer.model_fields_set:
+        scorer = scorer.model_copy(update={"neutralize_markup": True})
+    merged = _deep_merge(_deep_merge(section, _reward_env()), dict(reward or {}))
+    try:
+        return scorer, RewardConfig(**merged)
+    except ValidationError as error:
+        lines = [f"invalid reward settings{f' in {path}' if path else ''}:"]
+        for problem in error.errors():
+            key = ".".join(str(part) for part in ("reward", *problem["loc"]))
+            message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+            lines.append(f"  {key}: {message}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _reward_env() -> dict[str, Any]:
+    prefix = f"{ENV_PREFIX}REWARD__"
+    values: dict[str, Any] = {}
+    for name, raw in os.environ.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            try:
+                values[name[len(prefix) :].lower()] = yaml.safe_load(raw) if raw else raw
+            except yaml.YAMLError:
+                values[name[len(prefix) :].lower()] = raw
+    return values

@@ -1,0 +1,353 @@
+"""A reward service that batches many concurrent single-sample requests into few judge calls.
+
+Trainers such as OpenRLHF ask for one sample's reward at a time, from many threads or HTTP
+requests at once. :class:`RewardService` queues those samples and hands them to the scorer in
+batches (up to ``max_batch_size`` samples, waiting at most ``max_wait_ms`` for a batch to fill),
+so the engine sees one batched call instead of hundreds of single ones.
+
+Every sample gets exactly one :class:`~rmr1_plugins.reference_reward.SampleReward`, and never an
+exception:
+
+- a sample that cannot be judged (bad label, query without its prompt) gets the fallback reward
+  (``bad_input``) without reaching the judge;
+- when a judge call fails, the batch is split in halves and each half is judged again, so one
+  poisonous sample (say, a prompt longer than the judge's context) costs only its own reward; a
+  single failing sample is retried ``retries`` times with exponential backoff, then gets the
+  fallback (``error``);
+- a sample still unanswered ``timeout_s`` after it arrived gets the fallback (``timeout``);
+- a judgment without a verdict gives the fallback (``unparsed``).
+
+Each fallback is counted in :attr:`RewardService.stats` and in the sample's extra logs, and logged
+(a warning at most every 30 s per kind, with running counts). :class:`BackgroundRewardService`
+runs the service on its own event-loop thread for synchronous callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rmr1_plugins.backends.base import SamplingParams
+from rmr1_plugins.reference_reward import (
+    RewardConfig,
+    Sample,
+    SampleError,
+    SampleReward,
+    build_example,
+    fallback,
+    reward_from_result,
+)
+from rmr1_plugins.schema import PairResult, PairwiseExample
+from rmr1_plugins.scorer import Scorer
+
+logger = logging.getLogger("rmr1_plugins.reward")
+LOG_EVERY_S = 30.0
+T = TypeVar("T")
+
+
+@dataclass
+class _Failure:
+    kind: str  # "error" or "timeout"
+    message: str
+
+
+@dataclass
+class _Item:
+    example: PairwiseExample
+    future: asyncio.Future[PairResult | _Failure]
+    deadline: float
+    clipped: bool
+
+
+class RewardService:
+    """Batches samples into ``scorer.ascore`` calls; see the module docstring.
+
+    Use it from one event loop: ``await service.start()``, then ``await service.rewards(samples)``
+    from any number of tasks, and ``await service.aclose()`` at the end (the scorer stays open:
+    its owner closes it).
+    """
+
+    def __init__(self, scorer: Scorer, config: RewardConfig | None = None) -> None:
+        self.scorer = scorer
+        self.config = config or RewardConfig()
+        self.stats: Counter[str] = Counter()
+        self._queue: deque[_Item] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._worker: asyncio.Task[None] | None = None
+        self._last_log: dict[str, float] = {}
+        self._closed = False
+        self.warmup_error: str | None = None
+
+    @property
+    def order(self) -> str:
+        return self.scorer.order
+
+    @property
+    def pending(self) -> int:
+        """Samples queued or being judged, not yet answered."""
+        return self.stats["submitted"] - self.stats["resolved"]
+
+    async def start(self, warmup: bool = True) -> None:
+        """Start the batching worker; with ``warmup``, load the judge first (one tiny call)."""
+        if self._worker is not None or self._closed:
+            return
+        self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.config.max_concurrent_batches)
+        if warmup:
+            self.warmup_error = await self.warmup()
+        self._worker = asyncio.create_task(self._run(), name="rmr1-batcher")
+
+    async def warmup(self) -> str | None:
+        """Make the backend load its model now; returns the error message if it failed."""
+        started = time.monotonic()
+        try:
+            await self.scorer.backend.agenerate(
+                [[{"role": "user", "content": "Say OK."}]], SamplingParams(max_new_tokens=1)
+            )
+        except Exception as error:
+            logger.error("rmr1: judge warm-up failed: %s: %s", type(error).__name__, error)
+            return f"{type(error).__name__}: {error}"
+        logger.info("rmr1: judge ready after %.1f s", time.monotonic() - started)
+        return None
+
+    async def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
+        """One reward per sample, in order, within ``timeout_s``; never raises."""
+        if self._closed:
+            self.stats["samples"] += len(samples)
+            return [self._fallback("error", "the reward service stopped") for _ in samples]
+        await self.start(warmup=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_s
+        answers: list[SampleReward | None] = []
+        waiting: list[tuple[int, _Item]] = []
+        for sample in samples:
+            self.stats["samples"] += 1
+            try:
+                example, clipped = build_example(sample, self.config)
+            except SampleError as error:
+                answers.append(self._fallback("bad_input", str(error)))
+                continue
+            except Exception as error:  # an unforeseen input shape: still a bad input
+                answers.append(self._fallback("bad_input", f"{type(error).__name__}: {error}"))
+                continue
+            self.stats["clipped"] += clipped
+            item = _Item(example, loop.create_future(), deadline, clipped)
+            self._submit(item)
+            waiting.append((len(answers), item))
+            answers.append(None)
+        try:
+            judged = await asyncio.gather(*(self._answer(item) for _, item in waiting))
+        finally:
+            for _, item in waiting:
+                if not item.future.done():
+                    item.future.cancel()
+        for (index, _), answer in zip(waiting, judged, strict=True):
+            answers[index] = answer
+        self.stats["answered"] += len(answers)
+        return [a or self._fallback("error", "internal: no answer") for a in answers]
+
+    async def aclose(self) -> None:
+        """Stop batching; samples still waiting get the fallback (``error``: shutting down)."""
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        while self._queue:
+            self._settle(self._queue.popleft(), _Failure("error", "the reward service stopped"))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def fallback_for(self, kind: str, message: str) -> SampleReward:
+        """A counted and logged fallback reward (for callers that could not reach the service)."""
+        return self._fallback(kind, message)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _submit(self, item: _Item) -> None:
+        self.stats["submitted"] += 1
+        item.future.add_done_callback(lambda _: self.stats.update(resolved=1))
+        self._queue.append(item)
+        self._wakeup.set()
+        if len(self._queue) >= self.config.max_batch_size:
+            self._full.set()
+
+    async def _answer(self, item: _Item) -> SampleReward:
+        remaining = item.deadline - asyncio.get_running_loop().time()
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(item.future), max(remaining, 0.0))
+        except asyncio.TimeoutError:
+            item.future.cancel()
+            outcome = _Failure(
+                "timeout",
+                f"no verdict within {self.config.timeout_s:g} s (the judge is too slow or "
+                "overloaded; raise reward.timeout_s or add judge capacity)",
+            )
+        if isinstance(outcome, _Failure):
+            return self._fallback(outcome.kind, outcome.message)
+        reward = reward_from_result(outcome, self.config, self.order, item.clipped)
+        self.stats["judged"] += 1
+        if reward.kind is not None:
+            self._count(reward.kind, reward.error or "")
+        return reward
+
+    def _fallback(self, kind: str, message: str) -> SampleReward:
+        reward = fallback(self.config, kind, message, self.order)
+        self._count(kind, reward.error or message)
+        return reward
+
+    def _count(self, kind: str, message: str) -> None:
+        self.stats["fallback"] += 1
+        self.stats[f"fallback_{kind}"] += 1
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._last_log[kind] = now
+            logger.warning(
+                "rmr1: %s [%d %s fallbacks, %d of %d samples so far]",
+                message,
+                self.stats[f"fallback_{kind}"],
+                kind,
+                self.stats["fallback"],
+                self.stats["samples"],
+            )
+
+    async def _run(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                batch = await self._next_batch()
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.create_task(self._judge_batch(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:  # a bug: never lose it
+            logger.error("rmr1: batch failed unexpectedly", exc_info=task.exception())
+
+    async def _next_batch(self) -> list[_Item]:
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            if len(self._queue) < self.config.max_batch_size and self.config.max_wait_ms > 0:
+                self._full.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.config.max_wait_ms / 1000)
+            batch: list[_Item] = []
+            while self._queue and len(batch) < self.config.max_batch_size:
+                item = self._queue.popleft()
+                if not item.future.done():  # its caller already gave up
+                    batch.append(item)
+            if batch:
+                return batch
+
+    async def _judge_batch(self, batch: list[_Item]) -> None:
+        self.stats["batches"] += 1
+        self.stats["batched_samples"] += len(batch)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
+        try:
+            await self._judge(batch, attempt=0)
+        finally:  # cancelled (shutdown) or a bug: nobody may wait for an answer forever
+            for item in batch:
+                self._settle(item, _Failure("error", "the reward service stopped"))
+
+    async def _judge(self, items: list[_Item], attempt: int) -> None:
+        live = [item for item in items if not item.future.done()]
+        if not live:
+            return
+        loop = asyncio.get_running_loop()
+        budget = max(item.deadline for item in live) - loop.time()
+        if budget <= 0:
+            return  # the callers answer themselves with a timeout
+        try:
+            results = await asyncio.wait_for(
+                self.scorer.ascore([item.example for item in live]), budget
+            )
+        except asyncio.TimeoutError:
+            self.stats["judge_timeouts"] += 1
+            for item in live:
+                message = f"the judge call did not finish within {budget:.1f} s"
+                self._settle(item, _Failure("timeout", message))
+            return
+        except Exception as error:
+            self.stats["judge_errors"] += 1
+            if len(live) > 1:  # find the sample(s) that broke the call
+                half = len(live) // 2
+                await asyncio.gather(self._judge(live[:half], 0), self._judge(live[half:], 0))
+            elif attempt < self.config.retries:
+                self.stats["retries"] += 1
+                delay = self.config.retry_backoff_s * 2**attempt
+                await asyncio.sleep(max(0.0, min(delay, live[0].deadline - loop.time())))
+                await self._judge(live, attempt + 1)
+            else:
+                message = f"the judge failed: {type(error).__name__}: {error}"
+                self._settle(live[0], _Failure("error", message))
+            return
+        for item, result in zip(live, results, strict=True):
+            self._settle(item, result)
+
+    @staticmethod
+    def _settle(item: _Item, outcome: PairResult | _Failure) -> None:
+        if not item.future.done():
+            item.future.set_result(outcome)
+
+
+class BackgroundRewardService:
+    """A :class:`RewardService` on a private event-loop thread, for synchronous callers.
+
+    :meth:`rewards` may be called from any number of threads at once; their samples are
+    batched together. It never raises.
+    """
+
+    def __init__(self, scorer: Scorer, config: RewardConfig | None = None, warmup: bool = True):
+        self.scorer = scorer
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="rmr1-reward-loop", daemon=True
+        )
+        self._thread.start()
+        self.service = RewardService(scorer, config)
+        self._run(self.service.start(warmup=warmup), timeout=None)
+
+    @property
+    def stats(self) -> Counter[str]:
+        return self.service.stats
+
+    def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
+        """One reward per sample (blocking); never raises."""
+        future = asyncio.run_coroutine_threadsafe(self.service.rewards(samples), self._loop)
+        try:
+            return future.result(timeout=self.service.config.timeout_s + 30)
+        except Exception as error:  # the loop itself is stuck or gone
+            future.cancel()
+            message = f"the reward service did not answer: {type(error).__name__}: {error}"
+            return [self.service.fallback_for("error", message) for _ in samples]
+
+    def close(self) -> None:
+        """Stop the service and its thread, and close the scorer."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._run(self.service.aclose(), timeout=30)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+            self.scorer.close()
+
+    def _run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)

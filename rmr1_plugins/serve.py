@@ -1,0 +1,322 @@
+"""``rmr1 serve``: an HTTP reward server speaking OpenRLHF's remote reward protocol.
+
+``POST /get_reward`` (or ``POST /``) takes ``{"query": [...], "prompts": [...], "labels": [...]}``
+and answers ``{"rewards": [...], "scores": [...], "extra_logs": {"rmr1_fallback": [...], ...}}``,
+plus ``"error"`` when any sample got the fallback reward, saying why. Concurrent requests are
+batched into few judge calls (see :mod:`rmr1_plugins.reward_service`); every request is answered
+once, within ``--timeout`` seconds (150 by default, under OpenRLHF's 180 s client timeout).
+
+Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 or JSON, a missing
+or mistyped field, named), 401 (missing or wrong token), 413 (body over ``--max-body-bytes``), 503
+(more than ``--max-pending`` samples waiting). ``GET /health`` and ``GET /stats`` report state.
+
+The server binds 127.0.0.1 unless ``--host`` says otherwise. ``--token`` (or ``RMR1_SERVE_TOKEN``)
+requires ``Authorization: Bearer <token>`` or, for clients that cannot set headers (OpenRLHF's),
+``?token=<token>`` in the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rmr1_plugins._imports import require
+from rmr1_plugins.config import ScorerConfig
+from rmr1_plugins.reference_reward import RewardConfig, Sample, load_settings
+from rmr1_plugins.reward_service import RewardService
+
+logger = logging.getLogger("rmr1_plugins.serve")
+TOKEN_ENV = "RMR1_SERVE_TOKEN"
+REWARD_PATHS = ("/", "/get_reward")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class BodyError(ValueError):
+    """A request body that does not follow the protocol; the message names the field."""
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    token: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_pending: int = 4096
+    warmup: bool = True
+    shutdown_timeout: float = 30.0
+    log_every: float = 60.0
+    access_log: bool = False
+
+
+def parse_body(body: Any) -> list[Sample]:
+    """The samples in a request body; raises :class:`BodyError` naming the bad field."""
+    if not isinstance(body, dict):
+        raise BodyError(
+            "the body must be a JSON object with 'query', 'prompts' and 'labels' lists, "
+            f"got {type(body).__name__}"
+        )
+    lists: dict[str, list[Any]] = {}
+    for name in ("query", "prompts", "labels"):
+        if name not in body:
+            raise BodyError(f"field '{name}': required (a list with one entry per sample)")
+        value = body[name]
+        if not isinstance(value, list):
+            raise BodyError(f"field '{name}': must be a list, got {type(value).__name__}")
+        lists[name] = value
+    sizes = {name: len(value) for name, value in lists.items()}
+    if len(set(sizes.values())) > 1:
+        raise BodyError(f"fields 'query', 'prompts' and 'labels' differ in length: {sizes}")
+    for name in ("query", "prompts"):
+        for index, value in enumerate(lists[name]):
+            if not isinstance(value, str):
+                raise BodyError(
+                    f"field '{name}[{index}]': must be a string, got {type(value).__name__}"
+                )
+    return [
+        Sample(query, prompt, label)
+        for query, prompt, label in zip(
+            lists["query"], lists["prompts"], lists["labels"], strict=True
+        )
+    ]
+
+
+def create_app(service: RewardService, options: ServeOptions | None = None) -> Any:
+    """The aiohttp application around a started :class:`RewardService`."""
+    web = require("aiohttp.web", "serve")
+    options = options or ServeOptions()
+    counts: Counter[str] = Counter()
+    started = time.monotonic()
+
+    def error(status: int, message: str, **headers: str) -> Any:
+        return web.json_response({"error": message}, status=status, headers=headers or None)
+
+    @web.middleware
+    async def guard(request: Any, handler: Callable[[Any], Any]) -> Any:
+        counts["requests"] += 1
+        try:
+            if options.token and request.path != "/health" and not _authorized(request, options):
+                response = error(
+                    401, "missing or wrong token", **{"WWW-Authenticate": 'Bearer realm="rmr1"'}
+                )
+            else:
+                response = await handler(request)
+        except web.HTTPException as http:  # 404, 405 from routing: answer in JSON too
+            response = error(http.status, http.reason)
+        counts[f"status_{response.status}"] += 1
+        return response
+
+    async def reward(request: Any) -> Any:
+        if (request.content_length or 0) > options.max_body_bytes:
+            return error(413, f"body larger than {options.max_body_bytes} bytes")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return error(413, f"body larger than {options.max_body_bytes} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return error(400, f"body is not valid UTF-8 (byte {bad.start}: {bad.reason})")
+        try:
+            samples = parse_body(json.loads(text))
+        except json.JSONDecodeError as bad:
+            return error(
+                400, f"body is not valid JSON ({bad.msg} at line {bad.lineno} col {bad.colno})"
+            )
+        except BodyError as bad:
+            return error(400, str(bad))
+        if service.pending + len(samples) > options.max_pending:
+            counts["overloaded"] += 1
+            return error(
+                503,
+                f"overloaded: {service.pending} samples waiting (limit {options.max_pending}); "
+                "retry later",
+                **{"Retry-After": "1"},
+            )
+        results = await service.rewards(samples)
+        names = list(results[0].extra_logs) if results else []
+        payload: dict[str, Any] = {
+            "rewards": [r.reward for r in results],
+            "scores": [r.score for r in results],
+            "extra_logs": {name: [r.extra_logs.get(name, 0.0) for r in results] for name in names},
+        }
+        problems = [f"sample {i}: {r.error}" for i, r in enumerate(results) if r.error]
+        if problems:
+            payload["error"] = "; ".join(problems)
+        return web.json_response(payload)
+
+    async def health(request: Any) -> Any:
+        backend = service.scorer.backend
+        return web.json_response(
+            {
+                "status": "ok" if service.warmup_error is None else "degraded",
+                "warmup_error": service.warmup_error,
+                "backend": backend.name,
+                "model": backend.model,
+                "pending": service.pending,
+                "uptime_s": round(time.monotonic() - started, 1),
+            }
+        )
+
+    async def stats(request: Any) -> Any:
+        return web.json_response({"http": dict(counts), "reward": dict(service.stats)})
+
+    app = web.Application(client_max_size=options.max_body_bytes, middlewares=[guard])
+    for path in REWARD_PATHS:
+        app.router.add_post(path, reward)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    app["http_counts"] = counts
+    return app
+
+
+def _authorized(request: Any, options: ServeOptions) -> bool:
+    expected = (options.token or "").encode()
+    header = request.headers.get("Authorization", "")
+    given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
+    return hmac.compare_digest(given.encode(), expected)
+
+
+async def run_server(
+    scorer_config: ScorerConfig,
+    reward_config: RewardConfig,
+    options: ServeOptions,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then drain: stop accepting, let waiting requests finish
+    (at most ``shutdown_timeout`` s), answer the rest with the fallback, close the judge."""
+    web = require("aiohttp.web", "serve")
+    scorer = scorer_config.build_scorer()
+    service = RewardService(scorer, reward_config)
+    runner = None
+    try:
+        await service.start(warmup=options.warmup)
+        app = create_app(service, options)
+        runner = web.AppRunner(app, access_log=logger if options.access_log else None)
+        await runner.setup()
+        site = web.TCPSite(runner, options.host, options.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
+        url = f"http://{options.host}:{port}/get_reward"
+        if options.host not in LOOPBACK and not options.token:
+            logger.warning("rmr1 serve: listening on %s without --token", options.host)
+        print(f"rmr1 serve: ready at {url}", file=sys.stderr, flush=True)
+        if ready is not None:
+            ready(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        reporter = asyncio.create_task(_report(service, app["http_counts"], options.log_every))
+        await stop.wait()
+        reporter.cancel()
+        print("rmr1 serve: stopping", file=sys.stderr, flush=True)
+        await site.stop()
+        deadline = loop.time() + options.shutdown_timeout
+        while service.pending and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await service.aclose()
+        if runner is not None:
+            await runner.cleanup()
+        scorer.close()
+    print(f"rmr1 serve: stopped; {_summary(service, app['http_counts'])}", file=sys.stderr)
+
+
+def _summary(service: RewardService, counts: Counter[str]) -> str:
+    stats = service.stats
+    return (
+        f"{counts['requests']} requests, {stats['samples']} samples, {stats['batches']} judge "
+        f"batches (largest {stats['largest_batch']}), {stats['fallback']} fallbacks "
+        f"({stats['fallback_unparsed']} unparsed, {stats['fallback_error']} errors, "
+        f"{stats['fallback_timeout']} timeouts, {stats['fallback_bad_input']} bad inputs)"
+    )
+
+
+async def _report(service: RewardService, counts: Counter[str], every: float) -> None:
+    if every <= 0:
+        return
+    while True:
+        await asyncio.sleep(every)
+        logger.info("rmr1 serve: %s", _summary(service, counts))
+
+
+def add_subcommand(subparsers: Any) -> None:
+    from rmr1_plugins.cli import add_scorer_flags
+
+    parser = subparsers.add_parser(
+        "serve",
+        help="HTTP reward server for OpenRLHF (--reward.remote_url http://HOST:PORT/get_reward)",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_scorer_flags(parser)
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    group.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks one)")
+    group.add_argument("--token", help=f"require this bearer token (or set {TOKEN_ENV})")
+    group.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
+    group.add_argument("--max-pending", type=int, default=4096, help="samples waiting, then 503")
+    group.add_argument("--no-warmup", action="store_true", help="do not load the judge first")
+    group.add_argument("--shutdown-timeout", type=float, default=30.0)
+    group.add_argument("--log-every", type=float, default=60.0, help="seconds between stats lines")
+    group.add_argument("--access-log", action="store_true", help="log every request")
+    group = parser.add_argument_group("reward (also the 'reward:' section of --config)")
+    group.add_argument("--timeout", type=float, help="per-sample deadline in s (default 150)")
+    group.add_argument("--max-batch-size", type=int, help="samples per judge call (default 64)")
+    group.add_argument("--max-wait-ms", type=float, help="wait for a batch to fill (default 10)")
+    group.add_argument("--max-concurrent-batches", type=int, help="judge calls at once (1)")
+    group.add_argument("--win-reward", type=float, help="reward for beating the reference (1)")
+    group.add_argument("--loss-reward", type=float, help="reward for losing to it (0)")
+    group.add_argument("--fallback-reward", type=float, help="reward without a verdict (mid)")
+    parser.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from rmr1_plugins.cli import overrides_from_args
+    from rmr1_plugins.config import ConfigError
+
+    require("aiohttp", "serve")
+    names = {
+        "timeout": "timeout_s",
+        "max_batch_size": "max_batch_size",
+        "max_wait_ms": "max_wait_ms",
+        "max_concurrent_batches": "max_concurrent_batches",
+        "win_reward": "win",
+        "loss_reward": "loss",
+        "fallback_reward": "fallback",
+    }
+    reward = {
+        key: getattr(args, flag) for flag, key in names.items() if getattr(args, flag) is not None
+    }
+    scorer_config, reward_config = load_settings(
+        args.config, reward=reward, **overrides_from_args(args)
+    )
+    if args.max_body_bytes < 1 or args.max_pending < 1:
+        raise ConfigError("--max-body-bytes and --max-pending must be at least 1")
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get(TOKEN_ENV) or None,
+        max_body_bytes=args.max_body_bytes,
+        max_pending=args.max_pending,
+        warmup=not args.no_warmup,
+        shutdown_timeout=args.shutdown_timeout,
+        log_every=args.log_every,
+        access_log=args.access_log,
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_server(scorer_config, reward_config, options))
