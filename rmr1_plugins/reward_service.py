@@ -122,6 +122,7 @@ class RewardService:
         """One reward per sample, in order, within ``timeout_s``; never raises."""
         if self._closed:
             self.stats["samples"] += len(samples)
+            self.stats["answered"] += len(samples)
             return [self._fallback("error", "the reward service stopped") for _ in samples]
         await self.start(warmup=False)
         loop = asyncio.get_running_loop()

@@ -170,7 +170,13 @@ def create_app(service: RewardService, options: ServeOptions | None = None) -> A
         )
 
     async def stats(request: Any) -> Any:
-        return web.json_response({"http": dict(counts), "reward": dict(service.stats)})
+        return web.json_response(
+            {
+                "http": dict(counts),
+                "reward": dict(service.stats),
+                "scorer": dict(service.scorer.stats),
+            }
+        )
 
     app = web.Application(client_max_size=options.max_body_bytes, middlewares=[guard])
     for path in REWARD_PATHS:

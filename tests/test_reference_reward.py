@@ -1,0 +1,217 @@
+"""Reference-anchored rewards: what the judge sees, and how verdicts become rewards."""
+
+import json
+
+import pytest
+from conftest import ScriptedBackend
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rmr1_plugins import ConfigError, Scorer
+from rmr1_plugins.reference_reward import (
+    RewardConfig,
+    Sample,
+    SampleError,
+    build_example,
+    extract_response,
+    fallback,
+    load_settings,
+    read_label,
+    recover_turns,
+    reward_from_result,
+)
+
+CHATML = (
+    "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+LLAMA3 = (
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+END = RewardConfig().end_tokens
+
+
+def test_response_is_what_follows_the_prompt_without_end_tokens():
+    assert extract_response(CHATML + "4<|im_end|>\n<|endoftext|>", CHATML, END) == "4"
+    assert extract_response(LLAMA3 + "It is 4.<|eot_id|>", LLAMA3, END) == "It is 4."
+    # A tokenizer round trip that changed the start of the prompt: anchor on its end.
+    assert extract_response(" " + CHATML.replace("Be brief.", "Be  brief.") + "4", CHATML, END)
+    assert extract_response(CHATML + "<|im_end|>", CHATML, END) == ""  # empty is judged
+    with pytest.raises(SampleError, match="field 'query': does not contain the prompt"):
+        extract_response("something else", CHATML, END)
+
+
+def test_labels_plain_json_string_or_object():
+    assert read_label("4") == ("4", None)
+    assert read_label('{"reference": "4", "question": "2+2?"}') == ("4", "2+2?")
+    assert read_label({"reference": "4"}) == ("4", None)
+    assert read_label("{not json") == ("{not json", None)
+    [turn] = read_label({"reference": "4", "question": [{"role": "user", "content": "q"}]})[1]
+    assert turn.role == "user" and turn.content == "q"
+    for bad, match in [
+        ("", "reference answer is empty"),
+        ("  ", "reference answer is empty"),
+        (None, "must be a string, got NoneType"),
+        (3, "must be a string, got int"),
+        ({"answer": "4"}, "needs a 'reference' key"),
+        ({"reference": "4", "question": ""}, "'question' is empty"),
+        ({"reference": "4", "question": [{"role": "assistant", "content": "x"}]}, "end with"),
+        (
+            {
+                "reference": "4",
+                "question": [{"role": "tool", "content": "x"}, {"role": "user", "content": "q"}],
+            },
+            "roles",
+        ),
+        ({"reference": "4", "question": 7}, "list of"),
+    ]:
+        with pytest.raises(SampleError, match=match):
+            read_label(bad)
+
+
+def test_question_comes_from_the_label_else_the_chat_turns_else_the_prompt():
+    config = RewardConfig()
+    [user] = build_example(Sample(CHATML + "4", CHATML, "4"), config)[0].context
+    assert (user.role, user.content) == ("user", "What is 2+2?")  # system turn dropped
+    turns = build_example(Sample(LLAMA3 + "4", LLAMA3, "4"), config)[0].context
+    assert [(t.role, t.content) for t in turns] == [
+        ("user", "Hi"),
+        ("assistant", "Hello!"),
+        ("user", "What is 2+2?"),
+    ]
+    labelled = build_example(
+        Sample(CHATML + "4", CHATML, {"reference": "4", "question": "Q"}), config
+    )
+    assert labelled[0].context[0].content == "Q"
+    plain = build_example(Sample("Q: 2+2? A: 4", "Q: 2+2? A:", "4"), config)[0]
+    assert plain.context[0].content == "Q: 2+2? A:" and plain.response_a == "4"
+    as_written = build_example(Sample(CHATML + "4", CHATML, "4"), RewardConfig(question="prompt"))
+    assert as_written[0].context[0].content == CHATML.strip()
+    gemma = "<start_of_turn>user\nQ<end_of_turn>\n<start_of_turn>model\n"
+    assert recover_turns(gemma)[0].content == "Q"
+    assert recover_turns("no chat template here") is None
+
+
+def test_response_in_slot_a_reference_in_slot_b_and_clipping():
+    example, clipped = build_example(Sample(CHATML + "five", CHATML, "4"), RewardConfig())
+    assert (example.response_a, example.response_b, clipped) == ("five", "4", False)
+    config = RewardConfig(max_response_chars=3)
+    example, clipped = build_example(Sample(CHATML + "abcdef", CHATML, "4"), config)
+    assert clipped and example.response_a == "abc\n[... 3 characters cut]"
+
+
+def test_lone_surrogates_are_replaced():
+    example, _ = build_example(
+        Sample(CHATML + "bad \ud800 text", CHATML, "r\udfff"), RewardConfig()
+    )
+    assert example.response_a == "bad ? text" and example.response_b == "r?"
+    example.model_dump_json()  # encodable
+
+
+def judged(*completions, order="given"):
+    texts = iter(completions)
+    backend = ScriptedBackend(lambda user, i: next(texts))
+    scorer = Scorer(backend, order=order)
+    example, _ = build_example(Sample(CHATML + "four", CHATML, "4"), RewardConfig())
+    return scorer.score([example])[0]
+
+
+A, B = "<answer>[[A]]</answer>", "<answer>[[B]]</answer>"
+
+
+def test_rewards_follow_the_response_slot_and_scale():
+    config = RewardConfig()
+    assert reward_from_result(judged(A), config).reward == 1.0
+    assert reward_from_result(judged(B), config).reward == 0.0
+    signed = RewardConfig(win=1, loss=-1)
+    loss = reward_from_result(judged(B), signed)
+    assert (loss.reward, loss.score) == (-1.0, 0.0)
+    assert signed.fallback_reward == 0.0 and config.fallback_reward == 0.5
+
+
+def test_both_orders_disagreeing_give_the_midpoint_and_log_it():
+    # Swapped order: the judge's raw A is the reference, so "A" twice is a disagreement.
+    result = judged(A, A, order="both")
+    reward = reward_from_result(result, RewardConfig(), order="both")
+    assert reward.reward == 0.5 and reward.kind is None
+    assert reward.extra_logs["rmr1_orders_agree"] == 0.0
+    agree = reward_from_result(judged(A, B, order="both"), RewardConfig(), order="both")
+    assert agree.reward == 1.0 and agree.extra_logs["rmr1_orders_agree"] == 1.0
+
+
+def test_unparsed_judgment_gives_the_fallback_and_says_so():
+    reward = reward_from_result(judged("I like both."), RewardConfig(fallback=0.25))
+    assert (reward.reward, reward.kind) == (0.25, "unparsed")
+    assert reward.extra_logs["rmr1_fallback"] == 1.0 and reward.extra_logs["rmr1_unparsed"] == 1.0
+    assert "the judge gave no verdict" in reward.error
+    half = reward_from_result(judged("no idea", B, order="both"), RewardConfig(), order="both")
+    assert half.reward == 1.0 and half.extra_logs["rmr1_unparsed"] == 0.5  # one order counts
+
+
+def test_every_reward_has_the_same_log_keys():
+    config = RewardConfig()
+    keys = set(reward_from_result(judged(A), config).extra_logs)
+    assert keys == set(reward_from_result(judged("x"), config).extra_logs)
+    assert keys == set(fallback(config, "timeout", "slow").extra_logs)
+    assert keys == {
+        "rmr1_fallback",
+        "rmr1_bad_input",
+        "rmr1_unparsed",
+        "rmr1_error",
+        "rmr1_timeout",
+        "rmr1_truncated",
+        "rmr1_clipped",
+    }
+
+
+def test_settings_file_env_and_overrides(tmp_path, monkeypatch):
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("backend: {name: constant}\nreward:\n  fallback: 0.1\n  timeout_s: 30\n")
+    monkeypatch.setenv("RMR1_REWARD__TIMEOUT_S", "20")
+    scorer, reward = load_settings(path, reward={"max_batch_size": 8})
+    assert scorer.backend.name == "constant" and scorer.neutralize_markup is True
+    assert (reward.fallback, reward.timeout_s, reward.max_batch_size) == (0.1, 20, 8)
+    scorer, _ = load_settings(path, neutralize_markup=False)
+    assert scorer.neutralize_markup is False
+    assert load_settings(path, training=False)[0].neutralize_markup is False
+    path.write_text("reward:\n  fallbak: 0.1\n")
+    with pytest.raises(ConfigError, match=r"reward\.fallbak: unknown key"):
+        load_settings(path)
+    path.write_text("reward:\n  win: 1\n  loss: 1\n")
+    with pytest.raises(ConfigError, match="win and loss must differ"):
+        load_settings(path)
+    path.write_text("backend: {nmae: x}\n")
+    with pytest.raises(ConfigError, match=r"backend.nmae: unknown key\n  \(in .*rmr1.yaml\)"):
+        load_settings(path)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+labels = (
+    json_values
+    | st.builds(lambda r, q: {"reference": r, "question": q}, json_values, json_values)
+    | st.builds(lambda v: json.dumps(v), json_values)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(query=st.text(), prompt=st.text(), label=labels, chat=st.booleans())
+def test_building_a_pair_never_raises_anything_but_a_sample_error(query, prompt, label, chat):
+    if chat:  # make the prompt a real chat prompt more often than chance would
+        prompt = f"<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+        query = prompt + query
+    try:
+        example, _ = build_example(Sample(query, prompt, label), RewardConfig())
+    except SampleError:
+        return
+    assert example.context[-1].role == "user"
+    for template in ("rmr1-instruct", "rmr1-reasoning"):
+        Scorer(ScriptedBackend(), template).template.render(example)

@@ -1,0 +1,319 @@
+"""``rmr1 serve`` as a real process on 127.0.0.1: load, injected faults, protocol errors.
+
+The judge is the scripted ``votes`` backend from tests/serving.py, registered the way a plugin
+would be, so every request's right reward is known and differs from most others'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from serving import expected_reward
+
+aiohttp = pytest.importorskip("aiohttp")
+
+LAUNCHER = Path(__file__).parent / "serving.py"
+PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
+LOAD_REQUESTS, LOAD_CLIENTS = 400, 100
+
+
+class Server:
+    """``rmr1 serve`` in a subprocess; ``url`` is its reward endpoint."""
+
+    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
+        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", "votes", "--port", "0"]
+        argv += ["--num-samples", "8", "--log-every", "0", *flags]
+        self.process = subprocess.Popen(
+            argv,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "RMR1_REWARD__RETRY_BACKOFF_S": "0.05", **(env or {})},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait_for("rmr1 serve: ready at ").split(" at ", 1)[1].strip()
+        self.base = self.url.rsplit("/", 1)[0]
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def _wait_for(self, text: str, timeout: float = 60) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.log.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"server never printed {text!r}:\n{''.join(self.log)}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = Server("--timeout", "2", "--max-wait-ms", "5")
+    yield running
+    assert running.stop() == 0
+
+
+def body(*texts: str, label: object = "reference") -> dict:
+    return {
+        "query": [PROMPT + t + "<|im_end|>" for t in texts],
+        "prompts": [PROMPT] * len(texts),
+        "labels": [label] * len(texts),
+    }
+
+
+async def post(session, url, payload=None, data=None, headers=None):
+    async with session.post(url, json=payload, data=data, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def get(session, url, **kwargs):
+    async with session.get(url, **kwargs) as response:
+        return response.status, await response.json()
+
+
+def test_many_concurrent_clients_each_answered_once_with_their_own_reward(server):
+    async def scenario():
+        connector = aiohttp.TCPConnector(limit=LOAD_CLIENTS)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            _, before = await get(session, f"{server.base}/stats")
+            started = time.monotonic()
+            answers = await asyncio.gather(
+                *(post(session, server.url, body(f"r{i}")) for i in range(LOAD_REQUESTS))
+            )
+            took = time.monotonic() - started
+            _, after = await get(session, f"{server.base}/stats")
+        return before, answers, after, took
+
+    before, answers, after, took = asyncio.run(scenario())
+    assert len(answers) == LOAD_REQUESTS
+    for i, (status, answer) in enumerate(answers):
+        assert status == 200 and "error" not in answer, answer
+        assert answer["rewards"] == [expected_reward(i)], i
+        assert answer["scores"] == [expected_reward(i)]
+        assert answer["extra_logs"]["rmr1_fallback"] == [0.0]
+
+    def delta(section, key):
+        return after[section].get(key, 0) - before[section].get(key, 0)
+
+    # Exactly one answer per request, none duplicated, none lost, and batches really formed.
+    assert delta("http", "status_200") == LOAD_REQUESTS + 1  # + the first /stats call
+    assert delta("reward", "samples") == delta("reward", "answered") == LOAD_REQUESTS
+    assert delta("reward", "batched_samples") == LOAD_REQUESTS
+    assert delta("scorer", "requests") == LOAD_REQUESTS  # each judged once: no duplicates
+    assert delta("reward", "batches") < LOAD_REQUESTS / 4
+    assert after["reward"]["largest_batch"] > 8
+    assert took < 60
+
+
+def test_injected_faults_each_get_the_fallback_and_are_counted(server):
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            _, before = await get(session, f"{server.base}/stats")
+            started = time.monotonic()
+            slow = await asyncio.gather(
+                *(post(session, server.url, body(f"r{i} slow:30")) for i in (1, 2))
+            )
+            slow_took = time.monotonic() - started
+            faults = ["r10 boom", "r11 refused", "r12 flaky", "r13 mute", "r14 cut"]
+            wave = [f"r{i}" for i in range(20)] + faults
+            answers = await asyncio.gather(*(post(session, server.url, body(t)) for t in wave))
+            bad = await post(session, server.url, body("r5", label=""))
+            _, after = await get(session, f"{server.base}/stats")
+        return before, slow, slow_took, dict(zip(wave, answers, strict=True)), bad, after
+
+    before, slow, slow_took, answers, bad, after = asyncio.run(scenario())
+    for status, answer in slow:
+        assert status == 200 and answer["rewards"] == [0.5]
+        assert (
+            answer["extra_logs"]["rmr1_timeout"] == [1.0]
+            and "no verdict within 2 s" in answer["error"]
+        )
+    assert slow_took < 5  # the 2 s deadline, not the judge's 30 s
+    for i in range(20):
+        assert answers[f"r{i}"] == (200, body_for(expected_reward(i)))
+    assert answers["r12 flaky"][1]["rewards"] == [expected_reward(12)]  # recovered by a retry
+    for text, kind, why in [
+        ("r10 boom", "error", "injected failure"),
+        ("r11 refused", "error", "ConnectionRefusedError"),
+        ("r13 mute", "unparsed", "the judge gave no verdict"),
+        ("r14 cut", "unparsed", "cut at max_new_tokens"),
+    ]:
+        status, answer = answers[text]
+        assert status == 200 and answer["rewards"] == [0.5], text
+        assert answer["extra_logs"][f"rmr1_{kind}"] == [1.0] and why in answer["error"], text
+    assert bad[0] == 200 and answer_kind(bad[1]) == "bad_input"
+    assert "reference answer is empty" in bad[1]["error"]
+    counts = {k: after["reward"].get(k, 0) - before["reward"].get(k, 0) for k in after["reward"]}
+    assert counts["fallback_timeout"] == 2 and counts["fallback_error"] == 2
+    assert counts["fallback_unparsed"] == 2 and counts["fallback_bad_input"] == 1
+    assert counts["answered"] == counts["samples"] == 2 + 25 + 1
+
+
+def body_for(reward):
+    """The full answer to a request that was judged without any fallback."""
+    kinds = ("fallback", "bad_input", "unparsed", "error", "timeout", "truncated", "clipped")
+    logs = {f"rmr1_{kind}": [0.0] for kind in kinds}
+    return {"rewards": [reward], "scores": [reward], "extra_logs": logs}
+
+
+def answer_kind(answer):
+    return next(
+        k
+        for k in ("bad_input", "unparsed", "error", "timeout")
+        if answer["extra_logs"][f"rmr1_{k}"] == [1.0]
+    )
+
+
+def test_a_client_that_gives_up_does_not_disturb_the_server(server):
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await post_with_timeout(session, server.url, body("r3 slow:1"), 0.3)
+            return await post(session, server.url, body("r6"))
+
+    assert asyncio.run(scenario()) == (200, body_for(expected_reward(6)))
+
+
+async def post_with_timeout(session, url, payload, seconds):
+    timeout = aiohttp.ClientTimeout(total=seconds)
+    async with session.post(url, json=payload, timeout=timeout) as response:
+        return await response.json()
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "message"),
+    [
+        (b"{not json", 400, "body is not valid JSON"),
+        (b'{"query": ["\xff"]}', 400, "body is not valid UTF-8 (byte 12"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (json.dumps({"query": [], "prompts": []}).encode(), 400, "field 'labels': required"),
+        (
+            json.dumps({"query": "q", "prompts": [], "labels": []}).encode(),
+            400,
+            "field 'query': must be a list",
+        ),
+        (
+            json.dumps({"query": ["q"], "prompts": [], "labels": []}).encode(),
+            400,
+            "differ in length",
+        ),
+        (
+            json.dumps({"query": [1], "prompts": ["p"], "labels": ["l"]}).encode(),
+            400,
+            "field 'query[0]': must be a string",
+        ),
+    ],
+)
+def test_protocol_errors_name_the_problem(server, data, status, message):
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            return await post(session, server.url, data=data)
+
+    got_status, answer = asyncio.run(scenario())
+    assert got_status == status and message in answer["error"]
+
+
+def test_empty_lists_unknown_paths_and_health(server):
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            empty = await post(
+                session, server.base + "/", {"query": [], "prompts": [], "labels": []}
+            )
+            missing = await post(session, server.base + "/nope", {})
+            health = await get(session, server.base + "/health")
+            wrong_method = await get(session, server.url)
+        return empty, missing, health, wrong_method
+
+    empty, missing, health, wrong_method = asyncio.run(scenario())
+    assert empty == (200, {"rewards": [], "scores": [], "extra_logs": {}})
+    assert missing[0] == 404 and wrong_method[0] == 405
+    assert health == (200, health[1]) and health[1]["status"] == "ok"
+    assert health[1]["backend"] == "votes"
+
+
+def test_token_body_limit_and_overload():
+    running = Server(
+        "--max-body-bytes", "4096", "--max-pending", "4", env={"RMR1_SERVE_TOKEN": "s3cret"}
+    )
+    try:
+
+        async def scenario():
+            async with aiohttp.ClientSession() as session:
+                results = {
+                    "none": await post(session, running.url, body("r1")),
+                    "wrong": await post(
+                        session, running.url, body("r1"), headers={"Authorization": "Bearer nope"}
+                    ),
+                    "header": await post(
+                        session, running.url, body("r2"), headers={"Authorization": "Bearer s3cret"}
+                    ),
+                    "query": await post(session, running.url + "?token=s3cret", body("r3")),
+                    "health": await get(session, running.base + "/health"),
+                    "stats": await get(session, running.base + "/stats"),
+                    "big": await post(
+                        session, running.url + "?token=s3cret", body("r1" + "x" * 5000)
+                    ),
+                }
+                busy = await asyncio.gather(
+                    *(
+                        post(session, running.url + "?token=s3cret", body(f"r{i} slow:1"))
+                        for i in range(10)
+                    )
+                )
+                return results, busy
+
+        results, busy = asyncio.run(scenario())
+    finally:
+        assert running.stop() == 0
+    assert results["none"] == (401, {"error": "missing or wrong token"})
+    assert results["wrong"][0] == 401 and results["stats"][0] == 401
+    assert results["header"][1]["rewards"] == [expected_reward(2)]
+    assert results["query"][1]["rewards"] == [expected_reward(3)]
+    assert results["health"][0] == 200
+    assert results["big"] == (413, {"error": "body larger than 4096 bytes"})
+    statuses = sorted(status for status, _ in busy)
+    assert statuses.count(200) == 4 and statuses.count(503) == 6
+    assert all("overloaded" in a["error"] for s, a in busy if s == 503)
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
+    running = Server("--shutdown-timeout", "10")
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            in_flight = asyncio.ensure_future(post(session, running.url, body("r7 slow:1")))
+            await asyncio.sleep(0.3)
+            running.process.send_signal(signal.SIGTERM)
+            return await in_flight
+
+    status, answer = asyncio.run(scenario())
+    assert (status, answer["rewards"]) == (200, [expected_reward(7)])
+    assert running.stop() == 0
+    running._wait_for("rmr1 serve: stopped; 1 requests, 1 samples")
