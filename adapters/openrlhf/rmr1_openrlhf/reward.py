@@ -1,0 +1,135 @@
+"""OpenRLHF's ``reward_func(queries, prompts, labels)``, backed by an RM-R1 judge.
+
+OpenRLHF 0.11.2 loads the reward file in every rollout actor and calls ``reward_func`` once per
+generated sample (lists of length 1), from many threads at once, with:
+
+- ``queries``: prompt + response, decoded with special tokens;
+- ``prompts``: the formatted prompt;
+- ``labels``: the ``--data.label_key`` column: the reference answer, or
+  ``{"reference": ..., "question": ...}``.
+
+Each response is judged against its reference (see :mod:`rmr1_plugins.reference_reward`). The
+first call builds the judge, once per process, from ``RMR1_CONFIG`` (a YAML file with the scorer
+keys and a ``reward:`` section) and ``RMR1_*`` variables; later calls share it, and samples from
+concurrent calls are batched into one judge call. OpenRLHF passes no arguments and Ray does not
+forward environment variables: set them with ``ray job submit --runtime-env-json``.
+
+``reward_func`` never raises and never returns ``None``. A sample that gets no verdict (bad
+label, unparseable judgment, judge error, timeout, a configuration that does not load) gets the
+fallback reward, with ``rmr1_fallback=1`` and the reason in ``extra_logs`` and a logged warning.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rmr1_plugins.reference_reward import (
+    RewardConfig,
+    Sample,
+    SampleReward,
+    fallback,
+    load_settings,
+)
+from rmr1_plugins.reward_service import BackgroundRewardService
+
+CONFIG_ENV = "RMR1_CONFIG"
+logger = logging.getLogger("rmr1_openrlhf")
+
+_lock = threading.Lock()
+_runtime: BackgroundRewardService | None = None
+_last_setup_log = -float("inf")
+
+
+def get_runtime() -> BackgroundRewardService:
+    """This process's judge, built on first use; raises if the configuration is invalid."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            scorer_config, reward_config = load_settings(os.environ.get(CONFIG_ENV) or None)
+            logger.info(
+                "rmr1: loading judge %s (%s backend) for OpenRLHF rewards",
+                scorer_config.backend.model,
+                scorer_config.backend.name,
+            )
+            _runtime = BackgroundRewardService(scorer_config.build_scorer(), reward_config)
+            atexit.register(_runtime.close)
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Close this process's judge; the next call builds it again from the environment."""
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            _runtime.close()
+            atexit.unregister(_runtime.close)
+            _runtime = None
+
+
+def reward_func(
+    queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any] | None = None, **_: Any
+) -> dict[str, Any]:
+    """``{"rewards", "scores", "extra_logs"}`` with one entry per query; never raises."""
+    samples = _samples(queries, prompts, labels)
+    try:
+        results = get_runtime().rewards(samples)
+    except Exception as error:
+        results = _setup_failure(error, len(samples))
+    return _to_openrlhf(results)
+
+
+def _samples(queries: Any, prompts: Any, labels: Any) -> list[Sample]:
+    """One sample per query; missing prompts or labels become bad inputs, never an error."""
+    queries, prompts, labels = _as_list(queries), _as_list(prompts), _as_list(labels)
+    return [
+        Sample(
+            query,
+            prompts[i] if i < len(prompts) else None,  # type: ignore[arg-type]
+            labels[i] if i < len(labels) else "",
+        )
+        for i, query in enumerate(queries or [None])
+    ]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _setup_failure(error: Exception, count: int) -> list[SampleReward]:
+    global _last_setup_log
+    message = f"the judge could not be set up: {type(error).__name__}: {error}"
+    now = time.monotonic()
+    if now - _last_setup_log > 30:
+        _last_setup_log = now
+        logger.error("rmr1: %s (check %s and the RMR1_* variables)", message, CONFIG_ENV)
+    return [fallback(RewardConfig(), "error", message) for _ in range(max(count, 1))]
+
+
+def _to_openrlhf(results: list[SampleReward]) -> dict[str, Any]:
+    names = list(results[0].extra_logs) if results else []
+    columns = {
+        "rewards": [r.reward for r in results],
+        "scores": [r.score for r in results],
+        **{name: [r.extra_logs.get(name, 0.0) for r in results] for name in names},
+    }
+    try:
+        import torch
+
+        tensors = {
+            key: torch.tensor(values, dtype=torch.float32) for key, values in columns.items()
+        }
+    except ImportError:  # OpenRLHF always has torch; plain lists work too
+        tensors = dict(columns)
+    return {
+        "rewards": tensors.pop("rewards"),
+        "scores": tensors.pop("scores"),
+        "extra_logs": tensors,
+    }

@@ -1,0 +1,230 @@
+"""OpenRLHF's own reward client gets rewards from the reward file and from ``rmr1 serve``.
+
+``openrlhf.utils.agent.SingleTurnAgentExecutor`` is what OpenRLHF 0.11.2's rollout actors run:
+it tokenises the prompt, asks the engine for a response, decodes prompt + response with special
+tokens and calls the reward file (``_fetch_rewards_via_func``) or the HTTP server
+(``_fetch_rewards_via_http``). Here the engine is a stand-in that returns a fixed response, the
+tokenizer is SmolLM2's (a real chat template), and the judge is SmolLM2-135M-Instruct or a
+recording judge that shows exactly what reached it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from types import SimpleNamespace
+from typing import ClassVar
+
+import pytest
+
+agent = pytest.importorskip("openrlhf.utils.agent")
+transformers = pytest.importorskip("transformers")
+
+from rmr1_openrlhf import reward_file_path  # noqa: E402
+from rmr1_openrlhf.reward import get_runtime, reset_runtime  # noqa: E402
+
+from rmr1_plugins.backends.base import Backend, Generation  # noqa: E402
+from rmr1_plugins.plugins import get_plugins  # noqa: E402
+from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
+
+QUESTION = "What is 2+2?"
+RESPONSE = "The answer is 4."
+
+
+class RecordingJudge(Backend):
+    """Prefers the response (slot A) and keeps every conversation it was sent."""
+
+    name = "recording"
+    seen: ClassVar[list] = []
+
+    def generate(self, conversations, params):
+        RecordingJudge.seen.extend(conversations)
+        return [[Generation("<answer>[[A]]</answer>", "stop")] * params.n for _ in conversations]
+
+
+get_plugins().registries["backends"].add("recording", RecordingJudge, "adapter tests")
+
+
+@pytest.fixture(scope="module")
+def judge_dir():
+    return smollm2_checkpoint()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(judge_dir):
+    return transformers.AutoTokenizer.from_pretrained(judge_dir)
+
+
+class Engine:
+    """Stands in for OpenRLHF's vLLM engine: answers every prompt with ``response`` + EOS."""
+
+    def __init__(self, tokenizer, response=RESPONSE):
+        self.ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        self.text = response
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        output = SimpleNamespace(
+            token_ids=self.ids, text=self.text, finish_reason="stop", logprobs=None
+        )
+        return SimpleNamespace(outputs=[output])
+
+
+def chat_prompt(tokenizer, question=QUESTION):
+    """The prompt as OpenRLHF builds it with --data.apply_chat_template."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
+
+
+async def rollout(executor, tokenizer, prompt, label, engine=None):
+    params = SimpleNamespace(max_tokens=16, logprobs=None)
+    return await executor.execute(
+        prompt, label, params, 512, tokenizer, engine or Engine(tokenizer)
+    )
+
+
+@pytest.fixture
+def configure(tmp_path, monkeypatch):
+    def write(text):
+        path = tmp_path / "rmr1.yaml"
+        path.write_text(text)
+        monkeypatch.setenv("RMR1_CONFIG", str(path))
+        reset_runtime()
+
+    yield write
+    reset_runtime()
+
+
+def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
+    configure("backend: {name: recording}\nreward: {max_wait_ms: 50}\n")
+    RecordingJudge.seen.clear()
+    executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
+    prompt = chat_prompt(tokenizer)
+    labels = ["4", json.dumps({"reference": "4", "question": "2+2?"})] * 4
+
+    async def group():  # the samples of one prompt run concurrently, as in generate_responses
+        return await asyncio.gather(*(rollout(executor, tokenizer, prompt, lb) for lb in labels))
+
+    outputs = asyncio.run(group())
+    for output in outputs:
+        assert output["reward"].tolist() == [1.0] and output["scores"].tolist() == [1.0]
+        assert output["extra_logs"]["rmr1_fallback"].tolist() == [0.0]
+    users = sorted(c[-1]["content"] for c in RecordingJudge.seen if c[0]["role"] == "system")
+    assert len(users) == 2  # 8 samples, 2 distinct pairs: batched and de-duplicated
+    assert users[0].startswith("[Client Question]\n2+2?\n")  # the label's question
+    assert users[1].startswith(f"[Client Question]\n{QUESTION}\n")  # recovered from the prompt
+    for user in users:  # the response without the chat template's end token
+        assert f"[The Start of Chatbot A's Response]\n{RESPONSE}\n[The End" in user
+        assert "[The Start of Chatbot B's Response]\n4\n[The End" in user
+    assert "ray" not in sys.modules and "vllm" not in sys.modules
+
+
+def test_reward_file_with_a_real_judge(configure, tokenizer, judge_dir):
+    configure(
+        f"backend:\n  name: hf\n  model: {judge_dir}\n  options: {{dtype: float32}}\n"
+        "sampling: {max_new_tokens: 16}\n"
+    )
+    executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
+    output = asyncio.run(rollout(executor, tokenizer, chat_prompt(tokenizer), "4"))
+    reward, logs = output["reward"], output["extra_logs"]
+    assert reward.shape == (1,) and reward.item() in (0.0, 0.5, 1.0)
+    # SmolLM2 rarely follows RM-R1's format: then the fallback, saying so; never an error.
+    assert logs["rmr1_fallback"].item() == logs["rmr1_unparsed"].item()
+    assert logs["rmr1_error"].item() == 0.0 and logs["rmr1_timeout"].item() == 0.0
+    runtime = get_runtime()
+    assert runtime.stats["judged"] == 1 and runtime.scorer.backend._loaded is not None
+
+
+class Server:
+    """``rmr1 serve`` with the real SmolLM2 judge, in its own process."""
+
+    def __init__(self, *argv):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rmr1_plugins.cli", "serve", "--port", "0", *argv],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in self.process.stderr], daemon=True
+        ).start()
+        end, seen = time.monotonic() + 300, []
+        while time.monotonic() < end and self.process.poll() is None:
+            try:
+                seen.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                continue
+            if "ready at " in seen[-1]:
+                self.url = seen[-1].split("ready at ", 1)[1].strip()
+                return
+        self.stop()
+        raise AssertionError("rmr1 serve did not start:\n" + "".join(seen))
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=60)
+
+
+def stats(url):
+    with urllib.request.urlopen(url.rsplit("/", 1)[0] + "/stats") as response:
+        return json.load(response)
+
+
+def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
+    server = Server("--backend", "constant", "--max-wait-ms", "50")
+    try:
+        executor = agent.SingleTurnAgentExecutor(server.url)
+        plain = "Q: 2+2?\nA:"  # a prompt without --data.apply_chat_template
+
+        async def group():
+            engine = Engine(tokenizer, " 4")
+            return await asyncio.gather(
+                *(rollout(executor, tokenizer, plain, "4", engine) for _ in range(8)),
+                executor._fetch_rewards_via_http(["x"], ["x"], [""]),  # no reference: a bad input
+            )
+
+        *outputs, [bad] = asyncio.run(group())
+        seen = stats(server.url)
+    finally:
+        assert server.stop() == 0
+    for output in outputs:  # OpenRLHF keeps the JSON lists as they came
+        assert output["reward"] == [1.0] and output["scores"] == [1.0]
+        assert output["extra_logs"]["rmr1_fallback"] == [0.0]
+    assert bad["rewards"] == [0.5] and bad["extra_logs"]["rmr1_bad_input"] == [1.0]
+    assert "reference answer is empty" in bad["error"]
+    assert seen["reward"]["samples"] == 9 and seen["reward"]["batches"] < 8
+
+
+def test_rmr1_serve_with_a_real_judge_through_openrlhf(tokenizer, judge_dir):
+    server = Server(
+        "--backend", "hf", "--model", str(judge_dir), "--backend-option", "dtype=float32",
+        "--max-new-tokens", "16", "--max-wait-ms", "500",
+    )  # fmt: skip
+    try:
+        executor = agent.SingleTurnAgentExecutor(server.url)
+        prompt = chat_prompt(tokenizer)
+
+        async def calls():
+            return await asyncio.gather(
+                rollout(executor, tokenizer, prompt, json.dumps({"reference": "4"})),
+                executor._fetch_rewards_via_http([prompt + "5<|im_end|>"], [prompt], ["4"]),
+            )
+
+        output, [fetched] = asyncio.run(calls())
+        seen = stats(server.url)
+    finally:
+        assert server.stop() == 0
+    assert output["reward"] in ([0.0], [0.5], [1.0])
+    assert set(output["extra_logs"]) >= {"rmr1_fallback", "rmr1_unparsed", "rmr1_error"}
+    assert output["extra_logs"]["rmr1_error"] == [0.0]
+    assert fetched["rewards"][0] in (0.0, 0.5, 1.0)
+    assert (fetched["extra_logs"]["rmr1_fallback"] == [1.0]) == ("error" in fetched)
+    assert seen["reward"]["judged"] == 2 and seen["scorer"]["requests"] == 2

@@ -1,0 +1,168 @@
+"""The reward file's contract, without OpenRLHF: shapes, configuration, threads, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rmr1_openrlhf import reward_file_path
+from rmr1_openrlhf.__main__ import main
+from rmr1_openrlhf.reward import get_runtime, reset_runtime, reward_func
+
+from rmr1_plugins.backends.base import Backend, Generation
+from rmr1_plugins.plugins import get_plugins
+
+PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+LOG_KEYS = {
+    "rmr1_fallback",
+    "rmr1_bad_input",
+    "rmr1_unparsed",
+    "rmr1_error",
+    "rmr1_timeout",
+    "rmr1_truncated",
+    "rmr1_clipped",
+}
+
+
+class VotesJudge(Backend):
+    """Of ``n`` samples for response ``r<i>``, the first ``i % 9`` prefer it: reward (i % 9)/8."""
+
+    name = "orlhf-votes"
+
+    def __init__(self, model=None, options=None):
+        super().__init__(model, options)
+        self.batches = []
+
+    def generate(self, conversations, params):
+        self.batches.append(len(conversations))
+        out = []
+        for conversation in conversations:
+            user = conversation[-1]["content"]
+            wins = int(re.search(r"Chatbot A's Response\]\nr(\d+)", user).group(1)) % 9
+            out.append(
+                [
+                    Generation(f"<answer>[[{'A' if j < wins else 'B'}]]</answer>")
+                    for j in range(params.n)
+                ]
+            )
+        return out
+
+
+get_plugins().registries["backends"].add("orlhf-votes", VotesJudge, "adapter tests")
+
+
+@pytest.fixture
+def configure(tmp_path, monkeypatch):
+    """Point RMR1_CONFIG at a YAML file with the given text; the judge is rebuilt per test."""
+
+    def write(text: str) -> None:
+        path = tmp_path / "rmr1.yaml"
+        path.write_text(text)
+        monkeypatch.setenv("RMR1_CONFIG", str(path))
+        reset_runtime()
+
+    yield write
+    reset_runtime()
+
+
+CONSTANT_A = "backend:\n  name: constant\n  options: {completion: '<answer>[[A]]</answer>'}\n"
+
+
+@pytest.fixture
+def constant_judge(configure):
+    configure(CONSTANT_A)
+
+
+def test_path_names_a_file_openrlhf_can_load(capsys):
+    assert main(["path"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path == str(reward_file_path()) and path.endswith("reward_func.py")
+    spec = importlib.util.spec_from_file_location("reward_func", path)  # what OpenRLHF does
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.reward_func is reward_func
+    done = subprocess.run(
+        [sys.executable, "-m", "rmr1_openrlhf", "path"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == path
+
+
+def test_one_sample_gives_tensors_of_length_one(configure):
+    configure(CONSTANT_A)
+    result = reward_func([PROMPT + "4<|im_end|>"], [PROMPT], ["4"])
+    assert set(result) == {"rewards", "scores", "extra_logs"}
+    assert result["rewards"].dtype == torch.float32 and result["rewards"].tolist() == [1.0]
+    assert result["scores"].tolist() == [1.0]
+    assert set(result["extra_logs"]) == LOG_KEYS
+    assert all(v.tolist() == [0.0] for v in result["extra_logs"].values())
+    assert get_runtime().scorer.neutralize_markup is True  # on by default for training
+
+
+def test_reward_settings_and_fallback_come_from_the_config(configure):
+    configure(CONSTANT_A.replace("[[A]]", "none") + "reward: {win: 1, loss: -1}\n")
+    result = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    assert result["rewards"].tolist() == [0.0] and result["scores"].tolist() == [0.5]
+    assert result["extra_logs"]["rmr1_unparsed"].tolist() == [1.0]
+
+
+def test_concurrent_calls_from_threads_are_batched_and_not_mixed_up(configure):
+    configure(
+        "backend: {name: orlhf-votes}\nsampling: {num_samples: 8}\nreward: {max_wait_ms: 50}\n"
+    )
+    results = {}
+
+    def call(i):
+        results[i] = reward_func([PROMPT + f"r{i}<|im_end|>"], [PROMPT], ["4"])["rewards"].item()
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {i: (i % 9) / 8 for i in range(32)}
+    batches = get_runtime().scorer.backend.batches
+    assert sum(batches) == 32 + 1 and len(batches) < 16  # + the warm-up call
+
+
+def test_an_invalid_configuration_gives_fallbacks_and_a_logged_error(configure, caplog):
+    configure("backend: {name: constant}\nreward: {fallbak: 0}\n")
+    result = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    assert result["rewards"].tolist() == [0.5]
+    assert result["extra_logs"]["rmr1_error"].tolist() == [1.0]
+    assert "reward.fallbak: unknown key" in caplog.text
+
+
+def test_check_command_reports_the_judges_view(configure, capsys):
+    configure(CONSTANT_A)
+    assert main(["check"]) == 0
+    assert '"rewards": [1.0]' in capsys.readouterr().out
+    configure("backend: {name: nope}\n")
+    assert main(["check"]) == 2
+    assert "unknown backend 'nope'" in capsys.readouterr().err
+
+
+texts = st.text(max_size=200)
+values = st.none() | st.integers() | texts | st.dictionaries(texts, texts, max_size=2)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    queries=st.lists(texts, max_size=3) | texts | st.none(),
+    prompts=st.lists(values, max_size=4) | st.none(),
+    labels=st.lists(values, max_size=4) | values,
+)
+def test_never_raises_and_answers_every_query(constant_judge, queries, prompts, labels):
+    result = reward_func(queries, prompts, labels)
+    expected = len(queries) if isinstance(queries, list) and queries else 1
+    assert len(result["rewards"]) == len(result["scores"]) == expected
+    assert not torch.isnan(result["rewards"]).any()
+    assert all(len(v) == expected for v in result["extra_logs"].values())
