@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1_plugins._imports import require
-from rmr1_plugins.config import ScorerConfig
 from rmr1_plugins.reference_reward import RewardConfig, Sample, load_settings
 from rmr1_plugins.reward_service import RewardService
+from rmr1_plugins.scorer import Scorer
 
 logger = logging.getLogger("rmr1_plugins.serve")
 TOKEN_ENV = "RMR1_SERVE_TOKEN"
@@ -195,7 +195,7 @@ def _authorized(request: Any, options: ServeOptions) -> bool:
 
 
 async def run_server(
-    scorer_config: ScorerConfig,
+    scorer: Scorer,
     reward_config: RewardConfig,
     options: ServeOptions,
     ready: Callable[[str], None] | None = None,
@@ -203,7 +203,6 @@ async def run_server(
     """Serve until SIGINT or SIGTERM, then drain: stop accepting, let waiting requests finish
     (at most ``shutdown_timeout`` s), answer the rest with the fallback, close the judge."""
     web = require("aiohttp.web", "serve")
-    scorer = scorer_config.build_scorer()
     service = RewardService(scorer, reward_config)
     runner = None
     try:
@@ -217,7 +216,8 @@ async def run_server(
         url = f"http://{options.host}:{port}/get_reward"
         if options.host not in LOOPBACK and not options.token:
             logger.warning("rmr1 serve: listening on %s without --token", options.host)
-        print(f"rmr1 serve: ready at {url}", file=sys.stderr, flush=True)
+        state = f" (degraded: {service.warmup_error})" if service.warmup_error else ""
+        print(f"rmr1 serve: ready at {url}{state}", file=sys.stderr, flush=True)
         if ready is not None:
             ready(url)
         stop = asyncio.Event()
@@ -264,7 +264,7 @@ def add_subcommand(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="HTTP reward server for OpenRLHF (--reward.remote_url http://HOST:PORT/get_reward)",
-        description=__doc__.split("\n\n")[0],
+        description="An HTTP reward server speaking OpenRLHF's remote reward protocol.",
     )
     add_scorer_flags(parser)
     group = parser.add_argument_group("server")
@@ -321,8 +321,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_every=args.log_every,
         access_log=args.access_log,
     )
+    try:
+        scorer = scorer_config.build_scorer()
+    except (ValueError, TypeError) as error:  # backend options, a missing model name
+        raise ConfigError(f"cannot build the judge: {error}") from None
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_server(scorer_config, reward_config, options))
+        asyncio.run(run_server(scorer, reward_config, options))

@@ -317,3 +317,19 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
     assert (status, answer["rewards"]) == (200, [expected_reward(7)])
     assert running.stop() == 0
     running._wait_for("rmr1 serve: stopped; 1 requests, 1 samples")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--backend", "nope"], "unknown backend 'nope'"),
+        (["--backend", "hf"], "cannot build the judge: the hf backend needs a model"),
+        (["--backend", "constant", "--timeout", "-1"], "reward.timeout_s: Input should be"),
+        (["--backend", "constant", "--max-pending", "0"], "--max-pending must be at least 1"),
+    ],
+)
+def test_a_bad_configuration_stops_the_server_at_start_with_a_clear_error(flags, message):
+    argv = [sys.executable, "-m", "rmr1_plugins.cli", "serve", "--port", "0", *flags]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr
