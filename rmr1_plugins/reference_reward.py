@@ -66,7 +66,7 @@ class RewardConfig(BaseModel):
     ``RMR1_REWARD__<KEY>`` (``RMR1_REWARD__FALLBACK=0.0``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     win: float = Field(1.0, description="reward when the response beats the reference")
     loss: float = Field(0.0, description="reward when the reference wins")

@@ -92,11 +92,16 @@ def parse_body(body: Any) -> list[Sample]:
     ]
 
 
-def create_app(service: RewardService, options: ServeOptions | None = None) -> Any:
-    """The aiohttp application around a started :class:`RewardService`."""
+def create_app(
+    service: RewardService, options: ServeOptions | None = None, counts: Counter[str] | None = None
+) -> Any:
+    """The aiohttp application around a started :class:`RewardService`.
+
+    ``counts`` receives the number of requests and of answers per status.
+    """
     web = require("aiohttp.web", "serve")
     options = options or ServeOptions()
-    counts: Counter[str] = Counter()
+    counts = Counter() if counts is None else counts
     started = time.monotonic()
 
     def error(status: int, message: str, **headers: str) -> Any:
@@ -114,6 +119,9 @@ def create_app(service: RewardService, options: ServeOptions | None = None) -> A
                 response = await handler(request)
         except web.HTTPException as http:  # 404, 405 from routing: answer in JSON too
             response = error(http.status, http.reason)
+        except Exception as bug:  # never a bare 500 page, and never unlogged
+            logger.exception("rmr1 serve: request failed")
+            response = error(500, f"internal error: {type(bug).__name__}: {bug}")
         counts[f"status_{response.status}"] += 1
         return response
 
@@ -183,7 +191,6 @@ def create_app(service: RewardService, options: ServeOptions | None = None) -> A
         app.router.add_post(path, reward)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
-    app["http_counts"] = counts
     return app
 
 
@@ -198,33 +205,32 @@ async def run_server(
     scorer: Scorer,
     reward_config: RewardConfig,
     options: ServeOptions,
-    ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then drain: stop accepting, let waiting requests finish
     (at most ``shutdown_timeout`` s), answer the rest with the fallback, close the judge."""
     web = require("aiohttp.web", "serve")
     service = RewardService(scorer, reward_config)
+    counts: Counter[str] = Counter()
     runner = None
     try:
         await service.start(warmup=options.warmup)
-        app = create_app(service, options)
+        app = create_app(service, options, counts)
         runner = web.AppRunner(app, access_log=logger if options.access_log else None)
         await runner.setup()
         site = web.TCPSite(runner, options.host, options.port)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked for
-        url = f"http://{options.host}:{port}/get_reward"
+        port = runner.addresses[0][1]  # the real port when 0 was asked for
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        url = f"http://{host}:{port}/get_reward"
         if options.host not in LOOPBACK and not options.token:
             logger.warning("rmr1 serve: listening on %s without --token", options.host)
         state = f" (degraded: {service.warmup_error})" if service.warmup_error else ""
         print(f"rmr1 serve: ready at {url}{state}", file=sys.stderr, flush=True)
-        if ready is not None:
-            ready(url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        reporter = asyncio.create_task(_report(service, app["http_counts"], options.log_every))
+        reporter = asyncio.create_task(_report(service, counts, options.log_every))
         await stop.wait()
         reporter.cancel()
         print("rmr1 serve: stopping", file=sys.stderr, flush=True)
@@ -237,7 +243,7 @@ async def run_server(
         if runner is not None:
             await runner.cleanup()
         scorer.close()
-    print(f"rmr1 serve: stopped; {_summary(service, app['http_counts'])}", file=sys.stderr)
+    print(f"rmr1 serve: stopped; {_summary(service, counts)}", file=sys.stderr)
 
 
 def _summary(service: RewardService, counts: Counter[str]) -> str:

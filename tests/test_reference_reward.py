@@ -180,6 +180,9 @@ def test_settings_file_env_and_overrides(tmp_path, monkeypatch):
     path.write_text("reward:\n  fallbak: 0.1\n")
     with pytest.raises(ConfigError, match=r"reward\.fallbak: unknown key"):
         load_settings(path)
+    path.write_text("reward:\n  fallback: .nan\n")
+    with pytest.raises(ConfigError, match="reward.fallback: Input should be a finite number"):
+        load_settings(path)
     path.write_text("reward:\n  win: 1\n  loss: 1\n")
     with pytest.raises(ConfigError, match="win and loss must differ"):
         load_settings(path)
