@@ -181,7 +181,7 @@ def test_settings_file_env_and_overrides(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"reward\.fallbak: unknown key"):
         load_settings(path)
     path.write_text("reward:\n  fallback: .nan\n")
-    with pytest.raises(ConfigError, match="reward.fallback: Input should be a finite number"):
+    with pytest.raises(ConfigError, match=r"reward\.fallback: Input should be a finite number"):
         load_settings(path)
     path.write_text("reward:\n  win: 1\n  loss: 1\n")
     with pytest.raises(ConfigError, match="win and loss must differ"):
