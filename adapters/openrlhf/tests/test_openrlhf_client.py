@@ -131,7 +131,7 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
 def test_reward_file_with_a_real_judge(configure, tokenizer, judge_dir):
     configure(
         f"backend:\n  name: hf\n  model: {judge_dir}\n  options: {{dtype: float32}}\n"
-        "sampling: {max_new_tokens: 16}\n"
+        "sampling: {max_new_tokens: 16}\nreward: {timeout_s: 600}\n"  # a slow shared CPU
     )
     executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
     output = asyncio.run(rollout(executor, tokenizer, chat_prompt(tokenizer), "4"))
@@ -208,7 +208,7 @@ def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
 def test_rmr1_serve_with_a_real_judge_through_openrlhf(tokenizer, judge_dir):
     server = Server(
         "--backend", "hf", "--model", str(judge_dir), "--backend-option", "dtype=float32",
-        "--max-new-tokens", "16", "--max-wait-ms", "500",
+        "--max-new-tokens", "16", "--max-wait-ms", "500", "--timeout", "170",
     )  # fmt: skip
     try:
         executor = agent.SingleTurnAgentExecutor(server.url)
