@@ -81,7 +81,13 @@ class ScorerConfig(BaseModel):
     def build_backend(self) -> Backend:
         from rmr1_plugins.plugins import get_backend_class
 
-        return get_backend_class(self.backend.name)(self.backend.model, self.backend.options)
+        backend_class = get_backend_class(self.backend.name)
+        try:
+            return backend_class(self.backend.model, self.backend.options)
+        except ValidationError as error:
+            raise ConfigError(_describe(error, None, prefix="backend.options.")) from None
+        except (ValueError, TypeError) as error:  # a missing model name, say
+            raise ConfigError(f"cannot build backend {self.backend.name!r}: {error}") from None
 
     def build_scorer(self, backend: Backend | None = None):
         from rmr1_plugins.scorer import Scorer
@@ -164,11 +170,11 @@ def _env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return values
 
 
-def _describe(error: ValidationError, path: str | Path | None) -> str:
+def _describe(error: ValidationError, path: str | Path | None, prefix: str = "") -> str:
     where = f" in {path}" if path else ""
     lines = [f"invalid configuration{where}:"]
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        key = prefix + ".".join(str(part) for part in problem["loc"]) or "(top level)"
         message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
         lines.append(f"  {key}: {message}")
     return "\n".join(lines)

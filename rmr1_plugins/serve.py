@@ -327,10 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_every=args.log_every,
         access_log=args.access_log,
     )
-    try:
-        scorer = scorer_config.build_scorer()
-    except (ValueError, TypeError) as error:  # backend options, a missing model name
-        raise ConfigError(f"cannot build the judge: {error}") from None
+    scorer = scorer_config.build_scorer()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

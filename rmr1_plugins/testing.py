@@ -44,6 +44,9 @@ def smollm2_checkpoint(target: Path | None = None) -> Path:
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     quantized = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     config = quantized.config
+    # Some transformers versions read the GGUF's eos wrongly; the model config is authoritative.
+    if config.eos_token_id is not None:
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(config.eos_token_id)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = transformers.AutoModelForCausalLM.from_config(config)

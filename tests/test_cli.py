@@ -158,6 +158,8 @@ def test_score_config_errors(tmp_path, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
     assert main(["score", src, "--backend", "constant", "--temperature", "-1"]) == 2
     assert "sampling.temperature" in capsys.readouterr().err
+    assert main(["score", src, "--backend", "hf"]) == 2
+    assert "cannot build backend 'hf': the hf backend needs a model" in capsys.readouterr().err
 
 
 def test_plugins_command(capsys):

@@ -49,5 +49,5 @@ def test_build_scorer_from_config():
 
 
 def test_backend_options_are_validated():
-    with pytest.raises(Exception, match="completon"):
+    with pytest.raises(ConfigError, match=r"backend\.options\.completon: unknown key"):
         load_config(backend={"name": "constant", "options": {"completon": "x"}}).build_backend()

@@ -323,7 +323,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
     ("flags", "message"),
     [
         (["--backend", "nope"], "unknown backend 'nope'"),
-        (["--backend", "hf"], "cannot build the judge: the hf backend needs a model"),
+        (["--backend", "hf"], "cannot build backend 'hf': the hf backend needs a model"),
         (["--backend", "constant", "--timeout", "-1"], "reward.timeout_s: Input should be"),
         (["--backend", "constant", "--max-pending", "0"], "--max-pending must be at least 1"),
     ],
