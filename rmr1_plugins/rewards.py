@@ -87,7 +87,9 @@ def load_reward_config(
         except (OSError, yaml.YAMLError) as error:
             raise ConfigError(f"cannot read config file {path}: {error}") from error
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {path} must hold a mapping, got {type(loaded).__name__}"
+            )
         raw = dict(loaded or {})
     from_file = raw.pop("reward", None) or {}
     if not isinstance(from_file, dict):
