@@ -39,6 +39,7 @@ matter.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -556,8 +557,16 @@ class GroupScoring:
         self._pairs[index] = pairs
 
 
-def _order(both_orders: bool) -> Literal["both"] | None:
-    return "both" if both_orders else None
+def with_both_orders(scorer: Any) -> Any:
+    """``scorer`` itself if it judges both orders, else a view of it that does.
+
+    The view is a shallow copy: it shares the backend, the cache and the statistics.
+    """
+    if scorer.order == "both":
+        return scorer
+    view = copy.copy(scorer)
+    view.order = "both"
+    return view
 
 
 def score_groups(
@@ -590,12 +599,13 @@ def score_groups(
         >>> result.rewards, result.judgments  # a judge that always says A: pure position bias
         ([0.5, 0.5, 0.5], 3)
     """
+    scorer = with_both_orders(scorer) if both_orders else scorer
     run = GroupScoring(
         groups, strategy, on_unparsed=on_unparsed, seed=seed, skip_invalid=skip_invalid
     )
     while not run.done:
         examples = run.examples()
-        run.feed(scorer.score(examples, order=_order(both_orders)) if examples else [])
+        run.feed(scorer.score(examples) if examples else [])
     return [result for result in run.results if result is not None]
 
 
@@ -610,10 +620,11 @@ async def ascore_groups(
     skip_invalid: bool = False,
 ) -> list[GroupRewards]:
     """Async :func:`score_groups`, awaiting ``scorer.ascore``."""
+    scorer = with_both_orders(scorer) if both_orders else scorer
     run = GroupScoring(
         groups, strategy, on_unparsed=on_unparsed, seed=seed, skip_invalid=skip_invalid
     )
     while not run.done:
         examples = run.examples()
-        run.feed(await scorer.ascore(examples, order=_order(both_orders)) if examples else [])
+        run.feed(await scorer.ascore(examples) if examples else [])
     return [result for result in run.results if result is not None]

@@ -79,46 +79,36 @@ class Scorer:
         self._cache: OrderedDict[str, list[Generation]] = OrderedDict()
         self.stats: Counter[str] = Counter()
 
-    def score(
-        self, examples: Sequence[PairwiseExample], *, order: Order | None = None
-    ) -> list[PairResult]:
-        """Judge every example with one batched backend call; results are in input order.
-
-        ``order`` overrides the scorer's own ``order`` for this call only.
-        """
-        plan = self._plan(examples, order)
+    def score(self, examples: Sequence[PairwiseExample]) -> list[PairResult]:
+        """Judge every example with one batched backend call; results are in input order."""
+        plan = self._plan(examples)
         todo = [request for request in plan.requests if request.key not in plan.cached]
         generations = (
             self.backend.generate([r.messages for r in todo], self.sampling) if todo else []
         )
         return self._finish(examples, plan, todo, generations)
 
-    async def ascore(
-        self, examples: Sequence[PairwiseExample], *, order: Order | None = None
-    ) -> list[PairResult]:
+    async def ascore(self, examples: Sequence[PairwiseExample]) -> list[PairResult]:
         """Async :meth:`score`, awaiting the backend's ``agenerate``."""
-        plan = self._plan(examples, order)
+        plan = self._plan(examples)
         todo = [request for request in plan.requests if request.key not in plan.cached]
         generations = (
             await self.backend.agenerate([r.messages for r in todo], self.sampling) if todo else []
         )
         return self._finish(examples, plan, todo, generations)
 
-    def orders_for(self, example: PairwiseExample, order: Order | None = None) -> list[bool]:
+    def orders_for(self, example: PairwiseExample) -> list[bool]:
         """Which orders to judge: ``False`` is as given, ``True`` is swapped."""
-        order = order or self.order
-        if order not in ("given", "random", "both"):
-            raise ValueError(f"order must be 'given', 'random' or 'both', got {order!r}")
-        if order == "both":
+        if self.order == "both":
             return [False, True]
-        if order == "random":
+        if self.order == "random":
             return [_coin(self.seed, example)]
         return [False]
 
-    def _plan(self, examples: Sequence[PairwiseExample], order: Order | None = None) -> _Plan:
+    def _plan(self, examples: Sequence[PairwiseExample]) -> _Plan:
         requests: dict[str, _Request] = {}
         for index, example in enumerate(examples):
-            for swapped in self.orders_for(example, order):
+            for swapped in self.orders_for(example):
                 messages = self.template.render(example.swapped() if swapped else example)
                 key = self._key(messages)
                 requests.setdefault(key, _Request(key, messages)).users.append((index, swapped))

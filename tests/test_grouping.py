@@ -229,3 +229,15 @@ def test_prompts_and_completions_in_chat_format():
     )
     [result], _ = run("round-robin", [chat])
     assert result.rewards == [1.0, 0.0]
+
+
+def test_both_orders_view_shares_the_scorer_cache():
+    from rmr1_plugins.grouping import with_both_orders
+
+    backend = ScriptedBackend(ranker)
+    scorer = Scorer(backend)
+    view = with_both_orders(scorer)
+    assert view.order == "both" and scorer.order == "given" and with_both_orders(view) is view
+    score_groups(scorer, [group(VALUES)], "round-robin", both_orders=True)
+    score_groups(scorer, [group(VALUES)], "round-robin")  # the given order is already cached
+    assert [len(batch) for batch in backend.batches] == [12]

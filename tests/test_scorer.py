@@ -115,13 +115,3 @@ def test_backend_returning_wrong_count_is_caught():
 
     with pytest.raises(RuntimeError, match="returned 0 results for 1 requests"):
         Scorer(Short()).score([pair()])
-
-
-def test_order_can_be_overridden_per_call():
-    backend = ScriptedBackend()
-    scorer = Scorer(backend)
-    [result] = scorer.score([pair(b="8")], order="both")
-    assert [j.swapped for j in result.judgments] == [False, True]
-    assert scorer.order == "given" and len(scorer.score([pair(b="9")])[0].judgments) == 1
-    with pytest.raises(ValueError, match="order must be"):
-        scorer.score([pair()], order="sideways")
