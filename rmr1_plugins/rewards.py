@@ -96,12 +96,10 @@ def load_reward_config(
         raise ConfigError(f"'reward' in {path} must be a mapping, got {type(from_file).__name__}")
     try:
         scorer = ScorerConfig(**_deep_merge(_deep_merge(raw, _env_values()), scorer_overrides))
-        options = RewardOptions(
-            **_deep_merge(_deep_merge(from_file, _reward_env()), dict(reward or {}))
-        )
+        options = _deep_merge(_deep_merge(from_file, _reward_env()), dict(reward or {}))
+        return RewardConfig(scorer=scorer, reward=options)  # errors read "reward.<key>"
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
-    return RewardConfig(scorer=scorer, reward=options)
 
 
 def _reward_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

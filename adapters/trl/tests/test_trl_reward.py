@@ -191,7 +191,7 @@ def test_module_instance_reads_its_config_from_the_environment(tmp_path, monkeyp
 def test_bad_config_is_a_clear_error(tmp_path):
     config = tmp_path / "rmr1.yaml"
     config.write_text("reward: {strategy: round-robin, on_unparsed: maybe}\n")
-    with pytest.raises(ConfigError, match=r"on_unparsed: Input should be 'tie', 'loss'"):
+    with pytest.raises(ConfigError, match=r"reward\.on_unparsed: Input should be 'tie', 'loss'"):
         RMR1Reward(config)(["q"], ["a"])
     assert isinstance(load_reward_config(None), RewardConfig)
 
