@@ -7,7 +7,7 @@
 # The `rmr1` reward manager (registered by the package's verl.plugins entry point) holds each
 # prompt's rollout.n rollouts until all arrived, then judges them pairwise (round-robin win rate).
 # veRL starts the judge's vLLM server and passes its router address; the judge is reached through
-# rmr1's openai backend. Notes (docs/adapters.md has the details):
+# rmr1's openai backend. Notes (docs/verl.md has the details):
 # - reward.custom_reward_function.path MUST be set when reward.reward_model.enable=True, or veRL
 #   takes its discriminative-RM path and never calls the manager.
 # - reward.num_workers=1 sends every rollout of a step to one reward worker, so groups are whole.

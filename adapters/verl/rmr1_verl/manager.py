@@ -8,7 +8,7 @@ scorer call and answers every waiting rollout. This is an asyncio barrier inside
 ``RewardLoopWorker`` process: a group whose rollouts go to different workers never completes
 there. After ``group_timeout`` seconds an incomplete group is judged against its reference answer
 (``on_split: reference``, the default here), gets the neutral reward (``drop``), or fails the
-step (``error``). See docs/adapters.md for the settings that keep groups in one worker.
+step (``error``). See docs/verl.md for the settings that keep groups in one worker.
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option plus ``config``, ``model`` and ``group_timeout``.
@@ -157,7 +157,7 @@ class RMR1RewardManager(RewardManagerBase):
         elif self.on_split == "error":
             error = RuntimeError(
                 f"rmr1 reward manager: a group got {size} of {pending.size} rollouts within "
-                f"group_timeout={self.group_timeout}s; see docs/adapters.md (split groups)"
+                f"group_timeout={self.group_timeout}s; see docs/verl.md (split groups)"
             )
             for future in pending.futures:
                 if not future.done():

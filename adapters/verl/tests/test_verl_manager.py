@@ -148,3 +148,19 @@ def test_smollm2_judges_a_group_in_the_manager(tokenizer, smollm2_dir, tmp_path)
         assert set(info) == KEYS and info["rmr1_judgments"] == 1.0 and info["rmr1_error"] == ""
     win = [o["reward_extra_info"]["rmr1_win"] for o in outputs]
     assert win[0] + win[1] == pytest.approx(1.0)  # one comparison: the credit adds up to one
+
+
+def test_manager_also_loads_by_importlib_source(tokenizer):
+    """Without the entry point: reward.reward_manager.source=importlib with a pkg:// path."""
+    from rmr1_verl.manager import RMR1RewardManager
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    config = verl_config(
+        tiny_llama(),
+        reward_manager={
+            "source": "importlib",
+            "name": "RMR1RewardManager",
+            "module": {"path": "pkg://rmr1_verl.manager"},
+        },
+    )
+    assert isinstance(load_reward_manager(config, tokenizer), RMR1RewardManager)
