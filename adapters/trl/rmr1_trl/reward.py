@@ -210,7 +210,9 @@ class RMR1Reward:
         split = [run for run in runs if run.split]
         if split and options.on_split == "error":
             raise SplitGroupError(self._split_message(split, size))
-        needs_reference = strategy.needs_reference or (split and options.on_split == "reference")
+        needs_reference = strategy.needs_reference or (
+            bool(split) and options.on_split == "reference"
+        )
         references = self._references(kwargs, len(prompts)) if needs_reference else None
         job = _Job(len(prompts))
         for run in runs:
