@@ -37,7 +37,7 @@ python -m verl.trainer.main_ppo \
     reward.reward_manager.name=rmr1 \
     reward.num_workers=1 \
     +reward.rmr1.strategy=round-robin \
-    +reward.rmr1.both_orders=true \
+    +reward.rmr1.order=both \
     +reward.rmr1.group_timeout=1800 \
     reward.reward_model.enable=True \
     reward.reward_model.model_path=gaotang/RM-R1-Qwen2.5-Instruct-7B \

@@ -150,6 +150,7 @@ class Strategy(ABC):
 
     name: ClassVar[str]
     needs_reference: ClassVar[bool] = False
+    bounded: ClassVar[bool] = True  # rewards lie in [0, 1]
 
     @abstractmethod
     def play(self, size: int, rng: random.Random) -> Play:
@@ -259,6 +260,7 @@ class BradleyTerryStrategy(Strategy):
     """
 
     name = "bradley-terry"
+    bounded = False
 
     def __init__(self, prior: float = 1.0, max_iter: int = 500, tol: float = 1e-10) -> None:
         if prior <= 0:

@@ -1,21 +1,24 @@
-"""Settings shared by the trainer extensions: one YAML file for the judge and the reward.
+"""Settings shared by the group-aware trainer extensions (TRL, veRL): judge plus reward.
 
-The file is the scorer configuration that ``rmr1 score --config`` reads, plus a ``reward:``
+One YAML file holds the scorer configuration that ``rmr1 score --config`` reads and a ``reward:``
 section for how verdicts become rewards::
 
     # rmr1.yaml
     template: rmr1-instruct
+    order: both                 # judge every pair in both A/B orders (cancels position bias)
     backend: {name: vllm, model: gaotang/RM-R1-Qwen2.5-Instruct-7B}
     sampling: {max_new_tokens: 4096}
     reward:
       strategy: round-robin     # reference, pivot, circular, round-robin, bradley-terry, knockout
-      both_orders: true
       on_unparsed: tie          # tie, loss or exclude
       reference_key: reference  # the dataset column (TRL) / extra_info key (veRL) of a reference
 
 Extensions find the file through ``RMR1_CONFIG``. ``RMR1_*`` variables change the scorer part as
 usual and ``RMR1_REWARD__<KEY>`` the reward part (``RMR1_REWARD__STRATEGY=knockout``); explicit
-arguments win over both. Nothing here imports a trainer.
+arguments win over both. The keys that only the per-sample reward service reads (``rmr1 serve``,
+the OpenRLHF reward file: batching limits, timeouts, ``end_tokens``, ``question``) may sit in the
+same section; they are accepted and unused here. ``win``, ``loss`` and ``fallback`` mean the same
+everywhere. Nothing here imports a trainer.
 """
 
 from __future__ import annotations
@@ -27,22 +30,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rmr1_plugins.config import ConfigError, ScorerConfig, _deep_merge, _describe, _env_values
-from rmr1_plugins.grouping import OnUnparsed
+from rmr1_plugins.grouping import OnUnparsed, Strategy
 
 CONFIG_ENV = "RMR1_CONFIG"
 REWARD_ENV_PREFIX = "RMR1_REWARD__"
+# reward: keys of the per-sample reward service (rmr1 serve, OpenRLHF); accepted, unused here.
+SERVICE_KEYS = (
+    "end_tokens",
+    "question",
+    "max_response_chars",
+    "max_batch_size",
+    "max_wait_ms",
+    "max_concurrent_batches",
+    "timeout_s",
+    "retries",
+    "retry_backoff_s",
+)
 
 
 class RewardOptions(BaseModel):
-    """How pairwise verdicts become one reward per completion."""
+    """How pairwise verdicts become one reward per completion (the ``reward:`` section)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     strategy: str = Field("round-robin", description="a registered grouping strategy")
-    both_orders: bool = Field(False, description="judge every pair in both A/B orders")
     on_unparsed: OnUnparsed = Field("tie", description="tie, loss or exclude")
     seed: int = Field(0, description="seeds pivot choices and knockout brackets")
     reference_key: str = Field("reference", description="dataset column of a reference answer")
@@ -52,12 +66,32 @@ class RewardOptions(BaseModel):
     on_split: Literal["error", "reference", "drop"] = Field(
         "error", description="what to do with a group that arrives incomplete"
     )
-    neutral: float = Field(
-        0.5, description="reward of an unscorable row where the trainer cannot take None"
+    win: float = Field(1.0, description="reward for winning every comparison")
+    loss: float = Field(0.0, description="reward for losing every comparison")
+    fallback: float | None = Field(
+        None,
+        description="reward of an unscorable row where the trainer cannot take None "
+        "(default: the midpoint of loss and win)",
     )
 
+    @model_validator(mode="after")
+    def _distinct(self) -> RewardOptions:
+        if self.win == self.loss:
+            raise ValueError("win and loss must differ")
+        return self
 
-class RewardConfig(BaseModel):
+    @property
+    def fallback_reward(self) -> float:
+        return (self.win + self.loss) / 2 if self.fallback is None else self.fallback
+
+    def scale(self, value: float | None, strategy: Strategy) -> float | None:
+        """A strategy's reward on ``[loss, win]``; unbounded ones (bradley-terry) unchanged."""
+        if value is None or not strategy.bounded:
+            return value
+        return self.loss + (self.win - self.loss) * value
+
+
+class RewardSettings(BaseModel):
     """The judge (``scorer``) and the reward strategy (``reward``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -66,18 +100,21 @@ class RewardConfig(BaseModel):
     reward: RewardOptions = Field(default_factory=RewardOptions)
 
 
-def load_reward_config(
+def load_reward_settings(
     path: str | Path | None = None,
     *,
     reward: Mapping[str, Any] | None = None,
     **scorer_overrides: Any,
-) -> RewardConfig:
-    """Load a :class:`RewardConfig` from YAML (``path`` or ``$RMR1_CONFIG``), variables, overrides.
+) -> RewardSettings:
+    """Load :class:`RewardSettings` from YAML (``path`` or ``$RMR1_CONFIG``), variables, overrides.
 
     Args:
         path: the YAML file; ``None`` reads ``$RMR1_CONFIG`` if set, else defaults only.
         reward: overrides for the ``reward:`` section.
         scorer_overrides: overrides for the scorer part, as for :func:`load_config`.
+
+    For training, the scorer's ``neutralize_markup`` guard (where the core has it) defaults to
+    on: a policy must not be able to forge the judge's verdict markup in its answers.
     """
     path = path or os.environ.get(CONFIG_ENV) or None
     raw: dict[str, Any] = {}
@@ -97,9 +134,15 @@ def load_reward_config(
     try:
         scorer = ScorerConfig(**_deep_merge(_deep_merge(raw, _env_values()), scorer_overrides))
         options = _deep_merge(_deep_merge(from_file, _reward_env()), dict(reward or {}))
-        return RewardConfig(scorer=scorer, reward=options)  # errors read "reward.<key>"
+        for key in SERVICE_KEYS:
+            options.pop(key, None)
+        settings = RewardSettings(scorer=scorer, reward=options)  # errors read "reward.<key>"
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
+    guard = "neutralize_markup"
+    if guard in ScorerConfig.model_fields and guard not in settings.scorer.model_fields_set:
+        settings.scorer = settings.scorer.model_copy(update={guard: True})
+    return settings
 
 
 def _reward_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ Rules:
 
 A label that is not ``A``, ``B``, ``model_a`` or ``model_b`` is a dataset bug: the function
 raises ``ValueError``; :class:`VerifiableReward` (for use inside a training run) gives it the
-``neutral`` reward instead and logs a warning, so one bad row never stops a run.
+``fallback`` reward instead and logs a warning, so one bad row never stops a run.
 """
 
 from __future__ import annotations
@@ -50,18 +50,18 @@ def verifiable_reward(completion: str, label: object, rule: Rule = "rmr1-train")
 
 
 class VerifiableReward:
-    """Batch form for training loops: a bad label gets ``neutral`` (logged), never an exception.
+    """Batch form for training loops: a bad label gets ``fallback`` (logged), never an exception.
 
     Args:
         rule: ``rmr1-train`` or ``strict``.
-        neutral: the reward of a row whose label is unusable (``None`` lets TRL drop the row).
+        fallback: the reward of a row whose label is unusable (``None`` lets TRL drop the row).
     """
 
-    def __init__(self, rule: Rule = "rmr1-train", neutral: float | None = 0.0) -> None:
+    def __init__(self, rule: Rule = "rmr1-train", fallback: float | None = 0.0) -> None:
         if rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
         self.rule = rule
-        self.neutral = neutral
+        self.fallback = fallback
 
     def __call__(self, completions: Sequence[str], labels: Sequence[object]) -> list[float | None]:
         if len(completions) != len(labels):
@@ -73,13 +73,13 @@ class VerifiableReward:
                 rewards.append(verifiable_reward(completion, label, self.rule))
             except ValueError:
                 bad += 1
-                rewards.append(self.neutral)
+                rewards.append(self.fallback)
         if bad:
             logger.warning(
                 "rmr1: %d of %d rows have a label other than A/B/model_a/model_b; "
-                "they get the neutral reward %s",
+                "they get the fallback reward %s",
                 bad,
                 len(labels),
-                self.neutral,
+                self.fallback,
             )
         return rewards

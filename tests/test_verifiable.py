@@ -36,12 +36,12 @@ def test_rules(completion, label, official, strict):
 def test_bad_label_raises_outside_training_and_is_neutral_inside(caplog):
     with pytest.raises(ValueError, match="label must be 'A', 'B', 'model_a' or 'model_b'"):
         verifiable_reward("<answer>[[A]]</answer>", "tie")
-    reward = VerifiableReward(neutral=0.0)
+    reward = VerifiableReward(fallback=0.0)
     with caplog.at_level(logging.WARNING):
         rewards = reward(["<answer>[[A]]</answer>"] * 3, ["model_a", None, "C"])
     assert rewards == [1.0, 0.0, 0.0]
     assert "2 of 3 rows" in caplog.text
-    assert VerifiableReward(neutral=None)(["x"], [7]) == [None]
+    assert VerifiableReward(fallback=None)(["x"], [7]) == [None]
 
 
 def test_unknown_rule_and_length_mismatch_are_errors():

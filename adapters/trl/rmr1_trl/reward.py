@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.grouping import (
     Group,
     GroupRewards,
@@ -28,7 +29,7 @@ from rmr1_plugins.grouping import (
     resolve_strategy,
     score_groups,
 )
-from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardOptions, load_reward_config
+from rmr1_plugins.rewards import LazyScorer, RewardOptions, RewardSettings, load_reward_settings
 from rmr1_plugins.verifiable import Rule, VerifiableReward
 
 logger = logging.getLogger(__name__)
@@ -106,23 +107,27 @@ class RMR1Reward:
     """A TRL reward function that judges each prompt's completions with an RM-R1 judge.
 
     Args:
-        config: a :class:`~rmr1_plugins.rewards.RewardConfig`, a YAML path, or ``None`` to read
+        config: a :class:`~rmr1_plugins.rewards.RewardSettings`, a YAML path, or ``None`` to read
             ``$RMR1_CONFIG`` and ``RMR1_*`` variables on first call.
         scorer: a ready :class:`rmr1_plugins.Scorer` to use instead of the config's judge.
         name: the ``__name__`` TRL logs under (``rewards/<name>/mean``).
         **reward: overrides for :class:`~rmr1_plugins.rewards.RewardOptions` (``strategy``,
-            ``both_orders``, ``on_unparsed``, ``seed``, ``reference_key``, ``group_size``,
-            ``on_split``).
+            ``on_unparsed``, ``seed``, ``reference_key``, ``group_size``, ``on_split``,
+            ``win``, ``loss``). Both A/B orders are judged when the scorer's ``order`` is
+            ``both``.
 
-    Returns one reward per completion (see :mod:`rmr1_plugins.grouping` for scales), or ``None``
-    for a row that cannot be judged (a prompt with a ``tool`` turn, a missing reference) or that
-    ``on_split="drop"`` leaves out. Nothing is loaded until the first call; pickling keeps the
-    configuration only, so instances survive TRL's spawned reward workers.
+    Returns one reward per completion (the strategy's value on ``[loss, win]``, see
+    :mod:`rmr1_plugins.grouping`), or ``None`` for a row that cannot be judged (a prompt with a
+    ``tool`` turn, a missing reference, a failed judge call: logged as warnings) or that
+    ``on_split="drop"`` leaves out. A configuration that cannot work raises on the first call.
+    Nothing is loaded until then; pickling keeps the configuration only, so instances survive
+    TRL's spawned reward workers.
 
     Logged through TRL: ``<name>/judgments`` (judge completions per call), ``<name>/unparsed_rate``,
-    ``<name>/split_rows``, ``<name>/orders_agree_rate`` (when both orders are judged), and the
-    completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
-    ``<name>_rationale`` (the judge's text for the completion's first comparison).
+    ``<name>/split_rows``, ``<name>/unscored_rows`` (rows returned as ``None``),
+    ``<name>/orders_agree_rate`` (when both orders are judged), and the completion-table columns
+    ``<name>_verdicts`` (opponents, outcomes, votes) and ``<name>_rationale`` (the judge's text
+    for the completion's first comparison).
 
     Example:
         >>> from trl import GRPOTrainer                                       # doctest: +SKIP
@@ -132,7 +137,7 @@ class RMR1Reward:
 
     def __init__(
         self,
-        config: RewardConfig | str | Path | None = None,
+        config: RewardSettings | str | Path | None = None,
         *,
         scorer: Any = None,
         name: str = "rmr1_reward",
@@ -141,9 +146,9 @@ class RMR1Reward:
         self.__name__ = name
         self._source = config
         self._overrides = reward
-        self._config: RewardConfig | None = None
+        self._config: RewardSettings | None = None
         self._scorer: LazyScorer | None = LazyScorer(scorer=scorer) if scorer is not None else None
-        if isinstance(config, RewardConfig):
+        if isinstance(config, RewardSettings):
             self._config = config.model_copy(
                 update={"reward": RewardOptions(**{**config.reward.model_dump(), **reward})}
             )
@@ -152,11 +157,11 @@ class RMR1Reward:
         return f"{type(self).__name__}(name={self.__name__!r})"
 
     @property
-    def config(self) -> RewardConfig:
+    def config(self) -> RewardSettings:
         """The configuration, loaded on first use (so ``RMR1_*`` variables are read late)."""
         if self._config is None:
             source = self._source if isinstance(self._source, (str, Path)) else None
-            self._config = load_reward_config(source, reward=self._overrides)
+            self._config = load_reward_settings(source, reward=self._overrides)
         return self._config
 
     @property
@@ -178,23 +183,39 @@ class RMR1Reward:
         **kwargs: Any,
     ) -> list[float | None]:
         job = self._plan(prompts, completions, kwargs)
-        main = self._score(score_groups, job.groups)
-        fallback = self._score(score_groups, job.fallback, "reference")
+        main = self._score(job.groups, self.options.strategy)
+        fallback = self._score(job.fallback, "reference")
         return self._finish(job, main, fallback, kwargs)
 
-    def _score(self, fn: Callable, groups: list[Group], strategy: str | None = None) -> Any:
+    def _arguments(self, strategy: str) -> dict[str, Any]:
+        options = self.options
+        return {
+            "strategy": strategy,
+            "on_unparsed": options.on_unparsed,
+            "seed": options.seed,
+            "skip_invalid": True,
+        }
+
+    def _score(self, groups: list[Group], strategy: str) -> list[GroupRewards]:
         if not groups:
             return []
-        options = self.options
-        return fn(
-            self.scorer,
-            groups,
-            strategy or options.strategy,
-            both_orders=options.both_orders,
-            on_unparsed=options.on_unparsed,
-            seed=options.seed,
-            skip_invalid=True,
-        )
+        try:
+            return score_groups(self.scorer, groups, **self._arguments(strategy))
+        except (ConfigError, ImportError):
+            raise  # a configuration that cannot work: fail the first step, clearly
+        except Exception as error:
+            return _failed(groups, error)
+
+    async def _ascore(self, groups: list[Group], strategy: str) -> list[GroupRewards]:
+        if not groups:
+            return []
+        try:
+            await asyncio.to_thread(lambda: self.scorer)  # build (and load) off the event loop
+            return await ascore_groups(self.scorer, groups, **self._arguments(strategy))
+        except (ConfigError, ImportError):
+            raise
+        except Exception as error:
+            return _failed(groups, error)
 
     def _plan(self, prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict) -> _Job:
         if len(prompts) != len(completions):
@@ -271,16 +292,18 @@ class RMR1Reward:
         verdicts = [""] * job.size
         rationale = [""] * job.size
         judged = [*zip(job.rows, main, strict=True), *zip(job.fallback_rows, fallback, strict=True)]
-        for rows, result in judged:
+        strategies = [resolve_strategy(self.options.strategy)] * len(main)
+        strategies += [resolve_strategy("reference")] * len(fallback)
+        for (rows, result), strategy in zip(judged, strategies, strict=True):
             if result.error:
                 logger.warning("%s: %s; its rows get reward None", self.__name__, result.error)
             for position, row in enumerate(rows):
-                rewards[row] = result.rewards[position]
+                rewards[row] = self.options.scale(result.rewards[position], strategy)
                 verdicts[row] = result.error or result.summary(position)
                 first = next((c for c in result.involving(position) if c.result), None)
                 if first is not None and first.result.judgments:
                     rationale[row] = first.result.judgments[0].completion
-        self._log(kwargs, [r for _, r in judged], job, verdicts, rationale)
+        self._log(kwargs, [r for _, r in judged], job, rewards, verdicts, rationale)
         return rewards
 
     def _log(
@@ -288,6 +311,7 @@ class RMR1Reward:
         kwargs: dict,
         results: list[GroupRewards],
         job: _Job,
+        rewards: list[float | None],
         verdicts: list[str],
         rationale: list[str],
     ) -> None:
@@ -302,6 +326,7 @@ class RMR1Reward:
         log_metric(f"{name}/judgments", float(sum(r.judgments for r in results)))
         log_metric(f"{name}/unparsed_rate", sum(r.unparsed for r in results) / max(judged, 1))
         log_metric(f"{name}/split_rows", float(job.split_rows))
+        log_metric(f"{name}/unscored_rows", float(sum(r is None for r in rewards)))
         agree = [r.orders_agree for r in results]
         both = sum(b for _, b in agree)
         if both:
@@ -321,17 +346,17 @@ class AsyncRMR1Reward(RMR1Reward):
         **kwargs: Any,
     ) -> list[float | None]:
         job = self._plan(prompts, completions, kwargs)
-        if job.groups or job.fallback:
-            await asyncio.to_thread(lambda: self.scorer)  # build (and load) off the event loop
         main, fallback = await asyncio.gather(
-            _awaitable(self._score(ascore_groups, job.groups)),
-            _awaitable(self._score(ascore_groups, job.fallback, "reference")),
+            self._ascore(job.groups, self.options.strategy),
+            self._ascore(job.fallback, "reference"),
         )
         return self._finish(job, main, fallback, kwargs)
 
 
-async def _awaitable(value: Any) -> Any:
-    return await value if asyncio.iscoroutine(value) else value
+def _failed(groups: list[Group], error: Exception) -> list[GroupRewards]:
+    """``None`` rewards for groups whose judge call failed (a warning names the error)."""
+    message = f"the judge failed ({type(error).__name__}: {error})"
+    return [GroupRewards([None] * len(g.completions), error=message) for g in groups]
 
 
 def _reference(value: Any) -> str | None:
@@ -344,7 +369,7 @@ class RMR1VerifiableReward:
     The policy is the judge: its completion is scored +1.0 / -1.0 against the dataset column
     ``label_key`` (``winner``: ``model_a``/``model_b``, or ``A``/``B``) by the official
     ``rmr1-train`` rule or the ``strict`` rule (:mod:`rmr1_plugins.verifiable`). A row with an
-    unusable label gets ``neutral`` (``None``: TRL drops the row) and a logged warning; a batch
+    unusable label gets ``fallback`` (``None``: TRL drops the row) and a logged warning; a batch
     without the column is a ``ValueError``.
     """
 
@@ -352,12 +377,12 @@ class RMR1VerifiableReward:
         self,
         rule: Rule = "rmr1-train",
         label_key: str = "winner",
-        neutral: float | None = None,
+        fallback: float | None = None,
         name: str = "rmr1_verifiable_reward",
     ) -> None:
         self.__name__ = name
         self.label_key = label_key
-        self._reward = VerifiableReward(rule, neutral)
+        self._reward = VerifiableReward(rule, fallback)
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any

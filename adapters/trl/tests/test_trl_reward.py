@@ -16,7 +16,7 @@ from rmr1_trl import (
 from trl.trainer.utils import get_callable_name, is_async_callable
 
 from rmr1_plugins import ConfigError
-from rmr1_plugins.rewards import RewardConfig, load_reward_config
+from rmr1_plugins.rewards import RewardSettings, load_reward_settings
 
 
 class FakeTrainer:
@@ -77,7 +77,8 @@ def test_groups_are_judged_in_one_batch_with_exact_rewards(judge):
 
 def test_conversational_format_and_both_orders(judge):
     scorer, _ = judge
-    reward = RMR1Reward(scorer=scorer, strategy="round-robin", both_orders=True)
+    scorer.order = "both"
+    reward = RMR1Reward(scorer=scorer, strategy="round-robin")
     prompt = [{"role": "system", "content": "Be long."}, {"role": "user", "content": "Hi"}]
     completions = [[{"role": "assistant", "content": t}] for t in ("hello there", "hi")]
     trainer = FakeTrainer(num_generations=2)
@@ -159,14 +160,15 @@ def test_async_variant_is_detected_by_trl_and_agrees(judge):
 
 def test_pickle_keeps_config_and_drops_the_loaded_judge(tmp_path):
     config = tmp_path / "rmr1.yaml"
-    config.write_text("backend: {name: constant}\nreward: {strategy: knockout}\n")
-    reward = RMR1Reward(config, name="judge", both_orders=True)
+    config.write_text("backend: {name: constant}\norder: both\nreward: {strategy: knockout}\n")
+    reward = RMR1Reward(config, name="judge", on_unparsed="loss")
     prompts, completions = batch(("q", ["a", "bb"]))
     first = reward(prompts, completions)
     assert reward._scorer._scorer is not None  # loaded by the call
     clone = pickle.loads(pickle.dumps(reward))
     assert clone.__name__ == "judge" and clone._scorer._scorer is None
-    assert clone.options.strategy == "knockout" and clone.options.both_orders is True
+    assert clone.options.strategy == "knockout" and clone.options.on_unparsed == "loss"
+    assert clone.config.scorer.order == "both"
     assert clone(prompts, completions) == first
     module = importlib.import_module("rmr1_trl")
     assert pickle.loads(pickle.dumps(module.rmr1_reward)).__name__ == "rmr1_reward"
@@ -193,7 +195,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
     config.write_text("reward: {strategy: round-robin, on_unparsed: maybe}\n")
     with pytest.raises(ConfigError, match=r"reward\.on_unparsed: Input should be 'tie', 'loss'"):
         RMR1Reward(config)(["q"], ["a"])
-    assert isinstance(load_reward_config(None), RewardConfig)
+    assert isinstance(load_reward_settings(None), RewardSettings)
 
 
 def test_verifiable_reward_for_training_a_judge():
@@ -208,3 +210,30 @@ def test_verifiable_reward_for_training_a_judge():
         reward(["p"], ["x"], label=["A"])
     strict = RMR1VerifiableReward("strict", label_key="label")
     assert strict(["p"], ["<answer>[[B]]</answer> and more text" * 5], label=["B"]) == [1.0]
+
+
+def test_rewards_scale_onto_loss_win(judge):
+    scorer, _ = judge
+    prompts, completions = batch(("q1", ["aaa", "a", "aa"]))
+    signed = RMR1Reward(scorer=scorer, win=1.0, loss=-1.0)
+    assert signed(prompts, completions) == [1.0, -1.0, 0.0]
+    bt = RMR1Reward(scorer=scorer, strategy="bradley-terry", win=1.0, loss=-1.0)
+    r = bt(prompts, completions)
+    assert r[0] > r[2] > r[1] and sum(r) == pytest.approx(0)  # log-strengths, not rescaled
+
+
+class Broken:
+    order = "given"
+
+    def score(self, examples):
+        raise ConnectionError("judge server refused the connection")
+
+
+def test_a_failed_judge_gives_none_and_is_logged(caplog):
+    trainer = FakeTrainer(num_generations=2)
+    prompts, completions = batch(("q1", ["a", "aa"]), ("q2", ["b", "bb"]))
+    rewards = RMR1Reward(scorer=Broken())(prompts, completions, **trainer.kwargs())
+    assert rewards == [None] * 4
+    assert "judge server refused the connection" in caplog.text
+    assert trainer.metrics["rmr1_reward/unscored_rows"] == [4.0]
+    assert trainer.extra["rmr1_reward_verdicts"][0].startswith("the judge failed (ConnectionError")

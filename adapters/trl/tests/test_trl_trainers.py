@@ -13,7 +13,7 @@ import pytest
 from rmr1_trl import AsyncRMR1Reward, RMR1Reward
 
 from rmr1_plugins.config import ScorerConfig
-from rmr1_plugins.rewards import RewardConfig, RewardOptions
+from rmr1_plugins.rewards import RewardOptions, RewardSettings
 
 ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "examples"
@@ -58,7 +58,7 @@ def train(trainer_cls, config_cls, policy, reward, output_dir, **overrides):
 def test_grpo_with_smollm2_judge(tiny_policy, smollm2_dir, tmp_path):
     from trl import GRPOConfig, GRPOTrainer
 
-    config = RewardConfig(
+    config = RewardSettings(
         scorer=ScorerConfig(
             template="rmr1-reasoning",  # no 600-token system prompt: 4x less judge prefill on CPU
             backend={"name": "hf", "model": str(smollm2_dir), "options": {"dtype": "float32"}},
@@ -100,7 +100,7 @@ def test_async_reward_in_grpo_and_rloo(trainer_name, tiny_policy, tmp_path):
         "grpo": (GRPOTrainer, GRPOConfig, {}),
         "rloo": (RLOOTrainer, RLOOConfig, {"beta": 0.0}),  # no reference model in memory
     }[trainer_name]
-    config = RewardConfig(
+    config = RewardSettings(
         scorer=ScorerConfig(backend={"name": "constant"}),  # always prefers slot A
         reward=RewardOptions(strategy="reference"),
     )

@@ -7,11 +7,11 @@ its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as m
 scorer call and answers every waiting rollout. This is an asyncio barrier inside one
 ``RewardLoopWorker`` process: a group whose rollouts go to different workers never completes
 there. After ``group_timeout`` seconds an incomplete group is judged against its reference answer
-(``on_split: reference``, the default here), gets the neutral reward (``drop``), or fails the
-step (``error``). See docs/verl.md for the settings that keep groups in one worker.
+(``on_split: reference``, the default here), gets the ``fallback`` reward (``drop``), or fails
+the step (``error``). See docs/verl.md for the settings that keep groups in one worker.
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
-overrides: any ``reward:`` option plus ``config``, ``model`` and ``group_timeout``.
+overrides: any ``reward:`` option plus ``config``, ``model``, ``order`` and ``group_timeout``.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class RMR1RewardManager(RewardManagerBase):
     async def run_single(self, data: DataProto) -> dict:
         try:
             sample = self._sample(data[-1:][0])
-        except Exception as error:  # a malformed row: neutral, never a crash in the trainer
+        except Exception as error:  # a malformed row: fallback, never a crash in the trainer
             logger.warning("rmr1 reward manager: cannot read a rollout (%s)", error)
             info = result(None, 0, self.options, error=f"unreadable rollout: {error}")
             return {"reward_score": info["score"], "reward_extra_info": info}
@@ -177,7 +177,7 @@ class RMR1RewardManager(RewardManagerBase):
     async def _judge(
         self, pending: PendingGroup, strategy: Strategy | str, fallback: bool
     ) -> list[dict[str, Any]]:
-        """Judge a group with ``strategy``; rows that cannot be judged get the neutral reward."""
+        """Judge a group with ``strategy``; rows that cannot be judged get the fallback reward."""
         options, size = self.options, len(pending.responses)
         strategy = resolve_strategy(strategy)
         if strategy.needs_reference and pending.reference is None:
@@ -191,18 +191,17 @@ class RMR1RewardManager(RewardManagerBase):
                 shared_scorer(self.reward_config),
                 [group],
                 strategy,
-                both_orders=options.both_orders,
                 on_unparsed=options.on_unparsed,
                 seed=options.seed,
                 skip_invalid=True,
             )
-        except Exception as error:  # a failed judge gives neutral rewards, logged
-            logger.warning("rmr1 reward manager: the judge failed (%s); neutral rewards", error)
+        except Exception as error:  # a failed judge gives fallback rewards, logged
+            logger.warning("rmr1 reward manager: the judge failed (%s); fallback rewards", error)
             return [
                 result(None, i, options, fallback=fallback, error=f"judge failed: {error}")
                 for i in range(size)
             ]
-        return [result(rewards, i, options, fallback=fallback) for i in range(size)]
+        return [result(rewards, i, options, strategy, fallback=fallback) for i in range(size)]
 
 
 def _plain(value: Any) -> Any:

@@ -58,7 +58,7 @@ def test_naive_manager_with_compute_score_and_smollm2(tokenizer, smollm2_dir, tm
         tmp_path,
         "template: rmr1-reasoning\n"
         f"backend: {{name: hf, model: {smollm2_dir}, options: {{dtype: float32}}}}\n"
-        "sampling: {max_new_tokens: 16}\nreward: {both_orders: true}\n",
+        "sampling: {max_new_tokens: 16}\norder: both\n",
     )
     config = verl_config(
         tiny_llama(),
@@ -81,7 +81,7 @@ def test_naive_manager_with_compute_score_and_smollm2(tokenizer, smollm2_dir, tm
 
 
 def test_rows_that_cannot_be_judged_get_the_neutral_score(tmp_path):
-    config = judge_file(tmp_path, "backend: {name: constant}\nreward: {neutral: 0.25}\n")
+    config = judge_file(tmp_path, "backend: {name: constant}\nreward: {fallback: 0.25}\n")
     no_question = run(compute_score("demo", "4", "4", {}, config=config))
     no_reference = run(compute_score("demo", "4", None, QUESTION, config=config))
     assert no_question["score"] == no_reference["score"] == 0.25
@@ -217,7 +217,8 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
     )
     assert isinstance(manager, RMR1RewardManager)
     assert manager.group_size == 4 and manager.group_timeout == 1800
-    assert manager.options.strategy == "round-robin" and manager.options.both_orders is True
+    assert manager.options.strategy == "round-robin"
+    assert manager.reward_config.scorer.order == "both"
     backend = manager.reward_config.scorer.backend
     assert backend.name == "openai" and backend.options["base_url"] == "http://127.0.0.1:9/v1"
     assert json.loads(json.dumps(manager.reward_config.scorer.sampling.model_dump()))

@@ -98,7 +98,7 @@ def test_incomplete_group_drop_or_error(tokenizer, monkeypatch):
     data = rollouts(tokenizer, GROUPS[:1])
     manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="drop")
     outputs = score_all(manager, data, order=[0])
-    assert outputs[0]["reward_score"] == 0.5  # neutral
+    assert outputs[0]["reward_score"] == 0.5  # the fallback: midpoint of [loss, win]
     assert outputs[0]["reward_extra_info"]["rmr1_error"] == "incomplete group"
     assert math.isnan(outputs[0]["reward_extra_info"]["rmr1_win"]) and backend.batches == []
 
