@@ -241,3 +241,10 @@ def test_both_orders_view_shares_the_scorer_cache():
     score_groups(scorer, [group(VALUES)], "round-robin", both_orders=True)
     score_groups(scorer, [group(VALUES)], "round-robin")  # the given order is already cached
     assert [len(batch) for batch in backend.batches] == [12]
+
+
+def test_unknown_strategy_names_the_choices():
+    from rmr1_plugins.plugins import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"unknown strategy 'round-robbin'\. Did you mean"):
+        resolve_strategy("round-robbin")
