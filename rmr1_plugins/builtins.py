@@ -1,4 +1,4 @@
-"""The built-in templates, parsers and backends, registered like any other plugin."""
+"""The built-in templates, parsers, backends and strategies, registered like any other plugin."""
 
 from __future__ import annotations
 
@@ -22,3 +22,11 @@ def rmr1_register_parsers(register: Register) -> None:
 def rmr1_register_backends(register: Register) -> None:
     register("constant", "rmr1_plugins.backends.constant:ConstantBackend")
     register("hf", "rmr1_plugins.backends.hf:HFBackend")
+
+
+@hookimpl
+def rmr1_register_strategies(register: Register) -> None:
+    from rmr1_plugins.grouping import BUILTIN_STRATEGIES
+
+    for name, target in BUILTIN_STRATEGIES.items():
+        register(name, target)

@@ -83,6 +83,7 @@ class Registry:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
+        self.singular = "strategy" if kind == "strategies" else kind.removesuffix("s")
         self.entries: dict[str, Entry] = {}
         self._resolved: dict[str, Any] = {}
 
@@ -96,7 +97,7 @@ class Registry:
             return  # the same plugin loaded again (re-entrant loading in worker processes)
         if old is not None:
             raise ValueError(
-                f"{self.kind[:-1]} {name!r} is registered twice: by {old.plugin} "
+                f"{self.singular} {name!r} is registered twice: by {old.plugin} "
                 f"({old.description}) and by {plugin}"
             )
         self.entries[name] = Entry(name, target, plugin)
@@ -107,7 +108,7 @@ class Registry:
             hint = difflib.get_close_matches(name, list(self.entries), n=1)
             did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
             raise UnknownNameError(
-                f"unknown {self.kind[:-1]} {name!r}.{did_you_mean} "
+                f"unknown {self.singular} {name!r}.{did_you_mean} "
                 f"Available: {', '.join(sorted(self.entries)) or 'none'}"
             )
         if name not in self._resolved:

@@ -1,0 +1,396 @@
+"""RM-R1 judges as TRL reward functions (``GRPOTrainer`` / ``RLOOTrainer`` ``reward_funcs``).
+
+TRL calls a reward function once per generation batch with every completion of this process:
+``prompts``, ``completions`` (strings, or assistant message lists for conversational data),
+``completion_ids``, one keyword per extra dataset column, and ``trainer_state``, ``log_extra``
+and ``log_metric``. The ``num_generations`` completions of a prompt are consecutive, so a group
+is a run of consecutive identical prompts (cut into ``num_generations``-sized groups when the
+same prompt appears twice in a row).
+
+A returned ``None`` becomes NaN in TRL: the row takes no part in that reward's mean, and a row
+that every reward function leaves ``None`` gets advantage 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rmr1_plugins.config import ConfigError
+from rmr1_plugins.grouping import (
+    Group,
+    GroupRewards,
+    as_text,
+    ascore_groups,
+    resolve_strategy,
+    score_groups,
+)
+from rmr1_plugins.rewards import LazyScorer, RewardOptions, RewardSettings, load_reward_settings
+from rmr1_plugins.verifiable import Rule, VerifiableReward
+
+logger = logging.getLogger(__name__)
+TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
+
+
+class SplitGroupError(RuntimeError):
+    """A prompt's completions arrived incomplete (split across processes)."""
+
+
+@dataclass
+class Run:
+    """Rows ``start:stop`` share one prompt; ``split`` when they cannot be whole groups."""
+
+    start: int
+    stop: int
+    split: bool = False
+
+
+def find_groups(prompts: Sequence[Any], group_size: int | None) -> list[Run]:
+    """Groups of consecutive identical prompts, and which of them are incomplete.
+
+    With ``group_size`` known, a run of k × ``group_size`` rows is k groups and any other length
+    is split. Without it, a run at either edge of the batch that is shorter than the longest run
+    is taken as split; a group cut exactly at a multiple of the others' size goes unnoticed, so
+    set ``group_size`` (TRL's own ``num_generations`` is read from the trainer when possible).
+    """
+    runs: list[Run] = []
+    for index, prompt in enumerate(prompts):
+        if runs and prompts[runs[-1].start] == prompt:
+            runs[-1].stop = index + 1
+        else:
+            runs.append(Run(index, index + 1))
+    if group_size is None:
+        longest = max((run.stop - run.start for run in runs), default=0)
+        for run in (runs[0], runs[-1]) if runs else ():
+            run.split = run.stop - run.start < longest
+        return runs
+    groups: list[Run] = []
+    for run in runs:
+        size = run.stop - run.start
+        if size % group_size:
+            groups.append(Run(run.start, run.stop, split=True))
+        else:
+            groups += [Run(s, s + group_size) for s in range(run.start, run.stop, group_size)]
+    return groups
+
+
+def trainer_group_size(log_metric: Any) -> int | None:
+    """``num_generations`` (or ``num_generations_eval`` in evaluation) of the calling trainer.
+
+    TRL passes its bound ``_log_metric`` method as ``log_metric``, which leads to the trainer.
+    """
+    trainer = getattr(log_metric, "__self__", None)
+    if trainer is None:
+        return None
+    training = getattr(getattr(trainer, "model", None), "training", True)
+    size = getattr(trainer, "num_generations" if training else "num_generations_eval", None)
+    return size if isinstance(size, int) and size > 0 else None
+
+
+@dataclass
+class _Job:
+    """One call's plan: groups to judge with the strategy, rows for the fallback, rows dropped."""
+
+    size: int
+    groups: list[Group] = field(default_factory=list)
+    rows: list[range] = field(default_factory=list)
+    fallback: list[Group] = field(default_factory=list)
+    fallback_rows: list[range] = field(default_factory=list)
+    split_rows: int = 0
+
+
+class RMR1Reward:
+    """A TRL reward function that judges each prompt's completions with an RM-R1 judge.
+
+    Args:
+        config: a :class:`~rmr1_plugins.rewards.RewardSettings`, a YAML path, or ``None`` to read
+            ``$RMR1_CONFIG`` and ``RMR1_*`` variables on first call.
+        scorer: a ready :class:`rmr1_plugins.Scorer` to use instead of the config's judge.
+        name: the ``__name__`` TRL logs under (``rewards/<name>/mean``).
+        **reward: overrides for :class:`~rmr1_plugins.rewards.RewardOptions` (``strategy``,
+            ``on_unparsed``, ``seed``, ``reference_key``, ``group_size``, ``on_split``,
+            ``win``, ``loss``). Both A/B orders are judged when the scorer's ``order`` is
+            ``both``.
+
+    Returns one reward per completion (the strategy's value on ``[loss, win]``, see
+    :mod:`rmr1_plugins.grouping`), or ``None`` for a row that cannot be judged (a prompt with a
+    ``tool`` turn, a missing reference, a failed judge call: logged as warnings) or that
+    ``on_split="drop"`` leaves out. A configuration that cannot work raises on the first call.
+    Nothing is loaded until then; pickling keeps the configuration only, so instances survive
+    TRL's spawned reward workers.
+
+    Logged through TRL: ``<name>/judgments`` (judge completions per call), ``<name>/unparsed_rate``,
+    ``<name>/split_rows``, ``<name>/unscored_rows`` (rows returned as ``None``),
+    ``<name>/orders_agree_rate`` (when both orders are judged), and the completion-table columns
+    ``<name>_verdicts`` (opponents, outcomes, votes) and ``<name>_rationale`` (the judge's text
+    for the completion's first comparison).
+
+    Example:
+        >>> from trl import GRPOTrainer                                       # doctest: +SKIP
+        >>> reward = RMR1Reward("rmr1.yaml", strategy="round-robin")          # doctest: +SKIP
+        >>> GRPOTrainer(model=..., reward_funcs=[reward], ...)                # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: RewardSettings | str | Path | None = None,
+        *,
+        scorer: Any = None,
+        name: str = "rmr1_reward",
+        **reward: Any,
+    ) -> None:
+        self.__name__ = name
+        self._source = config
+        self._overrides = reward
+        self._config: RewardSettings | None = None
+        self._scorer: LazyScorer | None = LazyScorer(scorer=scorer) if scorer is not None else None
+        if isinstance(config, RewardSettings):
+            self._config = config.model_copy(
+                update={"reward": RewardOptions(**{**config.reward.model_dump(), **reward})}
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.__name__!r})"
+
+    @property
+    def config(self) -> RewardSettings:
+        """The configuration, loaded on first use (so ``RMR1_*`` variables are read late)."""
+        if self._config is None:
+            source = self._source if isinstance(self._source, (str, Path)) else None
+            self._config = load_reward_settings(source, reward=self._overrides)
+        return self._config
+
+    @property
+    def options(self) -> RewardOptions:
+        return self.config.reward
+
+    @property
+    def scorer(self) -> Any:
+        """The judge, built (and its model loaded) on first use."""
+        if self._scorer is None:
+            self._scorer = LazyScorer(self.config.scorer)
+        return self._scorer.get()
+
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        job = self._plan(prompts, completions, kwargs)
+        main = self._score(job.groups, self.options.strategy)
+        fallback = self._score(job.fallback, "reference")
+        return self._finish(job, main, fallback, kwargs)
+
+    def _arguments(self, strategy: str) -> dict[str, Any]:
+        options = self.options
+        return {
+            "strategy": strategy,
+            "on_unparsed": options.on_unparsed,
+            "seed": options.seed,
+            "skip_invalid": True,
+        }
+
+    def _score(self, groups: list[Group], strategy: str) -> list[GroupRewards]:
+        if not groups:
+            return []
+        try:
+            return score_groups(self.scorer, groups, **self._arguments(strategy))
+        except (ConfigError, ImportError):
+            raise  # a configuration that cannot work: fail the first step, clearly
+        except Exception as error:
+            return _failed(groups, error)
+
+    async def _ascore(self, groups: list[Group], strategy: str) -> list[GroupRewards]:
+        if not groups:
+            return []
+        try:
+            await asyncio.to_thread(lambda: self.scorer)  # build (and load) off the event loop
+            return await ascore_groups(self.scorer, groups, **self._arguments(strategy))
+        except (ConfigError, ImportError):
+            raise
+        except Exception as error:
+            return _failed(groups, error)
+
+    def _plan(self, prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict) -> _Job:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        options = self.options
+        strategy = resolve_strategy(options.strategy)
+        size = options.group_size or trainer_group_size(kwargs.get("log_metric"))
+        runs = (
+            [Run(i, i + 1) for i in range(len(prompts))]
+            if strategy.needs_reference  # every completion is judged on its own
+            else find_groups(prompts, size)
+        )
+        split = [run for run in runs if run.split]
+        if split and options.on_split == "error":
+            raise SplitGroupError(self._split_message(split, size))
+        needs_reference = strategy.needs_reference or (
+            bool(split) and options.on_split == "reference"
+        )
+        references = self._references(kwargs, len(prompts)) if needs_reference else None
+        job = _Job(len(prompts))
+        for run in runs:
+            rows = range(run.start, run.stop)
+            if run.split:
+                job.split_rows += len(rows)
+                if options.on_split == "drop":
+                    continue
+            group = Group(
+                prompts[run.start],
+                [completions[i] for i in rows],
+                reference=None if references is None else _reference(references[run.start]),
+                id=f"rows {run.start}-{run.stop - 1}",
+            )
+            if run.split:
+                job.fallback.append(group)
+                job.fallback_rows.append(rows)
+            else:
+                job.groups.append(group)
+                job.rows.append(rows)
+        return job
+
+    def _references(self, kwargs: dict, size: int) -> Sequence[Any]:
+        key = self.options.reference_key
+        if key not in kwargs:
+            columns = sorted(k for k in kwargs if k not in TRAINER_KWARGS)
+            raise ValueError(
+                f"{self.__name__}: strategy {self.options.strategy!r} (or on_split='reference') "
+                f"needs the dataset column {key!r} with a reference answer; the batch has "
+                f"columns {columns}. Set reward.reference_key (RMR1_REWARD__REFERENCE_KEY)."
+            )
+        values = kwargs[key]
+        if len(values) != size:
+            raise ValueError(f"column {key!r} has {len(values)} values for {size} completions")
+        return values
+
+    def _split_message(self, split: list[Run], size: int | None) -> str:
+        where = ", ".join(f"rows {r.start}-{r.stop - 1}" for r in split[:3])
+        expected = f"num_generations={size}" if size else "the other groups' size"
+        return (
+            f"{self.__name__}: the completions at {where} do not form whole groups of "
+            f"{expected}: a prompt's group was split across processes, and pairwise strategies "
+            "need the whole group. Make per_device_train_batch_size * steps_per_generation a "
+            "multiple of num_generations, or set reward.on_split (RMR1_REWARD__ON_SPLIT) to "
+            "'reference' (judge those rows against the reference column) or 'drop' (reward None)."
+        )
+
+    def _finish(
+        self,
+        job: _Job,
+        main: list[GroupRewards],
+        fallback: list[GroupRewards],
+        kwargs: dict,
+    ) -> list[float | None]:
+        rewards: list[float | None] = [None] * job.size
+        verdicts = [""] * job.size
+        rationale = [""] * job.size
+        judged = [*zip(job.rows, main, strict=True), *zip(job.fallback_rows, fallback, strict=True)]
+        strategies = [resolve_strategy(self.options.strategy)] * len(main)
+        strategies += [resolve_strategy("reference")] * len(fallback)
+        for (rows, result), strategy in zip(judged, strategies, strict=True):
+            if result.error:
+                logger.warning("%s: %s; its rows get reward None", self.__name__, result.error)
+            for position, row in enumerate(rows):
+                rewards[row] = self.options.scale(result.rewards[position], strategy)
+                verdicts[row] = result.error or result.summary(position)
+                first = next((c for c in result.involving(position) if c.result), None)
+                if first is not None and first.result.judgments:
+                    rationale[row] = first.result.judgments[0].completion
+        self._log(kwargs, [r for _, r in judged], job, rewards, verdicts, rationale)
+        return rewards
+
+    def _log(
+        self,
+        kwargs: dict,
+        results: list[GroupRewards],
+        job: _Job,
+        rewards: list[float | None],
+        verdicts: list[str],
+        rationale: list[str],
+    ) -> None:
+        log_metric, log_extra = kwargs.get("log_metric"), kwargs.get("log_extra")
+        name = self.__name__
+        if log_extra is not None:
+            log_extra(f"{name}_verdicts", verdicts)
+            log_extra(f"{name}_rationale", rationale)
+        if log_metric is None:
+            return
+        judged = sum(1 for r in results for c in r.comparisons if c.result is not None)
+        log_metric(f"{name}/judgments", float(sum(r.judgments for r in results)))
+        log_metric(f"{name}/unparsed_rate", sum(r.unparsed for r in results) / max(judged, 1))
+        log_metric(f"{name}/split_rows", float(job.split_rows))
+        log_metric(f"{name}/unscored_rows", float(sum(r is None for r in rewards)))
+        agree = [r.orders_agree for r in results]
+        both = sum(b for _, b in agree)
+        if both:
+            log_metric(f"{name}/orders_agree_rate", sum(a for a, _ in agree) / both)
+
+
+class AsyncRMR1Reward(RMR1Reward):
+    """:class:`RMR1Reward` with ``async __call__``: TRL awaits it on its event-loop thread,
+    concurrently with other async reward functions. Use it with a server backend (``openai``);
+    in-process engines run in a worker thread."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
+        job = self._plan(prompts, completions, kwargs)
+        main, fallback = await asyncio.gather(
+            self._ascore(job.groups, self.options.strategy),
+            self._ascore(job.fallback, "reference"),
+        )
+        return self._finish(job, main, fallback, kwargs)
+
+
+def _failed(groups: list[Group], error: Exception) -> list[GroupRewards]:
+    """``None`` rewards for groups whose judge call failed (a warning names the error)."""
+    message = f"the judge failed ({type(error).__name__}: {error})"
+    return [GroupRewards([None] * len(g.completions), error=message) for g in groups]
+
+
+def _reference(value: Any) -> str | None:
+    return None if value is None else as_text(value)
+
+
+class RMR1VerifiableReward:
+    """RM-R1's verifiable reward for training a judge with TRL (the RM-R1 recipe's stage 2).
+
+    The policy is the judge: its completion is scored +1.0 / -1.0 against the dataset column
+    ``label_key`` (``winner``: ``model_a``/``model_b``, or ``A``/``B``) by the official
+    ``rmr1-train`` rule or the ``strict`` rule (:mod:`rmr1_plugins.verifiable`). A row with an
+    unusable label gets ``fallback`` (``None``: TRL drops the row) and a logged warning; a batch
+    without the column is a ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        rule: Rule = "rmr1-train",
+        label_key: str = "winner",
+        fallback: float | None = None,
+        name: str = "rmr1_verifiable_reward",
+    ) -> None:
+        self.__name__ = name
+        self.label_key = label_key
+        self._reward = VerifiableReward(rule, fallback)
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
+    ) -> list[float | None]:
+        if self.label_key not in kwargs:
+            columns = sorted(k for k in kwargs if k not in TRAINER_KWARGS)
+            raise ValueError(
+                f"{self.__name__} needs the dataset column {self.label_key!r} "
+                f"(model_a/model_b or A/B); the batch has columns {columns}"
+            )
+        return self._reward([as_text(c) for c in completions], kwargs[self.label_key])

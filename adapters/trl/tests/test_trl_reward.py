@@ -1,0 +1,239 @@
+"""The TRL reward functions with a scripted judge: grouping, formats, logging, pickling."""
+
+import asyncio
+import importlib
+import pickle
+from collections import defaultdict
+
+import pytest
+from rmr1_trl import (
+    AsyncRMR1Reward,
+    RMR1Reward,
+    RMR1VerifiableReward,
+    SplitGroupError,
+    find_groups,
+)
+from trl.trainer.utils import get_callable_name, is_async_callable
+
+from rmr1_plugins import ConfigError
+from rmr1_plugins.rewards import RewardSettings, load_reward_settings
+
+
+class FakeTrainer:
+    """Stands in for GRPOTrainer: TRL hands reward functions its bound _log_metric."""
+
+    def __init__(self, num_generations=None, training=True):
+        self.num_generations = num_generations
+        self.num_generations_eval = 1
+        self.model = type("M", (), {"training": training})()
+        self.metrics = defaultdict(list)
+        self.extra = defaultdict(list)
+
+    def _log_metric(self, name, value):
+        self.metrics[name].append(value)
+
+    def _log_completion_extra(self, column, values):
+        self.extra[column].extend(values)
+
+    def kwargs(self):
+        return {"log_metric": self._log_metric, "log_extra": self._log_completion_extra}
+
+
+def batch(*groups):
+    """(prompts, completions) for groups given as (prompt, [completions])."""
+    prompts = [p for p, cs in groups for _ in cs]
+    completions = [c for _, cs in groups for c in cs]
+    return prompts, completions
+
+
+def test_find_groups():
+    runs = find_groups(["a", "a", "b", "b", "b", "b", "c", "c"], 2)
+    assert [(r.start, r.stop, r.split) for r in runs] == [
+        (0, 2, False), (2, 4, False), (4, 6, False), (6, 8, False),
+    ]  # fmt: skip
+    runs = find_groups(["a", "b", "b", "b", "c", "c"], 2)
+    assert [r.split for r in runs] == [True, True, False]
+    runs = find_groups(["a", "b", "b", "b", "c", "c"], None)  # edges shorter than the longest
+    assert [r.split for r in runs] == [True, False, True]
+    assert find_groups([], None) == []
+
+
+def test_groups_are_judged_in_one_batch_with_exact_rewards(judge):
+    scorer, backend = judge
+    reward = RMR1Reward(scorer=scorer, strategy="round-robin")
+    prompts, completions = batch(("q1", ["aaa", "a", "aa"]), ("q2", ["bb", "bbbb", "b"]))
+    trainer = FakeTrainer(num_generations=3)
+    rewards = reward(prompts, completions, completion_ids=None, **trainer.kwargs())
+    assert rewards == [1.0, 0.0, 0.5, 0.5, 1.0, 0.0]
+    assert backend.batches == [6]
+    assert trainer.metrics["rmr1_reward/judgments"] == [6.0]
+    assert trainer.metrics["rmr1_reward/unparsed_rate"] == [0.0]
+    assert trainer.metrics["rmr1_reward/split_rows"] == [0.0]
+    assert "rmr1_reward/orders_agree_rate" not in trainer.metrics
+    assert trainer.extra["rmr1_reward_verdicts"][0].startswith("vs #1: 1.00 (votes 1-0")
+    assert trainer.extra["rmr1_reward_rationale"][0] == "<eval>1 vs 3</eval><answer>[[B]]</answer>"
+    assert len(trainer.extra["rmr1_reward_rationale"]) == 6
+
+
+def test_conversational_format_and_both_orders(judge):
+    scorer, _ = judge
+    scorer.order = "both"
+    reward = RMR1Reward(scorer=scorer, strategy="round-robin")
+    prompt = [{"role": "system", "content": "Be long."}, {"role": "user", "content": "Hi"}]
+    completions = [[{"role": "assistant", "content": t}] for t in ("hello there", "hi")]
+    trainer = FakeTrainer(num_generations=2)
+    assert reward([prompt, prompt], completions, **trainer.kwargs()) == [1.0, 0.0]
+    assert trainer.metrics["rmr1_reward/judgments"] == [2.0]
+    assert trainer.metrics["rmr1_reward/orders_agree_rate"] == [1.0]
+
+
+def test_reference_strategy_reads_the_reference_column(judge):
+    scorer, _ = judge
+    reward = RMR1Reward(scorer=scorer, strategy="reference", reference_key="gold")
+    prompts, completions = batch(("q", ["aaaa", "a"]))
+    assert reward(prompts, completions, gold=["aa", "aa"]) == [1.0, 0.0]
+    with pytest.raises(ValueError, match=r"needs the dataset column 'gold'.*columns \['answer'\]"):
+        reward(prompts, completions, answer=["aa", "aa"], trainer_state=None)
+
+
+def test_split_groups_error_or_fall_back(judge):
+    scorer, backend = judge
+    # num_generations=4 but this process got 2 + 4 + 2 rows: the edge groups are split
+    q2 = ["w", "ww", "www", "wwww"]
+    prompts, completions = batch(("q1", ["a", "aa"]), ("q2", q2), ("q3", ["cc", "c"]))
+    trainer = FakeTrainer(num_generations=4)
+    with pytest.raises(
+        SplitGroupError,
+        match=r"rows 0-1, rows 6-7 do not form whole groups of "
+        r"num_generations=4.*per_device_train_batch_size \* steps_per_generation",
+    ):
+        RMR1Reward(scorer=scorer)(prompts, completions, **trainer.kwargs())
+
+    dropped = RMR1Reward(scorer=scorer, on_split="drop")(prompts, completions, **trainer.kwargs())
+    assert dropped[:2] == [None, None] and dropped[6:] == [None, None]
+    assert dropped[2:6] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert trainer.metrics["rmr1_reward/split_rows"] == [4.0]
+
+    reference = RMR1Reward(scorer=scorer, on_split="reference")
+    refs = ["b"] * 2 + ["unused"] * 4 + ["c"] * 2
+    rewards = reference(prompts, completions, reference=refs, **trainer.kwargs())
+    assert rewards[:2] == [0.0, 1.0]  # "a" loses to "b" (slot B wins ties), "aa" beats it
+    assert rewards[6:] == [1.0, 0.5]  # "c" is the reference itself: a tie, not judged
+    assert rewards[2:6] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    # "drop" judged q2's 6 pairs; this call found them in the scorer's cache and judged only
+    # the split rows' 3 pairs ("c" against itself needs no judge)
+    assert backend.batches == [6, 3]
+
+
+def test_group_size_comes_from_the_trainer_in_training_only(judge):
+    scorer, _ = judge
+    prompts, completions = batch(("q1", ["a", "aa"]), ("q2", ["b", "bb"]))
+    reward = RMR1Reward(scorer=scorer)
+    with pytest.raises(SplitGroupError):  # the trainer says 4 per prompt
+        reward(prompts, completions, **FakeTrainer(num_generations=4).kwargs())
+    assert reward(prompts, completions, **FakeTrainer(4, training=False).kwargs()) == [None] * 4
+    assert reward(prompts, completions) == [0.0, 1.0, 0.0, 1.0]  # no trainer: runs of 2
+
+
+def test_unjudgeable_rows_get_none_and_unparsed_are_counted(judge, caplog):
+    scorer, _ = judge
+    bad = [{"role": "tool", "content": "x"}, {"role": "user", "content": "q"}]
+    prompts = [bad, bad, "q2", "q2"]
+    completions = ["a", "aa", "??", "b"]
+    trainer = FakeTrainer(num_generations=2)
+    rewards = RMR1Reward(scorer=scorer)(prompts, completions, **trainer.kwargs())
+    assert rewards == [None, None, 0.5, 0.5]
+    assert "role 'tool'" in caplog.text and "rows 0-1" in caplog.text
+    assert trainer.metrics["rmr1_reward/unparsed_rate"] == [1.0]
+    assert "role 'tool'" in trainer.extra["rmr1_reward_verdicts"][0]
+
+
+def test_async_variant_is_detected_by_trl_and_agrees(judge):
+    scorer, _ = judge
+    prompts, completions = batch(("q1", ["aaa", "a", "aa"]))
+    sync = RMR1Reward(scorer=scorer)
+    asynchronous = AsyncRMR1Reward(scorer=scorer)
+    assert is_async_callable(asynchronous) and not is_async_callable(sync)
+    assert get_callable_name(asynchronous) == get_callable_name(sync) == "rmr1_reward"
+    assert asyncio.run(asynchronous(prompts, completions)) == sync(prompts, completions)
+
+
+def test_pickle_keeps_config_and_drops_the_loaded_judge(tmp_path):
+    config = tmp_path / "rmr1.yaml"
+    config.write_text("backend: {name: constant}\norder: both\nreward: {strategy: knockout}\n")
+    reward = RMR1Reward(config, name="judge", on_unparsed="loss")
+    prompts, completions = batch(("q", ["a", "bb"]))
+    first = reward(prompts, completions)
+    assert reward._scorer._scorer is not None  # loaded by the call
+    clone = pickle.loads(pickle.dumps(reward))
+    assert clone.__name__ == "judge" and clone._scorer._scorer is None
+    assert clone.options.strategy == "knockout" and clone.options.on_unparsed == "loss"
+    assert clone.config.scorer.order == "both"
+    assert clone(prompts, completions) == first
+    module = importlib.import_module("rmr1_trl")
+    assert pickle.loads(pickle.dumps(module.rmr1_reward)).__name__ == "rmr1_reward"
+    assert pickle.loads(pickle.dumps(module.rmr1_reward_async)).__name__ == "rmr1_reward"
+
+
+def test_module_instance_reads_its_config_from_the_environment(tmp_path, monkeypatch):
+    config = tmp_path / "rmr1.yaml"
+    config.write_text("backend: {name: constant}\nreward: {strategy: pivot}\n")
+    monkeypatch.setenv("RMR1_CONFIG", str(config))
+    monkeypatch.setenv("RMR1_REWARD__ON_UNPARSED", "exclude")
+    monkeypatch.setenv("RMR1_SAMPLING__MAX_NEW_TOKENS", "16")
+    # what `trl grpo --reward_funcs rmr1_trl.rmr1_reward` does
+    module = importlib.import_module("rmr1_trl")
+    reward = pickle.loads(pickle.dumps(module.rmr1_reward))
+    assert reward.options.strategy == "pivot" and reward.options.on_unparsed == "exclude"
+    assert reward.config.scorer.sampling.max_new_tokens == 16
+    rewards = reward(["q", "q", "q"], ["a", "b", "c"])
+    assert sorted(rewards) == [0.5, 1.0, 1.0]  # the constant judge always prefers slot A
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    config = tmp_path / "rmr1.yaml"
+    config.write_text("reward: {strategy: round-robin, on_unparsed: maybe}\n")
+    with pytest.raises(ConfigError, match=r"reward\.on_unparsed: Input should be 'tie', 'loss'"):
+        RMR1Reward(config)(["q"], ["a"])
+    assert isinstance(load_reward_settings(None), RewardSettings)
+
+
+def test_verifiable_reward_for_training_a_judge():
+    reward = RMR1VerifiableReward()
+    completions = [
+        [{"role": "assistant", "content": "<rubric>r</rubric><answer>[[A]]</answer>"}],
+        "<answer>[[A]]</answer>",
+        "<answer>[[B]]</answer>",
+    ]
+    assert reward(["p"] * 3, completions, winner=["model_a", "model_b", "tie"]) == [1.0, -1.0, None]
+    with pytest.raises(ValueError, match="needs the dataset column 'winner'"):
+        reward(["p"], ["x"], label=["A"])
+    strict = RMR1VerifiableReward("strict", label_key="label")
+    assert strict(["p"], ["<answer>[[B]]</answer> and more text" * 5], label=["B"]) == [1.0]
+
+
+def test_rewards_scale_onto_loss_win(judge):
+    scorer, _ = judge
+    prompts, completions = batch(("q1", ["aaa", "a", "aa"]))
+    signed = RMR1Reward(scorer=scorer, win=1.0, loss=-1.0)
+    assert signed(prompts, completions) == [1.0, -1.0, 0.0]
+    bt = RMR1Reward(scorer=scorer, strategy="bradley-terry", win=1.0, loss=-1.0)
+    r = bt(prompts, completions)
+    assert r[0] > r[2] > r[1] and sum(r) == pytest.approx(0)  # log-strengths, not rescaled
+
+
+class Broken:
+    order = "given"
+
+    def score(self, examples):
+        raise ConnectionError("judge server refused the connection")
+
+
+def test_a_failed_judge_gives_none_and_is_logged(caplog):
+    trainer = FakeTrainer(num_generations=2)
+    prompts, completions = batch(("q1", ["a", "aa"]), ("q2", ["b", "bb"]))
+    rewards = RMR1Reward(scorer=Broken())(prompts, completions, **trainer.kwargs())
+    assert rewards == [None] * 4
+    assert "judge server refused the connection" in caplog.text
+    assert trainer.metrics["rmr1_reward/unscored_rows"] == [4.0]
+    assert trainer.extra["rmr1_reward_verdicts"][0].startswith("the judge failed (ConnectionError")

@@ -1,0 +1,224 @@
+"""The ``rmr1`` reward manager: a prompt's rollouts are judged together, pairwise.
+
+veRL's reward loop calls ``run_single`` once per rollout. The manager holds each rollout until
+its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as many as
+``actor_rollout_ref.rollout.n`` (``val_kwargs.n`` for rows whose ``extra_info["split"]`` is
+``test``/``val``/``validation``) — then judges the group with the configured strategy in one
+scorer call and answers every waiting rollout. This is an asyncio barrier inside one
+``RewardLoopWorker`` process: a group whose rollouts go to different workers never completes
+there. After ``group_timeout`` seconds an incomplete group is judged against its reference answer
+(``on_split: reference``, the default here), gets the ``fallback`` reward (``drop``), or fails
+the step (``error``). See docs/verl.md for the settings that keep groups in one worker.
+
+Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
+overrides: any ``reward:`` option plus ``config``, ``model``, ``order`` and ``group_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from verl import DataProto
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
+from rmr1_plugins.grouping import Group, Strategy, ascore_groups, resolve_strategy
+from rmr1_verl.reward import reference_of, result, settings, shared_scorer
+
+logger = logging.getLogger(__name__)
+VALIDATION_SPLITS = ("test", "val", "validation")
+DEFAULT_GROUP_TIMEOUT = 600.0
+
+
+@dataclass
+class Sample:
+    key: str
+    prompt: Any
+    response: str
+    reference: str | None
+    size: int
+
+
+@dataclass
+class PendingGroup:
+    prompt: Any
+    reference: str | None
+    size: int
+    responses: list[str] = field(default_factory=list)
+    futures: list[asyncio.Future] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
+class RMR1RewardManager(RewardManagerBase):
+    """Scores each prompt's rollouts together with an RM-R1 judge (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Any,
+        tokenizer: Any,
+        compute_score: Any = None,
+        reward_router_address: str | None = None,
+        reward_model_tokenizer: Any = None,
+        **_: Any,
+    ) -> None:
+        super().__init__(config, tokenizer, compute_score)
+        raw = _plain(config.reward.get("rmr1")) or {}
+        self.reward_config, own = settings(raw, reward_router_address, reward_model_tokenizer)
+        self.options = self.reward_config.reward
+        self.strategy = resolve_strategy(self.options.strategy)
+        explicit = "on_split" in self.options.model_fields_set
+        self.on_split = self.options.on_split if explicit else "reference"
+        self.group_timeout = float(own.get("group_timeout", DEFAULT_GROUP_TIMEOUT))
+        rollout = config.actor_rollout_ref.rollout
+        self.group_size = int(self.options.group_size or rollout.n)
+        self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
+        self._pending: dict[str, PendingGroup] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run_single(self, data: DataProto) -> dict:
+        try:
+            sample = self._sample(data[-1:][0])
+        except Exception as error:  # a malformed row: fallback, never a crash in the trainer
+            logger.warning("rmr1 reward manager: cannot read a rollout (%s)", error)
+            info = result(None, 0, self.options, error=f"unreadable rollout: {error}")
+            return {"reward_score": info["score"], "reward_extra_info": info}
+        alone = PendingGroup(sample.prompt, sample.reference, 1, [sample.response])
+        if self.strategy.needs_reference:
+            [info] = await self._judge(alone, self.strategy, fallback=False)
+        elif sample.size <= 1:  # nothing to compare with (validation with val_kwargs.n=1)
+            [info] = await self._judge(alone, "reference", fallback=True)
+        else:
+            info = await self._join(sample)
+        return {"reward_score": info["score"], "reward_extra_info": info}
+
+    def _sample(self, item: Any) -> Sample:
+        batch, extra = item.batch, item.non_tensor_batch
+        response_ids = batch["responses"]
+        valid = int(batch["attention_mask"][-response_ids.shape[-1] :].sum())
+        response = self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True)
+        extra_info = extra.get("extra_info") or {}
+        prompt = extra.get("raw_prompt")
+        prompt = extra_info.get("question") if prompt is None else prompt
+        if prompt is None:
+            raise ValueError("the rollout has neither raw_prompt nor extra_info['question']")
+        prompt = prompt if isinstance(prompt, str) else [dict(m) for m in list(prompt)]
+        reward_model = extra.get("reward_model") or {}
+        reference = reference_of(
+            reward_model.get("ground_truth"), extra_info, self.options.reference_key
+        )
+        uid = extra.get("uid")
+        key = str(uid) if uid is not None else json.dumps(prompt, sort_keys=True, default=str)
+        split = extra_info.get("split") if hasattr(extra_info, "get") else None
+        size = self.val_group_size if split in VALIDATION_SPLITS else self.group_size
+        return Sample(key, prompt, response, reference, size)
+
+    async def _join(self, sample: Sample) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get(sample.key)
+        if pending is None:
+            pending = PendingGroup(sample.prompt, sample.reference, sample.size)
+            pending.timer = loop.call_later(self.group_timeout, self._expire, sample.key, pending)
+            self._pending[sample.key] = pending
+        future: asyncio.Future = loop.create_future()
+        pending.responses.append(sample.response)
+        pending.futures.append(future)
+        if len(pending.responses) >= pending.size:
+            self._close(sample.key, pending, complete=True)
+        return await future
+
+    def _expire(self, key: str, pending: PendingGroup) -> None:
+        if self._pending.get(key) is pending:
+            logger.warning(
+                "rmr1 reward manager: group %s got %d of %d rollouts in %gs (split across "
+                "reward workers?); on_split=%s",
+                key,
+                len(pending.responses),
+                pending.size,
+                self.group_timeout,
+                self.on_split,
+            )
+            self._close(key, pending, complete=False)
+
+    def _close(self, key: str, pending: PendingGroup, complete: bool) -> None:
+        del self._pending[key]
+        if pending.timer is not None:
+            pending.timer.cancel()
+        task = asyncio.ensure_future(self._answer(pending, complete))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, pending: PendingGroup, complete: bool) -> None:
+        size = len(pending.responses)
+        if complete:
+            infos = await self._judge(pending, self.strategy, fallback=False)
+        elif self.on_split == "error":
+            error = RuntimeError(
+                f"rmr1 reward manager: a group got {size} of {pending.size} rollouts within "
+                f"group_timeout={self.group_timeout}s; see docs/verl.md (split groups)"
+            )
+            for future in pending.futures:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        elif self.on_split == "drop":
+            infos = [
+                result(None, i, self.options, fallback=True, error="incomplete group")
+                for i in range(size)
+            ]
+        else:
+            infos = await self._judge(pending, "reference", fallback=True)
+        for future, info in zip(pending.futures, infos, strict=True):
+            if not future.done():
+                future.set_result(info)
+
+    async def _judge(
+        self, pending: PendingGroup, strategy: Strategy | str, fallback: bool
+    ) -> list[dict[str, Any]]:
+        """Judge a group with ``strategy``; rows that cannot be judged get the fallback reward."""
+        options, size = self.options, len(pending.responses)
+        strategy = resolve_strategy(strategy)
+        if strategy.needs_reference and pending.reference is None:
+            return [
+                result(None, i, options, fallback=fallback, error="no reference answer")
+                for i in range(size)
+            ]
+        group = Group(pending.prompt, pending.responses, reference=pending.reference)
+        try:
+            [rewards] = await ascore_groups(
+                shared_scorer(self.reward_config),
+                [group],
+                strategy,
+                on_unparsed=options.on_unparsed,
+                seed=options.seed,
+                skip_invalid=True,
+            )
+        except Exception as error:  # a failed judge gives fallback rewards, logged
+            logger.warning("rmr1 reward manager: the judge failed (%s); fallback rewards", error)
+            return [
+                result(None, i, options, fallback=fallback, error=f"judge failed: {error}")
+                for i in range(size)
+            ]
+        return [result(rewards, i, options, strategy, fallback=fallback) for i in range(size)]
+
+
+def _plain(value: Any) -> Any:
+    """An OmegaConf node as plain Python (dicts and lists), anything else unchanged."""
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - veRL always ships omegaconf
+        pass
+    return value
+
+
+def _get(node: Any, *path: str, default: Any = None) -> Any:
+    for key in path:
+        node = node.get(key) if hasattr(node, "get") else None
+        if node is None:
+            return default
+    return node

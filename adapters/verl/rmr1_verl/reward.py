@@ -1,0 +1,186 @@
+"""``compute_score`` functions for veRL's ``reward.custom_reward_function`` (no veRL import).
+
+veRL scores one rollout per call and does not pass the prompt, so :func:`compute_score` judges the
+rollout against a reference answer: ``ground_truth`` (the dataset's
+``reward_model.ground_truth``), or ``extra_info[reference_key]`` when that key is present. The
+question comes from ``extra_info[question_key]`` (``question``), a string or a chat message list.
+To compare a prompt's rollouts with each other, use the ``rmr1`` reward manager instead
+(:mod:`rmr1_verl.manager`).
+
+Options arrive as ``+reward.custom_reward_function.reward_kwargs.<key>=...``: ``config`` (a YAML
+path, else ``$RMR1_CONFIG``), ``model`` (the served judge name), ``order`` (``both`` judges both
+A/B orders), ``question_key``, and any ``reward:`` option of
+:class:`rmr1_plugins.rewards.RewardOptions` (``on_unparsed``, ``reference_key``, ``win``,
+``loss``, ``fallback``). When veRL serves the judge itself (``reward.reward_model.enable=True``)
+it passes ``reward_router_address`` and the judge is reached through the ``openai`` backend at
+``http://<address>/v1``.
+
+Every call returns the same keys (veRL stacks them per batch): ``score``, ``rmr1_win`` (the
+strategy's value in [0, 1] before scaling to ``[loss, win]``; NaN when there is none),
+``rmr1_unparsed``, ``rmr1_judgments``, ``rmr1_fallback`` (1.0 when a group manager judged the
+row against the reference instead of its group) and ``rmr1_error`` (empty, or why the row got the
+``fallback`` reward). No row makes it raise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rmr1_plugins.config import BackendConfig
+from rmr1_plugins.grouping import Group, GroupRewards, Strategy, ascore_groups, resolve_strategy
+from rmr1_plugins.rewards import LazyScorer, RewardOptions, RewardSettings, load_reward_settings
+from rmr1_plugins.verifiable import RULES, verifiable_reward
+
+logger = logging.getLogger(__name__)
+ADAPTER_KEYS = ("config", "model", "order", "question_key", "group_timeout")
+_SCORERS: dict[str, LazyScorer] = {}
+
+
+def settings(
+    options: Mapping[str, Any] | None,
+    reward_router_address: str | None = None,
+    reward_model_tokenizer: Any = None,
+) -> tuple[RewardSettings, dict[str, Any]]:
+    """The reward config from ``options`` (veRL ``reward_kwargs`` or ``reward.rmr1``), and the
+    adapter's own keys; with a router address the judge is veRL's server, via ``openai``."""
+    options = dict(options or {})
+    own = {key: options.pop(key) for key in ADAPTER_KEYS if key in options}
+    scorer: dict[str, Any] = {"backend": {"model": own["model"]}} if own.get("model") else {}
+    if own.get("order"):
+        scorer["order"] = own["order"]
+    config = load_reward_settings(own.get("config"), reward=options, **scorer)
+    if reward_router_address:
+        backend = config.scorer.backend
+        kept = dict(backend.options) if backend.name == "openai" else {}
+        model = own.get("model") or getattr(reward_model_tokenizer, "name_or_path", None)
+        config.scorer.backend = BackendConfig(
+            name="openai",
+            model=model or backend.model,
+            options={**kept, "base_url": f"http://{reward_router_address}/v1"},
+        )
+    return config, own
+
+
+def shared_scorer(config: RewardSettings) -> Any:
+    """One scorer per process and judge configuration, built on first use."""
+    key = json.dumps(config.scorer.model_dump(mode="json"), sort_keys=True)
+    if key not in _SCORERS:
+        _SCORERS[key] = LazyScorer(config.scorer)
+    return _SCORERS[key].get()
+
+
+def result(
+    rewards: GroupRewards | None,
+    index: int,
+    options: RewardOptions,
+    strategy: Strategy | str = "reference",
+    *,
+    fallback: bool = False,
+    error: str = "",
+) -> dict[str, Any]:
+    """The per-rollout dict veRL logs; the same keys whatever happened."""
+    win = None if rewards is None else rewards.rewards[index]
+    reward = options.scale(win, resolve_strategy(strategy))
+    comparisons = [] if rewards is None else rewards.involving(index)
+    judged = [c for c in comparisons if c.result is not None]
+    error = error or (rewards.error if rewards is not None and rewards.error else "")
+    if win is None and not error:
+        error = "no usable comparison (every judgment unparsed, on_unparsed=exclude)"
+    return {
+        "score": float(options.fallback_reward if reward is None else reward),
+        "rmr1_win": math.nan if win is None else float(win),
+        "rmr1_unparsed": float(sum(not c.parsed for c in judged)),
+        "rmr1_judgments": float(sum(len(c.result.judgments) for c in judged if c.result)),
+        "rmr1_fallback": float(fallback),
+        "rmr1_error": error,
+    }
+
+
+def question_of(extra_info: Any, key: str) -> Any:
+    """The prompt stored in ``extra_info`` (a string or a message list), or ``None``."""
+    if isinstance(extra_info, Mapping):
+        value = extra_info.get(key)
+        if hasattr(value, "tolist"):  # numpy arrays of messages from parquet
+            value = value.tolist()
+        return value
+    return None
+
+
+def reference_of(ground_truth: Any, extra_info: Any, key: str) -> str | None:
+    """``extra_info[key]`` if present, else ``ground_truth``; ``None`` when neither is text."""
+    value = extra_info.get(key) if isinstance(extra_info, Mapping) else None
+    value = ground_truth if value is None else value
+    return value if isinstance(value, str) and value.strip() else None
+
+
+async def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Mapping[str, Any] | None = None,
+    *,
+    reward_router_address: str | None = None,
+    reward_model_tokenizer: Any = None,
+    **reward_kwargs: Any,
+) -> dict[str, Any]:
+    """Judge one rollout against its reference answer with an RM-R1 judge.
+
+    The score is P(rollout beats the reference) mapped onto ``[loss, win]`` (default [0, 1]: 1
+    win, 0 loss, 0.5 when the two orders disagree or the judgment is unparsed with
+    ``on_unparsed=tie``), or ``fallback`` (default the midpoint) when the row cannot be judged.
+    """
+    try:
+        config, own = settings(reward_kwargs, reward_router_address, reward_model_tokenizer)
+    except Exception as error:  # a broken configuration: fail loudly, it affects every row
+        raise ValueError(f"rmr1 compute_score: {error}") from error
+    options = config.reward
+    question = question_of(extra_info, own.get("question_key", "question"))
+    reference = reference_of(ground_truth, extra_info, options.reference_key)
+    if question is None:
+        return result(None, 0, options, error="no question in extra_info")
+    if reference is None:
+        return result(None, 0, options, error="no reference (ground_truth or extra_info)")
+    group = Group(question, [solution_str], reference=reference, id=str(data_source))
+    try:
+        [rewards] = await ascore_groups(
+            shared_scorer(config),
+            [group],
+            "reference",
+            on_unparsed=options.on_unparsed,
+            seed=options.seed,
+            skip_invalid=True,
+        )
+    except Exception as error:  # a judge that failed must not stop the run
+        logger.warning("rmr1 compute_score: the judge failed (%s); fallback reward", error)
+        return result(None, 0, options, error=f"judge failed: {error}")
+    return result(rewards, 0, options)
+
+
+def compute_verifiable_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Mapping[str, Any] | None = None,
+    *,
+    rule: str = "rmr1-train",
+    fallback: float = 0.0,
+    **_: Any,
+) -> dict[str, Any]:
+    """RM-R1's verifiable reward for training a judge (stage 2): ``ground_truth`` is the label.
+
+    +1.0 when the judge's completion picks the label (``model_a``/``model_b`` or ``A``/``B``) by
+    the ``rmr1-train`` (official) or ``strict`` rule, -1.0 otherwise; a bad label gets ``fallback``
+    and ``rmr1_error``. ``acc`` is 1.0 for a correct verdict, for veRL's validation metrics.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    try:
+        score = verifiable_reward(solution_str, ground_truth, rule)  # type: ignore[arg-type]
+        error = ""
+    except ValueError as problem:
+        score, error = fallback, str(problem)
+    return {"score": float(score), "acc": float(score > 0), "rmr1_error": error}

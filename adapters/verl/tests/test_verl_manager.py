@@ -1,0 +1,166 @@
+"""The rmr1 reward manager inside veRL's real reward-loop code (no Ray, no GPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from importlib.metadata import entry_points
+
+import pytest
+from conftest import LongerWins, rollouts, verl_config
+
+from rmr1_plugins.testing import tiny_llama
+
+KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"}
+GROUPS = [
+    ("u1", "Name a fruit.", "apple", ["fig", "banana", "kiwi!"]),
+    ("u2", "Name a colour.", "red", ["teal", "red", "magenta"]),
+]
+
+
+def score_all(manager, data, order=None):
+    """What RewardLoopWorker.compute_score_batch does: every row concurrently, one loop."""
+    order = list(range(len(data))) if order is None else order
+
+    async def run():
+        return await asyncio.gather(*(manager.run_single(data[i : i + 1]) for i in order))
+
+    outputs = manager.loop.run_until_complete(run())
+    by_row = dict(zip(order, outputs, strict=True))
+    return [by_row[i] for i in sorted(order)]  # in row order
+
+
+def load(tokenizer, monkeypatch=None, scripted=True, **rmr1):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    if scripted:  # the judge: longer wins (exact rewards); the manager code is all real
+        scorer, backend = LongerWins.scorer()
+        monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
+    else:
+        backend = None
+    config = verl_config(tiny_llama(), n=3, rmr1={"strategy": "round-robin", **rmr1})
+    return load_reward_manager(config, tokenizer), backend
+
+
+def test_entry_point_registers_the_manager_on_import_verl():
+    import verl  # noqa: F401 - loads the verl.plugins entry points
+    from rmr1_verl.manager import RMR1RewardManager
+    from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
+
+    [entry] = [ep for ep in entry_points(group="verl.plugins") if ep.name == "rmr1"]
+    assert entry.value == "rmr1_verl.plugin"
+    assert get_reward_manager_cls("rmr1") is RMR1RewardManager
+
+
+def test_check_command_passes(capsys, monkeypatch):
+    from rmr1_verl.__main__ import main
+
+    monkeypatch.setenv("RMR1_BACKEND__NAME", "constant")
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok: ") == 4 and "reward manager 'rmr1'" in out
+
+
+def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkeypatch):
+    from rmr1_verl.manager import RMR1RewardManager
+
+    manager, backend = load(tokenizer, monkeypatch)
+    assert isinstance(manager, RMR1RewardManager) and manager.group_size == 3
+    data = rollouts(tokenizer, GROUPS)
+    order = list(range(6))
+    random.Random(0).shuffle(order)  # rows of the two groups interleave, as in streaming mode
+    outputs = score_all(manager, data, order)
+    scores = [out["reward_score"] for out in outputs]
+    assert scores == [0.0, 1.0, 0.5, 0.5, 0.0, 1.0]  # win rates: longer wins
+    assert backend.batches == [3, 3]  # one judge call per complete group
+    for out in outputs:
+        assert set(out["reward_extra_info"]) == KEYS
+        assert out["reward_extra_info"]["rmr1_judgments"] == 2.0
+        assert out["reward_extra_info"]["rmr1_fallback"] == 0.0
+    rm_scores = type(manager).assemble_rm_scores(data, scores)
+    ends = data.batch["attention_mask"][:, 48:].sum(dim=1) - 1
+    assert rm_scores[range(6), ends].tolist() == scores
+    assert rm_scores.sum().item() == pytest.approx(sum(scores))
+
+
+def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(tokenizer, monkeypatch):
+    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.2)
+    data = rollouts(tokenizer, GROUPS[:1])
+    outputs = score_all(manager, data, order=[0, 1])  # the third rollout went elsewhere
+    infos = [out["reward_extra_info"] for out in outputs]
+    assert [out["reward_score"] for out in outputs] == [0.0, 1.0]  # vs "apple"
+    assert all(info["rmr1_fallback"] == 1.0 and info["rmr1_error"] == "" for info in infos)
+    assert backend.batches == [2]
+
+
+def test_incomplete_group_drop_or_error(tokenizer, monkeypatch):
+    data = rollouts(tokenizer, GROUPS[:1])
+    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="drop")
+    outputs = score_all(manager, data, order=[0])
+    assert outputs[0]["reward_score"] == 0.5  # the fallback: midpoint of [loss, win]
+    assert outputs[0]["reward_extra_info"]["rmr1_error"] == "incomplete group"
+    assert math.isnan(outputs[0]["reward_extra_info"]["rmr1_win"]) and backend.batches == []
+
+    manager, _ = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="error")
+    with pytest.raises(RuntimeError, match=r"got 1 of 3 rollouts within group_timeout=0\.1s"):
+        score_all(manager, data, order=[0])
+
+
+def test_reference_strategy_and_validation_rows_need_no_barrier(tokenizer, monkeypatch):
+    manager, _ = load(tokenizer, monkeypatch, strategy="reference")
+    data = rollouts(tokenizer, GROUPS[:1])
+    assert [o["reward_score"] for o in score_all(manager, data, [1])] == [1.0]  # banana > apple
+
+    manager, _ = load(tokenizer, monkeypatch)  # round-robin; val_kwargs.n = 1
+    data.non_tensor_batch["extra_info"][0] = {"question": "Name a fruit.", "split": "test"}
+    [out] = score_all(manager, data, [0])  # a validation row is alone: judged vs reference
+    assert out["reward_score"] == 0.0 and out["reward_extra_info"]["rmr1_fallback"] == 1.0
+
+
+def test_unreadable_rows_get_the_neutral_reward(tokenizer, monkeypatch):
+    manager, _ = load(tokenizer, monkeypatch, strategy="reference")
+    data = rollouts(tokenizer, GROUPS[:1])
+    data.non_tensor_batch["reward_model"][0] = {"style": "model"}  # no ground truth
+    del data.non_tensor_batch["raw_prompt"]
+    data.non_tensor_batch["extra_info"][1] = {}  # no prompt at all
+    outputs = score_all(manager, data, [0, 1])
+    assert [o["reward_score"] for o in outputs] == [0.5, 0.5]
+    assert outputs[0]["reward_extra_info"]["rmr1_error"] == "no reference answer"
+    assert "neither raw_prompt" in outputs[1]["reward_extra_info"]["rmr1_error"]
+    assert all(set(o["reward_extra_info"]) == KEYS for o in outputs)
+
+
+@pytest.mark.model
+def test_smollm2_judges_a_group_in_the_manager(tokenizer, smollm2_dir, tmp_path):
+    config = tmp_path / "rmr1.yaml"
+    config.write_text(
+        "template: rmr1-reasoning\n"
+        f"backend: {{name: hf, model: {smollm2_dir}, options: {{dtype: float32}}}}\n"
+        "sampling: {max_new_tokens: 16}\n"
+    )
+    manager, _ = load(tokenizer, scripted=False, config=str(config), group_size=2)
+    data = rollouts(tokenizer, [("u1", "What is 2+2?", "4", ["2+2 is 4.", "It is 5."])])
+    outputs = score_all(manager, data)
+    for out in outputs:
+        assert 0.0 <= out["reward_score"] <= 1.0 and math.isfinite(out["reward_score"])
+        info = out["reward_extra_info"]
+        assert set(info) == KEYS and info["rmr1_judgments"] == 1.0 and info["rmr1_error"] == ""
+    win = [o["reward_extra_info"]["rmr1_win"] for o in outputs]
+    assert win[0] + win[1] == pytest.approx(1.0)  # one comparison: the credit adds up to one
+
+
+def test_manager_also_loads_by_importlib_source(tokenizer):
+    """Without the entry point: reward.reward_manager.source=importlib with a pkg:// path."""
+    from rmr1_verl.manager import RMR1RewardManager
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    config = verl_config(
+        tiny_llama(),
+        reward_manager={
+            "source": "importlib",
+            "name": "RMR1RewardManager",
+            "module": {"path": "pkg://rmr1_verl.manager"},
+        },
+    )
+    assert isinstance(load_reward_manager(config, tokenizer), RMR1RewardManager)
