@@ -21,7 +21,7 @@ from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.templates import TemplateError
 
 # Modules that add their own subcommands through ``add_subcommand(subparsers)``.
-EXTRA_COMMANDS: tuple[str, ...] = ()
+EXTRA_COMMANDS: tuple[str, ...] = ("rmr1_plugins.recipe.cli",)
 EXIT_USAGE = 2
 
 
