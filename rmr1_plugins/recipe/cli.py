@@ -1,4 +1,4 @@
-"""``rmr1 recipe``: RM-R1's training pipeline, stage by stage or in one command (TRL).
+"""RM-R1's training pipeline, stage by stage or in one command (TRL).
 
 rmr1 recipe prepare SOURCE... -o data/           preference data → RM-R1 rows, split
 rmr1 recipe distill data/distill.jsonl -o distill/ --backend openai --model ...
@@ -70,24 +70,46 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     add_teacher_flags(run, prefix="teacher-")
     run.add_argument("--student", required=True, help="the model to train (hub id or folder)")
     run.add_argument("--skip-sft", action="store_true", help="RL only (RM-R1's DeepSeek family)")
-    run.add_argument("--preset", choices=["rmr1", "cpu-tiny"], default="rmr1")
-    run.add_argument("--sft-set", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--rl-set", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--score-max-new-tokens", type=int, default=None)
-    run.set_defaults(func=cmd_run)
+    run.add_argument(
+        "--preset",
+        choices=["rmr1", "cpu-tiny"],
+        default="rmr1",
+        help="rmr1: RM-R1's hyperparameters on one GPU; cpu-tiny: a few steps on CPU",
+    )
+    run.add_argument(
+        "--sft-set", action="append", default=[], metavar="KEY=VALUE", help="an SFTConfig field"
+    )
+    run.add_argument(
+        "--rl-set", action="append", default=[], metavar="KEY=VALUE", help="a GRPOConfig field"
+    )
+    run.add_argument("--score-max-new-tokens", type=int, help="for the final `rmr1 score`")
+    run.set_defaults(func=cmd_run, eval_size=16)
 
 
 def add_prepare_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", nargs="+", help="local .jsonl/.json/.parquet or dataset names")
     parser.add_argument("--split", default="train", help="split of dataset-name sources")
     parser.add_argument("--subset", help="configuration name of dataset-name sources")
-    parser.add_argument("--template", default="rmr1-instruct")
-    parser.add_argument("--order", choices=["alternate", "both"], default="alternate")
-    parser.add_argument("--distill-fraction", type=float, default=0.12)
+    parser.add_argument(
+        "--template", default="rmr1-instruct", help="rmr1-instruct or rmr1-reasoning"
+    )
+    parser.add_argument(
+        "--order",
+        choices=["alternate", "both"],
+        default="alternate",
+        help="chosen answer alternately in slot A/B (RM-R1), or each pair in both orders",
+    )
+    parser.add_argument(
+        "--distill-fraction", type=float, default=0.12, help="share for stage 1 (default 0.12)"
+    )
     parser.add_argument("--eval-size", type=int, default=0, help="pairs held out for scoring")
-    parser.add_argument("--max-prompt-tokens", type=int, default=4096)
-    parser.add_argument("--tokenizer", help="the student's tokenizer, for the token budget")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--max-prompt-tokens", type=int, default=4096, help="drop longer prompts (default 4096)"
+    )
+    parser.add_argument(
+        "--tokenizer", help="the student's tokenizer, for the token budget (run: the student)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
     parser.add_argument("--limit", type=int, help="at most this many pairs per source")
     parser.add_argument("--skip-invalid", action="store_true", help="count bad rows, don't stop")
     parser.add_argument(
@@ -173,7 +195,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from rmr1_plugins.recipe.distill import distill
 
     config = teacher_config(args, "")
-    backend = config.build_backend()
+    try:
+        backend = config.build_backend()
+    except ValueError as error:  # e.g. no --model for a backend that needs one
+        raise ConfigError(f"teacher: {error}") from None
     try:
         stats = distill(
             args.rows,
@@ -230,4 +255,5 @@ def cmd_run(args: argparse.Namespace) -> None:
         score_max_new_tokens=args.score_max_new_tokens,
     )
     summary = run(config)
-    print(json.dumps(summary, indent=2))
+    brief = {key: value for key, value in summary.items() if not key.endswith("_log")}
+    print(json.dumps(brief, indent=2))

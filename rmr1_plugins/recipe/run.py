@@ -82,8 +82,11 @@ def stage_configs(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return sft, rl
 
 
-def train_sft(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> Path:
-    """TRL ``SFTTrainer`` on prompt/completion data (loss on the completion only)."""
+def train_sft(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> list[dict]:
+    """TRL ``SFTTrainer`` on prompt/completion data (loss on the completion only).
+
+    Saves the model and tokenizer to ``out_dir``; returns TRL's log history.
+    """
     trl = require("trl", "recipe")
     datasets = require("datasets", "recipe")
     dataset = datasets.load_dataset("json", data_files=str(data), split="train")
@@ -92,11 +95,14 @@ def train_sft(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> 
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=dataset)
     trainer.train()
     trainer.save_model(str(out_dir))
-    return out_dir
+    return trainer.state.log_history
 
 
-def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> Path:
-    """TRL ``GRPOTrainer`` with RM-R1's verifiable reward on the ``winner`` column."""
+def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> list[dict]:
+    """TRL ``GRPOTrainer`` with RM-R1's verifiable reward on the ``winner`` column.
+
+    Saves the model and tokenizer to ``out_dir``; returns TRL's log history.
+    """
     trl = require("trl", "recipe")
     datasets = require("datasets", "recipe")
     from rmr1_plugins.recipe.reward import rmr1_train_reward
@@ -111,7 +117,7 @@ def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) ->
     )
     trainer.train()
     trainer.save_model(str(out_dir))
-    return out_dir
+    return trainer.state.log_history
 
 
 def _say(message: str) -> None:
@@ -162,13 +168,13 @@ def run(config: RunConfig) -> dict[str, Any]:
                 "--teacher-max-new-tokens, or --skip-sft"
             )
         _say(f"sft: {distilled.sft_rows} rows")
-        model = str(
-            train_sft(out / "distill" / "sft.jsonl", model, out / "sft" / "model", sft_fields)
-        )
-        summary["sft_model"] = model
+        sft_dir = out / "sft" / "model"
+        summary["sft_log"] = train_sft(out / "distill" / "sft.jsonl", model, sft_dir, sft_fields)
+        model = summary["sft_model"] = str(sft_dir)
     _say(f"rlvr: GRPO on {prepared.parts['rl']} prompts")
-    model = str(train_grpo(out / "data" / "rl.jsonl", model, out / "rlvr" / "model", rl_fields))
-    summary["rl_model"] = model
+    rl_dir = out / "rlvr" / "model"
+    summary["rl_log"] = train_grpo(out / "data" / "rl.jsonl", model, rl_dir, rl_fields)
+    model = summary["rl_model"] = str(rl_dir)
     _say("score: judging the held-out pairs with the final checkpoint")
     scores = out / "scores.jsonl"
     argv = ["score", str(out / "data" / "eval.jsonl"), "-o", str(scores)]
