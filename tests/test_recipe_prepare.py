@@ -157,3 +157,12 @@ def test_cli_prepare_bad_input_exits_2(tmp_path, capsys):
     source = write(tmp_path / "bad.jsonl", [{"question": "?"}])
     assert main(["recipe", "prepare", source, "-o", str(tmp_path / "out")]) == 2
     assert "bad.jsonl, line 1: unknown row format" in capsys.readouterr().err
+
+
+def test_missing_file_and_unknown_type_are_clear_errors(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert main(["recipe", "prepare", str(tmp_path / "nope.jsonl"), "-o", out]) == 2
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
+    (tmp_path / "rows.csv").write_text("a,b\n")
+    assert main(["recipe", "prepare", str(tmp_path / "rows.csv"), "-o", out]) == 2
+    assert "unknown file type '.csv'" in capsys.readouterr().err

@@ -187,6 +187,11 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
     stats = prepare(args.sources, args.output_dir, prepare_config(args))
     _report("prepared", stats)
+    if not stats.budget_checked:
+        print(
+            "note: no --tokenizer given, so no prompt was checked against the budget",
+            file=sys.stderr,
+        )
     if stats.parts.get("distill", 0) == 0 and stats.parts.get("rl", 0) == 0:
         raise ConfigError("no usable pairs were found: nothing to train on")
 

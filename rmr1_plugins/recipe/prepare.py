@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,7 @@ from rmr1_plugins.schema import Message, PairwiseExample
 from rmr1_plugins.templates import ChatMessages, TemplateError
 
 WINNER = {"A": "model_a", "B": "model_b"}
+Group = list[tuple[PairwiseExample, ChatMessages]]  # one pair, in one or both orders, rendered
 
 
 @dataclass(frozen=True)
@@ -240,10 +242,15 @@ def prepare(sources: Sequence[str], out_dir: Path, config: PrepareConfig) -> Pre
     return stats
 
 
-def _within_budget(rendered, counter: PromptCounter, config: PrepareConfig, stats: PrepareStats):
+def _within_budget(
+    rendered: list[Group], counter: PromptCounter, config: PrepareConfig, stats: PrepareStats
+) -> list[Group]:
+    from tqdm import tqdm
+
     stats.budget_checked = True
     kept = []
-    for start in range(0, len(rendered), 256):
+    starts = range(0, len(rendered), 256)
+    for start in tqdm(starts, desc="token budget", unit="chunk", disable=not sys.stderr.isatty()):
         chunk = rendered[start : start + 256]
         flat = [messages for group in chunk for _, messages in group]
         lengths = iter(counter(flat))

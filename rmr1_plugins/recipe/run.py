@@ -147,7 +147,10 @@ def run(config: RunConfig) -> dict[str, Any]:
         if prepared.parts["distill"] == 0:
             raise ConfigError("prepare left no pairs to distil; raise --distill-fraction")
         _say("distill: generating teacher traces")
-        teacher = config.teacher.build_backend()
+        try:
+            teacher = config.teacher.build_backend()
+        except ValueError as error:  # e.g. no --teacher-model
+            raise ConfigError(f"teacher: {error}") from None
         try:
             distilled = distill(
                 out / "data" / "distill.jsonl",

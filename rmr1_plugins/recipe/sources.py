@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1_plugins._imports import require
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.jsonl import InputError, open_input, read_rows, write_row
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -39,15 +40,15 @@ def iter_rows(
         table = require("pyarrow.parquet", "recipe").read_table(path)
         yield from enumerate(table.to_pylist(), start=1)
     elif path.is_file():
-        raise InputError(source, 0, f"unknown file type {path.suffix!r}; use {LOCAL_SUFFIXES}")
+        raise ConfigError(f"{source}: unknown file type {path.suffix!r}; use {LOCAL_SUFFIXES}")
+    elif path.suffix in LOCAL_SUFFIXES:
+        raise ConfigError(f"{source}: no such file")
     else:
         datasets = require("datasets", "recipe")
         try:
             dataset = datasets.load_dataset(source, subset, split=split)
         except Exception as error:  # datasets raises many types; say which source failed
-            raise InputError(
-                source, 0, f"cannot load with datasets.load_dataset: {error}"
-            ) from None
+            raise ConfigError(f"{source}: datasets.load_dataset failed: {error}") from None
         yield from enumerate(dataset, start=1)
 
 

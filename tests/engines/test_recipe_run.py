@@ -90,3 +90,17 @@ def test_rmr1_score_judged_the_held_out_pairs_with_the_final_checkpoint(run_dir)
     assert [r["id"] for r in results] == [p["id"] for p in held_out]
     assert all(r["judgments"][0]["completion"] for r in results)  # the tiny model wrote something
     assert summary["score_summary"]["pairs"] == 2
+
+
+def test_skip_sft_trains_rl_only_without_a_teacher(tmp_path):
+    """RM-R1's DeepSeek-distilled family: the reasoning template, no stage 1."""
+    argv = ["recipe", "run", str(EXAMPLE), "-o", str(tmp_path), "--preset", "cpu-tiny"]
+    argv += ["--student", str(tiny_llama()), "--skip-sft", "--template", "rmr1-reasoning"]
+    argv += ["--eval-size", "1", "--rl-set", "max_steps=1"]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "run_summary.json").read_text())
+    assert summary["prepare"]["parts"] == {"eval": 1, "distill": 0, "rl": 11}
+    assert "distill" not in summary and not (tmp_path / "sft").exists()
+    (row,) = read_jsonl(tmp_path / "data" / "rl.jsonl")[:1]
+    assert [m["role"] for m in row["context_messages"]] == ["user"]  # no system message
+    assert len(read_jsonl(tmp_path / "scores.jsonl")) == 1

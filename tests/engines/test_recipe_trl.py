@@ -126,3 +126,12 @@ def test_a_datasets_folder_source_goes_through_load_dataset(tmp_path):
     stats = prepare([str(folder)], tmp_path / "out", PrepareConfig(distill_fraction=0))
     assert stats.parts["rl"] == 3
     assert read_jsonl(tmp_path / "out" / "rl.jsonl")[0]["id"].startswith("my-preferences-")
+
+
+def test_a_parquet_source(tmp_path):
+    from rmr1_plugins.recipe.sources import write_parquet
+
+    rows = [{"input": "Reverse xs.", "accepted": "xs[::-1]", "rejected": "xs.sort()"}] * 2
+    write_parquet(tmp_path / "code.parquet", rows)
+    stats = prepare([str(tmp_path / "code.parquet")], tmp_path / "out", PrepareConfig())
+    assert stats.pairs == 2 and stats.winners == {"model_a": 1, "model_b": 1}
