@@ -76,6 +76,7 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[Any], **_: 
     """OpenRLHF ``reward_func``: ``queries`` are prompt + response decoded with special tokens."""
     rewards, bad = [], []
     for query, prompt, label in zip(queries, prompts, labels, strict=True):
+        # Only the tail counts, so the whole query is as good when decoding changed the prompt.
         response = query[len(prompt) :] if query.startswith(prompt) else query
         reward = score_response(response, label)
         rewards.append(NEUTRAL_REWARD if reward is None else reward)
