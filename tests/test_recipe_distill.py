@@ -133,3 +133,19 @@ def test_cli_distill_with_a_constant_teacher(tmp_path, capsys):
     option = "completion=no verdict"
     assert main([*argv, "--backend-option", option, "-o", str(tmp_path / "none")]) == 1
     assert "no trace had the right verdict" in capsys.readouterr().err
+
+
+def test_cli_teacher_from_a_yaml_config_with_flag_overrides(tmp_path):
+    path = write_rows(tmp_path / "distill.jsonl", rows(2))
+    config = tmp_path / "teacher.yaml"
+    config.write_text(
+        "backend: {name: constant, options: {completion: '<answer>[[B]]</answer>'}}\n"
+        "sampling: {max_new_tokens: 8}\n"
+    )
+    argv = ["recipe", "distill", str(path), "--config", str(config), "--max-new-tokens", "4"]
+    assert main([*argv, "-o", str(tmp_path / "b")]) == 0
+    assert [r["id"] for r in read_jsonl(tmp_path / "b" / "sft.jsonl")] == ["r1"]
+    flipped = [*argv, "--backend-option", "completion=<answer>[[A]]</answer>"]
+    assert main([*flipped, "-o", str(tmp_path / "a")]) == 0
+    assert [r["id"] for r in read_jsonl(tmp_path / "a" / "sft.jsonl")] == ["r0"]
+    assert main([*argv, "--max-new-tokens", "0", "-o", str(tmp_path / "bad")]) == 2

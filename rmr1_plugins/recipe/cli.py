@@ -167,15 +167,27 @@ def prepare_config(args: argparse.Namespace) -> Any:
 
 
 def teacher_config(args: argparse.Namespace, prefix: str) -> Any:
-    """The teacher's backend and sampling, through the scorer config (YAML, RMR1_*, flags)."""
-    from rmr1_plugins.cli import config_from_args
+    """The teacher's backend and sampling as a scorer config (YAML file, RMR1_*, then flags)."""
+    import yaml
 
-    p = prefix.replace("-", "_")
-    shim = argparse.Namespace(template=None, parser=None, order=None, seed=None, num_samples=None)
-    for key in ("config", "backend", "model", "backend_option", "max_new_tokens"):
-        setattr(shim, key, getattr(args, p + key))
-    shim.temperature, shim.top_p = getattr(args, p + "temperature"), getattr(args, p + "top_p")
-    return config_from_args(shim)
+    from rmr1_plugins.config import load_config
+
+    def flag(name: str) -> Any:
+        return getattr(args, prefix.replace("-", "_") + name)
+
+    backend: dict[str, Any] = {k: flag(k) for k in ("backend", "model") if flag(k) is not None}
+    if "backend" in backend:
+        backend["name"] = backend.pop("backend")
+    options = _pairs(flag("backend_option"), f"--{prefix}backend-option")
+    if options:
+        backend["options"] = {key: yaml.safe_load(value) for key, value in options.items()}
+    sampling = {
+        key: flag(key)
+        for key in ("max_new_tokens", "temperature", "top_p")
+        if flag(key) is not None
+    }
+    overrides = {"backend": backend} if backend else {}
+    return load_config(flag("config"), **overrides, **({"sampling": sampling} if sampling else {}))
 
 
 def _report(title: str, stats: Any) -> None:
