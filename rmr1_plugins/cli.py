@@ -21,7 +21,11 @@ from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.templates import TemplateError
 
 # Modules that add their own subcommands through ``add_subcommand(subparsers)``.
-EXTRA_COMMANDS: tuple[str, ...] = ("rmr1_plugins.eval.cli", "rmr1_plugins.serve")
+EXTRA_COMMANDS: tuple[str, ...] = (
+    "rmr1_plugins.eval.cli",
+    "rmr1_plugins.serve",
+    "rmr1_plugins.recipe.cli",
+)
 EXIT_USAGE = 2
 
 

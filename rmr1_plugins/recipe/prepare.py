@@ -1,0 +1,263 @@
+"""Stage 0: preference data → RM-R1 rows (``context_messages`` + ``winner``), split for the stages.
+
+Accepted row formats (detected per row):
+
+- Skywork-Reward-Preference / TRL implicit prompt: ``chosen`` and ``rejected`` message lists
+  sharing every turn but the last assistant one.
+- Code-Preference-Pairs: ``input``, ``accepted``, ``rejected``.
+- Math-Step-DPO: ``prompt``, ``initial_reason_steps``, ``full_chosen``, ``full_rejected``; the
+  answers are ``initial_reason_steps + full_chosen`` and ``initial_reason_steps + full_rejected``.
+- TRL preference: ``prompt``, ``chosen``, ``rejected`` (strings or message lists).
+- Native pairs: ``context``, ``response_a``, ``response_b``, ``label``.
+
+As in RM-R1, the chosen answer alternates between slot A and slot B (``order="alternate"``);
+``order="both"`` keeps each pair in both orders instead. Prompts longer than the token budget
+(counted with the student's tokenizer and chat template) are dropped and counted. The kept pairs
+are shuffled and split into an evaluation part (native pairs ``rmr1 score`` reads), a
+distillation part (stage 1) and an RL part (stage 2).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from rmr1_plugins._imports import require
+from rmr1_plugins.jsonl import InputError
+from rmr1_plugins.plugins import get_template
+from rmr1_plugins.recipe.sources import iter_rows, source_name, write_jsonl
+from rmr1_plugins.schema import Message, PairwiseExample
+from rmr1_plugins.templates import ChatMessages, TemplateError
+
+WINNER = {"A": "model_a", "B": "model_b"}
+Group = list[tuple[PairwiseExample, ChatMessages]]  # one pair, in one or both orders, rendered
+
+
+@dataclass(frozen=True)
+class Preference:
+    """One preference pair before A/B placement."""
+
+    id: str
+    context: list[Message]
+    chosen: str
+    rejected: str
+
+    def placed(self, chosen_in: Literal["A", "B"], suffix: str = "") -> PairwiseExample:
+        a, b = (self.chosen, self.rejected) if chosen_in == "A" else (self.rejected, self.chosen)
+        return PairwiseExample(
+            id=self.id + suffix, context=self.context, response_a=a, response_b=b, label=chosen_in
+        )
+
+
+@dataclass
+class PrepareConfig:
+    template: str = "rmr1-instruct"
+    order: Literal["alternate", "both"] = "alternate"
+    distill_fraction: float = 0.12
+    eval_size: int = 0
+    max_prompt_tokens: int | None = 4096
+    tokenizer: str | None = None
+    seed: int = 42
+    split: str = "train"
+    subset: str | None = None
+    limit: int | None = None
+    skip_invalid: bool = False
+    exclude: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareStats:
+    read: int = 0
+    excluded: int = 0
+    invalid: int = 0
+    over_budget: int = 0
+    pairs: int = 0
+    parts: dict[str, int] = field(default_factory=dict)
+    winners: dict[str, int] = field(default_factory=dict)
+    budget_checked: bool = False
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def to_preference(row: dict[str, Any], default_id: str) -> Preference:
+    """Convert one row of any accepted format; raises ``ValueError`` naming the problem."""
+    rid = str(row["id"]) if row.get("id") is not None else default_id
+    if {"initial_reason_steps", "full_chosen", "full_rejected", "prompt"} <= row.keys():
+        prefix = _str(row, "initial_reason_steps")
+        chosen, rejected = prefix + _str(row, "full_chosen"), prefix + _str(row, "full_rejected")
+        return Preference(rid, _user(_str(row, "prompt")), chosen, rejected)
+    if {"input", "accepted", "rejected"} <= row.keys():
+        return Preference(
+            rid, _user(_str(row, "input")), _str(row, "accepted"), _str(row, "rejected")
+        )
+    if {"chosen", "rejected"} <= row.keys() and "prompt" not in row:
+        return _implicit_prompt(rid, row["chosen"], row["rejected"])
+    if {"context", "response_a", "response_b"} <= row.keys() or {"prompt", "chosen"} <= row.keys():
+        pair = PairwiseExample.from_row({**row, "id": rid})
+        if pair.label is None:
+            raise ValueError("field 'label': required to know which response is chosen")
+        chosen, rejected = (
+            (pair.response_a, pair.response_b)
+            if pair.label == "A"
+            else (pair.response_b, pair.response_a)
+        )
+        return Preference(rid, pair.context, chosen, rejected)
+    raise ValueError(
+        f"unknown row format (fields {sorted(row)}); expected chosen/rejected message lists, "
+        "input/accepted/rejected, prompt/initial_reason_steps/full_chosen/full_rejected, "
+        "prompt/chosen/rejected or context/response_a/response_b/label"
+    )
+
+
+def _str(row: dict[str, Any], key: str) -> str:
+    if not isinstance(row[key], str):
+        raise ValueError(f"field {key!r}: must be a string, got {type(row[key]).__name__}")
+    return row[key]
+
+
+def _user(text: str) -> list[Message]:
+    return [Message(role="user", content=text)]
+
+
+def _implicit_prompt(rid: str, chosen: Any, rejected: Any) -> Preference:
+    for key, value in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(value, list) or len(value) < 2:
+            raise ValueError(f"field {key!r}: must be a message list of at least two turns")
+        if not isinstance(value[-1], dict) or value[-1].get("role") != "assistant":
+            raise ValueError(f"field {key!r}: the last turn must be an assistant message")
+    if chosen[:-1] != rejected[:-1]:
+        raise ValueError("fields 'chosen'/'rejected': they must share every turn but the last")
+    return Preference(
+        rid,
+        [Message.model_validate(m) for m in chosen[:-1]],
+        str(chosen[-1].get("content", "")),
+        str(rejected[-1].get("content", "")),
+    )
+
+
+def read_preferences(
+    sources: Sequence[str], config: PrepareConfig, stats: PrepareStats
+) -> list[Preference]:
+    """Every usable pair of every source, in source order (each checked to render)."""
+    template = get_template(config.template)
+    found: list[Preference] = []
+    for source in sources:
+        name = source_name(source)
+        taken = 0
+        for number, row in iter_rows(source, config.split, config.subset):
+            if config.limit is not None and taken >= config.limit:
+                break
+            stats.read += 1
+            if any(str(row.get(key)) == value for key, value in config.exclude.items()):
+                stats.excluded += 1
+                continue
+            try:
+                preference = to_preference(row, f"{name}-{number}")
+                template.render(preference.placed("A"))
+            except (ValueError, ValidationError, TypeError) as error:
+                if not config.skip_invalid:
+                    raise InputError(source, number, _message(error)) from None
+                stats.invalid += 1
+                continue
+            found.append(preference)
+            taken += 1
+    return found
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, TemplateError):
+        return f"field 'context': {error}"
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        return f"field '{'.'.join(str(p) for p in first['loc'])}': {first['msg']}"
+    return str(error)
+
+
+class PromptCounter:
+    """Prompt length in the student's tokens: chat template, then ``add_special_tokens=False``."""
+
+    def __init__(self, tokenizer: str) -> None:
+        transformers = require("transformers", "hf")
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer)
+
+    def __call__(self, prompts: list[ChatMessages]) -> list[int]:
+        texts = [
+            self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+            for p in prompts
+        ]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(row) for row in ids]
+
+
+def place(prefs: list[Preference], order: str) -> list[list[PairwiseExample]]:
+    """A/B placement: alternate chosen-in-A / chosen-in-B, or both orders of each pair."""
+    if order == "both":
+        return [[p.placed("A", ":a"), p.placed("B", ":b")] for p in prefs]
+    return [[p.placed("A" if i % 2 == 0 else "B")] for i, p in enumerate(prefs)]
+
+
+def rm_row(example: PairwiseExample, messages: ChatMessages) -> dict[str, Any]:
+    """The RM-R1 training row: rendered messages and ``model_a``/``model_b``."""
+    return {"id": example.id, "context_messages": messages, "winner": WINNER[example.label or "A"]}
+
+
+def prepare(sources: Sequence[str], out_dir: Path, config: PrepareConfig) -> PrepareStats:
+    """Read, place, render, budget, shuffle, split; write the parts and ``prepare_stats.json``."""
+    stats = PrepareStats()
+    template = get_template(config.template)
+    prefs = read_preferences(sources, config, stats)
+    rendered = [[(ex, template.render(ex)) for ex in group] for group in place(prefs, config.order)]
+    if config.max_prompt_tokens is not None and config.tokenizer:
+        rendered = _within_budget(rendered, PromptCounter(config.tokenizer), config, stats)
+    random.Random(config.seed).shuffle(rendered)
+    stats.pairs = len(rendered)
+    n_eval = min(config.eval_size, len(rendered))
+    n_distill = round((len(rendered) - n_eval) * config.distill_fraction)
+    parts = {
+        "eval": rendered[:n_eval],
+        "distill": rendered[n_eval : n_eval + n_distill],
+        "rl": rendered[n_eval + n_distill :],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    winners: Counter[str] = Counter()
+    for part, groups_in_part in parts.items():
+        items = [item for group in groups_in_part for item in group]
+        if part == "eval":
+            rows = [ex.model_dump(mode="json") for ex, _ in items]
+        else:
+            rows = [rm_row(ex, messages) for ex, messages in items]
+            winners.update(row["winner"] for row in rows)
+        path = out_dir / f"{part}.jsonl"
+        stats.parts[part] = write_jsonl(path, rows)
+        stats.files[part] = str(path)
+    stats.winners = dict(sorted(winners.items()))
+    (out_dir / "prepare_stats.json").write_text(json.dumps(asdict(stats), indent=2) + "\n")
+    return stats
+
+
+def _within_budget(
+    rendered: list[Group], counter: PromptCounter, config: PrepareConfig, stats: PrepareStats
+) -> list[Group]:
+    from tqdm import tqdm
+
+    stats.budget_checked = True
+    kept = []
+    starts = range(0, len(rendered), 256)
+    for start in tqdm(starts, desc="token budget", unit="chunk", disable=not sys.stderr.isatty()):
+        chunk = rendered[start : start + 256]
+        flat = [messages for group in chunk for _, messages in group]
+        lengths = iter(counter(flat))
+        for group in chunk:
+            longest = max(next(lengths) for _ in group)
+            if longest > config.max_prompt_tokens:
+                stats.over_budget += 1
+            else:
+                kept.append(group)
+    return kept

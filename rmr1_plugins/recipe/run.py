@@ -1,0 +1,205 @@
+"""The whole recipe with TRL in one process: prepare → distill → SFT → GRPO → score.
+
+Writes under ``out_dir``: ``data/`` (prepare), ``distill/`` (traces and ``sft.jsonl``),
+``sft/model`` and ``rlvr/model`` (checkpoints), ``scores.jsonl`` (``rmr1 score`` with the final
+checkpoint on the held-out pairs) and ``run_summary.json``. TRL is imported only here, inside
+the stage functions.
+
+Presets: ``rmr1`` is RM-R1's hyperparameters on one GPU (use ``rmr1 recipe sft|rlvr`` for
+several); ``cpu-tiny`` is a smoke run of a few steps on CPU. ``sft_overrides`` /
+``rl_overrides`` (values read as YAML) change single ``SFTConfig`` / ``GRPOConfig`` fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rmr1_plugins._imports import require
+from rmr1_plugins.config import ConfigError, ScorerConfig
+from rmr1_plugins.recipe.emit_trl import grpo_config, sft_config
+from rmr1_plugins.recipe.prepare import PrepareConfig
+from rmr1_plugins.recipe.stages import RLVRDefaults, SFTDefaults
+
+CPU_TINY: dict[str, dict[str, Any]] = {
+    "common": {
+        "use_cpu": True,
+        "bf16": False,
+        "max_steps": 2,
+        "gradient_accumulation_steps": 1,
+        "gradient_checkpointing": False,
+        "model_init_kwargs": {"dtype": "float32"},
+    },
+    "sft": {"per_device_train_batch_size": 1, "warmup_steps": 0},
+    "rl": {
+        "per_device_train_batch_size": 2,
+        "num_generations": 2,
+        "generation_batch_size": 2,
+        "max_completion_length": 16,
+        "beta": 0.0,  # no reference model on CPU
+        "use_vllm": False,
+    },
+}
+RMR1_ONE_GPU: dict[str, dict[str, Any]] = {
+    "common": {"model_init_kwargs": {"dtype": "bfloat16"}},
+    "sft": {},
+    "rl": {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 4096 + 8192},
+}
+PRESETS = {"rmr1": RMR1_ONE_GPU, "cpu-tiny": CPU_TINY}
+
+
+@dataclass
+class RunConfig:
+    sources: list[str]
+    out_dir: Path
+    prepare: PrepareConfig
+    teacher: ScorerConfig
+    student: str
+    skip_sft: bool = False
+    preset: str = "rmr1"
+    batch_size: int = 32
+    second_pass: bool = True
+    sft_overrides: dict[str, str] = field(default_factory=dict)
+    rl_overrides: dict[str, str] = field(default_factory=dict)
+    score_max_new_tokens: int | None = None
+
+
+def stage_configs(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``SFTConfig`` and ``GRPOConfig`` fields: RM-R1 defaults, preset, then overrides."""
+    preset = PRESETS[config.preset]
+    sft = sft_config(SFTDefaults()) | preset["common"] | preset["sft"]
+    rl = grpo_config(RLVRDefaults()) | preset["common"] | preset["rl"]
+    if "steps_per_generation" in config.rl_overrides:  # TRL takes one of the two
+        rl.pop("generation_batch_size", None)
+    sft |= {key: yaml.safe_load(value) for key, value in config.sft_overrides.items()}
+    rl |= {key: yaml.safe_load(value) for key, value in config.rl_overrides.items()}
+    return sft, rl
+
+
+def train_sft(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> list[dict]:
+    """TRL ``SFTTrainer`` on prompt/completion data (loss on the completion only).
+
+    Saves the model and tokenizer to ``out_dir``; returns TRL's log history.
+    """
+    trl = require("trl", "recipe")
+    datasets = require("datasets", "recipe")
+    dataset = datasets.load_dataset("json", data_files=str(data), split="train")
+    dataset = dataset.select_columns(["prompt", "completion"])
+    args = trl.SFTConfig(output_dir=str(out_dir), **fields)
+    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=dataset)
+    trainer.train()
+    trainer.save_model(str(out_dir))
+    return trainer.state.log_history
+
+
+def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> list[dict]:
+    """TRL ``GRPOTrainer`` with RM-R1's verifiable reward on the ``winner`` column.
+
+    Saves the model and tokenizer to ``out_dir``; returns TRL's log history.
+    """
+    trl = require("trl", "recipe")
+    datasets = require("datasets", "recipe")
+    from rmr1_plugins.recipe.reward import rmr1_train_reward
+
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+    dataset = datasets.Dataset.from_list(
+        [{"prompt": row["context_messages"], "winner": row["winner"]} for row in rows]
+    )
+    args = trl.GRPOConfig(output_dir=str(out_dir), **fields)
+    trainer = trl.GRPOTrainer(
+        model=model, reward_funcs=[rmr1_train_reward], args=args, train_dataset=dataset
+    )
+    trainer.train()
+    trainer.save_model(str(out_dir))
+    return trainer.state.log_history
+
+
+def _say(message: str) -> None:
+    print(f"[rmr1 recipe run] {message}", file=sys.stderr, flush=True)
+
+
+def run(config: RunConfig) -> dict[str, Any]:
+    """Run every stage; returns (and writes to ``run_summary.json``) what each one produced."""
+    from rmr1_plugins.cli import main as rmr1_main
+    from rmr1_plugins.recipe.distill import distill
+    from rmr1_plugins.recipe.prepare import prepare
+
+    out = config.out_dir
+    sft_fields, rl_fields = stage_configs(config)
+    prep = dataclasses.replace(
+        config.prepare,
+        tokenizer=config.prepare.tokenizer or config.student,
+        distill_fraction=0.0 if config.skip_sft else config.prepare.distill_fraction,
+    )
+    _say("prepare: building RM-R1 rows")
+    prepared = prepare(config.sources, out / "data", prep)
+    summary: dict[str, Any] = {"prepare": dataclasses.asdict(prepared)}
+    if prepared.parts["rl"] == 0 or prepared.parts["eval"] == 0:
+        raise ConfigError(f"prepare left no RL or eval pairs: {prepared.parts}")
+    model = config.student
+    if not config.skip_sft:
+        if prepared.parts["distill"] == 0:
+            raise ConfigError("prepare left no pairs to distil; raise --distill-fraction")
+        _say("distill: generating teacher traces")
+        try:
+            teacher = config.teacher.build_backend()
+        except ValueError as error:  # e.g. no --teacher-model
+            raise ConfigError(f"teacher: {error}") from None
+        try:
+            distilled = distill(
+                out / "data" / "distill.jsonl",
+                out / "distill",
+                teacher,
+                config.teacher.sampling.params(),
+                batch_size=config.batch_size,
+                second_pass=config.second_pass,
+            )
+        finally:
+            teacher.close()
+        summary["distill"] = dataclasses.asdict(distilled)
+        if distilled.sft_rows == 0:
+            raise ConfigError(
+                f"distillation kept no trace: none of {distilled.rows} rows got the right verdict "
+                f"(pass 1: {distilled.first_pass_correct}, pass 2: {distilled.second_pass_correct}"
+                "); stage 1 would train on nothing. Use a stronger teacher, more rows or a larger "
+                "--teacher-max-new-tokens, or --skip-sft"
+            )
+        _say(f"sft: {distilled.sft_rows} rows")
+        sft_dir = out / "sft" / "model"
+        summary["sft_log"] = train_sft(out / "distill" / "sft.jsonl", model, sft_dir, sft_fields)
+        model = summary["sft_model"] = str(sft_dir)
+    _say(f"rlvr: GRPO on {prepared.parts['rl']} prompts")
+    rl_dir = out / "rlvr" / "model"
+    summary["rl_log"] = train_grpo(out / "data" / "rl.jsonl", model, rl_dir, rl_fields)
+    model = summary["rl_model"] = str(rl_dir)
+    _say("score: judging the held-out pairs with the final checkpoint")
+    scores = out / "scores.jsonl"
+    argv = ["score", str(out / "data" / "eval.jsonl"), "-o", str(scores)]
+    argv += ["--backend", "hf", "--model", model, "--template", prep.template]
+    tokens = config.score_max_new_tokens or (16 if config.preset == "cpu-tiny" else None)
+    if tokens:
+        argv += ["--max-new-tokens", str(tokens)]
+    if rmr1_main(argv) != 0:
+        raise ConfigError(f"rmr1 {' '.join(argv)} failed")
+    summary["scores"] = str(scores)
+    summary["score_summary"] = score_summary(scores)
+    (out / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def score_summary(path: Path) -> dict[str, Any]:
+    """Pairs judged, how many got a verdict, and accuracy against the labels."""
+    results = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    verdicts = [r for r in results if r["verdict"] is not None]
+    correct = sum(r["verdict"] == r["label"] for r in verdicts)
+    return {
+        "pairs": len(results),
+        "with_verdict": len(verdicts),
+        "accuracy": correct / len(results) if results else None,
+    }

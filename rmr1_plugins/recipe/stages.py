@@ -1,0 +1,158 @@
+"""Stage 1 (SFT) and stage 2 (RLVR) as runnable configs and commands for TRL, OpenRLHF and veRL.
+
+The defaults are RM-R1's hyperparameters (see :class:`SFTDefaults` and :class:`RLVRDefaults`);
+batch sizes are global and are split over ``gpus_per_node * nodes`` processes. ``overrides``
+are passed through in the trainer's own vocabulary (TRL config keys, OpenRLHF flag names without
+``--``, veRL Hydra overrides) and win over the defaults.
+
+:func:`emit` writes, under ``out_dir``: the data in the format the trainer reads (``data/``), its
+config file where it takes one, and ``command.sh``; it returns the same as an :class:`Emitted`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rmr1_plugins.recipe.sources import read_jsonl
+
+Stage = Literal["sft", "rlvr"]
+TRAINERS = ("trl", "openrlhf", "verl")
+
+
+@dataclass(frozen=True)
+class SFTDefaults:
+    """RM-R1 stage 1: distillation SFT, loss on the assistant turn only."""
+
+    learning_rate: float = 5e-6
+    global_batch: int = 128
+    micro_batch: int = 1
+    epochs: int = 1
+    max_length: int = 12288
+    min_lr_ratio: float = 0.1
+    warmup_ratio: float = 0.03
+
+
+@dataclass(frozen=True)
+class RLVRDefaults:
+    """RM-R1 stage 2: GRPO with the verifiable reward, KL as a loss term (k3 / low_var_kl)."""
+
+    learning_rate: float = 1e-6  # RM-R1: 1e-6 (7B/14B), 8e-7 (DeepSeek-32B), 5e-7 (Instruct-32B)
+    num_generations: int = 7
+    temperature: float = 1.0
+    kl_coef: float = 0.001
+    entropy_coef: float = 0.0
+    clip: float = 0.2
+    prompts_per_step: int = 1024
+    mini_batch_prompts: int = 128
+    micro_batch: int = 4
+    max_prompt_tokens: int = 4096
+    max_response_tokens: int = 8192
+    epochs: int = 1
+
+
+@dataclass
+class Launch:
+    """Where and how big: the model to start from, the input data and the cluster shape."""
+
+    model: str
+    data: Path
+    out_dir: Path
+    gpus_per_node: int = 8
+    nodes: int = 1
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def world(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+
+@dataclass
+class Emitted:
+    """What a stage needs: the command line, the files written for it, and notes for the user."""
+
+    trainer: str
+    stage: str
+    command: list[str]
+    files: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+
+    def script(self) -> str:
+        lines = ["#!/usr/bin/env bash", f"# RM-R1 {self.stage} stage for {self.trainer}."]
+        lines += [f"# {note}" for note in self.notes]
+        groups: list[list[str]] = []
+        for arg in self.command:  # one flag (with its value) or Hydra override per line
+            if not groups or arg.startswith("-") or "=" in arg:
+                groups.append([])
+            groups[-1].append(_quote(arg))
+        lines += ["set -euo pipefail", " \\\n  ".join(" ".join(g) for g in groups)]
+        return "\n".join(lines) + "\n"
+
+
+def _quote(arg: str) -> str:
+    """Shell-quote, leaving ``${VAR}`` placeholders for the shell to expand."""
+    return f'"{arg}"' if re.fullmatch(r"\$\{\w+\}", arg) else shlex.quote(arg)
+
+
+class StageError(ValueError):
+    """The requested stage cannot be set up as asked (bad data, batch sizes that do not divide)."""
+
+
+def per_process_accumulation(global_batch: int, micro_batch: int, world: int, what: str) -> int:
+    """Gradient accumulation steps so that ``micro * world * steps == global``."""
+    if global_batch % (micro_batch * world):
+        raise StageError(
+            f"{what}: global batch {global_batch} is not divisible by micro batch {micro_batch} "
+            f"x {world} processes; change the micro batch or the number of GPUs"
+        )
+    return global_batch // (micro_batch * world)
+
+
+def sft_rows(path: Path) -> list[dict[str, Any]]:
+    """The distilled SFT rows (``prompt``/``completion`` messages), checked."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise StageError(f"{path} has no rows: stage 1 has nothing to train on")
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row.get("prompt"), list) or not isinstance(row.get("completion"), list):
+            raise StageError(f"{path}, line {number}: expected 'prompt' and 'completion' messages")
+    return [{"prompt": row["prompt"], "completion": row["completion"]} for row in rows]
+
+
+def rl_rows(path: Path) -> list[dict[str, Any]]:
+    """The RL rows (``context_messages``, ``winner``) written by ``rmr1 recipe prepare``."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise StageError(f"{path} has no rows: stage 2 has nothing to train on")
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row.get("context_messages"), list) or "winner" not in row:
+            raise StageError(f"{path}, line {number}: expected 'context_messages' and 'winner'")
+    return rows
+
+
+def emit(
+    stage: Stage,
+    trainer: str,
+    launch: Launch,
+    sft: SFTDefaults | None = None,
+    rl: RLVRDefaults | None = None,
+) -> Emitted:
+    """Write the data, config and ``command.sh`` of one stage for one trainer."""
+    if trainer not in TRAINERS:
+        raise StageError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
+    from importlib import import_module
+
+    module = import_module(f"rmr1_plugins.recipe.emit_{trainer}")
+    launch.out_dir.mkdir(parents=True, exist_ok=True)
+    if stage == "sft":
+        emitted = module.emit_sft(launch, sft or SFTDefaults())
+    else:
+        emitted = module.emit_rlvr(launch, rl or RLVRDefaults())
+    script = launch.out_dir / "command.sh"
+    script.write_text(emitted.script(), encoding="utf-8")
+    script.chmod(0o755)
+    emitted.files["command"] = script
+    return emitted
