@@ -1,6 +1,7 @@
 """RM-R1's verifiable reward for stage 2, in the calling conventions of TRL, OpenRLHF and veRL.
 
-The rule is :func:`rmr1_plugins.parsing.train_reward`: +1.0 when only the label's
+The rule is RM-R1's official one (:func:`rmr1_plugins.verifiable.verifiable_reward` with
+``rmr1-train``, i.e. :func:`rmr1_plugins.parsing.train_reward`): +1.0 when only the label's
 ``<answer>[[X]]</answer>`` is in the last 80 characters of the response, else -1.0. The label is
 the row's ``winner`` (``model_a``/``model_b``, or ``A``/``B``).
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rmr1_plugins.parsing import train_reward
+from rmr1_plugins.verifiable import verifiable_reward
 
 logger = logging.getLogger(__name__)
 NEUTRAL_REWARD = 0.0
@@ -31,7 +32,7 @@ NEUTRAL_REWARD = 0.0
 def score_response(response: str, winner: object) -> float | None:
     """RM-R1's reward for one response, or ``None`` when ``winner`` is not a valid label."""
     try:
-        return train_reward(response, winner)
+        return verifiable_reward(response, winner)
     except ValueError:
         logger.warning("rmr1 reward: bad label %r; giving a neutral reward", winner)
         return None
