@@ -133,13 +133,15 @@ def load_config(
 
     ``path`` is a YAML file or a mapping already read from one. Overrides are nested dicts
     (``backend={"model": "x"}``) and win over everything; the file gives the defaults that
-    variables can change.
+    variables can change. A ``reward:`` section is left to
+    :func:`rmr1_plugins.rewards.load_reward_settings`, so trainers and ``rmr1 score`` share a file.
     """
     from_file: dict[str, Any] = {}
     if isinstance(path, Mapping):
         from_file, path = dict(path), None
     elif path is not None:
         from_file = read_config_file(path)
+    from_file.pop("reward", None)
     try:
         env_only = env_values()
         return ScorerConfig(**deep_merge(deep_merge(from_file, env_only), overrides))
