@@ -19,7 +19,7 @@ Example YAML::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,11 +104,12 @@ class ScorerConfig(BaseModel):
         )
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it; nested mappings are merged key by key."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -132,32 +133,40 @@ def load_config(
 
     ``path`` is a YAML file or a mapping already read from one. Overrides are nested dicts
     (``backend={"model": "x"}``) and win over everything; the file gives the defaults that
-    variables can change.
+    variables can change. A ``reward:`` section is left to
+    :func:`rmr1_plugins.rewards.load_reward_settings`, so trainers and ``rmr1 score`` share a file.
     """
     from_file: dict[str, Any] = {}
     if isinstance(path, Mapping):
         from_file, path = dict(path), None
     elif path is not None:
         from_file = read_config_file(path)
+    from_file.pop("reward", None)
     try:
-        env_only = _env_values()
-        return ScorerConfig(**_deep_merge(_deep_merge(from_file, env_only), overrides))
+        env_only = env_values()
+        return ScorerConfig(**deep_merge(deep_merge(from_file, env_only), overrides))
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
 
 
-def _env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The ``RMR1_<FIELD>[__<KEY>...]`` variables as a nested dict; values are read as YAML.
+def env_values(
+    environ: Mapping[str, str] | None = None,
+    *,
+    prefix: str = ENV_PREFIX,
+    fields: Container[str] | None = ScorerConfig.model_fields,
+) -> dict[str, Any]:
+    """The ``<prefix><KEY>[__<KEY>...]`` variables as a nested dict; values are read as YAML.
 
-    Only variables whose first part names a :class:`ScorerConfig` field count, so other
-    ``RMR1_`` variables (``RMR1_DISABLED_PLUGINS``) are left alone.
+    Only variables whose first key is in ``fields`` count (by default the :class:`ScorerConfig`
+    fields, so other ``RMR1_`` variables such as ``RMR1_DISABLED_PLUGINS`` are left alone);
+    ``fields=None`` keeps every variable with the prefix, so that a misspelt key is reported.
     """
     values: dict[str, Any] = {}
     for name, raw in (os.environ if environ is None else environ).items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(prefix) or len(name) == len(prefix):
             continue
-        path = name[len(ENV_PREFIX) :].lower().split("__")
-        if path[0] not in ScorerConfig.model_fields:
+        path = name[len(prefix) :].lower().split("__")
+        if fields is not None and path[0] not in fields:
             continue
         try:
             value = yaml.safe_load(raw) if raw else raw
@@ -172,9 +181,15 @@ def _env_values(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 def _describe(error: ValidationError, path: str | Path | None, prefix: str = "") -> str:
     where = f" in {path}" if path else ""
-    lines = [f"invalid configuration{where}:"]
+    return "\n".join([f"invalid configuration{where}:", *error_lines(error, prefix)])
+
+
+def error_lines(error: ValidationError, prefix: str = "") -> list[str]:
+    """One ``  <key>: <problem>`` line per problem; keys are dotted paths starting with ``prefix``
+    (``"reward."`` gives ``reward.win``; a problem of the whole model is named ``reward``)."""
+    lines = []
     for problem in error.errors():
-        key = prefix + ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        key = (prefix + ".".join(str(part) for part in problem["loc"])).rstrip(".")
         message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+        lines.append(f"  {key or '(top level)'}: {message}")
+    return lines

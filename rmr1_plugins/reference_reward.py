@@ -19,92 +19,25 @@ A sample is ``(query, prompt, label)`` as OpenRLHF sends it:
 Nothing here raises on bad samples: :func:`build_example` raises :class:`SampleError` naming the
 field, and :func:`fallback` turns any failure into the configured neutral reward (default: the
 midpoint of ``[loss, win]``) with ``rmr1_fallback=1`` in the logs.
+
+The settings (the scale, ``end_tokens``, ``question``, ``max_response_chars``) are the ``reward:``
+section of the YAML file, :class:`rmr1_plugins.rewards.RewardConfig`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from rmr1_plugins.config import (
-    ENV_PREFIX,
-    ConfigError,
-    ScorerConfig,
-    _deep_merge,
-    load_config,
-    read_config_file,
-)
+from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
 
-DEFAULT_END_TOKENS = (
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|end_of_text|>",
-    "<|eot_id|>",
-    "</s>",
-    "<end_of_turn>",
-    "<|end|>",
-    "<｜end▁of▁sentence｜>",
-)
 # Fallback kinds; each has an ``rmr1_<kind>`` entry in every sample's extra logs.
 FALLBACK_KINDS = ("bad_input", "unparsed", "error", "timeout")
-
-
-class RewardConfig(BaseModel):
-    """How judgments become rewards, and the limits of the batching reward service.
-
-    In YAML this is the ``reward:`` section next to the scorer settings; variables are
-    ``RMR1_REWARD__<KEY>`` (``RMR1_REWARD__FALLBACK=0.0``).
-    """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    win: float = Field(1.0, description="reward when the response beats the reference")
-    loss: float = Field(0.0, description="reward when the reference wins")
-    fallback: float | None = Field(
-        None, description="reward when no verdict could be had (default: (win + loss) / 2)"
-    )
-    end_tokens: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_END_TOKENS),
-        description="special tokens stripped from the end of the response",
-    )
-    question: Literal["auto", "prompt"] = Field(
-        "auto",
-        description="auto: the label's question, else the chat turns in the prompt; "
-        "prompt: always the formatted prompt as written",
-    )
-    max_response_chars: int | None = Field(
-        None, gt=0, description="cut longer responses (counted in rmr1_clipped)"
-    )
-    max_batch_size: int = Field(64, gt=0, description="samples per judge call")
-    max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits to fill up")
-    max_concurrent_batches: int = Field(1, gt=0, description="judge calls in flight at once")
-    timeout_s: float = Field(150.0, gt=0, description="per-sample deadline, queueing included")
-    retries: int = Field(1, ge=0, description="retries of a single failing sample")
-    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each time")
-
-    @model_validator(mode="after")
-    def _distinct(self) -> RewardConfig:
-        if self.win == self.loss:
-            raise ValueError("win and loss must differ")
-        return self
-
-    @property
-    def fallback_reward(self) -> float:
-        return (self.win + self.loss) / 2 if self.fallback is None else self.fallback
-
-    def to_score(self, reward: float) -> float:
-        """A reward mapped onto ``[0, 1]`` (OpenRLHF's ``scores``, for dynamic filtering)."""
-        return min(1.0, max(0.0, (reward - self.loss) / (self.win - self.loss)))
 
 
 @dataclass(frozen=True)
@@ -317,51 +250,3 @@ def reward_from_result(
             reward.extra_logs["rmr1_orders_agree"] = float(bool(result.orders_agree))
     reward.extra_logs.update(rmr1_truncated=truncated, rmr1_clipped=float(clipped))
     return reward
-
-
-def load_settings(
-    path: str | Path | None = None,
-    *,
-    reward: Mapping[str, Any] | None = None,
-    training: bool = True,
-    **scorer_overrides: Any,
-) -> tuple[ScorerConfig, RewardConfig]:
-    """The scorer and reward settings from one YAML file, ``RMR1_*`` variables and overrides.
-
-    The file holds the scorer keys (see :func:`rmr1_plugins.load_config`) plus an optional
-    ``reward:`` section; ``RMR1_REWARD__<KEY>`` variables override that section and ``reward``
-    overrides both. With ``training=True``, ``neutralize_markup`` defaults to on unless the file,
-    a variable or an override sets it.
-    """
-    raw = read_config_file(path) if path is not None else {}
-    section = raw.pop("reward", None) or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"config file {path}: 'reward' must be a mapping")
-    try:
-        scorer = load_config(raw, **scorer_overrides)
-    except ConfigError as error:
-        raise ConfigError(f"{error}\n  (in {path})" if path else str(error)) from None
-    if training and "neutralize_markup" not in scorer.model_fields_set:
-        scorer = scorer.model_copy(update={"neutralize_markup": True})
-    merged = _deep_merge(_deep_merge(section, _reward_env()), dict(reward or {}))
-    try:
-        return scorer, RewardConfig(**merged)
-    except ValidationError as error:
-        lines = [f"invalid reward settings{f' in {path}' if path else ''}:"]
-        for problem in error.errors():
-            key = ".".join(str(part) for part in ("reward", *problem["loc"]))
-            message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
-            lines.append(f"  {key}: {message}")
-        raise ConfigError("\n".join(lines)) from None
-
-
-def _reward_env() -> dict[str, Any]:
-    prefix = f"{ENV_PREFIX}REWARD__"
-    values: dict[str, Any] = {}
-    for name, raw in os.environ.items():
-        if name.startswith(prefix) and len(name) > len(prefix):
-            try:
-                values[name[len(prefix) :].lower()] = yaml.safe_load(raw) if raw else raw
-            except yaml.YAMLError:
-                values[name[len(prefix) :].lower()] = raw
-    return values

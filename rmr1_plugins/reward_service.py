@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 
 from rmr1_plugins.backends.base import SamplingParams
 from rmr1_plugins.reference_reward import (
-    RewardConfig,
     Sample,
     SampleError,
     SampleReward,
@@ -44,6 +43,7 @@ from rmr1_plugins.reference_reward import (
     fallback,
     reward_from_result,
 )
+from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import PairResult, PairwiseExample
 from rmr1_plugins.scorer import Scorer
 

@@ -1,7 +1,10 @@
-"""Settings shared by the group-aware trainer extensions (TRL, veRL): judge plus reward.
+"""The ``reward:`` section of the judge's YAML file: one model and one loader for every trainer.
 
 One YAML file holds the scorer configuration that ``rmr1 score --config`` reads and a ``reward:``
-section for how verdicts become rewards::
+section for how verdicts become rewards. Every integration reads the same section through
+:func:`load_reward_settings`: the group strategies of the TRL and veRL extensions, the per-sample
+reference reward of ``rmr1 serve`` and the OpenRLHF reward file. Each reads the keys that apply
+to it and accepts the others, so one file can serve them all::
 
     # rmr1.yaml
     template: rmr1-instruct
@@ -9,16 +12,15 @@ section for how verdicts become rewards::
     backend: {name: vllm, model: gaotang/RM-R1-Qwen2.5-Instruct-7B}
     sampling: {max_new_tokens: 4096}
     reward:
-      strategy: round-robin     # reference, pivot, circular, round-robin, bradley-terry, knockout
-      on_unparsed: tie          # tie, loss or exclude
-      reference_key: reference  # the dataset column (TRL) / extra_info key (veRL) of a reference
+      strategy: round-robin     # TRL, veRL: how a prompt's completions are compared
+      win: 1.0                  # everywhere: rewards run from loss to win
+      loss: 0.0
+      timeout_s: 150            # rmr1 serve, OpenRLHF: per-sample deadline
 
-Extensions find the file through ``RMR1_CONFIG``. ``RMR1_*`` variables change the scorer part as
-usual and ``RMR1_REWARD__<KEY>`` the reward part (``RMR1_REWARD__STRATEGY=knockout``); explicit
-arguments win over both. The keys that only the per-sample reward service reads (``rmr1 serve``,
-the OpenRLHF reward file: batching limits, timeouts, ``end_tokens``, ``question``) may sit in the
-same section; they are accepted and unused here. ``win``, ``loss`` and ``fallback`` mean the same
-everywhere. Nothing here imports a trainer.
+The file comes from the ``path`` argument or ``$RMR1_CONFIG``. ``RMR1_*`` variables change the
+scorer part as usual and ``RMR1_REWARD__<KEY>`` the reward part (``RMR1_REWARD__STRATEGY=pivot``);
+explicit arguments win over both. docs/rewards.md has the table of keys. Nothing here imports a
+trainer.
 """
 
 from __future__ import annotations
@@ -29,59 +31,98 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rmr1_plugins.config import ConfigError, ScorerConfig, _deep_merge, _describe, _env_values
+from rmr1_plugins.config import (
+    ENV_PREFIX,
+    ConfigError,
+    ScorerConfig,
+    deep_merge,
+    env_values,
+    error_lines,
+    read_config_file,
+)
 from rmr1_plugins.grouping import OnUnparsed, Strategy
 
 CONFIG_ENV = "RMR1_CONFIG"
-REWARD_ENV_PREFIX = "RMR1_REWARD__"
-# reward: keys of the per-sample reward service (rmr1 serve, OpenRLHF); accepted, unused here.
-SERVICE_KEYS = (
-    "end_tokens",
-    "question",
-    "max_response_chars",
-    "max_batch_size",
-    "max_wait_ms",
-    "max_concurrent_batches",
-    "timeout_s",
-    "retries",
-    "retry_backoff_s",
+REWARD_ENV_PREFIX = f"{ENV_PREFIX}REWARD__"
+DEFAULT_END_TOKENS = (
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "</s>",
+    "<end_of_turn>",
+    "<|end|>",
+    "<｜end▁of▁sentence｜>",
 )
 
 
-class RewardOptions(BaseModel):
-    """How pairwise verdicts become one reward per completion (the ``reward:`` section)."""
+class RewardConfig(BaseModel):
+    """How judgments become rewards: the ``reward:`` section, for every trainer integration.
+
+    The scale (``win``, ``loss``, ``fallback``) means the same everywhere. The group keys are
+    read by the TRL and veRL extensions (:mod:`rmr1_plugins.grouping`), the per-sample keys by the
+    reference reward of ``rmr1 serve`` and the OpenRLHF reward file
+    (:mod:`rmr1_plugins.reference_reward`, :mod:`rmr1_plugins.reward_service`); an integration
+    ignores the keys of the others. Variables are ``RMR1_REWARD__<KEY>``.
+    """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # The reward scale, everywhere.
+    win: float = Field(1.0, description="reward for winning every comparison")
+    loss: float = Field(0.0, description="reward for losing every comparison")
+    fallback: float | None = Field(
+        None,
+        description="reward of a sample with no verdict where the trainer cannot take None "
+        "(default: the midpoint of loss and win)",
+    )
+    # Comparing a group of completions (TRL, veRL).
     strategy: str = Field("round-robin", description="a registered grouping strategy")
-    on_unparsed: OnUnparsed = Field("tie", description="tie, loss or exclude")
+    on_unparsed: OnUnparsed = Field(
+        "tie", description="a comparison without a parseable verdict: tie, loss or exclude"
+    )
     seed: int = Field(0, description="seeds pivot choices and knockout brackets")
-    reference_key: str = Field("reference", description="dataset column of a reference answer")
+    reference_key: str = Field(
+        "reference", description="dataset column (TRL) / extra_info key (veRL) of a reference"
+    )
     group_size: int | None = Field(
         None, ge=1, description="completions per prompt (TRL num_generations, veRL rollout.n)"
     )
     on_split: Literal["error", "reference", "drop"] = Field(
         "error", description="what to do with a group that arrives incomplete"
     )
-    win: float = Field(1.0, description="reward for winning every comparison")
-    loss: float = Field(0.0, description="reward for losing every comparison")
-    fallback: float | None = Field(
-        None,
-        description="reward of an unscorable row where the trainer cannot take None "
-        "(default: the midpoint of loss and win)",
+    # One response against its reference (rmr1 serve, OpenRLHF).
+    end_tokens: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_END_TOKENS),
+        description="special tokens stripped from the end of the response",
     )
+    question: Literal["auto", "prompt"] = Field(
+        "auto",
+        description="auto: the label's question, else the chat turns in the prompt; "
+        "prompt: always the formatted prompt as written",
+    )
+    max_response_chars: int | None = Field(
+        None, gt=0, description="cut longer responses (counted in rmr1_clipped)"
+    )
+    # The batching reward service (rmr1 serve, OpenRLHF).
+    max_batch_size: int = Field(64, gt=0, description="samples per judge call")
+    max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits to fill up")
+    max_concurrent_batches: int = Field(1, gt=0, description="judge calls in flight at once")
+    timeout_s: float = Field(150.0, gt=0, description="per-sample deadline, queueing included")
+    retries: int = Field(1, ge=0, description="retries of a single failing sample")
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each time")
 
     @model_validator(mode="after")
-    def _distinct(self) -> RewardOptions:
+    def _distinct(self) -> RewardConfig:
         if self.win == self.loss:
             raise ValueError("win and loss must differ")
         return self
 
     @property
     def fallback_reward(self) -> float:
+        """``fallback``, or the midpoint of ``loss`` and ``win`` when it is not set."""
         return (self.win + self.loss) / 2 if self.fallback is None else self.fallback
 
     def scale(self, value: float | None, strategy: Strategy) -> float | None:
@@ -90,71 +131,70 @@ class RewardOptions(BaseModel):
             return value
         return self.loss + (self.win - self.loss) * value
 
+    def to_score(self, reward: float) -> float:
+        """A reward mapped onto ``[0, 1]`` (OpenRLHF's ``scores``, for dynamic filtering)."""
+        return min(1.0, max(0.0, (reward - self.loss) / (self.win - self.loss)))
+
 
 class RewardSettings(BaseModel):
-    """The judge (``scorer``) and the reward strategy (``reward``)."""
+    """The judge (``scorer``) and how its verdicts become rewards (``reward``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
-    reward: RewardOptions = Field(default_factory=RewardOptions)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
 
 
 def load_reward_settings(
     path: str | Path | None = None,
     *,
     reward: Mapping[str, Any] | None = None,
+    training: bool = True,
     **scorer_overrides: Any,
 ) -> RewardSettings:
-    """Load :class:`RewardSettings` from YAML (``path`` or ``$RMR1_CONFIG``), variables, overrides.
+    """The scorer and reward settings from one YAML file, ``RMR1_*`` variables and overrides.
 
     Args:
-        path: the YAML file; ``None`` reads ``$RMR1_CONFIG`` if set, else defaults only.
-        reward: overrides for the ``reward:`` section.
-        scorer_overrides: overrides for the scorer part, as for :func:`load_config`.
+        path: the YAML file: the scorer keys (see :func:`rmr1_plugins.load_config`) plus an
+            optional ``reward:`` section. ``None`` reads ``$RMR1_CONFIG`` if set, else defaults.
+        reward: overrides for the ``reward:`` section; they win over ``RMR1_REWARD__<KEY>``
+            variables, which win over the file.
+        training: make the scorer's ``neutralize_markup`` guard default to on (unless the file,
+            a variable or an override sets it): a policy must not be able to forge the judge's
+            verdict markup in its answers.
+        scorer_overrides: overrides for the scorer part, as for :func:`rmr1_plugins.load_config`.
 
-    For training, the scorer's ``neutralize_markup`` guard (where the core has it) defaults to
-    on: a policy must not be able to forge the judge's verdict markup in its answers.
+    Raises:
+        ConfigError: naming every invalid key (``backend.nmae``, ``reward.timeout_s``) and the file.
     """
     path = path or os.environ.get(CONFIG_ENV) or None
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"cannot read config file {path}: {error}") from error
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path} must hold a mapping, got {type(loaded).__name__}"
-            )
-        raw = dict(loaded or {})
-    from_file = raw.pop("reward", None) or {}
-    if not isinstance(from_file, dict):
-        raise ConfigError(f"'reward' in {path} must be a mapping, got {type(from_file).__name__}")
+    raw = read_config_file(path) if path is not None else {}
+    section = raw.pop("reward", None)
+    if section is None:
+        section = {}
+    elif not isinstance(section, dict):
+        raise ConfigError(
+            f"config file {path}: 'reward' must be a mapping, got {type(section).__name__}"
+        )
+    scorer_values = deep_merge(deep_merge(raw, env_values()), scorer_overrides)
+    reward_values = deep_merge(
+        deep_merge(section, env_values(prefix=REWARD_ENV_PREFIX, fields=None)), dict(reward or {})
+    )
+    problems: list[str] = []
     try:
-        scorer = ScorerConfig(**_deep_merge(_deep_merge(raw, _env_values()), scorer_overrides))
-        options = _deep_merge(_deep_merge(from_file, _reward_env()), dict(reward or {}))
-        for key in SERVICE_KEYS:
-            options.pop(key, None)
-        settings = RewardSettings(scorer=scorer, reward=options)  # errors read "reward.<key>"
+        scorer = ScorerConfig.model_validate(scorer_values)
     except ValidationError as error:
-        raise ConfigError(_describe(error, path)) from None
-    guard = "neutralize_markup"
-    if guard in ScorerConfig.model_fields and guard not in settings.scorer.model_fields_set:
-        settings.scorer = settings.scorer.model_copy(update={guard: True})
-    return settings
-
-
-def _reward_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, raw in (os.environ if environ is None else environ).items():
-        if name.startswith(REWARD_ENV_PREFIX) and len(name) > len(REWARD_ENV_PREFIX):
-            try:
-                value = yaml.safe_load(raw) if raw else raw
-            except yaml.YAMLError:
-                value = raw
-            values[name[len(REWARD_ENV_PREFIX) :].lower()] = value
-    return values
+        problems += error_lines(error)
+    try:
+        options = RewardConfig.model_validate(reward_values)
+    except ValidationError as error:
+        problems += error_lines(error, prefix="reward.")
+    if problems:
+        where = [f"  (in {path})"] if path else []
+        raise ConfigError("\n".join(["invalid configuration:", *problems, *where]))
+    if training and "neutralize_markup" not in scorer.model_fields_set:
+        scorer = scorer.model_copy(update={"neutralize_markup": True})
+    return RewardSettings(scorer=scorer, reward=options)
 
 
 class LazyScorer:

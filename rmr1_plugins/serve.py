@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1_plugins._imports import require
-from rmr1_plugins.reference_reward import RewardConfig, Sample, load_settings
+from rmr1_plugins.reference_reward import Sample
 from rmr1_plugins.reward_service import RewardService
+from rmr1_plugins.rewards import RewardConfig, load_reward_settings
 from rmr1_plugins.scorer import Scorer
 
 logger = logging.getLogger("rmr1_plugins.serve")
@@ -311,9 +312,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     reward = {
         key: getattr(args, flag) for flag, key in names.items() if getattr(args, flag) is not None
     }
-    scorer_config, reward_config = load_settings(
-        args.config, reward=reward, **overrides_from_args(args)
-    )
+    settings = load_reward_settings(args.config, reward=reward, **overrides_from_args(args))
     if args.max_body_bytes < 1 or args.max_pending < 1:
         raise ConfigError("--max-body-bytes and --max-pending must be at least 1")
     options = ServeOptions(
@@ -327,9 +326,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_every=args.log_every,
         access_log=args.access_log,
     )
-    scorer = scorer_config.build_scorer()
+    scorer = settings.scorer.build_scorer()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_server(scorer, reward_config, options))
+        asyncio.run(run_server(scorer, settings.reward, options))

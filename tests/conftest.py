@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from rmr1_plugins.backends.base import Backend, Generation, SamplingParams
 
@@ -40,3 +43,23 @@ def pair(question="2+2?", a="4", b="5", label=None, id=None):
         response_b=b,
         label=label,
     )
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def shared_config(tmp_path):
+    """Writes one YAML file for every integration: the scorer and group keys of the TRL/veRL
+    example, the per-sample service keys of the OpenRLHF example, then ``reward`` on top."""
+
+    def write(**reward):
+        config = yaml.safe_load((EXAMPLES / "rmr1_judge.yaml").read_text())
+        service = yaml.safe_load((EXAMPLES / "rmr1-openrlhf.yaml").read_text())["reward"]
+        config["backend"] = {"name": "constant"}
+        config["reward"] = {**config["reward"], **service, **reward}
+        path = tmp_path / "shared.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from rmr1_plugins import ConfigError, load_config
@@ -26,6 +28,13 @@ def test_unknown_key_names_its_path(tmp_path):
         ConfigError, match=r"invalid configuration in .*bad.yaml:\n  backend.nmae: unknown key"
     ):
         load_config(path)
+
+
+def test_a_trainers_config_file_scores_too():
+    # the reward: section belongs to rmr1_plugins.rewards; rmr1 score reads the rest
+    examples = Path(__file__).parents[1] / "examples"
+    for name in ("rmr1_judge.yaml", "rmr1-openrlhf.yaml"):
+        assert load_config(examples / name).order == "both"
 
 
 def test_bad_value_and_bad_file(tmp_path):

@@ -7,19 +7,18 @@ from conftest import ScriptedBackend
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rmr1_plugins import ConfigError, Scorer
+from rmr1_plugins import Scorer
 from rmr1_plugins.reference_reward import (
-    RewardConfig,
     Sample,
     SampleError,
     build_example,
     extract_response,
     fallback,
-    load_settings,
     read_label,
     recover_turns,
     reward_from_result,
 )
+from rmr1_plugins.rewards import RewardConfig
 
 CHATML = (
     "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
@@ -165,30 +164,6 @@ def test_every_reward_has_the_same_log_keys():
         "rmr1_truncated",
         "rmr1_clipped",
     }
-
-
-def test_settings_file_env_and_overrides(tmp_path, monkeypatch):
-    path = tmp_path / "rmr1.yaml"
-    path.write_text("backend: {name: constant}\nreward:\n  fallback: 0.1\n  timeout_s: 30\n")
-    monkeypatch.setenv("RMR1_REWARD__TIMEOUT_S", "20")
-    scorer, reward = load_settings(path, reward={"max_batch_size": 8})
-    assert scorer.backend.name == "constant" and scorer.neutralize_markup is True
-    assert (reward.fallback, reward.timeout_s, reward.max_batch_size) == (0.1, 20, 8)
-    scorer, _ = load_settings(path, neutralize_markup=False)
-    assert scorer.neutralize_markup is False
-    assert load_settings(path, training=False)[0].neutralize_markup is False
-    path.write_text("reward:\n  fallbak: 0.1\n")
-    with pytest.raises(ConfigError, match=r"reward\.fallbak: unknown key"):
-        load_settings(path)
-    path.write_text("reward:\n  fallback: .nan\n")
-    with pytest.raises(ConfigError, match=r"reward\.fallback: Input should be a finite number"):
-        load_settings(path)
-    path.write_text("reward:\n  win: 1\n  loss: 1\n")
-    with pytest.raises(ConfigError, match="win and loss must differ"):
-        load_settings(path)
-    path.write_text("backend: {nmae: x}\n")
-    with pytest.raises(ConfigError, match=r"backend.nmae: unknown key\n  \(in .*rmr1.yaml\)"):
-        load_settings(path)
 
 
 json_values = st.recursive(

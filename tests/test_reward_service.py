@@ -7,8 +7,9 @@ import time
 from serving import VotesJudge, expected_reward
 
 from rmr1_plugins import SamplingParams, Scorer
-from rmr1_plugins.reference_reward import RewardConfig, Sample
+from rmr1_plugins.reference_reward import Sample
 from rmr1_plugins.reward_service import BackgroundRewardService, RewardService
+from rmr1_plugins.rewards import RewardConfig
 
 PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
 

@@ -1,11 +1,13 @@
 import pickle
+import re
+from pathlib import Path
 
 import pytest
 
 from rmr1_plugins import ConfigError
 from rmr1_plugins.config import ScorerConfig
 from rmr1_plugins.grouping import resolve_strategy
-from rmr1_plugins.rewards import LazyScorer, RewardOptions, load_reward_settings
+from rmr1_plugins.rewards import LazyScorer, RewardConfig, load_reward_settings
 
 
 def write(tmp_path, text):
@@ -39,8 +41,60 @@ def test_reward_service_keys_are_accepted_and_unknown_keys_named(tmp_path):
         load_reward_settings(reward={"win": 1, "loss": 1})
 
 
+def test_settings_file_env_and_overrides(tmp_path, monkeypatch):
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("backend: {name: constant}\nreward:\n  fallback: 0.1\n  timeout_s: 30\n")
+    monkeypatch.setenv("RMR1_REWARD__TIMEOUT_S", "20")
+    settings = load_reward_settings(path, reward={"max_batch_size": 8})
+    scorer, reward = settings.scorer, settings.reward
+    assert scorer.backend.name == "constant" and scorer.neutralize_markup is True
+    assert (reward.fallback, reward.timeout_s, reward.max_batch_size) == (0.1, 20, 8)
+    scorer = load_reward_settings(path, neutralize_markup=False).scorer
+    assert scorer.neutralize_markup is False
+    assert load_reward_settings(path, training=False).scorer.neutralize_markup is False
+    path.write_text("reward:\n  fallbak: 0.1\n")
+    with pytest.raises(ConfigError, match=r"reward\.fallbak: unknown key"):
+        load_reward_settings(path)
+    path.write_text("reward:\n  fallback: .nan\n")
+    with pytest.raises(ConfigError, match=r"reward\.fallback: Input should be a finite number"):
+        load_reward_settings(path)
+    path.write_text("reward:\n  win: 1\n  loss: 1\n")
+    with pytest.raises(ConfigError, match="win and loss must differ"):
+        load_reward_settings(path)
+    path.write_text("backend: {nmae: x}\n")
+    with pytest.raises(ConfigError, match=r"backend.nmae: unknown key\n  \(in .*rmr1.yaml\)"):
+        load_reward_settings(path)
+
+
+def test_one_section_for_every_integration_and_unknown_keys_named(shared_config, monkeypatch):
+    path = shared_config()
+    settings = load_reward_settings(path)
+    reward = settings.reward
+    # group keys (TRL, veRL) and per-sample service keys (rmr1 serve, OpenRLHF) side by side
+    assert (reward.strategy, reward.on_split, reward.reference_key) == (
+        "round-robin",
+        "error",
+        "reference",
+    )
+    assert (reward.timeout_s, reward.max_batch_size, reward.max_concurrent_batches) == (150, 64, 4)
+    assert reward.fallback_reward == 0.5 and reward.to_score(0.75) == 0.75
+    assert settings.scorer.order == "both" and settings.scorer.neutralize_markup is True
+    monkeypatch.setenv("RMR1_CONFIG", str(path))
+    assert load_reward_settings() == settings  # what the adapters and the reward file call
+    shared_config(stratgy="pivot")
+    with pytest.raises(ConfigError, match=r"reward\.stratgy: unknown key\n  \(in .*shared.yaml\)"):
+        load_reward_settings()
+
+
+def test_every_reward_key_is_documented_once_in_rewards_md():
+    text = (Path(__file__).parents[1] / "docs" / "rewards.md").read_text()
+    section = text.split("## The reward configuration file", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(RewardConfig.model_fields)
+
+
 def test_scale_and_fallback():
-    options = RewardOptions(win=1.0, loss=-1.0)
+    options = RewardConfig(win=1.0, loss=-1.0)
     assert options.fallback_reward == 0.0  # the midpoint
     assert options.scale(0.75, resolve_strategy("round-robin")) == 0.5
     assert options.scale(2.3, resolve_strategy("bradley-terry")) == 2.3  # log-strengths as they are

@@ -333,3 +333,29 @@ def test_a_bad_configuration_stops_the_server_at_start_with_a_clear_error(flags,
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serves_from_a_file_shared_with_the_group_extensions(shared_config):
+    # The TRL/veRL group keys sit next to the service keys; flags still win over the file.
+    path = shared_config(win=2.0, loss=-2.0, fallback=-1.5, timeout_s=5)
+    running = Server("--config", str(path), "--order", "given")
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            return await post(session, running.url, body("r6", "mute"))
+
+    try:
+        status, answer = asyncio.run(scenario())
+    finally:
+        assert running.stop() == 0
+    assert status == 200
+    assert answer["rewards"] == [1.0, -1.5]  # 6 of 8 votes on [-2, 2]; no verdict: fallback
+    assert answer["scores"] == [0.75, 0.125]
+
+
+def test_an_unknown_reward_key_in_the_file_is_named(shared_config):
+    path = shared_config(stratgy="pivot")
+    argv = [sys.executable, "-m", "rmr1_plugins.cli", "serve", "--port", "0", "--config", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "reward.stratgy: unknown key" in done.stderr
+    assert str(path) in done.stderr and "Traceback" not in done.stderr

@@ -23,22 +23,15 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from rmr1_plugins.reference_reward import (
-    RewardConfig,
-    Sample,
-    SampleReward,
-    fallback,
-    load_settings,
-)
+from rmr1_plugins.reference_reward import Sample, SampleReward, fallback
 from rmr1_plugins.reward_service import BackgroundRewardService
+from rmr1_plugins.rewards import CONFIG_ENV, RewardConfig, load_reward_settings
 
-CONFIG_ENV = "RMR1_CONFIG"
 logger = logging.getLogger("rmr1_openrlhf")
 
 _lock = threading.Lock()
@@ -51,13 +44,13 @@ def get_runtime() -> BackgroundRewardService:
     global _runtime
     with _lock:
         if _runtime is None:
-            scorer_config, reward_config = load_settings(os.environ.get(CONFIG_ENV) or None)
+            settings = load_reward_settings()  # $RMR1_CONFIG and the RMR1_* variables
             logger.info(
                 "rmr1: loading judge %s (%s backend) for OpenRLHF rewards",
-                scorer_config.backend.model,
-                scorer_config.backend.name,
+                settings.scorer.backend.model,
+                settings.scorer.backend.name,
             )
-            _runtime = BackgroundRewardService(scorer_config.build_scorer(), reward_config)
+            _runtime = BackgroundRewardService(settings.scorer.build_scorer(), settings.reward)
             atexit.register(_runtime.close)
         return _runtime
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from rmr1_openrlhf import reward_file_path
 
-from rmr1_plugins.reference_reward import Sample, build_example, load_settings
+from rmr1_plugins.reference_reward import Sample, build_example
+from rmr1_plugins.rewards import load_reward_settings
 
 pytest.importorskip("openrlhf")
 from openrlhf.utils.config import hierarchize
@@ -73,7 +74,8 @@ def test_example_commands_parse_with_openrlhfs_own_parser(script):
 
 
 def test_example_config_loads_with_training_settings():
-    scorer, reward = load_settings(EXAMPLES / "rmr1-openrlhf.yaml")
+    settings = load_reward_settings(EXAMPLES / "rmr1-openrlhf.yaml")
+    scorer, reward = settings.scorer, settings.reward
     assert scorer.order == "both" and scorer.neutralize_markup is True
     assert scorer.backend.name == "openai" and reward.timeout_s < 180
 
@@ -83,7 +85,7 @@ def test_example_rows_become_judgeable_pairs_the_way_openrlhf_builds_them():
     from rmr1_plugins.testing import smollm2_checkpoint
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(smollm2_checkpoint())
-    _, reward = load_settings(EXAMPLES / "rmr1-openrlhf.yaml")
+    reward = load_reward_settings(EXAMPLES / "rmr1-openrlhf.yaml").reward
     for line in (EXAMPLES / "openrlhf_prompts.jsonl").read_text().splitlines():
         row = json.loads(line)
         prompt, label = preprocess_data(

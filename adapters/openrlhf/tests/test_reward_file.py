@@ -30,6 +30,19 @@ LOG_KEYS = {
     "rmr1_clipped",
 }
 
+# One reward: section for every integration: group keys (TRL, veRL), the scale (all), and the
+# per-sample service keys (rmr1 serve, OpenRLHF), which are accepted here and not used.
+SHARED = (
+    "backend: {name: constant}\n"
+    "reward:\n"
+    "  strategy: pivot\n"
+    "  on_split: drop\n"
+    "  fallback: 0.25\n"
+    "  timeout_s: 60\n"
+    "  max_concurrent_batches: 4\n"
+    "  end_tokens: ['</s>']\n"
+)
+
 
 class VotesJudge(Backend):
     """Of ``n`` samples for response ``r<i>``, the first ``i % 9`` prefer it: reward (i % 9)/8."""
@@ -146,6 +159,22 @@ def test_check_command_reports_the_judges_view(configure, capsys):
     configure("backend: {name: nope}\n")
     assert main(["check"]) == 2
     assert "unknown backend 'nope'" in capsys.readouterr().err
+
+
+def test_a_config_file_shared_with_the_group_extensions(configure, capsys):
+    configure(SHARED)
+    result = reward_func([PROMPT + "4</s>"], [PROMPT], ["4"])
+    assert result["rewards"].tolist() == [1.0]
+    assert result["extra_logs"]["rmr1_fallback"].tolist() == [0.0]
+    assert reward_func([PROMPT + "4"], [PROMPT], [""])["rewards"].tolist() == [0.25]  # bad label
+    config = get_runtime().service.config
+    assert (config.timeout_s, config.max_concurrent_batches, config.end_tokens) == (60, 4, ["</s>"])
+    configure(SHARED + "  stratgy: knockout\n")
+    broken = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    assert broken["rewards"].tolist() == [0.5]  # the default fallback: the file did not load
+    assert broken["extra_logs"]["rmr1_error"].tolist() == [1.0]
+    assert main(["check"]) == 2
+    assert re.search(r"reward\.stratgy: unknown key\n  \(in .*rmr1.yaml\)", capsys.readouterr().err)
 
 
 texts = st.text(max_size=200)

@@ -29,7 +29,7 @@ from rmr1_plugins.grouping import (
     resolve_strategy,
     score_groups,
 )
-from rmr1_plugins.rewards import LazyScorer, RewardOptions, RewardSettings, load_reward_settings
+from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardSettings, load_reward_settings
 from rmr1_plugins.verifiable import Rule, VerifiableReward
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class RMR1Reward:
             ``$RMR1_CONFIG`` and ``RMR1_*`` variables on first call.
         scorer: a ready :class:`rmr1_plugins.Scorer` to use instead of the config's judge.
         name: the ``__name__`` TRL logs under (``rewards/<name>/mean``).
-        **reward: overrides for :class:`~rmr1_plugins.rewards.RewardOptions` (``strategy``,
+        **reward: overrides for :class:`~rmr1_plugins.rewards.RewardConfig` (``strategy``,
             ``on_unparsed``, ``seed``, ``reference_key``, ``group_size``, ``on_split``,
             ``win``, ``loss``). Both A/B orders are judged when the scorer's ``order`` is
             ``both``.
@@ -150,7 +150,7 @@ class RMR1Reward:
         self._scorer: LazyScorer | None = LazyScorer(scorer=scorer) if scorer is not None else None
         if isinstance(config, RewardSettings):
             self._config = config.model_copy(
-                update={"reward": RewardOptions(**{**config.reward.model_dump(), **reward})}
+                update={"reward": RewardConfig(**{**config.reward.model_dump(), **reward})}
             )
 
     def __repr__(self) -> str:
@@ -165,7 +165,7 @@ class RMR1Reward:
         return self._config
 
     @property
-    def options(self) -> RewardOptions:
+    def options(self) -> RewardConfig:
         return self.config.reward
 
     @property

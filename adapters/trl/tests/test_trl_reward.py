@@ -18,6 +18,19 @@ from trl.trainer.utils import get_callable_name, is_async_callable
 from rmr1_plugins import ConfigError
 from rmr1_plugins.rewards import RewardSettings, load_reward_settings
 
+# One reward: section for every integration: group keys (TRL, veRL), the scale (all), and the
+# per-sample service keys (rmr1 serve, OpenRLHF), which are accepted here and not used.
+SHARED = (
+    "backend: {name: constant}\n"
+    "reward:\n"
+    "  strategy: pivot\n"
+    "  on_split: drop\n"
+    "  fallback: 0.25\n"
+    "  timeout_s: 60\n"
+    "  max_concurrent_batches: 4\n"
+    "  end_tokens: ['</s>']\n"
+)
+
 
 class FakeTrainer:
     """Stands in for GRPOTrainer: TRL hands reward functions its bound _log_metric."""
@@ -196,6 +209,18 @@ def test_bad_config_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"reward\.on_unparsed: Input should be 'tie', 'loss'"):
         RMR1Reward(config)(["q"], ["a"])
     assert isinstance(load_reward_settings(None), RewardSettings)
+
+
+def test_a_config_file_shared_with_the_reward_service(tmp_path):
+    config = tmp_path / "rmr1.yaml"
+    config.write_text(SHARED)
+    reward = RMR1Reward(config)
+    assert sorted(reward(["q", "q", "q"], ["a", "b", "c"])) == [0.5, 1.0, 1.0]
+    assert (reward.options.strategy, reward.options.on_split) == ("pivot", "drop")
+    assert reward.options.timeout_s == 60  # read, unused by TRL
+    config.write_text(SHARED + "  stratgy: knockout\n")
+    with pytest.raises(ConfigError, match=r"reward\.stratgy: unknown key\n  \(in .*rmr1.yaml\)"):
+        RMR1Reward(config)(["q"], ["a"])
 
 
 def test_verifiable_reward_for_training_a_judge():

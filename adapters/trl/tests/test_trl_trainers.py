@@ -13,7 +13,7 @@ import pytest
 from rmr1_trl import AsyncRMR1Reward, RMR1Reward
 
 from rmr1_plugins.config import ScorerConfig
-from rmr1_plugins.rewards import RewardOptions, RewardSettings
+from rmr1_plugins.rewards import RewardConfig, RewardSettings
 
 ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "examples"
@@ -64,7 +64,7 @@ def test_grpo_with_smollm2_judge(tiny_policy, smollm2_dir, tmp_path):
             backend={"name": "hf", "model": str(smollm2_dir), "options": {"dtype": "float32"}},
             sampling={"max_new_tokens": 16},
         ),
-        reward=RewardOptions(strategy="round-robin"),
+        reward=RewardConfig(strategy="round-robin"),
     )
     reward = RMR1Reward(config)
     # 2 prompts x 2 completions per step: two groups judged in one batch, one pair each
@@ -102,7 +102,7 @@ def test_async_reward_in_grpo_and_rloo(trainer_name, tiny_policy, tmp_path):
     }[trainer_name]
     config = RewardSettings(
         scorer=ScorerConfig(backend={"name": "constant"}),  # always prefers slot A
-        reward=RewardOptions(strategy="reference"),
+        reward=RewardConfig(strategy="reference"),
     )
     reward = AsyncRMR1Reward(config)
     trainer = train(trainer_cls, config_cls, tiny_policy, reward, tmp_path, max_steps=1, **extra)

@@ -10,7 +10,7 @@ To compare a prompt's rollouts with each other, use the ``rmr1`` reward manager 
 Options arrive as ``+reward.custom_reward_function.reward_kwargs.<key>=...``: ``config`` (a YAML
 path, else ``$RMR1_CONFIG``), ``model`` (the served judge name), ``order`` (``both`` judges both
 A/B orders), ``question_key``, and any ``reward:`` option of
-:class:`rmr1_plugins.rewards.RewardOptions` (``on_unparsed``, ``reference_key``, ``win``,
+:class:`rmr1_plugins.rewards.RewardConfig` (``on_unparsed``, ``reference_key``, ``win``,
 ``loss``, ``fallback``). When veRL serves the judge itself (``reward.reward_model.enable=True``)
 it passes ``reward_router_address`` and the judge is reached through the ``openai`` backend at
 ``http://<address>/v1``.
@@ -32,7 +32,7 @@ from typing import Any
 
 from rmr1_plugins.config import BackendConfig
 from rmr1_plugins.grouping import Group, GroupRewards, Strategy, ascore_groups, resolve_strategy
-from rmr1_plugins.rewards import LazyScorer, RewardOptions, RewardSettings, load_reward_settings
+from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardSettings, load_reward_settings
 from rmr1_plugins.verifiable import RULES, verifiable_reward
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def shared_scorer(config: RewardSettings) -> Any:
 def result(
     rewards: GroupRewards | None,
     index: int,
-    options: RewardOptions,
+    options: RewardConfig,
     strategy: Strategy | str = "reference",
     *,
     fallback: bool = False,

@@ -20,6 +20,19 @@ ROOT = Path(__file__).parents[3]
 KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"}
 QUESTION = {"question": "What is 2+2?"}
 
+# One reward: section for every integration: group keys (TRL, veRL), the scale (all), and the
+# per-sample service keys (rmr1 serve, OpenRLHF), which are accepted here and not used.
+SHARED = (
+    "backend: {name: constant}\n"
+    "reward:\n"
+    "  strategy: pivot\n"
+    "  on_split: drop\n"
+    "  fallback: 0.25\n"
+    "  timeout_s: 60\n"
+    "  max_concurrent_batches: 4\n"
+    "  end_tokens: ['</s>']\n"
+)
+
 
 def judge_file(tmp_path, text):
     path = tmp_path / "rmr1.yaml"
@@ -97,6 +110,17 @@ def test_rows_that_cannot_be_judged_get_the_neutral_score(tmp_path):
 def test_a_broken_configuration_is_a_clear_error(tmp_path):
     config = judge_file(tmp_path, "backend: {name: constant}\nreward: {on_unparsed: maybe}\n")
     with pytest.raises(ValueError, match=r"(?s)rmr1 compute_score: .*reward\.on_unparsed"):
+        run(compute_score("demo", "4", "4", QUESTION, config=config))
+
+
+def test_a_config_file_shared_with_the_reward_service(tmp_path):
+    config = judge_file(tmp_path, SHARED)
+    assert run(compute_score("demo", "4", "5", QUESTION, config=config))["score"] == 1.0
+    assert run(compute_score("demo", "4", "5", {}, config=config))["score"] == 0.25  # fallback
+    settings_, _ = settings({"config": config})
+    assert settings_.reward.strategy == "pivot" and settings_.reward.timeout_s == 60
+    config = judge_file(tmp_path, SHARED + "  stratgy: knockout\n")
+    with pytest.raises(ValueError, match=r"reward\.stratgy: unknown key\n  \(in .*rmr1.yaml\)"):
         run(compute_score("demo", "4", "4", QUESTION, config=config))
 
 
