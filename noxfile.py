@@ -44,9 +44,11 @@ def install(session: nox.Session, *args: str) -> None:
     session.install("-c", str(ROOT / "constraints.txt"), *args)
 
 
-def pytest(session: nox.Session, *paths: str) -> None:
+def pytest(session: nox.Session, *paths: str, options: tuple[str, ...] = ()) -> None:
+    """One pytest run per test folder: each folder's conftest.py is imported as ``conftest``."""
     session.env.update(OFFLINE_ENV)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs)
+    for path in paths:
+        session.run("pytest", "-q", "-p", "no:cacheprovider", path, *options, *session.posargs)
 
 
 @nox.session
@@ -60,11 +62,8 @@ def lint(session: nox.Session) -> None:
 def core(session: nox.Session) -> None:
     install(session, "-e", ".[serve,test,eval]", "./tests/plugins/rmr1_demo_plugin")
     session.env["RMR1_EXPECT_DEMO_PLUGIN"] = "1"
-    pytest(
-        session,
-        "tests",
-        *(f"--ignore=tests/{d}" for d in ("engines", "recipe_verl", "recipe_openrlhf")),
-    )
+    ignored = ("engines", "recipe_verl", "recipe_openrlhf")
+    pytest(session, "tests", options=tuple(f"--ignore=tests/{d}" for d in ignored))
 
 
 @nox.session
