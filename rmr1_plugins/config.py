@@ -72,6 +72,7 @@ class ScorerConfig(BaseModel):
     order: Literal["given", "random", "both"] = "given"
     seed: int = 0
     cache_size: int = Field(4096, ge=0)
+    cache_sampled: bool = Field(False, description="also cache sampled judgments")
     backend: BackendConfig = Field(default_factory=BackendConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
@@ -91,6 +92,7 @@ class ScorerConfig(BaseModel):
             seed=self.seed,
             sampling=self.sampling.params(),
             cache_size=self.cache_size,
+            cache_sampled=self.cache_sampled,
         )
 
 
