@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import gc
 import json
+import logging
 import multiprocessing
 import os
 import threading
@@ -89,7 +90,30 @@ class _Engine:
     lock: threading.Lock = field(default_factory=threading.Lock)  # LLM is not thread-safe
     users: int = 0
 
+    def usable(self) -> bool:
+        """Built in this process, and its engine core process (if any) has not died."""
+        if self.pid != os.getpid() or self.llm is None:
+            return False
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        return not getattr(getattr(core, "resources", None), "engine_dead", False)
 
+    def watch(self, done: threading.Event) -> None:
+        """Until ``done``: if the engine core process dies, wake the blocked ``generate``.
+
+        vLLM's synchronous client notices the death but leaves ``LLM.generate`` waiting on its
+        output queue forever; an exception put there makes it raise instead.
+        """
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        outputs = getattr(core, "outputs_queue", None)
+        if outputs is None:  # in-process core: errors are raised directly
+            return
+        while not done.wait(0.5):
+            if not self.usable():
+                outputs.put_nowait(RuntimeError("the vLLM engine core process died"))
+                return
+
+
+logger = logging.getLogger(__name__)
 _ENGINES: dict[str, _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -169,10 +193,13 @@ class VLLMBackend(Backend):
     def engine(self) -> _Engine:
         """The shared engine, started on first call (in this process)."""
         engine = self._engine
-        if engine is not None and engine.pid == os.getpid():
+        if engine is not None and engine.usable():
             return engine
         with self._engine_lock:
-            if self._engine is None or self._engine.pid != os.getpid():
+            if self._engine is None or not self._engine.usable():
+                if self._engine is not None and self._engine.pid == os.getpid():
+                    logger.warning("the vLLM engine for %s died; starting a new one", self.model)
+                    _release(self._engine)
                 self._engine = _acquire(self.engine_kwargs(), self._in_process())
             return self._engine
 
@@ -353,9 +380,14 @@ class VLLMBackend(Backend):
         requests = [vllm_inputs.TokensPrompt(prompt_token_ids=prompts[i]) for i in order]
         result: list[Any] = [None] * len(prompts)
         with engine.lock:
-            outputs = engine.llm.generate(
-                requests, [sampling[i] for i in order], use_tqdm=self.opts.use_tqdm
-            )
+            done = threading.Event()
+            threading.Thread(target=engine.watch, args=(done,), daemon=True).start()
+            try:
+                outputs = engine.llm.generate(
+                    requests, [sampling[i] for i in order], use_tqdm=self.opts.use_tqdm
+                )
+            finally:
+                done.set()
             self.stats["engine_calls"] += 1
             self.stats["prompts"] += len(requests)
             for position, output in zip(order, outputs, strict=True):
@@ -392,7 +424,7 @@ def _acquire(kwargs: dict[str, Any], in_process: bool) -> _Engine:
     key = json.dumps(kwargs, sort_keys=True, default=str)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
-        if engine is None or engine.pid != os.getpid():
+        if engine is None or not engine.usable():
             engine = _start(kwargs, in_process)
             _ENGINES[key] = engine
         engine.users += 1

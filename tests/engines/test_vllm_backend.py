@@ -161,3 +161,24 @@ def test_backend_pickles_and_starts_its_engine_in_a_daemonic_worker(smollm2_dir)
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         completions = pool.apply(_judge_in_worker, (pickle.dumps(backend),))
     assert len(completions) == 3 and all(c.strip() for c in completions)
+
+
+def test_a_dead_engine_core_is_an_error_then_a_fresh_engine_starts(vllm_backend):
+    """Kept last: it kills the session's engine (the next call starts a new one)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    old = vllm_backend.engine()
+    [core] = [p for p in psutil.Process().children(recursive=True) if "EngineCore" in p.name()]
+    threading.Timer(1.0, os.kill, (core.pid, signal.SIGKILL)).start()
+    started = time.monotonic()
+    chats = [[{"role": "user", "content": f"Count from 1 to {n}."}] for n in (300, 400, 500)]
+    with pytest.raises(BackendError, match="vllm backend failed"):
+        vllm_backend.generate(chats, SamplingParams(max_new_tokens=1000))
+    assert time.monotonic() - started < 30  # not vLLM's endless wait on a dead engine
+    [[generation]] = vllm_backend.generate(chats[:1], SamplingParams(max_new_tokens=4))
+    assert generation.text and vllm_backend.engine() is not old
