@@ -40,7 +40,7 @@ class OpenAIOptions(BackendOptions):
         "http://127.0.0.1:8000/v1", description="one URL or a list; each ends in /v1"
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the API key")
-    max_concurrency: int = Field(32, ge=1, description="requests in flight per base URL")
+    max_concurrency: int = Field(256, ge=1, description="requests in flight per base URL")
     timeout: float = Field(600.0, gt=0, description="seconds for one request, all included")
     connect_timeout: float = Field(10.0, gt=0)
     max_retries: int = Field(4, ge=0, description="retries after the first attempt")

@@ -316,7 +316,13 @@ class VLLMBackend(Backend):
                 if not items:
                     self._draining = False
                     return
-            self._run([item for item in items if item.future.set_running_or_notify_cancel()])
+            live = [item for item in items if item.future.set_running_or_notify_cancel()]
+            try:
+                self._run(live)
+            except BaseException as error:  # never leave a caller waiting
+                for item in live:
+                    if not item.future.done():
+                        item.future.set_exception(_as_backend_error(error, self.model))
 
     def _run(self, items: list[_Item]) -> None:
         """Generate for every item in one engine call; results or errors go to their futures."""

@@ -173,7 +173,8 @@ def test_a_dead_engine_core_is_an_error_then_a_fresh_engine_starts(vllm_backend)
     import psutil
 
     old = vllm_backend.engine()
-    [core] = [p for p in psutil.Process().children(recursive=True) if "EngineCore" in p.name()]
+    # Our engine core is a direct child; a vLLM server's (another fixture) is a grandchild.
+    [core] = [p for p in psutil.Process().children() if "EngineCore" in p.name()]
     threading.Timer(1.0, os.kill, (core.pid, signal.SIGKILL)).start()
     started = time.monotonic()
     chats = [[{"role": "user", "content": f"Count from 1 to {n}."}] for n in (300, 400, 500)]
