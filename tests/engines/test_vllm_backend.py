@@ -33,28 +33,42 @@ def test_prompts_are_chat_template_token_ids_with_bos_once(vllm_backend):
     assert ids[0] == start and ids.count(start) == 3  # system, user, assistant: none doubled
 
 
-def test_one_engine_call_per_batch_in_prefix_order_with_results_in_input_order(vllm_backend):
+def test_one_engine_call_per_batch_in_prefix_order_with_results_in_input_order(
+    vllm_backend, monkeypatch
+):
+    from vllm.inputs import TokensPrompt
+
+    llm, tokenizer = vllm_backend.llm, vllm_backend.engine().tokenizer
+    submitted, generate = [], llm.generate
+
+    def spy(prompts, sampling, **kwargs):  # the real engine call, recorded
+        submitted.append([list(p["prompt_token_ids"]) for p in prompts])
+        return generate(prompts, sampling, **kwargs)
+
+    monkeypatch.setattr(llm, "generate", spy)
+    llm.reset_prefix_cache()
     examples = load_pairs()
-    calls = vllm_backend.stats["engine_calls"]
-    scorer = Scorer(vllm_backend, order="both", sampling=SHORT, cache_size=0)
-    results = scorer.score(examples)
-    assert vllm_backend.stats["engine_calls"] == calls + 1
+    results = Scorer(vllm_backend, order="both", sampling=SHORT, cache_size=0).score(examples)
     judgments = [j for result in results for j in result.judgments]
     assert len(judgments) == 6 and all(j.completion.strip() for j in judgments)
     assert {j.finish_reason for j in judgments} <= {"stop", "length"}
 
-    # The same token ids straight through vllm.LLM, unsorted: each result is its own prompt's.
-    from vllm import SamplingParams as VLLMSampling
-    from vllm.inputs import TokensPrompt
-
+    [batch] = submitted  # one engine call, prompts sharing a prefix next to each other
+    texts = [tokenizer.decode(ids) for ids in batch]
+    assert texts == sorted(texts)
+    # Each judgment is its own prompt's completion: run the same batch again, from the same
+    # (empty) prefix cache, and look each prompt up.
+    llm.reset_prefix_cache()
+    prompts = [TokensPrompt(prompt_token_ids=ids) for ids in batch]
+    again = generate(prompts, vllm_backend._sampling(SHORT))
+    by_prompt = {tuple(ids): out.outputs[0].text for ids, out in zip(batch, again, strict=True)}
     template = get_template("rmr1-instruct")
-    prompts = [
-        TokensPrompt(prompt_token_ids=vllm_backend.render(template.render(e.swapped() if s else e)))
+    expected = [
+        by_prompt[tuple(vllm_backend.render(template.render(e.swapped() if swap else e)))]
         for e in examples
-        for s in (False, True)
+        for swap in (False, True)
     ]
-    raw = vllm_backend.llm.generate(prompts, VLLMSampling(max_tokens=16, temperature=0))
-    assert [j.completion for j in judgments] == [out.outputs[0].text for out in raw]
+    assert [j.completion for j in judgments] == expected
 
 
 def test_stop_strings_end_generation_and_are_kept(vllm_backend):
