@@ -288,10 +288,10 @@ class OpenAIBackend(Backend):
                     return await self._send(method, self.urls[index] + path, body)
             except _Retryable as error:
                 problem = error
-                self.stats["retries"] += 1
                 if error.down:
                     self._down_until[index] = time.monotonic() + COOLDOWN_S
             if attempt + 1 < attempts:
+                self.stats["retries"] += 1
                 await asyncio.sleep(self._delay(attempt, problem.retry_after))
         self.stats["failures"] += 1
         raise BackendError(f"{method} {path} failed after {attempts} attempt(s): {problem}")
