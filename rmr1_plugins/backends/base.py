@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from rmr1_plugins.schema import PairwiseExample
+    from rmr1_plugins.templates import PromptTemplate
 
 ChatMessages = Sequence[dict[str, str]]
 
@@ -76,7 +77,7 @@ class Backend(ABC):
         return await asyncio.to_thread(self.generate, conversations, params)
 
     def fit_example(
-        self, example: PairwiseExample, template: Any, params: SamplingParams
+        self, example: PairwiseExample, template: PromptTemplate, params: SamplingParams
     ) -> PairwiseExample:
         """The example, shortened if needed so ``template`` renders a prompt that fits.
 

@@ -38,6 +38,7 @@ from rmr1_plugins.backends.base import (
     SamplingParams,
 )
 from rmr1_plugins.schema import PairwiseExample
+from rmr1_plugins.templates import PromptTemplate
 
 
 class VLLMOptions(BackendOptions):
@@ -243,7 +244,7 @@ class VLLMBackend(Backend):
             return [tokenizer.encode(text, add_special_tokens=False) for text in texts]
 
     def fit_example(
-        self, example: PairwiseExample, template: Any, params: SamplingParams
+        self, example: PairwiseExample, template: PromptTemplate, params: SamplingParams
     ) -> PairwiseExample:
         """With ``overflow="truncate"``, cut the middle of the responses until the prompt fits.
 
