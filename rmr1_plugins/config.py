@@ -75,6 +75,7 @@ class ScorerConfig(BaseModel):
     neutralize_markup: bool = Field(
         False, description="defuse verdict markup inside candidate responses (guards.py)"
     )
+    cache_sampled: bool = Field(False, description="also cache sampled judgments")
     backend: BackendConfig = Field(default_factory=BackendConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
@@ -101,6 +102,7 @@ class ScorerConfig(BaseModel):
             sampling=self.sampling.params(),
             cache_size=self.cache_size,
             neutralize_markup=self.neutralize_markup,
+            cache_sampled=self.cache_sampled,
         )
 
 

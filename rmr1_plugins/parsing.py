@@ -18,10 +18,7 @@ from rmr1_plugins.schema import ParsedParts, Verdict, normalize_label
 TRAIN_TAIL_CHARS = 80
 _STRICT_ANSWER = re.compile(r"<answer>\s*\[\[\s*([AB])\s*\]\]\s*</answer>")
 _THINK_END = "</think>"
-_SECTIONS = {
-    name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL)
-    for name in ("type", "rubric", "solution", "eval")
-}
+_SECTIONS = ("type", "rubric", "solution", "eval")
 
 
 class VerdictParser(Protocol):
@@ -86,7 +83,7 @@ def train_reward(completion: str, label: object) -> float:
 def parse_parts(completion: str) -> ParsedParts:
     """Extract ``<type>``, ``<rubric>``, ``<solution>`` and all ``<eval>`` blocks; never raises."""
     text = after_last_think(completion)
-    found = {name: pattern.findall(text) for name, pattern in _SECTIONS.items()}
+    found = {name: find_blocks(text, name) for name in _SECTIONS}
     task_type = found["type"][0].strip() if found["type"] else None
     return ParsedParts(
         task_type=task_type if task_type in ("Chat", "Reasoning") else None,
@@ -94,3 +91,21 @@ def parse_parts(completion: str) -> ParsedParts:
         solution=found["solution"][0].strip() if found["solution"] else None,
         eval_text="\n".join(block.strip() for block in found["eval"]) or None,
     )
+
+
+def find_blocks(text: str, tag: str) -> list[str]:
+    """The contents of every ``<tag>...</tag>`` block, in order, not nested.
+
+    The same result as ``re.findall(r"<tag>(.*?)</tag>", text, re.DOTALL)``, several times
+    faster (``str.find`` instead of a lazy regex over a long completion).
+    """
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    blocks = []
+    start = text.find(opening)
+    while start >= 0:
+        end = text.find(closing, start + len(opening))
+        if end < 0:
+            break
+        blocks.append(text[start + len(opening) : end])
+        start = text.find(opening, end + len(closing))
+    return blocks

@@ -1,6 +1,7 @@
 """Both official RM-R1 rules reproduce RM-R1's recorded results; no parser ever raises."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rmr1_plugins import get_parser, parse_parts, train_reward
+from rmr1_plugins.parsing import find_blocks
 
 ROWS = [
     json.loads(line)
@@ -85,3 +87,9 @@ def test_parsers_never_raise(text):
         assert get_parser(name).parse(text) in ("A", "B", None)
     parse_parts(text)
     assert train_reward(text, "A") in (1.0, -1.0)
+
+
+@given(st.lists(st.sampled_from(["<eval>", "</eval>", "x", "<ev", "al>", "\n", "</"])))
+def test_find_blocks_matches_the_lazy_regex(pieces):
+    text = "".join(pieces)
+    assert find_blocks(text, "eval") == re.findall(r"<eval>(.*?)</eval>", text, re.DOTALL)

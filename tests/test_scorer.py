@@ -115,3 +115,117 @@ def test_backend_returning_wrong_count_is_caught():
 
     with pytest.raises(RuntimeError, match="returned 0 results for 1 requests"):
         Scorer(Short()).score([pair()])
+
+
+def test_cache_is_lru_counts_truncations_and_can_hold_sampled_judgments():
+    backend = ScriptedBackend(lambda user, i: "<eval>cut off")
+    scorer = Scorer(backend, cache_size=2)
+    scorer.score([pair(b="1"), pair(b="2")])
+    scorer.score([pair(b="1")])  # a hit makes "1" the most recent
+    scorer.score([pair(b="3")])  # evicts "2", not "1"
+    scorer.score([pair(b="1"), pair(b="2")])
+    assert [len(b) for b in backend.batches] == [2, 1, 1]
+    info = scorer.cache_info()
+    assert (info["size"], info["max_size"], info["cache_hits"], info["generated"]) == (2, 2, 2, 4)
+
+    sampled = ScriptedBackend()
+    scorer = Scorer(sampled, sampling=SamplingParams(temperature=0.7), cache_sampled=True)
+    scorer.score([pair()])
+    scorer.score([pair()])
+    assert len(sampled.batches) == 1
+    scorer.clear_cache()
+    scorer.score([pair()])
+    assert len(sampled.batches) == 2
+
+
+def test_truncated_judgments_are_counted():
+    from rmr1_plugins import Generation
+
+    class Cut(ScriptedBackend):
+        def generate(self, conversations, params):
+            return [[Generation("<eval>half", "length")] for _ in conversations]
+
+    scorer = Scorer(Cut())
+    [result] = scorer.score([pair()])
+    assert result.verdict is None and result.judgments[0].finish_reason == "length"
+    assert scorer.stats["truncated"] == 1
+
+
+class Slow(ScriptedBackend):
+    """Takes a while, so that concurrent calls overlap; can be told to fail."""
+
+    def __init__(self, fail=False):
+        super().__init__()
+        self.fail = fail
+        self.calls = 0
+
+    def generate(self, conversations, params):
+        import time
+
+        self.calls += 1
+        time.sleep(0.2)
+        if self.fail:
+            from rmr1_plugins import BackendError
+
+            raise BackendError("engine died")
+        return super().generate(conversations, params)
+
+
+def test_concurrent_calls_share_a_request_in_flight():
+    backend = Slow()
+    scorer = Scorer(backend, cache_size=0)  # no cache: sharing comes from the in-flight table
+
+    async def main():
+        return await asyncio.gather(scorer.ascore([pair()]), scorer.ascore([pair(), pair(b="6")]))
+
+    first, second = asyncio.run(main())
+    assert [len(b) for b in backend.batches] == [1, 1]  # the shared request went out once
+    assert first[0].model_dump() == second[0].model_dump()
+    assert scorer.stats["inflight_hits"] == 1 and not scorer._inflight
+
+    import threading
+
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(scorer.score([pair(b="7")])))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and len(backend.batches) == 3  # one more request, judged once
+
+
+def test_a_failed_request_fails_its_concurrent_waiters_and_is_not_cached():
+    from rmr1_plugins import BackendError
+
+    backend = Slow(fail=True)
+    scorer = Scorer(backend)
+    with pytest.raises(BackendError):
+        scorer.score([pair()])  # alone: nothing waits on it, nothing must stay in flight
+    assert not scorer._inflight
+
+    async def main():
+        return await asyncio.gather(
+            scorer.ascore([pair()]), scorer.ascore([pair()]), return_exceptions=True
+        )
+
+    errors = asyncio.run(main())
+    assert all(isinstance(e, BackendError) for e in errors) and backend.calls == 2
+    assert not scorer._inflight and scorer.cache_info()["size"] == 0
+    backend.fail = False
+    assert scorer.score([pair()])[0].verdict == "A"  # nothing stale was kept
+
+
+def test_backend_may_shorten_examples_before_rendering():
+    class Shortening(ScriptedBackend):
+        def fit_example(self, example, template, params):
+            return example.model_copy(update={"response_a": example.response_a[:3]})
+
+    backend = Shortening()
+    scorer = Scorer(backend, order="both")
+    [result] = scorer.score([pair(a="123456789")])
+    prompts = [conversation[-1]["content"] for conversation in backend.batches[0]]
+    assert all("123" in p and "1234" not in p for p in prompts)
+    assert len(result.judgments) == 2

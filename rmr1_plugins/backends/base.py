@@ -6,9 +6,13 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from rmr1_plugins.schema import PairwiseExample
+    from rmr1_plugins.templates import PromptTemplate
 
 ChatMessages = Sequence[dict[str, str]]
 
@@ -71,6 +75,17 @@ class Backend(ABC):
     ) -> list[list[Generation]]:
         """Async variant; by default runs :meth:`generate` in a worker thread."""
         return await asyncio.to_thread(self.generate, conversations, params)
+
+    def fit_example(
+        self, example: PairwiseExample, template: PromptTemplate, params: SamplingParams
+    ) -> PairwiseExample:
+        """The example, shortened if needed so ``template`` renders a prompt that fits.
+
+        Called by the scorer before rendering. The default returns ``example`` unchanged;
+        backends that know their context length (``vllm`` with ``overflow="truncate"``) cut
+        the candidate responses here, so both orders of a pair see the same shortened text.
+        """
+        return example
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release engines, sessions or servers held by this backend."""

@@ -1,0 +1,290 @@
+"""The openai backend: request handling against tiny local servers, then a real vLLM server."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from openai_stub import StubServer, completion
+
+from rmr1_plugins import BackendError, PairwiseExample, SamplingParams, Scorer, get_template
+from rmr1_plugins.backends.openai import OpenAIBackend
+
+CHAT = [{"role": "user", "content": "Say hello."}]
+SHORT = SamplingParams(max_new_tokens=16)
+FAST_RETRY = {"backoff": 0.01, "max_backoff": 0.05}
+
+
+@pytest.fixture
+def stub():
+    servers: list[StubServer] = []
+
+    def start(handler=None) -> StubServer:
+        server = StubServer(handler) if handler else StubServer()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def backend_for(*urls: str, model: str | None = "m", **options) -> OpenAIBackend:
+    return OpenAIBackend(model, {"base_url": list(urls), **FAST_RETRY, **options})
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there once the socket is closed
+
+
+# -- request handling, against StubServer ---------------------------------------------------
+
+
+def test_request_fields_api_key_usage_and_the_stripped_answer_tag(stub, monkeypatch):
+    async def answer(body, count):
+        return completion("<eval>ok</eval><answer>[[B]]", finish="stop")
+
+    server = stub(answer)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    backend = backend_for(server.url)
+    [[generation]] = backend.generate([CHAT], SamplingParams(max_new_tokens=9, seed=3))
+    body = server.bodies[0]
+    assert body["model"] == "m" and body["messages"] == CHAT and body["max_tokens"] == 9
+    assert body["stop"] == ["</answer>"] and body["seed"] == 3 and body["n"] == 1
+    assert server.headers[0]["Authorization"] == "Bearer sk-test"
+    assert generation.text.endswith("<answer>[[B]]</answer>")  # restored for the parsers
+    assert (generation.finish_reason, generation.prompt_tokens, generation.output_tokens) == (
+        "stop",
+        11,
+        7,
+    )
+    backend.close()
+
+
+def test_api_key_from_a_named_variable_which_must_be_set(stub, monkeypatch):
+    server = stub()
+    monkeypatch.delenv("JUDGE_KEY", raising=False)
+    with pytest.raises(ValueError, match="JUDGE_KEY"):
+        backend_for(server.url, api_key_env="JUDGE_KEY").generate([CHAT], SHORT)
+    monkeypatch.setenv("JUDGE_KEY", "secret")
+    backend_for(server.url, api_key_env="JUDGE_KEY").generate([CHAT], SHORT)
+    assert server.headers[-1]["Authorization"] == "Bearer secret"
+
+
+def test_overload_and_server_errors_are_retried_with_backoff(stub):
+    async def flaky(body, count):
+        if count == 1:
+            return web.Response(status=429, text="slow down", headers={"Retry-After": "0"})
+        if count == 2:
+            return web.Response(status=503, text="warming up")
+        if count == 3:
+            return web.Response(status=200, text="{not json")
+        return completion()
+
+    server = stub(flaky)
+    backend = backend_for(server.url)
+    [[generation]] = backend.generate([CHAT], SHORT)
+    assert generation.text == "<answer>[[A]]</answer>" and backend.stats["retries"] == 3
+
+
+def test_a_rejected_request_is_not_retried(stub):
+    async def reject(body, count):
+        return web.Response(status=400, text='{"message": "maximum context length is 2048"}')
+
+    server = stub(reject)
+    with pytest.raises(BackendError, match=r"HTTP 400 \(not retried\).*maximum context length"):
+        backend_for(server.url).generate([CHAT], SHORT)
+    assert len(server.bodies) == 1
+
+
+def test_exhausted_retries_name_the_cause_and_stop_the_batch(stub):
+    async def down(body, count):
+        return web.Response(status=500, text="engine dead")
+
+    server = stub(down)
+    backend = backend_for(server.url, max_retries=2)
+    with pytest.raises(BackendError, match=r"failed after 3 attempt.*HTTP 500: engine dead"):
+        backend.generate([CHAT, CHAT], SHORT)
+    assert backend.stats["failures"] >= 1
+
+
+def test_load_is_spread_over_urls_with_bounded_concurrency(stub):
+    async def slow(body, count):
+        await asyncio.sleep(0.05)
+        return completion()
+
+    first, second = stub(slow), stub(slow)
+    backend = backend_for(first.url, second.url, max_concurrency=2)
+    chats = [[{"role": "user", "content": f"question {i}"}] for i in range(20)]
+    results = backend.generate(chats, SHORT)
+    assert len(results) == 20 and len(first.bodies) == len(second.bodies) == 10
+    assert first.max_in_flight == second.max_in_flight == 2
+    # Sorted and split in contiguous runs: requests sharing a prefix go to the same URL.
+    assert sorted(b["messages"][0]["content"] for b in first.bodies) == sorted(
+        c[0]["content"] for c in sorted(chats, key=str)[:10]
+    )
+
+
+def test_a_refused_url_fails_over_and_all_refused_is_an_error_quickly(stub):
+    server = stub()
+    backend = backend_for(closed_port_url(), server.url)
+    assert len(backend.generate([CHAT] * 4, SHORT)) == 4
+    assert backend.stats["retries"] >= 1 and len(server.bodies) == 4
+
+    start = time.monotonic()
+    with pytest.raises(BackendError, match="cannot connect"):
+        backend_for(closed_port_url(), max_retries=2).generate([CHAT], SHORT)
+    assert time.monotonic() - start < 5
+
+
+def test_timeout_is_retried_then_reported(stub):
+    async def hang(body, count):
+        await asyncio.sleep(1)
+        return completion()
+
+    server = stub(hang)
+    start = time.monotonic()
+    with pytest.raises(BackendError, match=r"no answer within 0.2 s"):
+        backend_for(server.url, timeout=0.2, max_retries=1).generate([CHAT], SHORT)
+    assert len(server.bodies) == 2 and time.monotonic() - start < 3
+
+
+def test_n_samples_count_is_checked(stub):
+    async def one_choice(body, count):
+        return completion(n=1)
+
+    server = stub(one_choice)
+    with pytest.raises(BackendError, match=r"asked .* for 2 completions, got 1"):
+        backend_for(server.url).generate([CHAT], SamplingParams(n=2, temperature=1.0))
+
+
+def test_async_from_several_loops_threads_and_after_pickling(stub):
+    server = stub()
+    backend = backend_for(server.url, model=None)  # the model name comes from /models
+    results = [asyncio.run(backend.agenerate([CHAT], SHORT)) for _ in range(2)]
+    assert all(r[0][0].text for r in results) and server.bodies[0]["model"] == "stub-model"
+
+    async def sync_call_inside_a_running_loop():
+        return backend.generate([CHAT], SHORT)  # blocks this loop, but completes
+
+    assert asyncio.run(sync_call_inside_a_running_loop())[0][0].text
+    found = []
+    thread = threading.Thread(target=lambda: found.append(backend.generate([CHAT], SHORT)))
+    thread.start()
+    thread.join(10)
+    assert found and found[0][0][0].text
+
+    copy = pickle.loads(pickle.dumps(backend))
+    assert copy.generate([CHAT], SHORT)[0][0].text
+    backend.close()
+    copy.close()
+
+
+# -- against a real vLLM server ---------------------------------------------------------------
+
+
+def pairs() -> list[PairwiseExample]:
+    return [
+        PairwiseExample(
+            context=[{"role": "user", "content": f"What is {i} * 7?"}],
+            response_a=str(i * 7),
+            response_b=str(i * 7 + 1),
+        )
+        for i in range(3)
+    ]
+
+
+@pytest.mark.model
+@pytest.mark.vllm
+def test_scorer_against_vllm_serve(vllm_server, vllm_backend):
+    backend = OpenAIBackend(None, {"base_url": vllm_server.url})
+    scorer = Scorer(backend, order="both", sampling=SHORT)
+    results = scorer.score(pairs())
+    judgments = [j for r in results for j in r.judgments]
+    assert len(judgments) == 6 and all(j.completion.strip() for j in judgments)
+    assert {j.finish_reason for j in judgments} <= {"stop", "length"}
+    # The server renders the same chat template: prompt token counts match the offline path.
+    messages = get_template("rmr1-instruct").render(pairs()[0])
+    [[generation]] = backend.generate([messages], SamplingParams(max_new_tokens=1))
+    assert generation.prompt_tokens == len(vllm_backend.render(messages))
+
+    async def concurrently():
+        return await asyncio.gather(*[scorer.ascore([p]) for p in pairs()])
+
+    again = asyncio.run(concurrently())  # served by the cache, not the server
+    assert [r[0].verdict for r in again] == [r.verdict for r in results]
+    assert scorer.stats["cache_hits"] == 6
+    backend.close()
+
+
+@pytest.mark.model
+@pytest.mark.vllm
+def test_real_server_samples_rejects_too_long_prompts_and_times_out(vllm_server):
+    backend = OpenAIBackend("smollm2", {"base_url": vllm_server.url, **FAST_RETRY})
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, n=2, seed=0)
+    [samples] = backend.generate([CHAT], params)
+    assert len(samples) == 2 and all(s.finish_reason in ("stop", "length") for s in samples)
+
+    huge = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(BackendError, match="HTTP 400 \\(not retried\\)"):
+        backend.generate([huge], SHORT)
+    assert backend.stats["retries"] == 0
+
+    impatient = OpenAIBackend(
+        "smollm2", {"base_url": vllm_server.url, "timeout": 0.05, "max_retries": 1, **FAST_RETRY}
+    )
+    with pytest.raises(BackendError, match=r"failed after 2 attempt.*no answer within 0.05 s"):
+        impatient.generate([CHAT], SamplingParams(max_new_tokens=32))
+    backend.close()
+    impatient.close()
+
+
+@pytest.mark.model
+@pytest.mark.vllm
+def test_real_server_survives_a_refused_and_a_killed_replica(vllm_server):
+    port = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
+    doomed = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("openai_stub.py")), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_port(port)
+        urls = [closed_port_url(), f"http://127.0.0.1:{port}/v1", vllm_server.url]
+        backend = OpenAIBackend("smollm2", {"base_url": urls, **FAST_RETRY})
+        chats = [[{"role": "user", "content": f"Name a fruit, number {i}."}] for i in range(6)]
+
+        async def judge_then_kill():
+            task = asyncio.ensure_future(backend.agenerate(chats, SamplingParams(max_new_tokens=4)))
+            await asyncio.to_thread(doomed.stdout.readline)  # it holds a request now
+            doomed.kill()
+            return await task
+
+        results = asyncio.run(judge_then_kill())
+        assert len(results) == 6 and all(r[0].text for r in results)
+        assert backend.stats["retries"] >= 2  # refused, and dropped mid-request
+        backend.close()
+    finally:
+        doomed.kill()
+        doomed.wait(10)
+
+
+def _wait_for_port(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"the stub server never listened on port {port}")
