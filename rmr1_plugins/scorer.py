@@ -158,9 +158,11 @@ class Scorer:
         base = hashlib.sha256(
             json.dumps([self.backend.name, self.backend.model, repr(self.sampling)]).encode()
         )
+        # Optional hook: backends that are not Backend subclasses need only generate().
+        fit = getattr(self.backend, "fit_example", None)
         for index, example in enumerate(examples):
             shown = neutralize_example(example) if self.neutralize_markup else example
-            fitted = self.backend.fit_example(shown, self.template, self.sampling)
+            fitted = fit(shown, self.template, self.sampling) if fit else shown
             for swapped in self.orders_for(example):
                 messages = self.template.render(fitted.swapped() if swapped else fitted)
                 key = _key(base, messages)
