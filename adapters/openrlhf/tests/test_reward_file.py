@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,18 +31,8 @@ LOG_KEYS = {
     "rmr1_clipped",
 }
 
-# One reward: section for every integration: group keys (TRL, veRL), the scale (all), and the
-# per-sample service keys (rmr1 serve, OpenRLHF), which are accepted here and not used.
-SHARED = (
-    "backend: {name: constant}\n"
-    "reward:\n"
-    "  strategy: pivot\n"
-    "  on_split: drop\n"
-    "  fallback: 0.25\n"
-    "  timeout_s: 60\n"
-    "  max_concurrent_batches: 4\n"
-    "  end_tokens: ['</s>']\n"
-)
+# One reward: section with the keys of every integration, shared by the three adapters' tests.
+SHARED = (Path(__file__).parents[3] / "tests" / "data" / "shared_reward_config.yaml").read_text()
 
 
 class VotesJudge(Backend):

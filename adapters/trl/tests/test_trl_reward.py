@@ -4,6 +4,7 @@ import asyncio
 import importlib
 import pickle
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from rmr1_trl import (
@@ -18,18 +19,8 @@ from trl.trainer.utils import get_callable_name, is_async_callable
 from rmr1_plugins import ConfigError
 from rmr1_plugins.rewards import RewardSettings, load_reward_settings
 
-# One reward: section for every integration: group keys (TRL, veRL), the scale (all), and the
-# per-sample service keys (rmr1 serve, OpenRLHF), which are accepted here and not used.
-SHARED = (
-    "backend: {name: constant}\n"
-    "reward:\n"
-    "  strategy: pivot\n"
-    "  on_split: drop\n"
-    "  fallback: 0.25\n"
-    "  timeout_s: 60\n"
-    "  max_concurrent_batches: 4\n"
-    "  end_tokens: ['</s>']\n"
-)
+# One reward: section with the keys of every integration, shared by the three adapters' tests.
+SHARED = (Path(__file__).parents[3] / "tests" / "data" / "shared_reward_config.yaml").read_text()
 
 
 class FakeTrainer:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rmr1_plugins import Scorer
-from rmr1_plugins.backends.base import Backend, Generation
+from rmr1_plugins.testing import LongerWins
 
 
 @pytest.fixture(scope="session")
@@ -92,34 +92,7 @@ def verl_config(tokenizer_dir=None, n=3, rmr1=None, **reward):
     return OmegaConf.create(config)
 
 
-def slots(user: str) -> list[str]:
-    """The two responses in a rendered RM-R1 single-turn prompt."""
-    return [
-        user.split(f"[The Start of Chatbot {slot}'s Response]\n")[1].split("\n[The End")[0]
-        for slot in "AB"
-    ]
-
-
-class LongerWins(Backend):
-    """A scripted judge: the longer response wins."""
-
-    name = "longer-wins"
-
-    def __init__(self) -> None:
-        super().__init__("scripted")
-        self.batches: list[int] = []
-
-    def generate(self, conversations, params):
-        self.batches.append(len(conversations))
-        out = []
-        for conversation in conversations:
-            a, b = slots(conversation[-1]["content"])
-            verdict = "A" if len(a) > len(b) else "B"
-            text = f"<eval>{len(a)} vs {len(b)}</eval><answer>[[{verdict}]]</answer>"
-            out.append([Generation(text, "stop") for _ in range(params.n)])
-        return out
-
-    @classmethod
-    def scorer(cls):
-        backend = cls()
-        return Scorer(backend), backend
+def longer_wins_scorer() -> tuple[Scorer, LongerWins]:
+    """A scorer over the scripted judge, and the judge (to count its calls)."""
+    backend = LongerWins()
+    return Scorer(backend), backend

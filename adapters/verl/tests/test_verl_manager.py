@@ -8,7 +8,7 @@ import random
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import LongerWins, rollouts, verl_config
+from conftest import longer_wins_scorer, rollouts, verl_config
 
 from rmr1_plugins.testing import tiny_llama
 
@@ -35,7 +35,7 @@ def load(tokenizer, monkeypatch=None, scripted=True, **rmr1):
     from verl.trainer.ppo.reward import load_reward_manager
 
     if scripted:  # the judge: longer wins (exact rewards); the manager code is all real
-        scorer, backend = LongerWins.scorer()
+        scorer, backend = longer_wins_scorer()
         monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     else:
         backend = None
