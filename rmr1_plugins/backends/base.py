@@ -59,8 +59,11 @@ class Backend(ABC):
 
     name: ClassVar[str] = "base"
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+    needs_model: ClassVar[bool] = False  # engines that load weights require ``model``
 
     def __init__(self, model: str | None = None, options: Mapping[str, Any] | None = None) -> None:
+        if self.needs_model and not model:
+            raise ValueError(f"the {self.name} backend needs a model (a hub id or a local folder)")
         self.model = model
         self.opts = self.Options.model_validate(dict(options or {}))
 

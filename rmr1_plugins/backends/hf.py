@@ -34,13 +34,12 @@ class HFBackend(Backend):
     """
 
     name = "hf"
+    needs_model = True
     Options = HFOptions
     opts: HFOptions
 
     def __init__(self, model: str | None = None, options: dict | None = None) -> None:
         super().__init__(model, options)
-        if not model:
-            raise ValueError("the hf backend needs a model (a hub id or a local folder)")
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
 

@@ -142,13 +142,12 @@ class VLLMBackend(Backend):
     """
 
     name = "vllm"
+    needs_model = True
     Options = VLLMOptions
     opts: VLLMOptions
 
     def __init__(self, model: str | None = None, options: dict | None = None) -> None:
         super().__init__(model, options)
-        if not model:
-            raise ValueError("the vllm backend needs a model (a hub id or a local folder)")
         self._setup()
 
     def _setup(self) -> None:
