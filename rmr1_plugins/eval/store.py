@@ -197,6 +197,8 @@ def _parse(lines: Iterable[bytes], path: Path) -> tuple[dict[str, dict[str, Any]
                 return records, start
             if isinstance(error, UnicodeDecodeError):
                 error = ValueError(f"not valid UTF-8 ({error.reason} at byte {error.start})")
+            elif isinstance(error, json.JSONDecodeError):
+                error = ValueError(f"not valid JSON ({error.msg} at column {error.colno})")
             raise InputError(str(path), number, str(error)) from None
         records[str(record["id"])] = record
     return records, None
