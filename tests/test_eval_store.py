@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,20 @@ def run_of(path: Path) -> dict:
 # --- torn lines --------------------------------------------------------------------------------
 
 
+def wait_for(pid: int, limit_s: float = 60.0) -> int:
+    """The child's wait status; a child still running after ``limit_s`` is a hang: fail."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the repairing child hung for {limit_s} s")
+        time.sleep(0.001)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_kill_at_any_point_of_the_repair_loses_no_complete_record(tmp_path):
     """A child process repairs a torn file and is SIGKILLed before its Nth C call, for every N.
@@ -78,12 +93,13 @@ def test_a_kill_at_any_point_of_the_repair_loses_no_complete_record(tmp_path):
                         os.kill(os.getpid(), signal.SIGKILL)
 
             try:
+                sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - a lock of its own
                 sys.setprofile(kill_at)
                 JudgmentFile(path, run, "judgebench")
                 sys.setprofile(None)
             finally:
                 os._exit(0)
-        _, status = os.waitpid(pid, 0)
+        status = wait_for(pid)
         killed = os.WIFSIGNALED(status)
         assert killed or os.waitstatus_to_exitcode(status) == 0
         after = path.read_bytes()
@@ -92,6 +108,7 @@ def test_a_kill_at_any_point_of_the_repair_loses_no_complete_record(tmp_path):
         if not killed:  # the repair ran to its end before the Nth call
             break
     assert not killed and after == complete and outcomes == {torn, complete}
+    assert stop_at > 20  # the repair was interrupted at many points, not one
 
 
 def test_a_line_cut_inside_a_multibyte_character_is_dropped_and_the_run_resumes(tmp_path, capsys):
