@@ -96,7 +96,7 @@ def run_settings(config: ScorerConfig) -> dict[str, Any]:
         "seed": config.seed,
         "sampling": config.sampling.model_dump(mode="json"),
     }
-    return json.loads(json.dumps(run))  # as it reads back from the file
+    return json.loads(json.dumps(run, default=str))  # as it reads back from the file
 
 
 def _judging_options(backend: str, options: dict[str, Any]) -> dict[str, Any]:
