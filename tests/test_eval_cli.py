@@ -148,6 +148,7 @@ def test_interrupted_run_resumes_without_judging_again(tmp_path, scripted):
     flaky = FlakyBackend(scripted(), fail_on_call=3)
     with pytest.raises(KeyboardInterrupt):
         judge(pending(loaded, store.records), Scorer(flaky, order="random"), store, "rm-bench", 10)
+    store.close()  # the interrupted run ends: its lock on the file goes with it
     assert (
         len(JudgmentFile(tmp_path / "j.jsonl", run, "rm-bench").records) == 20
     )  # two batches kept
