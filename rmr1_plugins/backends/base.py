@@ -37,6 +37,7 @@ class Generation:
     finish_reason: str | None = None
     output_tokens: int | None = None
     prompt_tokens: int | None = None
+    prob_a: float | None = None  # P(verdict A) against B at the verdict token, as shown
 
 
 class BackendOptions(BaseModel):
