@@ -27,6 +27,7 @@ class SamplingParams:
     n: int = 1
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    verdict_probs: bool = False  # fill Generation.prob_a from the verdict token's logprobs
 
 
 @dataclass(frozen=True)
