@@ -51,6 +51,9 @@ class SamplingConfig(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     num_samples: int = Field(1, gt=0, description="samples per order, majority-voted")
     seed: int | None = None
+    verdict_probs: bool = Field(
+        False, description="read P(A) against P(B) at the verdict token (vllm, openai, hf)"
+    )
 
     def params(self) -> SamplingParams:
         return SamplingParams(
@@ -59,6 +62,7 @@ class SamplingConfig(BaseModel):
             top_p=self.top_p,
             n=self.num_samples,
             seed=self.seed,
+            verdict_probs=self.verdict_probs,
         )
 
 

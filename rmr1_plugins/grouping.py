@@ -17,6 +17,9 @@ strategy          comparisons for a group of G        backend calls    reward
 ``bradley-terry`` G(G − 1)/2 (all pairs)              1                centred BT log-strength
 ``knockout``      G − 1 (single elimination,          ⌈log2 G⌉         rounds survived / rounds,
                   seeded bracket)                                      in [0, 1]; winner 1
+``adaptive``      ``budget`` (default 2G): a          1 + ⌈(budget −   fitted BT strength with
+                  circular round, then pairs that     G) / ⌊G/2⌋⌉      a slot-A term
+                  are least certain                                    (see ``adaptive.py``)
 ================  ==================================  ===============  ======================
 
 Each comparison costs one judgment per order and sample: ×2 with ``both_orders`` (or a scorer
@@ -25,7 +28,8 @@ identical texts is a tie without asking the judge. All comparisons of one round,
 passed in, go to the backend as one batch (:func:`score_groups`).
 
 The outcome of a comparison is the share of parsed votes for the first completion (1 win, 0 loss,
-0.5 when the two orders disagree). A comparison where no vote parses follows ``on_unparsed``:
+0.5 when the two orders disagree), or with ``outcome="soft"`` the judge's verdict probability
+where the backend reports one. A comparison where no vote parses follows ``on_unparsed``:
 ``"tie"`` (0.5 to both), ``"loss"`` (0 to both: neither earns credit from a broken judgment) or
 ``"exclude"`` (dropped; a completion left with no outcome gets reward ``None``). Rewards are
 deterministic given ``seed`` (pivot choice and brackets are seeded by ``seed`` and the group's
@@ -52,6 +56,7 @@ from typing import Any, ClassVar, Literal
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
 
 OnUnparsed = Literal["tie", "loss", "exclude"]
+Outcome = Literal["hard", "soft"]
 REFERENCE = -1  # the index that stands for the group's reference answer in a pair
 
 Pair = tuple[int, int]
@@ -357,17 +362,33 @@ BUILTIN_STRATEGIES: dict[str, str] = {
     "round-robin": "rmr1_plugins.grouping:RoundRobinStrategy",
     "bradley-terry": "rmr1_plugins.grouping:BradleyTerryStrategy",
     "knockout": "rmr1_plugins.grouping:KnockoutStrategy",
+    "adaptive": "rmr1_plugins.adaptive:AdaptiveStrategy",
 }
 
 
-def resolve_strategy(strategy: str | Strategy) -> Strategy:
-    """A strategy instance from a registered name (see ``rmr1 plugins``) or an instance."""
+def resolve_strategy(
+    strategy: str | Strategy, options: Mapping[str, Any] | None = None
+) -> Strategy:
+    """A strategy instance from a registered name (see ``rmr1 plugins``) or an instance.
+
+    ``options`` are the strategy's constructor arguments (``reward.strategy_options``, e.g.
+    ``{"budget": 16}`` for ``adaptive``); a wrong one is a ``ValueError`` naming the strategy.
+    """
     if isinstance(strategy, Strategy):
+        if options:
+            raise ValueError("strategy options need a strategy name, not an instance")
         return strategy
     from rmr1_plugins.plugins import get_strategy
 
     target = get_strategy(strategy)
-    return target() if isinstance(target, type) else target
+    if not isinstance(target, type):
+        if options:
+            raise ValueError(f"strategy {strategy!r} is an instance and takes no options")
+        return target
+    try:
+        return target(**dict(options or {}))
+    except TypeError as error:
+        raise ValueError(f"strategy {strategy!r}: bad strategy_options: {error}") from None
 
 
 def as_context(prompt: str | Sequence[Mapping[str, Any]]) -> list[Message]:
@@ -428,8 +449,17 @@ def _content_text(content: Any) -> str:
     return str(content)
 
 
-def outcome_scores(result: PairResult, on_unparsed: OnUnparsed) -> Scores | None:
-    """The credit a judged pair gives to its first and second response."""
+def outcome_scores(
+    result: PairResult, on_unparsed: OnUnparsed, outcome: Outcome = "hard"
+) -> Scores | None:
+    """The credit a judged pair gives to its first and second response.
+
+    ``hard``: the share of parsed votes. ``soft``: the judge's verdict probability
+    (``result.prob_a``, averaged over orders and samples) where the backend reported one, else
+    the vote share.
+    """
+    if outcome == "soft" and result.prob_a is not None:
+        return result.prob_a, 1.0 - result.prob_a
     a, b = result.votes["A"], result.votes["B"]
     if a + b:
         return a / (a + b), b / (a + b)
@@ -462,11 +492,15 @@ class GroupScoring:
         on_unparsed: OnUnparsed = "tie",
         seed: int = 0,
         skip_invalid: bool = False,
+        outcome: Outcome = "hard",
     ) -> None:
         if on_unparsed not in ("tie", "loss", "exclude"):
             raise ValueError(f"on_unparsed must be 'tie', 'loss' or 'exclude', got {on_unparsed!r}")
+        if outcome not in ("hard", "soft"):
+            raise ValueError(f"outcome must be 'hard' or 'soft', got {outcome!r}")
         self.strategy = resolve_strategy(strategy)
         self.on_unparsed = on_unparsed
+        self.outcome = outcome
         self.groups = list(groups)
         self.results: list[GroupRewards | None] = [None] * len(self.groups)
         self._contexts: list[list[Message]] = []
@@ -536,7 +570,11 @@ class GroupScoring:
             outcomes: list[Scores | None] = []
             for k, (first, second) in enumerate(pairs):
                 result = found.get((index, k))
-                scores = (0.5, 0.5) if result is None else outcome_scores(result, self.on_unparsed)
+                scores = (
+                    (0.5, 0.5)
+                    if result is None
+                    else outcome_scores(result, self.on_unparsed, self.outcome)
+                )
                 outcomes.append(scores)
                 self._comparisons[index].append(Comparison(first, second, scores, result))
             self._advance(index, outcomes)
@@ -580,6 +618,7 @@ def score_groups(
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,
+    outcome: Outcome = "hard",
 ) -> list[GroupRewards]:
     """Score many groups; each round of every group goes to ``scorer.score`` as one batch.
 
@@ -592,6 +631,8 @@ def score_groups(
         seed: seeds the pivot choice and knockout brackets.
         skip_invalid: give a group that cannot be judged (a missing reference, a prompt not
             ending in a user turn) ``None`` rewards and an ``error`` instead of raising.
+        outcome: ``"hard"`` (vote shares) or ``"soft"`` (verdict probabilities where the
+            backend reports them; see :func:`outcome_scores`).
 
     Example:
         >>> from rmr1_plugins import Scorer
@@ -603,7 +644,12 @@ def score_groups(
     """
     scorer = with_both_orders(scorer) if both_orders else scorer
     run = GroupScoring(
-        groups, strategy, on_unparsed=on_unparsed, seed=seed, skip_invalid=skip_invalid
+        groups,
+        strategy,
+        on_unparsed=on_unparsed,
+        seed=seed,
+        skip_invalid=skip_invalid,
+        outcome=outcome,
     )
     while not run.done:
         examples = run.examples()
@@ -620,11 +666,17 @@ async def ascore_groups(
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,
+    outcome: Outcome = "hard",
 ) -> list[GroupRewards]:
     """Async :func:`score_groups`, awaiting ``scorer.ascore``."""
     scorer = with_both_orders(scorer) if both_orders else scorer
     run = GroupScoring(
-        groups, strategy, on_unparsed=on_unparsed, seed=seed, skip_invalid=skip_invalid
+        groups,
+        strategy,
+        on_unparsed=on_unparsed,
+        seed=seed,
+        skip_invalid=skip_invalid,
+        outcome=outcome,
     )
     while not run.done:
         examples = run.examples()

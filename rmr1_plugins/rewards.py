@@ -42,7 +42,7 @@ from rmr1_plugins.config import (
     error_lines,
     read_config_file,
 )
-from rmr1_plugins.grouping import OnUnparsed, Strategy
+from rmr1_plugins.grouping import OnUnparsed, Outcome, Strategy
 
 CONFIG_ENV = "RMR1_CONFIG"
 REWARD_ENV_PREFIX = f"{ENV_PREFIX}REWARD__"
@@ -80,6 +80,13 @@ class RewardConfig(BaseModel):
     )
     # Comparing a group of completions (TRL, veRL).
     strategy: str = Field("round-robin", description="a registered grouping strategy")
+    strategy_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the strategy's arguments, e.g. {budget: 16} for adaptive",
+    )
+    outcome: Outcome = Field(
+        "hard", description="hard: vote shares; soft: the judge's verdict probabilities"
+    )
     on_unparsed: OnUnparsed = Field(
         "tie", description="a comparison without a parseable verdict: tie, loss or exclude"
     )
@@ -119,6 +126,20 @@ class RewardConfig(BaseModel):
         if self.win == self.loss:
             raise ValueError("win and loss must differ")
         return self
+
+    @model_validator(mode="after")
+    def _known_strategy(self) -> RewardConfig:
+        self.build_strategy()  # a typo or a wrong option fails at load time, not at step one
+        return self
+
+    def build_strategy(self) -> Strategy:
+        """The configured strategy, built with ``strategy_options``."""
+        from rmr1_plugins.grouping import resolve_strategy
+
+        try:
+            return resolve_strategy(self.strategy, self.strategy_options)
+        except (KeyError, LookupError) as error:
+            raise ValueError(str(error).strip("'\"")) from None
 
     @property
     def fallback_reward(self) -> float:

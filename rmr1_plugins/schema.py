@@ -124,6 +124,13 @@ class Judgment(BaseModel):
     swapped: bool = False
     finish_reason: str | None = None
     parts: ParsedParts = Field(default_factory=ParsedParts)
+    prob_a: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="the judge's probability that response A (as given) is better, read at "
+        "its verdict token; None when the backend reported none",
+    )
 
 
 class PairResult(BaseModel):
@@ -135,6 +142,12 @@ class PairResult(BaseModel):
     orders_agree: bool | None = None
     label: Verdict | None = None
     judgments: list[Judgment]
+    prob_a: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="mean of the judgments' prob_a (over both orders: debiased); None if none",
+    )
 
     @property
     def correct(self) -> bool | None:

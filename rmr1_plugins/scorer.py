@@ -239,12 +239,16 @@ class Scorer:
 
     def _judge(self, sample: Generation, swapped: bool) -> Judgment:
         raw = self.parser.parse(sample.text)
+        prob_a = sample.prob_a
+        if prob_a is not None and swapped:
+            prob_a = 1 - prob_a
         return Judgment(
             verdict=_FLIP[raw] if swapped else raw,
             completion=sample.text,
             swapped=swapped,
             finish_reason=sample.finish_reason,
             parts=parse_parts(sample.text),
+            prob_a=prob_a,
         )
 
     def close(self) -> None:
@@ -279,6 +283,7 @@ def combine(example: PairwiseExample, judgments: list[Judgment]) -> PairResult:
     agree = None
     if len(by_order) == 2:
         agree = by_order[False] is not None and by_order[False] == by_order[True]
+    probs = [j.prob_a for j in judgments if j.prob_a is not None]
     return PairResult(
         id=example.id,
         verdict=verdict,
@@ -286,6 +291,7 @@ def combine(example: PairwiseExample, judgments: list[Judgment]) -> PairResult:
         orders_agree=agree,
         label=example.label,
         judgments=judgments,
+        prob_a=sum(probs) / len(probs) if probs else None,
     )
 
 

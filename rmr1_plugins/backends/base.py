@@ -27,6 +27,7 @@ class SamplingParams:
     n: int = 1
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    verdict_probs: bool = False  # fill Generation.prob_a from the verdict token's logprobs
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Generation:
     finish_reason: str | None = None
     output_tokens: int | None = None
     prompt_tokens: int | None = None
+    prob_a: float | None = None  # P(verdict A) against B at the verdict token, as shown
 
 
 class BackendOptions(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from rmr1_plugins._imports import require
@@ -15,6 +16,7 @@ from rmr1_plugins.backends.base import (
     Generation,
     SamplingParams,
 )
+from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, verdict_prob_a
 
 
 class HFOptions(BackendOptions):
@@ -105,6 +107,8 @@ class HFBackend(Backend):
                 sampling.update(temperature=params.temperature, top_p=params.top_p)
             if params.stop:
                 sampling.update(stop_strings=list(params.stop), tokenizer=tokenizer)
+            if params.verdict_probs:
+                sampling.update(output_logits=True, return_dict_in_generate=True)
             with torch.no_grad():
                 output = model.generate(
                     **batch,
@@ -113,14 +117,33 @@ class HFBackend(Backend):
                     pad_token_id=tokenizer.pad_token_id,
                     **sampling,
                 )
-            new_tokens = output[:, batch["input_ids"].shape[1] :]
+            sequences = output.sequences if params.verdict_probs else output
+            new_tokens = sequences[:, batch["input_ids"].shape[1] :]
             for row, ids in enumerate(new_tokens.tolist()):
-                results[chunk[row // params.n]].append(
-                    self._to_generation(
-                        tokenizer, ids, params, len(prompts[chunk[row // params.n]])
-                    )
+                generation = self._to_generation(
+                    tokenizer, ids, params, len(prompts[chunk[row // params.n]])
                 )
+                if params.verdict_probs:
+                    generation = replace(
+                        generation, prob_a=self._prob_a(torch, tokenizer, output.logits, row, ids)
+                    )
+                results[chunk[row // params.n]].append(generation)
         return results
+
+    @staticmethod
+    def _prob_a(torch: Any, tokenizer: Any, logits: Any, row: int, ids: list[int]) -> float | None:
+        """The verdict probability of one generated row, from its per-step logits."""
+        tokens = []
+        for step, token_id in enumerate(ids[: len(logits)]):
+            logprobs = torch.log_softmax(logits[step][row].float(), dim=-1)
+            top = torch.topk(logprobs, TOP_LOGPROBS)
+            alternatives = {
+                tokenizer.decode([i]): float(v)
+                for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+            }
+            text = tokenizer.decode([token_id], skip_special_tokens=True)
+            tokens.append(TokenChoice(text, float(logprobs[token_id]), alternatives))
+        return verdict_prob_a(tokens)
 
     @staticmethod
     def _to_generation(

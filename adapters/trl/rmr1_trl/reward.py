@@ -24,6 +24,7 @@ from rmr1_plugins.config import ConfigError
 from rmr1_plugins.grouping import (
     Group,
     GroupRewards,
+    Strategy,
     as_text,
     ascore_groups,
     resolve_strategy,
@@ -183,20 +184,21 @@ class RMR1Reward:
         **kwargs: Any,
     ) -> list[float | None]:
         job = self._plan(prompts, completions, kwargs)
-        main = self._score(job.groups, self.options.strategy)
+        main = self._score(job.groups, self.options.build_strategy())
         fallback = self._score(job.fallback, "reference")
         return self._finish(job, main, fallback, kwargs)
 
-    def _arguments(self, strategy: str) -> dict[str, Any]:
+    def _arguments(self, strategy: str | Strategy) -> dict[str, Any]:
         options = self.options
         return {
             "strategy": strategy,
+            "outcome": options.outcome,
             "on_unparsed": options.on_unparsed,
             "seed": options.seed,
             "skip_invalid": True,
         }
 
-    def _score(self, groups: list[Group], strategy: str) -> list[GroupRewards]:
+    def _score(self, groups: list[Group], strategy: str | Strategy) -> list[GroupRewards]:
         if not groups:
             return []
         try:
@@ -206,7 +208,7 @@ class RMR1Reward:
         except Exception as error:
             return _failed(groups, error)
 
-    async def _ascore(self, groups: list[Group], strategy: str) -> list[GroupRewards]:
+    async def _ascore(self, groups: list[Group], strategy: str | Strategy) -> list[GroupRewards]:
         if not groups:
             return []
         try:
@@ -221,7 +223,7 @@ class RMR1Reward:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         options = self.options
-        strategy = resolve_strategy(options.strategy)
+        strategy = options.build_strategy()
         size = options.group_size or trainer_group_size(kwargs.get("log_metric"))
         runs = (
             [Run(i, i + 1) for i in range(len(prompts))]
@@ -292,7 +294,7 @@ class RMR1Reward:
         verdicts = [""] * job.size
         rationale = [""] * job.size
         judged = [*zip(job.rows, main, strict=True), *zip(job.fallback_rows, fallback, strict=True)]
-        strategies = [resolve_strategy(self.options.strategy)] * len(main)
+        strategies = [self.options.build_strategy()] * len(main)
         strategies += [resolve_strategy("reference")] * len(fallback)
         for (rows, result), strategy in zip(judged, strategies, strict=True):
             if result.error:
@@ -347,7 +349,7 @@ class AsyncRMR1Reward(RMR1Reward):
     ) -> list[float | None]:
         job = self._plan(prompts, completions, kwargs)
         main, fallback = await asyncio.gather(
-            self._ascore(job.groups, self.options.strategy),
+            self._ascore(job.groups, self.options.build_strategy()),
             self._ascore(job.fallback, "reference"),
         )
         return self._finish(job, main, fallback, kwargs)

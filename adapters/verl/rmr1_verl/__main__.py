@@ -67,12 +67,11 @@ def _compute_score() -> str:
 
 
 def _config() -> str:
-    from rmr1_plugins.grouping import resolve_strategy
     from rmr1_plugins.plugins import get_backend_class
     from rmr1_plugins.rewards import load_reward_settings
 
     config = load_reward_settings()
-    strategy = resolve_strategy(config.reward.strategy)
+    strategy = config.reward.build_strategy()
     backend = config.scorer.backend
     get_backend_class(backend.name).Options.model_validate(backend.options)
     note = ""

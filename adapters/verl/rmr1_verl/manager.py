@@ -68,7 +68,7 @@ class RMR1RewardManager(RewardManagerBase):
         raw = _plain(config.reward.get("rmr1")) or {}
         self.reward_config, own = settings(raw, reward_router_address, reward_model_tokenizer)
         self.options = self.reward_config.reward
-        self.strategy = resolve_strategy(self.options.strategy)
+        self.strategy = self.options.build_strategy()
         explicit = "on_split" in self.options.model_fields_set
         self.on_split = self.options.on_split if explicit else "reference"
         self.group_timeout = float(own.get("group_timeout", DEFAULT_GROUP_TIMEOUT))
@@ -191,6 +191,7 @@ class RMR1RewardManager(RewardManagerBase):
                 shared_scorer(self.reward_config),
                 [group],
                 strategy,
+                outcome=options.outcome,
                 on_unparsed=options.on_unparsed,
                 seed=options.seed,
                 skip_invalid=True,
