@@ -308,7 +308,7 @@ class RewardService:
             self._settle(item, result)
 
     async def _judge_alone(self, item: _Item, error: Exception | None = None) -> None:
-        """Judge one sample; after a failure (``error``), retry with backoff, within its deadline."""
+        """Judge one sample; after a failure (``error``) retry with backoff, within its deadline."""
         loop = asyncio.get_running_loop()
         failures = 0 if error is None else 1
         while not item.future.done():
