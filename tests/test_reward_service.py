@@ -215,6 +215,42 @@ def test_a_hung_request_costs_only_its_own_reward():
     assert service.stats["judge_timeouts"] <= 1  # abandoned at its own deadline
 
 
+class CountingJudge(RequestsJudge):
+    """Counts its calls in flight; a cancelled (abandoned) call leaves the count."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_flight = self.most = 0
+
+    async def agenerate(self, conversations, params):
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await super().agenerate(conversations, params)
+        finally:
+            self.in_flight -= 1
+
+
+def test_abandoned_calls_are_bounded_and_cancelled_at_their_deadline():
+    config = RewardConfig(max_batch_size=2, max_concurrent_batches=2, timeout_s=1)
+    service = RewardService(scorer(CountingJudge), config)
+    judge = service.scorer.backend
+
+    async def scenario():
+        await service.start(warmup=False)
+        hung = [sample(f"r{i} slow:30") for i in range(10)]
+        answers = await asyncio.gather(*(service.rewards([s]) for s in hung))
+        await asyncio.sleep(0.3)  # the calls' own limit ends just after their callers' deadline
+        left = judge.in_flight
+        await service.aclose()
+        return answers, left
+
+    answers, left = run(scenario())
+    assert [a[0].kind for a in answers] == ["timeout"] * 10
+    assert judge.most == 4 and left == 0  # 2 x 2 single calls at most, none left running
+    assert service.stats["judge_timeouts"] == len(judge.batches) >= 4  # each call abandoned
+
+
 def test_a_hung_call_of_a_batch_engine_gives_its_batch_the_timeout_fallback():
     # One engine call per batch (vllm): the call is abandoned at the batch's deadline and the
     # judge is free again for the next batch.
