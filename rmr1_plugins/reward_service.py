@@ -3,17 +3,24 @@
 Trainers such as OpenRLHF ask for one sample's reward at a time, from many threads or HTTP
 requests at once. :class:`RewardService` queues those samples and hands them to the scorer in
 batches (up to ``max_batch_size`` samples, waiting at most ``max_wait_ms`` for a batch to fill),
-so the engine sees one batched call instead of hundreds of single ones.
+so the engine sees one batched call instead of hundreds of single ones. For a backend whose
+requests are independent anyway, it sends one call per sample instead, at most
+``max_batch_size * max_concurrent_batches`` at once.
 
 Every sample gets exactly one :class:`~rmr1_plugins.reference_reward.SampleReward`, and never an
 exception:
 
 - a sample that cannot be judged (bad label, query without its prompt) gets the fallback reward
   (``bad_input``) without reaching the judge;
-- when a judge call fails, the batch is split in halves and each half is judged again, so one
-  poisonous sample (say, a prompt longer than the judge's context) costs only its own reward; a
-  single failing sample is retried ``retries`` times with exponential backoff, then gets the
-  fallback (``error``);
+- a backend whose requests are independent (``independent_requests``, the ``openai``
+  backend) gets one call per sample, so a failing or hung request costs only its own sample;
+- a backend that takes a batch in one call (``vllm``, ``hf``) gets one call per batch; when it
+  fails, every sample of the batch is judged again on its own, all at once (one level: the
+  healthy ones pay the failure's latency once), and a call that does not return by the latest
+  deadline in its batch gives its samples the fallback (``timeout``): the engine is one
+  resource, and re-submitting behind a stuck call cannot finish sooner;
+- a sample that fails on its own is retried ``retries`` times with doubling backoff, within its
+  deadline, then gets the fallback (``error``);
 - a sample still unanswered ``timeout_s`` after it arrived gets the fallback (``timeout``);
 - a judgment without a verdict gives the fallback (``unparsed``).
 
@@ -90,6 +97,11 @@ class RewardService:
         return self.scorer.order
 
     @property
+    def per_sample(self) -> bool:
+        """One judge call per sample: the backend's requests are independent (``openai``)."""
+        return bool(getattr(self.scorer.backend, "independent_requests", False))
+
+    @property
     def pending(self) -> int:
         """Samples queued or being judged, not yet answered."""
         return self.stats["submitted"] - self.stats["resolved"]
@@ -100,7 +112,10 @@ class RewardService:
             return
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.config.max_concurrent_batches)
+        slots = self.config.max_concurrent_batches
+        if self.per_sample:
+            slots *= self.config.max_batch_size
+        self._slots = asyncio.Semaphore(slots)
         if warmup:
             self.warmup_error = await self.warmup()
         self._worker = asyncio.create_task(self._run(), name="rmr1-batcher")
@@ -225,7 +240,7 @@ class RewardService:
         while True:
             await self._slots.acquire()
             try:
-                batch = await self._next_batch()
+                batch = await self._next_batch(1 if self.per_sample else None)
             except BaseException:
                 self._slots.release()
                 raise
@@ -239,17 +254,18 @@ class RewardService:
         if not task.cancelled() and task.exception() is not None:  # a bug: never lose it
             logger.error("rmr1: batch failed unexpectedly", exc_info=task.exception())
 
-    async def _next_batch(self) -> list[_Item]:
+    async def _next_batch(self, size: int | None = None) -> list[_Item]:
+        size = size or self.config.max_batch_size
         while True:
             while not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if len(self._queue) < self.config.max_batch_size and self.config.max_wait_ms > 0:
+            if len(self._queue) < size and self.config.max_wait_ms > 0:
                 self._full.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.config.max_wait_ms / 1000)
             batch: list[_Item] = []
-            while self._queue and len(batch) < self.config.max_batch_size:
+            while self._queue and len(batch) < size:
                 item = self._queue.popleft()
                 if not item.future.done():  # its caller already gave up
                     batch.append(item)
@@ -261,45 +277,76 @@ class RewardService:
         self.stats["batched_samples"] += len(batch)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
         try:
-            await self._judge(batch, attempt=0)
+            await self._judge(batch)
         finally:  # cancelled (shutdown) or a bug: nobody may wait for an answer forever
             for item in batch:
                 self._settle(item, _Failure("error", "the reward service stopped"))
 
-    async def _judge(self, items: list[_Item], attempt: int) -> None:
+    async def _judge(self, items: list[_Item]) -> None:
+        """One call for ``items``; if it raises, each sample again on its own, all at once."""
         live = [item for item in items if not item.future.done()]
         if not live:
             return
-        loop = asyncio.get_running_loop()
-        budget = max(item.deadline for item in live) - loop.time()
+        budget = max(item.deadline for item in live) - asyncio.get_running_loop().time()
         if budget <= 0:
             return  # the callers answer themselves with a timeout
         try:
-            results = await asyncio.wait_for(
-                self.scorer.ascore([item.example for item in live]), budget
-            )
+            results = await self._call(live, budget)
         except asyncio.TimeoutError:
-            self.stats["judge_timeouts"] += 1
             for item in live:
                 message = f"the judge call did not finish within {budget:.1f} s"
                 self._settle(item, _Failure("timeout", message))
             return
         except Exception as error:
-            self.stats["judge_errors"] += 1
-            if len(live) > 1:  # find the sample(s) that broke the call
-                half = len(live) // 2
-                await asyncio.gather(self._judge(live[:half], 0), self._judge(live[half:], 0))
-            elif attempt < self.config.retries:
-                self.stats["retries"] += 1
-                delay = self.config.retry_backoff_s * 2**attempt
-                await asyncio.sleep(max(0.0, min(delay, live[0].deadline - loop.time())))
-                await self._judge(live, attempt + 1)
-            else:
-                message = f"the judge failed: {type(error).__name__}: {error}"
-                self._settle(live[0], _Failure("error", message))
+            if len(live) == 1:
+                await self._judge_alone(live[0], error)
+            else:  # one level: the healthy samples pay this call's latency once, not log2(n)
+                self.stats["isolated"] += len(live)
+                await asyncio.gather(*(self._judge_alone(item) for item in live))
             return
         for item, result in zip(live, results, strict=True):
             self._settle(item, result)
+
+    async def _judge_alone(self, item: _Item, error: Exception | None = None) -> None:
+        """Judge one sample; after a failure (``error``) retry with backoff, within its deadline."""
+        loop = asyncio.get_running_loop()
+        failures = 0 if error is None else 1
+        while not item.future.done():
+            if failures > self.config.retries:
+                message = f"the judge failed: {type(error).__name__}: {error}"
+                self._settle(item, _Failure("error", message))
+                return
+            if failures:
+                self.stats["retries"] += 1
+                delay = self.config.retry_backoff_s * 2 ** (failures - 1)
+                await asyncio.sleep(max(0.0, min(delay, item.deadline - loop.time())))
+            budget = item.deadline - loop.time()
+            if budget <= 0:
+                return  # the caller answers itself with a timeout
+            try:
+                [result] = await self._call([item], budget)
+            except asyncio.TimeoutError:
+                message = f"the judge call did not finish within {budget:.1f} s"
+                self._settle(item, _Failure("timeout", message))
+                return
+            except Exception as failed:
+                error, failures = failed, failures + 1
+                continue
+            self._settle(item, result)
+
+    async def _call(self, items: list[_Item], budget: float) -> list[PairResult]:
+        """One ``ascore`` call, cancelled (abandoned) after ``budget`` seconds; counted."""
+        self.stats["calls"] += 1
+        try:
+            return await asyncio.wait_for(
+                self.scorer.ascore([item.example for item in items]), budget
+            )
+        except asyncio.TimeoutError:
+            self.stats["judge_timeouts"] += 1
+            raise
+        except Exception:
+            self.stats["judge_errors"] += 1
+            raise
 
     @staticmethod
     def _settle(item: _Item, outcome: PairResult | _Failure) -> None:

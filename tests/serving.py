@@ -83,6 +83,14 @@ def register() -> None:
     from rmr1_plugins.plugins import get_plugins
 
     get_plugins().registries["backends"].add("votes", VotesJudge, "tests/serving.py")
+    get_plugins().registries["backends"].add("votes-requests", RequestsJudge, "tests/serving.py")
+
+
+class RequestsJudge(VotesJudge):
+    """``votes`` as a server API: each conversation is its own request (like ``openai``)."""
+
+    name = "votes-requests"
+    independent_requests = True
 
 
 if __name__ == "__main__":

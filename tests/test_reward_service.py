@@ -1,12 +1,16 @@
 """The batching reward service: every sample answered once, right, and on time."""
 
 import asyncio
+import sys
 import threading
 import time
+from pathlib import Path
 
-from serving import VotesJudge, expected_reward
+import pytest
+from serving import RequestsJudge, VotesJudge, expected_reward
 
 from rmr1_plugins import SamplingParams, Scorer
+from rmr1_plugins.backends.openai import OpenAIBackend
 from rmr1_plugins.reference_reward import Sample
 from rmr1_plugins.reward_service import BackgroundRewardService, RewardService
 from rmr1_plugins.rewards import RewardConfig
@@ -18,8 +22,8 @@ def sample(text, label="reference"):
     return Sample(PROMPT + text + "<|im_end|>", PROMPT, label)
 
 
-def scorer(**kwargs):
-    return Scorer(VotesJudge(), sampling=SamplingParams(n=8), **kwargs)
+def scorer(judge=VotesJudge, **kwargs):
+    return Scorer(judge(), sampling=SamplingParams(n=8), **kwargs)
 
 
 def run(coroutine):
@@ -155,3 +159,218 @@ def test_background_service_batches_calls_from_many_threads():
     assert results == {i: expected_reward(i) for i in range(40)}
     assert len(background.scorer.backend.batches) < 40
     assert background.stats["answered"] == 40
+
+
+# -- failures stay local (issue 10) -----------------------------------------------------------
+
+
+def check_local(answers, bad, kind, why):
+    """Every sample but ``bad`` has its own reward; ``bad`` has the ``kind`` fallback."""
+    for i, answer in enumerate(answers):
+        if i == bad:
+            assert answer.reward == 0.5 and answer.kind == kind and why in answer.error, answer
+            assert answer.extra_logs[f"rmr1_{kind}"] == 1.0
+        else:
+            assert answer.reward == expected_reward(i) and answer.error is None, (i, answer)
+
+
+def test_a_slowly_failing_sample_in_a_batch_of_64_costs_only_its_own_reward():
+    # Each call with the bad sample takes 1 s, then raises. Bisection paid that at every level
+    # and lost the 7 neighbours still sharing a call at the 4 s deadline; now each sample of
+    # the failed batch is judged alone, all at once: one extra second for the healthy ones.
+    config = RewardConfig(max_batch_size=64, max_wait_ms=500, timeout_s=4, retry_backoff_s=0.01)
+    service = RewardService(scorer(), config)
+    texts = [f"r{i}" for i in range(64)]
+    texts[20] = "r20 slow:1 boom"
+    answers = [a[0] for a in run(serve_concurrently(service, [sample(t) for t in texts]))]
+    check_local(answers, 20, "error", "injected failure for 'r20 slow:1 boom'")
+    judge = service.scorer.backend
+    assert judge.batches[0] == 64 and judge.batches[1:] == [1] * 65  # 64 alone, 1 retry
+    assert service.stats["isolated"] == 64 and service.stats["retries"] == 1
+    assert service.stats["fallback"] == service.stats["fallback_error"] == 1
+
+
+def test_a_hung_request_costs_only_its_own_reward():
+    # A backend of independent requests (a server API) gets one call per sample, so the hung
+    # one holds up neither its batch nor the samples that arrive after it.
+    config = RewardConfig(max_batch_size=4, max_concurrent_batches=1, timeout_s=3)
+    service = RewardService(scorer(RequestsJudge), config)
+
+    async def scenario():
+        await service.start(warmup=False)
+        hung = asyncio.ensure_future(service.rewards([sample("r0 slow:30")]))
+        await asyncio.sleep(0.05)
+        wave = await asyncio.gather(*(service.rewards([sample(f"r{i}")]) for i in range(1, 16)))
+        waiting = not hung.done()  # the wave was answered while the hung call still ran
+        answers = [(await hung)[0], *(a[0] for a in wave)]
+        await service.aclose()
+        return waiting, answers
+
+    waiting, answers = run(scenario())
+    assert waiting
+    check_local(answers, 0, "timeout", "within 3")
+    judge = service.scorer.backend
+    assert judge.batches == [1] * 16 and service.stats["largest_batch"] == 1
+    assert service.stats["fallback"] == service.stats["fallback_timeout"] == 1
+    assert service.stats["judge_timeouts"] <= 1  # abandoned at its own deadline
+
+
+class CountingJudge(RequestsJudge):
+    """Counts its calls in flight; a cancelled (abandoned) call leaves the count."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_flight = self.most = 0
+
+    async def agenerate(self, conversations, params):
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            return await super().agenerate(conversations, params)
+        finally:
+            self.in_flight -= 1
+
+
+def test_abandoned_calls_are_bounded_and_cancelled_at_their_deadline():
+    config = RewardConfig(max_batch_size=2, max_concurrent_batches=2, timeout_s=1)
+    service = RewardService(scorer(CountingJudge), config)
+    judge = service.scorer.backend
+
+    async def scenario():
+        await service.start(warmup=False)
+        hung = [sample(f"r{i} slow:30") for i in range(10)]
+        answers = await asyncio.gather(*(service.rewards([s]) for s in hung))
+        await asyncio.sleep(0.3)  # the calls' own limit ends just after their callers' deadline
+        left = judge.in_flight
+        await service.aclose()
+        return answers, left
+
+    answers, left = run(scenario())
+    assert [a[0].kind for a in answers] == ["timeout"] * 10
+    assert judge.most == 4 and left == 0  # 2 x 2 single calls at most, none left running
+    assert service.stats["judge_timeouts"] == len(judge.batches) >= 4  # each call abandoned
+
+
+def test_a_hung_call_of_a_batch_engine_gives_its_batch_the_timeout_fallback():
+    # One engine call per batch (vllm): the call is abandoned at the batch's deadline and the
+    # judge is free again for the next batch.
+    config = RewardConfig(max_batch_size=8, max_wait_ms=200, timeout_s=1)
+    service = RewardService(scorer(), config)
+
+    async def scenario():
+        await service.start(warmup=False)
+        texts = ["r0 slow:30", *(f"r{i}" for i in range(1, 8))]
+        hung = await asyncio.gather(*(service.rewards([sample(t)]) for t in texts))
+        after = await service.rewards([sample("r4")])
+        await service.aclose()
+        return [a[0] for a in hung], after[0]
+
+    hung, after = run(scenario())
+    assert [a.kind for a in hung] == ["timeout"] * 8
+    assert after.reward == expected_reward(4) and after.error is None
+    assert service.scorer.backend.batches[0] == 8
+
+
+def test_retries_are_counted_and_stay_within_the_deadline():
+    config = RewardConfig(max_batch_size=32, retries=2, retry_backoff_s=0.01, timeout_s=30)
+    service = RewardService(scorer(), config)
+    texts = [f"r{i}" for i in range(20)]
+    texts[4] = "r4 boom"
+    texts[9] = "r9 flaky"
+    answers = [a[0] for a in run(serve_concurrently(service, [sample(t) for t in texts]))]
+    check_local(answers, 4, "error", "injected failure for 'r4 boom'")  # flaky recovered
+    # The batch, each of its 20 samples alone (flaky fails there once: boom broke the batch call
+    # before flaky was reached), flaky's retry, boom's two retries.
+    assert service.scorer.backend.batches == [20] + [1] * 23
+    assert service.stats["retries"] == 3 and service.stats["judge_errors"] == 1 + 1 + 3
+
+    # Retries that would outlast the deadline stop at it: a timeout, the others unharmed.
+    config = RewardConfig(retries=50, retry_backoff_s=0.01, timeout_s=1.5, max_wait_ms=200)
+    service = RewardService(scorer(), config)
+    texts = [f"r{i}" for i in range(8)]
+    texts[2] = "r2 slow:0.4 boom"
+    answers = [a[0] for a in run(serve_concurrently(service, [sample(t) for t in texts]))]
+    check_local(answers, 2, "timeout", "within")
+    assert 1 <= service.stats["retries"] <= 3
+
+
+def test_a_hung_request_to_a_real_http_server_costs_only_its_own_reward():
+    # The real openai backend against a local OpenAI-style server that never answers one prompt.
+    pytest.importorskip("aiohttp")
+    sys.path.insert(0, str(Path(__file__).parent / "engines"))
+    from openai_stub import StubServer, completion
+
+    release = asyncio.Event()  # bound to the stub's loop when it is first awaited there
+
+    async def handler(body, count):
+        if "hang" in body["messages"][-1]["content"]:
+            await release.wait()
+        return completion("<answer>[[A]]</answer>", n=body["n"])
+
+    stub = StubServer(handler)
+    options = {"base_url": stub.url, "max_retries": 0}
+    judge = Scorer(OpenAIBackend("stub-model", options), sampling=SamplingParams(n=4))
+    service = RewardService(judge, RewardConfig(max_batch_size=16, max_wait_ms=100, timeout_s=2))
+    texts = [f"r{i}" for i in range(12)]
+    texts[5] = "r5 hang"
+    try:
+        answers = [a[0] for a in run(serve_concurrently(service, [sample(t) for t in texts]))]
+    finally:
+        stub._loop.call_soon_threadsafe(release.set)
+        stub.stop()
+        judge.close()
+    assert [a.kind for a in answers] == [None] * 5 + ["timeout"] + [None] * 6
+    assert [a.reward for a in answers] == [1.0] * 5 + [0.5] + [1.0] * 6  # A (the response) won
+    assert len(stub.bodies) == 12  # one request per sample, none repeated
+
+
+# -- the same through a real `rmr1 serve` process ----------------------------------------------
+
+
+def serve_wave(*flags, texts):
+    from test_serve import Server, body, post
+
+    aiohttp = pytest.importorskip("aiohttp")
+    server = Server(*flags)
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            return await asyncio.gather(*(post(session, server.url, body(t)) for t in texts))
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        assert server.stop() == 0
+    assert all(status == 200 for status, _ in answers)
+    return [answer for _, answer in answers]
+
+
+def kind_of(answer):
+    kinds = [
+        k
+        for k in ("bad_input", "unparsed", "error", "timeout")
+        if answer["extra_logs"][f"rmr1_{k}"] == [1.0]
+    ]
+    return kinds[0] if kinds else None
+
+
+def test_serve_a_slowly_failing_sample_among_64_costs_only_its_own_reward():
+    texts = [f"r{i}" for i in range(64)]
+    texts[20] = "r20 slow:0.7 boom"
+    flags = ("--timeout", "4", "--max-wait-ms", "300", "--max-batch-size", "64")
+    answers = serve_wave(*flags, texts=texts)
+    for i, answer in enumerate(answers):
+        if i != 20:
+            assert answer["rewards"] == [expected_reward(i)] and "error" not in answer, i
+    assert kind_of(answers[20]) == "error" and "injected failure" in answers[20]["error"]
+
+
+def test_serve_a_hung_request_costs_only_its_own_reward():
+    texts = [f"r{i}" for i in range(16)]
+    texts[3] = "r3 slow:30"  # hung
+    texts[9] = "r9 slow:0.5 boom"  # fails slowly
+    answers = serve_wave("--backend", "votes-requests", "--timeout", "2", texts=texts)
+    for i, answer in enumerate(answers):
+        if i not in (3, 9):
+            assert answer["rewards"] == [expected_reward(i)] and "error" not in answer, i
+    assert kind_of(answers[3]) == "timeout" and kind_of(answers[9]) == "error"

@@ -62,6 +62,9 @@ class Backend(ABC):
     name: ClassVar[str] = "base"
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     needs_model: ClassVar[bool] = False  # engines that load weights require ``model``
+    # Each conversation is its own request (a server API): splitting a call costs nothing, so
+    # the reward service sends one call per sample and a stuck request holds up no other.
+    independent_requests: ClassVar[bool] = False
 
     def __init__(self, model: str | None = None, options: Mapping[str, Any] | None = None) -> None:
         if self.needs_model and not model:

@@ -119,6 +119,7 @@ class OpenAIBackend(Backend):
 
     name = "openai"
     Options = OpenAIOptions
+    independent_requests = True
     opts: OpenAIOptions
 
     def __init__(self, model: str | None = None, options: dict | None = None) -> None:
