@@ -99,12 +99,10 @@ def decode_json(raw: bytes) -> Any:
             400, f"body is not valid JSON ({bad.msg} at line {bad.lineno} col {bad.colno})"
         ) from None
     except RecursionError:
-        raise ProtocolError(400, "body is not valid JSON here (nested too deeply)") from None
+        raise ProtocolError(400, "body is nested too deeply to decode") from None
     except ValueError:  # the only other failure: an integer over Python's digit limit
-        limit = getattr(sys, "get_int_max_str_digits", lambda: "the limit of")()
-        raise ProtocolError(
-            400, f"body is not valid JSON here (an integer with more than {limit} digits)"
-        ) from None
+        limit = getattr(sys, "get_int_max_str_digits", lambda: "the allowed")()
+        raise ProtocolError(400, f"body has an integer with more than {limit} digits") from None
 
 
 def authorized(request: web.BaseRequest, token: str) -> bool:
