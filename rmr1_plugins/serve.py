@@ -348,8 +348,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = load_reward_settings(args.config, reward=reward, **overrides_from_args(args))
     if args.max_body_bytes < 1 or args.max_pending < 1:
         raise ConfigError("--max-body-bytes and --max-pending must be at least 1")
-    if not args.read_timeout > 0:
-        raise ConfigError(f"--read-timeout must be positive, got {args.read_timeout}")
+    if not 0 < args.read_timeout < float("inf"):
+        raise ConfigError(f"--read-timeout must be a positive number, got {args.read_timeout}")
     options = ServeOptions(
         host=args.host,
         port=args.port,

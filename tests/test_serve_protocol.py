@@ -342,7 +342,7 @@ def _serve(*flags: str) -> subprocess.CompletedProcess:
             ["--host", "no-such-host.invalid", "--port", "0"],
             "'no-such-host.invalid': cannot resolve",
         ),
-        (["--read-timeout", "0", "--port", "0"], "error: --read-timeout must be positive"),
+        (["--read-timeout", "inf", "--port", "0"], "--read-timeout must be a positive number"),
         (
             ["--win-reward", "1e308", "--loss-reward=-1e308", "--port", "0"],
             "their sum or difference overflows",
