@@ -49,7 +49,8 @@ async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> byt
     ``timeout`` seconds. Reading stops as soon as a limit is passed."""
     if (request.content_length or 0) > limit:
         raise ProtocolError(413, f"body larger than {limit} bytes", close=True)
-    coding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
+    codings = ", ".join(request.headers.getall("Content-Encoding", ()))  # two headers: two codings
+    coding = codings.strip().lower() or "identity"
     if coding not in CODINGS:
         raise ProtocolError(
             415, f"Content-Encoding {coding[:40]!r} is not supported (identity, gzip or deflate)"

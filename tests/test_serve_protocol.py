@@ -48,7 +48,7 @@ def payload(*texts: str) -> bytes:
 
 def request(
     data: bytes = b"",
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str | list[str]] | None = None,
     *,
     path: str = f"/get_reward?token={TOKEN}",
     method: str = "POST",
@@ -56,7 +56,8 @@ def request(
 ) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
     fields = {"Content-Length": str(len(data)), **(headers or {})}
-    lines += [f"{name}: {value}" for name, value in fields.items()]
+    for name, value in fields.items():  # a list: the header repeated
+        lines += [f"{name}: {one}" for one in (value if isinstance(value, list) else [value])]
     return "\r\n".join(lines).encode() + b"\r\n" + raw_headers + b"\r\n" + data
 
 
@@ -150,6 +151,12 @@ HOSTILE = {
     "brotli": (payload("r1"), {"Content-Encoding": "br"}, 415, "'br' is not supported"),
     "unknown encoding": (payload("r1"), {"Content-Encoding": "x-rot13"}, 415, "not supported"),
     "two encodings": (payload("r1"), {"Content-Encoding": "gzip, gzip"}, 415, "not supported"),
+    "two encoding headers": (
+        payload("r1"),
+        {"Content-Encoding": ["gzip", "gzip"]},
+        415,
+        "'gzip, gzip' is not supported",
+    ),
 }
 
 
