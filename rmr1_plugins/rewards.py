@@ -25,6 +25,7 @@ trainer.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Mapping
@@ -125,6 +126,12 @@ class RewardConfig(BaseModel):
     def _distinct(self) -> RewardConfig:
         if self.win == self.loss:
             raise ValueError("win and loss must differ")
+        if not math.isfinite(self.win - self.loss) or not math.isfinite(self.win + self.loss):
+            # the midpoint fallback and the scaling would be infinite or NaN
+            raise ValueError(
+                f"win ({self.win:g}) and loss ({self.loss:g}) are too large: their sum or "
+                "difference overflows; keep both within ±8.9e307"
+            )
         return self
 
     @model_validator(mode="after")

@@ -7,8 +7,11 @@ batched into few judge calls (see :mod:`rmr1_plugins.reward_service`); every req
 once, within ``--timeout`` seconds (150 by default, under OpenRLHF's 180 s client timeout).
 
 Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 or JSON, a missing
-or mistyped field, named), 401 (missing or wrong token), 413 (body over ``--max-body-bytes``), 503
-(more than ``--max-pending`` samples waiting). ``GET /health`` and ``GET /stats`` report state.
+or mistyped field, named), 401 (missing or wrong token), 408 (body not received within
+``--read-timeout``), 413 (body over ``--max-body-bytes``, or more samples than ``--max-pending``),
+415 (an unsupported ``Content-Encoding``), 503 (more than ``--max-pending`` samples waiting, or
+shutting down). ``GET /health`` and ``GET /stats`` report state; the HTTP edge (body limits,
+deadlines, token, logging) is :mod:`rmr1_plugins.serve_http`.
 
 The server binds 127.0.0.1 unless ``--host`` says otherwise. ``--token`` (or ``RMR1_SERVE_TOKEN``)
 requires ``Authorization: Bearer <token>`` or, for clients that cannot set headers (OpenRLHF's),
@@ -20,11 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hmac
-import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -59,6 +61,7 @@ class ServeOptions:
     shutdown_timeout: float = 30.0
     log_every: float = 60.0
     access_log: bool = False
+    read_timeout: float = 60.0
 
 
 def parse_body(body: Any) -> list[Sample]:
@@ -94,13 +97,19 @@ def parse_body(body: Any) -> list[Sample]:
 
 
 def create_app(
-    service: RewardService, options: ServeOptions | None = None, counts: Counter[str] | None = None
+    service: RewardService,
+    options: ServeOptions | None = None,
+    counts: Counter[str] | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> Any:
     """The aiohttp application around a started :class:`RewardService`.
 
-    ``counts`` receives the number of requests and of answers per status.
+    ``counts`` receives the number of requests and of answers per status. Once ``stopping`` is
+    set, new requests get 503 and every answer closes its connection.
     """
     web = require("aiohttp.web", "serve")
+    from rmr1_plugins import serve_http as edge
+
     options = options or ServeOptions()
     counts = Counter() if counts is None else counts
     started = time.monotonic()
@@ -112,39 +121,45 @@ def create_app(
     async def guard(request: Any, handler: Callable[[Any], Any]) -> Any:
         counts["requests"] += 1
         try:
-            if options.token and request.path != "/health" and not _authorized(request, options):
+            if stopping is not None and stopping.is_set():
+                response = error(503, "shutting down", **{"Retry-After": "1"})
+            elif (
+                options.token
+                and request.path != "/health"
+                and not edge.authorized(request, options.token)
+            ):
                 response = error(
                     401, "missing or wrong token", **{"WWW-Authenticate": 'Bearer realm="rmr1"'}
                 )
             else:
                 response = await handler(request)
+        except edge.ProtocolError as refused:
+            counts["disconnected"] += isinstance(refused, edge.ClientGone)
+            response = error(refused.status, str(refused))
+            if refused.close:
+                response.force_close()  # the rest of the body is never read
         except web.HTTPException as http:  # 404, 405 from routing: answer in JSON too
             response = error(http.status, http.reason)
         except Exception as bug:  # never a bare 500 page, and never unlogged
             logger.exception("rmr1 serve: request failed")
             response = error(500, f"internal error: {type(bug).__name__}: {bug}")
+        if stopping is not None and stopping.is_set():
+            response.force_close()  # a keep-alive connection takes no further request
         counts[f"status_{response.status}"] += 1
         return response
 
     async def reward(request: Any) -> Any:
-        if (request.content_length or 0) > options.max_body_bytes:
-            return error(413, f"body larger than {options.max_body_bytes} bytes")
+        raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return error(413, f"body larger than {options.max_body_bytes} bytes")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            return error(400, f"body is not valid UTF-8 (byte {bad.start}: {bad.reason})")
-        try:
-            samples = parse_body(json.loads(text))
-        except json.JSONDecodeError as bad:
-            return error(
-                400, f"body is not valid JSON ({bad.msg} at line {bad.lineno} col {bad.colno})"
-            )
+            samples = parse_body(edge.decode_json(raw))
         except BodyError as bad:
             return error(400, str(bad))
+        if len(samples) > options.max_pending:
+            raise edge.ProtocolError(
+                413,
+                f"{len(samples)} samples in one request, more than --max-pending "
+                f"{options.max_pending}: it can never be accepted; send fewer per request",
+            )
         if service.pending + len(samples) > options.max_pending:
             counts["overloaded"] += 1
             return error(
@@ -166,17 +181,18 @@ def create_app(
         return web.json_response(payload)
 
     async def health(request: Any) -> Any:
-        backend = service.scorer.backend
-        return web.json_response(
-            {
-                "status": "ok" if service.warmup_error is None else "degraded",
-                "warmup_error": service.warmup_error,
-                "backend": backend.name,
-                "model": backend.model,
-                "pending": service.pending,
-                "uptime_s": round(time.monotonic() - started, 1),
-            }
-        )
+        # Open to all for liveness; the configuration only with the token, when one is set.
+        answer: dict[str, Any] = {
+            "status": "ok" if service.warmup_error is None else "degraded",
+            "pending": service.pending,
+            "uptime_s": round(time.monotonic() - started, 1),
+        }
+        if not options.token or edge.authorized(request, options.token):
+            backend = service.scorer.backend
+            answer.update(
+                warmup_error=service.warmup_error, backend=backend.name, model=backend.model
+            )
+        return web.json_response(answer)
 
     async def stats(request: Any) -> Any:
         return web.json_response(
@@ -195,31 +211,40 @@ def create_app(
     return app
 
 
-def _authorized(request: Any, options: ServeOptions) -> bool:
-    expected = (options.token or "").encode()
-    header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
-    return hmac.compare_digest(given.encode(), expected)
-
-
 async def run_server(
     scorer: Scorer,
     reward_config: RewardConfig,
     options: ServeOptions,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then drain: stop accepting, let waiting requests finish
-    (at most ``shutdown_timeout`` s), answer the rest with the fallback, close the judge."""
+    """Serve until SIGINT or SIGTERM, then drain: refuse new requests, stop accepting, let
+    waiting requests finish (at most ``shutdown_timeout`` s), answer the rest with the
+    fallback, close the judge. ``sockets`` are already bound (see
+    :func:`rmr1_plugins.serve_http.bind`); by default they are bound here."""
     web = require("aiohttp.web", "serve")
+    from rmr1_plugins.serve_http import AccessLog, ConnectionLog, bind
+
+    sockets = bind(options.host, options.port) if sockets is None else sockets
     service = RewardService(scorer, reward_config)
     counts: Counter[str] = Counter()
+    stop = asyncio.Event()
     runner = None
     try:
         await service.start(warmup=options.warmup)
-        app = create_app(service, options, counts)
-        runner = web.AppRunner(app, access_log=logger if options.access_log else None)
+        app = create_app(service, options, counts, stopping=stop)
+        runner = web.AppRunner(
+            app,
+            access_log=logger if options.access_log else None,
+            access_log_class=AccessLog,
+            logger=ConnectionLog(logging.getLogger("aiohttp.server"), {}),
+            keepalive_timeout=options.read_timeout,  # idle, and headers not yet complete
+            lingering_time=0,  # a refused body is not read to its end
+            auto_decompress=False,  # serve_http decodes, within the body limit
+        )
         await runner.setup()
-        site = web.TCPSite(runner, options.host, options.port)
-        await site.start()
+        sites = [web.SockSite(runner, sock) for sock in sockets]
+        for site in sites:
+            await site.start()
         port = runner.addresses[0][1]  # the real port when 0 was asked for
         host = f"[{options.host}]" if ":" in options.host else options.host
         url = f"http://{host}:{port}/get_reward"
@@ -227,7 +252,6 @@ async def run_server(
             logger.warning("rmr1 serve: listening on %s without --token", options.host)
         state = f" (degraded: {service.warmup_error})" if service.warmup_error else ""
         print(f"rmr1 serve: ready at {url}{state}", file=sys.stderr, flush=True)
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
@@ -235,7 +259,8 @@ async def run_server(
         await stop.wait()
         reporter.cancel()
         print("rmr1 serve: stopping", file=sys.stderr, flush=True)
-        await site.stop()
+        for site in sites:
+            await site.stop()
         deadline = loop.time() + options.shutdown_timeout
         while service.pending and loop.time() < deadline:
             await asyncio.sleep(0.05)
@@ -243,6 +268,8 @@ async def run_server(
         await service.aclose()
         if runner is not None:
             await runner.cleanup()
+        for sock in sockets:
+            sock.close()
         scorer.close()
     print(f"rmr1 serve: stopped; {_summary(service, counts)}", file=sys.stderr)
 
@@ -284,6 +311,12 @@ def add_subcommand(subparsers: Any) -> None:
     group.add_argument("--shutdown-timeout", type=float, default=30.0)
     group.add_argument("--log-every", type=float, default=60.0, help="seconds between stats lines")
     group.add_argument("--access-log", action="store_true", help="log every request")
+    group.add_argument(
+        "--read-timeout",
+        type=float,
+        default=60.0,
+        help="seconds for a request's headers, and again for its body, to arrive (default 60)",
+    )
     group = parser.add_argument_group("reward (also the 'reward:' section of --config)")
     group.add_argument("--timeout", type=float, help="per-sample deadline in s (default 150)")
     group.add_argument("--max-batch-size", type=int, help="samples per judge call (default 64)")
@@ -315,6 +348,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = load_reward_settings(args.config, reward=reward, **overrides_from_args(args))
     if args.max_body_bytes < 1 or args.max_pending < 1:
         raise ConfigError("--max-body-bytes and --max-pending must be at least 1")
+    if not 0 < args.read_timeout < float("inf"):
+        raise ConfigError(f"--read-timeout must be a positive number, got {args.read_timeout}")
     options = ServeOptions(
         host=args.host,
         port=args.port,
@@ -325,10 +360,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         shutdown_timeout=args.shutdown_timeout,
         log_every=args.log_every,
         access_log=args.access_log,
+        read_timeout=args.read_timeout,
     )
-    scorer = settings.scorer.build_scorer()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_server(scorer, settings.reward, options))
+    from rmr1_plugins.serve_http import bind
+
+    sockets = bind(options.host, options.port)  # before the judge loads: errors come first
+    try:
+        scorer = settings.scorer.build_scorer()
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_server(scorer, settings.reward, options, sockets))
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -1,7 +1,8 @@
 """A scripted judge with injectable faults, and a launcher that serves it with ``rmr1 serve``.
 
 ``python tests/serving.py serve --backend votes ...`` runs the real ``rmr1 serve`` command with
-this backend registered under the name ``votes``, as a plugin would register it.
+this backend registered under the name ``votes``, as a plugin would register it; :class:`Server`
+starts it as a subprocess on 127.0.0.1 for the tests.
 
 The judge reads the response in slot A. For ``r<i>`` it answers, of ``params.n`` samples, the
 first ``i % 9`` with ``[[A]]`` and the rest with ``[[B]]``, so with 8 samples the reward is
@@ -17,12 +18,21 @@ response:
 from __future__ import annotations
 
 import asyncio
+import os
+import queue
 import re
+import signal
 import socket
+import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
 
+LAUNCHER = Path(__file__)
+PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
 SLOT_A = re.compile(r"\[The Start of Chatbot A's Response\]\n(.*?)\n\[The End of Chatbot A's")
 
 
@@ -77,6 +87,71 @@ def _answer(text: str, j: int) -> Generation:
     number = re.search(r"r(\d+)", text)
     wins = int(number.group(1)) % 9 if number else 0
     return Generation(f"<answer>[[{'A' if j < wins else 'B'}]]</answer>", "stop")
+
+
+class Server:
+    """``rmr1 serve`` in a subprocess; ``url`` is its reward endpoint."""
+
+    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
+        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", "votes", "--port", "0"]
+        argv += ["--num-samples", "8", "--log-every", "0", *flags]
+        self.process = subprocess.Popen(
+            argv,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "RMR1_REWARD__RETRY_BACKOFF_S": "0.05", **(env or {})},
+        )
+        self.terminated = False
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait_for("rmr1 serve: ready at ").split(" at ", 1)[1].strip()
+        self.base = self.url.rsplit("/", 1)[0]
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.put(line)
+
+    def _wait_for(self, text: str, timeout: float = 60) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.log.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"server never printed {text!r}:\n{''.join(self.log)}")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.base.split("//", 1)[1].rsplit(":", 1)
+        return host, int(port)
+
+    def logged(self) -> str:
+        """Everything the server has written to stderr so far."""
+        while True:
+            try:
+                self.log.append(self.lines.get_nowait())
+            except queue.Empty:
+                return "".join(self.log)
+
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one could land after the server's own shutdown."""
+        if not self.terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.terminated = True
+
+    def stop(self) -> int:
+        self.terminate()
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
 
 
 def register() -> None:

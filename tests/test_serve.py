@@ -8,69 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
-from serving import expected_reward
+from serving import PROMPT, Server, expected_reward
 
 aiohttp = pytest.importorskip("aiohttp")
 
-LAUNCHER = Path(__file__).parent / "serving.py"
-PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
 LOAD_REQUESTS, LOAD_CLIENTS = 400, 100
-
-
-class Server:
-    """``rmr1 serve`` in a subprocess; ``url`` is its reward endpoint."""
-
-    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
-        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", "votes", "--port", "0"]
-        argv += ["--num-samples", "8", "--log-every", "0", *flags]
-        self.process = subprocess.Popen(
-            argv,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "RMR1_REWARD__RETRY_BACKOFF_S": "0.05", **(env or {})},
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_for("rmr1 serve: ready at ").split(" at ", 1)[1].strip()
-        self.base = self.url.rsplit("/", 1)[0]
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def _wait_for(self, text: str, timeout: float = 60) -> str:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.log.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"server never printed {text!r}:\n{''.join(self.log)}")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +257,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
         async with aiohttp.ClientSession() as session:
             in_flight = asyncio.ensure_future(post(session, running.url, body("r7 slow:1")))
             await asyncio.sleep(0.3)
-            running.process.send_signal(signal.SIGTERM)
+            running.terminate()
             return await in_flight
 
     status, answer = asyncio.run(scenario())
