@@ -25,13 +25,13 @@ from rmr1_plugins.plugins import get_parser, get_template
 # Each benchmark's own protocol when --order is not given: RM-R1 judged one seeded random order
 # per comparison; JudgeBench judges both orders by default.
 DEFAULT_ORDER = {"rewardbench": "random", "rm-bench": "random", "rmb": "random"}
-DEFAULT_ORDER["judgebench"] = "both"
+DEFAULT_ORDER |= {"judgebench": "both", "rewardbench2": "random"}
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="score a judge on RewardBench, RM-Bench, RMB or JudgeBench",
+        help="score a judge on RewardBench (1 or 2), RM-Bench, RMB or JudgeBench",
         description=__doc__,
     )
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS)

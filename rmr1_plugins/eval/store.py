@@ -30,6 +30,7 @@ META_KEYS = {
     "rm-bench": {"group", "chosen_style", "rejected_style"},
     "rmb": {"set", "goal", "category"},
     "judgebench": {"category"},
+    "rewardbench2": {"subset"},  # plus what metrics.RB2_META names per kind of row
 }
 
 
