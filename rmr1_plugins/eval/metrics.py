@@ -132,7 +132,11 @@ def score(
     by_subset = _group(records, SUBSET_KEYS[benchmark])
     result["health"] = {
         "overall": health.summary(records, sizes),
-        "subsets": {name: health.summary(rs, sizes) for name, rs in sorted(by_subset.items())},
+        "subsets": {
+            name: health.summary(by_subset[name], sizes)
+            for name in [*result["subsets"], *sorted(by_subset.keys() - result["subsets"].keys())]
+            if name in by_subset
+        },
     }
     return result
 
