@@ -124,6 +124,11 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines.append(f"| judgments without a parsed verdict | {judge['unparsed_judgments']} |")
     lines.append(f"| position consistency | {_num(judge['position_consistency'])} |")
     policy = f"{report['no_verdict_policy']} (scores {judge['no_verdict_scores']})"
+    if report["benchmark"] == "rewardbench2":
+        split = "a tie: 1/(k+1) for a row" if judge["no_verdict_scores"] else "a loss"
+        policy = f"{report['no_verdict_policy']} ({split}; Ties: no preference)"
+        rows = m["rows"]
+        lines.append(f"| rows scored / incomplete | {rows['complete']} / {rows['incomplete']} |")
     lines.append(f"| a comparison without a verdict counts as | {policy} |")
     lines += ["", "## Judge health", "", *_health_table(m["health"])]
     if report["malformed"]:
