@@ -253,14 +253,13 @@ def rewardbench2(records: Sequence[Record], no_verdict: float) -> dict[str, Any]
     if ties is not None:
         accuracy[RB2_TIES] = ties["score"]
         members[RB2_TIES] = ties_records
+    prompts = ties["prompts"] if ties else {"complete": 0, "incomplete": 0}
     return {
         "score": _mean(accuracy.values()),
         "sections": accuracy,
         "rows": {
-            "complete": len(complete) + (ties["prompts"]["complete"] if ties else 0),
-            "incomplete": len(by_row)
-            - len(complete)
-            + (ties["prompts"]["incomplete"] if ties else 0),
+            "complete": len(complete) + prompts["complete"],
+            "incomplete": len(by_row) - len(complete) + prompts["incomplete"],
         },
         "ties": ties,
         "subsets": _subsets(members, accuracy),
@@ -307,7 +306,7 @@ def ties_score(records: Sequence[Record]) -> dict[str, Any]:
     for rs in by_item.values():
         meta = rs[0]["meta"]
         k, m = meta["correct"], meta["incorrect"]
-        if len(rs) != k * m + k * (k - 1) // 2:
+        if m < 1 or len(rs) != k * m + k * (k - 1) // 2:
             incomplete += 1
             continue
         stats[meta["tie"]][meta["prompt"]] = prompt_stats(rs)
