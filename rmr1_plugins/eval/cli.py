@@ -69,7 +69,9 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="several report folders side by side, with RM-R1's published numbers"
     )
     compare.add_argument("reports", nargs="+", metavar="DIR", help="folders with a report.json")
-    compare.add_argument("-o", "--out", default="rmr1-eval-compare", help="output folder")
+    compare.add_argument(
+        "-o", "--out", default="rmr1-eval-compare", help="output folder (default: %(default)s)"
+    )
     compare.add_argument("--no-published", action="store_true", help="leave out RM-R1's numbers")
     compare.set_defaults(func=cmd_compare)
 
