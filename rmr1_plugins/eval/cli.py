@@ -1,8 +1,10 @@
-"""``rmr1 eval``: judge a benchmark, resume an interrupted run, or rescore recorded judgments."""
+"""``rmr1 eval``: judge a benchmark, resume an interrupted run, or rescore recorded judgments;
+``rmr1 eval compare DIR...`` puts several reports side by side."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -25,16 +27,16 @@ from rmr1_plugins.plugins import get_parser, get_template
 # Each benchmark's own protocol when --order is not given: RM-R1 judged one seeded random order
 # per comparison; JudgeBench judges both orders by default.
 DEFAULT_ORDER = {"rewardbench": "random", "rm-bench": "random", "rmb": "random"}
-DEFAULT_ORDER["judgebench"] = "both"
+DEFAULT_ORDER |= {"judgebench": "both", "rewardbench2": "random"}
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="score a judge on RewardBench, RM-Bench, RMB or JudgeBench",
+        help="score a judge on RewardBench (1 or 2), RM-Bench, RMB or JudgeBench",
         description=__doc__,
     )
-    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    parser.add_argument("--benchmark", choices=BENCHMARKS, help="required, except for compare")
     parser.add_argument(
         "--data",
         action="append",
@@ -63,9 +65,34 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="comparisons per backend call")
     add_scorer_flags(parser)
     parser.set_defaults(func=cmd_eval)
+    compare = parser.add_subparsers(dest="eval_command").add_parser(
+        "compare", help="several report folders side by side, with RM-R1's published numbers"
+    )
+    compare.add_argument("reports", nargs="+", metavar="DIR", help="folders with a report.json")
+    compare.add_argument(
+        "-o", "--out", default="rmr1-eval-compare", help="output folder (default: %(default)s)"
+    )
+    compare.add_argument("--no-published", action="store_true", help="leave out RM-R1's numbers")
+    compare.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    found = []
+    for where in args.reports:
+        path = Path(where) / "report.json" if Path(where).is_dir() else Path(where)
+        try:
+            found.append((where, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: cannot read a report ({error})") from None
+    table = reports.compare(found, with_published=not args.no_published)
+    paths = reports.write_compare(table, args.out)
+    print(reports.compare_markdown(table), end="")
+    print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.benchmark is None:
+        raise ConfigError(f"give --benchmark ({', '.join(BENCHMARKS)})")
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     if not args.data and not args.from_judgments:

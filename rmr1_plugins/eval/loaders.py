@@ -1,7 +1,8 @@
 """One loader per benchmark: native rows → items, each a list of pairwise comparisons.
 
 Every comparison puts the preferred response in slot A with ``label="A"`` (JudgeBench keeps its
-own A/B order and label); the scorer's ``order`` option randomises or doubles the order. A row
+own A/B order and label; a RewardBench 2 Ties pair of two correct answers has no label); the
+scorer's ``order`` option randomises or doubles the order. A row
 that cannot be used becomes a :class:`Malformed` entry with its id (or its place in the file);
 nothing is dropped silently. Formats and where they are defined: ``docs/eval.md``.
 """
@@ -24,10 +25,14 @@ DEFAULT_SPLITS = {
     "rm-bench": "train",
     "rmb": "train",
     "judgebench": "gpt",
+    "rewardbench2": "test",
 }
 BENCHMARKS = tuple(DEFAULT_SPLITS)
 RM_BENCH_DOMAINS = ("chat", "math", "code", "safety")  # scored groups (safety-refuse/-response)
 RM_BENCH_STYLES = 3  # concise, detailed plain text, detailed markdown
+RB2_SUBSETS = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
+RB2_TIES = "Ties"
+RB2_TIE_TYPES = ("ref", "tied")  # Ties ids are "ref:N" (one correct answer) or "tied:N"
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
 _ROLES |= {"bot": "assistant", "chatbot": "assistant", "model": "assistant", "system": "system"}
 
@@ -194,14 +199,66 @@ def judgebench_item(row: Mapping[str, Any], where: Row) -> Item:
     return Item(item_id, where.source, [Comparison(item_id, item_id, example, meta)])
 
 
+def rewardbench2_item(row: Mapping[str, Any], where: Row) -> Item:
+    """RewardBench 2 rows: ``id, prompt, chosen[], rejected[], num_correct, num_incorrect,
+    total_completions, models, subset``.
+
+    Outside Ties a row is best-of-N: ``chosen[0]`` against each rejected response (ids
+    ``ID/rJ``). A Ties row (id ``ref:N`` or ``tied:N``) is judged every correct answer against
+    every incorrect one (``ID/cIrJ``, label A) and every two correct answers against each other
+    (``ID/cIcJ``, no label), which the Ties score's margins need.
+    """
+    item_id = _id(row, "id")
+    subset = _text(row, "subset")
+    if subset not in RB2_SUBSETS:
+        raise RowError(f"field 'subset' must be one of {', '.join(RB2_SUBSETS)}, got {subset!r}")
+    chosen, rejected = _texts(row, "chosen"), _texts(row, "rejected")
+    for key, size in (("num_correct", len(chosen)), ("num_incorrect", len(rejected))):
+        _count(row, key, size)
+    _count(row, "num_rejected", len(rejected))  # the name some exports use
+    _count(row, "total_completions", len(chosen) + len(rejected))
+    context = _context(row, "prompt")
+    if subset != RB2_TIES:
+        comparisons = []
+        for j, bad in enumerate(rejected):
+            key, meta = f"{item_id}/r{j}", {"subset": subset, "rejected": len(rejected)}
+            comparisons.append(
+                Comparison(key, item_id, _example(key, context, chosen[0], bad), meta)
+            )
+        return Item(item_id, where.source, comparisons)
+    kind, _, prompt = item_id.partition(":")
+    if kind not in RB2_TIE_TYPES or not prompt.isdigit():
+        raise RowError(f"a Ties row needs an id 'ref:N' or 'tied:N', got {item_id!r}")
+    if kind == "tied" and len(chosen) < 2:
+        raise RowError("a 'tied' Ties row needs at least two correct answers in 'chosen'")
+    base = {"subset": subset, "tie": kind, "prompt": int(prompt)}
+    base |= {"correct": len(chosen), "incorrect": len(rejected)}
+    comparisons = []
+    for i, good in enumerate(chosen):
+        for j, bad in enumerate(rejected):
+            key = f"{item_id}/c{i}r{j}"
+            example = _example(key, context, good, bad)
+            comparisons.append(
+                Comparison(key, item_id, example, {**base, "a": f"c{i}", "b": f"r{j}"})
+            )
+        for j in range(i + 1, len(chosen)):
+            key = f"{item_id}/c{i}c{j}"
+            example = _example(key, context, good, chosen[j], label=None)
+            comparisons.append(
+                Comparison(key, item_id, example, {**base, "a": f"c{i}", "b": f"c{j}"})
+            )
+    return Item(item_id, where.source, comparisons)
+
+
 LOADERS: dict[str, Callable[[Mapping[str, Any], Row], Item]] = {
     "rewardbench": rewardbench_item,
     "rm-bench": rm_bench_item,
     "rmb": rmb_item,
     "judgebench": judgebench_item,
+    "rewardbench2": rewardbench2_item,
 }
 _ID_FIELDS = {"rewardbench": ("id",), "rm-bench": ("id",), "rmb": ("pair_uid", "bon_uid")}
-_ID_FIELDS["judgebench"] = ("pair_id",)
+_ID_FIELDS |= {"judgebench": ("pair_id",), "rewardbench2": ("id",)}
 
 
 def _row_id(benchmark: str, row: object) -> str | None:
@@ -244,6 +301,20 @@ def _styles(row: Mapping[str, Any], key: str) -> list[str]:
     return value
 
 
+def _texts(row: Mapping[str, Any], key: str) -> list[str]:
+    value = row.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise RowError(f"field {key!r} must be a non-empty list of strings")
+    return value
+
+
+def _count(row: Mapping[str, Any], key: str, size: int) -> None:
+    """A count column, when present, must match the list it counts."""
+    value = row.get(key)
+    if value is not None and value != size:
+        raise RowError(f"field {key!r} is {value!r} but the lists hold {size}")
+
+
 def _context(row: Mapping[str, Any], key: str) -> list[dict[str, str]]:
     """A prompt string (one user turn), or a message list as in preference test sets."""
     if isinstance(row.get(key), list):
@@ -273,7 +344,7 @@ def _conversation(row: Mapping[str, Any], key: str) -> list[dict[str, str]]:
 
 
 def _example(
-    example_id: str, context: list[dict[str, str]], a: str, b: str, label: str = "A"
+    example_id: str, context: list[dict[str, str]], a: str, b: str, label: str | None = "A"
 ) -> PairwiseExample:
     try:
         return PairwiseExample(

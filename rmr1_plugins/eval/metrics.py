@@ -8,10 +8,15 @@ each rule comes from is written next to it and in ``docs/eval.md``.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from statistics import fmean
 from typing import Any
+
+from rmr1_plugins import health
+from rmr1_plugins.config import ConfigError
+from rmr1_plugins.eval.loaders import RB2_SUBSETS, RB2_TIES, RM_BENCH_DOMAINS
 
 Record = Mapping[str, Any]
 
@@ -70,7 +75,19 @@ SECTIONS = {
 # generative script (scripts/run_generative.py, process_shuffled) counts an error as a tie (0.5);
 # RM-Bench's and RMB's scoring count only a strict win; JudgeBench (utils/metrics.py) counts only
 # a decision equal to the label. RM-R1's evaluation scripts count an error as 0 everywhere.
+# RewardBench 2 splits a row's credit among tied responses (see ``rewardbench2``).
 BENCHMARK_NO_VERDICT = {"rewardbench": 0.5, "rm-bench": 0.0, "rmb": 0.0, "judgebench": 0.0}
+BENCHMARK_NO_VERDICT["rewardbench2"] = 0.5
+# The parts each headline score averages, as each benchmark defines them (the report names the
+# ones a run actually scored).
+RMB_SECTIONS = ("Pairwise Helpfulness", "Pairwise Harmlessness", "BoN Helpfulness")
+RMB_SECTIONS += ("BoN Harmlessness",)
+JUDGEBENCH_CATEGORIES = ("mmlu-pro", "livebench-reasoning", "livebench-math", "livecodebench")
+# RewardBench 2's Ties score (reward-bench, rewardbench/utils.py, process_single_model).
+TIES_WEIGHTS = {"tied_accuracy": 0.30, "ref_accuracy": 0.30, "correctness_preferred": 0.20}
+TIES_WEIGHTS |= {"correctness_preferred_hard": 0.20, "correctness_margin_score": 0.01}
+# What the RewardBench 2 metric reads from ``meta`` besides ``subset``, by kind of row.
+RB2_META = {"ties": {"tie", "prompt", "correct", "incorrect", "b"}, "best-of-n": {"rejected"}}
 NO_VERDICT_POLICIES = ("benchmark", "wrong", "tie")
 
 
@@ -88,11 +105,21 @@ def outcome(record: Record, no_verdict: float) -> float:
     return 1.0 if record["verdict"] == record["label"] else 0.0
 
 
-def score(benchmark: str, records: Sequence[Record], policy: str = "benchmark") -> dict[str, Any]:
-    """Every number for ``benchmark``: the headline ``score``, its parts, ``subsets`` (per-subset
-    accuracy and position consistency, for the chart) and judge-level counts."""
+def score(
+    benchmark: str,
+    records: Sequence[Record],
+    policy: str = "benchmark",
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+) -> dict[str, Any]:
+    """Every number for ``benchmark``: the headline ``score``, its parts, which parts were
+    ``scored``, ``subsets`` (per-subset accuracy and position consistency), judge-level counts
+    and judge ``health`` overall and per subset (``sizes``: response lengths by comparison id,
+    for the length bias)."""
     value = no_verdict_value(benchmark, policy)
     result = SCORERS[benchmark](records, value)
+    parts = _parts(benchmark, result)
+    result["scored"] = [name for name, v in parts.items() if v is not None]
+    result["not_scored"] = [name for name in EXPECTED_PARTS[benchmark] if parts.get(name) is None]
     judgments = [j for r in records for j in r.get("judgments", [])]
     result["judge"] = {
         "comparisons": len(records),
@@ -101,6 +128,15 @@ def score(benchmark: str, records: Sequence[Record], policy: str = "benchmark") 
         "unparsed_judgments": sum(j.get("verdict") is None for j in judgments),
         "position_consistency": consistency(records),
         "no_verdict_scores": value,
+    }
+    by_subset = _group(records, SUBSET_KEYS[benchmark])
+    result["health"] = {
+        "overall": health.summary(records, sizes),
+        "subsets": {
+            name: health.summary(by_subset[name], sizes)
+            for name in [*result["subsets"], *sorted(by_subset.keys() - result["subsets"].keys())]
+            if name in by_subset
+        },
     }
     return result
 
@@ -188,18 +224,165 @@ def judgebench(records: Sequence[Record], no_verdict: float) -> dict[str, Any]:
     }
 
 
+def rewardbench2(records: Sequence[Record], no_verdict: float) -> dict[str, Any]:
+    """RewardBench 2: best-of-N accuracy per subset, the Ties score, and their mean.
+
+    A best-of-N row is right when ``chosen[0]`` beats every rejected response; one that wins
+    every decided comparison and has ``k`` without a verdict scores ``1/(k+1)`` when a missing
+    verdict is a tie (RB2's split credit among responses tied for the top score,
+    ``reroll_and_score_dataset``), 0 under ``--no-verdict wrong``. Rows missing a comparison are
+    not scored. Ties: :func:`ties_score`. The score is the mean over the subsets scored
+    (the leaderboard averages the six)."""
+    for record in records:
+        needed = RB2_META["ties" if record["meta"].get("subset") == RB2_TIES else "best-of-n"]
+        if missing := sorted(needed - record["meta"].keys()):
+            raise ConfigError(f"record {record['id']!r}: field 'meta' lacks {', '.join(missing)}")
+    by_row = _group([r for r in records if r["meta"]["subset"] != RB2_TIES], lambda r: r["item"])
+    complete = [rs for rs in by_row.values() if len(rs) == rs[0]["meta"]["rejected"]]
+    values: dict[str, list[float]] = defaultdict(list)
+    members: dict[str, list[Record]] = defaultdict(list)
+    for row in complete:
+        subset = row[0]["meta"]["subset"]
+        values[subset].append(best_of_n(row, no_verdict))
+        members[subset] += row
+    accuracy: dict[str, float | None] = {
+        n: 100 * fmean(values[n]) for n in RB2_SUBSETS if n in values
+    }
+    ties_records = [r for r in records if r["meta"]["subset"] == RB2_TIES]
+    ties = ties_score(ties_records) if ties_records else None
+    if ties is not None:
+        accuracy[RB2_TIES] = ties["score"]
+        members[RB2_TIES] = ties_records
+    prompts = ties["prompts"] if ties else {"complete": 0, "incomplete": 0}
+    return {
+        "score": _mean(accuracy.values()),
+        "sections": accuracy,
+        "rows": {
+            "complete": len(complete) + prompts["complete"],
+            "incomplete": len(by_row) - len(complete) + prompts["incomplete"],
+        },
+        "ties": ties,
+        "subsets": _subsets(members, accuracy),
+    }
+
+
+def best_of_n(row: Sequence[Record], no_verdict: float) -> float:
+    """1 if ``chosen[0]`` won every comparison of the row; 0 if it lost one; else ``1/(k+1)``
+    for ``k`` comparisons without a verdict (0 when a missing verdict counts as wrong)."""
+    if any(r["verdict"] is not None and r["verdict"] != r["label"] for r in row):
+        return 0.0
+    ties = sum(r["verdict"] is None for r in row)
+    return 1.0 / (ties + 1) if ties == 0 or no_verdict > 0 else 0.0
+
+
+def margin(record: Record) -> float:
+    """The judge's preference of slot A over slot B in [-1, 1]: (votes for A − votes for B) /
+    judgments. The pairwise counterpart of RB2's score difference ``score_A − score_B``."""
+    votes = record.get("votes") or _votes(record)
+    total = votes["A"] + votes["B"] + votes["none"]
+    return (votes["A"] - votes["B"]) / total if total else 0.0
+
+
+def prompt_stats(records: Sequence[Record]) -> tuple[bool, float | None, float]:
+    """RB2's ``_compute_prompt_stats`` on margins: (accurate, different-correct margin,
+    correct-incorrect margin). With scores, worst correct − best incorrect is the smallest
+    score difference over (correct, incorrect) pairs and best − worst correct the largest
+    absolute difference over two correct answers; each difference becomes a :func:`margin`."""
+    cross = [margin(r) for r in records if r["meta"]["b"].startswith("r")]
+    within = [abs(margin(r)) for r in records if r["meta"]["b"].startswith("c")]
+    correct_incorrect = min(cross)
+    different_correct = max(within) if within else None
+    return correct_incorrect > 0, different_correct, correct_incorrect
+
+
+def ties_score(records: Sequence[Record]) -> dict[str, Any]:
+    """RB2's ``process_single_model``: 0.3 × tied accuracy + 0.3 × reference accuracy + 0.2 ×
+    correctness preferred + 0.2 × correctness preferred (hard) + 0.01 × margin score, in
+    percent, over complete prompts (every comparison judged). Terms without a prompt to measure
+    are ``None``; accuracies then count 0 as in RB2, and the score needs the margin terms."""
+    by_item = _group(records, lambda r: r["item"])
+    stats: dict[str, dict[int, tuple[bool, float | None, float]]] = {"ref": {}, "tied": {}}
+    incomplete = 0
+    for rs in by_item.values():
+        meta = rs[0]["meta"]
+        k, m = meta["correct"], meta["incorrect"]
+        if m < 1 or len(rs) != k * m + k * (k - 1) // 2:
+            incomplete += 1
+            continue
+        stats[meta["tie"]][meta["prompt"]] = prompt_stats(rs)
+    ref, tied = stats["ref"], stats["tied"]
+    terms: dict[str, float | None] = {
+        "ref_accuracy": fmean(s[0] for s in ref.values()) if ref else 0.0,
+        "tied_accuracy": fmean(s[0] for s in tied.values()) if tied else 0.0,
+    }
+    both = sorted(set(ref) & set(tied))
+    # per paired prompt: tied spread (not None: two correct answers), tied gap, hardest gap
+    triples = [(tied[p][1], tied[p][2], min(ref[p][2], tied[p][2])) for p in both]
+    terms["correctness_preferred"] = fmean(g > d for d, g, _ in triples) if both else None
+    terms["correctness_preferred_hard"] = fmean(h > d for d, _, h in triples) if both else None
+    terms["correctness_margin_score"] = (
+        fmean(_tanh_ratio(h, d) for d, _, h in triples) if both else None
+    )
+    values = [terms[name] for name in TIES_WEIGHTS]
+    total = None if None in values else 100 * sum(TIES_WEIGHTS[n] * terms[n] for n in TIES_WEIGHTS)
+    return {
+        "score": total,
+        "terms": terms,
+        "prompts": {"ref": len(ref), "tied": len(tied), "paired": len(both),
+                    "complete": len(ref) + len(tied), "incomplete": incomplete},
+    }  # fmt: skip
+
+
+def _tanh_ratio(gap: float, spread: float) -> float:
+    """``nan_to_num(tanh(gap / spread - 1))`` as numpy computes it, including ``spread == 0``."""
+    if spread == 0:
+        return 0.0 if gap == 0 else math.copysign(1.0, gap)
+    return math.tanh(gap / spread - 1)
+
+
+def _votes(record: Record) -> dict[str, int]:
+    votes = {"A": 0, "B": 0, "none": 0}
+    for judgment in record.get("judgments", ()):
+        votes[judgment.get("verdict") or "none"] += 1
+    return votes
+
+
 SCORERS: dict[str, Callable[[Sequence[Record], float], dict[str, Any]]] = {
     "rewardbench": rewardbench,
     "rm-bench": rm_bench,
     "rmb": rmb,
     "judgebench": judgebench,
+    "rewardbench2": rewardbench2,
 }
+EXPECTED_PARTS: dict[str, Sequence[str]] = {
+    "rewardbench": tuple(SECTIONS),
+    "rm-bench": RM_BENCH_DOMAINS,
+    "rmb": RMB_SECTIONS,
+    "judgebench": JUDGEBENCH_CATEGORIES,
+    "rewardbench2": RB2_SUBSETS,
+}
+# What ``subsets`` and the per-subset health are grouped by.
+SUBSET_KEYS: dict[str, Callable[[Record], str]] = {
+    "rewardbench": lambda r: r["meta"]["subset"],
+    "rm-bench": lambda r: r["meta"]["group"],
+    "rmb": lambda r: (
+        f"{'Pairwise' if r['meta']['set'] == 'pairwise' else 'BoN'} {r['meta']['goal']}"
+    ),
+    "judgebench": lambda r: r["meta"]["category"],
+    "rewardbench2": lambda r: r["meta"]["subset"],
+}
+
+
+def _parts(benchmark: str, result: Mapping[str, Any]) -> dict[str, float | None]:
+    """The values the headline score averages."""
+    if benchmark == "rm-bench":
+        return {name: d["average"] for name, d in result["domains"].items()}
+    return dict(result.get("sections") or result.get("categories") or {})
 
 
 def consistency(records: Iterable[Record]) -> float | None:
     """Percent of comparisons judged in both orders whose two verdicts agree (``None`` if none)."""
-    agree = [r["orders_agree"] for r in records if r.get("orders_agree") is not None]
-    return 100 * fmean(agree) if agree else None
+    return health.order_consistency(records)
 
 
 def _style_matrix(records: Sequence[Record], no_verdict: float) -> dict[str, Any]:

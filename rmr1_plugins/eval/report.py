@@ -1,7 +1,10 @@
-"""The report: ``report.json`` (every number), ``report.md`` (a summary table), ``report.png``.
+"""The report: ``report.json`` (every number), ``report.md`` (summary tables) and charts:
+``report.png`` (per-subset accuracy), ``position_bias.png`` (slot-A rate per subset) and, for
+RM-Bench, ``matrix.png`` (the 3×3 style matrices). :func:`compare` puts several reports side by
+side with RM-R1's published numbers (``rmr1 eval compare``).
 
-matplotlib is imported only to draw the chart (the ``eval`` extra); without it the JSON and
-Markdown are still written and a warning says how to get the chart.
+matplotlib is imported only to draw the charts (the ``eval`` extra); without it the JSON and
+Markdown are still written and a warning says how to get the charts.
 """
 
 from __future__ import annotations
@@ -12,16 +15,28 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rmr1_plugins.eval import metrics
-from rmr1_plugins.eval.loaders import Loaded
+from rmr1_plugins.eval import metrics, published
+from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded
 
 TITLES = {"rewardbench": "RewardBench", "rm-bench": "RM-Bench", "rmb": "RMB"}
-TITLES["judgebench"] = "JudgeBench"
+TITLES |= {"judgebench": "JudgeBench", "rewardbench2": "RewardBench 2"}
+# What the headline averages; the parts are those the run actually scored.
 HEADLINES = {
-    "rewardbench": "mean of the Chat, Chat Hard, Safety and Reasoning sections",
-    "rm-bench": "mean over the chat, math, code and safety domains",
-    "rmb": "mean of pairwise and best-of-N accuracy, helpfulness and harmlessness",
-    "judgebench": "overall pairwise accuracy",
+    "rewardbench": "mean of the {} sections",
+    "rm-bench": "mean over the {} domains",
+    "rmb": "mean of {}",
+    "judgebench": "overall pairwise accuracy; categories scored: {}",
+    "rewardbench2": "mean over the {} subsets",
+}
+RM_BENCH_STYLE_NAMES = ("concise", "detailed", "markdown")
+HEALTH_COLUMNS = {  # key in health.summary -> column title
+    "pairs": "comparisons",
+    "slot_a_rate": "slot-A picks",
+    "order_consistency": "order consistency",
+    "unparsed_rate": "unparsed",
+    "truncated_rate": "truncated",
+    "longer_wins": "longer wins",
+    "longer_preferred": "longer preferred (labels)",
 }
 
 
@@ -47,20 +62,24 @@ def build_report(
         "judged": len(records),
     }
     missing: list[str] = []
+    sizes = None
     if loaded:
+        sizes = {
+            c.id: (len(c.example.response_a), len(c.example.response_b)) for c in loaded.comparisons
+        }
         expected = loaded.comparisons
         counts["comparisons"] = len(expected)
         missing = [c.id for c in expected if c.id not in judged_ids]
         counts["missing"] = len(missing)
     report["counts"] = counts
-    report["metrics"] = metrics.score(benchmark, records, policy)
+    report["metrics"] = metrics.score(benchmark, records, policy, sizes)
     report["malformed"] = [vars(m) for m in loaded.malformed] if loaded else []
     report["missing"] = missing
     return report
 
 
 def write_report(report: Mapping[str, Any], out: str | Path) -> list[Path]:
-    """Write report.json, report.md and (with matplotlib) report.png; return their paths."""
+    """Write report.json, report.md and (with matplotlib) the charts; return their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "report.json", out / "report.md"]
@@ -68,16 +87,30 @@ def write_report(report: Mapping[str, Any], out: str | Path) -> list[Path]:
     paths[1].write_text(markdown(report), encoding="utf-8")
     try:
         paths.append(chart(report, out / "report.png"))
+        paths.append(position_chart(report, out / "position_bias.png"))
+        if report["benchmark"] == "rm-bench" and report["metrics"]["domains"]:
+            paths.append(matrix_chart(report, out / "matrix.png"))
     except ImportError as error:
         print(f"warning: no chart written: {error}", file=sys.stderr)
     return paths
 
 
+def headline(benchmark: str, m: Mapping[str, Any]) -> str:
+    """What the score is the mean of, naming only the parts scored (and those that were not)."""
+    scored = m.get("scored") or []
+    text = HEADLINES[benchmark].format(_join(scored) if scored else "(none)")
+    if m.get("not_scored"):
+        text += f"; not scored: {_join(m['not_scored'])}"
+    return text
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     benchmark, m = report["benchmark"], report["metrics"]
     lines = [f"# {TITLES[benchmark]}", ""]
-    lines.append(f"**Score: {_num(m['score'])}** ({HEADLINES[benchmark]}; percent)")
+    lines.append(f"**Score: {_num(m['score'])}** ({headline(benchmark, m)}; percent)")
     lines += ["", *_parts_table(benchmark, m), ""]
+    if m.get("ties"):
+        lines += [*_ties_table(m["ties"]), ""]
     lines += ["| subset | comparisons | accuracy | position consistency |", "|---|---|---|---|"]
     for name, s in m["subsets"].items():
         consistency = _num(s["position_consistency"])
@@ -91,7 +124,13 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines.append(f"| judgments without a parsed verdict | {judge['unparsed_judgments']} |")
     lines.append(f"| position consistency | {_num(judge['position_consistency'])} |")
     policy = f"{report['no_verdict_policy']} (scores {judge['no_verdict_scores']})"
+    if report["benchmark"] == "rewardbench2":
+        split = "a tie: 1/(k+1) for a row" if judge["no_verdict_scores"] else "a loss"
+        policy = f"{report['no_verdict_policy']} ({split}; Ties: no preference)"
+        rows = m["rows"]
+        lines.append(f"| rows scored / incomplete | {rows['complete']} / {rows['incomplete']} |")
     lines.append(f"| a comparison without a verdict counts as | {policy} |")
+    lines += ["", "## Judge health", "", *_health_table(m["health"])]
     if report["malformed"]:
         lines += ["", "## Malformed items (left out of the metrics)", ""]
         for bad in report["malformed"]:
@@ -111,6 +150,42 @@ def _parts_table(benchmark: str, m: Mapping[str, Any]) -> list[str]:
         return [*rows, "| **all** | | " + " | ".join(map(_num, overall)) + " |"]
     parts = m.get("sections") or m.get("categories") or {}
     return ["| part | score |", "|---|---|", *(f"| {k} | {_num(v)} |" for k, v in parts.items())]
+
+
+def _ties_table(ties: Mapping[str, Any]) -> list[str]:
+    rows = ["| Ties term | weight | value |", "|---|---|---|"]
+    for name, weight in metrics.TIES_WEIGHTS.items():
+        value = ties["terms"][name]
+        rows.append(f"| {name} | {weight} | {'n/a' if value is None else f'{value:.3f}'} |")
+    p = ties["prompts"]
+    rows.append(
+        f"| prompts: ref / tied / paired / incomplete | | "
+        f"{p['ref']} / {p['tied']} / {p['paired']} / {p['incomplete']} |"
+    )
+    return rows
+
+
+def _health_table(health: Mapping[str, Any]) -> list[str]:
+    rows = ["| subset | " + " | ".join(HEALTH_COLUMNS.values()) + " |"]
+    rows.append("|---" * (len(HEALTH_COLUMNS) + 1) + "|")
+    for name, h in [("**all**", health["overall"]), *health["subsets"].items()]:
+        cells = [str(h[k]) if k == "pairs" else _num(h[k]) for k in HEALTH_COLUMNS]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows += [
+        "",
+        "Percent. slot-A picks: parsed judgments choosing the response shown first (50 = no "
+        "position bias); order consistency: comparisons judged in both orders whose orders "
+        "agree; unparsed / truncated: judgments without a verdict / stopped at the token limit; "
+        "longer wins: decided comparisons won by the longer response (longer preferred: how "
+        "often the label is the longer one). Definitions: docs/eval.md.",
+    ]
+    return rows
+
+
+def _figure(width: float, height: float, **options: Any) -> Any:
+    from rmr1_plugins._imports import require
+
+    return require("matplotlib.figure", "eval").Figure(figsize=(width, height), **options)
 
 
 def chart(report: Mapping[str, Any], path: Path) -> Path:
@@ -140,6 +215,163 @@ def chart(report: Mapping[str, Any], path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     return path
+
+
+def position_chart(report: Mapping[str, Any], path: Path) -> Path:
+    """Slot-A rate per subset and overall, around the unbiased 50 %."""
+    health = report["metrics"]["health"]
+    names = ["all", *health["subsets"]][::-1]
+    parts = {"all": health["overall"], **health["subsets"]}
+    rates = [parts[n]["slot_a_rate"] for n in names]
+    figure = _figure(8, 1.6 + 0.32 * len(names))
+    axes = figure.add_subplot()
+    rows = list(range(len(names)))
+    colours = ["tab:gray" if r is None else "tab:red" if r > 50 else "tab:blue" for r in rates]
+    axes.barh(rows, [0.0 if r is None else r - 50 for r in rates], 0.6, left=50, color=colours)
+    for row, rate in zip(rows, rates, strict=True):
+        axes.text(
+            50, row, f" {_num(rate)} ", va="center", ha="right" if (rate or 50) > 50 else "left"
+        )
+    axes.axvline(50, color="black", linewidth=1)
+    axes.set_yticks(rows, names)
+    axes.set_xlim(0, 100)
+    axes.set_xlabel("judgments picking the response shown in slot A (percent; 50 = unbiased)")
+    axes.set_title(f"{TITLES[report['benchmark']]}: position bias")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def matrix_chart(report: Mapping[str, Any], path: Path) -> Path:
+    """RM-Bench's 3×3 accuracy matrix (chosen style × rejected style) per domain, as heatmaps."""
+    domains = report["metrics"]["domains"]
+    figure = _figure(3.4 * len(domains) + 1.6, 4.0, layout="constrained")
+    axes_list = figure.subplots(1, len(domains), squeeze=False, sharey=True)[0]
+    image = None
+    for axes, (name, d) in zip(axes_list, domains.items(), strict=True):
+        cells = [[float("nan") if v is None else v for v in row] for row in d["matrix"]]
+        image = axes.imshow(cells, vmin=0, vmax=100, cmap="RdYlGn")
+        for i, row in enumerate(d["matrix"]):
+            for j, value in enumerate(row):
+                axes.text(j, i, _num(value), ha="center", va="center", fontsize=10)
+        ticks = range(len(RM_BENCH_STYLE_NAMES))
+        axes.set_xticks(ticks, RM_BENCH_STYLE_NAMES, fontsize=8)
+        axes.set_yticks(ticks, RM_BENCH_STYLE_NAMES, fontsize=8)
+        axes.set_xlabel("rejected style")
+        levels = " / ".join(f"{level} {_num(d[level])}" for level in ("hard", "normal", "easy"))
+        axes.set_title(f"{name} ({d['items']} items)\n{levels}", fontsize=9)
+    axes_list[0].set_ylabel("chosen style")
+    figure.colorbar(image, ax=list(axes_list), shrink=0.8, label="accuracy (percent)")
+    score = _num(report["metrics"]["score"])
+    figure.suptitle(f"RM-Bench style matrix (hard = above the diagonal); score {score}")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def compare(reports: Sequence[tuple[str, Mapping[str, Any]]], with_published: bool = True) -> dict:
+    """Runs side by side: one row per run (its model, or its folder when models repeat), one
+    column per benchmark; RM-R1's published row beside a run of a released checkpoint, and the
+    other published rows after the runs."""
+    models = [(r.get("run") or {}).get("model") or where for where, r in reports]
+    keys = [(model, r["benchmark"]) for model, (_, r) in zip(models, reports, strict=True)]
+    # a model judged twice on one benchmark (two settings): label those runs by folder
+    labels = [
+        where if keys.count(key) > 1 else model
+        for model, key, (where, _) in zip(models, keys, reports, strict=True)
+    ]
+    runs: dict[str, dict[str, Any]] = {}
+    for label, (where, r) in zip(labels, reports, strict=True):
+        new = {"label": label, "published": False, "scores": {}, "health": {}, "reports": []}
+        run = runs.setdefault(label, new)
+        run["scores"][r["benchmark"]] = r["metrics"]["score"]
+        run["health"][r["benchmark"]] = r["metrics"]["health"]["overall"]
+        run["reports"].append(where)
+    rows: list[dict[str, Any]] = []
+    shown: set[str] = set()
+    for run in runs.values():
+        rows.append(run)
+        checkpoint = published.checkpoint_of(run["label"])
+        if with_published and checkpoint and checkpoint not in shown:
+            rows.append(_published_row(checkpoint))
+            shown.add(checkpoint)
+    if with_published:
+        rows += [_published_row(name) for name in published.RM_R1 if name not in shown]
+    present = {b for row in rows for b in row["scores"]}
+    return {
+        "benchmarks": [b for b in BENCHMARKS if b in present],
+        "rows": rows,
+        "published": {"source": published.SOURCE, "protocol": published.PROTOCOL}
+        if with_published
+        else None,
+    }
+
+
+def _published_row(checkpoint: str) -> dict[str, Any]:
+    scores = dict(published.RM_R1[checkpoint])
+    label = f"{checkpoint} (published)"
+    return {"label": label, "published": True, "scores": scores, "health": {}, "reports": []}
+
+
+def compare_markdown(table: Mapping[str, Any]) -> str:
+    benchmarks = table["benchmarks"]
+    lines = ["# Comparison", "", "| run | " + " | ".join(TITLES[b] for b in benchmarks) + " |"]
+    lines.append("|---" * (len(benchmarks) + 1) + "|")
+    for row in table["rows"]:
+        cells = [_num(row["scores"].get(b)) if b in row["scores"] else "" for b in benchmarks]
+        name = f"*{row['label']}*" if row["published"] else row["label"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if table["published"]:
+        p = table["published"]
+        lines += ["", f"*Published* rows: {p['source']}; their protocol: `{p['protocol']}`."]
+    lines += ["", "## Judge health (overall)", ""]
+    lines += ["| run | benchmark | slot-A picks | order consistency | unparsed | truncated |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for row in table["rows"]:
+        for b, h in row["health"].items():
+            keys = ("slot_a_rate", "order_consistency", "unparsed_rate", "truncated_rate")
+            cells = [_num(h[k]) for k in keys]
+            lines.append(f"| {row['label']} | {TITLES[b]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_chart(table: Mapping[str, Any], path: Path) -> Path:
+    """Grouped bars: one group per benchmark, one bar per row (published rows hatched)."""
+    benchmarks, rows = table["benchmarks"], table["rows"]
+    figure = _figure(max(6.0, 1.2 + 0.45 * len(rows) * len(benchmarks)), 5.0)
+    axes = figure.add_subplot()
+    width = 0.8 / max(len(rows), 1)
+    for k, row in enumerate(rows):
+        xs = [i - 0.4 + width * (k + 0.5) for i, b in enumerate(benchmarks) if b in row["scores"]]
+        ys = [row["scores"][b] or 0.0 for b in benchmarks if b in row["scores"]]
+        look = {"hatch": "//", "alpha": 0.6} if row["published"] else {}
+        bars = axes.bar(xs, ys, width, label=row["label"], edgecolor="black", linewidth=0.4, **look)
+        axes.bar_label(bars, fmt="%.1f", fontsize=6)
+    axes.set_xticks(range(len(benchmarks)), [TITLES[b] for b in benchmarks])
+    axes.set_ylim(0, 100)
+    axes.set_ylabel("score (percent)")
+    axes.set_title("Runs side by side (hatched: RM-R1's published numbers)")
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def write_compare(table: Mapping[str, Any], out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "compare.json", out / "compare.md"]
+    paths[0].write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths[1].write_text(compare_markdown(table), encoding="utf-8")
+    try:
+        paths.append(compare_chart(table, out / "compare.png"))
+    except ImportError as error:
+        print(f"warning: no chart written: {error}", file=sys.stderr)
+    return paths
+
+
+def _join(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _num(value: float | None) -> str:

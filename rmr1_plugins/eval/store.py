@@ -43,6 +43,7 @@ META_KEYS = {
     "rm-bench": {"group", "chosen_style", "rejected_style"},
     "rmb": {"set", "goal", "category"},
     "judgebench": {"category"},
+    "rewardbench2": {"subset"},  # plus what metrics.RB2_META names per kind of row
 }
 # Backend options that change only where, how fast or how reliably the same request is answered,
 # never what is asked or how the answer is decoded; they are left out of ``run``. Every other
