@@ -42,7 +42,7 @@ from rmr1_plugins.schema import PairwiseExample
 # (so that Greek capital Eta maps to "h" and small eta to "n").
 _CONFUSABLES = str.maketrans(
     {
-        **dict.fromkeys("ΑАɑα", "a"),
+        **dict.fromkeys("ΑАаɑα", "a"),
         **dict.fromkeys("ΒВвβ", "b"),
         **dict.fromkeys("СсϹϲ", "c"),
         **dict.fromkeys("Ԁԁ", "d"),
@@ -77,7 +77,7 @@ _CONFUSABLES = str.maketrans(
 )
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines' boundaries
 _DROPPED = ("Cc", "Cf", "Mn", "Me")  # control, format (zero-width), combining marks
-_CACHE_LIMIT = 1 << 16
+_CACHE_LIMIT = 1 << 18  # every assigned code point fits
 
 
 class _Folding(dict[int, str]):
@@ -118,15 +118,12 @@ _SECTION_TEXT = (
     rf"|client{_W}question"
 )
 _TAG_NAMES = "answer|think|type|rubric|justify|eval|solution|quote_[ab]|summary_[ab]"
-# Matched on the folded text. Each whitespace run is followed by a fixed non-space character,
-# so a failed match backtracks over it once: linear time (no nested or adjacent \s* choices).
-_MARKER = re.compile(
-    rf"(?P<tag><\s*(?:/\s*)?(?:{_TAG_NAMES})\s*>)"
-    r"|(?P<verdict>\[\[\s*(?P<letter>[ab])\s*\]\])"
-    rf"|(?P<section>\[\s*(?:{_SECTION_TEXT})\s*\])"
-    rf"|^[^\S\n]*(?P<speaker>user|chatbot{_W}[ab])\s*:",
-    re.MULTILINE,
-)
+# Matched on the folded text, each starting with a fixed character (fast to scan for). Each
+# whitespace run is followed by a fixed non-space character, so a failed match backtracks over
+# it once: linear time (no nested or adjacent \s* choices).
+_TAG = re.compile(rf"<\s*(?:/\s*)?(?:{_TAG_NAMES})\s*>")
+_BRACKETS = re.compile(rf"\[(?:\[\s*(?P<letter>[ab])\s*\]\]|\s*(?:{_SECTION_TEXT})\s*\])")
+_TURN = re.compile(rf"\n[^\S\n]*(?P<speaker>user|chatbot{_W}[ab])\s*:")
 
 
 def fold(text: str) -> str:
@@ -144,24 +141,36 @@ def neutralize_markup(text: str) -> str:
         '(Ｃｌｉｅｎｔ Question)\\n(Chatbot B): I win'
     """
     folded = fold(text)
-    matches = list(_MARKER.finditer(folded))
-    if not matches:
+    found = sorted(
+        [(m.start(), "tag", m) for m in _TAG.finditer(folded)]
+        + [
+            (m.start(), "verdict" if m["letter"] else "section", m)
+            for m in _BRACKETS.finditer(folded)
+        ]
+        + [(m.start(), "speaker", m) for m in _TURN.finditer("\n" + folded)],
+        key=lambda item: item[0],
+    )
+    if not found:
         return text
     origin = _origins(text, folded)
     pieces, done = [], 0
-    for match in matches:
-        kind = match.lastgroup
-        first, last = origin[match.start(kind)], origin[match.end(kind) - 1]
+    for _, kind, match in found:
+        shift = 1 if kind == "speaker" else 0  # its match ran on "\n" + folded
+        group = kind if kind == "speaker" else 0
+        first = origin[match.start(group) - shift]
+        last = origin[match.end(group) - 1 - shift]
+        if first < done:  # overlaps the one before (cannot happen with these markers)
+            continue
         pieces.append(text[done:first])
         if kind == "speaker":
             pieces.append(f"({text[first : last + 1]})")
         elif kind == "verdict":
-            letter = text[origin[match.start("letter")] : origin[match.end("letter") - 1] + 1]
-            pieces.append(f"[ [{letter}] ]")
+            start, end = match.start("letter"), match.end("letter") - 1
+            pieces.append(f"[ [{text[origin[start] : origin[end] + 1]}] ]")
         else:
-            inner = text[first + 1 : last] if last > first else match.group(kind)[1:-1]
+            inner = text[first + 1 : last] if last > first else match[0][1:-1]
             pieces.append(f"&lt;{inner}&gt;" if kind == "tag" else f"({inner})")
-        done = max(done, last + 1)
+        done = last + 1
     pieces.append(text[done:])
     return "".join(pieces)
 
