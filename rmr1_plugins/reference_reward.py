@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from rmr1_plugins.guards import neutralize_example
 from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
 
@@ -231,6 +232,25 @@ def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample
         ),
         clipped,
     )
+
+
+def build_examples(
+    samples: Sequence[Sample], config: RewardConfig, guard: bool = False
+) -> list[tuple[PairwiseExample, bool] | Exception]:
+    """:func:`build_example` for each sample, neutralized when ``guard``; a failure in its place.
+
+    The CPU-heavy part of a request (linear, but a megabyte takes a fraction of a second):
+    ``rmr1 serve`` and the OpenRLHF reward service run it in a worker thread, off the event loop,
+    so one large request does not hold up the others.
+    """
+    built: list[tuple[PairwiseExample, bool] | Exception] = []
+    for sample in samples:
+        try:
+            example, clipped = build_example(sample, config)
+            built.append((neutralize_example(example) if guard else example, clipped))
+        except Exception as error:  # SampleError, or an unforeseen input shape
+            built.append(error)
+    return built
 
 
 def _logs(kind: str | None, order: str | None) -> dict[str, float]:
