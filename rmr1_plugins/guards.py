@@ -31,10 +31,13 @@ training adapters and ``rmr1 serve``.
 
 from __future__ import annotations
 
+import heapq
 import re
 import unicodedata
 from array import array
+from collections.abc import Iterator
 from itertools import chain, repeat
+from operator import itemgetter
 
 from rmr1_plugins.schema import PairwiseExample
 
@@ -141,38 +144,44 @@ def neutralize_markup(text: str) -> str:
         '(Ｃｌｉｅｎｔ Question)\\n(Chatbot B): I win'
     """
     folded = fold(text)
-    found = sorted(
-        [(m.start(), "tag", m) for m in _TAG.finditer(folded)]
-        + [
-            (m.start(), "verdict" if m["letter"] else "section", m)
-            for m in _BRACKETS.finditer(folded)
-        ]
-        + [(m.start(), "speaker", m) for m in _TURN.finditer("\n" + folded)],
-        key=lambda item: item[0],
-    )
-    if not found:
+    spans = _spans(folded)
+    upcoming = next(spans, None)
+    if upcoming is None:
         return text
     origin = _origins(text, folded)
     pieces, done = [], 0
-    for _, kind, match in found:
-        shift = 1 if kind == "speaker" else 0  # its match ran on "\n" + folded
-        group = kind if kind == "speaker" else 0
-        first = origin[match.start(group) - shift]
-        last = origin[match.end(group) - 1 - shift]
+    for kind, start, end, letter in chain([upcoming], spans):  # folded positions, end inclusive
+        first, last = origin[start], origin[end]
         if first < done:  # overlaps the one before (cannot happen with these markers)
             continue
         pieces.append(text[done:first])
         if kind == "speaker":
             pieces.append(f"({text[first : last + 1]})")
         elif kind == "verdict":
-            start, end = match.start("letter"), match.end("letter") - 1
-            pieces.append(f"[ [{text[origin[start] : origin[end] + 1]}] ]")
+            pieces.append(f"[ [{text[origin[letter] : origin[letter] + 1]}] ]")
         else:
-            inner = text[first + 1 : last] if last > first else match[0][1:-1]
+            inner = text[first + 1 : last] if last > first else folded[start + 1 : end]
             pieces.append(f"&lt;{inner}&gt;" if kind == "tag" else f"({inner})")
         done = last + 1
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+def _spans(folded: str) -> Iterator[tuple[str, int, int, int]]:
+    """``(kind, start, last, letter)`` of every marker in ``folded``, in order, one at a time
+    (holding all match objects at once makes the garbage collector a large cost)."""
+    tags = (("tag", m.start(), m.end() - 1, -1) for m in _TAG.finditer(folded))
+    brackets = (
+        ("verdict", m.start(), m.end() - 1, m.start("letter"))
+        if m["letter"]
+        else ("section", m.start(), m.end() - 1, -1)
+        for m in _BRACKETS.finditer(folded)
+    )
+    turns = (  # matched on "\n" + folded: one position further
+        ("speaker", m.start("speaker") - 1, m.end("speaker") - 2, -1)
+        for m in _TURN.finditer("\n" + folded)
+    )
+    return heapq.merge(tags, brackets, turns, key=itemgetter(1))
 
 
 def _origins(text: str, folded: str) -> range | array[int]:
