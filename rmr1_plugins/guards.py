@@ -20,7 +20,7 @@ look-alikes mapped to ASCII, any whitespace or line break between words). Only t
 of the original text are rewritten, keeping their own characters: text that holds no marker is
 returned unchanged, so the guard never alters an answer's content (``x²``, ``ﬁ``, non-breaking
 spaces, Cyrillic words stay as written), and every rewrite is visible to a human reader and can
-be undone by hand (only the bracket characters are replaced).
+be undone by hand (the bracket characters are replaced; a verdict also loses its inner spaces).
 
 After this, none of the parsers finds a verdict in the text, it holds no ``</think>``, and no
 marker (variant or not) is left; applying it twice changes nothing more. Every pattern is linear

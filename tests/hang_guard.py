@@ -2,7 +2,9 @@
 
 A quadratic regex holds the GIL for its whole run, so a thread cannot time it out; a child
 process can be killed. The limit is a hang guard, not a timing assertion: the inputs are sized so
-that the old code takes minutes to hours and the new code well under a second.
+that the old code takes minutes to hours and the new code well under a second. The child is
+forked, so the call can be a closure; it should not import anything new (another thread may hold
+the import lock at the fork).
 """
 
 from __future__ import annotations

@@ -89,8 +89,10 @@ def test_a_whole_hostile_sample_is_built_and_guarded_in_linear_time():
     ids=["answer", "open", "letter", "answers", "closed", "brackets", "thinks", "evals", "types"],
 )
 def test_parsers_are_linear(text, verdicts):
+    parsers = [get_parser(name) for name in PARSERS]  # looked up before the fork
+
     def parse_all() -> list[str | None]:
         parse_parts(text)
-        return [get_parser(name).parse(text) for name in PARSERS]
+        return [parser.parse(text) for parser in parsers]
 
     assert finishes(parse_all) == verdicts
