@@ -6,6 +6,10 @@
   no verdict; otherwise whichever occurs.
 - ``rmr1-train``: RM-R1's RL reward rule: only the last 80 characters count, and the verdict is
   the one whose full ``<answer>[[X]]</answer>`` occurs there without the other's.
+
+The two RM-R1 rules are kept exact: literal, case-sensitive strings, no whitespace inside.
+``strict`` allows whitespace inside the markup, so ``<answer>[[ A ]]</answer>`` is A for it and
+no verdict for them (docs/core.md lists the disagreements). All run in linear time.
 """
 
 from __future__ import annotations

@@ -26,13 +26,14 @@ section of the YAML file, :class:`rmr1_plugins.rewards.RewardConfig`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from rmr1_plugins.guards import neutralize_example
 from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
 
@@ -74,33 +75,44 @@ def extract_response(query: str, prompt: str, end_tokens: list[str] | tuple[str,
 
     When the decoded query does not start with the prompt exactly (tokenizer round trips can
     change whitespace; OpenRLHF cuts over-long prompts from the left), the response starts after
-    the first occurrence of the prompt's last 64 characters.
+    the first occurrence of the prompt's last 64 characters. Trailing whitespace and end tokens
+    are stripped in any mix and number (the longest token first where one ends another), in
+    linear time.
     """
     if query.startswith(prompt):
-        response = query[len(prompt) :]
+        start = len(prompt)
     else:
         anchor = prompt[-64:]
         position = query.find(anchor) if anchor else -1
         if position < 0:
             raise SampleError("field 'query': does not contain the prompt (field 'prompts')")
-        response = query[position + len(anchor) :]
-    tokens = [token for token in end_tokens if token]
-    stripped = True
-    while stripped:
-        response = response.rstrip()
-        stripped = False
-        for token in tokens:
-            if response.endswith(token):
-                response = response[: -len(token)]
-                stripped = True
-    return response.strip()
+        start = position + len(anchor)
+    tail = _end_run(tuple(end_tokens)).match(query[start:][::-1])
+    return query[start : len(query) - tail.end()].strip()
+
+
+@lru_cache(maxsize=32)
+def _end_run(tokens: tuple[str, ...]) -> re.Pattern[str]:
+    """Matches, on the *reversed* text, its run of trailing whitespace and end tokens.
+
+    Anchored at the start with one choice per step and nothing after the loop, it never
+    backtracks: one pass over the run.
+    """
+    reversed_tokens = sorted({t.strip()[::-1] for t in tokens if t.strip()}, key=len, reverse=True)
+    return re.compile("(?:" + "|".join([r"\s", *map(re.escape, reversed_tokens)]) + ")*")
 
 
 def read_label(label: Any) -> tuple[str, str | list[Message] | None]:
     """``(reference, question or None)`` from a label; raises :class:`SampleError`."""
     if isinstance(label, str) and label.lstrip().startswith("{"):
-        with contextlib.suppress(json.JSONDecodeError):  # else a reference starting with "{"
+        try:
             label = json.loads(label)
+        except json.JSONDecodeError:
+            pass  # a reference that starts with "{"
+        except RecursionError:
+            raise SampleError("field 'labels': JSON object nested too deeply") from None
+        except ValueError:  # an integer over Python's digit limit
+            raise SampleError("field 'labels': JSON object with a number too long") from None
     question: str | list[Message] | None = None
     if isinstance(label, Mapping):
         if "reference" not in label:
@@ -146,20 +158,39 @@ def _read_question(raw: Any) -> str | list[Message]:
     return turns
 
 
+# (start of a turn, role and end of its header, end of the turn): ChatML (Qwen, SmolLM),
+# Llama 3, Gemma. A turn is ``start`` + role (word characters) + header end + content + ``end``.
 _CHAT_FORMATS = (
-    re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>", re.DOTALL),  # ChatML (Qwen, SmolLM)
-    re.compile(  # Llama 3
-        r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.DOTALL
-    ),
-    re.compile(r"<start_of_turn>(\w+)\n(.*?)<end_of_turn>", re.DOTALL),  # Gemma
+    ("<|im_start|>", re.compile(r"(\w+)\n"), "<|im_end|>"),
+    ("<|start_header_id|>", re.compile(r"(\w+)<\|end_header_id\|>\n\n"), "<|eot_id|>"),
+    ("<start_of_turn>", re.compile(r"(\w+)\n"), "<end_of_turn>"),
 )
 _ROLES = {"user": "user", "assistant": "assistant", "model": "assistant"}
 
 
+def find_turns(text: str, start: str, header: re.Pattern[str], end: str) -> list[tuple[str, str]]:
+    """Every ``(role, content)`` turn, as ``re.findall(start (\\w+) header (.*?) end)`` with
+    DOTALL finds them, in linear time: once no ``end`` follows a turn's start, none follows any
+    later one, so the scan stops instead of retrying from every later start."""
+    turns = []
+    position = text.find(start)
+    while position >= 0:
+        role = header.match(text, position + len(start))
+        if role is None:
+            position = text.find(start, position + 1)
+            continue
+        stop = text.find(end, role.end())
+        if stop < 0:
+            break
+        turns.append((role.group(1), text[role.end() : stop]))
+        position = text.find(start, stop + len(end))
+    return turns
+
+
 def recover_turns(prompt: str) -> list[Message] | None:
     """The user/assistant turns of a chat-templated prompt, or ``None`` if none is found."""
-    for pattern in _CHAT_FORMATS:
-        found = pattern.findall(prompt)
+    for chat_format in _CHAT_FORMATS:
+        found = find_turns(prompt, *chat_format)
         if found:
             turns = [
                 Message(role=_ROLES[role], content=content.strip())
@@ -201,6 +232,25 @@ def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample
         ),
         clipped,
     )
+
+
+def build_examples(
+    samples: Sequence[Sample], config: RewardConfig, guard: bool = False
+) -> list[tuple[PairwiseExample, bool] | Exception]:
+    """:func:`build_example` for each sample, neutralized when ``guard``; a failure in its place.
+
+    The CPU-heavy part of a request (linear, but a megabyte takes a fraction of a second):
+    ``rmr1 serve`` and the OpenRLHF reward service run it in a worker thread, off the event loop,
+    so one large request does not hold up the others.
+    """
+    built: list[tuple[PairwiseExample, bool] | Exception] = []
+    for sample in samples:
+        try:
+            example, clipped = build_example(sample, config)
+            built.append((neutralize_example(example) if guard else example, clipped))
+        except Exception as error:  # SampleError, or an unforeseen input shape
+            built.append(error)
+    return built
 
 
 def _logs(kind: str | None, order: str | None) -> dict[str, float]:

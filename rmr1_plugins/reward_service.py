@@ -46,7 +46,7 @@ from rmr1_plugins.reference_reward import (
     Sample,
     SampleError,
     SampleReward,
-    build_example,
+    build_examples,
     fallback,
     reward_from_result,
 )
@@ -90,6 +90,7 @@ class RewardService:
         self._worker: asyncio.Task[None] | None = None
         self._last_log: dict[str, float] = {}
         self._closed = False
+        self._building = 0
         self.warmup_error: str | None = None
 
     @property
@@ -103,8 +104,8 @@ class RewardService:
 
     @property
     def pending(self) -> int:
-        """Samples queued or being judged, not yet answered."""
-        return self.stats["submitted"] - self.stats["resolved"]
+        """Samples being prepared, queued or being judged, not yet answered."""
+        return self.stats["submitted"] - self.stats["resolved"] + self._building
 
     async def start(self, warmup: bool = True) -> None:
         """Start the batching worker; with ``warmup``, load the judge first (one tiny call)."""
@@ -135,6 +136,14 @@ class RewardService:
 
     async def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
         """One reward per sample, in order, within ``timeout_s``; never raises."""
+        # Off the event loop: a large request must not hold up the others (the scorer's own
+        # guard pass then finds nothing left to rewrite).
+        guard = self.scorer.neutralize_markup
+        self._building += len(samples)  # counted as pending meanwhile
+        try:
+            built = await asyncio.to_thread(build_examples, samples, self.config, guard)
+        finally:
+            self._building -= len(samples)
         if self._closed:
             self.stats["samples"] += len(samples)
             self.stats["answered"] += len(samples)
@@ -144,16 +153,15 @@ class RewardService:
         deadline = loop.time() + self.config.timeout_s
         answers: list[SampleReward | None] = []
         waiting: list[tuple[int, _Item]] = []
-        for sample in samples:
+        for outcome in built:
             self.stats["samples"] += 1
-            try:
-                example, clipped = build_example(sample, self.config)
-            except SampleError as error:
-                answers.append(self._fallback("bad_input", str(error)))
+            if isinstance(outcome, SampleError):
+                answers.append(self._fallback("bad_input", str(outcome)))
                 continue
-            except Exception as error:  # an unforeseen input shape: still a bad input
-                answers.append(self._fallback("bad_input", f"{type(error).__name__}: {error}"))
+            if isinstance(outcome, Exception):  # an unforeseen input shape: still a bad input
+                answers.append(self._fallback("bad_input", f"{type(outcome).__name__}: {outcome}"))
                 continue
+            example, clipped = outcome
             self.stats["clipped"] += clipped
             item = _Item(example, loop.create_future(), deadline, clipped)
             self._submit(item)

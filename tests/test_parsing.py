@@ -49,6 +49,16 @@ QUIRKS = {
     "answer too early for the train rule": (A + "x" * 100, "A", "A", None),
     "spaces inside the markup": ("<answer> [[ B ]] </answer>", "B", None, None),
     "both in the tail": (f"{A} {B}", "B", None, None),
+    "first thought, then a spaced verdict": (
+        "I first thought [[B]].\n<answer>[[ A ]]</answer>",
+        "A",  # strict allows whitespace inside the markup ...
+        "B",  # ... RM-R1's eval rule sees only the exact "[[B]]"
+        None,
+    ),
+    "newlines inside the markup": ("<answer>\n[[A]]\n</answer>", "A", "A", None),
+    "bare verdict without tags": ("The better one is [[A]].", None, "A", None),
+    "lowercase verdict": ("<answer>[[a]]</answer>", None, None, None),
+    "one verdict in thinking, the other after": (f"{A}</think>{B}", "B", None, None),
     "nothing": ("I cannot decide.", None, None, None),
     "empty": ("", None, None, None),
 }

@@ -1,6 +1,7 @@
 """Reference-anchored rewards: what the judge sees, and how verdicts become rewards."""
 
 import json
+import re
 
 import pytest
 from conftest import ScriptedBackend
@@ -9,11 +10,13 @@ from hypothesis import strategies as st
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.reference_reward import (
+    _CHAT_FORMATS,
     Sample,
     SampleError,
     build_example,
     extract_response,
     fallback,
+    find_turns,
     read_label,
     recover_turns,
     reward_from_result,
@@ -193,3 +196,47 @@ def test_building_a_pair_never_raises_anything_but_a_sample_error(query, prompt,
     assert example.context[-1].role == "user"
     for template in ("rmr1-instruct", "rmr1-reasoning"):
         Scorer(ScriptedBackend(), template).template.render(example)
+
+
+def strip_one_by_one(response: str, tokens: tuple[str, ...]) -> str:
+    """The former end-token loop (one copy per token: quadratic), kept as the reference."""
+    stripped = True
+    while stripped:
+        response = response.rstrip()
+        stripped = False
+        for token in tokens:
+            if response.endswith(token):
+                response = response[: -len(token)]
+                stripped = True
+    return response.strip()
+
+
+@given(st.lists(st.sampled_from(["x", " ", "\n", "</s>", "<|im_end|>", "<|eot_id|>", "<", "s>"])))
+def test_end_token_strip_matches_the_former_loop(pieces):
+    response = "".join(pieces)
+    assert extract_response("P" + response, "P", END) == strip_one_by_one(response, tuple(END))
+
+
+@pytest.mark.parametrize(
+    ("start", "header", "end"),
+    [
+        ("<|im_start|>", r"\n", "<|im_end|>"),
+        ("<|start_header_id|>", r"<\|end_header_id\|>\n\n", "<|eot_id|>"),
+        ("<start_of_turn>", r"\n", "<end_of_turn>"),
+    ],
+)
+@given(data=st.data())
+def test_turn_finder_matches_the_lazy_regex(start, header, end, data):
+    plain_header = header.replace("\\", "")
+    pieces = [start, plain_header, end, "user", "model", "x", "\n", " ", "<", "|"]
+    text = "".join(data.draw(st.lists(st.sampled_from(pieces), max_size=30)))
+    lazy = re.findall(rf"{re.escape(start)}(\w+){header}(.*?){re.escape(end)}", text, re.DOTALL)
+    chat_format = next(f for f in _CHAT_FORMATS if f[0] == start)
+    assert find_turns(text, *chat_format) == lazy
+
+
+def test_unreadable_json_labels_name_the_field():
+    with pytest.raises(SampleError, match="field 'labels': JSON object with a number too long"):
+        read_label('{"reference": "4", "n": 1' + "0" * 5000 + "}")
+    with pytest.raises(SampleError, match="field 'labels': JSON object nested too deeply"):
+        read_label('{"reference": ' + "[" * 100_000 + "]" * 100_000 + "}")
