@@ -81,7 +81,11 @@ def data(tmp_path_factory):
         {"input": f"What is {i}+{i}?", "accepted": str(2 * i), "rejected": "7"} for i in range(4)
     ]
     (folder / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    prepare([str(folder / "pairs.jsonl")], folder, PrepareConfig(distill_fraction=0.5))
+    prepare(
+        [str(folder / "pairs.jsonl")],
+        folder,
+        PrepareConfig(max_prompt_tokens=None, distill_fraction=0.5),
+    )
     row = json.loads((folder / "distill.jsonl").read_text().splitlines()[0])
     sft = {
         "prompt": row["context_messages"],
