@@ -225,8 +225,8 @@ def prepare_config(args: argparse.Namespace, preset: Preset | None, tokenizer: s
     )
 
 
-# RM-R1's teacher sampling: up to 8,192 new tokens at the API's default temperature (1.0 for
-# both Anthropic's and OpenAI's APIs; o3 accepts no other). A --*config file or flags win.
+# RM-R1's pass-1 teacher sampling (reasoning_chain_generation/generate_Antropic_First_Time.py):
+# max_tokens 8192, temperature unset, i.e. the API's default of 1.0. A --*config file or flags win.
 TEACHER_MAX_NEW_TOKENS = 8192
 TEACHER_SAMPLING = {"max_new_tokens": TEACHER_MAX_NEW_TOKENS, "temperature": 1.0}
 
@@ -252,16 +252,19 @@ def _teacher_flags(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     return {k: v for k, v in (("backend", backend), ("sampling", sampling)) if v}
 
 
-def teacher_config(args: argparse.Namespace, prefix: str) -> Any:
+def teacher_config(
+    args: argparse.Namespace, prefix: str, defaults: dict[str, Any] = TEACHER_SAMPLING
+) -> Any:
     """The pass-1 teacher's backend and sampling as a scorer config.
 
-    Lowest to highest: RM-R1's teacher sampling, the YAML file, ``RMR1_*`` variables, flags.
+    Lowest to highest: ``defaults`` (RM-R1's teacher sampling), the YAML file, ``RMR1_*``
+    variables, flags.
     """
     from rmr1_plugins.config import deep_merge, load_config, read_config_file
 
     path = getattr(args, prefix.replace("-", "_") + "config")
     from_file = read_config_file(path) if path else {}
-    base = deep_merge({"sampling": dict(TEACHER_SAMPLING)}, from_file)
+    base = deep_merge({"sampling": dict(defaults)}, from_file)
     return load_config(base, **_teacher_flags(args, prefix))
 
 
@@ -389,7 +392,10 @@ def cmd_run(args: argparse.Namespace) -> None:
         sources=prepare_sources(args, preset),
         out_dir=args.output_dir,
         prepare=prepare_config(args, preset, student),
-        teacher=teacher_config(args, "teacher-"),
+        # the CPU smoke run keeps a greedy teacher, so that its few traces are reproducible
+        teacher=teacher_config(
+            args, "teacher-", {} if args.preset == "cpu-tiny" else TEACHER_SAMPLING
+        ),
         correction_teacher=correction_config(args, "correction-teacher-", "teacher-"),
         student=student,
         skip_sft=args.skip_sft or bool(preset and preset.skip_sft),

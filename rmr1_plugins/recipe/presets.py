@@ -151,6 +151,9 @@ CITED: dict[str, str] = {
     "rl_optimizer": "veRL e49fb572 fsdp_workers (AdamW betas 0.9/0.999, weight decay 0.01: the "
     f"optim section of {VERL_YAML} sets neither)",
     "reward": "rm_r1/verl/utils/reward_score/lm_as_judge.py (last 80 characters)",
+    "teacher": "rm_r1/dataset/reasoning_chain_generation/generate_Antropic_First_Time.py "
+    "(claude-3-7-sonnet, max_tokens 8192, API-default temperature); generate_OpenAI_Second_Time.py "
+    "(o3, no max_tokens or temperature set)",
 }
 
 
