@@ -363,3 +363,29 @@ def test_script_quotes_survive_the_shell(data, tmp_path):
     rl = emit_preset("rm-r1-instruct-7b", "rlvr", "openrlhf", data, tmp_path)
     body = rl.script().split("set -euo pipefail\n", 1)[1].replace("\\\n", "")
     assert shlex.split(body) == rl.command
+
+
+def test_recipe_run_takes_the_checkpoint_presets_hyperparameters(tmp_path):
+    from rmr1_plugins.config import load_config
+    from rmr1_plugins.recipe.run import RunConfig, stage_configs
+
+    def fields(preset):
+        config = RunConfig(
+            sources=[], out_dir=tmp_path, prepare=PrepareConfig(), teacher=load_config(),
+            student="s", preset=preset, rl_overrides={"beta": "0.002"},
+        )  # fmt: skip
+        return stage_configs(config)
+
+    sft, rl = fields("rm-r1-instruct-32b")
+    assert (rl["learning_rate"], rl["per_device_train_batch_size"], rl["loss_type"]) == (
+        5e-7,
+        1,
+        "grpo",
+    )
+    assert rl["gradient_accumulation_steps"] == 128 * 7  # one GPU keeps the global batch
+    assert rl["beta"] == 0.002 and rl["use_vllm"] is True  # overrides and one-GPU settings
+    assert (sft["adam_beta2"], sft["weight_decay"]) == (0.95, 0.0)
+    _, rl = fields("rmr1")
+    assert (rl["learning_rate"], rl["loss_type"]) == (1e-6, "bnpo")  # RM-R1's 7B
+    _, rl = fields("cpu-tiny")
+    assert rl["use_vllm"] is False and rl["max_completion_length"] == 16
