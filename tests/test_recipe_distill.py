@@ -149,3 +149,67 @@ def test_cli_teacher_from_a_yaml_config_with_flag_overrides(tmp_path):
     assert main([*flipped, "-o", str(tmp_path / "a")]) == 0
     assert [r["id"] for r in read_jsonl(tmp_path / "a" / "sft.jsonl")] == ["r0"]
     assert main([*argv, "--max-new-tokens", "0", "-o", str(tmp_path / "bad")]) == 2
+
+
+class Recording(Backend):
+    """Answers one fixed verdict and records the sampling it was asked with."""
+
+    name = "recording"
+
+    def __init__(self, verdict: str) -> None:
+        super().__init__("recording-model")
+        self.verdict, self.calls = verdict, []
+
+    def generate(self, conversations, params):
+        self.calls.append((len(conversations), params))
+        return [[Generation(f"<answer>[[{self.verdict}]]</answer>", "stop")] for _ in conversations]
+
+
+def test_a_correction_teacher_does_pass_2_with_its_own_sampling(tmp_path):
+    path = write_rows(tmp_path / "distill.jsonl", rows(4))
+    first, second = Recording("A"), Recording("B")  # pass 1 is wrong on r1 and r3
+    stats = distill(
+        path,
+        tmp_path / "out",
+        first,
+        SamplingParams(max_new_tokens=8192, temperature=1.0),
+        correction=(second, SamplingParams(max_new_tokens=100, temperature=0.5)),
+    )
+    assert [(n, p.max_new_tokens, p.temperature) for n, p in first.calls] == [(4, 8192, 1.0)]
+    assert [(n, p.max_new_tokens, p.temperature) for n, p in second.calls] == [(2, 100, 0.5)]
+    assert (stats.first_pass_correct, stats.second_pass_correct, stats.sft_rows) == (2, 2, 4)
+    traces = read_jsonl(tmp_path / "out" / "traces.jsonl")
+    assert {t["id"]: t["completion"] for t in traces if t["pass"] == 2} == {
+        "r1": "<answer>[[B]]</answer>",
+        "r3": "<answer>[[B]]</answer>",
+    }
+
+
+def test_cli_correction_teacher_flags_and_rm_r1_teacher_defaults(tmp_path, monkeypatch):
+    import rmr1_plugins.recipe.distill as module
+
+    seen = {}
+    real = module.distill
+
+    def spy(rows_path, out_dir, teacher, sampling, **kwargs):
+        seen["first"] = (teacher.opts.completion, sampling)
+        correction = kwargs.get("correction")
+        seen["second"] = (correction[0].opts.completion, correction[1]) if correction else None
+        return real(rows_path, out_dir, teacher, sampling, **kwargs)
+
+    monkeypatch.setattr(module, "distill", spy)
+    path = write_rows(tmp_path / "distill.jsonl", rows(2))
+    argv = ["recipe", "distill", str(path), "--backend", "constant"]
+    assert main([*argv, "-o", str(tmp_path / "one")]) == 0
+    completion, sampling = seen["first"]
+    assert (sampling.max_new_tokens, sampling.temperature) == (8192, 1.0)  # RM-R1's teacher
+    assert seen["second"] is None  # one teacher does both passes
+    fix = "completion=<answer>[[B]]</answer>"
+    correction = ["--correction-teacher-backend-option", fix]
+    correction += ["--correction-teacher-max-new-tokens", "64"]
+    assert main([*argv, *correction, "-o", str(tmp_path / "two")]) == 0
+    completion, sampling = seen["second"]
+    assert completion == "<answer>[[B]]</answer>"  # backend inherited, option its own
+    assert (sampling.max_new_tokens, sampling.temperature) == (64, 1.0)
+    assert [r["id"] for r in read_jsonl(tmp_path / "two" / "sft.jsonl")] == ["r0", "r1"]
+    assert [r["id"] for r in read_jsonl(tmp_path / "one" / "sft.jsonl")] == ["r0"]

@@ -46,6 +46,9 @@ MULTI_TURN = {
 }
 
 
+PREPARE = ["recipe", "prepare", "--max-prompt-tokens", "0"]  # no tokenizer needed
+
+
 def write(path, rows):
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return str(path)
@@ -53,7 +56,7 @@ def write(path, rows):
 
 def test_each_source_format_becomes_the_right_pair(tmp_path):
     source = write(tmp_path / "mix.jsonl", [SKYWORK, CODE, MATH, TRL, TRL_CONVERSATIONAL])
-    prefs = read_preferences([source], PrepareConfig(), PrepareStats())
+    prefs = read_preferences([source], PrepareConfig(max_prompt_tokens=None), PrepareStats())
     got = [(p.context[-1].content, p.chosen, p.rejected) for p in prefs]
     assert got == [
         ("Hi?", "Hello!", "Go away."),
@@ -67,7 +70,11 @@ def test_each_source_format_becomes_the_right_pair(tmp_path):
 
 def test_rows_are_rendered_by_the_template_with_alternating_winners(tmp_path):
     source = write(tmp_path / "code.jsonl", [CODE] * 6)
-    stats = prepare([source], tmp_path / "out", PrepareConfig(distill_fraction=0.5, seed=1))
+    stats = prepare(
+        [source],
+        tmp_path / "out",
+        PrepareConfig(max_prompt_tokens=None, distill_fraction=0.5, seed=1),
+    )
     rows = read_jsonl(tmp_path / "out" / "distill.jsonl") + read_jsonl(
         tmp_path / "out" / "rl.jsonl"
     )
@@ -82,7 +89,7 @@ def test_rows_are_rendered_by_the_template_with_alternating_winners(tmp_path):
 
 def test_both_orders_keeps_each_pair_twice_in_the_same_part(tmp_path):
     source = write(tmp_path / "code.jsonl", [{**CODE, "id": i} for i in range(4)])
-    config = PrepareConfig(order="both", distill_fraction=0.5)
+    config = PrepareConfig(max_prompt_tokens=None, order="both", distill_fraction=0.5)
     stats = prepare([source], tmp_path / "out", config)
     assert stats.pairs == 4
     assert stats.parts == {"eval": 0, "distill": 4, "rl": 4}
@@ -94,7 +101,7 @@ def test_both_orders_keeps_each_pair_twice_in_the_same_part(tmp_path):
 
 def test_multi_turn_pairs_use_the_multi_turn_template(tmp_path):
     source = write(tmp_path / "multi.jsonl", [MULTI_TURN])
-    prepare([source], tmp_path / "out", PrepareConfig(distill_fraction=0))
+    prepare([source], tmp_path / "out", PrepareConfig(max_prompt_tokens=None, distill_fraction=0))
     (row,) = read_jsonl(tmp_path / "out" / "rl.jsonl")
     user = row["context_messages"][1]["content"]
     assert "User: Another?\nChatbot A: Banana." in user
@@ -103,7 +110,11 @@ def test_multi_turn_pairs_use_the_multi_turn_template(tmp_path):
 
 def test_eval_split_is_native_pairs_that_rmr1_score_reads(tmp_path):
     source = write(tmp_path / "trl.jsonl", [TRL] * 5)
-    stats = prepare([source], tmp_path / "out", PrepareConfig(eval_size=2, distill_fraction=0))
+    stats = prepare(
+        [source],
+        tmp_path / "out",
+        PrepareConfig(max_prompt_tokens=None, eval_size=2, distill_fraction=0),
+    )
     assert stats.parts == {"eval": 2, "distill": 0, "rl": 3}
     pairs = read_pairs(str(tmp_path / "out" / "eval.jsonl"))
     assert [p.label for p in pairs] == ["A" if p.response_a == "Paris" else "B" for p in pairs]
@@ -114,7 +125,7 @@ def test_eval_split_is_native_pairs_that_rmr1_score_reads(tmp_path):
 def test_exclude_and_limit(tmp_path):
     magpie = {**SKYWORK, "source": "magpie_ultra"}
     source = write(tmp_path / "sky.jsonl", [magpie, SKYWORK, SKYWORK, SKYWORK])
-    config = PrepareConfig(exclude={"source": "magpie_ultra"}, limit=2)
+    config = PrepareConfig(max_prompt_tokens=None, exclude={"source": "magpie_ultra"}, limit=2)
     stats = PrepareStats()
     assert len(read_preferences([source], config, stats)) == 2
     assert stats.excluded == 1
@@ -124,7 +135,7 @@ def test_bad_row_names_the_line_and_field(tmp_path):
     bad = {"chosen": SKYWORK["chosen"], "rejected": [{"role": "user", "content": "Other?"}]}
     source = write(tmp_path / "bad.jsonl", [SKYWORK, bad])
     with pytest.raises(InputError, match=r"bad.jsonl, line 2: field 'rejected'"):
-        prepare([source], tmp_path / "out", PrepareConfig())
+        prepare([source], tmp_path / "out", PrepareConfig(max_prompt_tokens=None))
 
 
 def test_system_turns_and_unknown_rows_are_counted_with_skip_invalid(tmp_path):
@@ -134,20 +145,24 @@ def test_system_turns_and_unknown_rows_are_counted_with_skip_invalid(tmp_path):
     }
     source = write(tmp_path / "mixed.jsonl", [system, {"question": "?"}, CODE])
     with pytest.raises(InputError, match=r"line 1: field 'context': .*role 'system'"):
-        prepare([source], tmp_path / "out", PrepareConfig())
-    stats = prepare([source], tmp_path / "out", PrepareConfig(skip_invalid=True))
+        prepare([source], tmp_path / "out", PrepareConfig(max_prompt_tokens=None))
+    stats = prepare(
+        [source], tmp_path / "out", PrepareConfig(max_prompt_tokens=None, skip_invalid=True)
+    )
     assert (stats.invalid, stats.pairs) == (2, 1)
 
 
 def test_json_list_source(tmp_path):
     (tmp_path / "rows.json").write_text(json.dumps([CODE, MATH]))
-    stats = prepare([str(tmp_path / "rows.json")], tmp_path / "out", PrepareConfig())
+    stats = prepare(
+        [str(tmp_path / "rows.json")], tmp_path / "out", PrepareConfig(max_prompt_tokens=None)
+    )
     assert stats.pairs == 2
 
 
 def test_cli_prepare_writes_parts_and_reports(tmp_path, capsys):
     source = write(tmp_path / "code.jsonl", [CODE] * 10)
-    code = main(["recipe", "prepare", source, "-o", str(tmp_path / "out"), "--eval-size", "2"])
+    code = main([*PREPARE, source, "-o", str(tmp_path / "out"), "--eval-size", "2"])
     assert code == 0
     assert '"parts"' in capsys.readouterr().err
     assert len(read_jsonl(tmp_path / "out" / "rl.jsonl")) == 7
@@ -155,14 +170,14 @@ def test_cli_prepare_writes_parts_and_reports(tmp_path, capsys):
 
 def test_cli_prepare_bad_input_exits_2(tmp_path, capsys):
     source = write(tmp_path / "bad.jsonl", [{"question": "?"}])
-    assert main(["recipe", "prepare", source, "-o", str(tmp_path / "out")]) == 2
+    assert main([*PREPARE, source, "-o", str(tmp_path / "out")]) == 2
     assert "bad.jsonl, line 1: unknown row format" in capsys.readouterr().err
 
 
 def test_missing_file_and_unknown_type_are_clear_errors(tmp_path, capsys):
     out = str(tmp_path / "out")
-    assert main(["recipe", "prepare", str(tmp_path / "nope.jsonl"), "-o", out]) == 2
+    assert main([*PREPARE, str(tmp_path / "nope.jsonl"), "-o", out]) == 2
     assert "nope.jsonl: no such file" in capsys.readouterr().err
     (tmp_path / "rows.csv").write_text("a,b\n")
-    assert main(["recipe", "prepare", str(tmp_path / "rows.csv"), "-o", out]) == 2
+    assert main([*PREPARE, str(tmp_path / "rows.csv"), "-o", out]) == 2
     assert "unknown file type '.csv'" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rmr1_plugins.cli import add_scorer_flags, config_from_args
 from rmr1_plugins.config import ConfigError
+from rmr1_plugins.eval import protocols
 from rmr1_plugins.eval import report as reports
 from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load
 from rmr1_plugins.eval.metrics import NO_VERDICT_POLICIES
@@ -23,11 +24,6 @@ from rmr1_plugins.eval.store import (
     run_settings,
 )
 from rmr1_plugins.plugins import get_parser, get_template
-
-# Each benchmark's own protocol when --order is not given: RM-R1 judged one seeded random order
-# per comparison; JudgeBench judges both orders by default.
-DEFAULT_ORDER = {"rewardbench": "random", "rm-bench": "random", "rmb": "random"}
-DEFAULT_ORDER |= {"judgebench": "both", "rewardbench2": "random"}
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
@@ -58,10 +54,10 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-verdict",
         choices=NO_VERDICT_POLICIES,
-        default="benchmark",
         help="what a comparison without a verdict scores: the benchmark's own rule (default), "
-        "wrong (0, as in RM-R1's evaluation), or tie (0.5)",
+        "wrong (0, as in RM-R1's evaluation), or tie (0.5); default: the protocol's",
     )
+    protocols.add_flag(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="comparisons per backend call")
     add_scorer_flags(parser)
     parser.set_defaults(func=cmd_eval)
@@ -98,7 +94,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if not args.data and not args.from_judgments:
         raise ConfigError("give --data (a benchmark file or datasets name) or --from-judgments")
     out = Path(args.out or f"rmr1-eval-{args.benchmark}")
+    protocol = protocols.apply(args, rescoring=bool(args.from_judgments))
     report = rescore(args) if args.from_judgments else run(args, out)
+    report["protocol"] = protocol
+    if differ := protocols.recorded_differences(protocol, report.get("run")):
+        print(f"warning: judged with {', '.join(differ)}", file=sys.stderr)
+    print(f"protocol: {protocol['name']}", file=sys.stderr)
     paths = reports.write_report(report, out)
     print(reports.markdown(report), end="")
     print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
@@ -109,8 +110,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, out: Path) -> dict:
     """Load, check every item renders, judge what is not judged yet, then score."""
-    if args.order is None:
-        args.order = DEFAULT_ORDER[args.benchmark]
     config = config_from_args(args)
     loaded = load(args.benchmark, args.data, args.split)
     check_renderable(loaded, get_template(config.template))

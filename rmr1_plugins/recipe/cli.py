@@ -5,6 +5,10 @@ rmr1 recipe distill data/distill.jsonl -o distill/ --backend openai --model ...
 rmr1 recipe sft  --trainer trl|openrlhf|verl --data distill/sft.jsonl --model BASE -o sft/
 rmr1 recipe rlvr --trainer trl|openrlhf|verl --data data/rl.jsonl --model SFT_CKPT -o rlvr/
 rmr1 recipe run SOURCE... -o run/ --teacher-backend hf --teacher-model T --student S
+
+--preset NAME (prepare, sft, rlvr, run) reproduces one released checkpoint's pipeline: its data
+mix, base model, template and hyperparameters (rm-r1-instruct-7b|14b|32b,
+rm-r1-deepseek-7b|14b|32b). Explicit flags still win.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1_plugins.config import ConfigError
+from rmr1_plugins.recipe.presets import PRESETS, Preset, get_preset, preset_sources
 
 EPILOG = "See docs/recipe.md for what each stage writes and how to scale it."
 
@@ -40,6 +45,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     distill.add_argument("rows", type=Path, help="distill.jsonl written by `recipe prepare`")
     distill.add_argument("-o", "--output-dir", type=Path, required=True)
     add_teacher_flags(distill, prefix="")
+    add_teacher_flags(distill, prefix="correction-teacher-", correction=True)
     distill.set_defaults(func=cmd_distill)
 
     for stage, data_help in (
@@ -49,10 +55,13 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         emit = sub.add_parser(stage, help=f"write the {stage.upper()} stage's config and command")
         emit.add_argument("--trainer", required=True, choices=["trl", "openrlhf", "verl"])
         emit.add_argument("--data", type=Path, required=True, help=data_help)
-        emit.add_argument("--model", required=True, help="the model this stage starts from")
+        emit.add_argument(
+            "--model", help="the model this stage starts from (a preset gives the base model)"
+        )
         emit.add_argument("-o", "--output-dir", type=Path, required=True)
-        emit.add_argument("--gpus-per-node", type=int, default=8)
-        emit.add_argument("--nodes", type=int, default=1)
+        emit.add_argument("--preset", choices=list(PRESETS), help="a checkpoint's settings")
+        emit.add_argument("--gpus-per-node", type=int, help="default 8, or the preset's")
+        emit.add_argument("--nodes", type=int, help="default 1, or the preset's")
         emit.add_argument(
             "--set",
             action="append",
@@ -65,16 +74,18 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         emit.set_defaults(func=cmd_emit, stage=stage)
 
     run = sub.add_parser("run", help="the whole pipeline with TRL, end to end")
-    add_prepare_flags(run)
+    add_prepare_flags(run, preset_help=False)
     run.add_argument("-o", "--output-dir", type=Path, required=True)
     add_teacher_flags(run, prefix="teacher-")
-    run.add_argument("--student", required=True, help="the model to train (hub id or folder)")
+    add_teacher_flags(run, prefix="correction-teacher-", correction=True)
+    run.add_argument("--student", help="the model to train (default: the preset's base model)")
     run.add_argument("--skip-sft", action="store_true", help="RL only (RM-R1's DeepSeek family)")
     run.add_argument(
         "--preset",
-        choices=["rmr1", "cpu-tiny"],
+        choices=[*PRESETS, "rmr1", "cpu-tiny"],
         default="rmr1",
-        help="rmr1: RM-R1's hyperparameters on one GPU; cpu-tiny: a few steps on CPU",
+        help="a checkpoint's pipeline on one GPU (rm-r1-...); rmr1: RM-R1's 7B hyperparameters "
+        "on your sources; cpu-tiny: a few steps on CPU",
     )
     run.add_argument(
         "--sft-set", action="append", default=[], metavar="KEY=VALUE", help="an SFTConfig field"
@@ -86,12 +97,21 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run, eval_size=16)
 
 
-def add_prepare_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", nargs="+", help="local .jsonl/.json/.parquet or dataset names")
+def add_prepare_flags(parser: argparse.ArgumentParser, preset_help: bool = True) -> None:
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        help="local .jsonl/.json/.parquet or dataset names; with --preset: none (its mix, by "
+        "name) or a local copy of each of its sources, in its order",
+    )
+    if preset_help:
+        parser.add_argument(
+            "--preset", choices=list(PRESETS), help="a released checkpoint's data mix and template"
+        )
     parser.add_argument("--split", default="train", help="split of dataset-name sources")
     parser.add_argument("--subset", help="configuration name of dataset-name sources")
     parser.add_argument(
-        "--template", default="rmr1-instruct", help="rmr1-instruct or rmr1-reasoning"
+        "--template", help="rmr1-instruct (default) or rmr1-reasoning; a preset gives its own"
     )
     parser.add_argument(
         "--order",
@@ -100,14 +120,21 @@ def add_prepare_flags(parser: argparse.ArgumentParser) -> None:
         help="chosen answer alternately in slot A/B (RM-R1), or each pair in both orders",
     )
     parser.add_argument(
-        "--distill-fraction", type=float, default=0.12, help="share for stage 1 (default 0.12)"
+        "--distill-fraction",
+        type=float,
+        help="share for stage 1 (default 0.12; DeepSeek presets 0)",
     )
     parser.add_argument("--eval-size", type=int, default=0, help="pairs held out for scoring")
     parser.add_argument(
-        "--max-prompt-tokens", type=int, default=4096, help="drop longer prompts (default 4096)"
+        "--max-prompt-tokens",
+        type=int,
+        default=4096,
+        help="drop longer prompts (default 4096, as RM-R1); 0 keeps every prompt",
     )
     parser.add_argument(
-        "--tokenizer", help="the student's tokenizer, for the token budget (run: the student)"
+        "--tokenizer",
+        help="the student's tokenizer, for the token budget (default: the preset's base model; "
+        "run: the student); required unless --max-prompt-tokens 0",
     )
     parser.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
     parser.add_argument("--limit", type=int, help="at most this many pairs per source")
@@ -121,18 +148,26 @@ def add_prepare_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_teacher_flags(parser: argparse.ArgumentParser, prefix: str) -> None:
-    parser.add_argument(f"--{prefix}config", help="YAML scorer config giving backend + sampling")
-    parser.add_argument(f"--{prefix}backend", help="hf, vllm, openai, ...")
-    parser.add_argument(f"--{prefix}model", help="the teacher model")
-    parser.add_argument(
+def add_teacher_flags(
+    parser: argparse.ArgumentParser, prefix: str, correction: bool = False
+) -> None:
+    """Backend and sampling flags of a teacher; ``correction``: the optional pass-2 teacher."""
+    who = "the pass-2 (correction) teacher; default: the pass-1 teacher" if correction else ""
+    group = parser.add_argument_group(who or "teacher")
+    group.add_argument(f"--{prefix}config", help="YAML scorer config giving backend + sampling")
+    group.add_argument(f"--{prefix}backend", help="hf, vllm, openai, ...")
+    group.add_argument(f"--{prefix}model", help="the teacher model")
+    group.add_argument(
         f"--{prefix}backend-option", action="append", default=[], metavar="KEY=VALUE"
     )
-    parser.add_argument(f"--{prefix}max-new-tokens", type=int)
-    parser.add_argument(f"--{prefix}temperature", type=float)
-    parser.add_argument(f"--{prefix}top-p", type=float)
-    parser.add_argument("--batch-size", type=int, default=32, help="rows per teacher call")
-    parser.add_argument("--no-second-pass", action="store_true", help="skip RM-R1's pass 2")
+    group.add_argument(
+        f"--{prefix}max-new-tokens", type=int, help=f"default {TEACHER_MAX_NEW_TOKENS} (RM-R1's)"
+    )
+    group.add_argument(f"--{prefix}temperature", type=float, help="default: the backend's")
+    group.add_argument(f"--{prefix}top-p", type=float)
+    if not correction:
+        group.add_argument("--batch-size", type=int, default=32, help="rows per teacher call")
+        group.add_argument("--no-second-pass", action="store_true", help="skip RM-R1's pass 2")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -145,18 +180,42 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def prepare_config(args: argparse.Namespace) -> Any:
+def checkpoint_preset(args: argparse.Namespace) -> Preset | None:
+    """The ``--preset`` if it names a released checkpoint (``run`` has two others)."""
+    name = getattr(args, "preset", None)
+    return get_preset(name) if name in PRESETS else None
+
+
+def prepare_sources(args: argparse.Namespace, preset: Preset | None) -> list[Any]:
+    """The sources: the preset's mix (by name or from the local copies given), else the list."""
+    if preset is not None:
+        return preset_sources(preset, args.sources)
+    if not args.sources:
+        raise ConfigError("give at least one SOURCE, or --preset NAME for a checkpoint's mix")
+    return args.sources
+
+
+def prepare_config(args: argparse.Namespace, preset: Preset | None, tokenizer: str | None) -> Any:
+    """The prepare settings: flags, else the preset's, else RM-R1's defaults.
+
+    ``tokenizer`` is the default for ``--tokenizer`` (the preset's base model, or the student).
+    """
     from rmr1_plugins.recipe.prepare import PrepareConfig
 
-    if not 0 <= args.distill_fraction <= 1:
+    fraction = args.distill_fraction
+    if fraction is None:
+        fraction = preset.distill_fraction if preset else 0.12
+    if not 0 <= fraction <= 1:
         raise ConfigError("--distill-fraction must be between 0 and 1")
+    if args.max_prompt_tokens < 0:
+        raise ConfigError("--max-prompt-tokens must be positive, or 0 to keep every prompt")
     return PrepareConfig(
-        template=args.template,
+        template=args.template or (preset.template if preset else "rmr1-instruct"),
         order=args.order,
-        distill_fraction=args.distill_fraction,
+        distill_fraction=fraction,
         eval_size=args.eval_size,
-        max_prompt_tokens=args.max_prompt_tokens,
-        tokenizer=args.tokenizer,
+        max_prompt_tokens=args.max_prompt_tokens or None,
+        tokenizer=args.tokenizer or tokenizer,
         seed=args.seed,
         split=args.split,
         subset=args.subset,
@@ -166,11 +225,15 @@ def prepare_config(args: argparse.Namespace) -> Any:
     )
 
 
-def teacher_config(args: argparse.Namespace, prefix: str) -> Any:
-    """The teacher's backend and sampling as a scorer config (YAML file, RMR1_*, then flags)."""
-    import yaml
+# RM-R1's pass-1 teacher sampling (reasoning_chain_generation/generate_Antropic_First_Time.py):
+# max_tokens 8192, temperature unset, i.e. the API's default of 1.0. A --*config file or flags win.
+TEACHER_MAX_NEW_TOKENS = 8192
+TEACHER_SAMPLING = {"max_new_tokens": TEACHER_MAX_NEW_TOKENS, "temperature": 1.0}
 
-    from rmr1_plugins.config import load_config
+
+def _teacher_flags(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """The overrides a teacher's flags give (``backend``, ``sampling``), as nested dicts."""
+    import yaml
 
     def flag(name: str) -> Any:
         return getattr(args, prefix.replace("-", "_") + name)
@@ -186,8 +249,44 @@ def teacher_config(args: argparse.Namespace, prefix: str) -> Any:
         for key in ("max_new_tokens", "temperature", "top_p")
         if flag(key) is not None
     }
-    overrides = {"backend": backend} if backend else {}
-    return load_config(flag("config"), **overrides, **({"sampling": sampling} if sampling else {}))
+    return {k: v for k, v in (("backend", backend), ("sampling", sampling)) if v}
+
+
+def teacher_config(
+    args: argparse.Namespace, prefix: str, defaults: dict[str, Any] = TEACHER_SAMPLING
+) -> Any:
+    """The pass-1 teacher's backend and sampling as a scorer config.
+
+    Lowest to highest: ``defaults`` (RM-R1's teacher sampling), the YAML file, ``RMR1_*``
+    variables, flags.
+    """
+    from rmr1_plugins.config import deep_merge, load_config, read_config_file
+
+    path = getattr(args, prefix.replace("-", "_") + "config")
+    from_file = read_config_file(path) if path else {}
+    base = deep_merge({"sampling": dict(defaults)}, from_file)
+    return load_config(base, **_teacher_flags(args, prefix))
+
+
+def correction_config(args: argparse.Namespace, prefix: str, first: str) -> Any:
+    """The pass-2 teacher (``--PREFIX*`` flags), or ``None`` when none is given.
+
+    It starts from the pass-1 teacher (``first`` is its prefix): its file unless
+    ``--PREFIXconfig`` names another, and its flags, which this prefix's flags override.
+    """
+    from rmr1_plugins.config import deep_merge, load_config, read_config_file
+
+    own = _teacher_flags(args, prefix)
+    path = getattr(args, prefix.replace("-", "_") + "config")
+    if not own and not path:
+        return None
+    path = path or getattr(args, first.replace("-", "_") + "config")
+    from_file = read_config_file(path) if path else {}
+    base = deep_merge({"sampling": dict(TEACHER_SAMPLING)}, from_file)
+    inherited = (
+        {} if getattr(args, prefix.replace("-", "_") + "config") else _teacher_flags(args, first)
+    )
+    return load_config(base, **deep_merge(inherited, own))
 
 
 def _report(title: str, stats: Any) -> None:
@@ -197,26 +296,35 @@ def _report(title: str, stats: Any) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from rmr1_plugins.recipe.prepare import prepare
 
-    stats = prepare(args.sources, args.output_dir, prepare_config(args))
+    preset = checkpoint_preset(args)
+    config = prepare_config(args, preset, preset.base_model if preset else None)
+    stats = prepare(prepare_sources(args, preset), args.output_dir, config)
     _report("prepared", stats)
     if not stats.budget_checked:
         print(
-            "note: no --tokenizer given, so no prompt was checked against the budget",
-            file=sys.stderr,
+            "note: --max-prompt-tokens 0: no prompt was checked against a budget", file=sys.stderr
         )
     if stats.parts.get("distill", 0) == 0 and stats.parts.get("rl", 0) == 0:
         raise ConfigError("no usable pairs were found: nothing to train on")
+
+
+def build_teacher(config: Any, who: str) -> Any:
+    try:
+        return config.build_backend()
+    except ValueError as error:  # e.g. no --model for a backend that needs one
+        raise ConfigError(f"{who}: {error}") from None
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from rmr1_plugins.recipe.distill import distill
 
     config = teacher_config(args, "")
+    correction = correction_config(args, "correction-teacher-", "")
+    backend = build_teacher(config, "teacher")
+    second = None
     try:
-        backend = config.build_backend()
-    except ValueError as error:  # e.g. no --model for a backend that needs one
-        raise ConfigError(f"teacher: {error}") from None
-    try:
+        if correction is not None and not args.no_second_pass:
+            second = build_teacher(correction, "correction teacher")
         stats = distill(
             args.rows,
             args.output_dir,
@@ -224,9 +332,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
             config.sampling.params(),
             batch_size=args.batch_size,
             second_pass=not args.no_second_pass,
+            correction=(second, correction.sampling.params()) if second else None,
         )
     finally:
         backend.close()
+        if second is not None:
+            second.close()
     _report("distilled", stats)
     if stats.sft_rows == 0:
         print("error: no trace had the right verdict; the SFT data is empty", file=sys.stderr)
@@ -237,16 +348,32 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_emit(args: argparse.Namespace) -> None:
     from rmr1_plugins.recipe.stages import Launch, StageError, emit
 
+    preset = checkpoint_preset(args)
+    model = args.model
+    if model is None and preset is not None and (args.stage == "sft" or preset.skip_sft):
+        model = preset.base_model
+    if model is None:
+        what = "the SFT checkpoint" if preset else "the model this stage starts from"
+        raise ConfigError(f"give --model: {what}")
+    if preset is not None and args.stage == "sft" and preset.skip_sft:
+        raise ConfigError(f"{preset.name} has no SFT stage: RM-R1 trained it with RLVR only")
     launch = Launch(
-        model=args.model,
+        model=model,
         data=args.data,
         out_dir=args.output_dir,
-        gpus_per_node=args.gpus_per_node,
-        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node or (preset.gpus_per_node if preset else 8),
+        nodes=args.nodes or (preset.nodes if preset else 1),
         overrides=_pairs(args.overrides, "--set"),
     )
     try:
-        emitted = emit(args.stage, args.trainer, launch)
+        if preset is None:
+            emitted = emit(args.stage, args.trainer, launch)
+        else:
+            script = preset.sft_script if args.stage == "sft" else preset.rl_script
+            notes = [f"Preset {preset.name}: {preset.checkpoint} (RM-R1's {script})"]
+            emitted = emit(
+                args.stage, args.trainer, launch, preset.sft, preset.rl, [*notes, *preset.notes]
+            )
     except StageError as error:
         raise ConfigError(str(error)) from None
     for name, path in emitted.files.items():
@@ -257,13 +384,21 @@ def cmd_emit(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from rmr1_plugins.recipe.run import RunConfig, run
 
+    preset = checkpoint_preset(args)
+    student = args.student or (preset.base_model if preset else None)
+    if student is None:
+        raise ConfigError("give --student (the model to train), or a checkpoint --preset")
     config = RunConfig(
-        sources=args.sources,
+        sources=prepare_sources(args, preset),
         out_dir=args.output_dir,
-        prepare=prepare_config(args),
-        teacher=teacher_config(args, "teacher-"),
-        student=args.student,
-        skip_sft=args.skip_sft,
+        prepare=prepare_config(args, preset, student),
+        # the CPU smoke run keeps a greedy teacher, so that its few traces are reproducible
+        teacher=teacher_config(
+            args, "teacher-", {} if args.preset == "cpu-tiny" else TEACHER_SAMPLING
+        ),
+        correction_teacher=correction_config(args, "correction-teacher-", "teacher-"),
+        student=student,
+        skip_sft=args.skip_sft or bool(preset and preset.skip_sft),
         preset=args.preset,
         batch_size=args.batch_size,
         second_pass=not args.no_second_pass,

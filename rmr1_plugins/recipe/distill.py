@@ -5,6 +5,8 @@ Pass 1 sends each row's ``context_messages`` to the teacher. A trace is correct 
 is extended with RM-R1's correction suffix and ``"The previous (wrong) judgement was: {previous}"``.
 The SFT row pairs the *original* prompt with the correct trace, in the conversational
 prompt/completion format (``{"prompt": [...], "completion": [{"role": "assistant", ...}]}``).
+RM-R1 used two teachers (Claude-3.7-Sonnet for pass 1, o3 for pass 2): ``correction`` gives pass
+2 its own backend and sampling; without it the pass-1 teacher does both.
 
 Every generation is appended to ``traces.jsonl`` as soon as its batch finishes, so an interrupted
 run restarts where it stopped: rows already answered are skipped.
@@ -112,8 +114,12 @@ def distill(
     *,
     batch_size: int = 32,
     second_pass: bool = True,
+    correction: tuple[Backend, SamplingParams] | None = None,
 ) -> DistillStats:
-    """Run both passes (skipping finished rows); write ``sft.jsonl`` and ``distill_stats.json``."""
+    """Run both passes (skipping finished rows); write ``sft.jsonl`` and ``distill_stats.json``.
+
+    ``correction`` is the pass-2 teacher and its sampling (default: ``teacher``, ``sampling``).
+    """
     from tqdm import tqdm
 
     rows = load_rows(rows_path)
@@ -121,7 +127,9 @@ def distill(
     traces_path = out_dir / "traces.jsonl"
     done = load_traces(traces_path)
     stats = DistillStats(rows=len(rows), resumed=len({key for key, _ in done}))
-    sampling = SamplingParams(**{**asdict(sampling), "n": 1})
+    teachers = {1: (teacher, SamplingParams(**{**asdict(sampling), "n": 1}))}
+    second, second_sampling = correction or (teacher, sampling)
+    teachers[2] = (second, SamplingParams(**{**asdict(second_sampling), "n": 1}))
     with open(traces_path, "a", encoding="utf-8") as sink:
         for pass_number in (1, 2) if second_pass else (1,):
             todo = [r for r in rows if (row_key(r), pass_number) not in done]
@@ -137,7 +145,8 @@ def distill(
                     )
                     for r in batch
                 ]
-                outputs = teacher.generate(prompts, sampling)
+                backend, params = teachers[pass_number]
+                outputs = backend.generate(prompts, params)
                 for row, samples in zip(batch, outputs, strict=True):
                     record = {
                         "id": row_key(row),

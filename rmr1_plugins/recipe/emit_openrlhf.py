@@ -8,12 +8,26 @@ Flags use 0.11.2's dotted names. The RL reward is a ``reward_func`` file passed 
 from __future__ import annotations
 
 from rmr1_plugins.recipe.sources import write_jsonl
-from rmr1_plugins.recipe.stages import Emitted, Launch, RLVRDefaults, SFTDefaults, rl_rows, sft_rows
+from rmr1_plugins.recipe.stages import (
+    MICRO_BATCH_DIFFERENCE,
+    Emitted,
+    Launch,
+    RLVRDefaults,
+    SFTDefaults,
+    budget_note,
+    rl_rows,
+    sft_rows,
+)
 
 REWARD_FILE = '''"""RM-R1's verifiable reward for OpenRLHF (--reward.remote_url this_file.py)."""
 
 from rmr1_plugins.recipe.reward import reward_func  # noqa: F401
 '''
+SFT_DIFFERENCES = [
+    "Differs from RM-R1: OpenRLHF 0.11.2's train_sft averages tokens over the global batch "
+    "(SFTLoss is built token-level, with no flag), so long traces weigh more; RM-R1's OpenRLHF "
+    "averaged each micro-batch of one trace, then traces.",
+]
 
 
 def flags(values: dict[str, object], overrides: dict[str, str]) -> list[str]:
@@ -29,7 +43,9 @@ def flags(values: dict[str, object], overrides: dict[str, str]) -> list[str]:
         if value is False:
             continue
         out.append(f"--{key}")
-        if value is not True:
+        if isinstance(value, list | tuple):  # nargs flags such as --adam.betas
+            out.extend(str(v) for v in value)
+        elif value is not True:
             out.append(str(value))
     return out
 
@@ -48,6 +64,9 @@ def emit_sft(launch: Launch, d: SFTDefaults) -> Emitted:
         "train.micro_batch_size": d.micro_batch,
         "train.max_epochs": d.epochs,
         "adam.lr": d.learning_rate,
+        "adam.betas": [d.adam_beta1, d.adam_beta2],
+        "adam.weight_decay": d.weight_decay,
+        "max_norm": d.max_grad_norm,
         "lr_scheduler": "cosine_with_min_lr",
         "min_lr_ratio": d.min_lr_ratio,
         "lr_warmup_ratio": d.warmup_ratio,
@@ -61,7 +80,7 @@ def emit_sft(launch: Launch, d: SFTDefaults) -> Emitted:
     if launch.nodes > 1:
         launcher = ["deepspeed", "--hostfile", "${HOSTFILE}"]
     command = [*launcher, "--module", "openrlhf.cli.train_sft", *flags(values, launch.overrides)]
-    return Emitted("openrlhf", "sft", command, {"data": data})
+    return Emitted("openrlhf", "sft", command, {"data": data}, list(SFT_DIFFERENCES))
 
 
 def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
@@ -93,7 +112,11 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "algo.kl.init_coef": d.kl_coef,
         "actor.entropy_coef": d.entropy_coef,
         "actor.eps_clip": d.clip,
+        "actor.loss_agg_mode": "seq-mean-token-mean",
         "actor.adam.lr": d.learning_rate,
+        "actor.adam.betas": [d.adam_beta1, d.adam_beta2],
+        "actor.adam.weight_decay": d.weight_decay,
+        "actor.max_norm": d.max_grad_norm,
         "actor.lr_scheduler": "constant",
         "actor.lr_warmup_ratio": 0.0,
         "actor.num_nodes": launch.nodes,
@@ -102,7 +125,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "ref.num_gpus_per_node": launch.gpus_per_node,
         "vllm.num_engines": launch.world,
         "vllm.tensor_parallel_size": 1,
-        "vllm.gpu_memory_utilization": 0.5,
+        "vllm.gpu_memory_utilization": d.gpu_memory_utilization,
         "vllm.enable_sleep": True,
         "train.colocate_all": True,
         "ds.zero_stage": 3,
@@ -117,5 +140,10 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "Start Ray first (`ray start --head`; `ray start --address=HEAD:6379` on other nodes),",
         "or submit with `ray job submit --address=http://HEAD:8265 -- <this command>`.",
         "rmr1-plugins must be installed on every node: the reward file imports it.",
+        budget_note(
+            launch.data, "OpenRLHF would cut a longer prompt from the left, system prompt first"
+        ),
     ]
+    if d.loss_aggregation == "micro-batch":
+        notes.append(MICRO_BATCH_DIFFERENCE.format(n=d.micro_batch, trainer="OpenRLHF 0.11.2"))
     return Emitted("openrlhf", "rlvr", command, {"data": data, "reward": reward}, notes)

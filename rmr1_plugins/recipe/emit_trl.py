@@ -13,12 +13,21 @@ from rmr1_plugins.recipe.stages import (
     Launch,
     RLVRDefaults,
     SFTDefaults,
+    budget_note,
     per_process_accumulation,
     rl_rows,
     sft_rows,
 )
 
 REWARD_FUNC = "rmr1_plugins.recipe.reward.rmr1_train_reward"
+# TRL's loss_type for RM-R1's aggregation: "grpo" averages each completion's tokens, then the
+# completions; "bnpo" averages the tokens of each per-device micro-batch, as veRL e49fb572 did.
+LOSS_TYPE = {"sequence": "grpo", "micro-batch": "bnpo"}
+SFT_DIFFERENCES = [
+    "Differs from RM-R1: TRL 1.16's SFT loss averages tokens over the whole accumulated batch, so "
+    "long traces weigh more; RM-R1 (OpenRLHF, one trace per micro-batch) averaged each trace, "
+    "then traces. SFTConfig has no per-sequence option.",
+]
 
 
 def sft_config(d: SFTDefaults, world: int = 1) -> dict[str, Any]:
@@ -34,6 +43,10 @@ def sft_config(d: SFTDefaults, world: int = 1) -> dict[str, Any]:
         "lr_scheduler_type": "cosine_with_min_lr",
         "lr_scheduler_kwargs": {"min_lr_rate": d.min_lr_ratio},
         "warmup_steps": d.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        "adam_beta1": d.adam_beta1,
+        "adam_beta2": d.adam_beta2,
+        "weight_decay": d.weight_decay,
+        "max_grad_norm": d.max_grad_norm,
         "completion_only_loss": True,  # loss on the assistant turn only
         "bf16": True,
         "gradient_checkpointing": True,
@@ -59,7 +72,7 @@ def grpo_config(d: RLVRDefaults, world: int = 1) -> dict[str, Any]:
         "beta": d.kl_coef,  # TRL's KL term is a loss term with the k3 (low_var_kl) estimator
         "epsilon": d.clip,
         "entropy_coef": d.entropy_coef,
-        "loss_type": "dapo",  # token-mean over the batch, like veRL's default
+        "loss_type": LOSS_TYPE[d.loss_aggregation],
         "scale_rewards": "group",
         "num_iterations": 1,
         "per_device_train_batch_size": d.micro_batch,
@@ -67,6 +80,10 @@ def grpo_config(d: RLVRDefaults, world: int = 1) -> dict[str, Any]:
         "generation_batch_size": d.prompts_per_step * d.num_generations,
         "max_completion_length": d.max_response_tokens,
         "num_train_epochs": d.epochs,
+        "adam_beta1": d.adam_beta1,
+        "adam_beta2": d.adam_beta2,
+        "weight_decay": d.weight_decay,
+        "max_grad_norm": d.max_grad_norm,
         "bf16": True,
         "gradient_checkpointing": True,
         "logging_steps": 1,
@@ -75,11 +92,12 @@ def grpo_config(d: RLVRDefaults, world: int = 1) -> dict[str, Any]:
     }
 
 
-def _write(launch: Launch, config: dict[str, Any], name: str) -> Path:
+def _write(launch: Launch, config: dict[str, Any], name: str, notes: list[str]) -> Path:
     for key, value in launch.overrides.items():
         config[key] = yaml.safe_load(value)
     path = launch.out_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    header = "".join(f"# {note}\n" for note in notes)
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
 
 
@@ -99,8 +117,9 @@ def emit_sft(launch: Launch, d: SFTDefaults) -> Emitted:
     config["output_dir"] = str(launch.out_dir / "model")
     config["datasets"] = [{"path": "json", "data_files": str(data), "split": "train"}]
     config |= sft_config(d, launch.world)
-    path = _write(launch, config, "sft")
-    return Emitted("trl", "sft", _command("sft", path, launch), {"data": data, "config": path})
+    path = _write(launch, config, "sft", SFT_DIFFERENCES)
+    command = _command("sft", path, launch)
+    return Emitted("trl", "sft", command, {"data": data, "config": path}, list(SFT_DIFFERENCES))
 
 
 def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
@@ -114,7 +133,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
     config |= grpo_config(d, launch.world)
     config |= {"use_vllm": True, "vllm_mode": "colocate"}
     config["vllm_max_model_length"] = d.max_prompt_tokens + d.max_response_tokens
-    path = _write(launch, config, "grpo")
-    notes = ["Prompts over the token budget were dropped by `rmr1 recipe prepare`."]
+    notes = [budget_note(launch.data, "TRL 1.16 has no prompt-length limit and trains on any")]
+    path = _write(launch, config, "grpo", notes)
     command = _command("grpo", path, launch)
     return Emitted("trl", "rlvr", command, {"data": data, "config": path}, notes)

@@ -12,17 +12,24 @@ from __future__ import annotations
 
 from rmr1_plugins.recipe.sources import write_parquet
 from rmr1_plugins.recipe.stages import (
+    MICRO_BATCH_DIFFERENCE,
     Emitted,
     Launch,
     RLVRDefaults,
     SFTDefaults,
     StageError,
+    budget_note,
     rl_rows,
     sft_rows,
 )
 
 DATA_SOURCE = "rmr1"
 REWARD_PATH = "pkg://rmr1_plugins.recipe.reward"
+SFT_DIFFERENCES = [
+    "Differs from RM-R1: veRL 0.9.1's SFT loss (verl/workers/utils/losses.py, sft_loss) is a "
+    "token mean over the global batch, with no per-sequence mode, so long traces weigh more; "
+    "RM-R1 (OpenRLHF, one trace per micro-batch) averaged each trace, then traces.",
+]
 
 
 def overrides(values: dict[str, object], extra: dict[str, str]) -> list[str]:
@@ -57,6 +64,9 @@ def emit_sft(launch: Launch, d: SFTDefaults) -> Emitted:
         "optim.lr_scheduler_type": "cosine",
         "optim.min_lr_ratio": d.min_lr_ratio,
         "optim.lr_warmup_steps_ratio": d.warmup_ratio,
+        "optim.betas": [d.adam_beta1, d.adam_beta2],
+        "optim.weight_decay": d.weight_decay,
+        "optim.clip_grad": d.max_grad_norm,
         "trainer.total_epochs": d.epochs,
         "trainer.default_local_dir": str(launch.out_dir / "checkpoints"),
         "trainer.n_gpus_per_node": launch.gpus_per_node,
@@ -71,7 +81,7 @@ def emit_sft(launch: Launch, d: SFTDefaults) -> Emitted:
     else:
         launcher += ["--standalone"]
     command = [*launcher, "-m", "verl.trainer.sft_trainer", *overrides(values, launch.overrides)]
-    return Emitted("verl", "sft", command, {"data": data})
+    return Emitted("verl", "sft", command, {"data": data}, list(SFT_DIFFERENCES))
 
 
 def rl_records(rows: list[dict]) -> list[dict]:
@@ -115,11 +125,15 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",
         "actor_rollout_ref.actor.entropy_coeff": d.entropy_coef,
         "actor_rollout_ref.actor.clip_ratio": d.clip,
+        "actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-mean",
+        "actor_rollout_ref.actor.optim.betas": [d.adam_beta1, d.adam_beta2],
+        "actor_rollout_ref.actor.optim.weight_decay": d.weight_decay,
+        "actor_rollout_ref.actor.optim.clip_grad": d.max_grad_norm,
         "actor_rollout_ref.rollout.name": "vllm",
         "actor_rollout_ref.rollout.n": d.num_generations,
         "actor_rollout_ref.rollout.temperature": d.temperature,
         "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
-        "actor_rollout_ref.rollout.gpu_memory_utilization": 0.5,
+        "actor_rollout_ref.rollout.gpu_memory_utilization": d.gpu_memory_utilization,
         "actor_rollout_ref.rollout.max_num_batched_tokens": d.max_prompt_tokens
         + d.max_response_tokens,
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": d.micro_batch,
@@ -131,7 +145,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "trainer.nnodes": launch.nodes,
         "trainer.val_before_train": False,
         "trainer.test_freq": -1,
-        "trainer.save_freq": 100,
+        "trainer.save_freq": d.save_freq,
         "trainer.logger": ["console"],
         "trainer.default_local_dir": str(launch.out_dir / "checkpoints"),
     }
@@ -139,5 +153,8 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
     notes = [
         "Multi-node: start Ray on every node first and run this on the head node.",
         "rmr1-plugins must be installed on every node: the reward is pkg://rmr1_plugins...",
+        budget_note(launch.data, "veRL's filter_overlong_prompts drops any left, as RM-R1's did"),
     ]
+    if d.loss_aggregation == "micro-batch":
+        notes.append(MICRO_BATCH_DIFFERENCE.format(n=d.micro_batch, trainer="veRL 0.9.1"))
     return Emitted("verl", "rlvr", command, {"data": data}, notes)

@@ -10,20 +10,25 @@ Accepted row formats (detected per row):
 - TRL preference: ``prompt``, ``chosen``, ``rejected`` (strings or message lists).
 - Native pairs: ``context``, ``response_a``, ``response_b``, ``label``.
 
-As in RM-R1, the chosen answer alternates between slot A and slot B (``order="alternate"``);
-``order="both"`` keeps each pair in both orders instead. Prompts longer than the token budget
-(counted with the student's tokenizer and chat template) are dropped and counted. The kept pairs
-are shuffled and split into an evaluation part (native pairs ``rmr1 score`` reads), a
-distillation part (stage 1) and an RL part (stage 2).
+A source is a path or dataset name, or a :class:`SourceSpec` that also gives its split, a
+shuffle seed and a size (RM-R1 shuffles Code-Preference-Pairs with seed 42 and keeps 8,000) and
+rows to exclude. As in RM-R1, the chosen answer alternates between slot A and slot B across all
+sources in the order given (``order="alternate"``); ``order="both"`` keeps each pair in both
+orders instead. Prompts longer than the token budget (counted with the student's tokenizer and
+chat template) are dropped and counted; without a tokenizer :func:`prepare` refuses rather than
+skip the check, unless the budget is off (``max_prompt_tokens=None``). The kept pairs are
+shuffled and split into an evaluation part (native pairs ``rmr1 score`` reads), a distillation
+part (stage 1) and an RL part (stage 2).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,9 +36,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from rmr1_plugins._imports import require
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.jsonl import InputError
 from rmr1_plugins.plugins import get_template
-from rmr1_plugins.recipe.sources import iter_rows, source_name, write_jsonl
+from rmr1_plugins.recipe.sources import SourceSpec, iter_rows, source_name, write_jsonl
 from rmr1_plugins.schema import Message, PairwiseExample
 from rmr1_plugins.templates import ChatMessages, TemplateError
 
@@ -83,6 +89,8 @@ class PrepareStats:
     parts: dict[str, int] = field(default_factory=dict)
     winners: dict[str, int] = field(default_factory=dict)
     budget_checked: bool = False
+    max_prompt_tokens: int | None = None
+    tokenizer: str | None = None
     files: dict[str, str] = field(default_factory=dict)
 
 
@@ -142,20 +150,37 @@ def _implicit_prompt(rid: str, chosen: Any, rejected: Any) -> Preference:
     )
 
 
+def selected_rows(spec: SourceSpec, config: PrepareConfig) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The source's ``(row number, row)`` pairs: all, or shuffled and cut to ``spec.size``."""
+    rows = iter_rows(spec.path, spec.split or config.split, spec.subset or config.subset)
+    if spec.shuffle_seed is None:
+        return rows if spec.size is None else itertools.islice(rows, spec.size)
+    numpy = require("numpy", "recipe")
+    every = list(rows)
+    order = numpy.random.default_rng(spec.shuffle_seed).permutation(len(every))
+    return (every[int(i)] for i in order[: spec.size])
+
+
 def read_preferences(
-    sources: Sequence[str], config: PrepareConfig, stats: PrepareStats
+    sources: Sequence[str | SourceSpec], config: PrepareConfig, stats: PrepareStats
 ) -> list[Preference]:
-    """Every usable pair of every source, in source order (each checked to render)."""
+    """Every usable pair of every source, in source order (each checked to render).
+
+    A plain string source takes ``config.split``/``subset``/``exclude`` and ``config.limit``
+    (at most that many usable pairs); a :class:`SourceSpec` adds its exclusions to ``exclude``.
+    """
     template = get_template(config.template)
     found: list[Preference] = []
     for source in sources:
-        name = source_name(source)
+        spec = source if isinstance(source, SourceSpec) else SourceSpec(source)
+        name = source_name(spec.path)
+        exclude = {**config.exclude, **spec.exclude}
         taken = 0
-        for number, row in iter_rows(source, config.split, config.subset):
-            if config.limit is not None and taken >= config.limit:
+        for number, row in selected_rows(spec, config):
+            if isinstance(source, str) and config.limit is not None and taken >= config.limit:
                 break
             stats.read += 1
-            if any(str(row.get(key)) == value for key, value in config.exclude.items()):
+            if any(str(row.get(key)) == value for key, value in exclude.items()):
                 stats.excluded += 1
                 continue
             try:
@@ -163,7 +188,7 @@ def read_preferences(
                 template.render(preference.placed("A"))
             except (ValueError, ValidationError, TypeError) as error:
                 if not config.skip_invalid:
-                    raise InputError(source, number, _message(error)) from None
+                    raise InputError(spec.path, number, _message(error)) from None
                 stats.invalid += 1
                 continue
             found.append(preference)
@@ -180,12 +205,24 @@ def _message(error: Exception) -> str:
     return str(error)
 
 
+BUDGET_HINT = (
+    "prompt-length filter (RM-R1 drops prompts over 4,096 tokens); give --tokenizer (a local "
+    "copy of the base model's tokenizer), or --max-prompt-tokens 0 to keep every prompt"
+)
+
+
 class PromptCounter:
     """Prompt length in the student's tokens: chat template, then ``add_special_tokens=False``."""
 
     def __init__(self, tokenizer: str) -> None:
         transformers = require("transformers", "hf")
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer)
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer)
+        except Exception as error:  # hub/OS/format errors of many types: name the tokenizer
+            raise ConfigError(
+                f"cannot load the tokenizer {tokenizer!r} for the {BUDGET_HINT}: "
+                f"{type(error).__name__}: {error}"
+            ) from None
 
     def __call__(self, prompts: list[ChatMessages]) -> list[int]:
         texts = [
@@ -208,14 +245,25 @@ def rm_row(example: PairwiseExample, messages: ChatMessages) -> dict[str, Any]:
     return {"id": example.id, "context_messages": messages, "winner": WINNER[example.label or "A"]}
 
 
-def prepare(sources: Sequence[str], out_dir: Path, config: PrepareConfig) -> PrepareStats:
-    """Read, place, render, budget, shuffle, split; write the parts and ``prepare_stats.json``."""
-    stats = PrepareStats()
+def prepare(
+    sources: Sequence[str | SourceSpec], out_dir: Path, config: PrepareConfig
+) -> PrepareStats:
+    """Read, place, render, budget, shuffle, split; write the parts and ``prepare_stats.json``.
+
+    Raises :class:`ConfigError` when the token budget is on but no tokenizer is given or it
+    cannot be loaded (checked before any source is read).
+    """
+    stats = PrepareStats(max_prompt_tokens=config.max_prompt_tokens, tokenizer=config.tokenizer)
+    counter = None
+    if config.max_prompt_tokens is not None:
+        if not config.tokenizer:
+            raise ConfigError(f"no tokenizer for the {BUDGET_HINT}")
+        counter = PromptCounter(config.tokenizer)
     template = get_template(config.template)
     prefs = read_preferences(sources, config, stats)
     rendered = [[(ex, template.render(ex)) for ex in group] for group in place(prefs, config.order)]
-    if config.max_prompt_tokens is not None and config.tokenizer:
-        rendered = _within_budget(rendered, PromptCounter(config.tokenizer), config, stats)
+    if counter is not None:
+        rendered = _within_budget(rendered, counter, config, stats)
     random.Random(config.seed).shuffle(rendered)
     stats.pairs = len(rendered)
     n_eval = min(config.eval_size, len(rendered))

@@ -5,9 +5,12 @@ Writes under ``out_dir``: ``data/`` (prepare), ``distill/`` (traces and ``sft.js
 checkpoint on the held-out pairs) and ``run_summary.json``. TRL is imported only here, inside
 the stage functions.
 
-Presets: ``rmr1`` is RM-R1's hyperparameters on one GPU (use ``rmr1 recipe sft|rlvr`` for
-several); ``cpu-tiny`` is a smoke run of a few steps on CPU. ``sft_overrides`` /
-``rl_overrides`` (values read as YAML) change single ``SFTConfig`` / ``GRPOConfig`` fields.
+Presets: a checkpoint's name (``rm-r1-instruct-7b``, ... see
+:mod:`rmr1_plugins.recipe.presets`) runs that checkpoint's pipeline on one GPU (its batch sizes by
+gradient accumulation; use ``rmr1 recipe sft|rlvr`` for several); ``rmr1`` is RM-R1's 7B
+hyperparameters on your own sources; ``cpu-tiny`` is a smoke run of a few steps on CPU.
+``sft_overrides`` / ``rl_overrides`` (values read as YAML) change single ``SFTConfig`` /
+``GRPOConfig`` fields.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from rmr1_plugins._imports import require
 from rmr1_plugins.config import ConfigError, ScorerConfig
 from rmr1_plugins.recipe.emit_trl import grpo_config, sft_config
 from rmr1_plugins.recipe.prepare import PrepareConfig
+from rmr1_plugins.recipe.presets import PRESETS
+from rmr1_plugins.recipe.sources import SourceSpec
 from rmr1_plugins.recipe.stages import RLVRDefaults, SFTDefaults
 
 CPU_TINY: dict[str, dict[str, Any]] = {
@@ -51,16 +56,17 @@ RMR1_ONE_GPU: dict[str, dict[str, Any]] = {
     "sft": {},
     "rl": {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 4096 + 8192},
 }
-PRESETS = {"rmr1": RMR1_ONE_GPU, "cpu-tiny": CPU_TINY}
+HARDWARE = {"rmr1": RMR1_ONE_GPU, "cpu-tiny": CPU_TINY}
 
 
 @dataclass
 class RunConfig:
-    sources: list[str]
+    sources: list[str | SourceSpec]
     out_dir: Path
     prepare: PrepareConfig
     teacher: ScorerConfig
     student: str
+    correction_teacher: ScorerConfig | None = None
     skip_sft: bool = False
     preset: str = "rmr1"
     batch_size: int = 32
@@ -71,10 +77,14 @@ class RunConfig:
 
 
 def stage_configs(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``SFTConfig`` and ``GRPOConfig`` fields: RM-R1 defaults, preset, then overrides."""
-    preset = PRESETS[config.preset]
-    sft = sft_config(SFTDefaults()) | preset["common"] | preset["sft"]
-    rl = grpo_config(RLVRDefaults()) | preset["common"] | preset["rl"]
+    """The ``SFTConfig`` and ``GRPOConfig`` fields: RM-R1's (the checkpoint preset's, else the
+    7B defaults), the hardware preset, then overrides."""
+    checkpoint = PRESETS.get(config.preset)
+    hardware = HARDWARE.get(config.preset, RMR1_ONE_GPU)
+    sft_d = checkpoint.sft if checkpoint and checkpoint.sft else SFTDefaults()
+    rl_d = checkpoint.rl if checkpoint else RLVRDefaults()
+    sft = sft_config(sft_d) | hardware["common"] | hardware["sft"]
+    rl = grpo_config(rl_d) | hardware["common"] | hardware["rl"]
     if "steps_per_generation" in config.rl_overrides:  # TRL takes one of the two
         rl.pop("generation_batch_size", None)
     sft |= {key: yaml.safe_load(value) for key, value in config.sft_overrides.items()}
@@ -120,6 +130,13 @@ def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) ->
     return trainer.state.log_history
 
 
+def _backend(config: ScorerConfig, who: str) -> Any:
+    try:
+        return config.build_backend()
+    except ValueError as error:  # e.g. no --teacher-model
+        raise ConfigError(f"{who}: {error}") from None
+
+
 def _say(message: str) -> None:
     print(f"[rmr1 recipe run] {message}", file=sys.stderr, flush=True)
 
@@ -147,11 +164,11 @@ def run(config: RunConfig) -> dict[str, Any]:
         if prepared.parts["distill"] == 0:
             raise ConfigError("prepare left no pairs to distil; raise --distill-fraction")
         _say("distill: generating teacher traces")
+        teacher = _backend(config.teacher, "teacher")
+        second = None
         try:
-            teacher = config.teacher.build_backend()
-        except ValueError as error:  # e.g. no --teacher-model
-            raise ConfigError(f"teacher: {error}") from None
-        try:
+            if config.correction_teacher is not None and config.second_pass:
+                second = _backend(config.correction_teacher, "correction teacher")
             distilled = distill(
                 out / "data" / "distill.jsonl",
                 out / "distill",
@@ -159,9 +176,14 @@ def run(config: RunConfig) -> dict[str, Any]:
                 config.teacher.sampling.params(),
                 batch_size=config.batch_size,
                 second_pass=config.second_pass,
+                correction=(second, config.correction_teacher.sampling.params())
+                if second and config.correction_teacher
+                else None,
             )
         finally:
             teacher.close()
+            if second is not None:
+                second.close()
         summary["distill"] = dataclasses.asdict(distilled)
         if distilled.sft_rows == 0:
             raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,24 @@ from rmr1_plugins.config import ConfigError
 from rmr1_plugins.jsonl import InputError, open_input, read_rows, write_row
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source of the mix: where, which split, and which of its rows.
+
+    ``shuffle_seed`` permutes the whole source as ``datasets.Dataset.shuffle(seed=...)`` does
+    (NumPy's ``default_rng(seed).permutation``), so the same rows come out as in RM-R1's
+    ``mix_data.py``; ``size`` then keeps the first ``size`` rows. ``exclude`` drops rows whose
+    field equals the value (after the size is taken, as RM-R1 filtered while iterating).
+    """
+
+    path: str
+    split: str | None = None
+    subset: str | None = None
+    shuffle_seed: int | None = None
+    size: int | None = None
+    exclude: dict[str, str] = field(default_factory=dict)
 
 
 def source_name(source: str) -> str:

@@ -11,8 +11,10 @@ config file where it takes one, and ``command.sh``; it returns the same as an :c
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +23,14 @@ from rmr1_plugins.recipe.sources import read_jsonl
 
 Stage = Literal["sft", "rlvr"]
 TRAINERS = ("trl", "openrlhf", "verl")
+# How RM-R1's pinned veRL averaged the policy loss: tokens within each micro-batch, then micro-
+# batches. With one response per micro-batch (14B/32B) every response weighs the same
+# ("sequence"); with four (7B) tokens are pooled over those four ("micro-batch").
+LossAggregation = Literal["sequence", "micro-batch"]
+MICRO_BATCH_DIFFERENCE = (
+    "Differs from RM-R1: its veRL averaged tokens over each micro-batch of {n} responses; "
+    "{trainer} has no such mode, so seq-mean-token-mean (each response weighs the same) is used."
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,10 @@ class SFTDefaults:
     max_length: int = 12288
     min_lr_ratio: float = 0.1
     warmup_ratio: float = 0.03
+    adam_beta1: float = 0.9  # OpenRLHF train_sft's defaults, which RM-R1's SFT ran with
+    adam_beta2: float = 0.95
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,13 @@ class RLVRDefaults:
     max_prompt_tokens: int = 4096
     max_response_tokens: int = 8192
     epochs: int = 1
+    loss_aggregation: LossAggregation = "micro-batch"  # micro_batch responses per loss mean
+    adam_beta1: float = 0.9  # veRL's FSDP AdamW defaults, which RM-R1's RLVR ran with
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    gpu_memory_utilization: float = 0.5
+    save_freq: int = 100
 
 
 @dataclass
@@ -133,14 +154,35 @@ def rl_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def budget_note(data: Path, trainer_does: str) -> str:
+    """What ``rmr1 recipe prepare`` did about long prompts, from ``prepare_stats.json`` beside
+    ``data``; ``trainer_does`` says what the trainer would do with a prompt over the budget."""
+    path = data.parent / "prepare_stats.json"
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"Prompt lengths unknown (no {path.name} beside the data); {trainer_does}."
+    if not stats.get("budget_checked"):
+        return f"`rmr1 recipe prepare` did not check prompt lengths; {trainer_does}."
+    return (
+        f"`rmr1 recipe prepare` dropped {stats.get('over_budget', 0)} prompts over "
+        f"{stats.get('max_prompt_tokens')} tokens of {stats.get('tokenizer')} (RM-R1 drops them "
+        f"too); {trainer_does}."
+    )
+
+
 def emit(
     stage: Stage,
     trainer: str,
     launch: Launch,
     sft: SFTDefaults | None = None,
     rl: RLVRDefaults | None = None,
+    notes: Sequence[str] = (),
 ) -> Emitted:
-    """Write the data, config and ``command.sh`` of one stage for one trainer."""
+    """Write the data, config and ``command.sh`` of one stage for one trainer.
+
+    ``notes`` (e.g. which preset and RM-R1 script) head the trainer's own notes in the script.
+    """
     if trainer not in TRAINERS:
         raise StageError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}")
     from importlib import import_module
@@ -151,6 +193,7 @@ def emit(
         emitted = module.emit_sft(launch, sft or SFTDefaults())
     else:
         emitted = module.emit_rlvr(launch, rl or RLVRDefaults())
+    emitted.notes[:0] = notes
     script = launch.out_dir / "command.sh"
     script.write_text(emitted.script(), encoding="utf-8")
     script.chmod(0o755)

@@ -123,7 +123,9 @@ def test_a_datasets_folder_source_goes_through_load_dataset(tmp_path):
     folder.mkdir()
     rows = [{"prompt": "2+2?", "chosen": "4", "rejected": "5"}] * 3
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    stats = prepare([str(folder)], tmp_path / "out", PrepareConfig(distill_fraction=0))
+    stats = prepare(
+        [str(folder)], tmp_path / "out", PrepareConfig(max_prompt_tokens=None, distill_fraction=0)
+    )
     assert stats.parts["rl"] == 3
     assert read_jsonl(tmp_path / "out" / "rl.jsonl")[0]["id"].startswith("my-preferences-")
 
@@ -133,5 +135,7 @@ def test_a_parquet_source(tmp_path):
 
     rows = [{"input": "Reverse xs.", "accepted": "xs[::-1]", "rejected": "xs.sort()"}] * 2
     write_parquet(tmp_path / "code.parquet", rows)
-    stats = prepare([str(tmp_path / "code.parquet")], tmp_path / "out", PrepareConfig())
+    stats = prepare(
+        [str(tmp_path / "code.parquet")], tmp_path / "out", PrepareConfig(max_prompt_tokens=None)
+    )
     assert stats.pairs == 2 and stats.winners == {"model_a": 1, "model_b": 1}

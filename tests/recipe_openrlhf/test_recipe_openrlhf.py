@@ -81,7 +81,11 @@ def data(tmp_path_factory):
         {"input": f"What is {i}+{i}?", "accepted": str(2 * i), "rejected": "7"} for i in range(4)
     ]
     (folder / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    prepare([str(folder / "pairs.jsonl")], folder, PrepareConfig(distill_fraction=0.5))
+    prepare(
+        [str(folder / "pairs.jsonl")],
+        folder,
+        PrepareConfig(max_prompt_tokens=None, distill_fraction=0.5),
+    )
     row = json.loads((folder / "distill.jsonl").read_text().splitlines()[0])
     sft = {
         "prompt": row["context_messages"],
@@ -151,3 +155,28 @@ def test_rlvr_flags_parse_and_the_reward_file_scores_through_openrlhf(tmp_path, 
         assert info["rewards"] == [reward]
     (info,) = asyncio.run(executor._fetch_rewards_via_func([prompt + right], [prompt], [""]))
     assert (info["rewards"], info["extra_logs"]) == ([0.0], {"bad_label": [1.0]})
+
+
+@pytest.mark.parametrize("name", ["rm-r1-instruct-7b", "rm-r1-instruct-32b", "rm-r1-deepseek-32b"])
+def test_each_presets_flags_pass_openrlhfs_parser(tmp_path, data, name):
+    from rmr1_plugins.recipe.presets import get_preset
+
+    preset = get_preset(name)
+    shape = {"gpus_per_node": preset.gpus_per_node, "nodes": preset.nodes}
+    rl = emit(
+        "rlvr", "openrlhf", Launch("c", data / "rl.jsonl", tmp_path / "rl", **shape), rl=preset.rl
+    )
+    args = parse_with_openrlhf("openrlhf.cli.train_ppo_ray", rl.command)
+    assert args.actor.adam.lr == preset.rl.learning_rate
+    assert args.actor.loss_agg_mode == "seq-mean-token-mean"
+    assert tuple(args.actor.adam.betas) == (0.9, 0.999) and args.actor.adam.weight_decay == 0.01
+    assert (args.actor.num_nodes, args.train.micro_batch_size) == (
+        preset.nodes,
+        preset.rl.micro_batch,
+    )
+    if preset.sft is not None:
+        launch = Launch("b", data / "sft.jsonl", tmp_path / "sft", **shape)
+        sft = emit("sft", "openrlhf", launch, sft=preset.sft)
+        args = parse_with_openrlhf("openrlhf.cli.train_sft", sft.command)
+        assert tuple(args.adam.betas) == (0.9, 0.95) and args.adam.weight_decay == 0.0
+        assert args.max_norm == 1.0

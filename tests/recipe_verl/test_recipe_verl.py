@@ -50,7 +50,11 @@ def data(tmp_path_factory):
         {"input": f"What is {i}+{i}?", "accepted": str(2 * i), "rejected": "7"} for i in range(4)
     ]
     (folder / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
-    prepare([str(folder / "pairs.jsonl")], folder, PrepareConfig(distill_fraction=0.5))
+    prepare(
+        [str(folder / "pairs.jsonl")],
+        folder,
+        PrepareConfig(max_prompt_tokens=None, distill_fraction=0.5),
+    )
     row = json.loads((folder / "distill.jsonl").read_text().splitlines()[0])
     sft = {
         "prompt": row["context_messages"],
@@ -159,3 +163,34 @@ def test_sft_overrides_compose_and_the_loss_covers_only_the_trace(
     assert TRACE in text
     assert "impartial judge" not in text  # the system prompt is not trained on
     assert len(trained) < len(item["input_ids"]) // 2
+
+
+@pytest.mark.parametrize("name", ["rm-r1-instruct-7b", "rm-r1-instruct-32b", "rm-r1-deepseek-32b"])
+def test_each_presets_overrides_compose_and_validate(tmp_path, data, student, name):
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    from rmr1_plugins.recipe.presets import get_preset
+
+    preset = get_preset(name)
+    shape = {"gpus_per_node": preset.gpus_per_node, "nodes": preset.nodes}
+    launch = Launch(str(student), data / "rl.jsonl", tmp_path / "rl", **shape)
+    rl = emit("rlvr", "verl", launch, rl=preset.rl)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose("ppo_trainer", overrides=hydra_overrides(rl.command, "verl.trainer.main_ppo"))
+    actor = cfg.actor_rollout_ref.actor
+    assert (actor.optim.lr, actor.loss_agg_mode) == (preset.rl.learning_rate, "seq-mean-token-mean")
+    assert list(actor.optim.betas) == [0.9, 0.999] and actor.optim.weight_decay == 0.01
+    assert actor.ppo_micro_batch_size_per_gpu == preset.rl.micro_batch
+    assert cfg.trainer.nnodes == preset.nodes
+    validate_config(cfg, need_reference_policy(cfg), need_critic(cfg))  # as main_ppo does
+    if preset.sft is not None:
+        launch = Launch(str(student), data / "sft.jsonl", tmp_path / "sft", **shape)
+        sft = emit("sft", "verl", launch, sft=preset.sft)
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+            cfg = compose(
+                "sft_trainer_engine",
+                overrides=hydra_overrides(sft.command, "verl.trainer.sft_trainer"),
+            )
+        assert list(cfg.optim.betas) == [0.9, 0.95] and cfg.optim.weight_decay == 0.0
+        assert cfg.optim.clip_grad == 1.0
