@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -30,6 +31,7 @@ from rmr1_plugins.backends.base import (
     Generation,
     SamplingParams,
 )
+from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, verdict_prob_a
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 COOLDOWN_S = 5.0  # how long a URL that refused or dropped a connection is avoided
@@ -236,6 +238,8 @@ class OpenAIBackend(Backend):
             body["top_p"] = params.top_p
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.verdict_probs:
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         stops = stop_strings(params, self.opts.stop_at_answer)
         if stops:
             body["stop"] = stops
@@ -264,7 +268,8 @@ class OpenAIBackend(Backend):
                 text = f"<think>{reasoning}</think>{text}"
             finish = choice.get("finish_reason")
             text = restore_answer_stop(text, finish, self.opts.stop_at_answer)
-            generations.append(Generation(text, finish, output_tokens, prompt_tokens))
+            prob_a = _prob_a(choice) if params.verdict_probs else None
+            generations.append(Generation(text, finish, output_tokens, prompt_tokens, prob_a))
         return generations
 
     async def _discover_model(self) -> str:
@@ -353,3 +358,17 @@ def _seconds(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _prob_a(choice: Mapping[str, Any]) -> float | None:
+    """The verdict probability from a chat completion choice's ``logprobs.content``."""
+    content = (choice.get("logprobs") or {}).get("content") or []
+    tokens = []
+    try:
+        for entry in content:
+            top = {alt["token"]: float(alt["logprob"]) for alt in entry.get("top_logprobs") or []}
+            written = float(entry.get("logprob", -math.inf))
+            tokens.append(TokenChoice(str(entry["token"]), written, top))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # not the OpenAI shape: no probability rather than a wrong one
+    return verdict_prob_a(tokens)

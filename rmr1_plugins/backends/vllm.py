@@ -39,6 +39,7 @@ from rmr1_plugins.backends.base import (
 )
 from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.templates import PromptTemplate
+from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, verdict_prob_a
 
 
 class VLLMOptions(BackendOptions):
@@ -374,6 +375,7 @@ class VLLMBackend(Backend):
             seed=params.seed,
             stop=stop_strings(params, self.opts.stop_at_answer) or None,
             include_stop_str_in_output=True,
+            logprobs=TOP_LOGPROBS if params.verdict_probs else None,
         )
 
     def _generate_ids(self, prompts: list[list[int]], texts: list[str], sampling: list[Any]):
@@ -415,9 +417,20 @@ class VLLMBackend(Backend):
                     finish_reason="error" if finish == "abort" else finish,
                     output_tokens=len(sample.token_ids),
                     prompt_tokens=prompt_tokens,
+                    prob_a=_prob_a(sample) if sample.logprobs else None,
                 )
             )
         return generations
+
+
+def _prob_a(sample: Any) -> float | None:
+    """The verdict probability of one vLLM completion from its per-token top logprobs."""
+    tokens = []
+    for token_id, top in zip(sample.token_ids, sample.logprobs, strict=False):
+        chosen = top[token_id]
+        alternatives = {lp.decoded_token or "": lp.logprob for lp in top.values()}
+        tokens.append(TokenChoice(chosen.decoded_token or "", chosen.logprob, alternatives))
+    return verdict_prob_a(tokens)
 
 
 def _as_backend_error(error: BaseException, model: str | None) -> BaseException:
