@@ -80,7 +80,8 @@ def install_engines(session: nox.Session) -> None:
 @nox.session
 def engines(session: nox.Session) -> None:
     install_engines(session)
-    pytest(session, "tests/engines", "adapters/trl/tests")
+    # The recipe-preset tests that need TRL and transformers live beside the other preset tests.
+    pytest(session, "tests/engines", "adapters/trl/tests", "tests/test_recipe_presets.py")
 
 
 @nox.session
