@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,19 @@ class BackendError(RuntimeError):
     """The engine or server failed to produce completions."""
 
 
+def missing_local_model(model: str) -> str | None:
+    """Why ``model`` names a local path that does not exist, or ``None``.
+
+    A path is what cannot be a hub id (``org/name``): it starts with ``/``, ``.`` or ``~``, or
+    holds more than one ``/``. Checked before loading, so a mistyped folder is one clear error,
+    not the hub's "repo id" complaint after the engine started.
+    """
+    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+    if looks_local and not os.path.exists(os.path.expanduser(model)):
+        return f"model {model!r} is a local path that does not exist"
+    return None
+
+
 class Backend(ABC):
     """Generates completions for chat conversations.
 
@@ -64,6 +78,8 @@ class Backend(ABC):
     def __init__(self, model: str | None = None, options: Mapping[str, Any] | None = None) -> None:
         if self.needs_model and not model:
             raise ValueError(f"the {self.name} backend needs a model (a hub id or a local folder)")
+        if self.needs_model and model and (missing := missing_local_model(model)):
+            raise ValueError(missing)
         self.model = model
         self.opts = self.Options.model_validate(dict(options or {}))
 
