@@ -270,8 +270,10 @@ def test_a_full_disk_is_one_error_line(tmp_path):
 def test_model_paths_and_hub_ids():
     from rmr1_plugins.backends.base import missing_local_model
 
-    for path in ("/no/such/dir", "./nope", "../nope", "~/no-such-model-here", "a/b/c"):
-        assert "local path that does not exist" in missing_local_model(path)
+    for path in ("/no/such/dir", "./nope", "../nope", "~/no-such-model-here"):
+        assert "is a local path that does not exist" in missing_local_model(path)
+    for name in ("models/judge/v1", "org/my model", "C:\\models\\judge"):
+        assert "nor a hub id" in missing_local_model(name)
     for name in ("gaotang/RM-R1-Qwen2.5-Instruct-7B", "gpt2", ".", str(Path(__file__).parent)):
         assert missing_local_model(name) is None  # hub ids stay hub ids; folders that exist
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from rmr1_plugins.templates import PromptTemplate
 
 ChatMessages = Sequence[dict[str, str]]
+_HUB_ID = re.compile(r"[\w.-]{1,96}(/[\w.-]{1,96})?")  # the hub's rule, roughly
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,18 @@ class BackendError(RuntimeError):
 
 
 def missing_local_model(model: str) -> str | None:
-    """Why ``model`` names a local path that does not exist, or ``None``.
+    """Why ``model`` can be neither an existing local path nor a hub id, or ``None``.
 
-    A path is what cannot be a hub id (``org/name``): it starts with ``/``, ``.`` or ``~``, or
-    holds more than one ``/``. Checked before loading, so a mistyped folder is one clear error,
-    not the hub's "repo id" complaint after the engine started.
+    Checked before loading, so a mistyped folder is one clear error, not the hub's "repo id"
+    complaint after the engine started. A name starting with ``/``, ``.`` or ``~`` is a path;
+    anything else that does not exist must look like a hub id (``name`` or ``org/name``).
     """
-    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
-    if looks_local and not os.path.exists(os.path.expanduser(model)):
+    if os.path.exists(os.path.expanduser(model)):
+        return None
+    if model.startswith(("/", ".", "~")):
         return f"model {model!r} is a local path that does not exist"
+    if not _HUB_ID.fullmatch(model):
+        return f"model {model!r} is not a local path that exists, nor a hub id (org/name)"
     return None
 
 
