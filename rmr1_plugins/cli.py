@@ -152,9 +152,19 @@ def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, help=f"seed of --order random (default: {default.seed})"
     )
-    parser.add_argument("--max-new-tokens", type=int, help=f"(default: {sampling.max_new_tokens})")
-    parser.add_argument("--temperature", type=float, help=f"(default: {sampling.temperature})")
-    parser.add_argument("--top-p", type=float, help=f"(default: {sampling.top_p})")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"tokens per judgment at most (default: {sampling.max_new_tokens})",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help=f"sampling temperature, 0 is greedy (default: {sampling.temperature})",
+    )
+    parser.add_argument(
+        "--top-p", type=float, help=f"nucleus sampling mass (default: {sampling.top_p})"
+    )
     parser.add_argument(
         "--num-samples",
         type=int,
