@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_broken_stdout(None)
         return 0
+    except OSError as error:  # a folder or file a command could not create, read or write
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; rows already written are kept", file=sys.stderr)
         return 130

@@ -181,6 +181,7 @@ def test_console_script_entry_point(tmp_path):
 
 # -- user errors: one `error:` line, exit code 2, no traceback (issue 10, item 6) -----------
 
+PREFERENCES = str(Path(__file__).parents[1] / "examples" / "recipe" / "preferences.jsonl")
 SERVING = Path(__file__).with_name("serving.py")  # the real CLI with the `votes` judge added
 SYSTEM_PAIR = {**PAIR, "id": "s", "context": [{"role": "system", "content": "s"}, *PAIR["context"]]}
 
@@ -239,6 +240,11 @@ def deep_row(depth):
             [PAIR],
             ["score", "{src}", "--backend", "vllm", "--model", "./no-such-model", "-o", "{out}"],
             "'./no-such-model' is a local path that does not exist",
+        ),
+        (  # any other file-system error of any command is one line too
+            [PAIR],
+            ["recipe", "prepare", PREFERENCES, "-o", "{src}/data"],
+            "in.jsonl/data: Not a directory",
         ),
         (  # every row renders before anything is judged or written, even with --batch-size 1
             [PAIR, SYSTEM_PAIR],
