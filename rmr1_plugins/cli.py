@@ -1,7 +1,10 @@
 """The ``rmr1`` command line: JSONL in, JSONL out.
 
-Bad input, a bad configuration or an unknown name prints one ``error:`` line and exits with
-code 2 (no traceback); rows written before the error stay written.
+A user error (bad input, a missing file, an output that cannot be written, a bad configuration,
+an unknown name) prints one ``error:`` line and exits with code 2, with no traceback; a judge
+that fails mid-run prints one ``error:`` line and exits with code 1. Rows written before an
+error stay written, and ``-o`` never destroys an existing file (see
+:func:`rmr1_plugins.jsonl.open_output`).
 """
 
 from __future__ import annotations
@@ -9,16 +12,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
-from collections.abc import Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import Any
 
-from rmr1_plugins.config import ConfigError, load_config
-from rmr1_plugins.jsonl import InputError, convert, open_input, read_rows, write_row
+from rmr1_plugins.backends.base import BackendError
+from rmr1_plugins.config import ConfigError, ScorerConfig, load_config
+from rmr1_plugins.jsonl import (
+    InputError,
+    OutputError,
+    convert,
+    open_input,
+    open_output,
+    read_rows,
+    write_row,
+)
 from rmr1_plugins.parsing import train_reward
 from rmr1_plugins.plugins import KINDS, UnknownNameError, get_parser, get_plugins, get_template
 from rmr1_plugins.schema import PairwiseExample
-from rmr1_plugins.templates import TemplateError
+from rmr1_plugins.scorer import Progress
+from rmr1_plugins.templates import PromptTemplate, TemplateError
 
 # Modules that add their own subcommands through ``add_subcommand(subparsers)``.
 EXTRA_COMMANDS: tuple[str, ...] = (
@@ -26,7 +40,9 @@ EXTRA_COMMANDS: tuple[str, ...] = (
     "rmr1_plugins.serve",
     "rmr1_plugins.recipe.cli",
 )
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+USER_ERRORS = (InputError, OutputError, ConfigError, UnknownNameError, TemplateError, ImportError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,14 +50,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (InputError, ConfigError, UnknownNameError, TemplateError) as error:
+    except USER_ERRORS as error:  # ImportError: a missing extra, named in the message
+        _silence_broken_stdout(error)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BackendError as error:
+        print(f"error: the judge failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except BrokenPipeError:
+        _silence_broken_stdout(None)
         return 0
+    except OSError as error:  # a folder or file a command could not create, read or write
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; rows already written are kept", file=sys.stderr)
         return 130
+
+
+def _silence_broken_stdout(error: BaseException | None) -> None:
+    """After stdout failed (a closed pipe, a full disk), keep Python's exit flush quiet."""
+    if error is None or (isinstance(error, OutputError) and "<stdout>" in str(error)):
+        # ValueError: stdout was replaced by something without a descriptor
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render pairs into the judge's chat messages")
     render.add_argument("file", nargs="?", default="-", help="JSONL of pairs, or - for stdin")
-    render.add_argument("--template", default="rmr1-instruct")
+    render.add_argument(
+        "--template", default="rmr1-instruct", help="rmr1-instruct or rmr1-reasoning"
+    )
     render.set_defaults(func=cmd_render)
 
     parse = sub.add_parser("parse", help="read verdicts from judge completions")
@@ -58,11 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--rule", default="strict", help="strict, rmr1-train or rmr1-eval")
     parse.set_defaults(func=cmd_parse)
 
-    score = sub.add_parser("score", help="judge pairs with a backend")
+    score = sub.add_parser(
+        "score",
+        help="judge pairs with a backend",
+        description="Judge pairs with a backend. Scorer flags override --config and RMR1_* "
+        "variables; the defaults shown apply when none of them sets a key.",
+    )
     score.add_argument("file", help="JSONL of pairs (native or TRL preference rows), or -")
-    score.add_argument("-o", "--output", default="-", help="where to write judgments (default -)")
+    score.add_argument("-o", "--output", default="-", help="where to write judgments, - for stdout")
     add_scorer_flags(score)
-    score.add_argument("--batch-size", type=int, default=64, help="pairs per backend call")
+    score.add_argument("--batch-size", type=int, default=64, help="pairs per scorer call")
     score.set_defaults(func=cmd_score)
 
     plugins = sub.add_parser("plugins", help="list registered plugins and what they provide")
@@ -70,26 +110,75 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in EXTRA_COMMANDS:
         importlib.import_module(module).add_subcommand(sub)
+    show_defaults(parser)
     return parser
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append ``(default: X)`` to the help of every option, in every subcommand, that has a
+    default worth showing and does not state one already."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                show_defaults(child)
+            continue
+        default = action.default
+        if default is None or default is False or default == [] or default is argparse.SUPPRESS:
+            continue
+        if action.help is argparse.SUPPRESS or "default" in (action.help or "").lower():
+            continue
+        action.help = (
+            f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+        )
 
 
 def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
     """Flags shared by every command that builds a scorer; unset flags leave config alone."""
+    default = ScorerConfig()
+    sampling = default.sampling
     parser.add_argument("--config", help="YAML config file (flags and RMR1_* variables win)")
-    parser.add_argument("--backend", help="backend name: hf, vllm, openai, constant, ...")
+    parser.add_argument(
+        "--backend",
+        help=f"backend name: hf, vllm, openai, constant, ... (default: {default.backend.name})",
+    )
     parser.add_argument("--model", help="model id or local folder")
-    parser.add_argument("--template", help="rmr1-instruct or rmr1-reasoning")
-    parser.add_argument("--parser", help="strict, rmr1-eval or rmr1-train")
-    parser.add_argument("--order", choices=["given", "random", "both"])
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--max-new-tokens", type=int)
-    parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--num-samples", type=int, help="samples per order, majority-voted")
+    parser.add_argument(
+        "--template", help=f"rmr1-instruct or rmr1-reasoning (default: {default.template})"
+    )
+    parser.add_argument(
+        "--parser", help=f"strict, rmr1-eval or rmr1-train (default: {default.parser})"
+    )
+    parser.add_argument(
+        "--order",
+        choices=["given", "random", "both"],
+        help=f"A/B order to judge (default: {default.order}; rmr1 eval: the benchmark's own)",
+    )
+    parser.add_argument(
+        "--seed", type=int, help=f"seed of --order random (default: {default.seed})"
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"tokens per judgment at most (default: {sampling.max_new_tokens})",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        help=f"sampling temperature, 0 is greedy (default: {sampling.temperature})",
+    )
+    parser.add_argument(
+        "--top-p", type=float, help=f"nucleus sampling mass (default: {sampling.top_p})"
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        help=f"samples per order, majority-voted (default: {sampling.num_samples})",
+    )
     parser.add_argument(
         "--neutralize-markup",
         action=argparse.BooleanOptionalAction,
-        help="defuse verdict markup inside candidate responses before judging",
+        help="defuse verdict markup inside candidate responses before judging "
+        "(default: off; on in rmr1 serve)",
     )
     parser.add_argument(
         "--backend-option",
@@ -138,23 +227,32 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def read_pairs(path: str) -> list[PairwiseExample]:
-    """Every row of a pairs file as examples; the first bad row raises :class:`InputError`."""
+def read_pairs(path: str, template: PromptTemplate | None = None) -> list[PairwiseExample]:
+    """Every row of a pairs file as examples; the first bad row raises :class:`InputError`.
+
+    With ``template``, every example must also render (a system turn, say, is a bad row)."""
+    source = "stdin" if path == "-" else path
     with open_input(path) as handle:
-        source = "stdin" if path == "-" else path
-        return [
-            convert(row, PairwiseExample.from_row, source, line)
-            for line, row in read_rows(handle, source)
-        ]
+        return [read_pair(row, source, line, template) for line, row in read_rows(handle, source)]
 
 
-@contextlib.contextmanager
-def open_output(path: str) -> Iterator[IO[str]]:
-    if path == "-":
-        yield sys.stdout
-        return
-    with open(path, "w", encoding="utf-8") as handle:
-        yield handle
+def read_pair(
+    row: dict[str, Any], source: str, line: int, template: PromptTemplate | None = None
+) -> PairwiseExample:
+    """One row as an example that ``template`` (if given) renders; else :class:`InputError`."""
+    example = convert(row, PairwiseExample.from_row, source, line)
+    if template is not None:
+        render_pair(template, example, source, line)
+    return example
+
+
+def render_pair(
+    template: PromptTemplate, example: PairwiseExample, source: str, line: int
+) -> list[dict[str, str]]:
+    try:
+        return list(template.render(example))
+    except TemplateError as error:
+        raise InputError(source, line, f"field 'context': {error}") from None
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -162,11 +260,8 @@ def cmd_render(args: argparse.Namespace) -> None:
     source = "stdin" if args.file == "-" else args.file
     with open_input(args.file) as handle:
         for line, row in read_rows(handle, source):
-            example = convert(row, PairwiseExample.from_row, source, line)
-            try:
-                messages = template.render(example)
-            except TemplateError as error:
-                raise InputError(source, line, f"field 'context': {error}") from None
+            example = read_pair(row, source, line)
+            messages = render_pair(template, example, source, line)
             write_row(sys.stdout, {"id": example.id, "messages": messages})
 
 
@@ -197,19 +292,29 @@ def cmd_score(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     config = config_from_args(args)
-    examples = read_pairs(args.file)  # validate every row before loading a model
-    scorer = config.build_scorer()
-    try:
-        with (
-            open_output(args.output) as out,
-            tqdm(total=len(examples), unit="pair", disable=not sys.stderr.isatty()) as bar,
-        ):
-            for start in range(0, len(examples), args.batch_size):
-                for result in scorer.score(examples[start : start + args.batch_size]):
-                    write_row(out, result.model_dump(mode="json"))
-                    bar.update(1)
-    finally:
-        scorer.close()
+    # Every row must load and render before a model is loaded or the output is touched.
+    examples = read_pairs(args.file, get_template(config.template))
+    show = sys.stderr.isatty()
+    with (
+        open_output(args.output) as out,
+        contextlib.closing(config.build_scorer()) as scorer,
+        tqdm(total=len(examples), desc="judging", unit="pair", disable=not show) as bar,
+    ):
+        for start in range(0, len(examples), args.batch_size):
+            batch = examples[start : start + args.batch_size]
+            for result in scorer.score(batch, progress=_advance(bar, start, len(batch))):
+                write_row(out, result.model_dump(mode="json"))
+            bar.update(start + len(batch) - bar.n)
+
+
+def _advance(bar: Any, start: int, size: int) -> Progress:
+    """A scorer progress callback that moves ``bar`` through pairs ``start`` to ``start+size``
+    as the backend calls of that batch finish."""
+
+    def moved(done: int, total: int) -> None:
+        bar.update(start + size * done // max(total, 1) - bar.n)
+
+    return moved
 
 
 def cmd_plugins(args: argparse.Namespace) -> None:

@@ -139,7 +139,12 @@ class PairResult(BaseModel):
     id: str | None = None
     verdict: Verdict | None
     votes: dict[str, int]
-    orders_agree: bool | None = None
+    orders_agree: bool | None = Field(
+        None,
+        description="both orders judged: whether their majority verdicts agree (False when only "
+        "one order has a verdict); None when only one order was judged or neither order has a "
+        "verdict",
+    )
     label: Verdict | None = None
     judgments: list[Judgment]
     prob_a: float | None = Field(

@@ -7,7 +7,7 @@ import hashlib
 import json
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample, Verdict
 from rmr1_plugins.templates import ChatMessages, PromptTemplate
 
 Order = Literal["given", "random", "both"]
+Progress = Callable[[int, int], None]  # (requests generated so far, requests to generate)
 _FLIP: dict[Verdict | None, Verdict | None] = {"A": "B", "B": "A", None: None}
 
 
@@ -105,15 +106,19 @@ class Scorer:
         self._lock = threading.Lock()
         self.stats: Counter[str] = Counter()
 
-    def score(self, examples: Sequence[PairwiseExample]) -> list[PairResult]:
-        """Judge every example with one batched backend call; results are in input order."""
+    def score(
+        self, examples: Sequence[PairwiseExample], progress: Progress | None = None
+    ) -> list[PairResult]:
+        """Judge every example with one batched backend call; results are in input order.
+
+        With ``progress``, a backend that works in sub-batches of ``opts.batch_size`` (``hf``)
+        is called once per sub-batch, longest prompts first, and ``progress(done, total)``
+        reports the requests generated after each call; other backends get one call, then one
+        report.
+        """
         plan = self._plan(examples)
         try:
-            generations = (
-                self.backend.generate([r.messages for r in plan.todo], self.sampling)
-                if plan.todo
-                else []
-            )
+            generations = self._generate(plan.todo, progress) if plan.todo else []
             self._store(plan, generations)
         except BaseException as error:
             self._abandon(plan, error)
@@ -136,6 +141,21 @@ class Scorer:
             raise
         shared = {key: await asyncio.wrap_future(f) for key, f in plan.waiting.items()}
         return self._finish(examples, plan, shared)
+
+    def _generate(self, todo: list[_Request], progress: Progress | None) -> list[list[Generation]]:
+        step = _sub_batch(self.backend) if progress else None
+        if progress is None or step is None:
+            generations = self.backend.generate([r.messages for r in todo], self.sampling)
+            if progress is not None:
+                progress(len(todo), len(todo))
+            return generations
+        todo.sort(key=lambda r: -sum(len(m.get("content", "")) for m in r.messages))
+        generations = []
+        for start in range(0, len(todo), step):
+            chunk = [r.messages for r in todo[start : start + step]]
+            generations += self.backend.generate(chunk, self.sampling)
+            progress(min(start + step, len(todo)), len(todo))
+        return generations
 
     def cache_info(self) -> dict[str, int]:
         """The cache's size and limit, and the counters in ``stats``."""
@@ -255,6 +275,12 @@ class Scorer:
         self.backend.close()
 
 
+def _sub_batch(backend: Backend) -> int | None:
+    """The backend's own sub-batch size (``opts.batch_size``), if it has one."""
+    size = getattr(getattr(backend, "opts", None), "batch_size", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
 def _key(base: Any, messages: ChatMessages) -> str:
     """A digest of the request: ``base`` (backend, model, sampling) and every message field."""
     fields = []
@@ -269,7 +295,10 @@ def _key(base: Any, messages: ChatMessages) -> str:
 
 
 def combine(example: PairwiseExample, judgments: list[Judgment]) -> PairResult:
-    """Majority vote over judgments; a tie or no parsed verdict gives ``verdict=None``."""
+    """Majority vote over judgments; a tie or no parsed verdict gives ``verdict=None``.
+
+    ``orders_agree`` compares the two orders' majority verdicts: ``False`` when only one order
+    has one, ``None`` when neither has (or only one order was judged)."""
     votes = {"A": 0, "B": 0, "none": 0}
     for judgment in judgments:
         votes[judgment.verdict or "none"] += 1
@@ -280,9 +309,9 @@ def combine(example: PairwiseExample, judgments: list[Judgment]) -> PairResult:
         swapped: _majority([j.verdict for j in judgments if j.swapped == swapped])
         for swapped in {j.swapped for j in judgments}
     }
-    agree = None
-    if len(by_order) == 2:
-        agree = by_order[False] is not None and by_order[False] == by_order[True]
+    agree = None  # one order judged, or neither order reached a verdict: nothing to compare
+    if len(by_order) == 2 and (by_order[False] is not None or by_order[True] is not None):
+        agree = by_order[False] == by_order[True]
     probs = [j.prob_a for j in judgments if j.prob_a is not None]
     return PairResult(
         id=example.id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from rmr1_plugins._imports import require
@@ -43,6 +44,12 @@ def smollm2_checkpoint(target: Path | None = None) -> Path:
         return target
     transformers = require("transformers", "hf")
     folder, name = smollm2_gguf()
+    print(
+        f"converting {name} into {target} once (a few minutes on CPU, about 0.5 GB); "
+        "later runs reuse it",
+        file=sys.stderr,
+        flush=True,
+    )
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     quantized = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     config = quantized.config

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from rmr1_plugins.templates import PromptTemplate
 
 ChatMessages = Sequence[dict[str, str]]
+_HUB_ID = re.compile(r"[\w.-]{1,96}(/[\w.-]{1,96})?")  # the hub's rule, roughly
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,22 @@ class BackendError(RuntimeError):
     """The engine or server failed to produce completions."""
 
 
+def missing_local_model(model: str) -> str | None:
+    """Why ``model`` can be neither an existing local path nor a hub id, or ``None``.
+
+    Checked before loading, so a mistyped folder is one clear error, not the hub's "repo id"
+    complaint after the engine started. A name starting with ``/``, ``.`` or ``~`` is a path;
+    anything else that does not exist must look like a hub id (``name`` or ``org/name``).
+    """
+    if os.path.exists(os.path.expanduser(model)):
+        return None
+    if model.startswith(("/", ".", "~")):
+        return f"model {model!r} is a local path that does not exist"
+    if not _HUB_ID.fullmatch(model):
+        return f"model {model!r} is not a local path that exists, nor a hub id (org/name)"
+    return None
+
+
 class Backend(ABC):
     """Generates completions for chat conversations.
 
@@ -69,6 +88,8 @@ class Backend(ABC):
     def __init__(self, model: str | None = None, options: Mapping[str, Any] | None = None) -> None:
         if self.needs_model and not model:
             raise ValueError(f"the {self.name} backend needs a model (a hub id or a local folder)")
+        if self.needs_model and model and (missing := missing_local_model(model)):
+            raise ValueError(missing)
         self.model = model
         self.opts = self.Options.model_validate(dict(options or {}))
 

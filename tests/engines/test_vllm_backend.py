@@ -135,6 +135,7 @@ def test_concurrent_ascore_calls_share_engine_calls_and_duplicates(vllm_backend)
 def test_engine_start_failure_is_a_backend_error(tmp_path):
     from rmr1_plugins.backends.vllm import VLLMBackend
 
+    (tmp_path / "no-model").mkdir()  # exists (a missing path is refused earlier), but empty
     backend = VLLMBackend(str(tmp_path / "no-model"), {"in_process": True})
     with pytest.raises(BackendError, match="could not start vLLM"):
         backend.generate([[{"role": "user", "content": "hi"}]], SHORT)
