@@ -243,7 +243,7 @@ def deep_row(depth):
         ),
         (  # any other file-system error of any command is one line too
             [PAIR],
-            ["recipe", "prepare", PREFERENCES, "-o", "{src}/data"],
+            ["recipe", "prepare", PREFERENCES, "-o", "{src}/data", "--max-prompt-tokens", "0"],
             "in.jsonl/data: Not a directory",
         ),
         (  # every row renders before anything is judged or written, even with --batch-size 1
