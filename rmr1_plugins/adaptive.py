@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from rmr1_plugins.grouping import Pair, Play, Scores, Strategy
 
 SLOT_PRIOR_SCALE = 0.05  # the advantage's prior is weaker: a judge may be very position-biased
+MIN_PRIOR = 1e-6  # below this the Newton system is numerically singular
 
 
 def fit_strengths(
@@ -44,8 +45,8 @@ def fit_strengths(
     ``variances`` are the diagonal of the inverse Hessian, a Laplace approximation of each
     strength's posterior variance. Strengths are centred on their mean.
     """
-    if prior <= 0:
-        raise ValueError(f"prior must be > 0, got {prior}")
+    if not prior >= MIN_PRIOR:
+        raise ValueError(f"prior must be >= {MIN_PRIOR}, got {prior}")
     games = [
         (first, second, scores[0] / (scores[0] + scores[1]))
         for (first, second), scores in zip(pairs, outcomes, strict=True)
@@ -96,10 +97,11 @@ def _inverse(matrix: list[list[float]]) -> list[list[float]]:
 class AdaptiveStrategy(Strategy):
     """At most ``budget`` comparisons per group, placed where the ranking is least certain.
 
-    The reward is the fitted strength (centred log-odds, like ``bradley-terry``). ``budget``
-    defaults to twice the group size; one comparison costs one judgment per order and sample
-    judged, so with the scorer's ``order: given`` the budget is the number of judgments (the
-    strategy chooses the slots itself).
+    The reward is the fitted strength (centred log-odds, like ``bradley-terry``); a completion
+    none of whose comparisons counted (excluded, double losses, or never drawn because the
+    budget is below the group size) gets ``None``. ``budget`` defaults to twice the group size;
+    one comparison costs one judgment per order and sample judged, so with the scorer's
+    ``order: given`` the budget is the number of judgments (the strategy chooses the slots).
     """
 
     name = "adaptive"
@@ -108,8 +110,8 @@ class AdaptiveStrategy(Strategy):
     def __init__(self, budget: int | None = None, prior: float = 0.5) -> None:
         if budget is not None and budget < 1:
             raise ValueError(f"budget must be >= 1, got {budget}")
-        if prior <= 0:
-            raise ValueError(f"prior must be > 0, got {prior}")
+        if not prior >= MIN_PRIOR:
+            raise ValueError(f"prior must be >= {MIN_PRIOR}, got {prior}")
         self.budget, self.prior = budget, prior
 
     def comparisons(self, size: int) -> int:
@@ -134,7 +136,14 @@ class AdaptiveStrategy(Strategy):
             outcomes += list((yield round_))
             left -= len(round_)
         strengths, _, _ = fit_strengths(size, pairs, outcomes, prior=self.prior)
-        return list(strengths)
+        counted = {
+            index
+            for pair, scores in zip(pairs, outcomes, strict=True)
+            if scores is not None and scores[0] + scores[1] > 0
+            for index in pair
+        }
+        # A completion with no counted comparison has no evidence: None, as in bradley-terry.
+        return [s if i in counted else None for i, s in enumerate(strengths)]
 
     @staticmethod
     def _next_round(

@@ -19,7 +19,7 @@ strategy          comparisons for a group of G        backend calls    reward
                   seeded bracket)                                      in [0, 1]; winner 1
 ``adaptive``      ``budget`` (default 2G): a          1 + ⌈(budget −   fitted BT strength with
                   circular round, then pairs that     G) / ⌊G/2⌋⌉      a slot-A term
-                  are least certain                                    (see ``adaptive.py``)
+                  are least certain                   (G > 2)          (see ``adaptive.py``)
 ================  ==================================  ===============  ======================
 
 Each comparison costs one judgment per order and sample: ×2 with ``both_orders`` (or a scorer

@@ -259,7 +259,8 @@ class Scorer:
 
     def _judge(self, sample: Generation, swapped: bool) -> Judgment:
         raw = self.parser.parse(sample.text)
-        prob_a = sample.prob_a
+        # A probability counts only where it was read at the letter the parser took as verdict.
+        prob_a = sample.prob_a if raw is not None and raw == sample.prob_letter else None
         if prob_a is not None and swapped:
             prob_a = 1 - prob_a
         return Judgment(

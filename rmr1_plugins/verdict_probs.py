@@ -4,9 +4,10 @@ A hard verdict throws away how sure the judge was. Backends asked for it
 (``sampling.verdict_probs``) return each generated token with its top alternatives; this module
 finds the token that wrote the letter of the verdict (``[[A]]`` or ``[[B]]``) and compares the
 probability of that token with the probability of the same token written with the other letter.
-It works whatever the tokenizer does with ``[[A]]`` (``A`` alone, ``[[A``, ``A]]``), and for a
-verdict that is not the last thing written (the last ``[[X]]`` in the completion counts, which
-is the one every parser reads).
+It works whatever the tokenizer does with ``[[A]]`` (``A`` alone, ``[[A``, ``A]]``) and for a
+verdict that is not the last thing written: it reads the last ``[[X]]`` of the completion and
+says which letter that was, and the scorer keeps the probability only when the parser's verdict
+is that letter (a completion the parser reads differently, or not at all, gets none).
 
 An alternative missing from the top-k list is less likely than every listed one; it is counted
 as probability 0, so a judge sure of its letter gives 1.0 or 0.0.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 _VERDICT = re.compile(r"\[\[\s*([AB])\s*\]\]")
 _OTHER = {"A": "B", "B": "A"}
@@ -32,7 +33,14 @@ class TokenChoice(NamedTuple):
     top: Mapping[str, float]
 
 
-def verdict_prob_a(tokens: Sequence[TokenChoice]) -> float | None:
+class VerdictProb(NamedTuple):
+    """The letter written at the last ``[[X]]`` and P(A) / (P(A) + P(B)) read there."""
+
+    letter: str
+    prob_a: float
+
+
+def verdict_prob_a(tokens: Sequence[TokenChoice]) -> VerdictProb | None:
     """P(A) / (P(A) + P(B)) at the letter of the last ``[[A]]``/``[[B]]`` written, as shown.
 
     ``None`` when the completion holds no such verdict.
@@ -54,6 +62,13 @@ def verdict_prob_a(tokens: Sequence[TokenChoice]) -> float | None:
             total = written + alternative
             if total == 0:
                 return None
-            return written / total if letter == "A" else alternative / total
+            return VerdictProb(letter, written / total if letter == "A" else alternative / total)
         start = end
     return None
+
+
+def probability_fields(read: VerdictProb | None) -> dict[str, Any]:
+    """``Generation`` fields for a verdict probability that was read (or not)."""
+    if read is None:
+        return {"prob_a": None, "prob_letter": None}
+    return {"prob_a": read.prob_a, "prob_letter": read.letter}

@@ -91,6 +91,8 @@ def test_budget_and_prior_are_checked():
         AdaptiveStrategy(budget=0)
     with pytest.raises(ValueError, match="prior"):
         AdaptiveStrategy(prior=0)
+    with pytest.raises(ValueError, match="prior"):
+        fit_strengths(2, [(0, 1)], [(1.0, 0.0)], prior=1e-300)
     assert AdaptiveStrategy(budget=5).comparisons(8) == 5
     assert AdaptiveStrategy().comparisons(1) == 0
     [result] = score_groups(Scorer(ScriptedBackend()), [group([1])], AdaptiveStrategy())
@@ -121,9 +123,8 @@ class ProbabilityBackend(Backend):
         self.prob_a = prob_a
 
     def generate(self, conversations, params):
-        return [[Generation("<answer>[[A]]</answer>", "stop", prob_a=self.prob_a)]] * len(
-            conversations
-        )
+        said = Generation("<answer>[[A]]</answer>", "stop", prob_a=self.prob_a, prob_letter="A")
+        return [[said]] * len(conversations)
 
 
 def test_scorer_maps_verdict_probabilities_back_and_averages_both_orders():
@@ -153,3 +154,43 @@ def test_soft_outcomes_use_the_probability_and_fall_back_to_votes():
     assert sorted(soft.rewards) == pytest.approx([0.3, 0.7])
     with pytest.raises(ValueError, match="outcome"):
         score_groups(Scorer(ProbabilityBackend(0.7)), [Group("q", ["a", "b"])], outcome="x")
+
+
+def test_completions_without_a_counted_comparison_get_none():
+    # Knocking out every comparison of completion 0 (its text has no verdict) leaves it None.
+    def judge(user: str, _: int) -> str:
+        a, b = slots(user)
+        return "no verdict" if "answer 0" in (a, b) else ranker(user, _)
+
+    groups = [group([0, 1, 2, 3])]
+    [result] = score_groups(Scorer(ScriptedBackend(judge)), groups, AdaptiveStrategy(),
+                            on_unparsed="exclude")  # fmt: skip
+    assert result.rewards[0] is None and all(r is not None for r in result.rewards[1:])
+    # a budget below the group size leaves some completions undrawn
+    [short] = score_groups(Scorer(ScriptedBackend(ranker)), [group(range(6))], AdaptiveStrategy(2))
+    assert sum(r is None for r in short.rewards) == 3  # a chain of 2 comparisons reaches 3 of 6
+
+
+class MisreadBackend(Backend):
+    """Writes two verdicts: strict reads the answer block (A), the probability is at the last B."""
+
+    name = "misread"
+
+    def __init__(self, text: str) -> None:
+        super().__init__("misread-model")
+        self.text = text
+
+    def generate(self, conversations, params):
+        said = Generation(self.text, "stop", prob_a=0.1, prob_letter="B")
+        return [[said]] * len(conversations)
+
+
+def test_a_probability_counts_only_at_the_letter_the_parser_read():
+    example = PairwiseExample(context=[{"role": "user", "content": "q"}], response_a="x",
+                              response_b="y")  # fmt: skip
+    [misread] = Scorer(MisreadBackend("<answer>[[A]]</answer> (not [[B]])")).score([example])
+    assert misread.verdict == "A" and misread.prob_a is None
+    assert outcome_scores(misread, "tie", "soft") == (1.0, 0.0)  # the votes, not the 0.1
+    [unparsed] = Scorer(MisreadBackend("no verdict, then [[B]]")).score([example])
+    assert unparsed.verdict is None and unparsed.prob_a is None
+    assert outcome_scores(unparsed, "exclude", "soft") is None

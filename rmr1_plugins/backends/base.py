@@ -42,6 +42,7 @@ class Generation:
     output_tokens: int | None = None
     prompt_tokens: int | None = None
     prob_a: float | None = None  # P(verdict A) against B at the verdict token, as shown
+    prob_letter: str | None = None  # the letter written where prob_a was read
 
 
 class BackendOptions(BaseModel):

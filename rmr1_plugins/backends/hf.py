@@ -16,7 +16,13 @@ from rmr1_plugins.backends.base import (
     Generation,
     SamplingParams,
 )
-from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, verdict_prob_a
+from rmr1_plugins.verdict_probs import (
+    TOP_LOGPROBS,
+    TokenChoice,
+    VerdictProb,
+    probability_fields,
+    verdict_prob_a,
+)
 
 
 class HFOptions(BackendOptions):
@@ -107,8 +113,9 @@ class HFBackend(Backend):
                 sampling.update(temperature=params.temperature, top_p=params.top_p)
             if params.stop:
                 sampling.update(stop_strings=list(params.stop), tokenizer=tokenizer)
-            if params.verdict_probs:
-                sampling.update(output_logits=True, return_dict_in_generate=True)
+            recorder = _TopLogprobs(torch) if params.verdict_probs else None
+            if recorder is not None:
+                sampling["logits_processor"] = [recorder]
             with torch.no_grad():
                 output = model.generate(
                     **batch,
@@ -117,33 +124,19 @@ class HFBackend(Backend):
                     pad_token_id=tokenizer.pad_token_id,
                     **sampling,
                 )
-            sequences = output.sequences if params.verdict_probs else output
-            new_tokens = sequences[:, batch["input_ids"].shape[1] :]
+            if recorder is not None:
+                recorder.finish(output)
+            new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, ids in enumerate(new_tokens.tolist()):
                 generation = self._to_generation(
                     tokenizer, ids, params, len(prompts[chunk[row // params.n]])
                 )
-                if params.verdict_probs:
+                if recorder is not None:
                     generation = replace(
-                        generation, prob_a=self._prob_a(torch, tokenizer, output.logits, row, ids)
+                        generation, **probability_fields(recorder.read(tokenizer, row, ids))
                     )
                 results[chunk[row // params.n]].append(generation)
         return results
-
-    @staticmethod
-    def _prob_a(torch: Any, tokenizer: Any, logits: Any, row: int, ids: list[int]) -> float | None:
-        """The verdict probability of one generated row, from its per-step logits."""
-        tokens = []
-        for step, token_id in enumerate(ids[: len(logits)]):
-            logprobs = torch.log_softmax(logits[step][row].float(), dim=-1)
-            top = torch.topk(logprobs, TOP_LOGPROBS)
-            alternatives = {
-                tokenizer.decode([i]): float(v)
-                for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-            }
-            text = tokenizer.decode([token_id], skip_special_tokens=True)
-            tokens.append(TokenChoice(text, float(logprobs[token_id]), alternatives))
-        return verdict_prob_a(tokens)
 
     @staticmethod
     def _to_generation(
@@ -158,3 +151,45 @@ class HFBackend(Backend):
         return Generation(
             text, finish_reason=finish, output_tokens=len(ids), prompt_tokens=prompt_tokens
         )
+
+
+class _TopLogprobs:
+    """A logits processor that keeps each step's top log-probabilities and the chosen token's,
+    never the whole vocabulary (a judgment of thousands of tokens would not fit)."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        self.top: list[tuple[Any, Any]] = []
+        self.chosen: list[Any] = []
+        self._last: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self._gather(input_ids)
+        logprobs = self.torch.log_softmax(scores.float(), dim=-1)
+        top = logprobs.topk(TOP_LOGPROBS, dim=-1)
+        self.top.append((top.values.cpu(), top.indices.cpu()))
+        self._last = logprobs
+        return scores
+
+    def finish(self, sequences: Any) -> None:
+        """Record the last step's chosen tokens (no processor call follows them)."""
+        self._gather(sequences)
+
+    def _gather(self, input_ids: Any) -> None:
+        if self._last is not None:
+            chosen = self._last.gather(1, input_ids[:, -1:]).squeeze(1)
+            self.chosen.append(chosen.cpu())
+            self._last = None
+
+    def read(self, tokenizer: Any, row: int, ids: list[int]) -> VerdictProb | None:
+        """The verdict probability of one generated row."""
+        tokens = []
+        for step, token_id in enumerate(ids[: len(self.chosen)]):
+            values, indices = self.top[step]
+            alternatives = {
+                tokenizer.decode([i]): v
+                for v, i in zip(values[row].tolist(), indices[row].tolist(), strict=True)
+            }
+            text = tokenizer.decode([token_id], skip_special_tokens=True)
+            tokens.append(TokenChoice(text, float(self.chosen[step][row]), alternatives))
+        return verdict_prob_a(tokens)

@@ -31,7 +31,13 @@ from rmr1_plugins.backends.base import (
     Generation,
     SamplingParams,
 )
-from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, verdict_prob_a
+from rmr1_plugins.verdict_probs import (
+    TOP_LOGPROBS,
+    TokenChoice,
+    VerdictProb,
+    probability_fields,
+    verdict_prob_a,
+)
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 COOLDOWN_S = 5.0  # how long a URL that refused or dropped a connection is avoided
@@ -268,8 +274,10 @@ class OpenAIBackend(Backend):
                 text = f"<think>{reasoning}</think>{text}"
             finish = choice.get("finish_reason")
             text = restore_answer_stop(text, finish, self.opts.stop_at_answer)
-            prob_a = _prob_a(choice) if params.verdict_probs else None
-            generations.append(Generation(text, finish, output_tokens, prompt_tokens, prob_a))
+            read = _verdict_prob(choice) if params.verdict_probs else None
+            generations.append(
+                Generation(text, finish, output_tokens, prompt_tokens, **probability_fields(read))
+            )
         return generations
 
     async def _discover_model(self) -> str:
@@ -360,7 +368,7 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-def _prob_a(choice: Mapping[str, Any]) -> float | None:
+def _verdict_prob(choice: Mapping[str, Any]) -> VerdictProb | None:
     """The verdict probability from a chat completion choice's ``logprobs.content``."""
     content = (choice.get("logprobs") or {}).get("content") or []
     tokens = []

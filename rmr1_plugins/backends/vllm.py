@@ -39,7 +39,13 @@ from rmr1_plugins.backends.base import (
 )
 from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.templates import PromptTemplate
-from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, verdict_prob_a
+from rmr1_plugins.verdict_probs import (
+    TOP_LOGPROBS,
+    TokenChoice,
+    VerdictProb,
+    probability_fields,
+    verdict_prob_a,
+)
 
 
 class VLLMOptions(BackendOptions):
@@ -417,13 +423,13 @@ class VLLMBackend(Backend):
                     finish_reason="error" if finish == "abort" else finish,
                     output_tokens=len(sample.token_ids),
                     prompt_tokens=prompt_tokens,
-                    prob_a=_prob_a(sample) if sample.logprobs else None,
+                    **probability_fields(_verdict_prob(sample) if sample.logprobs else None),
                 )
             )
         return generations
 
 
-def _prob_a(sample: Any) -> float | None:
+def _verdict_prob(sample: Any) -> VerdictProb | None:
     """The verdict probability of one vLLM completion from its per-token top logprobs."""
     tokens = []
     for token_id, top in zip(sample.token_ids, sample.logprobs, strict=False):

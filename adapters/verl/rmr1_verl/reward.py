@@ -150,6 +150,7 @@ async def compute_score(
             shared_scorer(config),
             [group],
             "reference",
+            outcome=options.outcome,
             on_unparsed=options.on_unparsed,
             seed=options.seed,
             skip_invalid=True,
