@@ -38,6 +38,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -91,6 +92,8 @@ class RewardService:
         self._last_log: dict[str, float] = {}
         self._closed = False
         self._building = 0
+        # Its own threads: the default pool also runs blocking judge calls (hf), which may hang.
+        self._builder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rmr1-prepare")
         self.warmup_error: str | None = None
 
     @property
@@ -138,18 +141,24 @@ class RewardService:
         """One reward per sample, in order, within ``timeout_s``; never raises."""
         # Off the event loop: a large request must not hold up the others (the scorer's own
         # guard pass then finds nothing left to rewrite).
+        if self._closed:
+            return self._unjudged(samples, "error", "the reward service stopped")
         guard = self.scorer.neutralize_markup
+        loop = asyncio.get_running_loop()
         self._building += len(samples)  # counted as pending meanwhile
         try:
-            built = await asyncio.to_thread(build_examples, samples, self.config, guard)
+            preparing = loop.run_in_executor(
+                self._builder, build_examples, samples, self.config, guard
+            )
+            built = await asyncio.wait_for(preparing, self.config.timeout_s)
+        except asyncio.TimeoutError:
+            message = f"preparing the request took more than timeout_s={self.config.timeout_s}"
+            return self._unjudged(samples, "timeout", message)
         finally:
             self._building -= len(samples)
         if self._closed:
-            self.stats["samples"] += len(samples)
-            self.stats["answered"] += len(samples)
-            return [self._fallback("error", "the reward service stopped") for _ in samples]
+            return self._unjudged(samples, "error", "the reward service stopped")
         await self.start(warmup=False)
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeout_s
         answers: list[SampleReward | None] = []
         waiting: list[tuple[int, _Item]] = []
@@ -190,6 +199,13 @@ class RewardService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._builder.shutdown(wait=False, cancel_futures=True)
+
+    def _unjudged(self, samples: Sequence[Sample], kind: str, message: str) -> list[SampleReward]:
+        """Fallbacks for a whole request that never reached the judge (counted as answered)."""
+        self.stats["samples"] += len(samples)
+        self.stats["answered"] += len(samples)
+        return [self._fallback(kind, message) for _ in samples]
 
     def fallback_for(self, kind: str, message: str) -> SampleReward:
         """A counted and logged fallback reward (for callers that could not reach the service)."""

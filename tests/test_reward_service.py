@@ -10,6 +10,7 @@ import pytest
 from serving import RequestsJudge, VotesJudge, expected_reward
 
 from rmr1_plugins import SamplingParams, Scorer
+from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.backends.openai import OpenAIBackend
 from rmr1_plugins.reference_reward import Sample
 from rmr1_plugins.reward_service import BackgroundRewardService, RewardService
@@ -374,3 +375,36 @@ def test_serve_a_hung_request_costs_only_its_own_reward():
         if i not in (3, 9):
             assert answer["rewards"] == [expected_reward(i)] and "error" not in answer, i
     assert kind_of(answers[3]) == "timeout" and kind_of(answers[9]) == "error"
+
+
+def test_hung_judge_threads_do_not_starve_the_preparation_of_new_requests():
+    # A blocking backend (hf runs in the default thread pool) whose single-sample calls hang
+    # fills that pool; preparing a new request uses the service's own threads, so the late
+    # request still gets its fallback at its deadline.
+    release = threading.Event()
+
+    class Hung(Backend):  # the base class runs generate() in the default thread pool
+        name = "hung"
+
+        def generate(self, conversations, params):
+            if len(conversations) > 1:
+                raise RuntimeError("poison in the batch")
+            release.wait(60)
+            return [[Generation("<answer>[[A]]</answer>", "stop")] for _ in conversations]
+
+    config = RewardConfig(timeout_s=1, max_wait_ms=50, max_batch_size=64)
+    service = RewardService(Scorer(Hung("hung-model")), config)
+
+    async def scenario():
+        await service.start(warmup=False)
+        first = await service.rewards([sample(f"r{i}") for i in range(40)])
+        late = await asyncio.wait_for(service.rewards([sample("r1")]), 20)  # hang guard
+        await service.aclose()
+        return first, late
+
+    try:
+        first, [late] = run(scenario())
+    finally:
+        release.set()
+    assert {a.kind for a in first} == {"timeout"}
+    assert late.kind == "timeout"
