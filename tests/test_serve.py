@@ -127,6 +127,12 @@ def body_for(reward):
     """The full answer to a request that was judged without any fallback."""
     kinds = ("fallback", "bad_input", "unparsed", "error", "timeout", "truncated", "clipped")
     logs = {f"rmr1_{kind}": [0.0] for kind in kinds}
+    # Judge health of the scripted judge: the response (slot A) wins `reward` of the votes, the
+    # reference in slot B is the longer text, one order is judged and no probability is given.
+    longer_wins = 0.5 if reward == 0.5 else float(reward < 0.5)
+    health = {"slot_a": reward, "orders_agree": 0.0, "unparsed": 0.0, "truncated": 0.0}
+    health.update(confidence=0.5, longer_wins=longer_wins, length_corr=0.0)
+    logs.update({f"rmr1_health/{name}": [value] for name, value in health.items()})
     return {"rewards": [reward], "scores": [reward], "extra_logs": logs}
 
 
