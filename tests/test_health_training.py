@@ -294,3 +294,29 @@ def test_reward_service_pools_health_and_writes_hard_pairs(tmp_path):
     service._hard_pairs.flush()
     [row] = writer_rows(path)
     assert row["id"].startswith("hard-low_confidence-") and row["response_a"] == "short"
+
+
+def test_training_rates_are_the_eval_report_numbers_as_fractions():
+    """One definition: Tally's pooled rates equal health.summary's percentages / 100."""
+    from rmr1_plugins import health
+
+    scorer = Scorer(LongerWins(), order="both")
+    groups = [Group("Q?", ["x", "yy", "zzz", "??"]), Group("R?", ["aaaa", "b", "cc"])]
+    pairs, sizes, tally = [], {}, Tally()
+    for group, rewards in zip(groups, score_groups(scorer, groups, "round-robin"), strict=True):
+        texts = texts_of(group)
+        tally.merge(comparison_tally(rewards, texts))
+        for n, c in enumerate(c for c in rewards.comparisons if c.result is not None):
+            pair = c.result.model_copy(update={"id": f"{group.prompt}{n}"})
+            pairs.append(pair)
+            sizes[pair.id] = (len(texts[c.first]), len(texts[c.second]))
+    report, rates = health.summary(pairs, sizes), tally.rates()
+    assert report["unparsed_rate"] > 0  # the "??" pairs have no verdict
+    for name, key in [
+        ("slot_a", "slot_a_rate"),
+        ("orders_agree", "order_consistency"),
+        ("unparsed", "unparsed_rate"),
+        ("truncated", "truncated_rate"),
+        ("longer_wins", "longer_wins"),
+    ]:
+        assert rates[name] * 100 == pytest.approx(report[key]), name
