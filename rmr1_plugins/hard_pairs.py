@@ -23,6 +23,7 @@ has written), and a record over :data:`MAX_RECORD_BYTES` is skipped.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -103,9 +104,11 @@ class HardPairWriter:
         self._queue.join()
 
     def close(self) -> None:
+        """Write what is queued and stop the thread; gives up after 10 s (a hung disk)."""
         if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=10)
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=10)
+                self._thread.join(timeout=10)
 
     def _run(self) -> None:
         while True:
