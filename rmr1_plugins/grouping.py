@@ -426,6 +426,11 @@ def as_context(prompt: str | Sequence[Mapping[str, Any]]) -> list[Message]:
     return context
 
 
+def texts_of(group: Group) -> list[str]:
+    """The group's completions as judged, then its reference (index :data:`REFERENCE`, -1)."""
+    return [*map(as_text, group.completions), str(group.reference)]
+
+
 def as_text(completion: Any) -> str:
     """A completion as text: a string, or the assistant contents of a message list, joined."""
     if isinstance(completion, str):

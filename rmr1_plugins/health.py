@@ -1,6 +1,7 @@
 """Judge health: how a pairwise judge behaves, apart from whether it is right.
 
-One definition per number, shared by ``rmr1 eval`` reports and (later) the training metrics.
+One definition per number, shared by ``rmr1 eval`` reports and the training metrics (TRL, veRL,
+OpenRLHF, ``rmr1 serve``: :class:`Tally` below).
 Every function is pure and takes judged pairs as mappings (the judgments file's records) or as
 :class:`~rmr1_plugins.schema.PairResult` objects. A *judgment* is one generation (``verdict``
 relative to the pair as stored, ``swapped`` when the judge saw the responses the other way round,
@@ -18,11 +19,22 @@ relative to the pair as stored, ``swapped`` when the judge saw the responses the
   characters), the percentage where the verdict picked the longer response (``longer_wins``);
   50 means no preference for length. ``longer_preferred`` is the same percentage for the label
   (the preferred response is the longer one), the value an always-right judge would have.
+- **confidence**: the mean, over the judgments with a verdict probability (``prob_a``), of
+  ``max(prob_a, 1 - prob_a)``: 0.5 is a coin flip, 1 a certain judge.
+- **length correlation** (length bias within a group): the Pearson correlation between the
+  rewards of one group's completions and their lengths in characters, over the completions with
+  a reward; undefined (``None``) with fewer than two of them or when the rewards or the lengths
+  are all equal. Over several groups it is the plain mean of the groups where it is defined.
+
+Training metrics are fractions (0-1), not percentages, under :data:`PREFIX` (see
+:class:`Tally`); docs/rewards.md ("Judge health") lists the keys.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 LENGTH_KEY = "chars"  # [len(response_a), len(response_b)] in a pair's ``meta``
@@ -123,3 +135,148 @@ def summary(
         "length_decided": bias["decided"],
         "longer_preferred": bias["longer_preferred"],
     }
+
+
+def confidence(judgments: Iterable[Any]) -> float | None:
+    """Mean ``max(prob_a, 1 - prob_a)`` over the judgments that carry ``prob_a`` (0.5 to 1)."""
+    probs = [p for p in (_get(j, "prob_a") for j in judgments) if p is not None]
+    return sum(max(p, 1 - p) for p in probs) / len(probs) if probs else None
+
+
+def length_correlation(rewards: Sequence[float | None], sizes: Sequence[int]) -> float | None:
+    """Pearson correlation of one group's rewards with its completions' lengths (see above)."""
+    points = [(float(r), float(n)) for r, n in zip(rewards, sizes, strict=True) if r is not None]
+    if len(points) < 2:
+        return None
+    mean_r = sum(r for r, _ in points) / len(points)
+    mean_n = sum(n for _, n in points) / len(points)
+    cov = sum((r - mean_r) * (n - mean_n) for r, n in points)
+    var_r = sum((r - mean_r) ** 2 for r, _ in points)
+    var_n = sum((n - mean_n) ** 2 for _, n in points)
+    if var_r <= 0 or var_n <= 0:
+        return None
+    return max(-1.0, min(1.0, cov / math.sqrt(var_r * var_n)))
+
+
+PREFIX = "rmr1_health/"
+METRICS = (
+    "slot_a",
+    "orders_agree",
+    "unparsed",
+    "truncated",
+    "confidence",
+    "longer_wins",
+    "length_corr",
+)
+# A per-sample value where the sample measured nothing: no preference, no information.
+NEUTRAL = {"slot_a": 0.5, "confidence": 0.5, "longer_wins": 0.5, "length_corr": 0.0}
+
+
+@dataclass
+class Tally:
+    """Running counts behind the training health metrics; add pairs and groups, read rates.
+
+    The same definitions as the functions above, as fractions: :meth:`rates` gives the pooled
+    rate of everything added (``None`` where nothing was measured: TRL logs only the measured
+    ones; ``rmr1 serve`` reports them in ``/stats``). :meth:`sample_logs` gives a per-sample
+    value for every metric, so every sample of a run carries the same keys and a step's mean of
+    them is the step's rate: a value nothing measured is :data:`NEUTRAL` (0 for the others), and
+    ``orders_agree`` is the fraction of the sample's comparisons judged in both orders whose
+    orders agreed (0 with one order).
+    """
+
+    judgments: int = 0
+    parsed: int = 0
+    slot_a: int = 0
+    truncated: int = 0
+    with_prob: int = 0
+    confidence_sum: float = 0.0
+    pairs: int = 0
+    both_orders: int = 0
+    agree: int = 0
+    length_decided: int = 0
+    longer_wins: int = 0
+    groups: int = 0
+    length_corr_sum: float = 0.0
+
+    def add_pair(self, pair: Any, size: tuple[int, int] | None = None) -> None:
+        """One judged pair (a :class:`PairResult` or a judgments-file record) and, when known,
+        the lengths of its two responses as stored (``[len(response_a), len(response_b)]``)."""
+        judgments = list(_get(pair, "judgments") or ())
+        self.pairs += 1
+        self.judgments += len(judgments)
+        for judgment in judgments:
+            shown = shown_verdict(judgment)
+            self.parsed += shown is not None
+            self.slot_a += shown == "A"
+            self.truncated += _get(judgment, "finish_reason") == "length"
+            if (prob := _get(judgment, "prob_a")) is not None:
+                self.with_prob += 1
+                self.confidence_sum += max(prob, 1 - prob)
+        if (agree := _get(pair, "orders_agree")) is not None:
+            self.both_orders += 1
+            self.agree += bool(agree)
+        verdict = _get(pair, "verdict")
+        if size is not None and size[0] != size[1] and verdict is not None:
+            self.length_decided += 1
+            self.longer_wins += verdict == ("A" if size[0] > size[1] else "B")
+
+    def add_group(self, rewards: Sequence[float | None], sizes: Sequence[int]) -> None:
+        """One group's rewards and completion lengths (for the length correlation)."""
+        if (corr := length_correlation(rewards, sizes)) is not None:
+            self.groups += 1
+            self.length_corr_sum += corr
+
+    def merge(self, other: Tally) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def rates(self) -> dict[str, float | None]:
+        """Every metric of :data:`METRICS` (without the prefix) over everything added."""
+
+        def ratio(hits: float, total: int) -> float | None:
+            return hits / total if total else None
+
+        return {
+            "slot_a": ratio(self.slot_a, self.parsed),
+            "orders_agree": ratio(self.agree, self.both_orders),
+            "unparsed": ratio(self.judgments - self.parsed, self.judgments),
+            "truncated": ratio(self.truncated, self.judgments),
+            "confidence": ratio(self.confidence_sum, self.with_prob),
+            "longer_wins": ratio(self.longer_wins, self.length_decided),
+            "length_corr": ratio(self.length_corr_sum, self.groups),
+        }
+
+    def sample_logs(self) -> dict[str, float]:
+        """One value per metric under :data:`PREFIX`, the same keys whatever was measured."""
+        values = self.rates()
+        values["orders_agree"] = self.agree / self.pairs if self.pairs else 0.0
+        return {
+            PREFIX + name: float(NEUTRAL.get(name, 0.0) if value is None else value)
+            for name, value in values.items()
+        }
+
+
+def comparison_tally(rewards: Any, texts: Sequence[str] | None, index: int | None = None) -> Tally:
+    """The :class:`Tally` of one judged group: a :class:`~rmr1_plugins.grouping.GroupRewards`
+    whose completions, then reference, are ``texts`` (:func:`~rmr1_plugins.grouping.texts_of`;
+    ``None``: no length metrics).
+
+    With ``index``, only the comparisons completion ``index`` took part in, plus the group's
+    length correlation: that completion's per-sample values.
+    """
+    tally = Tally()
+    comparisons = rewards.comparisons if index is None else rewards.involving(index)
+    for c in comparisons:
+        if c.result is not None:
+            size = None if texts is None else (len(texts[c.first]), len(texts[c.second]))
+            tally.add_pair(c.result, size)
+    if texts is not None:
+        tally.add_group(rewards.rewards, [len(t) for t in texts[: len(rewards.rewards)]])
+    return tally
+
+
+def format_rates(rates: Mapping[str, float | None]) -> str:
+    """``slot_a 0.52, unparsed 0.01, ...``: the measured rates on one line (logs)."""
+    measured = [f"{name} {value:.3g}" for name, value in rates.items() if value is not None]
+    return ", ".join(measured) or "nothing judged yet"

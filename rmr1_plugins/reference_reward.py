@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Any
 
 from rmr1_plugins.guards import neutralize_example
+from rmr1_plugins.health import Tally
 from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
 
@@ -260,6 +261,7 @@ def _logs(kind: str | None, order: str | None) -> dict[str, float]:
     logs.update(rmr1_truncated=0.0, rmr1_clipped=0.0)
     if order == "both":
         logs["rmr1_orders_agree"] = 0.0
+    logs.update(Tally().sample_logs())  # judge health: nothing measured
     return logs
 
 
@@ -278,11 +280,16 @@ def fallback(
 
 
 def reward_from_result(
-    result: PairResult, config: RewardConfig, order: str | None = None, clipped: bool = False
+    result: PairResult,
+    config: RewardConfig,
+    order: str | None = None,
+    clipped: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> SampleReward:
     """The response's (slot A's) win rate over the judgments that gave a verdict, as a reward.
 
     Judgments without a verdict are left out; when none has one, the fallback reward is used.
+    ``size`` (the lengths of the response and the reference) gives ``rmr1_health/longer_wins``.
     """
     wins, losses, missing = result.votes["A"], result.votes["B"], result.votes["none"]
     total = wins + losses + missing
@@ -299,4 +306,7 @@ def reward_from_result(
         if order == "both":
             reward.extra_logs["rmr1_orders_agree"] = float(bool(result.orders_agree))
     reward.extra_logs.update(rmr1_truncated=truncated, rmr1_clipped=float(clipped))
+    health = Tally()
+    health.add_pair(result, size)
+    reward.extra_logs.update(health.sample_logs())
     return reward

@@ -24,6 +24,8 @@ exception:
 - a sample still unanswered ``timeout_s`` after it arrived gets the fallback (``timeout``);
 - a judgment without a verdict gives the fallback (``unparsed``).
 
+Each judged sample adds to :attr:`RewardService.health` (the judge-health counts of
+:mod:`rmr1_plugins.health`), and its hard pairs go to ``reward.hard_pairs_path`` when set.
 Each fallback is counted in :attr:`RewardService.stats` and in the sample's extra logs, and logged
 (a warning at most every 30 s per kind, with running counts). :class:`BackgroundRewardService`
 runs the service on its own event-loop thread for synchronous callers.
@@ -43,6 +45,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rmr1_plugins.backends.base import SamplingParams
+from rmr1_plugins.hard_pairs import writer_for
+from rmr1_plugins.health import Tally
 from rmr1_plugins.reference_reward import (
     Sample,
     SampleError,
@@ -86,6 +90,8 @@ class RewardService:
         self.scorer = scorer
         self.config = config or RewardConfig()
         self.stats: Counter[str] = Counter()
+        self.health = Tally()  # judge health of every judged sample (rmr1 serve's /stats)
+        self._hard_pairs = writer_for(self.config)
         self._queue: deque[_Item] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
@@ -234,7 +240,12 @@ class RewardService:
             )
         if isinstance(outcome, _Failure):
             return self._fallback(outcome.kind, outcome.message)
-        reward = reward_from_result(outcome, self.config, self.order, item.clipped)
+        example = item.example
+        size = (len(example.response_a), len(example.response_b))
+        reward = reward_from_result(outcome, self.config, self.order, item.clipped, size)
+        self.health.add_pair(outcome, size)
+        if self._hard_pairs is not None:
+            self._hard_pairs.offer(outcome, example.context, example.response_a, example.response_b)
         self.stats["judged"] += 1
         if reward.kind is not None:
             self._count(reward.kind, reward.error or "")

@@ -114,6 +114,16 @@ class RewardConfig(BaseModel):
     max_response_chars: int | None = Field(
         None, gt=0, description="cut longer responses (counted in rmr1_clipped)"
     )
+    # Hard pairs for the next judge (every integration; rmr1_plugins.hard_pairs).
+    hard_pairs_path: str | None = Field(
+        None, description="append order-inconsistent and low-confidence pairs to this JSONL"
+    )
+    hard_pairs_max_records: int = Field(
+        100_000, gt=0, description="stop appending once the file holds this many pairs"
+    )
+    hard_pairs_confidence: float = Field(
+        0.6, ge=0.5, le=1.0, description="low confidence: max(prob_a, 1 - prob_a) below this"
+    )
     # The batching reward service (rmr1 serve, OpenRLHF).
     max_batch_size: int = Field(64, gt=0, description="samples per judge call")
     max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits to fill up")

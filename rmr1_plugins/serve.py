@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1_plugins._imports import require
+from rmr1_plugins.health import format_rates
 from rmr1_plugins.reference_reward import Sample
 from rmr1_plugins.reward_service import RewardService
 from rmr1_plugins.rewards import RewardConfig, load_reward_settings
@@ -200,6 +201,7 @@ def create_app(
                 "http": dict(counts),
                 "reward": dict(service.stats),
                 "scorer": dict(service.scorer.stats),
+                "health": service.health.rates(),
             }
         )
 
@@ -280,7 +282,8 @@ def _summary(service: RewardService, counts: Counter[str]) -> str:
         f"{counts['requests']} requests, {stats['samples']} samples, {stats['batches']} judge "
         f"batches (largest {stats['largest_batch']}), {stats['fallback']} fallbacks "
         f"({stats['fallback_unparsed']} unparsed, {stats['fallback_error']} errors, "
-        f"{stats['fallback_timeout']} timeouts, {stats['fallback_bad_input']} bad inputs)"
+        f"{stats['fallback_timeout']} timeouts, {stats['fallback_bad_input']} bad inputs); "
+        f"judge health: {format_rates(service.health.rates())}"
     )
 
 

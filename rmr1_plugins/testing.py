@@ -172,3 +172,23 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class AlwaysA(Backend):
+    """A scripted judge with pure position bias, for the judge-health tests: every judgment is
+    ``[[A]]`` with the verdict probability ``prob`` (option, default 0.9) for slot A as shown."""
+
+    name = "always-a"
+
+    def __init__(self, model: str | None = "scripted", options: dict | None = None) -> None:
+        super().__init__(model, None)
+        self.prob = float((options or {}).get("prob", 0.9))
+
+    def generate(
+        self, conversations: list[ChatMessages], params: SamplingParams
+    ) -> list[list[Generation]]:
+        text = "<eval>A, always.</eval><answer>[[A]]</answer>"
+        return [
+            [Generation(text, "stop", prob_a=self.prob) for _ in range(params.n)]
+            for _ in conversations
+        ]

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rmr1_plugins import Scorer
+from rmr1_plugins.health import METRICS
 from rmr1_plugins.reference_reward import (
     _CHAT_FORMATS,
     Sample,
@@ -166,7 +167,7 @@ def test_every_reward_has_the_same_log_keys():
         "rmr1_timeout",
         "rmr1_truncated",
         "rmr1_clipped",
-    }
+    } | {f"rmr1_health/{name}" for name in METRICS}
 
 
 json_values = st.recursive(

@@ -127,6 +127,12 @@ def body_for(reward):
     """The full answer to a request that was judged without any fallback."""
     kinds = ("fallback", "bad_input", "unparsed", "error", "timeout", "truncated", "clipped")
     logs = {f"rmr1_{kind}": [0.0] for kind in kinds}
+    # Judge health of the scripted judge: the response (slot A) wins `reward` of the votes, the
+    # reference in slot B is the longer text, one order is judged and no probability is given.
+    longer_wins = 0.5 if reward == 0.5 else float(reward < 0.5)
+    health = {"slot_a": reward, "orders_agree": 0.0, "unparsed": 0.0, "truncated": 0.0}
+    health.update(confidence=0.5, longer_wins=longer_wins, length_corr=0.0)
+    logs.update({f"rmr1_health/{name}": [value] for name, value in health.items()})
     return {"rewards": [reward], "scores": [reward], "extra_logs": logs}
 
 
@@ -306,3 +312,40 @@ def test_an_unknown_reward_key_in_the_file_is_named(shared_config):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "reward.stratgy: unknown key" in done.stderr
     assert str(path) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stats_and_summary_report_judge_health_and_order_flips_become_hard_pairs(tmp_path):
+    """Both orders with the votes judge: r8 always beats the reference (orders agree); r0
+    always loses in the given order, but the swapped order shows the reference in slot A, which
+    the judge then rejects too: the two orders disagree, an order flip."""
+    hard = tmp_path / "hard.jsonl"
+    running = Server("--order", "both", env={"RMR1_REWARD__HARD_PAIRS_PATH": str(hard)})
+
+    async def scenario():
+        async with aiohttp.ClientSession() as session:
+            answer = await post(session, running.url, body("r8", "r0"))
+            return answer, await get(session, running.base + "/stats")
+
+    try:
+        (status, answer), (_, stats) = asyncio.run(scenario())
+    finally:
+        assert running.stop() == 0
+    assert status == 200 and answer["rewards"] == [1.0, 0.5]
+    logs = answer["extra_logs"]
+    assert logs["rmr1_health/slot_a"] == [0.5, 0.0]  # r8: 8 of 16 shown A; r0: none
+    assert logs["rmr1_health/orders_agree"] == [1.0, 0.0]
+    assert logs["rmr1_health/longer_wins"] == [0.0, 0.5]  # r8 (shorter) won; r0: no verdict
+    assert stats["health"] == {
+        "slot_a": 0.25,  # 8 of the 32 judgments picked slot A as shown
+        "orders_agree": 0.5,
+        "unparsed": 0.0,
+        "truncated": 0.0,
+        "confidence": None,  # the judge gives no probabilities
+        "longer_wins": 0.0,
+        "length_corr": None,  # no groups in a reference-anchored service
+    }
+    summary = running._wait_for("rmr1 serve: stopped;")
+    assert "judge health: slot_a 0.25, orders_agree 0.5, unparsed 0, truncated 0" in summary
+    [row] = [json.loads(line) for line in hard.read_text().splitlines()]
+    assert row["id"].startswith("hard-order_flip-") and row["label"] is None
+    assert (row["response_a"], row["response_b"]) == ("r0", "reference")

@@ -118,6 +118,10 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
     for output in outputs:
         assert output["reward"].tolist() == [1.0] and output["scores"].tolist() == [1.0]
         assert output["extra_logs"]["rmr1_fallback"].tolist() == [0.0]
+        # judge health as OpenRLHF receives it: a judge that always picks slot A
+        assert output["extra_logs"]["rmr1_health/slot_a"].tolist() == [1.0]
+        assert output["extra_logs"]["rmr1_health/longer_wins"].tolist() == [1.0]
+        assert output["extra_logs"]["rmr1_health/orders_agree"].tolist() == [0.0]  # one order
     users = sorted(c[-1]["content"] for c in RecordingJudge.seen if c[0]["role"] == "system")
     assert len(users) == 2  # 8 samples, 2 distinct pairs: batched and de-duplicated
     assert users[0].startswith("[Client Question]\n2+2?\n")  # the label's question
@@ -200,7 +204,10 @@ def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
     for output in outputs:  # OpenRLHF keeps the JSON lists as they came
         assert output["reward"] == [1.0] and output["scores"] == [1.0]
         assert output["extra_logs"]["rmr1_fallback"] == [0.0]
+        assert output["extra_logs"]["rmr1_health/slot_a"] == [1.0]
     assert bad["rewards"] == [0.5] and bad["extra_logs"]["rmr1_bad_input"] == [1.0]
+    assert set(bad["extra_logs"]) == set(outputs[0]["extra_logs"])  # OpenRLHF reads sample 0's
+    assert seen["health"]["slot_a"] == 1.0 and seen["health"]["unparsed"] == 0.0
     assert "reference answer is empty" in bad["error"]
     assert seen["reward"]["samples"] == 9 and seen["reward"]["batches"] < 8
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from rmr1_openrlhf.__main__ import main
 from rmr1_openrlhf.reward import get_runtime, reset_runtime, reward_func
 
 from rmr1_plugins.backends.base import Backend, Generation
+from rmr1_plugins.health import METRICS
 from rmr1_plugins.plugins import get_plugins
 
 PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
@@ -30,6 +32,7 @@ LOG_KEYS = {
     "rmr1_truncated",
     "rmr1_clipped",
 }
+HEALTH_KEYS = {f"rmr1_health/{name}" for name in METRICS}
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
 SHARED = (Path(__file__).parents[3] / "tests" / "data" / "shared_reward_config.yaml").read_text()
@@ -104,9 +107,33 @@ def test_one_sample_gives_tensors_of_length_one(configure):
     assert set(result) == {"rewards", "scores", "extra_logs"}
     assert result["rewards"].dtype == torch.float32 and result["rewards"].tolist() == [1.0]
     assert result["scores"].tolist() == [1.0]
-    assert set(result["extra_logs"]) == LOG_KEYS
-    assert all(v.tolist() == [0.0] for v in result["extra_logs"].values())
+    assert set(result["extra_logs"]) == LOG_KEYS | HEALTH_KEYS
+    assert all(result["extra_logs"][key].tolist() == [0.0] for key in LOG_KEYS)
     assert get_runtime().scorer.neutralize_markup is True  # on by default for training
+
+
+def test_judge_health_in_extra_logs_for_an_always_a_judge(configure, tmp_path):
+    """Slot-A rate 1 and, with both orders, no agreement; the same keys on a fallback sample;
+    the order flips go to the hard-pairs file."""
+    hard = tmp_path / "hard.jsonl"
+    configure(CONSTANT_A + f"order: both\nreward: {{hard_pairs_path: '{hard}'}}\n")
+    result = reward_func([PROMPT + "four<|im_end|>", PROMPT + "x"], [PROMPT, PROMPT], ["4", ""])
+    logs = {key: values.tolist() for key, values in result["extra_logs"].items()}
+    assert result["rewards"].tolist() == [0.5, 0.5]  # a tie, then the bad input's fallback
+    assert logs["rmr1_bad_input"] == [0.0, 1.0]
+    assert {key: logs[key] for key in sorted(HEALTH_KEYS)} == {
+        "rmr1_health/confidence": [0.5, 0.5],  # no verdict probabilities: neutral
+        "rmr1_health/length_corr": [0.0, 0.0],
+        "rmr1_health/longer_wins": [0.5, 0.5],  # no combined verdict: neutral
+        "rmr1_health/orders_agree": [0.0, 0.0],
+        "rmr1_health/slot_a": [1.0, 0.5],  # the bad input was never judged: neutral
+        "rmr1_health/truncated": [0.0, 0.0],
+        "rmr1_health/unparsed": [0.0, 0.0],
+    }
+    assert get_runtime().service.health.rates()["slot_a"] == 1.0
+    get_runtime().service._hard_pairs.flush()
+    [row] = [json.loads(line) for line in hard.read_text().splitlines()]
+    assert (row["response_a"], row["response_b"], row["label"]) == ("four", "4", None)
 
 
 def test_reward_settings_and_fallback_come_from_the_config(configure):

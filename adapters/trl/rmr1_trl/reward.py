@@ -29,7 +29,10 @@ from rmr1_plugins.grouping import (
     ascore_groups,
     resolve_strategy,
     score_groups,
+    texts_of,
 )
+from rmr1_plugins.hard_pairs import record_groups
+from rmr1_plugins.health import PREFIX, Tally, comparison_tally
 from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardSettings, load_reward_settings
 from rmr1_plugins.verifiable import Rule, VerifiableReward
 
@@ -126,9 +129,12 @@ class RMR1Reward:
 
     Logged through TRL: ``<name>/judgments`` (judge completions per call), ``<name>/unparsed_rate``,
     ``<name>/split_rows``, ``<name>/unscored_rows`` (rows returned as ``None``),
-    ``<name>/orders_agree_rate`` (when both orders are judged), and the completion-table columns
-    ``<name>_verdicts`` (opponents, outcomes, votes) and ``<name>_rationale`` (the judge's text
-    for the completion's first comparison).
+    ``<name>/orders_agree_rate`` (when both orders are judged), the judge-health rates
+    ``rmr1_health/<metric>`` of :mod:`rmr1_plugins.health` (those measured in the call), and the
+    completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
+    ``<name>_rationale`` (the judge's text for the completion's first comparison). With
+    ``reward.hard_pairs_path`` set, hard comparisons are appended there
+    (:mod:`rmr1_plugins.hard_pairs`).
 
     Example:
         >>> from trl import GRPOTrainer                                       # doctest: +SKIP
@@ -306,7 +312,22 @@ class RMR1Reward:
                 if first is not None and first.result.judgments:
                     rationale[row] = first.result.judgments[0].completion
         self._log(kwargs, [r for _, r in judged], job, rewards, verdicts, rationale)
+        groups = [*job.groups, *job.fallback]
+        self._log_health(kwargs, groups, [r for _, r in judged])
+        record_groups(self.options, groups, [r for _, r in judged])
         return rewards
+
+    def _log_health(self, kwargs: dict, groups: list[Group], results: list[GroupRewards]) -> None:
+        """The judge-health rates of this call (one training step), measured ones only."""
+        log_metric = kwargs.get("log_metric")
+        if log_metric is None:
+            return
+        tally = Tally()
+        for group, result in zip(groups, results, strict=True):
+            tally.merge(comparison_tally(result, texts_of(group)))
+        for name, value in tally.rates().items():
+            if value is not None:
+                log_metric(PREFIX + name, value)
 
     def _log(
         self,

@@ -2,6 +2,7 @@
 
 import asyncio
 import importlib
+import json
 import pickle
 from collections import defaultdict
 from pathlib import Path
@@ -16,8 +17,9 @@ from rmr1_trl import (
 )
 from trl.trainer.utils import get_callable_name, is_async_callable
 
-from rmr1_plugins import ConfigError
+from rmr1_plugins import ConfigError, Scorer
 from rmr1_plugins.rewards import RewardSettings, load_reward_settings
+from rmr1_plugins.testing import AlwaysA, LongerWins
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
 SHARED = (Path(__file__).parents[3] / "tests" / "data" / "shared_reward_config.yaml").read_text()
@@ -253,3 +255,34 @@ def test_a_failed_judge_gives_none_and_is_logged(caplog):
     assert "judge server refused the connection" in caplog.text
     assert trainer.metrics["rmr1_reward/unscored_rows"] == [4.0]
     assert trainer.extra["rmr1_reward_verdicts"][0].startswith("the judge failed (ConnectionError")
+
+
+def test_judge_health_is_logged_per_call_for_a_judge_with_known_bias(tmp_path):
+    """Always-A in both orders: slot-A rate 1, order consistency 0, every pair a hard pair."""
+    hard = tmp_path / "hard.jsonl"
+    scorer = Scorer(AlwaysA(options={"prob": 0.9}), order="both")
+    trainer = FakeTrainer(num_generations=3)
+    reward = RMR1Reward(scorer=scorer, hard_pairs_path=str(hard))
+    prompts, completions = batch(("q1", ["x", "yy", "zzz"]), ("q2", ["a", "bb", "ccc"]))
+    assert reward(prompts, completions, **trainer.kwargs()) == [0.5] * 6
+    health = {k: v for k, v in trainer.metrics.items() if k.startswith("rmr1_health/")}
+    assert health == {
+        "rmr1_health/slot_a": [1.0],
+        "rmr1_health/orders_agree": [0.0],
+        "rmr1_health/unparsed": [0.0],
+        "rmr1_health/truncated": [0.0],
+        "rmr1_health/confidence": [pytest.approx(0.9)],
+    }  # no verdict and equal rewards: longer_wins and length_corr not measured, not logged
+    from rmr1_plugins.hard_pairs import writer_for
+
+    writer_for(reward.options).flush()
+    rows = [json.loads(line) for line in hard.read_text().splitlines()]
+    assert len(rows) == 6 and all(r["id"].startswith("hard-order_flip-") for r in rows)
+
+    longer = FakeTrainer(num_generations=3)
+    RMR1Reward(scorer=Scorer(LongerWins(), order="both"))(prompts, completions, **longer.kwargs())
+    assert longer.metrics["rmr1_health/slot_a"] == [0.5]
+    assert longer.metrics["rmr1_health/orders_agree"] == [1.0]
+    assert longer.metrics["rmr1_health/longer_wins"] == [1.0]
+    assert longer.metrics["rmr1_health/length_corr"] == [pytest.approx(1.0)]
+    assert "rmr1_health/confidence" not in longer.metrics

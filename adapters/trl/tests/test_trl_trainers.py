@@ -109,6 +109,9 @@ def test_async_reward_in_grpo_and_rloo(trainer_name, tiny_policy, tmp_path):
     [entry] = [e for e in trainer.state.log_history if "rewards/rmr1_reward/mean" in e]
     assert entry["rewards/rmr1_reward/mean"] == 1.0  # each completion sat in slot A
     assert entry["rmr1_reward/judgments"] == 4
+    # judge health through the trainer's own log_metric: a judge with pure position bias
+    assert entry["rmr1_health/slot_a"] == 1.0 and entry["rmr1_health/unparsed"] == 0.0
+    assert "rmr1_health/orders_agree" not in entry  # one order: not measured, not logged
 
 
 def test_trl_cli_with_the_example_config(tiny_policy, smollm2_dir, tmp_path):

@@ -25,7 +25,8 @@ from typing import Any
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from rmr1_plugins.grouping import Group, Strategy, ascore_groups, resolve_strategy
+from rmr1_plugins.grouping import Group, Strategy, ascore_groups, resolve_strategy, texts_of
+from rmr1_plugins.hard_pairs import record_groups
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 
 logger = logging.getLogger(__name__)
@@ -202,7 +203,12 @@ class RMR1RewardManager(RewardManagerBase):
                 result(None, i, options, fallback=fallback, error=f"judge failed: {error}")
                 for i in range(size)
             ]
-        return [result(rewards, i, options, strategy, fallback=fallback) for i in range(size)]
+        record_groups(options, [group], [rewards])
+        texts = texts_of(group)
+        return [
+            result(rewards, i, options, strategy, fallback=fallback, texts=texts)
+            for i in range(size)
+        ]
 
 
 def _plain(value: Any) -> Any:

@@ -18,8 +18,9 @@ it passes ``reward_router_address`` and the judge is reached through the ``opena
 Every call returns the same keys (veRL stacks them per batch): ``score``, ``rmr1_win`` (the
 strategy's value in [0, 1] before scaling to ``[loss, win]``; NaN when there is none),
 ``rmr1_unparsed``, ``rmr1_judgments``, ``rmr1_fallback`` (1.0 when a group manager judged the
-row against the reference instead of its group) and ``rmr1_error`` (empty, or why the row got the
-``fallback`` reward). No row makes it raise.
+row against the reference instead of its group), ``rmr1_error`` (empty, or why the row got the
+``fallback`` reward), and the judge-health values ``rmr1_health/<metric>`` of the row
+(:class:`rmr1_plugins.health.Tally`; docs/rewards.md, "Judge health"). No row makes it raise.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rmr1_plugins.config import BackendConfig
-from rmr1_plugins.grouping import Group, GroupRewards, Strategy, ascore_groups, resolve_strategy
+from rmr1_plugins.grouping import (
+    Group,
+    GroupRewards,
+    Strategy,
+    ascore_groups,
+    resolve_strategy,
+    texts_of,
+)
+from rmr1_plugins.hard_pairs import record_groups
+from rmr1_plugins.health import Tally, comparison_tally
 from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardSettings, load_reward_settings
 from rmr1_plugins.verifiable import RULES, verifiable_reward
 
@@ -81,8 +91,13 @@ def result(
     *,
     fallback: bool = False,
     error: str = "",
+    texts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The per-rollout dict veRL logs; the same keys whatever happened."""
+    """The per-rollout dict veRL logs; the same keys whatever happened.
+
+    ``texts`` (the group's :func:`~rmr1_plugins.grouping.texts_of`) gives the length metrics of
+    the ``rmr1_health/*`` keys (see :class:`rmr1_plugins.health.Tally`).
+    """
     win = None if rewards is None else rewards.rewards[index]
     reward = options.scale(win, resolve_strategy(strategy))
     comparisons = [] if rewards is None else rewards.involving(index)
@@ -97,6 +112,7 @@ def result(
         "rmr1_judgments": float(sum(len(c.result.judgments) for c in judged if c.result)),
         "rmr1_fallback": float(fallback),
         "rmr1_error": error,
+        **(Tally() if rewards is None else comparison_tally(rewards, texts, index)).sample_logs(),
     }
 
 
@@ -158,7 +174,8 @@ async def compute_score(
     except Exception as error:  # a judge that failed must not stop the run
         logger.warning("rmr1 compute_score: the judge failed (%s); fallback reward", error)
         return result(None, 0, options, error=f"judge failed: {error}")
-    return result(rewards, 0, options)
+    record_groups(options, [group], [rewards])
+    return result(rewards, 0, options, texts=texts_of(group))
 
 
 def compute_verifiable_score(

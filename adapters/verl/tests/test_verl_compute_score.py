@@ -13,11 +13,14 @@ import pytest
 from conftest import rollouts, verl_config
 from rmr1_verl.reward import compute_score, compute_verifiable_score, settings
 
+from rmr1_plugins.health import METRICS
 from rmr1_plugins.plugins import UnknownNameError, get_backend_class
 from rmr1_plugins.testing import tiny_llama
 
 ROOT = Path(__file__).parents[3]
-KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"}
+KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"} | {
+    f"rmr1_health/{name}" for name in METRICS
+}
 QUESTION = {"question": "What is 2+2?"}
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
@@ -50,6 +53,38 @@ def test_pkg_path_loads_through_verl_and_is_awaited(tmp_path):
     assert set(out) == KEYS
     assert out["score"] == 1.0 and out["rmr1_judgments"] == 1.0  # constant judge: slot A wins
     assert out["rmr1_error"] == "" and out["rmr1_fallback"] == 0.0
+
+
+def test_judge_health_of_a_slot_a_judge_in_the_extra_info(tmp_path):
+    """The constant judge always says [[A]]: slot-A rate 1; with both orders they never agree."""
+    config = judge_file(tmp_path, "backend: {name: constant}\n")
+    one = run(compute_score("demo", "4", "five", QUESTION, config=config))
+    assert one["rmr1_health/slot_a"] == 1.0 and one["rmr1_health/orders_agree"] == 0.0
+    assert one["rmr1_health/longer_wins"] == 0.0  # the shorter rollout beat the reference
+    both = run(compute_score("demo", "4", "five", QUESTION, config=config, order="both"))
+    assert both["score"] == 0.5 and both["rmr1_judgments"] == 2.0
+    health = {k: v for k, v in both.items() if k.startswith("rmr1_health/")}
+    assert health == {
+        "rmr1_health/slot_a": 1.0,
+        "rmr1_health/orders_agree": 0.0,
+        "rmr1_health/unparsed": 0.0,
+        "rmr1_health/truncated": 0.0,
+        "rmr1_health/confidence": 0.5,  # no verdict probabilities: neutral
+        "rmr1_health/longer_wins": 0.5,  # no combined verdict: neutral
+        "rmr1_health/length_corr": 0.0,  # one rollout: no group
+    }
+    hard = tmp_path / "hard.jsonl"
+    run(
+        compute_score(
+            "demo", "4", "five", QUESTION, config=config, order="both", hard_pairs_path=str(hard)
+        )
+    )
+    from rmr1_plugins.hard_pairs import writer_for
+    from rmr1_plugins.rewards import RewardConfig
+
+    writer_for(RewardConfig(hard_pairs_path=str(hard))).flush()
+    [row] = [json.loads(line) for line in hard.read_text().splitlines()]
+    assert row["response_a"] == "4" and row["response_b"] == "five" and row["label"] is None
 
 
 @pytest.mark.model

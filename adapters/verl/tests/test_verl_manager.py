@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 from importlib.metadata import entry_points
@@ -10,9 +11,12 @@ from importlib.metadata import entry_points
 import pytest
 from conftest import longer_wins_scorer, rollouts, verl_config
 
+from rmr1_plugins.health import METRICS
 from rmr1_plugins.testing import tiny_llama
 
-KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"}
+KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"} | {
+    f"rmr1_health/{name}" for name in METRICS
+}
 GROUPS = [
     ("u1", "Name a fruit.", "apple", ["fig", "banana", "kiwi!"]),
     ("u2", "Name a colour.", "red", ["teal", "red", "magenta"]),
@@ -129,6 +133,39 @@ def test_unreadable_rows_get_the_neutral_reward(tokenizer, monkeypatch):
     assert outputs[0]["reward_extra_info"]["rmr1_error"] == "no reference answer"
     assert "neither raw_prompt" in outputs[1]["reward_extra_info"]["rmr1_error"]
     assert all(set(o["reward_extra_info"]) == KEYS for o in outputs)
+
+
+def test_judge_health_per_rollout_for_judges_with_known_bias(tokenizer, monkeypatch, tmp_path):
+    from rmr1_plugins import Scorer
+    from rmr1_plugins.hard_pairs import writer_for
+    from rmr1_plugins.health import length_correlation
+    from rmr1_plugins.testing import AlwaysA
+
+    # longer wins: no position bias, full length bias, orders agree
+    manager, _ = load(tokenizer, monkeypatch)
+    infos = [o["reward_extra_info"] for o in score_all(manager, rollouts(tokenizer, GROUPS[:1]))]
+    assert [i["rmr1_win"] for i in infos] == [0.0, 1.0, 0.5]  # fig, banana, kiwi!
+    corr = length_correlation([0.0, 1.0, 0.5], [3, 6, 5])
+    for info in infos:
+        assert info["rmr1_health/longer_wins"] == 1.0
+        assert info["rmr1_health/length_corr"] == pytest.approx(corr)
+        assert info["rmr1_health/unparsed"] == 0.0 and info["rmr1_health/confidence"] == 0.5
+
+    # always A in both orders: slot-A rate 1, order consistency 0, every pair a hard pair
+    hard = tmp_path / "hard.jsonl"
+    manager, _ = load(tokenizer, monkeypatch, hard_pairs_path=str(hard))
+    scorer = Scorer(AlwaysA(options={"prob": 0.8}), order="both")
+    monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
+    outputs = score_all(manager, rollouts(tokenizer, GROUPS[:1]))
+    for out in outputs:
+        info = out["reward_extra_info"]
+        assert set(info) == KEYS and out["reward_score"] == 0.5
+        assert info["rmr1_health/slot_a"] == 1.0 and info["rmr1_health/orders_agree"] == 0.0
+        assert info["rmr1_health/confidence"] == pytest.approx(0.8)
+        assert info["rmr1_health/length_corr"] == 0.0  # equal rewards: neutral
+    writer_for(manager.options).flush()
+    rows = [json.loads(line) for line in hard.read_text().splitlines()]
+    assert len(rows) == 3 and all(r["id"].startswith("hard-order_flip-") for r in rows)
 
 
 @pytest.mark.model
