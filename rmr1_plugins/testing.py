@@ -189,6 +189,6 @@ class AlwaysA(Backend):
     ) -> list[list[Generation]]:
         text = "<eval>A, always.</eval><answer>[[A]]</answer>"
         return [
-            [Generation(text, "stop", prob_a=self.prob) for _ in range(params.n)]
+            [Generation(text, "stop", prob_a=self.prob, prob_letter="A") for _ in range(params.n)]
             for _ in conversations
         ]
