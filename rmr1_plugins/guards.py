@@ -16,7 +16,9 @@ the prompt's structure. :func:`neutralize_markup` defuses such text before rende
 Near-variants count as markers too: markers are matched on a *folded* copy of the text
 (compatibility decomposition NFKD, accents, zero-width and other format or control characters
 dropped, case folded, a few Cyrillic/Greek look-alike letters and bracket, quote and colon
-look-alikes mapped to ASCII, any whitespace or line break between words). Only the matched spans
+look-alikes mapped to ASCII, any whitespace or line break between words, or none, since a
+zero-width character may stand for the space; ``Chabot``, RM-R1's own typo, counts as
+``Chatbot``). Only the matched spans
 of the original text are rewritten, keeping their own characters: text that holds no marker is
 returned unchanged, so the guard never alters an answer's content (``x²``, ``ﬁ``, non-breaking
 spaces, Cyrillic words stay as written), and every rewrite is visible to a human reader and can
@@ -80,7 +82,11 @@ _CONFUSABLES = str.maketrans(
 )
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines' boundaries
 _DROPPED = ("Cc", "Cf", "Mn", "Me")  # control, format (zero-width), combining marks
-_CACHE_LIMIT = 1 << 18  # every assigned code point fits
+# Unassigned, private-use and surrogate code points fold to themselves and are never cached
+# (str.translate leaves a character alone on LookupError), so text made of them cannot fill
+# the cache; every assigned code point fits in it.
+_UNCACHED = ("Cn", "Co", "Cs")
+_CACHE_LIMIT = 1 << 18
 
 
 class _Folding(dict[int, str]):
@@ -88,6 +94,8 @@ class _Folding(dict[int, str]):
 
     def __missing__(self, code: int) -> str:
         char = chr(code)
+        if unicodedata.category(char) in _UNCACHED:
+            raise LookupError(code)
         if char in _LINE_BREAKS:
             folded = "\n"
         elif char.isspace():
@@ -107,17 +115,29 @@ class _Irregular(dict[int, str]):
     """``str.translate`` table keeping only the characters that do not fold to one character."""
 
     def __missing__(self, code: int) -> str:
-        kept = "" if len(_FOLD[code]) == 1 else chr(code)
+        kept = "" if _folded_length(code) == 1 else chr(code)
         if len(self) < _CACHE_LIMIT:
             self[code] = kept
         return kept
 
 
 _FOLD, _IRREGULAR = _Folding(), _Irregular()
-_W = r"\s+"  # between the words of a marker: any whitespace, line breaks included
+
+
+def _folded_length(code: int) -> int:
+    try:
+        return len(_FOLD[code])
+    except LookupError:  # folds to itself
+        return 1
+
+
+# Between the words of a marker: any whitespace, line breaks included, or none (a zero-width
+# character standing for the space was dropped by the folding).
+_W = r"\s*"
+_BOT = "chat?bot"  # RM-R1's multi-turn rows also say "Chabot B", a typo the checkpoints saw
 _SECTION_TEXT = (
-    rf"the{_W}(?:start|end){_W}of{_W}(?:chatbot{_W}[ab]'s{_W}response"
-    rf"|the{_W}conversation{_W}between{_W}chatbot{_W}[ab]{_W}and{_W}the{_W}client)"
+    rf"the{_W}(?:start|end){_W}of{_W}(?:{_BOT}{_W}[ab]'s{_W}response"
+    rf"|the{_W}conversation{_W}between{_W}{_BOT}{_W}[ab]{_W}and{_W}the{_W}client)"
     rf"|client{_W}question"
 )
 _TAG_NAMES = "answer|think|type|rubric|justify|eval|solution|quote_[ab]|summary_[ab]"
@@ -128,7 +148,7 @@ _TAG_NAMES = "answer|think|type|rubric|justify|eval|solution|quote_[ab]|summary_
 # the same match, 10 times faster on "<" and a million spaces.
 _TAG = re.compile(rf"<(?=(\s*))\1(?:/(?=(\s*))\2)?(?:{_TAG_NAMES})(?=(\s*))\3>")
 _BRACKETS = re.compile(rf"\[(?:\[\s*(?P<letter>[ab])\s*\]\]|\s*(?:{_SECTION_TEXT})\s*\])")
-_TURN = re.compile(rf"\n[^\S\n]*(?P<speaker>user|chatbot{_W}[ab])\s*:")
+_TURN = re.compile(rf"\n[^\S\n]*(?P<speaker>user|{_BOT}{_W}[ab])\s*:")
 
 
 def fold(text: str) -> str:
@@ -190,7 +210,7 @@ def _origins(text: str, folded: str) -> range | array[int]:
     """For each character of ``folded``, the index of the character of ``text`` it came from."""
     if len(folded) == len(text) and not text.translate(_IRREGULAR):
         return range(len(text))
-    lengths = map(len, map(_FOLD.__getitem__, map(ord, text)))
+    lengths = map(_folded_length, map(ord, text))
     return array("q", chain.from_iterable(map(repeat, range(len(text)), lengths)))
 
 

@@ -56,7 +56,8 @@ def test_turn_recovery_is_linear(start):
     assert finishes(recover_turns, start * (MB // len(start))) is None
     prompt = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n" + start * (MB // len(start))
     turns = finishes(recover_turns, prompt)
-    assert [(t.role, t.content) for t in turns or []] in ([("user", "What is 2+2?")], [])
+    assert turns is not None
+    assert [(t.role, t.content) for t in turns] == [("user", "What is 2+2?")]
 
 
 def test_a_whole_hostile_sample_is_built_and_guarded_in_linear_time():
