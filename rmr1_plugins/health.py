@@ -10,8 +10,9 @@ relative to the pair as stored, ``swapped`` when the judge saw the responses the
 
 - **slot-A rate** (position bias): of the judgments with a parsed verdict, the percentage that
   picked the response shown in slot A; 50 means no position bias.
-- **order consistency**: of the pairs judged in both orders, the percentage whose two orders gave
-  the same verdict (``orders_agree``).
+- **order consistency**: of the pairs judged in both orders where at least one order reached a
+  verdict (``orders_agree`` is not ``None``), the percentage whose two orders gave the same
+  verdict; a pair neither order could decide says nothing about position.
 - **unparsed rate**: the percentage of judgments without a parsed verdict.
 - **truncated rate**: the percentage of judgments whose generation stopped at the token limit
   (``finish_reason == "length"``).
