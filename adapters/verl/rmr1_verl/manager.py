@@ -1,14 +1,18 @@
 """The ``rmr1`` reward manager: a prompt's rollouts are judged together, pairwise.
 
 veRL's reward loop calls ``run_single`` once per rollout. The manager holds each rollout until
-its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as many as
-``actor_rollout_ref.rollout.n`` (``val_kwargs.n`` for rows whose ``extra_info["split"]`` is
-``test``/``val``/``validation``) — then judges the group with the configured strategy in one
-scorer call and answers every waiting rollout. This is an asyncio barrier inside one
-``RewardLoopWorker`` process: a group whose rollouts go to different workers never completes
-there. After ``group_timeout`` seconds an incomplete group is judged against its reference answer
-(``on_split: reference``, the default here), gets the ``fallback`` reward (``drop``), or fails
-the step (``error``). See docs/verl.md for the settings that keep groups in one worker.
+its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as many as the row's
+``__rollout_n__`` when present, else ``val_kwargs.n`` for rows whose ``extra_info["split"]`` is
+``test``/``val``/``validation``, else ``actor_rollout_ref.rollout.n`` (veRL does not tell the
+reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` for whole
+validation groups) — then judges the group with the configured strategy in one scorer call and
+answers every waiting rollout. This is an asyncio barrier inside one ``RewardLoopWorker``
+process: a group whose rollouts go to different workers never completes there. After
+``group_timeout`` seconds an incomplete group is judged against its reference answer
+(``on_split: reference``, the default here) or gets the ``fallback`` reward (``drop``). A late
+rollout never fails a step: ``on_split: error`` (meant for TRL, where a split is a setup error)
+is logged as an error and judged as ``reference``. See docs/verl.md for the settings that keep
+groups in one worker.
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option plus ``config``, ``model``, ``order`` and ``group_timeout``.
@@ -111,9 +115,15 @@ class RMR1RewardManager(RewardManagerBase):
         )
         uid = extra.get("uid")
         key = str(uid) if uid is not None else json.dumps(prompt, sort_keys=True, default=str)
+        return Sample(key, prompt, response, reference, self._size(extra, extra_info))
+
+    def _size(self, extra: Any, extra_info: Any) -> int:
+        """The rollouts in this row's group: ``__rollout_n__``, the split rule, ``rollout.n``."""
+        per_prompt = extra.get("__rollout_n__")
+        if per_prompt is not None:
+            return max(1, int(per_prompt))
         split = extra_info.get("split") if hasattr(extra_info, "get") else None
-        size = self.val_group_size if split in VALIDATION_SPLITS else self.group_size
-        return Sample(key, prompt, response, reference, size)
+        return self.val_group_size if split in VALIDATION_SPLITS else self.group_size
 
     async def _join(self, sample: Sample) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -131,9 +141,10 @@ class RMR1RewardManager(RewardManagerBase):
 
     def _expire(self, key: str, pending: PendingGroup) -> None:
         if self._pending.get(key) is pending:
-            logger.warning(
+            log = logger.error if self.on_split == "error" else logger.warning
+            log(
                 "rmr1 reward manager: group %s got %d of %d rollouts in %gs (split across "
-                "reward workers?); on_split=%s",
+                "reward workers?); on_split=%s (error is judged as reference: never a crash)",
                 key,
                 len(pending.responses),
                 pending.size,
@@ -154,15 +165,6 @@ class RMR1RewardManager(RewardManagerBase):
         size = len(pending.responses)
         if complete:
             infos = await self._judge(pending, self.strategy, fallback=False)
-        elif self.on_split == "error":
-            error = RuntimeError(
-                f"rmr1 reward manager: a group got {size} of {pending.size} rollouts within "
-                f"group_timeout={self.group_timeout}s; see docs/verl.md (split groups)"
-            )
-            for future in pending.futures:
-                if not future.done():
-                    future.set_exception(error)
-            return
         elif self.on_split == "drop":
             infos = [
                 result(None, i, self.options, fallback=True, error="incomplete group")
