@@ -92,8 +92,10 @@ def _answer(text: str, j: int) -> Generation:
 class Server:
     """``rmr1 serve`` in a subprocess; ``url`` is its reward endpoint."""
 
-    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
-        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", "votes", "--port", "0"]
+    def __init__(
+        self, *flags: str, env: dict[str, str] | None = None, backend: str = "votes"
+    ) -> None:
+        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", backend, "--port", "0"]
         argv += ["--num-samples", "8", "--log-every", "0", *flags]
         self.process = subprocess.Popen(
             argv,

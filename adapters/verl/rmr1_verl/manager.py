@@ -14,8 +14,12 @@ rollout never fails a step: ``on_split: error`` (meant for TRL, where a split is
 is logged as an error and judged as ``reference``. See docs/verl.md for the settings that keep
 groups in one worker.
 
+With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
+sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`).
+
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
-overrides: any ``reward:`` option plus ``config``, ``model``, ``order`` and ``group_timeout``.
+overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout``,
+``cohort_url``, ``cohort_timeout`` and ``cohort_token``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.grouping import Group, Strategy, ascore_groups, resolve_strategy
+from rmr1_verl.cohort import CohortClient, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 
 logger = logging.getLogger(__name__)
@@ -81,6 +86,7 @@ class RMR1RewardManager(RewardManagerBase):
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
         self._pending: dict[str, PendingGroup] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.cohorts = _cohort_client(own, int(_get(config, "reward", "num_workers", default=1)))
 
     async def run_single(self, data: DataProto) -> dict:
         try:
@@ -94,9 +100,19 @@ class RMR1RewardManager(RewardManagerBase):
             [info] = await self._judge(alone, self.strategy, fallback=False)
         elif sample.size <= 1:  # nothing to compare with (validation with val_kwargs.n=1)
             [info] = await self._judge(alone, "reference", fallback=True)
+        elif self.cohorts is not None:
+            info = await self._ask_cohort(sample)
         else:
             info = await self._join(sample)
         return {"reward_score": info["score"], "reward_extra_info": info}
+
+    async def _ask_cohort(self, sample: Sample) -> dict[str, Any]:
+        assert self.cohorts is not None
+        try:
+            return cohort_result(await self.cohorts.ask(cohort_body(sample)))
+        except Exception as error:  # never a crash in the trainer: the fallback, saying why
+            logger.warning("rmr1 reward manager: %s; fallback reward", error)
+            return result(None, 0, self.options, fallback=True, error=str(error))
 
     def _sample(self, item: Any) -> Sample:
         batch, extra = item.batch, item.non_tensor_batch
@@ -205,6 +221,21 @@ class RMR1RewardManager(RewardManagerBase):
                 for i in range(size)
             ]
         return [result(rewards, i, options, strategy, fallback=fallback) for i in range(size)]
+
+
+def _cohort_client(own: dict[str, Any], workers: int) -> CohortClient | None:
+    """The cohort service client with several reward workers and a ``cohort_url``."""
+    url = own.get("cohort_url")
+    if workers <= 1:
+        return None  # one worker sees every rollout: the in-process barrier suffices
+    if not url:
+        logger.warning(
+            "rmr1 reward manager: reward.num_workers=%d splits groups across workers; set "
+            "+reward.rmr1.cohort_url (rmr1 serve, docs/verl.md) or reward.num_workers=1",
+            workers,
+        )
+        return None
+    return CohortClient(str(url), float(own.get("cohort_timeout", 600)), own.get("cohort_token"))
 
 
 def _plain(value: Any) -> Any:
