@@ -41,6 +41,11 @@ KINDS = ("partial", "alone", "no_reference", "unparsed", "error", "timeout")
 FALLBACKS = ("no_reference", "unparsed", "error", "timeout")  # kinds that give the fallback
 
 
+def groups_samples(config: RewardConfig) -> bool:
+    """Whether ``config`` asks for whole-group rewards: an in-group strategy, a group size > 1."""
+    return not config.build_strategy().needs_reference and (config.group_size or 1) > 1
+
+
 class Overloaded(RuntimeError):
     """More than ``max_pending`` members would be held; nothing was accepted."""
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1_plugins._imports import require
-from rmr1_plugins.cohorts import CohortService
+from rmr1_plugins.cohorts import CohortService, groups_samples
 from rmr1_plugins.reference_reward import Sample
 from rmr1_plugins.reward_service import RewardService
 from rmr1_plugins.rewards import RewardConfig, load_reward_settings
@@ -112,7 +112,7 @@ def create_app(
 
     ``counts`` receives the number of requests and of answers per status. Once ``stopping`` is
     set, new requests get 503 and every answer closes its connection. ``cohorts`` serves
-    ``POST /cohort``, and ``/get_reward`` too when :func:`serve_cohort.groups_samples` holds.
+    ``POST /cohort``, and ``/get_reward`` too when :func:`cohorts.groups_samples` holds.
     """
     web = require("aiohttp.web", "serve")
     from rmr1_plugins import serve_cohort
@@ -162,7 +162,7 @@ def create_app(
             samples = parse_body(edge.decode_json(raw))
         except BodyError as bad:
             return error(400, str(bad))
-        if cohorts is not None and serve_cohort.groups_samples(cohorts.config):
+        if cohorts is not None and groups_samples(cohorts.config):
             payload, status = await serve_cohort.openrlhf_rewards(cohorts, samples)
             counts["overloaded"] += status == 503
             return web.json_response(payload, status=status)

@@ -2,8 +2,9 @@
 
 Two ways in, one :class:`~rmr1_plugins.cohorts.CohortService` behind them:
 
-- ``POST /get_reward`` (OpenRLHF) when :func:`groups_samples` holds: the reward strategy compares
-  within the group and ``reward.group_size`` (OpenRLHF's ``n_samples_per_prompt``) is over 1.
+- ``POST /get_reward`` (OpenRLHF) when :func:`rmr1_plugins.cohorts.groups_samples` holds: the
+  reward strategy compares within the group and ``reward.group_size`` (OpenRLHF's
+  ``n_samples_per_prompt``) is over 1.
   The group key is the formatted prompt; the label, when not empty, is the reference answer
   (a string, or ``{"reference": ..., "question": ...}``). The answer has OpenRLHF's shape, with
   the cohort logs (:meth:`~rmr1_plugins.cohorts.CohortReward.logs`) as ``extra_logs``.
@@ -35,12 +36,6 @@ MAX_KEY_CHARS = 1 << 20
 
 class CohortBodyError(ValueError):
     """A ``/cohort`` body that does not follow the protocol; the message names the field."""
-
-
-def groups_samples(config: RewardConfig) -> bool:
-    """Whether ``/get_reward`` judges samples in groups (else against their references)."""
-    strategy = config.build_strategy()
-    return not strategy.needs_reference and (config.group_size or 1) > 1
 
 
 def member_of(sample: Sample, config: RewardConfig) -> Member:
