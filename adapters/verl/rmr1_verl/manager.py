@@ -80,7 +80,9 @@ class RMR1RewardManager(RewardManagerBase):
         self.strategy = self.options.build_strategy()
         explicit = "on_split" in self.options.model_fields_set
         self.on_split = self.options.on_split if explicit else "reference"
-        self.group_timeout = float(own.get("group_timeout", DEFAULT_GROUP_TIMEOUT))
+        configured = "group_timeout" in self.options.model_fields_set  # the YAML's reward: key
+        default = self.options.group_timeout if configured else DEFAULT_GROUP_TIMEOUT
+        self.group_timeout = float(own.get("group_timeout", default))
         rollout = config.actor_rollout_ref.rollout
         self.group_size = int(self.options.group_size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))

@@ -114,6 +114,16 @@ def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeyp
     assert "got 1 of 3 rollouts" in caplog.text
 
 
+def test_group_timeout_from_the_yaml_reward_section(tokenizer, monkeypatch, tmp_path):
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("backend: {name: constant}\nreward: {group_timeout: 45}\n")
+    manager, _ = load(tokenizer, monkeypatch, config=str(path))
+    assert manager.group_timeout == 45
+    manager, _ = load(tokenizer, monkeypatch, config=str(path), group_timeout=7)
+    assert manager.group_timeout == 7  # +reward.rmr1.group_timeout wins
+    assert load(tokenizer, monkeypatch)[0].group_timeout == 600  # the manager's own default
+
+
 def test_the_rows_rollout_n_sets_its_group_size(tokenizer, monkeypatch):
     manager, backend = load(tokenizer, monkeypatch, group_timeout=600)
     data = rollouts(tokenizer, GROUPS[:1])
