@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rmr1_plugins.cohorts import CohortReward, CohortService, Member
+from rmr1_plugins.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.reference_reward import (
     Sample,
     SampleError,
@@ -93,11 +93,14 @@ async def openrlhf_rewards(
 
 
 async def _one(cohorts: CohortService, member: Member | Exception) -> CohortReward:
-    if isinstance(member, Exception):
-        reward = cohorts.config.fallback_reward
-        cohorts.stats["bad_input"] += 1
-        return CohortReward(reward, kind="error", error=f"fallback reward {reward:g}: {member}")
-    return await cohorts.reward(member)
+    if not isinstance(member, Exception):
+        try:
+            return await cohorts.reward(member)
+        except Overloaded as full:  # filled up by other requests since the check: counted
+            member = full
+    reward = cohorts.config.fallback_reward
+    cohorts.stats["bad_input" if not isinstance(member, Overloaded) else "overloaded"] += 1
+    return CohortReward(reward, kind="error", error=f"fallback reward {reward:g}: {member}")
 
 
 def parse_member(body: Any) -> Member:
