@@ -5,6 +5,9 @@
 # On the judge host (bind an address the cluster can reach; set a token when you do):
 #   RMR1_SERVE_TOKEN=... rmr1 serve --config examples/rmr1-openrlhf.yaml --host 0.0.0.0 --port 5000
 # OpenRLHF's client cannot send headers, so the token goes in the URL (?token=...).
+# In-group rewards instead of reference rewards (the samples of a prompt judged against each
+# other; docs/openrlhf.md): add --strategy round-robin --group-size 8 (= n_samples_per_prompt
+# below), and use this one server for the whole run.
 # DRY_RUN=1 prints the command instead of submitting it.
 set -euo pipefail
 

@@ -11,6 +11,13 @@
 # - reward.custom_reward_function.path MUST be set when reward.reward_model.enable=True, or veRL
 #   takes its discriminative-RM path and never calls the manager.
 # - reward.num_workers=1 sends every rollout of a step to one reward worker, so groups are whole.
+#   With more workers, start `rmr1 serve` and add +reward.rmr1.cohort_url=http://HOST:PORT/cohort
+#   (docs/verl.md): every worker then sends its rollouts to that one cohort service.
+# - the batch sizes pass veRL's validate_config: 48 prompts x 4 rollouts = 192 rows divide by the
+#   6 actor GPUs, and the mini-batch (24 x 4 / 6 = 16 rows per GPU) by the micro-batch 4.
+# - validation samples val_kwargs.n=4 rollouts too, so its groups are whole (the reward worker is
+#   not told which rows are validation); group_timeout=120 bounds the wait of a split group, which
+#   is then judged against its reference (on_split=reference: a late rollout never fails a step).
 # - only reward.* keys work: the legacy top-level custom_reward_function.* / reward_model.* keys
 #   are accepted by Hydra and silently ignored by veRL 0.9.1's main_ppo.
 # - rows need prompt (chat list), reward_model.ground_truth (a reference answer, used when a
@@ -24,21 +31,27 @@ python -m verl.trainer.main_ppo \
     algorithm.adv_estimator=grpo \
     data.train_files=data/chat/train.parquet \
     data.val_files=data/chat/test.parquet \
-    data.train_batch_size=64 \
+    data.train_batch_size=48 \
     data.max_prompt_length=1024 \
     data.max_response_length=1024 \
     actor_rollout_ref.model.path=Qwen/Qwen2.5-3B-Instruct \
     actor_rollout_ref.actor.optim.lr=1e-6 \
-    actor_rollout_ref.actor.ppo_mini_batch_size=32 \
+    actor_rollout_ref.actor.ppo_mini_batch_size=24 \
+    actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4 \
+    actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8 \
+    actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=8 \
     actor_rollout_ref.rollout.name=vllm \
     actor_rollout_ref.rollout.n=4 \
+    actor_rollout_ref.rollout.val_kwargs.n=4 \
+    actor_rollout_ref.rollout.val_kwargs.do_sample=True \
     reward.custom_reward_function.path=pkg://rmr1_verl.reward \
     reward.custom_reward_function.name=compute_score \
     reward.reward_manager.name=rmr1 \
     reward.num_workers=1 \
     +reward.rmr1.strategy=round-robin \
     +reward.rmr1.order=both \
-    +reward.rmr1.group_timeout=1800 \
+    +reward.rmr1.group_timeout=120 \
+    +reward.rmr1.on_split=reference \
     reward.reward_model.enable=True \
     reward.reward_model.model_path=gaotang/RM-R1-Qwen2.5-Instruct-7B \
     reward.reward_model.rollout.name=vllm \

@@ -13,6 +13,10 @@ or mistyped field, named), 401 (missing or wrong token), 408 (body not received 
 shutting down). ``GET /health`` and ``GET /stats`` report state; the HTTP edge (body limits,
 deadlines, token, logging) is :mod:`rmr1_plugins.serve_http`.
 
+With an in-group ``reward.strategy`` and ``reward.group_size`` over 1, ``/get_reward`` holds each
+sample until its prompt's group is whole and answers whole-group rewards; ``POST /cohort`` does
+the same for one JSON rollout (the veRL manager). Both are :mod:`rmr1_plugins.serve_cohort`.
+
 The server binds 127.0.0.1 unless ``--host`` says otherwise. ``--token`` (or ``RMR1_SERVE_TOKEN``)
 requires ``Authorization: Bearer <token>`` or, for clients that cannot set headers (OpenRLHF's),
 ``?token=<token>`` in the URL.
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1_plugins._imports import require
+from rmr1_plugins.cohorts import CohortService, groups_samples
 from rmr1_plugins.health import format_rates
 from rmr1_plugins.reference_reward import Sample
 from rmr1_plugins.reward_service import RewardService
@@ -102,13 +107,16 @@ def create_app(
     options: ServeOptions | None = None,
     counts: Counter[str] | None = None,
     stopping: asyncio.Event | None = None,
+    cohorts: CohortService | None = None,
 ) -> Any:
     """The aiohttp application around a started :class:`RewardService`.
 
     ``counts`` receives the number of requests and of answers per status. Once ``stopping`` is
-    set, new requests get 503 and every answer closes its connection.
+    set, new requests get 503 and every answer closes its connection. ``cohorts`` serves
+    ``POST /cohort``, and ``/get_reward`` too when :func:`cohorts.groups_samples` holds.
     """
     web = require("aiohttp.web", "serve")
+    from rmr1_plugins import serve_cohort
     from rmr1_plugins import serve_http as edge
 
     options = options or ServeOptions()
@@ -155,6 +163,10 @@ def create_app(
             samples = parse_body(edge.decode_json(raw))
         except BodyError as bad:
             return error(400, str(bad))
+        if cohorts is not None and groups_samples(cohorts.config):
+            payload, status = await serve_cohort.openrlhf_rewards(cohorts, samples)
+            counts["overloaded"] += status == 503
+            return web.json_response(payload, status=status)
         if len(samples) > options.max_pending:
             raise edge.ProtocolError(
                 413,
@@ -181,6 +193,21 @@ def create_app(
             payload["error"] = "; ".join(problems)
         return web.json_response(payload)
 
+    async def cohort(request: Any) -> Any:
+        assert cohorts is not None
+        raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
+        try:
+            member = serve_cohort.parse_member(edge.decode_json(raw))
+            cohorts.check(member.size)
+        except serve_cohort.CohortBodyError as bad:
+            return error(400, str(bad))
+        except ValueError as bad:  # a size over max_group_size
+            return error(413, str(bad))
+        except RuntimeError as full:  # Overloaded
+            counts["overloaded"] += 1
+            return error(503, f"overloaded: {full}; retry later", **{"Retry-After": "1"})
+        return web.json_response(serve_cohort.cohort_answer(await cohorts.reward(member)))
+
     async def health(request: Any) -> Any:
         # Open to all for liveness; the configuration only with the token, when one is set.
         answer: dict[str, Any] = {
@@ -202,12 +229,15 @@ def create_app(
                 "reward": dict(service.stats),
                 "scorer": dict(service.scorer.stats),
                 "health": service.health.rates(),
+                "cohorts": dict(cohorts.stats) if cohorts is not None else {},
             }
         )
 
     app = web.Application(client_max_size=options.max_body_bytes, middlewares=[guard])
     for path in REWARD_PATHS:
         app.router.add_post(path, reward)
+    if cohorts is not None:
+        app.router.add_post("/cohort", cohort)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     return app
@@ -228,12 +258,13 @@ async def run_server(
 
     sockets = bind(options.host, options.port) if sockets is None else sockets
     service = RewardService(scorer, reward_config)
+    cohorts = CohortService(scorer, reward_config, max_pending=options.max_pending)
     counts: Counter[str] = Counter()
     stop = asyncio.Event()
     runner = None
     try:
         await service.start(warmup=options.warmup)
-        app = create_app(service, options, counts, stopping=stop)
+        app = create_app(service, options, counts, stopping=stop, cohorts=cohorts)
         runner = web.AppRunner(
             app,
             access_log=logger if options.access_log else None,
@@ -264,9 +295,10 @@ async def run_server(
         for site in sites:
             await site.stop()
         deadline = loop.time() + options.shutdown_timeout
-        while service.pending and loop.time() < deadline:
+        while (service.pending or cohorts.pending) and loop.time() < deadline:
             await asyncio.sleep(0.05)
     finally:
+        await cohorts.aclose()
         await service.aclose()
         if runner is not None:
             await runner.cleanup()
@@ -328,6 +360,9 @@ def add_subcommand(subparsers: Any) -> None:
     group.add_argument("--win-reward", type=float, help="reward for beating the reference (1)")
     group.add_argument("--loss-reward", type=float, help="reward for losing to it (0)")
     group.add_argument("--fallback-reward", type=float, help="reward without a verdict (mid)")
+    group.add_argument("--strategy", help="how a group is compared (default round-robin)")
+    group.add_argument("--group-size", type=int, help="samples per prompt: judge in groups")
+    group.add_argument("--group-timeout", type=float, help="wait for a whole group, s (60)")
     parser.set_defaults(func=cmd_serve)
 
 
@@ -344,6 +379,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "win_reward": "win",
         "loss_reward": "loss",
         "fallback_reward": "fallback",
+        "strategy": "strategy",
+        "group_size": "group_size",
+        "group_timeout": "group_timeout",
     }
     reward = {
         key: getattr(args, flag) for flag, key in names.items() if getattr(args, flag) is not None

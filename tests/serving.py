@@ -92,8 +92,10 @@ def _answer(text: str, j: int) -> Generation:
 class Server:
     """``rmr1 serve`` in a subprocess; ``url`` is its reward endpoint."""
 
-    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
-        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", "votes", "--port", "0"]
+    def __init__(
+        self, *flags: str, env: dict[str, str] | None = None, backend: str = "votes"
+    ) -> None:
+        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", backend, "--port", "0"]
         argv += ["--num-samples", "8", "--log-every", "0", *flags]
         self.process = subprocess.Popen(
             argv,
@@ -159,6 +161,7 @@ def register() -> None:
 
     get_plugins().registries["backends"].add("votes", VotesJudge, "tests/serving.py")
     get_plugins().registries["backends"].add("votes-requests", RequestsJudge, "tests/serving.py")
+    get_plugins().registries["backends"].add("ranker", RankerJudge, "tests/serving.py")
 
 
 class RequestsJudge(VotesJudge):
@@ -166,6 +169,43 @@ class RequestsJudge(VotesJudge):
 
     name = "votes-requests"
     independent_requests = True
+
+
+SLOT_B = re.compile(r"\[The Start of Chatbot B's Response\]\n(.*?)\n\[The End of Chatbot B's")
+
+
+class RankerJudge(Backend):
+    """A perfect pairwise judge: the response with the larger number wins (for in-group rewards).
+
+    ``slow:<s>`` in either response delays the call; ``boom`` makes it fail.
+    """
+
+    name = "ranker"
+
+    def generate(self, conversations, params: SamplingParams):
+        return asyncio.run(self.agenerate(conversations, params))
+
+    async def agenerate(self, conversations, params: SamplingParams):
+        pairs = []
+        for conversation in conversations:
+            user = conversation[-1]["content"]
+            a, b = SLOT_A.search(user), SLOT_B.search(user)
+            pairs.append((a.group(1) if a else "", b.group(1) if b else ""))
+        texts = " ".join(a + " " + b for a, b in pairs)
+        delay = max((float(m) for m in re.findall(r"slow:([\d.]+)", texts)), default=0)
+        if delay:
+            await asyncio.sleep(delay)
+        if "boom" in texts:
+            raise BackendError("injected failure")
+        return [[_ranked(a, b)] * params.n for a, b in pairs]
+
+
+def _ranked(a: str, b: str) -> Generation:
+    def number(text: str) -> float:
+        found = re.findall(r"(\d+(?:\.\d+)?)", text)
+        return float(found[0]) if found else 0.0
+
+    return Generation(f"<answer>[[{'A' if number(a) > number(b) else 'B'}]]</answer>", "stop")
 
 
 if __name__ == "__main__":

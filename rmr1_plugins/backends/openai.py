@@ -15,6 +15,7 @@ import random
 import threading
 import time
 import weakref
+import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -56,6 +57,11 @@ class OpenAIOptions(BackendOptions):
     max_backoff: float = Field(20.0, ge=0)
     stop_at_answer: bool = Field(True, description="end each judgment at its first </answer>")
     sort_prompts: bool = Field(True, description="send prompts sharing a prefix together")
+    group_affinity: bool = Field(
+        False,
+        description="send every comparison of one question to the same URL (its prefix cache) "
+        "and spread questions over the URLs",
+    )
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="extra request fields (chat_template_kwargs, ...)"
     )
@@ -113,7 +119,9 @@ class OpenAIBackend(Backend):
 
     ``model`` is the served model name; when it is ``None`` the first model listed by
     ``/models`` is used. Requests sharing a prefix are sent together and to the same URL (a
-    batch is split into contiguous runs, one per URL), so replicas keep their prefix caches.
+    batch is split into contiguous runs, one per URL), so replicas keep their prefix caches;
+    with ``group_affinity`` each question's comparisons all go to one URL chosen by a hash of
+    the question, whichever call they come in (one call per group from ``rmr1 serve``).
     Connection errors, timeouts and HTTP 408/409/425/429/5xx are retried with exponential
     backoff and jitter, on another URL when there is one; other 4xx answers and exhausted
     retries raise :class:`BackendError`.
@@ -215,7 +223,10 @@ class OpenAIBackend(Backend):
         first, self._next_url = self._next_url, (self._next_url + 1) % len(self.urls)
         tasks = []
         for position, index in enumerate(order):
-            url = (first + position * len(self.urls) // len(order)) % len(self.urls)
+            if self.opts.group_affinity:
+                url = affinity(conversations[index]) % len(self.urls)
+            else:
+                url = (first + position * len(self.urls) // len(order)) % len(self.urls)
             body = self._body(model, conversations[index], params)
             tasks.append(asyncio.ensure_future(self._complete(body, params, url)))
         try:
@@ -359,6 +370,19 @@ class OpenAIBackend(Backend):
 
     def _where(self) -> str:
         return self.urls[0] if len(self.urls) == 1 else f"{len(self.urls)} servers"
+
+
+RESPONSE_A = "[The Start of Chatbot A's Response]"
+
+
+def affinity(conversation: ChatMessages) -> int:
+    """A stable hash of what the comparisons of one question share: the system turn and the
+    user turn up to the first response (RM-R1's single-turn layout; else the whole turn)."""
+    parts = [str(m.get("content", "")) for m in conversation if m.get("role") == "system"]
+    users = [str(m.get("content", "")) for m in conversation if m.get("role") == "user"]
+    if users:
+        parts.append(users[-1].split(RESPONSE_A, 1)[0])
+    return zlib.crc32("\x00".join(parts).encode("utf-8", "surrogatepass"))
 
 
 def _seconds(value: str | None) -> float | None:

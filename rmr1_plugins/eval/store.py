@@ -60,6 +60,7 @@ SERVING_OPTIONS = {
         "backoff",
         "max_backoff",
         "sort_prompts",
+        "group_affinity",
     },
     "vllm": {
         "tensor_parallel_size",

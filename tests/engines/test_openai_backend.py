@@ -98,6 +98,41 @@ def test_overload_and_server_errors_are_retried_with_backoff(stub):
     assert generation.text == "<answer>[[A]]</answer>" and backend.stats["retries"] == 3
 
 
+def test_group_affinity_keeps_a_questions_comparisons_on_one_replica(stub):
+    """rmr1 serve judges one group per call: its comparisons should share one prefix cache."""
+    from rmr1_plugins.backends.openai import affinity
+
+    def pair(question, a, b):
+        user = (
+            f"[Client Question]\n{question}\n\n[The Start of Chatbot A's Response]\n{a}\n"
+            f"[The End of Chatbot A's Response]\n\n[The Start of Chatbot B's Response]\n{b}\n"
+        )
+        return [{"role": "system", "content": "judge"}, {"role": "user", "content": user}]
+
+    questions = [f"question {q}" for q in range(8)]
+    servers = [stub(), stub()]
+
+    def placement(**options):
+        for server in servers:
+            server.bodies.clear()
+        backend = backend_for(*(s.url for s in servers), **options)
+        for question in questions:  # one call per group of 4 comparisons
+            backend.generate([pair(question, f"a{i}", f"b{i}") for i in range(4)], SHORT)
+        where: dict[str, set[int]] = {}
+        for number, server in enumerate(servers):
+            for body in server.bodies:
+                question = body["messages"][1]["content"].split("\n")[1]
+                where.setdefault(question, set()).add(number)
+        return where
+
+    assert all(len(s) == 2 for s in placement().values())  # each group split over both
+    grouped = placement(group_affinity=True)
+    assert all(len(s) == 1 for s in grouped.values())  # never split
+    assert {n for s in grouped.values() for n in s} == {0, 1}  # and both replicas used
+    home = {q: affinity(pair(q, "x", "y")) % 2 for q in questions}  # by the question alone
+    assert {q: s.pop() for q, s in grouped.items()} == home
+
+
 def test_a_rejected_request_is_not_retried(stub):
     async def reject(body, count):
         return web.Response(status=400, text='{"message": "maximum context length is 2048"}')

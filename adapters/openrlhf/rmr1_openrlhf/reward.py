@@ -14,6 +14,11 @@ keys and a ``reward:`` section) and ``RMR1_*`` variables; later calls share it, 
 concurrent calls are batched into one judge call. OpenRLHF passes no arguments and Ray does not
 forward environment variables: set them with ``ray job submit --runtime-env-json``.
 
+The reward file judges against references only. OpenRLHF runs it in the actor's default thread
+pool (min(32, CPUs + 4) threads), where samples waiting for their group would hold every thread:
+a configuration asking for whole-group rewards (an in-group ``strategy`` with ``group_size``
+over 1) is refused, every sample gets the fallback and the error points to ``rmr1 serve``.
+
 ``reward_func`` never raises and never returns ``None``. A sample that gets no verdict (bad
 label, unparseable judgment, judge error, timeout, a configuration that does not load) gets the
 fallback reward, with ``rmr1_fallback=1`` and the reason in ``extra_logs`` and a logged warning.
@@ -28,6 +33,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rmr1_plugins.cohorts import groups_samples
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.reference_reward import Sample, SampleReward, fallback
 from rmr1_plugins.reward_service import BackgroundRewardService
 from rmr1_plugins.rewards import CONFIG_ENV, RewardConfig, load_reward_settings
@@ -45,6 +52,14 @@ def get_runtime() -> BackgroundRewardService:
     with _lock:
         if _runtime is None:
             settings = load_reward_settings()  # $RMR1_CONFIG and the RMR1_* variables
+            if groups_samples(settings.reward):
+                raise ConfigError(
+                    f"reward.strategy {settings.reward.strategy!r} with reward.group_size "
+                    f"{settings.reward.group_size} asks for in-group rewards, which the reward "
+                    "file cannot give (it runs in OpenRLHF's thread pool); serve the judge with "
+                    "`rmr1 serve` and pass --reward.remote_url http://HOST:PORT/get_reward "
+                    "(docs/openrlhf.md), or unset reward.group_size for reference rewards"
+                )
             logger.info(
                 "rmr1: loading judge %s (%s backend) for OpenRLHF rewards",
                 settings.scorer.backend.model,

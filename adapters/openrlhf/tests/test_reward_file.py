@@ -170,6 +170,18 @@ def test_an_invalid_configuration_gives_fallbacks_and_a_logged_error(configure, 
     assert "reward.fallbak: unknown key" in caplog.text
 
 
+def test_in_group_rewards_are_refused_with_a_pointer_to_rmr1_serve(configure, caplog, monkeypatch):
+    """Waiting for a group inside OpenRLHF's reward thread pool could hold every thread."""
+    monkeypatch.setattr("rmr1_openrlhf.reward._last_setup_log", -float("inf"))  # log it now
+    configure("backend: {name: constant}\nreward: {strategy: round-robin, group_size: 4}\n")
+    result = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    assert result["rewards"].tolist() == [0.5]
+    assert result["extra_logs"]["rmr1_error"].tolist() == [1.0]
+    assert "rmr1 serve" in caplog.text and "in-group rewards" in caplog.text
+    configure("backend: {name: constant}\nreward: {strategy: reference, group_size: 4}\n")
+    assert reward_func([PROMPT + "4"], [PROMPT], ["4"])["rewards"].tolist() == [1.0]
+
+
 def test_check_command_reports_the_judges_view(configure, capsys):
     configure(CONSTANT_A)
     assert main(["check"]) == 0

@@ -95,6 +95,15 @@ def trainer_group_size(log_metric: Any) -> int | None:
     return size if isinstance(size, int) and size > 0 else None
 
 
+def group_size_for(configured: int | None, log_metric: Any) -> int | None:
+    """The group size of this call: ``reward.group_size`` in training, and never in evaluation,
+    where the trainer's ``num_generations_eval`` counts (it usually differs)."""
+    trainer = getattr(log_metric, "__self__", None)
+    if trainer is not None and not getattr(getattr(trainer, "model", None), "training", True):
+        return trainer_group_size(log_metric)
+    return configured or trainer_group_size(log_metric)
+
+
 @dataclass
 class _Job:
     """One call's plan: groups to judge with the strategy, rows for the fallback, rows dropped."""
@@ -230,7 +239,7 @@ class RMR1Reward:
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         options = self.options
         strategy = options.build_strategy()
-        size = options.group_size or trainer_group_size(kwargs.get("log_metric"))
+        size = group_size_for(options.group_size, kwargs.get("log_metric"))
         runs = (
             [Run(i, i + 1) for i in range(len(prompts))]
             if strategy.needs_reference  # every completion is judged on its own

@@ -141,6 +141,17 @@ def test_group_size_comes_from_the_trainer_in_training_only(judge):
     assert reward(prompts, completions) == [0.0, 1.0, 0.0, 1.0]  # no trainer: runs of 2
 
 
+def test_group_size_setting_does_not_override_the_eval_group_size(judge):
+    scorer, _ = judge
+    prompts, completions = batch(("q1", ["a", "aa", "aaa"]), ("q2", ["b", "bb", "bbb"]))
+    reward = RMR1Reward(scorer=scorer, group_size=2)  # the training groups
+    evaluation = FakeTrainer(2, training=False)
+    evaluation.num_generations_eval = 3
+    assert reward(prompts, completions, **evaluation.kwargs()) == [0.0, 0.5, 1.0] * 2
+    with pytest.raises(SplitGroupError):  # in training, group_size=2 holds: runs of 3 split
+        reward(prompts, completions, **FakeTrainer(2).kwargs())
+
+
 def test_unjudgeable_rows_get_none_and_unparsed_are_counted(judge, caplog):
     scorer, _ = judge
     bad = [{"role": "tool", "content": "x"}, {"role": "user", "content": "q"}]

@@ -1,17 +1,25 @@
 """The ``rmr1`` reward manager: a prompt's rollouts are judged together, pairwise.
 
 veRL's reward loop calls ``run_single`` once per rollout. The manager holds each rollout until
-its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as many as
-``actor_rollout_ref.rollout.n`` (``val_kwargs.n`` for rows whose ``extra_info["split"]`` is
-``test``/``val``/``validation``) — then judges the group with the configured strategy in one
-scorer call and answers every waiting rollout. This is an asyncio barrier inside one
-``RewardLoopWorker`` process: a group whose rollouts go to different workers never completes
-there. After ``group_timeout`` seconds an incomplete group is judged against its reference answer
-(``on_split: reference``, the default here), gets the ``fallback`` reward (``drop``), or fails
-the step (``error``). See docs/verl.md for the settings that keep groups in one worker.
+its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as many as the row's
+``__rollout_n__`` when present, else ``val_kwargs.n`` for rows whose ``extra_info["split"]`` is
+``test``/``val``/``validation``, else ``actor_rollout_ref.rollout.n`` (veRL does not tell the
+reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` for whole
+validation groups) — then judges the group with the configured strategy in one scorer call and
+answers every waiting rollout. This is an asyncio barrier inside one ``RewardLoopWorker``
+process: a group whose rollouts go to different workers never completes there. After
+``group_timeout`` seconds an incomplete group is judged against its reference answer
+(``on_split: reference``, the default here) or gets the ``fallback`` reward (``drop``). A late
+rollout never fails a step: ``on_split: error`` (meant for TRL, where a split is a setup error)
+is logged as an error and judged as ``reference``. See docs/verl.md for the settings that keep
+groups in one worker.
+
+With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
+sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
-overrides: any ``reward:`` option plus ``config``, ``model``, ``order`` and ``group_timeout``.
+overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout``,
+``cohort_url``, ``cohort_timeout`` and ``cohort_token``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.grouping import Group, Strategy, ascore_groups, resolve_strategy, texts_of
 from rmr1_plugins.hard_pairs import record_groups
+from rmr1_verl.cohort import CohortClient, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 
 logger = logging.getLogger(__name__)
@@ -72,12 +81,15 @@ class RMR1RewardManager(RewardManagerBase):
         self.strategy = self.options.build_strategy()
         explicit = "on_split" in self.options.model_fields_set
         self.on_split = self.options.on_split if explicit else "reference"
-        self.group_timeout = float(own.get("group_timeout", DEFAULT_GROUP_TIMEOUT))
+        configured = "group_timeout" in self.options.model_fields_set  # the YAML's reward: key
+        default = self.options.group_timeout if configured else DEFAULT_GROUP_TIMEOUT
+        self.group_timeout = float(own.get("group_timeout", default))
         rollout = config.actor_rollout_ref.rollout
         self.group_size = int(self.options.group_size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
         self._pending: dict[str, PendingGroup] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.cohorts = _cohort_client(own, int(_get(config, "reward", "num_workers", default=1)))
 
     async def run_single(self, data: DataProto) -> dict:
         try:
@@ -91,9 +103,19 @@ class RMR1RewardManager(RewardManagerBase):
             [info] = await self._judge(alone, self.strategy, fallback=False)
         elif sample.size <= 1:  # nothing to compare with (validation with val_kwargs.n=1)
             [info] = await self._judge(alone, "reference", fallback=True)
+        elif self.cohorts is not None:
+            info = await self._ask_cohort(sample)
         else:
             info = await self._join(sample)
         return {"reward_score": info["score"], "reward_extra_info": info}
+
+    async def _ask_cohort(self, sample: Sample) -> dict[str, Any]:
+        assert self.cohorts is not None
+        try:
+            return cohort_result(await self.cohorts.ask(cohort_body(sample)))
+        except Exception as error:  # never a crash in the trainer: the fallback, saying why
+            logger.warning("rmr1 reward manager: %s; fallback reward", error)
+            return result(None, 0, self.options, fallback=True, error=str(error))
 
     def _sample(self, item: Any) -> Sample:
         batch, extra = item.batch, item.non_tensor_batch
@@ -112,9 +134,15 @@ class RMR1RewardManager(RewardManagerBase):
         )
         uid = extra.get("uid")
         key = str(uid) if uid is not None else json.dumps(prompt, sort_keys=True, default=str)
+        return Sample(key, prompt, response, reference, self._size(extra, extra_info))
+
+    def _size(self, extra: Any, extra_info: Any) -> int:
+        """The rollouts in this row's group: ``__rollout_n__``, the split rule, ``rollout.n``."""
+        per_prompt = extra.get("__rollout_n__")
+        if per_prompt is not None:
+            return max(1, int(per_prompt))
         split = extra_info.get("split") if hasattr(extra_info, "get") else None
-        size = self.val_group_size if split in VALIDATION_SPLITS else self.group_size
-        return Sample(key, prompt, response, reference, size)
+        return self.val_group_size if split in VALIDATION_SPLITS else self.group_size
 
     async def _join(self, sample: Sample) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -132,9 +160,10 @@ class RMR1RewardManager(RewardManagerBase):
 
     def _expire(self, key: str, pending: PendingGroup) -> None:
         if self._pending.get(key) is pending:
-            logger.warning(
+            log = logger.error if self.on_split == "error" else logger.warning
+            log(
                 "rmr1 reward manager: group %s got %d of %d rollouts in %gs (split across "
-                "reward workers?); on_split=%s",
+                "reward workers?); on_split=%s (error is judged as reference: never a crash)",
                 key,
                 len(pending.responses),
                 pending.size,
@@ -155,15 +184,6 @@ class RMR1RewardManager(RewardManagerBase):
         size = len(pending.responses)
         if complete:
             infos = await self._judge(pending, self.strategy, fallback=False)
-        elif self.on_split == "error":
-            error = RuntimeError(
-                f"rmr1 reward manager: a group got {size} of {pending.size} rollouts within "
-                f"group_timeout={self.group_timeout}s; see docs/verl.md (split groups)"
-            )
-            for future in pending.futures:
-                if not future.done():
-                    future.set_exception(error)
-            return
         elif self.on_split == "drop":
             infos = [
                 result(None, i, self.options, fallback=True, error="incomplete group")
@@ -209,6 +229,21 @@ class RMR1RewardManager(RewardManagerBase):
             result(rewards, i, options, strategy, fallback=fallback, texts=texts)
             for i in range(size)
         ]
+
+
+def _cohort_client(own: dict[str, Any], workers: int) -> CohortClient | None:
+    """The cohort service client with several reward workers and a ``cohort_url``."""
+    url = own.get("cohort_url")
+    if workers <= 1:
+        return None  # one worker sees every rollout: the in-process barrier suffices
+    if not url:
+        logger.warning(
+            "rmr1 reward manager: reward.num_workers=%d splits groups across workers; set "
+            "+reward.rmr1.cohort_url (rmr1 serve, docs/verl.md) or reward.num_workers=1",
+            workers,
+        )
+        return None
+    return CohortClient(str(url), float(own.get("cohort_timeout", 600)), own.get("cohort_token"))
 
 
 def _plain(value: Any) -> Any:

@@ -46,7 +46,16 @@ from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardSettings, load_
 from rmr1_plugins.verifiable import RULES, verifiable_reward
 
 logger = logging.getLogger(__name__)
-ADAPTER_KEYS = ("config", "model", "order", "question_key", "group_timeout")
+ADAPTER_KEYS = (
+    "config",
+    "model",
+    "order",
+    "question_key",
+    "group_timeout",
+    "cohort_url",
+    "cohort_timeout",
+    "cohort_token",
+)
 _SCORERS: dict[str, LazyScorer] = {}
 
 

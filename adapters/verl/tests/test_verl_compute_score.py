@@ -258,6 +258,10 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
     with initialize_config_dir(config_dir=config_dir, version_base=None):
         config = compose(config_name="ppo_trainer", overrides=overrides)
     assert config.reward.custom_reward_function.path == "pkg://rmr1_verl.reward"
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(config, need_reference_policy(config), need_critic(config))  # as main_ppo
     manager = load_reward_manager(
         config,
         tokenizer,
@@ -265,7 +269,8 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
         reward_model_tokenizer=type("T", (), {"name_or_path": "gaotang/RM-R1"})(),
     )
     assert isinstance(manager, RMR1RewardManager)
-    assert manager.group_size == 4 and manager.group_timeout == 1800
+    assert manager.group_size == 4 and manager.group_timeout == 120
+    assert manager.val_group_size == 4 and manager.on_split == "reference"
     assert manager.options.strategy == "round-robin"
     assert manager.reward_config.scorer.order == "both"
     backend = manager.reward_config.scorer.backend

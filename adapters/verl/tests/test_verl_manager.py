@@ -106,9 +106,37 @@ def test_incomplete_group_drop_or_error(tokenizer, monkeypatch):
     assert outputs[0]["reward_extra_info"]["rmr1_error"] == "incomplete group"
     assert math.isnan(outputs[0]["reward_extra_info"]["rmr1_win"]) and backend.batches == []
 
-    manager, _ = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="error")
-    with pytest.raises(RuntimeError, match=r"got 1 of 3 rollouts within group_timeout=0\.1s"):
-        score_all(manager, data, order=[0])
+
+def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeypatch, caplog):
+    """on_split: error (the shared example YAML's TRL setting) is the reference fallback here."""
+    data = rollouts(tokenizer, GROUPS[:1])
+    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="error")
+    with caplog.at_level("ERROR", logger="rmr1_verl.manager"):
+        [out] = score_all(manager, data, order=[0])  # two rollouts of three never come
+    assert out["reward_score"] == 0.0  # "fig" against the reference "apple": shorter loses
+    assert out["reward_extra_info"]["rmr1_fallback"] == 1.0 and backend.batches == [1]
+    assert "got 1 of 3 rollouts" in caplog.text
+
+
+def test_group_timeout_from_the_yaml_reward_section(tokenizer, monkeypatch, tmp_path):
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("backend: {name: constant}\nreward: {group_timeout: 45}\n")
+    manager, _ = load(tokenizer, monkeypatch, config=str(path))
+    assert manager.group_timeout == 45
+    manager, _ = load(tokenizer, monkeypatch, config=str(path), group_timeout=7)
+    assert manager.group_timeout == 7  # +reward.rmr1.group_timeout wins
+    assert load(tokenizer, monkeypatch)[0].group_timeout == 600  # the manager's own default
+
+
+def test_the_rows_rollout_n_sets_its_group_size(tokenizer, monkeypatch):
+    manager, backend = load(tokenizer, monkeypatch, group_timeout=600)
+    data = rollouts(tokenizer, GROUPS[:1])
+    data.non_tensor_batch["__rollout_n__"] = data.non_tensor_batch["uid"].copy()
+    data.non_tensor_batch["__rollout_n__"][:] = 2  # a per-prompt n of 2, not rollout.n = 3
+    outputs = score_all(manager, data, order=[0, 2])  # would wait 600 s for a third otherwise
+    assert [o["reward_score"] for o in outputs] == [0.0, 1.0]
+    assert all(o["reward_extra_info"]["rmr1_fallback"] == 0.0 for o in outputs)
+    assert backend.batches == [1]  # one in-group pair
 
 
 def test_reference_strategy_and_validation_rows_need_no_barrier(tokenizer, monkeypatch):

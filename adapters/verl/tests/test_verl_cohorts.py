@@ -1,0 +1,118 @@
+"""Several reward workers, one cohort service: whole-group rewards in veRL's streaming mode.
+
+veRL sends each finished rollout to a random ``RewardLoopWorker``. Here two ``rmr1`` managers
+(two workers' managers, built by veRL's ``load_reward_manager``) receive the rollouts of two
+groups at random and send them to a real ``rmr1 serve`` process (the scripted ``ranker`` judge of
+tests/serving.py: the larger number wins), which judges each group whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import random
+from pathlib import Path
+
+import pytest
+from conftest import rollouts, verl_config
+
+from rmr1_plugins.testing import tiny_llama
+
+ROOT = Path(__file__).parents[3]
+GROUPS = [
+    ("u1", "Pick a number.", "pick 5", ["pick 3", "pick 9", "pick 1"]),
+    ("u2", "Pick a number.", "pick 5", ["pick 7", "pick 2", "pick 8"]),  # same prompt, new uid
+]
+
+
+def serving():
+    spec = importlib.util.spec_from_file_location("serving", ROOT / "tests" / "serving.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = serving().Server("--group-timeout", "30", "--no-warmup", backend="ranker")
+    yield running
+    assert running.stop() == 0
+
+
+def manager(tokenizer, workers=2, **rmr1):
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    config = verl_config(tiny_llama(), n=3, rmr1={"strategy": "round-robin", **rmr1})
+    config.reward.num_workers = workers
+    return load_reward_manager(config, tokenizer)
+
+
+def test_rollouts_sent_to_random_workers_get_whole_group_rewards(tokenizer, server):
+    base = server.url.rsplit("/", 1)[0]
+    workers = [manager(tokenizer, cohort_url=f"{base}/cohort") for _ in range(2)]
+    data = rollouts(tokenizer, GROUPS)
+    order = list(range(len(data)))
+    rng = random.Random(3)
+    rng.shuffle(order)
+    chosen = {i: rng.choice(workers) for i in order}
+    assert len({id(w) for w in chosen.values()}) == 2  # both workers get rollouts
+
+    async def step():
+        calls = (chosen[i].run_single(data[i : i + 1]) for i in order)
+        return dict(zip(order, await asyncio.gather(*calls), strict=True))
+
+    outputs = workers[0].loop.run_until_complete(step())
+    for worker in workers:
+        workers[0].loop.run_until_complete(worker.cohorts.aclose())
+    scores = [outputs[i]["reward_score"] for i in range(6)]
+    assert scores == pytest.approx([0.5, 1.0, 0.0, 0.5, 0.0, 1.0])  # win rates in each group
+    infos = [outputs[i]["reward_extra_info"] for i in range(6)]
+    assert all(info["rmr1_fallback"] == 0.0 and info["rmr1_error"] == "" for info in infos)
+    assert all(info["rmr1_judgments"] == 16.0 for info in infos)  # 2 opponents x 8 samples
+    assert set(infos[0]) == {
+        "score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"
+    }  # fmt: skip
+    assert all(w._pending == {} for w in workers)  # nothing waited in the workers themselves
+
+
+def test_an_unreachable_service_gives_the_fallback_without_raising(tokenizer):
+    closed = serving().closed_port()
+    worker = manager(tokenizer, cohort_url=f"http://127.0.0.1:{closed}/cohort", cohort_timeout=1)
+    data = rollouts(tokenizer, GROUPS[:1])
+    out = worker.loop.run_until_complete(worker.run_single(data[0:1]))
+    worker.loop.run_until_complete(worker.cohorts.aclose())
+    info = out["reward_extra_info"]
+    assert out["reward_score"] == 0.5 and info["rmr1_fallback"] == 1.0
+    assert "cohort service" in info["rmr1_error"] and math.isnan(info["rmr1_win"])
+
+
+def test_one_worker_keeps_the_in_process_barrier(tokenizer, caplog):
+    assert manager(tokenizer, workers=1, cohort_url="http://127.0.0.1:9/cohort").cohorts is None
+    with caplog.at_level("WARNING", logger="rmr1_verl.manager"):
+        assert manager(tokenizer, workers=2).cohorts is None
+    assert "set +reward.rmr1.cohort_url" in caplog.text
+
+
+def test_colocated_rows_without_uid_are_grouped_by_prompt(tokenizer, monkeypatch):
+    """veRL's colocated path passes only raw_prompt: no uid, reward_model or extra_info."""
+    import verl  # noqa: F401 - first, so its plugin import registers the manager
+    from conftest import longer_wins_scorer
+
+    scorer, backend = longer_wins_scorer()
+    monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
+    worker = manager(tokenizer, workers=1)
+    groups = [("", "Name a fruit.", "", ["fig", "banana", "kiwi!"])]
+    groups.append(("", "Name a colour.", "", ["teal", "red", "magenta"]))
+    data = rollouts(tokenizer, groups)
+    for name in ("uid", "reward_model", "extra_info", "data_source"):
+        del data.non_tensor_batch[name]
+    order = [3, 0, 5, 1, 4, 2]
+
+    async def chunk():
+        return await asyncio.gather(*(worker.run_single(data[i : i + 1]) for i in order))
+
+    outputs = dict(zip(order, worker.loop.run_until_complete(chunk()), strict=True))
+    assert [outputs[i]["reward_score"] for i in range(6)] == [0.0, 1.0, 0.5, 0.5, 0.0, 1.0]
+    assert all(outputs[i]["reward_extra_info"]["rmr1_fallback"] == 0.0 for i in range(6))
+    assert backend.batches == [3, 3]

@@ -1,0 +1,74 @@
+"""veRL's own RewardLoopManager on local Ray, two reward workers, one cohort service.
+
+The manager starts ``reward.num_workers=2`` real ``RewardLoopWorker`` actors; each builds the
+``rmr1`` manager through veRL's registry. Rollouts go to random workers one by one, as veRL's
+agent loop sends them (streaming mode), and then as one batch through ``compute_rm_score``
+(colocated mode: contiguous chunks, one per worker), with the rows shuffled so every chunk holds
+parts of both groups. A real ``rmr1 serve`` (the scripted ``ranker`` judge of tests/serving.py)
+judges whole groups: no rollout may get a fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import urllib.request
+
+import pytest
+from conftest import rollouts, verl_config
+from test_verl_cohorts import GROUPS, serving
+
+from rmr1_plugins.testing import tiny_llama
+
+ray = pytest.importorskip("ray")
+WIN_RATES = [0.5, 1.0, 0.0, 0.5, 0.0, 1.0]  # round-robin within each group of GROUPS
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}},
+    )
+    yield
+    ray.shutdown()
+
+
+def test_reward_loop_manager_with_two_workers_gets_whole_groups(tokenizer, cluster):
+    from verl.experimental.reward_loop.reward_loop import RewardLoopManager
+
+    server = serving().Server("--group-timeout", "60", "--no-warmup", backend="ranker")
+    try:
+        base = server.url.rsplit("/", 1)[0]
+        config = verl_config(
+            tiny_llama(), n=3, rmr1={"strategy": "round-robin", "cohort_url": f"{base}/cohort"}
+        )
+        config.reward.num_workers = 2
+        manager = RewardLoopManager(config)
+        workers = manager.reward_loop_worker_handles
+        assert len(workers) == 2
+        data = rollouts(tokenizer, GROUPS)
+
+        rng = random.Random(5)  # streaming: each rollout to a random worker, all in flight
+        picks = [rng.choice(workers) for _ in range(len(data))]
+        assert len(set(map(id, picks))) == 2
+        refs = [w.compute_score.remote(data[i : i + 1]) for i, w in enumerate(picks)]
+        streamed = ray.get(refs, timeout=180)
+        assert [out["reward_score"] for out in streamed] == pytest.approx(WIN_RATES)
+        assert all(out["reward_extra_info"]["rmr1_fallback"] == 0.0 for out in streamed)
+
+        order = [0, 3, 1, 4, 2, 5]  # colocated: chunks [0, 3, 1] and [4, 2, 5] split both groups
+        scored = manager.compute_rm_score(data[order])
+        extra = scored.non_tensor_batch
+        assert list(extra["score"]) == pytest.approx([WIN_RATES[i] for i in order])
+        assert list(extra["rmr1_fallback"]) == [0.0] * 6
+        with urllib.request.urlopen(f"{base}/stats", timeout=30) as response:
+            cohorts = json.load(response)["cohorts"]
+    finally:
+        assert server.stop() == 0
+    assert cohorts["members"] == 12 and cohorts["complete_cohorts"] == 4  # all through it
+    assert cohorts.get("partial_cohorts", 0) == 0

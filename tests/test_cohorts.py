@@ -1,0 +1,212 @@
+"""The cohort service: whole-group rewards from one-rollout-at-a-time requests."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from conftest import ScriptedBackend
+from test_grouping import NAMES, ranker
+
+from rmr1_plugins import Scorer
+from rmr1_plugins.cohorts import CohortService, CohortTable, Member, Overloaded
+from rmr1_plugins.rewards import RewardConfig
+
+
+def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
+    return Member(key, size, prompt, f"answer {value}", reference)
+
+
+def service(answer=ranker, **reward):
+    backend = ScriptedBackend(answer)
+    options = {"group_timeout": 0.3, "timeout_s": 5.0, **reward}
+    return CohortService(Scorer(backend), RewardConfig(**options)), backend
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def ask(svc, members, delays=None):
+    async def one(m, delay):
+        await asyncio.sleep(delay)
+        return await svc.reward(m)
+
+    delays = delays or [0.0] * len(members)
+    return await asyncio.gather(*(one(m, d) for m, d in zip(members, delays, strict=True)))
+
+
+def test_a_group_is_judged_together_whatever_the_arrival_order():
+    svc, backend = service()
+    members = [member(key, v, prompt=key) for key in ("p", "q") for v in (1, 2, 3, 4)]
+    order = list(range(8))
+    random.Random(1).shuffle(order)  # the two prompts' rollouts interleave
+
+    async def go():
+        answers = await ask(svc, [members[i] for i in order])
+        return dict(zip(order, answers, strict=True))
+
+    by_index = run(go())
+    rewards = [by_index[i].reward for i in range(8)]
+    assert rewards == pytest.approx([0, 1 / 3, 2 / 3, 1] * 2)  # round-robin win rates
+    assert all(by_index[i].kind is None and by_index[i].group == 4 for i in range(8))
+    assert [len(b) for b in backend.batches] == [6, 6]  # C(4, 2) pairs, one call per cohort
+    assert svc.stats["complete_cohorts"] == 2 and svc.stats["answered"] == 8
+    assert svc.pending == 0 and len(svc.table) == 0
+    logs = by_index[0].logs()
+    assert logs["rmr1_fallback"] == 0.0 and logs["rmr1_group"] == 4.0
+    assert set(logs) == set(by_index[5].logs())
+
+
+def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
+    svc, backend = service(group_timeout=0.2)
+    values = [1, 8, 2, 7, 3, 6]  # one prompt, two rollout groups of 3 in one step
+
+    answers = run(ask(svc, [member("p", v, size=3) for v in values], [0.01 * i for i in range(6)]))
+    assert [a.group for a in answers] == [3] * 6
+    assert [a.reward for a in answers] == pytest.approx([0, 1, 0.5, 1, 0, 0.5])
+    assert len(backend.batches) == 2 and svc.stats["complete_cohorts"] == 2
+
+
+def test_a_group_of_one_is_judged_against_its_reference_at_once():
+    svc, backend = service(group_timeout=100, timeout_s=300)
+    [above, below] = run(ask(svc, [member("a", 3, size=1), member("b", 2, size=1)]))
+    assert (above.reward, below.reward) == (1.0, 0.0)  # vs "answer 2.5"
+    assert above.kind is None and above.group == 1 and svc.stats["partial_cohorts"] == 0
+    assert [len(b) for b in backend.batches] == [1, 1]  # nobody waited for anybody
+
+
+def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
+    svc, backend = service(group_timeout=0.2)
+    answers = run(ask(svc, [member("p", v) for v in (1, 5, 3)]))  # 3 of 4 ever arrive
+    assert [a.reward for a in answers] == pytest.approx([0.0, 1.0, 0.5])
+    assert all(a.kind == "partial" and a.group == 3 and a.expected == 4 for a in answers)
+    assert not any(a.fallback for a in answers) and svc.stats["partial"] == 3
+    assert answers[0].logs()["rmr1_partial"] == 1.0 and svc.pending == 0
+    assert [len(b) for b in backend.batches] == [3]  # the three pairs of those who came
+
+
+def test_one_member_alone_gets_its_reference_or_the_fallback():
+    svc, _ = service(group_timeout=0.1)
+    [alone] = run(ask(svc, [member("p", 9)]))
+    assert alone.reward == 1.0 and alone.kind == "alone" and not alone.fallback
+    svc, backend = service(group_timeout=0.1, fallback=0.25)
+    [lost] = run(ask(svc, [member("p", 9, reference=None)]))
+    assert lost.reward == 0.25 and lost.kind == "no_reference" and lost.fallback
+    assert "got 1 of 4 members" in lost.error and backend.batches == []
+
+
+def test_the_judge_deadline_answers_every_member_with_the_fallback():
+    async def slow(*_):
+        await asyncio.sleep(30)
+
+    svc, _ = service(group_timeout=0.05, timeout_s=0.4)
+    svc.scorer.ascore = slow  # a judge that hangs
+
+    answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))
+    assert all(a.kind == "timeout" and a.reward == 0.5 for a in answers)
+    assert svc.stats["timeout"] == 4 and svc.pending == 0
+
+
+def test_a_failing_judge_gives_the_counted_fallback():
+    def boom(*_):
+        raise RuntimeError("engine died")
+
+    svc, _ = service()
+    svc.scorer.backend.generate = boom
+    answers = run(ask(svc, [member("p", v, size=2) for v in (1, 2)]))
+    assert all(a.kind == "error" and "engine died" in a.error for a in answers)
+    assert svc.stats["error"] == 2 and svc.stats["answered"] == 2
+
+
+def test_unparsed_comparisons_follow_on_unparsed():
+    svc, _ = service(on_unparsed="exclude")
+    answers = run(ask(svc, [member("p", v, size=2) for v in ("1?", "2?")]))
+    assert all(a.kind == "unparsed" and a.fallback and a.unparsed == 1 for a in answers)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_strategy_works(name):
+    svc, _ = service(strategy=name)
+    answers = run(ask(svc, [member("p", v) for v in (4, 1, 3, 2)]))
+    rewards = [a.reward for a in answers]
+    assert all(a.kind is None for a in answers), name
+    assert rewards[0] == max(rewards) and rewards[1] == min(rewards), (name, rewards)
+    if name == "reference":  # no waiting: each rollout against the reference on arrival
+        assert all(a.group == 1 for a in answers) and rewards == [1, 0, 1, 0]
+
+
+def test_pending_is_bounded_and_bad_sizes_are_refused():
+    svc = CohortService(
+        Scorer(ScriptedBackend(ranker)), RewardConfig(group_timeout=0.1), max_pending=3
+    )
+
+    async def go():
+        held = [asyncio.create_task(svc.reward(member(k, 1))) for k in "abc"]
+        await asyncio.sleep(0)
+        assert svc.pending == 3
+        with pytest.raises(Overloaded):
+            await svc.reward(member("d", 1))
+        with pytest.raises(ValueError, match="positive integer"):
+            await svc.reward(member("e", 1, size=0))
+        with pytest.raises(ValueError, match="over max_group_size"):
+            await svc.reward(member("e", 1, size=10_000))
+        return await asyncio.gather(*held)
+
+    answers = run(go())
+    assert [a.kind for a in answers] == ["alone"] * 3 and svc.pending == 0
+    assert svc.stats["members"] == 3  # the refused ones were never held
+
+
+def test_closing_answers_every_held_member():
+    svc, _ = service(group_timeout=100, timeout_s=300)
+
+    async def go():
+        held = [asyncio.create_task(svc.reward(member("p", v))) for v in (1, 2)]
+        await asyncio.sleep(0.01)
+        await svc.aclose()
+        return await asyncio.gather(*held)
+
+    answers = run(go())
+    assert all(a.kind == "error" and "stopped" in a.error for a in answers)
+    with pytest.raises(Overloaded, match="shutting down"):
+        svc.check(4)
+
+
+def test_the_table_closes_cohorts_by_size_then_by_deadline():
+    table = CohortTable(wait_s=10.0, max_pending=100)
+    assert table.next_deadline() is None
+    assert table.add(member("a", 1, size=2), "t1", now=0.0) is None
+    assert table.add(member("b", 1, size=3), "t2", now=1.0) is None
+    closed = table.add(member("a", 2, size=2), "t3", now=2.0)
+    assert closed is not None and closed.tickets == ["t1", "t3"] and table.held == 1
+    assert table.next_deadline() == 11.0 and table.due(10.9) == []
+    [late] = table.due(11.0)
+    assert late.tickets == ["t2"] and table.held == 0 and len(table) == 0
+    # a long prompt is kept once, under a fixed-size key
+    table.add(member("x" * 100_000, 1, size=2), "t", now=0.0)
+    assert all(len(key) == 64 for key in table._open)
+
+
+def test_many_cohorts_stay_linear():
+    """100,000 members of 25,000 groups: each add and close is O(1) (a hang guard only)."""
+    table = CohortTable(wait_s=1.0, max_pending=200_000)
+    closed = 0
+    for i in range(100_000):
+        closed += table.add(member(f"k{i % 25_000}", 1), i, now=i * 1e-6) is not None
+    assert closed == 25_000 and table.held == 0
+
+
+def test_cohort_logs_carry_the_judge_health_keys_of_every_integration():
+    from rmr1_plugins.health import Tally
+
+    svc, _ = service()  # a perfect ranker
+    answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))
+    fallback = run(ask(service(lambda user, i: "no verdict")[0], [member("q", 1, size=1)]))
+    neutral = Tally().sample_logs()
+    for answer in [*answers, *fallback]:
+        assert set(neutral) <= set(answer.logs())
+    # a perfect ranker over 4 members: every judgment parsed, none cut
+    assert all(a.logs()["rmr1_health/unparsed"] == 0.0 for a in answers)
+    assert all(a.logs()["rmr1_health/length_corr"] == 0.0 for a in answers)  # equal lengths
