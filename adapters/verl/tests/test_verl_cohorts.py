@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import rollouts, verl_config
 
+from rmr1_plugins.health import METRICS
 from rmr1_plugins.testing import tiny_llama
 
 ROOT = Path(__file__).parents[3]
@@ -70,9 +71,8 @@ def test_rollouts_sent_to_random_workers_get_whole_group_rewards(tokenizer, serv
     infos = [outputs[i]["reward_extra_info"] for i in range(6)]
     assert all(info["rmr1_fallback"] == 0.0 and info["rmr1_error"] == "" for info in infos)
     assert all(info["rmr1_judgments"] == 16.0 for info in infos)  # 2 opponents x 8 samples
-    assert set(infos[0]) == {
-        "score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"
-    }  # fmt: skip
+    base = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"}
+    assert set(infos[0]) == base | {f"rmr1_health/{name}" for name in METRICS}  # as in process
     assert all(w._pending == {} for w in workers)  # nothing waited in the workers themselves
 
 
