@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="runs per side, alternating")
     parser.add_argument("--log-dir", default=str(ROOT / "bench" / "results"))
+    parser.add_argument(
+        "--bind-cores",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="vllm-cpu: bind replica i to core i (two replicas on all cores crawl)",
+    )
     args = parser.parse_args(argv)
     for name, value in {
         "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -102,9 +108,12 @@ def main(argv: list[str] | None = None) -> None:
     params = SamplingParams(max_new_tokens=args.max_new_tokens)
     with ExitStack() as stack:
         servers = []
+        cores = os.cpu_count() or 1
         for index in range(args.replicas):
             replica = argparse.Namespace(**vars(args))
             replica.log_dir = str(Path(args.log_dir) / f"replica-{index}")
+            if args.bind_cores:  # vllm-cpu binds its threads to every core: give each its own
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(index % cores)
             servers.append(Server(replica))
             stack.callback(servers[-1].stop)
         print(f"starting {args.replicas} vllm serve replicas ...", flush=True)
