@@ -203,21 +203,32 @@ def recover_turns(prompt: str) -> list[Message] | None:
     return None
 
 
-def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample, bool]:
-    """The pair to judge: the response in slot A, the reference in slot B.
-
-    Returns the pair and whether the response was cut at ``max_response_chars``.
-    """
+def sample_texts(sample: Sample) -> tuple[str, str]:
+    """The sample's query and prompt, checked to be strings and cleaned (:func:`clean_text`)."""
     for name, value in (("query", sample.query), ("prompts", sample.prompt)):
         if not isinstance(value, str):
             raise SampleError(f"field '{name}': must be a string, got {type(value).__name__}")
-    query, prompt = clean_text(sample.query), clean_text(sample.prompt)
-    reference, question = read_label(sample.label)
+    return clean_text(sample.query), clean_text(sample.prompt)
+
+
+def clipped_response(query: str, prompt: str, config: RewardConfig) -> tuple[str, bool]:
+    """The response (:func:`extract_response`) cut at ``max_response_chars``, and whether it was."""
     response = extract_response(query, prompt, config.end_tokens)
     clipped = config.max_response_chars is not None and len(response) > config.max_response_chars
     if clipped:
         cut = len(response) - config.max_response_chars  # type: ignore[operator]
         response = response[: config.max_response_chars] + f"\n[... {cut} characters cut]"
+    return response, clipped
+
+
+def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample, bool]:
+    """The pair to judge: the response in slot A, the reference in slot B.
+
+    Returns the pair and whether the response was cut at ``max_response_chars``.
+    """
+    query, prompt = sample_texts(sample)
+    reference, question = read_label(sample.label)
+    response, clipped = clipped_response(query, prompt, config)
     context: list[Message]
     if isinstance(question, list):
         context = question

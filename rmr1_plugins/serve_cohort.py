@@ -22,11 +22,11 @@ from typing import Any
 from rmr1_plugins.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.reference_reward import (
     Sample,
-    SampleError,
     clean_text,
-    extract_response,
+    clipped_response,
     read_label,
     recover_turns,
+    sample_texts,
 )
 from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import Message
@@ -40,14 +40,8 @@ class CohortBodyError(ValueError):
 
 def member_of(sample: Sample, config: RewardConfig) -> Member:
     """An OpenRLHF sample as a cohort member; raises :class:`SampleError` naming the field."""
-    for name, value in (("query", sample.query), ("prompts", sample.prompt)):
-        if not isinstance(value, str):
-            raise SampleError(f"field '{name}': must be a string, got {type(value).__name__}")
-    query, prompt = clean_text(sample.query), clean_text(sample.prompt)
-    response = extract_response(query, prompt, config.end_tokens)
-    if config.max_response_chars is not None and len(response) > config.max_response_chars:
-        cut = len(response) - config.max_response_chars
-        response = response[: config.max_response_chars] + f"\n[... {cut} characters cut]"
+    query, prompt = sample_texts(sample)
+    response, _ = clipped_response(query, prompt, config)
     reference, question = None, None
     if sample.label not in (None, ""):
         reference, question = read_label(sample.label)
