@@ -1,7 +1,7 @@
 """How much ranking quality each grouping strategy buys per judgment (a benchmark, not a test).
 
 Every strategy × order × outcome (hard verdicts or verdict probabilities) scores the same
-groups through the real :class:`rmr1_plugins.grouping.GroupScoring` engine, judged by a
+groups through the real :class:`rmr1_plugins.rewards.engine.GroupScoring` engine, judged by a
 simulated judge with known flaws. Each completion has a true utility; quality is the mean
 within-group Pearson correlation between rewards and utilities (what GRPO's normalised advantage
 depends on). The table gives judgments spent per group, quality, and quality as a share of all
@@ -30,8 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rmr1_plugins.adaptive import AdaptiveStrategy
-from rmr1_plugins.grouping import Group, GroupScoring, Strategy, resolve_strategy
+from rmr1_plugins.rewards.adaptive import AdaptiveStrategy
+from rmr1_plugins.rewards.engine import Group, GroupScoring
+from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample
 from rmr1_plugins.scorer import combine
 

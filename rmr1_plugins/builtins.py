@@ -28,7 +28,7 @@ def rmr1_register_backends(register: Register) -> None:
 
 @hookimpl
 def rmr1_register_strategies(register: Register) -> None:
-    from rmr1_plugins.grouping import BUILTIN_STRATEGIES
+    from rmr1_plugins.rewards.strategies import BUILTIN_STRATEGIES
 
     for name, target in BUILTIN_STRATEGIES.items():
         register(name, target)

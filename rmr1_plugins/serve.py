@@ -3,7 +3,7 @@
 ``POST /get_reward`` (or ``POST /``) takes ``{"query": [...], "prompts": [...], "labels": [...]}``
 and answers ``{"rewards": [...], "scores": [...], "extra_logs": {"rmr1_fallback": [...], ...}}``,
 plus ``"error"`` when any sample got the fallback reward, saying why. Concurrent requests are
-batched into few judge calls (see :mod:`rmr1_plugins.reward_service`); every request is answered
+batched into few judge calls (see :mod:`rmr1_plugins.rewards.service`); every request is answered
 once, within ``--timeout`` seconds (150 by default, under OpenRLHF's 180 s client timeout).
 
 Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 or JSON, a missing
@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1_plugins._imports import require
-from rmr1_plugins.cohorts import CohortService, groups_samples
-from rmr1_plugins.health import format_rates
-from rmr1_plugins.reference_reward import Sample
-from rmr1_plugins.reward_service import RewardService
-from rmr1_plugins.rewards import RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.cohorts import CohortService, groups_samples
+from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.health import format_rates
+from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.scorer import Scorer
 
 logger = logging.getLogger("rmr1_plugins.serve")

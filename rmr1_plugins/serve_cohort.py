@@ -1,13 +1,13 @@
 """The cohort endpoints of ``rmr1 serve``: whole-group rewards over HTTP.
 
-Two ways in, one :class:`~rmr1_plugins.cohorts.CohortService` behind them:
+Two ways in, one :class:`~rmr1_plugins.rewards.cohorts.CohortService` behind them:
 
-- ``POST /get_reward`` (OpenRLHF) when :func:`rmr1_plugins.cohorts.groups_samples` holds: the
-  reward strategy compares within the group and ``reward.group_size`` (OpenRLHF's
+- ``POST /get_reward`` (OpenRLHF) when :func:`~rmr1_plugins.rewards.cohorts.groups_samples` holds:
+  the reward strategy compares within the group and ``reward.group_size`` (OpenRLHF's
   ``n_samples_per_prompt``) is over 1.
   The group key is the formatted prompt; the label, when not empty, is the reference answer
   (a string, or ``{"reference": ..., "question": ...}``). The answer has OpenRLHF's shape, with
-  the cohort logs (:meth:`~rmr1_plugins.cohorts.CohortReward.logs`) as ``extra_logs``.
+  the cohort logs (:meth:`~rmr1_plugins.rewards.cohorts.CohortReward.logs`) as ``extra_logs``.
 - ``POST /cohort`` (the veRL manager, any client): one rollout as JSON, ``{"key": str,
   "size": int, "prompt": str | [{"role", "content"}...], "response": str, "reference":
   str | null}``; the answer is ``{"reward", "win", "kind", "group", "expected", "fallback",
@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rmr1_plugins.cohorts import CohortReward, CohortService, Member, Overloaded
-from rmr1_plugins.reference_reward import (
+from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.inputs import (
     Sample,
     clean_text,
     clipped_response,
@@ -28,7 +29,6 @@ from rmr1_plugins.reference_reward import (
     recover_turns,
     sample_texts,
 )
-from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import Message
 
 MAX_KEY_CHARS = 1 << 20

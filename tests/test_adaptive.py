@@ -5,13 +5,14 @@ import random
 
 import pytest
 from conftest import ScriptedBackend
-from test_grouping import group, ranker, slots, value
+from test_engine import group, ranker, slots, value
 
 from rmr1_plugins import Scorer
-from rmr1_plugins.adaptive import AdaptiveStrategy, fit_strengths
 from rmr1_plugins.backends.base import Backend, Generation
-from rmr1_plugins.grouping import Group, outcome_scores, resolve_strategy, score_groups
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.adaptive import AdaptiveStrategy, fit_strengths
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.engine import Group, outcome_scores, score_groups
+from rmr1_plugins.rewards.strategies import resolve_strategy
 from rmr1_plugins.schema import Judgment, PairwiseExample
 from rmr1_plugins.scorer import combine
 

@@ -9,8 +9,9 @@ from hang_guard import finishes
 
 from rmr1_plugins import get_parser, parse_parts
 from rmr1_plugins.guards import neutralize_example, neutralize_markup
-from rmr1_plugins.reference_reward import Sample, build_example, extract_response, recover_turns
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.inputs import Sample, extract_response, recover_turns
+from rmr1_plugins.rewards.samples import build_example
 
 MB = 1_000_000
 SPACES = " " * MB

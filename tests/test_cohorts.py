@@ -7,11 +7,11 @@ import random
 
 import pytest
 from conftest import ScriptedBackend
-from test_grouping import NAMES, ranker
+from test_engine import NAMES, ranker
 
 from rmr1_plugins import Scorer
-from rmr1_plugins.cohorts import CohortService, CohortTable, Member, Overloaded
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Overloaded
+from rmr1_plugins.rewards.config import RewardConfig
 
 
 def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
@@ -199,7 +199,7 @@ def test_many_cohorts_stay_linear():
 
 
 def test_cohort_logs_carry_the_judge_health_keys_of_every_integration():
-    from rmr1_plugins.health import Tally
+    from rmr1_plugins.rewards.health import Tally
 
     svc, _ = service()  # a perfect ranker
     answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))

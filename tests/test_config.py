@@ -31,7 +31,7 @@ def test_unknown_key_names_its_path(tmp_path):
 
 
 def test_a_trainers_config_file_scores_too():
-    # the reward: section belongs to rmr1_plugins.rewards; rmr1 score reads the rest
+    # the reward: section belongs to rmr1_plugins.rewards.config; rmr1 score reads the rest
     examples = Path(__file__).parents[1] / "examples"
     for name in ("rmr1_judge.yaml", "rmr1-openrlhf.yaml", "trl_judge.yaml"):
         assert load_config(examples / name).order == "both"

@@ -1,4 +1,4 @@
-"""Judge health (rmr1_plugins.health), what reports say was scored, the charts, and
+"""Judge health (rmr1_plugins.rewards.health), what reports say was scored, the charts, and
 ``rmr1 eval compare``."""
 
 import json
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rmr1_plugins import health
 from rmr1_plugins.cli import main
 from rmr1_plugins.eval import metrics, published
 from rmr1_plugins.eval.store import read_records
+from rmr1_plugins.rewards import health
 from rmr1_plugins.schema import Judgment, PairResult
 
 DATA = Path(__file__).parent / "data" / "eval"

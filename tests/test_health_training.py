@@ -1,5 +1,5 @@
-"""Judge-health metrics for training (rmr1_plugins.health.Tally) and hard pairs for the next
-judge (rmr1_plugins.hard_pairs), through the real scoring paths with scripted judges."""
+"""Judge-health metrics for training (rmr1_plugins.rewards.health.Tally) and hard pairs for the next
+judge (rmr1_plugins.rewards.hard_pairs), through the real scoring paths with scripted judges."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ import threading
 import pytest
 
 from rmr1_plugins import Scorer
-from rmr1_plugins.grouping import Group, score_groups, texts_of
-from rmr1_plugins.hard_pairs import (
+from rmr1_plugins.recipe.prepare import PrepareConfig, PrepareStats, read_preferences
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.engine import Group, score_groups, texts_of
+from rmr1_plugins.rewards.hard_pairs import (
     HardPairWriter,
     hard_row,
     hardness,
     record_groups,
     writer_for,
 )
-from rmr1_plugins.health import (
+from rmr1_plugins.rewards.health import (
     METRICS,
     PREFIX,
     Tally,
@@ -28,10 +30,8 @@ from rmr1_plugins.health import (
     confidence,
     length_correlation,
 )
-from rmr1_plugins.recipe.prepare import PrepareConfig, PrepareStats, read_preferences
-from rmr1_plugins.reference_reward import Sample
-from rmr1_plugins.reward_service import RewardService
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.schema import Judgment, Message, PairResult, PairwiseExample
 from rmr1_plugins.testing import AlwaysA, LongerWins
 
@@ -228,7 +228,7 @@ def test_two_writers_share_a_file_without_mixing_lines_or_passing_the_bound(tmp_
 
 def test_offering_never_blocks_when_the_disk_is_slow(tmp_path, monkeypatch):
     """A stalled write fills the bounded queue; offers then drop pairs instead of waiting."""
-    import rmr1_plugins.hard_pairs as hard_pairs
+    import rmr1_plugins.rewards.hard_pairs as hard_pairs
 
     release = threading.Event()
     real_append = HardPairWriter._append
@@ -298,7 +298,7 @@ def test_reward_service_pools_health_and_writes_hard_pairs(tmp_path):
 
 def test_training_rates_are_the_eval_report_numbers_as_fractions():
     """One definition: Tally's pooled rates equal health.summary's percentages / 100."""
-    from rmr1_plugins import health
+    from rmr1_plugins.rewards import health
 
     scorer = Scorer(LongerWins(), order="both")
     groups = [Group("Q?", ["x", "yy", "zzz", "??"]), Group("R?", ["aaaa", "b", "cc"])]

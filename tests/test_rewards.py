@@ -6,8 +6,8 @@ import pytest
 
 from rmr1_plugins import ConfigError
 from rmr1_plugins.config import ScorerConfig
-from rmr1_plugins.grouping import resolve_strategy
-from rmr1_plugins.rewards import LazyScorer, RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.config import LazyScorer, RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.strategies import resolve_strategy
 
 
 def write(tmp_path, text):

@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 from serving import PROMPT, Server, expected_reward
 
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.config import RewardConfig
 
 pytest.importorskip("aiohttp")
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rmr1_plugins.verifiable import VerifiableReward, verifiable_reward
+from rmr1_plugins.rewards.verifiable import VerifiableReward, verifiable_reward
 
 DEMO = [json.loads(line) for line in (Path(__file__).parent / "data" / "demo_outputs.jsonl").open()]
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
-from rmr1_plugins import health
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.eval.loaders import RB2_SUBSETS, RB2_TIES, RM_BENCH_DOMAINS
+from rmr1_plugins.rewards import health
 
 Record = Mapping[str, Any]
 

@@ -1,6 +1,6 @@
 """RM-R1's verifiable reward for stage 2, in the calling conventions of TRL, OpenRLHF and veRL.
 
-The rule is RM-R1's official one (:func:`rmr1_plugins.verifiable.verifiable_reward` with
+The rule is RM-R1's official one (:func:`rmr1_plugins.rewards.verifiable.verifiable_reward` with
 ``rmr1-train``, i.e. :func:`rmr1_plugins.parsing.train_reward`): +1.0 when only the label's
 ``<answer>[[X]]</answer>`` is in the last 80 characters of the response, else -1.0. The label is
 the row's ``winner`` (``model_a``/``model_b``, or ``A``/``B``).
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rmr1_plugins.verifiable import verifiable_reward
+from rmr1_plugins.rewards.verifiable import verifiable_reward
 
 logger = logging.getLogger(__name__)
 NEUTRAL_REWARD = 0.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from rmr1_plugins import SamplingParams, Scorer
-from rmr1_plugins.reference_reward import Sample
-from rmr1_plugins.reward_service import RewardService
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.service import RewardService
 
 PROMPT = "<|im_start|>user\nSum 0..399.<|im_end|>\n<|im_start|>assistant\n"
 

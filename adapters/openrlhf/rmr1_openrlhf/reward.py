@@ -8,7 +8,7 @@ generated sample (lists of length 1), from many threads at once, with:
 - ``labels``: the ``--data.label_key`` column: the reference answer, or
   ``{"reference": ..., "question": ...}``.
 
-Each response is judged against its reference (see :mod:`rmr1_plugins.reference_reward`). The
+Each response is judged against its reference (see :mod:`rmr1_plugins.rewards.samples`). The
 first call builds the judge, once per process, from ``RMR1_CONFIG`` (a YAML file with the scorer
 keys and a ``reward:`` section) and ``RMR1_*`` variables; later calls share it, and samples from
 concurrent calls are batched into one judge call. OpenRLHF passes no arguments and Ray does not
@@ -33,11 +33,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rmr1_plugins.cohorts import groups_samples
 from rmr1_plugins.config import ConfigError
-from rmr1_plugins.reference_reward import Sample, SampleReward, fallback
-from rmr1_plugins.reward_service import BackgroundRewardService
-from rmr1_plugins.rewards import CONFIG_ENV, RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.cohorts import groups_samples
+from rmr1_plugins.rewards.config import CONFIG_ENV, RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.samples import SampleReward, fallback
+from rmr1_plugins.rewards.service import BackgroundRewardService
 
 logger = logging.getLogger("rmr1_openrlhf")
 

@@ -19,8 +19,8 @@ from rmr1_openrlhf.__main__ import main
 from rmr1_openrlhf.reward import get_runtime, reset_runtime, reward_func
 
 from rmr1_plugins.backends.base import Backend, Generation
-from rmr1_plugins.health import METRICS
 from rmr1_plugins.plugins import get_plugins
+from rmr1_plugins.rewards.health import METRICS
 
 PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
 LOG_KEYS = {

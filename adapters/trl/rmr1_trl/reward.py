@@ -21,20 +21,24 @@ from pathlib import Path
 from typing import Any
 
 from rmr1_plugins.config import ConfigError
-from rmr1_plugins.grouping import (
+from rmr1_plugins.rewards.config import (
+    LazyScorer,
+    RewardConfig,
+    RewardSettings,
+    load_reward_settings,
+)
+from rmr1_plugins.rewards.engine import (
     Group,
     GroupRewards,
-    Strategy,
-    as_text,
     ascore_groups,
-    resolve_strategy,
     score_groups,
     texts_of,
 )
-from rmr1_plugins.hard_pairs import record_groups
-from rmr1_plugins.health import PREFIX, Tally, comparison_tally
-from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardSettings, load_reward_settings
-from rmr1_plugins.verifiable import Rule, VerifiableReward
+from rmr1_plugins.rewards.hard_pairs import record_groups
+from rmr1_plugins.rewards.health import PREFIX, Tally, comparison_tally
+from rmr1_plugins.rewards.inputs import as_text
+from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
+from rmr1_plugins.rewards.verifiable import Rule, VerifiableReward
 
 logger = logging.getLogger(__name__)
 TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
@@ -124,14 +128,14 @@ class RMR1Reward:
             ``$RMR1_CONFIG`` and ``RMR1_*`` variables on first call.
         scorer: a ready :class:`rmr1_plugins.Scorer` to use instead of the config's judge.
         name: the ``__name__`` TRL logs under (``rewards/<name>/mean``).
-        **reward: overrides for :class:`~rmr1_plugins.rewards.RewardConfig` (``strategy``,
+        **reward: overrides for :class:`~rmr1_plugins.rewards.config.RewardConfig` (``strategy``,
             ``on_unparsed``, ``seed``, ``reference_key``, ``group_size``, ``on_split``,
             ``win``, ``loss``). Both A/B orders are judged when the scorer's ``order`` is
             ``both``.
 
     Returns one reward per completion (the strategy's value on ``[loss, win]``, see
-    :mod:`rmr1_plugins.grouping`), or ``None`` for a row that cannot be judged (a prompt with a
-    ``tool`` turn, a missing reference, a failed judge call: logged as warnings) or that
+    :mod:`~rmr1_plugins.rewards.engine`), or ``None`` for a row that cannot be judged (a prompt with
+    a ``tool`` turn, a missing reference, a failed judge call: logged as warnings) or that
     ``on_split="drop"`` leaves out. A configuration that cannot work raises on the first call.
     Nothing is loaded until then; pickling keeps the configuration only, so instances survive
     TRL's spawned reward workers.
@@ -139,11 +143,11 @@ class RMR1Reward:
     Logged through TRL: ``<name>/judgments`` (judge completions per call), ``<name>/unparsed_rate``,
     ``<name>/split_rows``, ``<name>/unscored_rows`` (rows returned as ``None``),
     ``<name>/orders_agree_rate`` (when both orders are judged), the judge-health rates
-    ``rmr1_health/<metric>`` of :mod:`rmr1_plugins.health` (those measured in the call), and the
-    completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
+    ``rmr1_health/<metric>`` of :mod:`~rmr1_plugins.rewards.health` (those measured in the call),
+    and the completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
     ``<name>_rationale`` (the judge's text for the completion's first comparison). With
     ``reward.hard_pairs_path`` set, hard comparisons are appended there
-    (:mod:`rmr1_plugins.hard_pairs`).
+    (:mod:`rmr1_plugins.rewards.hard_pairs`).
 
     Example:
         >>> from trl import GRPOTrainer                                       # doctest: +SKIP
@@ -400,8 +404,8 @@ class RMR1VerifiableReward:
 
     The policy is the judge: its completion is scored +1.0 / -1.0 against the dataset column
     ``label_key`` (``winner``: ``model_a``/``model_b``, or ``A``/``B``) by the official
-    ``rmr1-train`` rule or the ``strict`` rule (:mod:`rmr1_plugins.verifiable`). A row with an
-    unusable label gets ``fallback`` (``None``: TRL drops the row) and a logged warning; a batch
+    ``rmr1-train`` rule or the ``strict`` rule (:mod:`~rmr1_plugins.rewards.verifiable`). A row with
+    an unusable label gets ``fallback`` (``None``: TRL drops the row) and a logged warning; a batch
     without the column is a ``ValueError``.
     """
 

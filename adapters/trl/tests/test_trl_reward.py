@@ -18,7 +18,7 @@ from rmr1_trl import (
 from trl.trainer.utils import get_callable_name, is_async_callable
 
 from rmr1_plugins import ConfigError, Scorer
-from rmr1_plugins.rewards import RewardSettings, load_reward_settings
+from rmr1_plugins.rewards.config import RewardSettings, load_reward_settings
 from rmr1_plugins.testing import AlwaysA, LongerWins
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
@@ -284,7 +284,7 @@ def test_judge_health_is_logged_per_call_for_a_judge_with_known_bias(tmp_path):
         "rmr1_health/truncated": [0.0],
         "rmr1_health/confidence": [pytest.approx(0.9)],
     }  # no verdict and equal rewards: longer_wins and length_corr not measured, not logged
-    from rmr1_plugins.hard_pairs import writer_for
+    from rmr1_plugins.rewards.hard_pairs import writer_for
 
     writer_for(reward.options).flush()
     rows = [json.loads(line) for line in hard.read_text().splitlines()]

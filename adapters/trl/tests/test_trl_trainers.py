@@ -13,7 +13,7 @@ import pytest
 from rmr1_trl import AsyncRMR1Reward, RMR1Reward
 
 from rmr1_plugins.config import ScorerConfig
-from rmr1_plugins.rewards import RewardConfig, RewardSettings
+from rmr1_plugins.rewards.config import RewardConfig, RewardSettings
 
 ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "examples"

@@ -3,7 +3,7 @@
 With ``reward.num_workers > 1`` veRL sends each rollout to a random reward worker, so no worker
 sees a whole group. ``+reward.rmr1.cohort_url=http://HOST:PORT/cohort`` makes every worker send
 its rollouts to one ``rmr1 serve``, which holds them until their group (the ``uid``) is whole and
-judges it (:mod:`rmr1_plugins.cohorts`). The answer becomes the manager's usual extra info;
+judges it (:mod:`rmr1_plugins.rewards.cohorts`). The answer becomes the manager's usual extra info;
 ``rmr1_fallback`` is 1.0 whenever the rollout was not judged in its whole group. An unreachable
 or overloaded server is retried (503, connection errors) until ``cohort_timeout``, then the
 rollout gets the fallback reward with ``rmr1_error`` saying why; it never raises.
@@ -17,7 +17,7 @@ import math
 import time
 from typing import Any
 
-from rmr1_plugins.health import Tally
+from rmr1_plugins.rewards.health import Tally
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY_S = 0.5

@@ -33,8 +33,9 @@ from typing import Any
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from rmr1_plugins.grouping import Group, Strategy, ascore_groups, resolve_strategy, texts_of
-from rmr1_plugins.hard_pairs import record_groups
+from rmr1_plugins.rewards.engine import Group, ascore_groups, texts_of
+from rmr1_plugins.rewards.hard_pairs import record_groups
+from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_verl.cohort import CohortClient, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 

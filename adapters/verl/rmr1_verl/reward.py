@@ -10,7 +10,7 @@ To compare a prompt's rollouts with each other, use the ``rmr1`` reward manager 
 Options arrive as ``+reward.custom_reward_function.reward_kwargs.<key>=...``: ``config`` (a YAML
 path, else ``$RMR1_CONFIG``), ``model`` (the served judge name), ``order`` (``both`` judges both
 A/B orders), ``question_key``, and any ``reward:`` option of
-:class:`rmr1_plugins.rewards.RewardConfig` (``on_unparsed``, ``reference_key``, ``win``,
+:class:`rmr1_plugins.rewards.config.RewardConfig` (``on_unparsed``, ``reference_key``, ``win``,
 ``loss``, ``fallback``). When veRL serves the judge itself (``reward.reward_model.enable=True``)
 it passes ``reward_router_address`` and the judge is reached through the ``openai`` backend at
 ``http://<address>/v1``.
@@ -20,7 +20,8 @@ strategy's value in [0, 1] before scaling to ``[loss, win]``; NaN when there is 
 ``rmr1_unparsed``, ``rmr1_judgments``, ``rmr1_fallback`` (1.0 when a group manager judged the
 row against the reference instead of its group), ``rmr1_error`` (empty, or why the row got the
 ``fallback`` reward), and the judge-health values ``rmr1_health/<metric>`` of the row
-(:class:`rmr1_plugins.health.Tally`; docs/rewards.md, "Judge health"). No row makes it raise.
+(:class:`~rmr1_plugins.rewards.health.Tally`; docs/rewards.md, "Judge health"). No row makes it
+raise.
 """
 
 from __future__ import annotations
@@ -32,18 +33,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rmr1_plugins.config import BackendConfig
-from rmr1_plugins.grouping import (
-    Group,
-    GroupRewards,
-    Strategy,
-    ascore_groups,
-    resolve_strategy,
-    texts_of,
+from rmr1_plugins.rewards.config import (
+    LazyScorer,
+    RewardConfig,
+    RewardSettings,
+    load_reward_settings,
 )
-from rmr1_plugins.hard_pairs import record_groups
-from rmr1_plugins.health import Tally, comparison_tally
-from rmr1_plugins.rewards import LazyScorer, RewardConfig, RewardSettings, load_reward_settings
-from rmr1_plugins.verifiable import RULES, verifiable_reward
+from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
+from rmr1_plugins.rewards.hard_pairs import record_groups
+from rmr1_plugins.rewards.health import Tally, comparison_tally
+from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
+from rmr1_plugins.rewards.verifiable import RULES, verifiable_reward
 
 logger = logging.getLogger(__name__)
 ADAPTER_KEYS = (
@@ -104,8 +104,8 @@ def result(
 ) -> dict[str, Any]:
     """The per-rollout dict veRL logs; the same keys whatever happened.
 
-    ``texts`` (the group's :func:`~rmr1_plugins.grouping.texts_of`) gives the length metrics of
-    the ``rmr1_health/*`` keys (see :class:`rmr1_plugins.health.Tally`).
+    ``texts`` (:func:`~rmr1_plugins.rewards.engine.texts_of`) gives the length metrics of
+    the ``rmr1_health/*`` keys (see :class:`rmr1_plugins.rewards.health.Tally`).
     """
     win = None if rewards is None else rewards.rewards[index]
     reward = options.scale(win, resolve_strategy(strategy))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import rollouts, verl_config
 
-from rmr1_plugins.health import METRICS
+from rmr1_plugins.rewards.health import METRICS
 from rmr1_plugins.testing import tiny_llama
 
 ROOT = Path(__file__).parents[3]

@@ -13,8 +13,8 @@ import pytest
 from conftest import rollouts, verl_config
 from rmr1_verl.reward import compute_score, compute_verifiable_score, settings
 
-from rmr1_plugins.health import METRICS
 from rmr1_plugins.plugins import UnknownNameError, get_backend_class
+from rmr1_plugins.rewards.health import METRICS
 from rmr1_plugins.testing import tiny_llama
 
 ROOT = Path(__file__).parents[3]
@@ -79,8 +79,8 @@ def test_judge_health_of_a_slot_a_judge_in_the_extra_info(tmp_path):
             "demo", "4", "five", QUESTION, config=config, order="both", hard_pairs_path=str(hard)
         )
     )
-    from rmr1_plugins.hard_pairs import writer_for
-    from rmr1_plugins.rewards import RewardConfig
+    from rmr1_plugins.rewards.config import RewardConfig
+    from rmr1_plugins.rewards.hard_pairs import writer_for
 
     writer_for(RewardConfig(hard_pairs_path=str(hard))).flush()
     [row] = [json.loads(line) for line in hard.read_text().splitlines()]

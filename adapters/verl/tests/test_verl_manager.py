@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 import pytest
 from conftest import longer_wins_scorer, rollouts, verl_config
 
-from rmr1_plugins.health import METRICS
+from rmr1_plugins.rewards.health import METRICS
 from rmr1_plugins.testing import tiny_llama
 
 KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"} | {
@@ -165,8 +165,8 @@ def test_unreadable_rows_get_the_neutral_reward(tokenizer, monkeypatch):
 
 def test_judge_health_per_rollout_for_judges_with_known_bias(tokenizer, monkeypatch, tmp_path):
     from rmr1_plugins import Scorer
-    from rmr1_plugins.hard_pairs import writer_for
-    from rmr1_plugins.health import length_correlation
+    from rmr1_plugins.rewards.hard_pairs import writer_for
+    from rmr1_plugins.rewards.health import length_correlation
     from rmr1_plugins.testing import AlwaysA
 
     # longer wins: no position bias, full length bias, orders agree

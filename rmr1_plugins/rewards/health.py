@@ -259,8 +259,8 @@ class Tally:
 
 
 def comparison_tally(rewards: Any, texts: Sequence[str] | None, index: int | None = None) -> Tally:
-    """The :class:`Tally` of one judged group: a :class:`~rmr1_plugins.grouping.GroupRewards`
-    whose completions, then reference, are ``texts`` (:func:`~rmr1_plugins.grouping.texts_of`;
+    """The :class:`Tally` of one judged group: a :class:`~rmr1_plugins.rewards.engine.GroupRewards`
+    whose completions, then reference, are ``texts`` (:func:`~rmr1_plugins.rewards.engine.texts_of`;
     ``None``: no length metrics).
 
     With ``index``, only the comparisons completion ``index`` took part in, plus the group's

@@ -5,16 +5,9 @@ import pytest
 from conftest import ScriptedBackend
 
 from rmr1_plugins import Scorer, get_strategy
-from rmr1_plugins.grouping import (
-    REFERENCE,
-    Group,
-    Strategy,
-    as_context,
-    as_text,
-    ascore_groups,
-    resolve_strategy,
-    score_groups,
-)
+from rmr1_plugins.rewards.engine import Group, ascore_groups, score_groups
+from rmr1_plugins.rewards.inputs import as_context, as_text
+from rmr1_plugins.rewards.strategies import REFERENCE, Strategy, resolve_strategy
 
 NAMES = ["reference", "pivot", "circular", "round-robin", "bradley-terry", "knockout"]
 
@@ -232,7 +225,7 @@ def test_prompts_and_completions_in_chat_format():
 
 
 def test_both_orders_view_shares_the_scorer_cache():
-    from rmr1_plugins.grouping import with_both_orders
+    from rmr1_plugins.rewards.engine import with_both_orders
 
     backend = ScriptedBackend(ranker)
     scorer = Scorer(backend)

@@ -9,20 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rmr1_plugins import Scorer
-from rmr1_plugins.health import METRICS
-from rmr1_plugins.reference_reward import (
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.health import METRICS
+from rmr1_plugins.rewards.inputs import (
     _CHAT_FORMATS,
     Sample,
     SampleError,
-    build_example,
     extract_response,
-    fallback,
     find_turns,
     read_label,
     recover_turns,
-    reward_from_result,
 )
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.samples import build_example, fallback, reward_from_result
 
 CHATML = (
     "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"

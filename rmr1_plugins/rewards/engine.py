@@ -1,31 +1,15 @@
-"""Pairwise verdicts → one scalar reward per completion of a prompt group.
+"""Group scoring: pairwise verdicts → one scalar reward per completion of a prompt group.
 
 A policy trainer samples a *group* of completions per prompt and wants one number for each; an
-RM-R1 judge only says which of two answers is better. A strategy decides which pairs to judge and
-how to turn their outcomes into rewards:
-
-================  ==================================  ===============  ======================
-strategy          comparisons for a group of G        backend calls    reward
-================  ==================================  ===============  ======================
-``reference``     G (each completion vs the           1                P(win vs reference),
-                  group's reference answer)                            in [0, 1]
-``pivot``         G − 1 (vs one completion drawn      1                P(win vs pivot) in
-                  from the group; seeded)                              [0, 1]; pivot 0.5
-``circular``      G (i vs i+1, so each completion     1                mean of its 2 outcomes,
-                  sits once in each slot)                              in [0, 1]
-``round-robin``   G(G − 1)/2 (all pairs)              1                win rate in [0, 1]
-``bradley-terry`` G(G − 1)/2 (all pairs)              1                centred BT log-strength
-``knockout``      G − 1 (single elimination,          ⌈log2 G⌉         rounds survived / rounds,
-                  seeded bracket)                                      in [0, 1]; winner 1
-``adaptive``      ``budget`` (default 2G): a          1 + ⌈(budget −   fitted BT strength with
-                  circular round, then pairs that     G) / ⌊G/2⌋⌉      a slot-A term
-                  are least certain                   (G > 2)          (see ``adaptive.py``)
-================  ==================================  ===============  ======================
+RM-R1 judge only says which of two answers is better. A strategy
+(:mod:`rmr1_plugins.rewards.strategies`) decides which pairs to judge; :class:`GroupScoring`
+plays every group's strategy round by round, without I/O, and :func:`score_groups` /
+:func:`ascore_groups` drive it with a scorer.
 
 Each comparison costs one judgment per order and sample: ×2 with ``both_orders`` (or a scorer
 built with ``order="both"``), ×``sampling.n`` when sampling several verdicts. A comparison of two
 identical texts is a tie without asking the judge. All comparisons of one round, over every group
-passed in, go to the backend as one batch (:func:`score_groups`).
+passed in, go to the backend as one batch.
 
 The outcome of a comparison is the share of parsed votes for the first completion (1 win, 0 loss,
 0.5 when the two orders disagree), or with ``outcome="soft"`` the judge's verdict probability
@@ -46,22 +30,26 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import random
-from abc import ABC, abstractmethod
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
+from rmr1_plugins.rewards.inputs import as_context, as_text
+from rmr1_plugins.rewards.strategies import (
+    REFERENCE,
+    Pair,
+    Play,
+    Scores,
+    Strategy,
+    resolve_strategy,
+)
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
 
 OnUnparsed = Literal["tie", "loss", "exclude"]
-Outcome = Literal["hard", "soft"]
-REFERENCE = -1  # the index that stands for the group's reference answer in a pair
 
-Pair = tuple[int, int]
-Scores = tuple[float, float]  # credit to the first and to the second of a pair
-Play = Generator[list[Pair], list[Scores | None], list[float | None]]
+
+Outcome = Literal["hard", "soft"]
 
 
 @dataclass
@@ -145,313 +133,9 @@ class GroupRewards:
         return "\n".join(lines)
 
 
-class Strategy(ABC):
-    """Decides which pairs to judge and turns their outcomes into rewards.
-
-    :meth:`play` is a generator: it yields a round of pairs (indices into the group, or
-    :data:`REFERENCE`), receives one :data:`Scores` (or ``None`` for excluded) per pair, and
-    finally returns the rewards. Non-adaptive strategies play one round.
-    """
-
-    name: ClassVar[str]
-    needs_reference: ClassVar[bool] = False
-    bounded: ClassVar[bool] = True  # rewards lie in [0, 1]
-
-    @abstractmethod
-    def play(self, size: int, rng: random.Random) -> Play:
-        """Play a group of ``size`` completions."""
-
-    @abstractmethod
-    def comparisons(self, size: int) -> int:
-        """How many comparisons a group of ``size`` needs (at most, for ``knockout``)."""
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _credit(size: int, pairs: list[Pair], outcomes: list[Scores | None]) -> list[list[float]]:
-    """Each completion's credits from the pairs it took part in (excluded pairs give none)."""
-    credit: list[list[float]] = [[] for _ in range(size)]
-    for (first, second), scores in zip(pairs, outcomes, strict=True):
-        if scores is None:
-            continue
-        if first != REFERENCE:
-            credit[first].append(scores[0])
-        if second != REFERENCE:
-            credit[second].append(scores[1])
-    return credit
-
-
-class ReferenceStrategy(Strategy):
-    """Each completion (slot A) against the group's reference answer (slot B)."""
-
-    name = "reference"
-    needs_reference = True
-
-    def play(self, size: int, rng: random.Random) -> Play:
-        pairs = [(i, REFERENCE) for i in range(size)]
-        outcomes = yield pairs
-        return [_mean(c) for c in _credit(size, pairs, outcomes)]
-
-    def comparisons(self, size: int) -> int:
-        return size
-
-
-class PivotStrategy(Strategy):
-    """Each completion against one completion of the group drawn at random (seeded).
-
-    The pivot's own reward is 0.5, a tie with itself (Writing-Zero's bootstrapped reference).
-    """
-
-    name = "pivot"
-
-    def play(self, size: int, rng: random.Random) -> Play:
-        pivot = rng.randrange(size)
-        pairs = [(i, pivot) for i in range(size) if i != pivot]
-        outcomes = yield pairs
-        credit = _credit(size, pairs, outcomes)
-        rewards: list[float | None] = []
-        for i in range(size):
-            rewards.append(0.5 if i == pivot else (credit[i][0] if credit[i] else None))
-        return rewards
-
-    def comparisons(self, size: int) -> int:
-        return size - 1
-
-
-class CircularStrategy(Strategy):
-    """Completion i against i+1 (mod G): each is judged twice, once in each slot."""
-
-    name = "circular"
-
-    def play(self, size: int, rng: random.Random) -> Play:
-        if size < 2:
-            return [None] * size
-        pairs = [(i, (i + 1) % size) for i in range(size)]
-        outcomes = yield pairs
-        return [_mean(c) for c in _credit(size, pairs, outcomes)]
-
-    def comparisons(self, size: int) -> int:
-        return size if size > 1 else 0
-
-
-def all_pairs(size: int) -> list[Pair]:
-    """Every unordered pair once; slots alternate so each completion sits in A about half of the
-    time."""
-    return [(i, j) if (i + j) % 2 == 0 else (j, i) for i in range(size) for j in range(i + 1, size)]
-
-
-class RoundRobinStrategy(Strategy):
-    """All pairs; the reward is the win rate (ties count one half)."""
-
-    name = "round-robin"
-
-    def play(self, size: int, rng: random.Random) -> Play:
-        pairs = all_pairs(size)
-        outcomes = yield pairs
-        return [_mean(c) for c in _credit(size, pairs, outcomes)]
-
-    def comparisons(self, size: int) -> int:
-        return size * (size - 1) // 2
-
-
-class BradleyTerryStrategy(Strategy):
-    """All pairs, then a Bradley–Terry fit; the reward is the centred log-strength.
-
-    Rewards ``r`` satisfy P(i beats j) = sigmoid(r_i − r_j) under the fitted model. ``prior`` adds
-    that many virtual games (half won) against a strength-1 opponent, so an unbeaten completion
-    still gets a finite reward. Fitted with Hunter's MM iterations (deterministic).
-    """
-
-    name = "bradley-terry"
-    bounded = False
-
-    def __init__(self, prior: float = 1.0, max_iter: int = 500, tol: float = 1e-10) -> None:
-        if prior <= 0:
-            raise ValueError(f"prior must be > 0, got {prior}")
-        self.prior, self.max_iter, self.tol = prior, max_iter, tol
-
-    def play(self, size: int, rng: random.Random) -> Play:
-        pairs = all_pairs(size)
-        outcomes = yield pairs
-        return self.fit(size, pairs, outcomes)
-
-    def fit(
-        self, size: int, pairs: list[Pair], outcomes: list[Scores | None]
-    ) -> list[float | None]:
-        wins = [self.prior / 2] * size
-        games: list[dict[int, int]] = [{} for _ in range(size)]
-        for (i, j), scores in zip(pairs, outcomes, strict=True):
-            if scores is None:
-                continue
-            wins[i] += scores[0]
-            wins[j] += scores[1]
-            games[i][j] = games[i].get(j, 0) + 1
-            games[j][i] = games[j].get(i, 0) + 1
-        strength = [1.0] * size
-        for _ in range(self.max_iter):
-            new = [
-                wins[i]
-                / (
-                    self.prior / (strength[i] + 1.0)
-                    + sum(n / (strength[i] + strength[j]) for j, n in games[i].items())
-                )
-                for i in range(size)
-            ]
-            change = max(
-                (abs(math.log(a / b)) for a, b in zip(new, strength, strict=True)), default=0
-            )
-            strength = new
-            if change < self.tol:
-                break
-        played = [i for i in range(size) if games[i]]
-        if not played:
-            return [None] * size
-        centre = sum(math.log(strength[i]) for i in played) / len(played)
-        return [math.log(strength[i]) - centre if games[i] else None for i in range(size)]
-
-    def comparisons(self, size: int) -> int:
-        return size * (size - 1) // 2
-
-
-class KnockoutStrategy(Strategy):
-    """Single elimination over a seeded bracket; the reward is rounds survived / rounds.
-
-    The winner of a match has the higher score; a tie goes to the one listed first in the bracket;
-    a double loss (``on_unparsed="loss"``) eliminates both, and an excluded match removes both with
-    reward ``None``. An odd one out gets a bye. The last completion standing gets 1.0.
-    """
-
-    name = "knockout"
-
-    def play(self, size: int, rng: random.Random) -> Play:
-        rounds = math.ceil(math.log2(size)) if size > 1 else 0
-        survived: list[float | None] = [0.0] * size
-        alive = list(range(size))
-        rng.shuffle(alive)
-        for round_ in range(rounds):
-            if len(alive) < 2:
-                break
-            pairs = [(alive[k], alive[k + 1]) for k in range(0, len(alive) - 1, 2)]
-            outcomes = yield pairs
-            advancing = [alive[-1]] if len(alive) % 2 else []  # the bye
-            for (first, second), scores in zip(pairs, outcomes, strict=True):
-                if scores is None:
-                    survived[first] = survived[second] = None
-                elif scores[0] >= scores[1] and scores[0] > 0:
-                    advancing.append(first)
-                elif scores[1] > scores[0]:
-                    advancing.append(second)
-            for index in advancing:
-                survived[index] = round_ + 1.0
-            # keep bracket order: byes and winners in the order they were listed
-            alive = [i for i in alive if i in advancing]
-        if len(alive) == 1:
-            survived[alive[0]] = float(rounds)
-        return [None if s is None else (s / rounds if rounds else 1.0) for s in survived]
-
-    def comparisons(self, size: int) -> int:
-        return max(size - 1, 0)
-
-
-BUILTIN_STRATEGIES: dict[str, str] = {
-    "reference": "rmr1_plugins.grouping:ReferenceStrategy",
-    "pivot": "rmr1_plugins.grouping:PivotStrategy",
-    "circular": "rmr1_plugins.grouping:CircularStrategy",
-    "round-robin": "rmr1_plugins.grouping:RoundRobinStrategy",
-    "bradley-terry": "rmr1_plugins.grouping:BradleyTerryStrategy",
-    "knockout": "rmr1_plugins.grouping:KnockoutStrategy",
-    "adaptive": "rmr1_plugins.adaptive:AdaptiveStrategy",
-}
-
-
-def resolve_strategy(
-    strategy: str | Strategy, options: Mapping[str, Any] | None = None
-) -> Strategy:
-    """A strategy instance from a registered name (see ``rmr1 plugins``) or an instance.
-
-    ``options`` are the strategy's constructor arguments (``reward.strategy_options``, e.g.
-    ``{"budget": 16}`` for ``adaptive``); a wrong one is a ``ValueError`` naming the strategy.
-    """
-    if isinstance(strategy, Strategy):
-        if options:
-            raise ValueError("strategy options need a strategy name, not an instance")
-        return strategy
-    from rmr1_plugins.plugins import get_strategy
-
-    target = get_strategy(strategy)
-    if not isinstance(target, type):
-        if options:
-            raise ValueError(f"strategy {strategy!r} is an instance and takes no options")
-        return target
-    try:
-        return target(**dict(options or {}))
-    except TypeError as error:
-        raise ValueError(f"strategy {strategy!r}: bad strategy_options: {error}") from None
-
-
-def as_context(prompt: str | Sequence[Mapping[str, Any]]) -> list[Message]:
-    """The judge's context for a policy prompt.
-
-    A string is one user turn. A message list is kept, except that system (and developer) turns
-    are folded into the next user turn, because RM-R1 prompts only have user and assistant turns,
-    and list contents keep their text parts. The last turn must be a user turn; other roles
-    (``tool``) are a ``ValueError``.
-    """
-    if isinstance(prompt, str):
-        return [Message(role="user", content=prompt)]
-    context: list[Message] = []
-    pending_system: list[str] = []
-    for index, message in enumerate(prompt):
-        if not isinstance(message, Mapping) or "role" not in message:
-            raise ValueError(
-                f"prompt message {index} must be a mapping with a 'role', got {message!r}"
-            )
-        role, content = message["role"], _content_text(message.get("content"))
-        if role in ("system", "developer"):
-            pending_system.append(content)
-            continue
-        if role not in ("user", "assistant"):
-            raise ValueError(
-                f"prompt message {index} has role {role!r}; the judge sees only "
-                "user and assistant turns"
-            )
-        if role == "user" and pending_system:
-            content = "\n\n".join([*pending_system, content])
-            pending_system = []
-        context.append(Message(role=role, content=content))
-    if not context or context[-1].role != "user":
-        raise ValueError("the prompt must end with a user turn")
-    return context
-
-
 def texts_of(group: Group) -> list[str]:
     """The group's completions as judged, then its reference (index :data:`REFERENCE`, -1)."""
     return [*map(as_text, group.completions), str(group.reference)]
-
-
-def as_text(completion: Any) -> str:
-    """A completion as text: a string, or the assistant contents of a message list, joined."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, Sequence) and all(isinstance(m, Mapping) for m in completion):
-        return "\n".join(
-            _content_text(m.get("content")) for m in completion if m.get("role") == "assistant"
-        )
-    raise ValueError(
-        f"a completion must be a string or a message list, got {type(completion).__name__}"
-    )
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):  # multimodal content parts: keep the text ones
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-    return str(content)
 
 
 def outcome_scores(

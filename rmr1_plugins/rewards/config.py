@@ -43,7 +43,8 @@ from rmr1_plugins.config import (
     error_lines,
     read_config_file,
 )
-from rmr1_plugins.grouping import OnUnparsed, Outcome, Strategy
+from rmr1_plugins.rewards.engine import OnUnparsed, Outcome
+from rmr1_plugins.rewards.strategies import Strategy
 
 CONFIG_ENV = "RMR1_CONFIG"
 REWARD_ENV_PREFIX = f"{ENV_PREFIX}REWARD__"
@@ -63,9 +64,9 @@ class RewardConfig(BaseModel):
     """How judgments become rewards: the ``reward:`` section, for every trainer integration.
 
     The scale (``win``, ``loss``, ``fallback``) means the same everywhere. The group keys are
-    read by the TRL and veRL extensions (:mod:`rmr1_plugins.grouping`), the per-sample keys by the
+    read by the TRL and veRL extensions (:mod:`~.engine`), the per-sample keys by the
     reference reward of ``rmr1 serve`` and the OpenRLHF reward file
-    (:mod:`rmr1_plugins.reference_reward`, :mod:`rmr1_plugins.reward_service`); an integration
+    (:mod:`rmr1_plugins.rewards.samples`, :mod:`rmr1_plugins.rewards.service`); an integration
     ignores the keys of the others. Variables are ``RMR1_REWARD__<KEY>``.
     """
 
@@ -120,7 +121,7 @@ class RewardConfig(BaseModel):
     max_response_chars: int | None = Field(
         None, gt=0, description="cut longer responses (counted in rmr1_clipped)"
     )
-    # Hard pairs for the next judge (every integration; rmr1_plugins.hard_pairs).
+    # Hard pairs for the next judge (every integration; rmr1_plugins.rewards.hard_pairs).
     hard_pairs_path: str | None = Field(
         None, description="append order-inconsistent and low-confidence pairs to this JSONL"
     )
@@ -157,7 +158,7 @@ class RewardConfig(BaseModel):
 
     def build_strategy(self) -> Strategy:
         """The configured strategy, built with ``strategy_options``."""
-        from rmr1_plugins.grouping import resolve_strategy
+        from rmr1_plugins.rewards.strategies import resolve_strategy
 
         try:
             return resolve_strategy(self.strategy, self.strategy_options)

@@ -7,7 +7,7 @@ so the engine sees one batched call instead of hundreds of single ones. For a ba
 requests are independent anyway, it sends one call per sample instead, at most
 ``max_batch_size * max_concurrent_batches`` at once.
 
-Every sample gets exactly one :class:`~rmr1_plugins.reference_reward.SampleReward`, and never an
+Every sample gets exactly one :class:`~rmr1_plugins.rewards.samples.SampleReward`, and never an
 exception:
 
 - a sample that cannot be judged (bad label, query without its prompt) gets the fallback reward
@@ -25,7 +25,7 @@ exception:
 - a judgment without a verdict gives the fallback (``unparsed``).
 
 Each judged sample adds to :attr:`RewardService.health` (the judge-health counts of
-:mod:`rmr1_plugins.health`), and its hard pairs go to ``reward.hard_pairs_path`` when set.
+:mod:`rmr1_plugins.rewards.health`), and its hard pairs go to ``reward.hard_pairs_path`` when set.
 Each fallback is counted in :attr:`RewardService.stats` and in the sample's extra logs, and logged
 (a warning at most every 30 s per kind, with running counts). :class:`BackgroundRewardService`
 runs the service on its own event-loop thread for synchronous callers.
@@ -45,17 +45,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rmr1_plugins.backends.base import SamplingParams
-from rmr1_plugins.hard_pairs import writer_for
-from rmr1_plugins.health import Tally
-from rmr1_plugins.reference_reward import (
-    Sample,
-    SampleError,
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.hard_pairs import writer_for
+from rmr1_plugins.rewards.health import Tally
+from rmr1_plugins.rewards.inputs import Sample, SampleError
+from rmr1_plugins.rewards.samples import (
     SampleReward,
     build_examples,
     fallback,
     reward_from_result,
 )
-from rmr1_plugins.rewards import RewardConfig
 from rmr1_plugins.schema import PairResult, PairwiseExample
 from rmr1_plugins.scorer import Scorer
 

@@ -12,9 +12,9 @@ from serving import RequestsJudge, VotesJudge, expected_reward
 from rmr1_plugins import SamplingParams, Scorer
 from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.backends.openai import OpenAIBackend
-from rmr1_plugins.reference_reward import Sample
-from rmr1_plugins.reward_service import BackgroundRewardService, RewardService
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.service import BackgroundRewardService, RewardService
 
 PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
 

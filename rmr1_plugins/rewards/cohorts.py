@@ -32,18 +32,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rmr1_plugins.grouping import (
-    Group,
-    GroupRewards,
-    Strategy,
-    ascore_groups,
-    resolve_strategy,
-    texts_of,
-)
-from rmr1_plugins.health import Tally, comparison_tally
-from rmr1_plugins.rewards import RewardConfig
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
+from rmr1_plugins.rewards.health import Tally, comparison_tally
+from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 
-logger = logging.getLogger("rmr1_plugins.cohorts")
+logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member; each kind has an ``rmr1_<kind>`` entry in every member's logs.
 KINDS = ("partial", "alone", "no_reference", "unparsed", "error", "timeout")
 FALLBACKS = ("no_reference", "unparsed", "error", "timeout")  # kinds that give the fallback
@@ -62,7 +56,7 @@ class Overloaded(RuntimeError):
 class Member:
     """One rollout: its group, the group's expected size, the response, optionally a reference.
 
-    ``prompt`` is a string or a chat message list (see :func:`rmr1_plugins.grouping.as_context`).
+    ``prompt`` is a string or a chat message list (see :func:`~.inputs.as_context`).
     """
 
     key: str

@@ -21,7 +21,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from rmr1_plugins.grouping import Pair, Play, Scores, Strategy
+from rmr1_plugins.rewards.strategies import Pair, Play, Scores, Strategy
 
 SLOT_PRIOR_SCALE = 0.05  # the advantage's prior is weaker: a judge may be very position-biased
 MIN_PRIOR = 1e-6  # below this the Newton system is numerically singular

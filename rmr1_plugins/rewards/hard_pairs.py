@@ -187,7 +187,7 @@ def _count_lines(path: Path, size: int) -> int:
 
 
 def writer_for(options: Any) -> HardPairWriter | None:
-    """This process's writer for ``options`` (a :class:`~rmr1_plugins.rewards.RewardConfig`),
+    """This process's writer for ``options`` (a :class:`~rmr1_plugins.rewards.config.RewardConfig`),
     or ``None`` when ``hard_pairs_path`` is not set."""
     path = getattr(options, "hard_pairs_path", None)
     if not path:
@@ -202,11 +202,12 @@ def writer_for(options: Any) -> HardPairWriter | None:
 
 def record_groups(options: Any, groups: Sequence[Any], results: Sequence[Any]) -> None:
     """Offer every judged comparison of ``groups`` (with their
-    :class:`~rmr1_plugins.grouping.GroupRewards`); a no-op without ``hard_pairs_path``."""
+    :class:`~rmr1_plugins.rewards.engine.GroupRewards`); a no-op without ``hard_pairs_path``."""
     writer = writer_for(options)
     if writer is None:
         return
-    from rmr1_plugins.grouping import as_context, texts_of
+    from rmr1_plugins.rewards.engine import texts_of
+    from rmr1_plugins.rewards.inputs import as_context
 
     for group, rewards in zip(groups, results, strict=True):
         judged = [c for c in rewards.comparisons if c.result is not None]

@@ -1,0 +1,41 @@
+"""The reward layer: how RM-R1 verdicts become rewards, the same way in every trainer.
+
+- :mod:`.strategies`: which pairs of a group to judge and how outcomes become rewards;
+- :mod:`.engine`: group scoring (:func:`score_groups`), sans-IO, one batch per round;
+- :mod:`.inputs`: trainer data → the judge's input (one text rule, one system-turn rule);
+- :mod:`.config`: the ``reward:`` section and the settings loader;
+- :mod:`.samples`, :mod:`.service`, :mod:`.cohorts`: rewards for trainers that send one rollout
+  at a time (against a reference, batched; or held until their group is complete);
+- :mod:`.verifiable`: RM-R1's +1/-1 reward for training a judge;
+- :mod:`.health`, :mod:`.hard_pairs`: what each judgment says about the judge.
+
+Nothing here imports a trainer.
+"""
+
+from rmr1_plugins.rewards.config import RewardConfig, RewardSettings, load_reward_settings
+from rmr1_plugins.rewards.engine import (
+    Comparison,
+    Group,
+    GroupRewards,
+    GroupScoring,
+    ascore_groups,
+    score_groups,
+)
+from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
+from rmr1_plugins.rewards.verifiable import VerifiableReward, verifiable_reward
+
+__all__ = [
+    "Comparison",
+    "Group",
+    "GroupRewards",
+    "GroupScoring",
+    "RewardConfig",
+    "RewardSettings",
+    "Strategy",
+    "VerifiableReward",
+    "ascore_groups",
+    "load_reward_settings",
+    "resolve_strategy",
+    "score_groups",
+    "verifiable_reward",
+]
