@@ -1,7 +1,10 @@
 """rmr1-plugins: RM-R1 reasoning reward models as a reward in RLHF trainers.
 
 Importing this package is cheap: no torch, vLLM or trainer is imported until a backend or an
-adapter that needs it is used.
+adapter that needs it is used. ``__all__`` is the public API that the docs use: the judge
+(:class:`Scorer` and its config), group scoring (:class:`Group`, :func:`score_groups`), the
+reward settings (:func:`load_reward_settings`, :class:`RewardConfig`), RM-R1's verifiable
+reward, the plugin getters and the error bases.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
 from rmr1_plugins.config import ConfigError, ScorerConfig, load_config
+from rmr1_plugins.errors import RMR1Error, UsageError
 from rmr1_plugins.parsing import parse_parts, train_reward
 from rmr1_plugins.plugins import (
     get_backend_class,
@@ -19,6 +23,16 @@ from rmr1_plugins.plugins import (
     get_template,
     hookimpl,
 )
+from rmr1_plugins.rewards.config import RewardConfig, RewardSettings, load_reward_settings
+from rmr1_plugins.rewards.engine import (
+    Group,
+    GroupRewards,
+    GroupScoring,
+    ascore_groups,
+    score_groups,
+)
+from rmr1_plugins.rewards.strategies import Strategy
+from rmr1_plugins.rewards.verifiable import VerifiableReward, verifiable_reward
 from rmr1_plugins.schema import Judgment, Message, PairResult, PairwiseExample, ParsedParts
 from rmr1_plugins.scorer import Scorer
 
@@ -32,14 +46,24 @@ __all__ = [
     "BackendError",
     "ConfigError",
     "Generation",
+    "Group",
+    "GroupRewards",
+    "GroupScoring",
     "Judgment",
     "Message",
     "PairResult",
     "PairwiseExample",
     "ParsedParts",
+    "RMR1Error",
+    "RewardConfig",
+    "RewardSettings",
     "SamplingParams",
     "Scorer",
     "ScorerConfig",
+    "Strategy",
+    "UsageError",
+    "VerifiableReward",
+    "ascore_groups",
     "get_backend_class",
     "get_parser",
     "get_plugins",
@@ -47,6 +71,9 @@ __all__ = [
     "get_template",
     "hookimpl",
     "load_config",
+    "load_reward_settings",
     "parse_parts",
+    "score_groups",
     "train_reward",
+    "verifiable_reward",
 ]

@@ -1,8 +1,11 @@
-"""The built-in templates, parsers, backends and strategies, registered like any other plugin."""
+"""The built-in templates, parsers, backends and strategies, registered like any other plugin.
+
+Targets are ``"module:attr"`` strings, so this module imports nothing but the hook markers.
+"""
 
 from __future__ import annotations
 
-from rmr1_plugins.plugins import Register, hookimpl
+from rmr1_plugins.hookspecs import Register, hookimpl
 
 
 @hookimpl
@@ -28,7 +31,11 @@ def rmr1_register_backends(register: Register) -> None:
 
 @hookimpl
 def rmr1_register_strategies(register: Register) -> None:
-    from rmr1_plugins.rewards.strategies import BUILTIN_STRATEGIES
-
-    for name, target in BUILTIN_STRATEGIES.items():
-        register(name, target)
+    strategies = "rmr1_plugins.rewards.strategies"
+    register("reference", f"{strategies}:ReferenceStrategy")
+    register("pivot", f"{strategies}:PivotStrategy")
+    register("circular", f"{strategies}:CircularStrategy")
+    register("round-robin", f"{strategies}:RoundRobinStrategy")
+    register("bradley-terry", f"{strategies}:BradleyTerryStrategy")
+    register("knockout", f"{strategies}:KnockoutStrategy")
+    register("adaptive", "rmr1_plugins.rewards.adaptive:AdaptiveStrategy")

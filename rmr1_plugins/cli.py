@@ -19,6 +19,7 @@ from typing import Any
 
 from rmr1_plugins.backends.base import BackendError
 from rmr1_plugins.config import ConfigError, ScorerConfig, load_config
+from rmr1_plugins.errors import UsageError
 from rmr1_plugins.jsonl import (
     InputError,
     OutputError,
@@ -29,7 +30,7 @@ from rmr1_plugins.jsonl import (
     write_row,
 )
 from rmr1_plugins.parsing import train_reward
-from rmr1_plugins.plugins import KINDS, UnknownNameError, get_parser, get_plugins, get_template
+from rmr1_plugins.plugins import KINDS, get_parser, get_plugins, get_template
 from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.scorer import Progress
 from rmr1_plugins.templates import PromptTemplate, TemplateError
@@ -42,7 +43,7 @@ EXTRA_COMMANDS: tuple[str, ...] = (
 )
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-USER_ERRORS = (InputError, OutputError, ConfigError, UnknownNameError, TemplateError, ImportError)
+USER_ERRORS = (UsageError, ImportError)  # ImportError: a missing extra, named in the message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as error:  # ImportError: a missing extra, named in the message
+    except USER_ERRORS as error:
         _silence_broken_stdout(error)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in EXTRA_COMMANDS:
         importlib.import_module(module).add_subcommand(sub)
+    get_plugins().add_subcommands(sub)  # the rmr1_add_subcommands hook (docs/core.md#plugins)
     show_defaults(parser)
     return parser
 

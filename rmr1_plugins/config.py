@@ -27,11 +27,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rmr1_plugins.backends.base import Backend, SamplingParams
+from rmr1_plugins.errors import UsageError
 
 ENV_PREFIX = "RMR1_"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration file, variable or flag is invalid; the message names the key."""
 
 

@@ -15,12 +15,14 @@ from typing import IO, Any, TypeVar
 
 from pydantic import ValidationError
 
+from rmr1_plugins.errors import UsageError
+
 T = TypeVar("T")
 # A \uD800-\uDFFF escape: the only way valid UTF-8 JSON text can hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
-class InputError(ValueError):
+class InputError(UsageError, ValueError):
     """Bad input: ``source`` and ``line`` say where (no line: the whole file), the message what."""
 
     def __init__(self, source: str, line: int | None, message: str) -> None:
@@ -29,7 +31,7 @@ class InputError(ValueError):
         self.source, self.line = source, line
 
 
-class OutputError(OSError):
+class OutputError(UsageError, OSError):
     """An output that cannot be written (missing folder, a directory, a full disk)."""
 
 

@@ -1,7 +1,8 @@
 """Plugin registry: templates, parsers, backends and grouping strategies, by name.
 
-Plugins are modules with ``@hookimpl`` functions, found through the ``rmr1_plugins`` entry-point
-group (the built-ins register the same way, see :mod:`rmr1_plugins.builtins`)::
+Plugins are modules with ``@hookimpl`` functions for the hooks in :mod:`rmr1_plugins.hookspecs`,
+found through the ``rmr1_plugins`` entry-point group (the built-ins register the same way, see
+:mod:`rmr1_plugins.builtins`)::
 
     [project.entry-points.rmr1_plugins]
     my_plugin = "my_package.rmr1_plugin"
@@ -14,7 +15,8 @@ group (the built-ins register the same way, see :mod:`rmr1_plugins.builtins`)::
         register("my-backend", "my_package.backend:MyBackend")
 
 A target is an object or a lazy ``"module:attr"`` string imported on first use, so registering a
-backend never imports its engine. ``RMR1_DISABLED_PLUGINS=name1,name2`` blocks entry points by
+backend never imports its engine. The getters return what a caller uses: a template, parser or
+strategy instance, a backend class. ``RMR1_DISABLED_PLUGINS=name1,name2`` blocks entry points by
 name. Loading happens once per process on first lookup, never at import time.
 """
 
@@ -24,42 +26,32 @@ import difflib
 import importlib
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pluggy
 
-PROJECT = "rmr1_plugins"
-KINDS = ("templates", "parsers", "backends", "strategies")
+from rmr1_plugins import builtins
+from rmr1_plugins.errors import UsageError
+from rmr1_plugins.hookspecs import KINDS, PROJECT, HookSpecs, Register, Subparsers, hookimpl
 
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
-Register = Callable[[str, Any], None]
-
-
-class HookSpecs:
-    """Hook specifications. Each hook receives ``register(name, target)``."""
-
-    @hookspec
-    def rmr1_register_templates(self, register: Register) -> None:
-        """Register prompt templates (objects with ``name`` and ``render(example)``)."""
-
-    @hookspec
-    def rmr1_register_parsers(self, register: Register) -> None:
-        """Register verdict parsers (objects with ``name`` and ``parse(completion)``)."""
-
-    @hookspec
-    def rmr1_register_backends(self, register: Register) -> None:
-        """Register backend classes (subclasses of :class:`rmr1_plugins.backends.base.Backend`)."""
-
-    @hookspec
-    def rmr1_register_strategies(self, register: Register) -> None:
-        """Register grouping strategies that turn pairwise verdicts into per-rollout rewards."""
+__all__ = [
+    "KINDS",
+    "Plugins",
+    "Register",
+    "Registry",
+    "UnknownNameError",
+    "get_backend_class",
+    "get_parser",
+    "get_plugins",
+    "get_strategy",
+    "get_template",
+    "hookimpl",
+    "reset_plugins",
+]
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UsageError, KeyError):
     """A name that nothing registered; the message lists what is available."""
 
     def __str__(self) -> str:
@@ -135,18 +127,34 @@ class Plugins:
         if load_entry_points:
             self.manager.load_setuptools_entrypoints(PROJECT)
         if self.manager.get_plugin("builtin") is None and not self.manager.is_blocked("builtin"):
-            from rmr1_plugins import builtins  # running from a source tree without metadata
-
-            self.manager.register(builtins, name="builtin")
+            self.manager.register(builtins, name="builtin")  # a source tree without metadata
         self.manager.check_pending()
         self.registries = {kind: Registry(kind) for kind in KINDS}
-        for plugin in self.manager.get_plugins():
+        for kind in KINDS:
+            self._call_register(kind)
+
+    def _call_register(self, kind: str) -> None:
+        """Call ``rmr1_register_<kind>`` through pluggy, one plugin at a time, so that each
+        entry records which plugin registered it."""
+        hook = getattr(self.manager.hook, f"rmr1_register_{kind}")
+        plugins: list[object] = []
+        for impl in hook.get_hookimpls():
+            if not any(impl.plugin is seen for seen in plugins):
+                plugins.append(impl.plugin)
+        registry = self.registries[kind]
+        for plugin in plugins:
+            others = [other for other in plugins if other is not plugin]
+            call = self.manager.subset_hook_caller(hook.name, remove_plugins=others)
             label = self._label(plugin)
-            for kind in KINDS:
-                hook = getattr(plugin, f"rmr1_register_{kind}", None)
-                if hook is not None:
-                    registry = self.registries[kind]
-                    hook(register=lambda n, t, r=registry, p=label: r.add(n, t, p))
+
+            def register(name: str, target: Any, label: str = label) -> None:
+                registry.add(name, target, label)
+
+            call(register=register)
+
+    def add_subcommands(self, subparsers: Subparsers) -> None:
+        """Let every plugin add its ``rmr1`` subcommands (the ``rmr1_add_subcommands`` hook)."""
+        self.manager.hook.rmr1_add_subcommands(subparsers=subparsers)
 
     def _label(self, plugin: object) -> str:
         name = self.manager.get_name(plugin) or repr(plugin)
@@ -194,8 +202,24 @@ def get_parser(name: str) -> Any:
 
 
 def get_backend_class(name: str) -> Any:
+    """A backend class by name: backends are built with a model and options (see
+    :meth:`rmr1_plugins.config.ScorerConfig.build_backend`)."""
     return get_plugins().get("backends", name)
 
 
-def get_strategy(name: str) -> Any:
-    return get_plugins().get("strategies", name)
+def get_strategy(name: str, **options: Any) -> Any:
+    """A strategy instance by name, built with ``options`` (e.g. ``budget=16`` for
+    ``adaptive``); a wrong option is a ``ValueError`` naming the strategy.
+
+    >>> get_strategy("adaptive", budget=16).budget
+    16
+    """
+    target = get_plugins().get("strategies", name)
+    if not isinstance(target, type):
+        if options:
+            raise ValueError(f"strategy {name!r} is an instance and takes no options")
+        return target
+    try:
+        return target(**options)
+    except TypeError as error:
+        raise ValueError(f"strategy {name!r}: bad strategy_options: {error}") from None

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rmr1_plugins._imports import require
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.cohorts import CohortService, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.health import format_rates
@@ -52,7 +53,7 @@ REWARD_PATHS = ("/", "/get_reward")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class BodyError(ValueError):
+class BodyError(RMR1Error, ValueError):
     """A request body that does not follow the protocol; the message names the field."""
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import (
@@ -34,7 +35,7 @@ from rmr1_plugins.schema import Message
 MAX_KEY_CHARS = 1 << 20
 
 
-class CohortBodyError(ValueError):
+class CohortBodyError(RMR1Error, ValueError):
     """A ``/cohort`` body that does not follow the protocol; the message names the field."""
 
 

@@ -23,12 +23,13 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from rmr1_plugins.config import ConfigError
+from rmr1_plugins.errors import RMR1Error
 
 # Content-Encoding -> zlib window bits (47 = 32 + 15: a gzip or a zlib header, detected).
 CODINGS: dict[str, int | None] = {"identity": None, "gzip": 47, "x-gzip": 47, "deflate": 47}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(RMR1Error, ValueError):
     """A request refused with ``status``; ``close`` ends the connection after the answer."""
 
     def __init__(self, status: int, message: str, *, close: bool = False) -> None:

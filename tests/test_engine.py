@@ -48,7 +48,7 @@ def test_builtin_strategies_are_registered_by_name():
     for name in NAMES:
         strategy = resolve_strategy(name)
         assert isinstance(strategy, Strategy) and strategy.name == name
-        assert get_strategy(name) is type(strategy)
+        assert type(get_strategy(name)) is type(strategy)  # an instance, like get_template
 
 
 # Four completions whose true order is 3 > 2 > 1 > 0, listed out of order.

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from rmr1_plugins.errors import RMR1Error
+
 if TYPE_CHECKING:
     from rmr1_plugins.schema import PairwiseExample
     from rmr1_plugins.templates import PromptTemplate
@@ -51,7 +53,7 @@ class BackendOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class BackendError(RuntimeError):
+class BackendError(RMR1Error, RuntimeError):
     """The engine or server failed to produce completions."""
 
 

@@ -32,6 +32,7 @@ from rmr1_plugins.backends.base import (
     Generation,
     SamplingParams,
 )
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.verdict_probs import (
     TOP_LOGPROBS,
     TokenChoice,
@@ -79,7 +80,7 @@ class OpenAIOptions(BackendOptions):
         return value
 
 
-class _Retryable(Exception):
+class _Retryable(RMR1Error):
     def __init__(self, message: str, retry_after: float | None = None, down: bool = False):
         super().__init__(message)
         self.retry_after = retry_after

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rmr1_plugins.errors import UsageError
 from rmr1_plugins.eval.sources import Row, read_rows
 from rmr1_plugins.schema import PairwiseExample
 
@@ -37,7 +38,7 @@ _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "ass
 _ROLES |= {"bot": "assistant", "chatbot": "assistant", "model": "assistant", "system": "system"}
 
 
-class RowError(ValueError):
+class RowError(UsageError, ValueError):
     """A row that cannot be used; the message says which field and why."""
 
 

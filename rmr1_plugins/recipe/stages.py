@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rmr1_plugins.errors import UsageError
 from rmr1_plugins.recipe.sources import read_jsonl
 
 Stage = Literal["sft", "rlvr"]
@@ -118,7 +119,7 @@ def _quote(arg: str) -> str:
     return f'"{arg}"' if re.fullmatch(r"\$\{\w+\}", arg) else shlex.quote(arg)
 
 
-class StageError(ValueError):
+class StageError(UsageError, ValueError):
     """The requested stage cannot be set up as asked (bad data, batch sizes that do not divide)."""
 
 

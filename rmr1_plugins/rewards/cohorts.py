@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
 from rmr1_plugins.rewards.health import Tally, comparison_tally
@@ -48,7 +49,7 @@ def groups_samples(config: RewardConfig) -> bool:
     return not config.build_strategy().needs_reference and (config.group_size or 1) > 1
 
 
-class Overloaded(RuntimeError):
+class Overloaded(RMR1Error, RuntimeError):
     """More than ``max_pending`` members would be held; nothing was accepted."""
 
 

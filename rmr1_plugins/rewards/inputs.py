@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.schema import Message
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class Sample:
     label: Any = ""
 
 
-class SampleError(ValueError):
+class SampleError(RMR1Error, ValueError):
     """A sample that cannot be judged; the message names the field."""
 
 

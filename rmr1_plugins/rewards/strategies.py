@@ -31,6 +31,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Generator, Mapping
 from typing import Any, ClassVar
 
+from rmr1_plugins.plugins import get_strategy
+
 REFERENCE = -1  # the index that stands for the group's reference answer in a pair
 
 
@@ -253,17 +255,6 @@ class KnockoutStrategy(Strategy):
         return max(size - 1, 0)
 
 
-BUILTIN_STRATEGIES: dict[str, str] = {
-    "reference": "rmr1_plugins.rewards.strategies:ReferenceStrategy",
-    "pivot": "rmr1_plugins.rewards.strategies:PivotStrategy",
-    "circular": "rmr1_plugins.rewards.strategies:CircularStrategy",
-    "round-robin": "rmr1_plugins.rewards.strategies:RoundRobinStrategy",
-    "bradley-terry": "rmr1_plugins.rewards.strategies:BradleyTerryStrategy",
-    "knockout": "rmr1_plugins.rewards.strategies:KnockoutStrategy",
-    "adaptive": "rmr1_plugins.rewards.adaptive:AdaptiveStrategy",
-}
-
-
 def resolve_strategy(
     strategy: str | Strategy, options: Mapping[str, Any] | None = None
 ) -> Strategy:
@@ -276,14 +267,4 @@ def resolve_strategy(
         if options:
             raise ValueError("strategy options need a strategy name, not an instance")
         return strategy
-    from rmr1_plugins.plugins import get_strategy
-
-    target = get_strategy(strategy)
-    if not isinstance(target, type):
-        if options:
-            raise ValueError(f"strategy {strategy!r} is an instance and takes no options")
-        return target
-    try:
-        return target(**dict(options or {}))
-    except TypeError as error:
-        raise ValueError(f"strategy {strategy!r}: bad strategy_options: {error}") from None
+    return get_strategy(strategy, **dict(options or {}))

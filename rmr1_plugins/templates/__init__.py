@@ -12,12 +12,13 @@ from functools import cache
 from importlib.resources import files
 from typing import Literal, Protocol
 
+from rmr1_plugins.errors import UsageError
 from rmr1_plugins.schema import Message, PairwiseExample
 
 ChatMessages = list[dict[str, str]]
 
 
-class TemplateError(ValueError):
+class TemplateError(UsageError, ValueError):
     """The example cannot be rendered by this template (for instance, it has a system turn)."""
 
 

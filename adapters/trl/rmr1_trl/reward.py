@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1_plugins.config import ConfigError
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import (
     LazyScorer,
     RewardConfig,
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
 
 
-class SplitGroupError(RuntimeError):
+class SplitGroupError(RMR1Error, RuntimeError):
     """A prompt's completions arrived incomplete (split across processes)."""
 
 
