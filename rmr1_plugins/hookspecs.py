@@ -24,7 +24,7 @@ Subparsers = argparse._SubParsersAction  # what ``ArgumentParser.add_subparsers(
 
 
 class HookSpecs:
-    """Hook specifications. Each ``rmr1_register_<kind>`` hook receives ``register(name, target)``."""
+    """Hook specifications; each ``rmr1_register_<kind>`` receives ``register(name, target)``."""
 
     @hookspec
     def rmr1_register_templates(self, register: Register) -> None:
