@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +42,37 @@ def test_installed_plugin_parser_is_usable_and_blockable():
         "parse", "--rule", "final-line", env={"RMR1_DISABLED_PLUGINS": "demo"}, stdin="{}"
     )
     assert blocked.returncode == 2 and "unknown parser 'final-line'" in blocked.stderr
+
+
+# The console script that `pip install rmr1-plugins` puts beside the interpreter.
+RMR1 = str(Path(sys.executable).with_name("rmr1"))
+
+
+def rmr1(*args, env=None):
+    return subprocess.run(
+        [RMR1, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+def test_plugin_subcommand_runs_through_the_rmr1_entry_point(tmp_path):
+    assert Path(RMR1).is_file(), "rmr1-plugins is installed, so its rmr1 script is too"
+    rows = ["FINAL: A", "FINAL: B", "no verdict", "FINAL: A then FINAL: B"]
+    data = tmp_path / "completions.jsonl"
+    data.write_text("".join(json.dumps({"completion": c}) + "\n" for c in rows))
+    done = rmr1("demo-tally", str(data))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"A": 1, "B": 2, "none": 1}
+    assert "demo-tally" in rmr1("--help").stdout
+
+
+def test_plugin_usage_error_is_one_error_line_and_exit_2(tmp_path):
+    data = tmp_path / "completions.jsonl"
+    data.write_text('{"completion": "FINAL: A"}\n{"completion": 3}\n')
+    done = rmr1("demo-tally", str(data))
+    assert done.returncode == 2
+    assert done.stderr == f"error: {data}, line 2: field 'completion' must be a string\n"
+
+
+def test_blocked_plugin_adds_no_subcommand():
+    done = rmr1("demo-tally", "-", env={"RMR1_DISABLED_PLUGINS": "demo"})
+    assert done.returncode == 2 and "invalid choice: 'demo-tally'" in done.stderr

@@ -1,11 +1,25 @@
+import ast
 import subprocess
 import sys
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
+import pluggy
 import pytest
 
-from rmr1_plugins import hookimpl, plugins
-from rmr1_plugins.plugins import Plugins, Registry, UnknownNameError
+from rmr1_plugins import cli, hookimpl, plugins
+from rmr1_plugins.plugins import (
+    Plugins,
+    Registry,
+    UnknownNameError,
+    get_plugins,
+    get_strategy,
+    reset_plugins,
+)
+from rmr1_plugins.recipe.stages import StageError
+from rmr1_plugins.rewards.adaptive import AdaptiveStrategy
+
+PACKAGE = Path(__file__).parents[1] / "rmr1_plugins"
 
 
 class DemoPlugin:
@@ -65,3 +79,124 @@ def test_missing_optional_dependency_names_the_extra():
 
     with pytest.raises(ImportError, match=r"pip install 'rmr1-plugins\[vllm\]'"):
         require("surely_not_installed_module", "vllm")
+
+
+@pytest.fixture
+def with_plugins(monkeypatch):
+    """Load extra plugin objects as if entry points had found them (``name=object``)."""
+
+    def add(**found):
+        original = pluggy.PluginManager.load_setuptools_entrypoints
+
+        def load(self, group, name=None):
+            for plugin_name, plugin in found.items():
+                if not self.is_blocked(plugin_name):
+                    self.register(plugin, name=plugin_name)
+            return original(self, group, name)
+
+        monkeypatch.setattr(pluggy.PluginManager, "load_setuptools_entrypoints", load)
+        reset_plugins()
+
+    yield add
+    reset_plugins()  # the next get_plugins() loads the real plugins again
+
+
+def module(name, **functions):
+    made = type(sys)(name)
+    for key, value in functions.items():
+        setattr(made, key, value)
+    return made
+
+
+def test_only_marked_hooks_register_and_specname_is_honoured(with_plugins):
+    def rmr1_register_parsers(register):  # unmarked: pluggy ignores it
+        register("unmarked", "rmr1_plugins.parsing:StrictParser")
+
+    @hookimpl(specname="rmr1_register_parsers")
+    def add_my_parsers(register):
+        register("by-specname", "rmr1_plugins.parsing:StrictParser")
+
+    with_plugins(
+        unmarked=module("unmarked", rmr1_register_parsers=rmr1_register_parsers),
+        specname=module("specname", add_my_parsers=add_my_parsers),
+    )
+    names = get_plugins().registries["parsers"].names()
+    assert "by-specname" in names and "unmarked" not in names
+    assert get_plugins().registries["parsers"].entries["by-specname"].plugin == "specname"
+
+
+def test_duplicate_names_across_plugins_name_both_plugins(with_plugins):
+    @hookimpl
+    def rmr1_register_templates(register):
+        register("rmr1-instruct", "other.templates:Instruct")
+
+    with_plugins(rival=module("rival", rmr1_register_templates=rmr1_register_templates))
+    with pytest.raises(ValueError, match="template 'rmr1-instruct' is registered twice") as raised:
+        get_plugins()
+    message = str(raised.value)  # each plugin by its label, in the order they loaded
+    assert "by rival" in message and "by builtin (rmr1-plugins " in message
+
+
+def test_a_misspelled_hook_is_an_error_not_ignored(with_plugins):
+    @hookimpl
+    def rmr1_register_parser(register):  # no such hook: the plural is the spec
+        register("never", "rmr1_plugins.parsing:StrictParser")
+
+    with_plugins(typo=module("typo", rmr1_register_parser=rmr1_register_parser))
+    with pytest.raises(pluggy.PluginValidationError, match="rmr1_register_parser"):
+        get_plugins()
+
+
+def test_getters_return_instances_and_strategies_take_options():
+    assert type(get_strategy("adaptive", budget=16)) is AdaptiveStrategy
+    assert get_strategy("adaptive", budget=16).budget == 16
+    with pytest.raises(ValueError, match=r"strategy 'adaptive': bad strategy_options"):
+        get_strategy("adaptive", bugdet=16)
+    with pytest.raises(UnknownNameError, match=r"unknown strategy 'pivott'.*Did you mean 'pivot'"):
+        get_strategy("pivott")
+
+
+def test_plugins_add_cli_subcommands_and_usage_errors_exit_2(with_plugins, capsys):
+    def cmd_fail(args):
+        raise StageError(f"no stage called {args.stage!r}")  # never listed by hand in cli.main
+
+    @hookimpl
+    def rmr1_add_subcommands(subparsers):
+        command = subparsers.add_parser("demo-fail", help="always a usage error")
+        command.add_argument("stage")
+        command.set_defaults(func=cmd_fail)
+
+    with_plugins(commands=module("commands", rmr1_add_subcommands=rmr1_add_subcommands))
+    assert cli.main(["demo-fail", "rl"]) == 2
+    assert capsys.readouterr().err == "error: no stage called 'rl'\n"
+
+
+def test_hook_markers_and_errors_are_leaf_modules_with_no_cycle():
+    """hookspecs and errors import nothing of the project; builtins, plugins and the strategies
+    import each other only one way (no import, deferred or not, closes a cycle)."""
+    modules = {
+        "hookspecs": "hookspecs.py",
+        "errors": "errors.py",
+        "plugins": "plugins.py",
+        "builtins": "builtins.py",
+        "rewards.strategies": "rewards/strategies.py",
+    }
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse((PACKAGE / path).read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rmr1_plugins"):
+                base = node.module.removeprefix("rmr1_plugins").lstrip(".")
+                imported |= {f"{base}.{a.name}".lstrip(".") for a in node.names} | {base}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name.removeprefix("rmr1_plugins.") for a in node.names}
+        graph[name] = imported & set(modules)
+    assert graph["hookspecs"] == graph["errors"] == set()
+
+    def reaches(start, goal, seen=()):
+        return any(
+            n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph[start]
+        )
+
+    assert not [name for name in modules if reaches(name, name)]
