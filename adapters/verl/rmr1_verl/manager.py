@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from verl import DataProto
+from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.rewards.engine import Group, ascore_groups, texts_of
@@ -265,3 +266,8 @@ def _get(node: Any, *path: str, default: Any = None) -> Any:
         if node is None:
             return default
     return node
+
+
+# Registered here, once the class exists: imported before verl, this module is still partial
+# when ``import verl`` runs rmr1_verl.plugin (see there).
+register("rmr1")(RMR1RewardManager)
