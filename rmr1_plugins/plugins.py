@@ -33,22 +33,8 @@ import pluggy
 
 from rmr1_plugins import builtins
 from rmr1_plugins.errors import UsageError
-from rmr1_plugins.hookspecs import KINDS, PROJECT, HookSpecs, Register, Subparsers, hookimpl
-
-__all__ = [
-    "KINDS",
-    "Plugins",
-    "Register",
-    "Registry",
-    "UnknownNameError",
-    "get_backend_class",
-    "get_parser",
-    "get_plugins",
-    "get_strategy",
-    "get_template",
-    "hookimpl",
-    "reset_plugins",
-]
+from rmr1_plugins.hookspecs import KINDS, PROJECT, HookSpecs, Subparsers
+from rmr1_plugins.hookspecs import hookimpl as hookimpl  # where it used to live
 
 
 class UnknownNameError(UsageError, KeyError):

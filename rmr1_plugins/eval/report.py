@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +81,26 @@ def build_report(
 def write_report(report: Mapping[str, Any], out: str | Path) -> list[Path]:
     """Write report.json, report.md and (with matplotlib) the charts; return their paths."""
     out = Path(out)
+    charts = [
+        lambda: chart(report, out / "report.png"),
+        lambda: position_chart(report, out / "position_bias.png"),
+    ]
+    if report["benchmark"] == "rm-bench" and report["metrics"]["domains"]:
+        charts.append(lambda: matrix_chart(report, out / "matrix.png"))
+    return _write(out, "report", report, markdown(report), charts)
+
+
+def _write(
+    out: Path, name: str, data: Mapping[str, Any], text: str, charts: list[Callable[[], Path]]
+) -> list[Path]:
+    """``name``.json and ``name``.md in ``out``, then each chart until matplotlib is missing."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "report.json", out / "report.md"]
-    paths[0].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths[1].write_text(markdown(report), encoding="utf-8")
+    paths = [out / f"{name}.json", out / f"{name}.md"]
+    paths[0].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths[1].write_text(text, encoding="utf-8")
     try:
-        paths.append(chart(report, out / "report.png"))
-        paths.append(position_chart(report, out / "position_bias.png"))
-        if report["benchmark"] == "rm-bench" and report["metrics"]["domains"]:
-            paths.append(matrix_chart(report, out / "matrix.png"))
+        for draw in charts:
+            paths.append(draw())
     except ImportError as error:
         print(f"warning: no chart written: {error}", file=sys.stderr)
     return paths
@@ -357,16 +368,10 @@ def compare_chart(table: Mapping[str, Any], path: Path) -> Path:
 
 
 def write_compare(table: Mapping[str, Any], out: str | Path) -> list[Path]:
+    """Write compare.json, compare.md and (with matplotlib) the chart; return their paths."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "compare.json", out / "compare.md"]
-    paths[0].write_text(json.dumps(table, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    paths[1].write_text(compare_markdown(table), encoding="utf-8")
-    try:
-        paths.append(compare_chart(table, out / "compare.png"))
-    except ImportError as error:
-        print(f"warning: no chart written: {error}", file=sys.stderr)
-    return paths
+    charts = [lambda: compare_chart(table, out / "compare.png")]
+    return _write(out, "compare", table, compare_markdown(table), charts)
 
 
 def _join(names: Sequence[str]) -> str:
