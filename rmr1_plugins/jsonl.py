@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -159,8 +159,8 @@ def open_output(path: str | Path) -> Iterator[IO[str]]:
     os.chmod(temporary, existing.st_mode & 0o777 if existing else 0o666 & ~_umask())
     done = False
     try:
-        with _closing(open(fd, "w", encoding="utf-8"), name) as handle:
-            yield _Named(handle, name)
+        with _closing(open(fd, "w", encoding="utf-8"), name) as temporary_handle:
+            yield cast(IO[str], _Named(temporary_handle, name))
         done = True
     finally:
         _settle(Path(temporary), target, name, done, existing is not None)

@@ -87,7 +87,7 @@ class PairwiseExample(BaseModel):
 def _as_messages(value: object, role: str) -> list[Message]:
     if isinstance(value, str):
         return [Message(role=role, content=value)]
-    return [Message.model_validate(m) for m in value]  # type: ignore[union-attr]
+    return [Message.model_validate(m) for m in value]  # type: ignore[attr-defined]
 
 
 def _as_text(value: object) -> str:

@@ -184,7 +184,7 @@ def create_app(
             )
         results = await service.rewards(samples)
         names = list(results[0].extra_logs) if results else []
-        payload: dict[str, Any] = {
+        payload = {
             "rewards": [r.reward for r in results],
             "scores": [r.score for r in results],
             "extra_logs": {name: [r.extra_logs.get(name, 0.0) for r in results] for name in names},

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from rmr1_plugins._imports import require
@@ -144,7 +145,7 @@ class LongerWins(Backend):
         self.batches: list[int] = []
 
     def generate(
-        self, conversations: list[ChatMessages], params: SamplingParams
+        self, conversations: Sequence[ChatMessages], params: SamplingParams
     ) -> list[list[Generation]]:
         self.batches.append(len(conversations))
         out = []
@@ -185,7 +186,7 @@ class AlwaysA(Backend):
         self.prob = float((options or {}).get("prob", 0.9))
 
     def generate(
-        self, conversations: list[ChatMessages], params: SamplingParams
+        self, conversations: Sequence[ChatMessages], params: SamplingParams
     ) -> list[list[Generation]]:
         text = "<eval>A, always.</eval><answer>[[A]]</answer>"
         return [

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from statistics import fmean
-from typing import Any
+from typing import Any, cast
 
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.eval.loaders import RB2_SUBSETS, RB2_TIES, RM_BENCH_DOMAINS
@@ -80,7 +80,7 @@ BENCHMARK_NO_VERDICT = {"rewardbench": 0.5, "rm-bench": 0.0, "rmb": 0.0, "judgeb
 BENCHMARK_NO_VERDICT["rewardbench2"] = 0.5
 # The parts each headline score averages, as each benchmark defines them (the report names the
 # ones a run actually scored).
-RMB_SECTIONS = ("Pairwise Helpfulness", "Pairwise Harmlessness", "BoN Helpfulness")
+RMB_SECTIONS: tuple[str, ...] = ("Pairwise Helpfulness", "Pairwise Harmlessness", "BoN Helpfulness")
 RMB_SECTIONS += ("BoN Harmlessness",)
 JUDGEBENCH_CATEGORIES = ("mmlu-pro", "livebench-reasoning", "livebench-math", "livecodebench")
 # RewardBench 2's Ties score (reward-bench, rewardbench/utils.py, process_single_model).
@@ -317,14 +317,18 @@ def ties_score(records: Sequence[Record]) -> dict[str, Any]:
     }
     both = sorted(set(ref) & set(tied))
     # per paired prompt: tied spread (not None: two correct answers), tied gap, hardest gap
-    triples = [(tied[p][1], tied[p][2], min(ref[p][2], tied[p][2])) for p in both]
+    triples = [(cast(float, tied[p][1]), tied[p][2], min(ref[p][2], tied[p][2])) for p in both]
     terms["correctness_preferred"] = fmean(g > d for d, g, _ in triples) if both else None
     terms["correctness_preferred_hard"] = fmean(h > d for d, _, h in triples) if both else None
     terms["correctness_margin_score"] = (
         fmean(_tanh_ratio(h, d) for d, _, h in triples) if both else None
     )
     values = [terms[name] for name in TIES_WEIGHTS]
-    total = None if None in values else 100 * sum(TIES_WEIGHTS[n] * terms[n] for n in TIES_WEIGHTS)
+    total = (
+        None
+        if None in values
+        else 100 * sum(TIES_WEIGHTS[n] * cast(float, terms[n]) for n in TIES_WEIGHTS)
+    )
     return {
         "score": total,
         "terms": terms,

@@ -292,7 +292,13 @@ def compare(reports: Sequence[tuple[str, Mapping[str, Any]]], with_published: bo
     ]
     runs: dict[str, dict[str, Any]] = {}
     for label, (where, r) in zip(labels, reports, strict=True):
-        new = {"label": label, "published": False, "scores": {}, "health": {}, "reports": []}
+        new: dict[str, Any] = {
+            "label": label,
+            "published": False,
+            "scores": {},
+            "health": {},
+            "reports": [],
+        }
         run = runs.setdefault(label, new)
         run["scores"][r["benchmark"]] = r["metrics"]["score"]
         run["health"][r["benchmark"]] = r["metrics"]["health"]["overall"]

@@ -248,6 +248,7 @@ class JudgmentFile:
     def _lock(self) -> None:
         if fcntl is None:  # pragma: no cover
             return
+        assert self._handle is not None  # opened just before
         try:
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -148,7 +148,7 @@ def distill(
                 backend, params = teachers[pass_number]
                 outputs = backend.generate(prompts, params)
                 for row, samples in zip(batch, outputs, strict=True):
-                    record = {
+                    record: dict[str, Any] = {
                         "id": row_key(row),
                         "pass": pass_number,
                         "completion": samples[0].text,
@@ -161,17 +161,11 @@ def distill(
             bar.close()
     sft_rows = []
     for row in rows:
-        first, second = done.get((row_key(row), 1)), done.get((row_key(row), 2))
-        stats.first_pass_correct += bool(first and first["correct"])
-        stats.second_pass_tried += second is not None
-        stats.second_pass_correct += bool(second and second["correct"])
-        kept = (
-            first
-            if first and first["correct"]
-            else second
-            if second and second["correct"]
-            else None
-        )
+        one, two = done.get((row_key(row), 1)), done.get((row_key(row), 2))
+        stats.first_pass_correct += bool(one and one["correct"])
+        stats.second_pass_tried += two is not None
+        stats.second_pass_correct += bool(two and two["correct"])
+        kept = one if one and one["correct"] else two if two and two["correct"] else None
         if kept is not None:
             sft_rows.append(
                 {

@@ -36,8 +36,8 @@ def flags(values: dict[str, object], overrides: dict[str, str]) -> list[str]:
     An override value of ``true`` or ``""`` sets a switch, ``false`` removes it.
     """
     merged: dict[str, object] = dict(values)
-    for key, value in overrides.items():
-        merged[key] = {"true": True, "": True, "false": False}.get(value.lower(), value)
+    for key, text in overrides.items():
+        merged[key] = {"true": True, "": True, "false": False}.get(text.lower(), text)
     out: list[str] = []
     for key, value in merged.items():
         if value is False:

@@ -113,7 +113,7 @@ def _command(name: str, config: Path, launch: Launch) -> list[str]:
 def emit_sft(launch: Launch, d: SFTDefaults) -> Emitted:
     data = launch.out_dir / "data" / "sft.jsonl"
     write_jsonl(data, sft_rows(launch.data))
-    config = {"model_name_or_path": launch.model, "dtype": "bfloat16"}
+    config: dict[str, Any] = {"model_name_or_path": launch.model, "dtype": "bfloat16"}
     config["output_dir"] = str(launch.out_dir / "model")
     config["datasets"] = [{"path": "json", "data_files": str(data), "split": "train"}]
     config |= sft_config(d, launch.world)
@@ -126,7 +126,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
     data = launch.out_dir / "data" / "rl.jsonl"
     rows = ({"prompt": r["context_messages"], "winner": r["winner"]} for r in rl_rows(launch.data))
     write_jsonl(data, rows)
-    config = {"model_name_or_path": launch.model, "dtype": "bfloat16"}
+    config: dict[str, Any] = {"model_name_or_path": launch.model, "dtype": "bfloat16"}
     config["output_dir"] = str(launch.out_dir / "model")
     config["datasets"] = [{"path": "json", "data_files": str(data), "split": "train"}]
     config["reward_funcs"] = [REWARD_FUNC]

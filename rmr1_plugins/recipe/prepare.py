@@ -296,6 +296,8 @@ def _within_budget(
     from tqdm import tqdm
 
     stats.budget_checked = True
+    limit = config.max_prompt_tokens
+    assert limit is not None  # called only with a token budget
     kept = []
     starts = range(0, len(rendered), 256)
     for start in tqdm(starts, desc="token budget", unit="chunk", disable=not sys.stderr.isatty()):
@@ -304,7 +306,7 @@ def _within_budget(
         lengths = iter(counter(flat))
         for group in chunk:
             longest = max(next(lengths) for _ in group)
-            if longest > config.max_prompt_tokens:
+            if longest > limit:
                 stats.over_budget += 1
             else:
                 kept.append(group)

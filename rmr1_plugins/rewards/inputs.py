@@ -116,6 +116,7 @@ def extract_response(query: str, prompt: str, end_tokens: list[str] | tuple[str,
             raise SampleError("field 'query': does not contain the prompt (field 'prompts')")
         start = position + len(anchor)
     tail = _end_run(tuple(end_tokens)).match(query[start:][::-1])
+    assert tail is not None  # a starred group matches every text
     return query[start : len(query) - tail.end()].strip()
 
 
