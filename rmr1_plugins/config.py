@@ -56,11 +56,11 @@ class BackendConfig(BaseModel):
 class SamplingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_new_tokens: int = Field(4096, gt=0)
-    temperature: float = Field(0.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(4096, gt=0, description="tokens per judgment at most")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature, 0 is greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     num_samples: int = Field(1, gt=0, description="samples per order, majority-voted")
-    seed: int | None = None
+    seed: int | None = Field(None, description="sampling seed, where the backend takes one")
     verdict_probs: bool = Field(
         False, description="read P(A) against P(B) at the verdict token (vllm, openai, hf)"
     )
@@ -70,7 +70,7 @@ class SamplingConfig(BaseModel):
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
-            n=self.num_samples,
+            num_samples=self.num_samples,
             seed=self.seed,
             verdict_probs=self.verdict_probs,
         )
@@ -89,7 +89,7 @@ class ScorerConfig(BaseModel):
     seed: int = Field(0, description="seed of order=random")
     cache_size: int = Field(4096, ge=0)
     neutralize_markup: bool = Field(
-        False, description="defuse verdict markup inside candidate responses (guards.py)"
+        False, description="defuse verdict markup inside candidate responses before judging"
     )
     cache_sampled: bool = Field(False, description="also cache sampled judgments")
     backend: BackendConfig = Field(default_factory=BackendConfig)

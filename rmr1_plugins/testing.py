@@ -154,7 +154,7 @@ class LongerWins(Backend):
             text = f"<eval>{len(a)} vs {len(b)}</eval><answer>[[{winner}]]</answer>"
             if "??" in a + b:
                 text = "no idea"
-            out.append([Generation(text, "stop") for _ in range(params.n)])
+            out.append([Generation(text, "stop") for _ in range(params.num_samples)])
         return out
 
 
@@ -189,6 +189,9 @@ class AlwaysA(Backend):
     ) -> list[list[Generation]]:
         text = "<eval>A, always.</eval><answer>[[A]]</answer>"
         return [
-            [Generation(text, "stop", prob_a=self.prob, prob_letter="A") for _ in range(params.n)]
+            [
+                Generation(text, "stop", prob_a=self.prob, prob_letter="A")
+                for _ in range(params.num_samples)
+            ]
             for _ in conversations
         ]
