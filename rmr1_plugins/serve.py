@@ -64,7 +64,7 @@ class ServeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = Field("127.0.0.1", description="address to bind")
-    port: int = Field(5000, ge=0, le=65535, description="port; 0 picks a free one")
+    port: int = Field(5000, description="port; 0 picks a free one")  # range: serve_http.bind
     token: str | None = Field(None, description=f"require this bearer token (or set {TOKEN_ENV})")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest request body")
     max_pending: int = Field(
