@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from rmr1_plugins.backends.base import BackendError
-from rmr1_plugins.config import ConfigError, ScorerConfig, load_config
+from rmr1_plugins.cli_options import Flag, add_flags, add_renamed, overrides
+from rmr1_plugins.config import (
+    BackendConfig,
+    ConfigError,
+    SamplingConfig,
+    ScorerConfig,
+    load_config,
+)
 from rmr1_plugins.errors import UsageError
 from rmr1_plugins.jsonl import (
     InputError,
@@ -84,14 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render pairs into the judge's chat messages")
     render.add_argument("file", nargs="?", default="-", help="JSONL of pairs, or - for stdin")
-    render.add_argument(
-        "--template", default="rmr1-instruct", help="rmr1-instruct or rmr1-reasoning"
-    )
+    add_flags(render, [Flag(ScorerConfig, "template", ("template",))])
     render.set_defaults(func=cmd_render)
 
     parse = sub.add_parser("parse", help="read verdicts from judge completions")
     parse.add_argument("file", nargs="?", default="-", help="JSONL of {completion, label?}")
-    parse.add_argument("--rule", default="strict", help="strict, rmr1-train or rmr1-eval")
+    parser_flag = parse.add_argument(
+        "--parser", default="strict", help="a registered verdict parser: strict, rmr1-train, ..."
+    )
+    add_renamed(parse, "--rule", parser_flag)
     parse.set_defaults(func=cmd_parse)
 
     score = sub.add_parser(
@@ -134,54 +142,27 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by every command that builds a scorer; unset flags leave config alone."""
-    default = ScorerConfig()
-    sampling = default.sampling
+SCORER_FLAGS = (
+    Flag(BackendConfig, "name", ("backend", "name"), name="backend"),
+    Flag(BackendConfig, "model", ("backend", "model"), name="model"),
+    Flag(ScorerConfig, "template", ("template",)),
+    Flag(ScorerConfig, "parser", ("parser",)),
+    Flag(ScorerConfig, "order", ("order",)),
+    Flag(ScorerConfig, "seed", ("seed",)),
+    Flag(SamplingConfig, "max_new_tokens", ("sampling", "max_new_tokens")),
+    Flag(SamplingConfig, "temperature", ("sampling", "temperature")),
+    Flag(SamplingConfig, "top_p", ("sampling", "top_p")),
+    Flag(SamplingConfig, "num_samples", ("sampling", "num_samples")),
+    Flag(ScorerConfig, "neutralize_markup", ("neutralize_markup",)),
+)
+
+
+def add_scorer_flags(parser: argparse.ArgumentParser, notes: dict[str, str] | None = None) -> None:
+    """Flags shared by every command that builds a scorer, generated from the config's fields
+    (:data:`SCORER_FLAGS`); unset flags leave the file and the variables alone. ``notes`` say
+    where a command's defaults come from instead, by field name."""
     parser.add_argument("--config", help="YAML config file (flags and RMR1_* variables win)")
-    parser.add_argument(
-        "--backend",
-        help=f"backend name: hf, vllm, openai, constant, ... (default: {default.backend.name})",
-    )
-    parser.add_argument("--model", help="model id or local folder")
-    parser.add_argument(
-        "--template", help=f"rmr1-instruct or rmr1-reasoning (default: {default.template})"
-    )
-    parser.add_argument(
-        "--parser", help=f"strict, rmr1-eval or rmr1-train (default: {default.parser})"
-    )
-    parser.add_argument(
-        "--order",
-        choices=["given", "random", "both"],
-        help=f"A/B order to judge (default: {default.order}; rmr1 eval: the benchmark's own)",
-    )
-    parser.add_argument(
-        "--seed", type=int, help=f"seed of --order random (default: {default.seed})"
-    )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        help=f"tokens per judgment at most (default: {sampling.max_new_tokens})",
-    )
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        help=f"sampling temperature, 0 is greedy (default: {sampling.temperature})",
-    )
-    parser.add_argument(
-        "--top-p", type=float, help=f"nucleus sampling mass (default: {sampling.top_p})"
-    )
-    parser.add_argument(
-        "--num-samples",
-        type=int,
-        help=f"samples per order, majority-voted (default: {sampling.num_samples})",
-    )
-    parser.add_argument(
-        "--neutralize-markup",
-        action=argparse.BooleanOptionalAction,
-        help="defuse verdict markup inside candidate responses before judging "
-        "(default: off; on in rmr1 serve)",
-    )
+    add_flags(parser, SCORER_FLAGS, notes=notes)
     parser.add_argument(
         "--backend-option",
         action="append",
@@ -192,41 +173,34 @@ def add_scorer_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """Build the scorer config from ``--config``, ``RMR1_*`` variables and flags."""
+    """The offline judge's scorer config from ``--config``, ``RMR1_*`` variables and flags."""
     return load_config(args.config, **overrides_from_args(args))
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The scorer settings given by flags (see :func:`add_scorer_flags`), as nested overrides."""
+def overrides_from_args(
+    args: argparse.Namespace, prefix: str = "", flags: Sequence[Flag] = SCORER_FLAGS
+) -> dict[str, Any]:
+    """The scorer settings given by ``flags`` (see :func:`add_scorer_flags`) and
+    ``--backend-option``, as nested overrides; ``prefix`` reads flags added with one
+    (``--teacher-model``)."""
+    found = overrides(args, flags, prefix)
+    options = backend_options(getattr(args, f"{prefix.replace('-', '_')}backend_option"), prefix)
+    if options:
+        found.setdefault("backend", {})["options"] = options
+    return found
+
+
+def backend_options(items: list[str], prefix: str = "") -> dict[str, Any]:
+    """``--backend-option KEY=VALUE`` items as a mapping; values are read as YAML."""
     import yaml
 
-    overrides: dict[str, Any] = {}
-    for key in ("template", "parser", "order", "seed", "neutralize_markup"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    backend: dict[str, Any] = {}
-    if args.backend is not None:
-        backend["name"] = args.backend
-    if args.model is not None:
-        backend["model"] = args.model
     options = {}
-    for item in args.backend_option:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--backend-option expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--{prefix}backend-option expects KEY=VALUE, got {item!r}")
         options[key] = yaml.safe_load(value)
-    if options:
-        backend["options"] = options
-    if backend:
-        overrides["backend"] = backend
-    sampling = {
-        key: getattr(args, key)
-        for key in ("max_new_tokens", "temperature", "top_p", "num_samples")
-        if getattr(args, key) is not None
-    }
-    if sampling:
-        overrides["sampling"] = sampling
-    return overrides
+    return options
 
 
 def read_pairs(path: str, template: PromptTemplate | None = None) -> list[PairwiseExample]:
@@ -258,7 +232,7 @@ def render_pair(
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    template = get_template(args.template)
+    template = get_template(args.template or ScorerConfig.model_fields["template"].default)
     source = "stdin" if args.file == "-" else args.file
     with open_input(args.file) as handle:
         for line, row in read_rows(handle, source):
@@ -268,7 +242,7 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_parse(args: argparse.Namespace) -> None:
-    parser = get_parser(args.rule)
+    parser = get_parser(args.parser)
     source = "stdin" if args.file == "-" else args.file
     with open_input(args.file) as handle:
         for line, row in read_rows(handle, source):
@@ -278,9 +252,9 @@ def cmd_parse(args: argparse.Namespace) -> None:
             out: dict[str, Any] = {"verdict": parser.parse(completion)}
             if "id" in row:
                 out = {"id": row["id"], **out}
-            if args.rule == "rmr1-train":
+            if args.parser == "rmr1-train":
                 if row.get("label") is None:
-                    raise InputError(source, line, "field 'label': required by --rule rmr1-train")
+                    raise InputError(source, line, "field 'label': required by --parser rmr1-train")
                 try:
                     out["reward"] = train_reward(completion, row["label"])
                 except ValueError as error:

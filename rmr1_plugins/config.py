@@ -2,7 +2,11 @@
 
 Priority, highest first: explicit overrides (CLI flags), environment variables, the YAML file,
 defaults. Nested keys use ``__`` in variables: ``RMR1_BACKEND__MODEL=/models/rm``,
-``RMR1_SAMPLING__MAX_NEW_TOKENS=2048``. Unknown keys are rejected with the key's path.
+``RMR1_SAMPLING__MAX_NEW_TOKENS=2048``. Unknown keys are rejected with the key's path, and so are
+unknown template, parser and backend names (the message lists the registered ones).
+
+There is one loader, :func:`rmr1_plugins.rewards.load_reward_settings`; :func:`load_config` is
+its scorer part with ``training=False`` (the markup guard keeps its default, off).
 
 Example YAML::
 
@@ -19,12 +23,13 @@ Example YAML::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Container, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rmr1_plugins.backends.base import Backend, SamplingParams
 from rmr1_plugins.errors import UsageError
@@ -43,15 +48,20 @@ class BackendConfig(BaseModel):
     model: str | None = Field(None, description="model id, local folder, or served model name")
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific options")
 
+    @field_validator("name")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        return registered("backends", name)
+
 
 class SamplingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_new_tokens: int = Field(4096, gt=0)
-    temperature: float = Field(0.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(4096, gt=0, description="tokens per judgment at most")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature, 0 is greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
     num_samples: int = Field(1, gt=0, description="samples per order, majority-voted")
-    seed: int | None = None
+    seed: int | None = Field(None, description="sampling seed, where the backend takes one")
     verdict_probs: bool = Field(
         False, description="read P(A) against P(B) at the verdict token (vllm, openai, hf)"
     )
@@ -61,7 +71,7 @@ class SamplingConfig(BaseModel):
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
-            n=self.num_samples,
+            num_samples=self.num_samples,
             seed=self.seed,
             verdict_probs=self.verdict_probs,
         )
@@ -72,17 +82,29 @@ class ScorerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    template: str = "rmr1-instruct"
-    parser: str = "strict"
-    order: Literal["given", "random", "both"] = "given"
-    seed: int = 0
+    template: str = Field("rmr1-instruct", description="a registered judge prompt template")
+    parser: str = Field("strict", description="a registered verdict parser")
+    order: Literal["given", "random", "both"] = Field(
+        "given", description="A/B order of each pair: as given, one random swap, or both orders"
+    )
+    seed: int = Field(0, description="seed of order=random")
     cache_size: int = Field(4096, ge=0)
     neutralize_markup: bool = Field(
-        False, description="defuse verdict markup inside candidate responses (guards.py)"
+        False, description="defuse verdict markup inside candidate responses before judging"
     )
     cache_sampled: bool = Field(False, description="also cache sampled judgments")
     backend: BackendConfig = Field(default_factory=BackendConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, name: str) -> str:
+        return registered("templates", name)
+
+    @field_validator("parser")
+    @classmethod
+    def _known_parser(cls, name: str) -> str:
+        return registered("parsers", name)
 
     def build_backend(self) -> Backend:
         from rmr1_plugins.plugins import get_backend_class
@@ -111,6 +133,18 @@ class ScorerConfig(BaseModel):
         )
 
 
+def registered(kind: str, name: str) -> str:
+    """``name`` if a plugin registered it as one of ``kind``; else a :class:`ValueError` that
+    lists the registered names (a typo fails when the configuration loads, not at first use)."""
+    from rmr1_plugins.plugins import UnknownNameError, get_plugins
+
+    try:
+        get_plugins().get(kind, name)
+    except UnknownNameError as error:
+        raise ValueError(str(error)) from None
+    return name
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``override`` laid over it; nested mappings are merged key by key."""
     merged = dict(base)
@@ -136,24 +170,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def load_config(
     path: str | Path | Mapping[str, Any] | None = None, **overrides: Any
 ) -> ScorerConfig:
-    """Load a :class:`ScorerConfig` from YAML, ``RMR1_*`` variables and keyword overrides.
+    """The :class:`ScorerConfig` of an offline judge (``rmr1 score``, ``rmr1 eval``, a teacher).
 
-    ``path`` is a YAML file or a mapping already read from one. Overrides are nested dicts
-    (``backend={"model": "x"}``) and win over everything; the file gives the defaults that
-    variables can change. A ``reward:`` section is left to
-    :func:`rmr1_plugins.rewards.load_reward_settings`, so trainers and ``rmr1 score`` share a file.
+    The same loader as every trainer: ``load_reward_settings(path, training=False,
+    **overrides).scorer`` (see :func:`rmr1_plugins.rewards.load_reward_settings`), so one file
+    builds the same scorer everywhere, except that ``training=True`` turns the markup guard on
+    by default. ``path`` is a YAML file, a mapping already read from one, or ``None`` for
+    ``$RMR1_CONFIG`` (if set). Overrides are nested dicts (``backend={"model": "x"}``) and win
+    over ``RMR1_*`` variables, which win over the file. A ``reward:`` section is validated too.
     """
-    from_file: dict[str, Any] = {}
-    if isinstance(path, Mapping):
-        from_file, path = dict(path), None
-    elif path is not None:
-        from_file = read_config_file(path)
-    from_file.pop("reward", None)
-    try:
-        env_only = env_values()
-        return ScorerConfig(**deep_merge(deep_merge(from_file, env_only), overrides))
-    except ValidationError as error:
-        raise ConfigError(_describe(error, path)) from None
+    from rmr1_plugins.rewards.config import load_reward_settings
+
+    return load_reward_settings(path, training=False, **overrides).scorer
 
 
 def env_values(
@@ -191,6 +219,9 @@ def _describe(error: ValidationError, path: str | Path | None, prefix: str = "")
     return "\n".join([f"invalid configuration{where}:", *error_lines(error, prefix)])
 
 
+_PYDANTIC_PREFIX = re.compile(r"^(Value|Assertion) error, ")
+
+
 def error_lines(error: ValidationError, prefix: str = "") -> list[str]:
     """One ``  <key>: <problem>`` line per problem; keys are dotted paths starting with ``prefix``
     (``"reward."`` gives ``reward.win``; a problem of the whole model is named ``reward``)."""
@@ -198,5 +229,6 @@ def error_lines(error: ValidationError, prefix: str = "") -> list[str]:
     for problem in error.errors():
         key = (prefix + ".".join(str(part) for part in problem["loc"])).rstrip(".")
         message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+        message = _PYDANTIC_PREFIX.sub("", message)
         lines.append(f"  {key or '(top level)'}: {message}")
     return lines

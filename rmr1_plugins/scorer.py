@@ -49,7 +49,8 @@ class Scorer:
         order: ``given`` judges A/B as given; ``random`` swaps each pair with probability 1/2,
             seeded by ``seed`` and the pair's content (so a repeated pair keeps its order);
             ``both`` judges both orders and combines them, reporting whether they agree.
-        sampling: sampling parameters; ``sampling.n`` samples per order are majority-voted.
+        sampling: sampling parameters; ``sampling.num_samples`` samples per order are
+            majority-voted.
         cache_size: how many distinct judge requests to remember across calls (0 turns it
             off), least recently used first out. A request is the rendered prompt (template,
             context and both responses in their order) plus the backend, model and sampling.

@@ -4,7 +4,7 @@
 and answers ``{"rewards": [...], "scores": [...], "extra_logs": {"rmr1_fallback": [...], ...}}``,
 plus ``"error"`` when any sample got the fallback reward, saying why. Concurrent requests are
 batched into few judge calls (see :mod:`rmr1_plugins.rewards.service`); every request is answered
-once, within ``--timeout`` seconds (150 by default, under OpenRLHF's 180 s client timeout).
+once, within ``--timeout-s`` seconds (150 by default, under OpenRLHF's 180 s client timeout).
 
 Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 or JSON, a missing
 or mistyped field, named), 401 (missing or wrong token), 408 (body not received within
@@ -35,10 +35,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from rmr1_plugins._imports import require
+from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.cohorts import CohortService, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
@@ -57,18 +59,43 @@ class BodyError(RMR1Error, ValueError):
     """A request body that does not follow the protocol; the message names the field."""
 
 
-@dataclass
-class ServeOptions:
-    host: str = "127.0.0.1"
-    port: int = 5000
-    token: str | None = None
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_pending: int = 4096
-    warmup: bool = True
-    shutdown_timeout: float = 30.0
-    log_every: float = 60.0
-    access_log: bool = False
-    read_timeout: float = 60.0
+class ServeOptions(BaseModel):
+    """The HTTP server's settings; each is a flag of ``rmr1 serve`` (:data:`SERVER_FLAGS`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    host: str = Field("127.0.0.1", description="address to bind")
+    port: int = Field(5000, description="port; 0 picks a free one")  # range: serve_http.bind
+    token: str | None = Field(None, description=f"require this bearer token (or set {TOKEN_ENV})")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest request body")
+    max_pending: int = Field(
+        4096, ge=1, description="samples waiting at most; more are answered 503"
+    )
+    warmup: bool = Field(True, description="load the judge and run one judgment before serving")
+    shutdown_timeout: float = Field(
+        30.0, ge=0, description="seconds waiting requests get to finish on SIGTERM"
+    )
+    log_every: float = Field(60.0, description="seconds between stats lines; 0 turns them off")
+    access_log: bool = Field(False, description="log every request")
+    read_timeout: float = Field(
+        60.0, gt=0, description="seconds for a request's headers, and again for its body"
+    )
+
+
+SERVER_FLAGS = tuple(Flag(ServeOptions, name, (name,)) for name in ServeOptions.model_fields)
+# The reward: keys rmr1 serve takes as flags too (the others come from --config).
+REWARD_FLAGS = (
+    Flag(RewardConfig, "timeout_s", ("timeout_s",), renamed_from=("timeout",)),
+    Flag(RewardConfig, "max_batch_size", ("max_batch_size",)),
+    Flag(RewardConfig, "max_wait_ms", ("max_wait_ms",)),
+    Flag(RewardConfig, "max_concurrent_batches", ("max_concurrent_batches",)),
+    Flag(RewardConfig, "win", ("win",), renamed_from=("win-reward",)),
+    Flag(RewardConfig, "loss", ("loss",), renamed_from=("loss-reward",)),
+    Flag(RewardConfig, "fallback", ("fallback",), renamed_from=("fallback-reward",)),
+    Flag(RewardConfig, "strategy", ("strategy",)),
+    Flag(RewardConfig, "group_size", ("group_size",)),
+    Flag(RewardConfig, "group_timeout", ("group_timeout",)),
+)
 
 
 def parse_body(body: Any) -> list[Sample]:
@@ -336,34 +363,10 @@ def add_subcommand(subparsers: Any) -> None:
         help="HTTP reward server for OpenRLHF (--reward.remote_url http://HOST:PORT/get_reward)",
         description="An HTTP reward server speaking OpenRLHF's remote reward protocol.",
     )
-    add_scorer_flags(parser)
-    group = parser.add_argument_group("server")
-    group.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    group.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 picks one)")
-    group.add_argument("--token", help=f"require this bearer token (or set {TOKEN_ENV})")
-    group.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
-    group.add_argument("--max-pending", type=int, default=4096, help="samples waiting, then 503")
-    group.add_argument("--no-warmup", action="store_true", help="do not load the judge first")
-    group.add_argument("--shutdown-timeout", type=float, default=30.0)
-    group.add_argument("--log-every", type=float, default=60.0, help="seconds between stats lines")
-    group.add_argument("--access-log", action="store_true", help="log every request")
-    group.add_argument(
-        "--read-timeout",
-        type=float,
-        default=60.0,
-        help="seconds for a request's headers, and again for its body, to arrive (default 60)",
-    )
+    add_scorer_flags(parser, notes={"neutralize_markup": "on, as in training"})
+    add_flags(parser.add_argument_group("server"), SERVER_FLAGS)
     group = parser.add_argument_group("reward (also the 'reward:' section of --config)")
-    group.add_argument("--timeout", type=float, help="per-sample deadline in s (default 150)")
-    group.add_argument("--max-batch-size", type=int, help="samples per judge call (default 64)")
-    group.add_argument("--max-wait-ms", type=float, help="wait for a batch to fill (default 10)")
-    group.add_argument("--max-concurrent-batches", type=int, help="judge calls at once (1)")
-    group.add_argument("--win-reward", type=float, help="reward for beating the reference (1)")
-    group.add_argument("--loss-reward", type=float, help="reward for losing to it (0)")
-    group.add_argument("--fallback-reward", type=float, help="reward without a verdict (mid)")
-    group.add_argument("--strategy", help="how a group is compared (default round-robin)")
-    group.add_argument("--group-size", type=int, help="samples per prompt: judge in groups")
-    group.add_argument("--group-timeout", type=float, help="wait for a whole group, s (60)")
+    add_flags(group, REWARD_FLAGS)
     parser.set_defaults(func=cmd_serve)
 
 
@@ -372,38 +375,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from rmr1_plugins.config import ConfigError
 
     require("aiohttp", "serve")
-    names = {
-        "timeout": "timeout_s",
-        "max_batch_size": "max_batch_size",
-        "max_wait_ms": "max_wait_ms",
-        "max_concurrent_batches": "max_concurrent_batches",
-        "win_reward": "win",
-        "loss_reward": "loss",
-        "fallback_reward": "fallback",
-        "strategy": "strategy",
-        "group_size": "group_size",
-        "group_timeout": "group_timeout",
-    }
-    reward = {
-        key: getattr(args, flag) for flag, key in names.items() if getattr(args, flag) is not None
-    }
-    settings = load_reward_settings(args.config, reward=reward, **overrides_from_args(args))
-    if args.max_body_bytes < 1 or args.max_pending < 1:
-        raise ConfigError("--max-body-bytes and --max-pending must be at least 1")
-    if not 0 < args.read_timeout < float("inf"):
-        raise ConfigError(f"--read-timeout must be a positive number, got {args.read_timeout}")
-    options = ServeOptions(
-        host=args.host,
-        port=args.port,
-        token=args.token or os.environ.get(TOKEN_ENV) or None,
-        max_body_bytes=args.max_body_bytes,
-        max_pending=args.max_pending,
-        warmup=not args.no_warmup,
-        shutdown_timeout=args.shutdown_timeout,
-        log_every=args.log_every,
-        access_log=args.access_log,
-        read_timeout=args.read_timeout,
+    reward = overrides(args, REWARD_FLAGS)
+    settings = load_reward_settings(
+        args.config, reward=reward, training=True, **overrides_from_args(args)
     )
+    given = overrides(args, SERVER_FLAGS)
+    given["token"] = given.get("token") or os.environ.get(TOKEN_ENV) or None
+    try:
+        options = ServeOptions.model_validate(given)
+    except ValidationError as error:
+        lines = [
+            f"  --{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        raise ConfigError("\n".join(["invalid server flags:", *lines])) from None
     from rmr1_plugins.serve_http import bind
 
     sockets = bind(options.host, options.port)  # before the judge loads: errors come first

@@ -155,7 +155,7 @@ class LongerWins(Backend):
             text = f"<eval>{len(a)} vs {len(b)}</eval><answer>[[{winner}]]</answer>"
             if "??" in a + b:
                 text = "no idea"
-            out.append([Generation(text, "stop") for _ in range(params.n)])
+            out.append([Generation(text, "stop") for _ in range(params.num_samples)])
         return out
 
 
@@ -190,6 +190,9 @@ class AlwaysA(Backend):
     ) -> list[list[Generation]]:
         text = "<eval>A, always.</eval><answer>[[A]]</answer>"
         return [
-            [Generation(text, "stop", prob_a=self.prob, prob_letter="A") for _ in range(params.n)]
+            [
+                Generation(text, "stop", prob_a=self.prob, prob_letter="A")
+                for _ in range(params.num_samples)
+            ]
             for _ in conversations
         ]

@@ -52,12 +52,12 @@ def test_parse_rules(tmp_path, capsys):
         {"completion": "[[A]] and [[B]]", "label": "A"},
     ]
     path = write_jsonl(tmp_path / "c.jsonl", rows)
-    assert main(["parse", "--rule", "rmr1-train", path]) == 0
+    assert main(["parse", "--parser", "rmr1-train", path]) == 0
     assert lines(capsys.readouterr().out) == [
         {"id": 1, "verdict": "B", "reward": 1.0},
         {"verdict": None, "reward": -1.0},
     ]
-    assert main(["parse", "--rule", "rmr1-eval", path]) == 0
+    assert main(["parse", "--parser", "rmr1-eval", path]) == 0
     assert lines(capsys.readouterr().out) == [{"id": 1, "verdict": "B"}, {"verdict": None}]
 
 
@@ -91,13 +91,13 @@ def test_parse_rules(tmp_path, capsys):
         ([{**PAIR, "label": "C"}], ["render"], "line 1: field 'label'"),
         (
             [{"completion": "x"}],
-            ["parse", "--rule", "rmr1-train"],
+            ["parse", "--parser", "rmr1-train"],
             "line 1: field 'label': required",
         ),
         ([{"completion": 3}], ["parse"], "line 1: field 'completion': must be a string"),
         (
             [{"completion": "x", "label": "tie"}],
-            ["parse", "--rule", "rmr1-train"],
+            ["parse", "--parser", "rmr1-train"],
             "line 1: field 'label': label must be",
         ),
         ([[1, 2]], ["parse"], "line 1: expected a JSON object, got list"),

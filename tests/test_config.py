@@ -24,8 +24,10 @@ def test_priority_overrides_then_env_then_file(tmp_path, monkeypatch):
 def test_unknown_key_names_its_path(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("backend:\n  nmae: hf\n")
+    # one loader, one message for rmr1 score and the trainers alike
     with pytest.raises(
-        ConfigError, match=r"invalid configuration in .*bad.yaml:\n  backend.nmae: unknown key"
+        ConfigError,
+        match=r"invalid configuration:\n  backend.nmae: unknown key\n  \(in .*bad.yaml\)",
     ):
         load_config(path)
 
@@ -60,3 +62,66 @@ def test_build_scorer_from_config():
 def test_backend_options_are_validated():
     with pytest.raises(ConfigError, match=r"backend\.options\.completon: unknown key"):
         load_config(backend={"name": "constant", "options": {"completon": "x"}}).build_backend()
+
+
+def test_one_file_builds_the_same_scorer_everywhere_but_for_the_training_guard(tmp_path):
+    from rmr1_plugins.rewards import load_reward_settings
+
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("order: both\nbackend: {name: constant}\nreward: {strategy: pivot}\n")
+    offline = load_config(path)
+    assert offline == load_reward_settings(path, training=False).scorer
+    training = load_reward_settings(path, training=True).scorer
+    assert training.neutralize_markup is True and offline.neutralize_markup is False
+    assert training.model_copy(update={"neutralize_markup": False}) == offline
+    path.write_text("neutralize_markup: false\n")  # a file that says so wins in training too
+    assert load_reward_settings(path, training=True).scorer.neutralize_markup is False
+
+
+def test_the_reward_section_is_validated_for_rmr1_score_too(tmp_path):
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("reward: {stratgy: pivot}\n")
+    with pytest.raises(ConfigError, match=r"reward\.stratgy: unknown key"):
+        load_config(path)
+
+
+def test_config_file_comes_from_rmr1_config_everywhere(tmp_path, monkeypatch):
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("parser: rmr1-eval\n")
+    monkeypatch.setenv("RMR1_CONFIG", str(path))
+    assert load_config().parser == "rmr1-eval"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"template": "rmr1-instrct"},
+            r"template: unknown template 'rmr1-instrct'\. Did you mean "
+            r"'rmr1-instruct'\? Available: rmr1-instruct, rmr1-reasoning",
+        ),
+        (
+            {"parser": "strikt"},
+            r"parser: unknown parser 'strikt'\. Did you mean 'strict'\? "
+            r"Available: .*rmr1-eval, rmr1-train, strict",
+        ),
+        (
+            {"backend": {"name": "vlm"}},
+            r"backend\.name: unknown backend 'vlm'\. Did you mean "
+            r"'vllm'\? Available: constant, hf, openai, vllm",
+        ),
+    ],
+)
+def test_unknown_names_fail_at_load_time_listing_what_is_registered(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(**overrides)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as error:
+        load_config(parser="x", template="y", backend={"name": "z"})
+    assert [line.split(":")[0].strip() for line in str(error.value).splitlines()[1:]] == [
+        "template",
+        "parser",
+        "backend.name",
+    ]

@@ -124,12 +124,12 @@ def test_strategies_report_their_cost():
 
 
 def test_both_orders_doubles_judgments_and_exposes_position_bias():
-    [result], _ = run("round-robin", [group(VALUES)], both_orders=True)
+    [result], _ = run("round-robin", [group(VALUES)], order="both")
     assert result.rewards == pytest.approx([2 / 3, 0.0, 1.0, 1 / 3])
     assert result.judgments == 12 and result.orders_agree == (6, 6)
 
     always_a = ScriptedBackend()  # says A whatever it sees
-    [biased] = score_groups(Scorer(always_a), [group(VALUES)], "round-robin", both_orders=True)
+    [biased] = score_groups(Scorer(always_a), [group(VALUES)], "round-robin", order="both")
     assert biased.rewards == [0.5] * 4 and biased.orders_agree == (0, 6)
 
 
@@ -199,7 +199,7 @@ def test_async_matches_sync():
 
 
 def test_summary_names_opponents_and_votes():
-    [result], _ = run("reference", [group([2], reference="answer 1")], both_orders=True)
+    [result], _ = run("reference", [group([2], reference="answer 1")], order="both")
     assert result.summary(0) == "vs reference: 1.00 (votes 2-0, unparsed 0, orders agree)"
 
 
@@ -231,7 +231,7 @@ def test_both_orders_view_shares_the_scorer_cache():
     scorer = Scorer(backend)
     view = with_both_orders(scorer)
     assert view.order == "both" and scorer.order == "given" and with_both_orders(view) is view
-    score_groups(scorer, [group(VALUES)], "round-robin", both_orders=True)
+    score_groups(scorer, [group(VALUES)], "round-robin", order="both")
     score_groups(scorer, [group(VALUES)], "round-robin")  # the given order is already cached
     assert [len(batch) for batch in backend.batches] == [12]
 

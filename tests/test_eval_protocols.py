@@ -100,7 +100,7 @@ def test_rm_r1_protocol_reproduces_rm_r1_scoring_of_recorded_judgments(tmp_path,
     assert {name: sections[name] for name in expected} == pytest.approx(expected, abs=1e-6)
     assert report["metrics"]["score"] == pytest.approx(37.5, abs=1e-6)
     assert report["protocol"]["name"] == "rm-r1"
-    assert report["protocol"]["settings"] == {"parser": "rmr1-eval", "no_verdict": "wrong"}
+    assert report["protocol"]["settings"] == {"parser": "rmr1-eval", "on_unparsed": "wrong"}
     assert report["run"]["parser"] == "rmr1-eval"
 
 
@@ -112,9 +112,15 @@ def test_benchmark_protocol_and_explicit_flags_score_otherwise(tmp_path, judgmen
     assert sections["Chat Hard"] == sections["Safety"] == pytest.approx(50.0)
     assert strict["metrics"]["score"] == pytest.approx(75.0)
     # an explicit flag wins over the protocol, and the report says so
-    tie = rescore(tmp_path, judgments, "--protocol", "rm-r1", "--no-verdict", "tie")
+    tie = rescore(tmp_path, judgments, "--protocol", "rm-r1", "--on-unparsed", "tie")
     assert tie["metrics"]["sections"]["Chat Hard"] == pytest.approx(50.0)
-    assert tie["protocol"]["overridden"] == ["no_verdict"]
+    assert tie["protocol"]["overridden"] == ["on_unparsed"]
+
+
+def test_the_old_no_verdict_flag_still_works_for_a_release_and_says_so(tmp_path, judgments, capsys):
+    tie = rescore(tmp_path, judgments, "--protocol", "rm-r1", "--no-verdict", "tie")
+    assert tie["protocol"]["overridden"] == ["on_unparsed"]
+    assert "--no-verdict was renamed --on-unparsed" in capsys.readouterr().err
 
 
 def test_rescoring_warns_when_the_judgments_were_made_otherwise(tmp_path, judgments, capsys):
@@ -137,11 +143,11 @@ def test_rescoring_warns_when_the_judgments_were_made_otherwise(tmp_path, judgme
 )
 def test_protocol_table_fills_only_unset_flags(name, benchmark, expected):
     args = argparse.Namespace(
-        protocol=name, benchmark=benchmark, parser=None, no_verdict=None, order=None,
+        protocol=name, benchmark=benchmark, parser=None, on_unparsed=None, order=None,
         max_new_tokens=None, temperature=None, top_p=None,
     )  # fmt: skip
     protocols.apply(args)
-    got = (args.parser, args.no_verdict, args.order, args.max_new_tokens, args.temperature)
+    got = (args.parser, args.on_unparsed, args.order, args.max_new_tokens, args.temperature)
     assert got == expected
     args.order, args.max_new_tokens = "both", 123
     stated = protocols.apply(args)
@@ -172,3 +178,77 @@ def test_a_dry_run_records_the_rm_r1_budget_and_order(tmp_path):
     assert report["run"]["sampling"]["max_new_tokens"] == 50000
     record = json.loads((out / "judgments.jsonl").read_text().splitlines()[0])
     assert [j["swapped"] for j in record["judgments"]] == [False]
+
+
+def judgebench_file(tmp_path):
+    row = {
+        "pair_id": "p1",
+        "original_id": "o1",
+        "source": "mmlu-pro-law",
+        "question": "Q?",
+        "response_model": "m",
+        "response_A": "a",
+        "response_B": "b",
+        "label": "A>B",
+    }
+    data = tmp_path / "judgebench.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    return data
+
+
+def test_a_config_file_and_variables_win_over_the_protocol_like_flags(tmp_path, monkeypatch):
+    config = tmp_path / "rmr1.yaml"
+    config.write_text("order: both\nparser: strict\nsampling: {max_new_tokens: 64}\n")
+    monkeypatch.setenv("RMR1_SAMPLING__TEMPERATURE", "0.5")
+    out = tmp_path / "out"
+    argv = ["eval", "--benchmark", "judgebench", "--data", str(judgebench_file(tmp_path))]
+    argv += ["--backend", "constant", "--config", str(config), "--protocol", "rm-r1"]
+    assert main([*argv, "-o", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    run = report["run"]
+    assert (run["order"], run["parser"]) == ("both", "strict")
+    assert (run["sampling"]["max_new_tokens"], run["sampling"]["temperature"]) == (64, 0.5)
+    assert run["sampling"]["top_p"] == 1.0  # not set anywhere: the protocol's
+    overridden = report["protocol"]["overridden"]
+    assert sorted(overridden) == ["max_new_tokens", "order", "parser", "temperature"]
+
+
+def test_a_flag_still_wins_over_the_config_file(tmp_path):
+    config = tmp_path / "rmr1.yaml"
+    config.write_text("order: both\n")
+    out = tmp_path / "out"
+    argv = ["eval", "--benchmark", "judgebench", "--data", str(judgebench_file(tmp_path))]
+    argv += ["--backend", "constant", "--config", str(config), "--order", "random"]
+    assert main([*argv, "--protocol", "rm-r1", "-o", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["order"] == "random" and report["run"]["parser"] == "rmr1-eval"
+
+
+def test_apply_prefers_flags_then_config_then_the_protocol():
+    args = argparse.Namespace(
+        protocol="rm-r1", benchmark="rewardbench", parser="strict", on_unparsed=None,
+        order=None, max_new_tokens=None, temperature=None, top_p=None,
+    )  # fmt: skip
+    config = {"parser": "rmr1-train", "order": "both", "top_p": 0.9}
+    stated = protocols.apply(args, config=config)
+    assert (args.parser, args.order, args.top_p, args.max_new_tokens) == (
+        "strict",
+        "both",
+        0.9,
+        50000,
+    )
+    assert stated["overridden"] == ["parser", "order", "top_p"]
+
+
+def test_configured_reads_only_what_a_file_or_variable_set(tmp_path, monkeypatch):
+    from rmr1_plugins.config import load_config
+
+    assert protocols.configured(load_config()) == {}
+    config = tmp_path / "rmr1.yaml"
+    config.write_text("parser: rmr1-eval\nsampling: {top_p: 0.5}\nbackend: {name: constant}\n")
+    monkeypatch.setenv("RMR1_ORDER", "both")
+    assert protocols.configured(load_config(config)) == {
+        "parser": "rmr1-eval",
+        "order": "both",
+        "top_p": 0.5,
+    }

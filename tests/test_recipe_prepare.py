@@ -89,7 +89,7 @@ def test_rows_are_rendered_by_the_template_with_alternating_winners(tmp_path):
 
 def test_both_orders_keeps_each_pair_twice_in_the_same_part(tmp_path):
     source = write(tmp_path / "code.jsonl", [{**CODE, "id": i} for i in range(4)])
-    config = PrepareConfig(max_prompt_tokens=None, order="both", distill_fraction=0.5)
+    config = PrepareConfig(max_prompt_tokens=None, placement="both", distill_fraction=0.5)
     stats = prepare([source], tmp_path / "out", config)
     assert stats.pairs == 4
     assert stats.parts == {"eval": 0, "distill": 4, "rl": 4}

@@ -304,7 +304,7 @@ def test_a_preset_counts_with_its_base_models_tokenizer():
 
     preset = get_preset("rm-r1-instruct-32b")
     args = Namespace(
-        distill_fraction=None, max_prompt_tokens=4096, template=None, order="alternate",
+        distill_fraction=None, max_prompt_tokens=4096, template=None, placement="alternate",
         eval_size=0, tokenizer=None, seed=42, split="train", subset=None, limit=None,
         skip_invalid=False, exclude=[],
     )  # fmt: skip

@@ -64,7 +64,9 @@ def test_random_order_is_seeded_and_stable():
 def test_majority_vote_over_samples():
     votes = iter(["<answer>[[B]]</answer>", "<answer>[[A]]</answer>", "<answer>[[B]]</answer>"])
     backend = ScriptedBackend(lambda user, i: next(votes))
-    [result] = Scorer(backend, sampling=SamplingParams(n=3, temperature=1.0)).score([pair()])
+    [result] = Scorer(backend, sampling=SamplingParams(num_samples=3, temperature=1.0)).score(
+        [pair()]
+    )
     assert result.verdict == "B" and result.votes == {"A": 1, "B": 2, "none": 0}
 
 

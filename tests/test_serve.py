@@ -278,7 +278,10 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
         (["--backend", "nope"], "unknown backend 'nope'"),
         (["--backend", "hf"], "cannot build backend 'hf': the hf backend needs a model"),
         (["--backend", "constant", "--timeout", "-1"], "reward.timeout_s: Input should be"),
-        (["--backend", "constant", "--max-pending", "0"], "--max-pending must be at least 1"),
+        (
+            ["--backend", "constant", "--max-pending", "0"],
+            "--max-pending: Input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_a_bad_configuration_stops_the_server_at_start_with_a_clear_error(flags, message):

@@ -24,7 +24,7 @@ def sample(text, label="reference"):
 
 
 def scorer(judge=VotesJudge, **kwargs):
-    return Scorer(judge(), sampling=SamplingParams(n=8), **kwargs)
+    return Scorer(judge(), sampling=SamplingParams(num_samples=8), **kwargs)
 
 
 def run(coroutine):
@@ -310,7 +310,7 @@ def test_a_hung_request_to_a_real_http_server_costs_only_its_own_reward():
 
     stub = StubServer(handler)
     options = {"base_url": stub.url, "max_retries": 0}
-    judge = Scorer(OpenAIBackend("stub-model", options), sampling=SamplingParams(n=4))
+    judge = Scorer(OpenAIBackend("stub-model", options), sampling=SamplingParams(num_samples=4))
     service = RewardService(judge, RewardConfig(max_batch_size=16, max_wait_ms=100, timeout_s=2))
     texts = [f"r{i}" for i in range(12)]
     texts[5] = "r5 hang"

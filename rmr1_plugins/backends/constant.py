@@ -33,6 +33,9 @@ class ConstantBackend(Backend):
     ) -> list[list[Generation]]:
         self.calls.append(len(conversations))
         return [
-            [Generation(self.opts.completion, finish_reason="stop") for _ in range(params.n)]
+            [
+                Generation(self.opts.completion, finish_reason="stop")
+                for _ in range(params.num_samples)
+            ]
             for _ in conversations
         ]

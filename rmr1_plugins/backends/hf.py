@@ -120,7 +120,7 @@ class HFBackend(Backend):
                 output = model.generate(
                     **batch,
                     max_new_tokens=params.max_new_tokens,
-                    num_return_sequences=params.n,
+                    num_return_sequences=params.num_samples,
                     pad_token_id=tokenizer.pad_token_id,
                     **sampling,
                 )
@@ -129,13 +129,13 @@ class HFBackend(Backend):
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, ids in enumerate(new_tokens.tolist()):
                 generation = self._to_generation(
-                    tokenizer, ids, params, len(prompts[chunk[row // params.n]])
+                    tokenizer, ids, params, len(prompts[chunk[row // params.num_samples]])
                 )
                 if recorder is not None:
                     generation = replace(
                         generation, **probability_fields(recorder.read(tokenizer, row, ids))
                     )
-                results[chunk[row // params.n]].append(generation)
+                results[chunk[row // params.num_samples]].append(generation)
         return results
 
     @staticmethod

@@ -250,7 +250,7 @@ class OpenAIBackend(Backend):
             "messages": [{"role": m["role"], "content": m["content"]} for m in conversation],
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
-            "n": params.n,
+            "n": params.num_samples,
         }
         if params.temperature > 0:
             body["top_p"] = params.top_p
@@ -269,14 +269,14 @@ class OpenAIBackend(Backend):
     ) -> list[Generation]:
         data = await self._call("POST", "/chat/completions", preferred, body)
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
-        if len(choices) != params.n:
+        if len(choices) != params.num_samples:
             raise BackendError(
-                f"asked {self._where()} for {params.n} completions, got {len(choices)}: "
+                f"asked {self._where()} for {params.num_samples} completions, got {len(choices)}: "
                 f"{json.dumps(data)[:300]}"
             )
         usage = data.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens")
-        output_tokens = usage.get("completion_tokens") if params.n == 1 else None
+        output_tokens = usage.get("completion_tokens") if params.num_samples == 1 else None
         generations = []
         for choice in choices:
             message = choice.get("message") or {}

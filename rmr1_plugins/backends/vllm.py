@@ -374,7 +374,7 @@ class VLLMBackend(Backend):
         vllm = require("vllm", "vllm")
         greedy = params.temperature == 0
         return vllm.SamplingParams(
-            n=params.n,
+            n=params.num_samples,
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
             top_p=1.0 if greedy else params.top_p,

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from rmr1_plugins.cli import add_scorer_flags, config_from_args
-from rmr1_plugins.config import ConfigError
+from rmr1_plugins.cli_options import add_renamed
+from rmr1_plugins.config import ConfigError, load_config
 from rmr1_plugins.eval import protocols
 from rmr1_plugins.eval import report as reports
 from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load
@@ -24,6 +25,9 @@ from rmr1_plugins.eval.store import (
     run_settings,
 )
 from rmr1_plugins.plugins import get_parser, get_template
+
+# The scorer settings an evaluation protocol fills when neither a flag nor the config sets them.
+PROTOCOL_KEYS = ("parser", "order", "max_new_tokens", "temperature", "top_p")
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
@@ -51,15 +55,16 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         help="recompute the report from recorded judgments, without a model (--data adds the "
         "completeness check; --parser parses the stored completions again)",
     )
-    parser.add_argument(
-        "--no-verdict",
+    on_unparsed = parser.add_argument(
+        "--on-unparsed",
         choices=NO_VERDICT_POLICIES,
-        help="what a comparison without a verdict scores: the benchmark's own rule (default), "
-        "wrong (0, as in RM-R1's evaluation), or tie (0.5); default: the protocol's",
+        help="what a comparison without a verdict scores: the benchmark's own rule, wrong (0, "
+        "as in RM-R1's evaluation), or tie (0.5) (default: the protocol's)",
     )
+    add_renamed(parser, "--no-verdict", on_unparsed)
     protocols.add_flag(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="comparisons per backend call")
-    add_scorer_flags(parser)
+    add_scorer_flags(parser, notes=dict.fromkeys(PROTOCOL_KEYS, "the protocol's, see --protocol"))
     parser.set_defaults(func=cmd_eval)
     compare = parser.add_subparsers(dest="eval_command").add_parser(
         "compare", help="several report folders side by side, with RM-R1's published numbers"
@@ -94,7 +99,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if not args.data and not args.from_judgments:
         raise ConfigError("give --data (a benchmark file or datasets name) or --from-judgments")
     out = Path(args.out or f"rmr1-eval-{args.benchmark}")
-    protocol = protocols.apply(args, rescoring=bool(args.from_judgments))
+    # a config file or RMR1_* variable that sets a protocol key wins over the protocol, as a flag
+    configured = protocols.configured(load_config(args.config))
+    protocol = protocols.apply(args, rescoring=bool(args.from_judgments), config=configured)
     report = rescore(args) if args.from_judgments else run(args, out)
     report["protocol"] = protocol
     if differ := protocols.recorded_differences(protocol, report.get("run")):
@@ -128,7 +135,7 @@ def run(args: argparse.Namespace, out: Path) -> dict:
         finally:
             scorer.close()
     records = [store.records[c.id] for c in loaded.comparisons]
-    return reports.build_report(args.benchmark, records, args.no_verdict, store.run, loaded)
+    return reports.build_report(args.benchmark, records, args.on_unparsed, store.run, loaded)
 
 
 def rescore(args: argparse.Namespace) -> dict:
@@ -159,4 +166,4 @@ def rescore(args: argparse.Namespace) -> dict:
     run = records[0].get("run") if records else None
     if run and args.parser:
         run = {**run, "parser": args.parser}
-    return reports.build_report(args.benchmark, records, args.no_verdict, run, loaded)
+    return reports.build_report(args.benchmark, records, args.on_unparsed, run, loaded)

@@ -13,13 +13,18 @@ rule is applied with one random order per comparison, as on RewardBench.
 default; the others: one random order). Their parsers are written for their own judge prompts,
 so the parser and the token budget are left to the scorer config (default ``strict``, 4,096).
 
-Flags given explicitly win over the protocol's values.
+Explicit settings win over the protocol's values: a flag, and a key that a ``--config`` file or
+an ``RMR1_*`` variable sets (:func:`configured`); the protocol fills only what none of them set.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from rmr1_plugins.config import ScorerConfig
 
 PROTOCOL_NAMES = ("benchmark", "rm-r1")
 DEFAULT_PROTOCOL = "benchmark"
@@ -28,7 +33,7 @@ DEFAULT_PROTOCOL = "benchmark"
 @dataclass(frozen=True)
 class Protocol:
     parser: str | None
-    no_verdict: str
+    on_unparsed: str
     order: str
     max_new_tokens: int | None = None
     temperature: float | None = None
@@ -57,15 +62,34 @@ PROTOCOLS: dict[str, dict[str, Protocol]] = {
 }
 
 # What rescoring recorded judgments can still change; the rest was fixed when they were made.
-RESCORING = ("parser", "no_verdict")
+RESCORING = ("parser", "on_unparsed")
+SAMPLING = ("max_new_tokens", "temperature", "top_p")
 
 
-def apply(args: argparse.Namespace, rescoring: bool = False) -> dict:
-    """Fill the flags left unset (``None``) from ``args.protocol`` for ``args.benchmark``.
+def configured(config: ScorerConfig) -> dict[str, Any]:
+    """The protocol's keys that ``config`` sets explicitly (a file or ``RMR1_*`` variable), not
+    by default."""
+    found = {
+        key: getattr(config, key) for key in ("parser", "order") if key in config.model_fields_set
+    }
+    if "sampling" in config.model_fields_set:
+        sampling = config.sampling
+        found |= {
+            key: getattr(sampling, key) for key in SAMPLING if key in sampling.model_fields_set
+        }
+    return found
 
+
+def apply(
+    args: argparse.Namespace, rescoring: bool = False, config: Mapping[str, Any] | None = None
+) -> dict:
+    """Fill the settings left unset from ``args.protocol`` for ``args.benchmark``.
+
+    A flag (an ``args`` value other than ``None``) wins, then ``config`` (what a config file or
+    variable set, :func:`configured`), then the protocol; ``args`` gets the value that wins.
     When ``rescoring`` without an explicit ``--protocol``, the recorded parse is kept (only the
     no-verdict rule is filled in). Returns what the report states: the protocol's name, its
-    settings, and which of them an explicit flag overrode.
+    settings, and which of them an explicit setting overrode.
     """
     name = args.protocol or DEFAULT_PROTOCOL
     settings = asdict(PROTOCOLS[name][args.benchmark])
@@ -73,12 +97,17 @@ def apply(args: argparse.Namespace, rescoring: bool = False) -> dict:
         settings = {key: settings[key] for key in RESCORING}
         if args.protocol is None:
             settings["parser"] = None
+    config = config or {}
     overridden = []
     for key, value in settings.items():
         given = getattr(args, key, None)
         if given is None:
+            given = config.get(key)
+        if given is None:
             setattr(args, key, value)
-        elif value is not None and given != value:
+            continue
+        setattr(args, key, given)
+        if value is not None and given != value:
             overridden.append(key)
     return {
         "name": name,
@@ -94,7 +123,7 @@ def add_flag(parser: argparse.ArgumentParser) -> None:
         choices=PROTOCOL_NAMES,
         help="rm-r1: RM-R1's parser (rmr1-eval), errors = 0, 50,000 tokens, greedy, one random "
         "order (JudgeBench: the given order); benchmark (default): each benchmark's own "
-        "no-verdict rule and order. Explicit flags win",
+        "no-verdict rule and order. Flags and keys set by --config or RMR1_* variables win",
     )
 
 

@@ -20,7 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rmr1_plugins.cli import SCORER_FLAGS, overrides_from_args
+from rmr1_plugins.cli_options import add_flags, add_renamed
 from rmr1_plugins.config import ConfigError
+from rmr1_plugins.recipe.prepare import PrepareConfig
 from rmr1_plugins.recipe.presets import PRESETS, Preset, get_preset, preset_sources
 
 EPILOG = "See docs/recipe.md for what each stage writes and how to scale it."
@@ -97,6 +100,11 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(func=cmd_run, eval_size=16)
 
 
+PREPARE_DEFAULTS = PrepareConfig()
+TEACHER_KEYS = ("name", "model", "max_new_tokens", "temperature", "top_p")
+TEACHER_FLAGS = tuple(flag for flag in SCORER_FLAGS if flag.field in TEACHER_KEYS)
+
+
 def add_prepare_flags(parser: argparse.ArgumentParser, preset_help: bool = True) -> None:
     parser.add_argument(
         "sources",
@@ -108,35 +116,46 @@ def add_prepare_flags(parser: argparse.ArgumentParser, preset_help: bool = True)
         parser.add_argument(
             "--preset", choices=list(PRESETS), help="a released checkpoint's data mix and template"
         )
-    parser.add_argument("--split", default="train", help="split of dataset-name sources")
+    parser.add_argument(
+        "--split", default=PREPARE_DEFAULTS.split, help="split of dataset-name sources"
+    )
     parser.add_argument("--subset", help="configuration name of dataset-name sources")
     parser.add_argument(
-        "--template", help="rmr1-instruct (default) or rmr1-reasoning; a preset gives its own"
+        "--template",
+        help=f"a registered template (default: {PREPARE_DEFAULTS.template}; a preset gives its "
+        "own)",
     )
-    parser.add_argument(
-        "--order",
+    placement = parser.add_argument(
+        "--placement",
         choices=["alternate", "both"],
-        default="alternate",
-        help="chosen answer alternately in slot A/B (RM-R1), or each pair in both orders",
+        default=PREPARE_DEFAULTS.placement,
+        help="where the chosen answer goes: alternately in slot A and B (RM-R1), or each pair "
+        "written twice, once in each order",
     )
+    add_renamed(parser, "--order", placement)
     parser.add_argument(
         "--distill-fraction",
         type=float,
-        help="share for stage 1 (default 0.12; DeepSeek presets 0)",
+        help=f"share for stage 1 (default {PREPARE_DEFAULTS.distill_fraction}; DeepSeek presets 0)",
     )
-    parser.add_argument("--eval-size", type=int, default=0, help="pairs held out for scoring")
+    parser.add_argument(
+        "--eval-size",
+        type=int,
+        default=PREPARE_DEFAULTS.eval_size,
+        help="pairs held out for scoring",
+    )
     parser.add_argument(
         "--max-prompt-tokens",
         type=int,
-        default=4096,
-        help="drop longer prompts (default 4096, as RM-R1); 0 keeps every prompt",
+        default=PREPARE_DEFAULTS.max_prompt_tokens,
+        help="drop longer prompts (as RM-R1); 0 keeps every prompt",
     )
     parser.add_argument(
         "--tokenizer",
         help="the student's tokenizer, for the token budget (default: the preset's base model; "
         "run: the student); required unless --max-prompt-tokens 0",
     )
-    parser.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+    parser.add_argument("--seed", type=int, default=PREPARE_DEFAULTS.seed, help="shuffle seed")
     parser.add_argument("--limit", type=int, help="at most this many pairs per source")
     parser.add_argument("--skip-invalid", action="store_true", help="count bad rows, don't stop")
     parser.add_argument(
@@ -155,16 +174,15 @@ def add_teacher_flags(
     who = "the pass-2 (correction) teacher; default: the pass-1 teacher" if correction else ""
     group = parser.add_argument_group(who or "teacher")
     group.add_argument(f"--{prefix}config", help="YAML scorer config giving backend + sampling")
-    group.add_argument(f"--{prefix}backend", help="hf, vllm, openai, ...")
-    group.add_argument(f"--{prefix}model", help="the teacher model")
+    notes = dict.fromkeys(TEACHER_KEYS, "the pass-1 teacher's") if correction else None
+    add_flags(group, TEACHER_FLAGS, prefix=prefix, defaults=TEACHER_SAMPLING, notes=notes)
     group.add_argument(
-        f"--{prefix}backend-option", action="append", default=[], metavar="KEY=VALUE"
+        f"--{prefix}backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a backend option (repeatable; values read as YAML)",
     )
-    group.add_argument(
-        f"--{prefix}max-new-tokens", type=int, help=f"default {TEACHER_MAX_NEW_TOKENS} (RM-R1's)"
-    )
-    group.add_argument(f"--{prefix}temperature", type=float, help="default: the backend's")
-    group.add_argument(f"--{prefix}top-p", type=float)
     if not correction:
         group.add_argument("--batch-size", type=int, default=32, help="rows per teacher call")
         group.add_argument("--no-second-pass", action="store_true", help="skip RM-R1's pass 2")
@@ -204,14 +222,14 @@ def prepare_config(args: argparse.Namespace, preset: Preset | None, tokenizer: s
 
     fraction = args.distill_fraction
     if fraction is None:
-        fraction = preset.distill_fraction if preset else 0.12
+        fraction = preset.distill_fraction if preset else PREPARE_DEFAULTS.distill_fraction
     if not 0 <= fraction <= 1:
         raise ConfigError("--distill-fraction must be between 0 and 1")
     if args.max_prompt_tokens < 0:
         raise ConfigError("--max-prompt-tokens must be positive, or 0 to keep every prompt")
     return PrepareConfig(
-        template=args.template or (preset.template if preset else "rmr1-instruct"),
-        order=args.order,
+        template=args.template or (preset.template if preset else PREPARE_DEFAULTS.template),
+        placement=args.placement,
         distill_fraction=fraction,
         eval_size=args.eval_size,
         max_prompt_tokens=args.max_prompt_tokens or None,
@@ -233,23 +251,7 @@ TEACHER_SAMPLING = {"max_new_tokens": TEACHER_MAX_NEW_TOKENS, "temperature": 1.0
 
 def _teacher_flags(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
     """The overrides a teacher's flags give (``backend``, ``sampling``), as nested dicts."""
-    import yaml
-
-    def flag(name: str) -> Any:
-        return getattr(args, prefix.replace("-", "_") + name)
-
-    backend: dict[str, Any] = {k: flag(k) for k in ("backend", "model") if flag(k) is not None}
-    if "backend" in backend:
-        backend["name"] = backend.pop("backend")
-    options = _pairs(flag("backend_option"), f"--{prefix}backend-option")
-    if options:
-        backend["options"] = {key: yaml.safe_load(value) for key, value in options.items()}
-    sampling = {
-        key: flag(key)
-        for key in ("max_new_tokens", "temperature", "top_p")
-        if flag(key) is not None
-    }
-    return {k: v for k, v in (("backend", backend), ("sampling", sampling)) if v}
+    return overrides_from_args(args, prefix, TEACHER_FLAGS)
 
 
 def teacher_config(

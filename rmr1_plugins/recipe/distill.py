@@ -127,9 +127,9 @@ def distill(
     traces_path = out_dir / "traces.jsonl"
     done = load_traces(traces_path)
     stats = DistillStats(rows=len(rows), resumed=len({key for key, _ in done}))
-    teachers = {1: (teacher, SamplingParams(**{**asdict(sampling), "n": 1}))}
+    teachers = {1: (teacher, SamplingParams(**{**asdict(sampling), "num_samples": 1}))}
     second, second_sampling = correction or (teacher, sampling)
-    teachers[2] = (second, SamplingParams(**{**asdict(second_sampling), "n": 1}))
+    teachers[2] = (second, SamplingParams(**{**asdict(second_sampling), "num_samples": 1}))
     with open(traces_path, "a", encoding="utf-8") as sink:
         for pass_number in (1, 2) if second_pass else (1,):
             todo = [r for r in rows if (row_key(r), pass_number) not in done]

@@ -13,8 +13,8 @@ Accepted row formats (detected per row):
 A source is a path or dataset name, or a :class:`SourceSpec` that also gives its split, a
 shuffle seed and a size (RM-R1 shuffles Code-Preference-Pairs with seed 42 and keeps 8,000) and
 rows to exclude. As in RM-R1, the chosen answer alternates between slot A and slot B across all
-sources in the order given (``order="alternate"``); ``order="both"`` keeps each pair in both
-orders instead. Prompts longer than the token budget (counted with the student's tokenizer and
+sources in the order given (``placement="alternate"``); ``placement="both"`` keeps each pair in
+both orders instead. Prompts longer than the token budget (counted with the student's tokenizer and
 chat template) are dropped and counted; without a tokenizer :func:`prepare` refuses rather than
 skip the check, unless the budget is off (``max_prompt_tokens=None``). The kept pairs are
 shuffled and split into an evaluation part (native pairs ``rmr1 score`` reads), a distillation
@@ -27,9 +27,10 @@ import itertools
 import json
 import random
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,7 +67,7 @@ class Preference:
 @dataclass
 class PrepareConfig:
     template: str = "rmr1-instruct"
-    order: Literal["alternate", "both"] = "alternate"
+    placement: Literal["alternate", "both"] = "alternate"  # of the chosen answer: A/B slots
     distill_fraction: float = 0.12
     eval_size: int = 0
     max_prompt_tokens: int | None = 4096
@@ -77,6 +78,17 @@ class PrepareConfig:
     limit: int | None = None
     skip_invalid: bool = False
     exclude: dict[str, str] = field(default_factory=dict)
+    order: InitVar[str | None] = None  # the old name of placement, kept one release
+
+    def __post_init__(self, order: str | None) -> None:
+        if order is not None:
+            warnings.warn(
+                "PrepareConfig(order=...) was renamed placement; the old name goes in the next "
+                "release",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            self.placement = order  # type: ignore[assignment]
 
 
 @dataclass
@@ -233,9 +245,9 @@ class PromptCounter:
         return [len(row) for row in ids]
 
 
-def place(prefs: list[Preference], order: str) -> list[list[PairwiseExample]]:
+def place(prefs: list[Preference], placement: str) -> list[list[PairwiseExample]]:
     """A/B placement: alternate chosen-in-A / chosen-in-B, or both orders of each pair."""
-    if order == "both":
+    if placement == "both":
         return [[p.placed("A", ":a"), p.placed("B", ":b")] for p in prefs]
     return [[p.placed("A" if i % 2 == 0 else "B")] for i, p in enumerate(prefs)]
 
@@ -261,7 +273,9 @@ def prepare(
         counter = PromptCounter(config.tokenizer)
     template = get_template(config.template)
     prefs = read_preferences(sources, config, stats)
-    rendered = [[(ex, template.render(ex)) for ex in group] for group in place(prefs, config.order)]
+    rendered = [
+        [(ex, template.render(ex)) for ex in group] for group in place(prefs, config.placement)
+    ]
     if counter is not None:
         rendered = _within_budget(rendered, counter, config, stats)
     random.Random(config.seed).shuffle(rendered)

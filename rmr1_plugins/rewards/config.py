@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rmr1_plugins.config import (
     ENV_PREFIX,
@@ -42,6 +42,7 @@ from rmr1_plugins.config import (
     env_values,
     error_lines,
     read_config_file,
+    registered,
 )
 from rmr1_plugins.rewards.engine import OnUnparsed, Outcome
 from rmr1_plugins.rewards.strategies import Strategy
@@ -151,9 +152,14 @@ class RewardConfig(BaseModel):
             )
         return self
 
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        return registered("strategies", name)  # a typo fails at load time, not at step one
+
     @model_validator(mode="after")
-    def _known_strategy(self) -> RewardConfig:
-        self.build_strategy()  # a typo or a wrong option fails at load time, not at step one
+    def _strategy_options(self) -> RewardConfig:
+        self.build_strategy()  # so does a wrong option
         return self
 
     def build_strategy(self) -> Strategy:
@@ -191,7 +197,7 @@ class RewardSettings(BaseModel):
 
 
 def load_reward_settings(
-    path: str | Path | None = None,
+    path: str | Path | Mapping[str, Any] | None = None,
     *,
     reward: Mapping[str, Any] | None = None,
     training: bool = True,
@@ -199,28 +205,38 @@ def load_reward_settings(
 ) -> RewardSettings:
     """The scorer and reward settings from one YAML file, ``RMR1_*`` variables and overrides.
 
+    The one loader of every entry point: the trainers' integrations, ``rmr1 serve``, and (through
+    :func:`rmr1_plugins.load_config`, with ``training=False``) ``rmr1 score``, ``rmr1 eval`` and
+    the recipe's teachers. The same file builds the same scorer everywhere, except for
+    ``training``.
+
     Args:
-        path: the YAML file: the scorer keys (see :func:`rmr1_plugins.load_config`) plus an
+        path: the YAML file (or a mapping already read from one): the scorer keys plus an
             optional ``reward:`` section. ``None`` reads ``$RMR1_CONFIG`` if set, else defaults.
         reward: overrides for the ``reward:`` section; they win over ``RMR1_REWARD__<KEY>``
             variables, which win over the file.
-        training: make the scorer's ``neutralize_markup`` guard default to on (unless the file,
-            a variable or an override sets it): a policy must not be able to forge the judge's
-            verdict markup in its answers.
-        scorer_overrides: overrides for the scorer part, as for :func:`rmr1_plugins.load_config`.
+        training: scoring a policy's answers during training (the trainers, ``rmr1 serve``): the
+            scorer's ``neutralize_markup`` guard defaults to on (unless the file, a variable or
+            an override sets it), so that a policy cannot forge the judge's verdict markup.
+            ``False`` (offline judging) keeps the model's default, off.
+        scorer_overrides: overrides for the scorer part (nested dicts, ``backend={"model": x}``);
+            they win over ``RMR1_*`` variables, which win over the file.
 
     Raises:
-        ConfigError: naming every invalid key (``backend.nmae``, ``reward.timeout_s``) and the file.
+        ConfigError: naming every invalid key (``backend.nmae``, ``reward.timeout_s``) or name
+            (``parser: unknown parser 'strikt' ...``) and the file.
     """
-    path = path or os.environ.get(CONFIG_ENV) or None
-    raw = read_config_file(path) if path is not None else {}
+    if isinstance(path, Mapping):
+        raw, path = dict(path), None
+    else:
+        path = path or os.environ.get(CONFIG_ENV) or None
+        raw = read_config_file(path) if path is not None else {}
     section = raw.pop("reward", None)
     if section is None:
         section = {}
     elif not isinstance(section, dict):
-        raise ConfigError(
-            f"config file {path}: 'reward' must be a mapping, got {type(section).__name__}"
-        )
+        where = f"config file {path}" if path else "configuration"
+        raise ConfigError(f"{where}: 'reward' must be a mapping, got {type(section).__name__}")
     scorer_values = deep_merge(deep_merge(raw, env_values()), scorer_overrides)
     reward_values = deep_merge(
         deep_merge(section, env_values(prefix=REWARD_ENV_PREFIX, fields=None)), dict(reward or {})

@@ -6,8 +6,8 @@ RM-R1 judge only says which of two answers is better. A strategy
 plays every group's strategy round by round, without I/O, and :func:`score_groups` /
 :func:`ascore_groups` drive it with a scorer.
 
-Each comparison costs one judgment per order and sample: ×2 with ``both_orders`` (or a scorer
-built with ``order="both"``), ×``sampling.n`` when sampling several verdicts. A comparison of two
+Each comparison costs one judgment per order and sample: ×2 with ``order="both"`` (here or in
+the scorer), ×``sampling.num_samples`` when sampling several verdicts. A comparison of two
 identical texts is a tie without asking the judge. All comparisons of one round, over every group
 passed in, go to the backend as one batch.
 
@@ -31,6 +31,7 @@ import copy
 import hashlib
 import json
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,6 +46,8 @@ from rmr1_plugins.rewards.strategies import (
     resolve_strategy,
 )
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
+
+ScorerOrder = Literal["given", "random", "both"]  # as ScorerConfig.order
 
 OnUnparsed = Literal["tie", "loss", "exclude"]
 
@@ -298,12 +301,36 @@ def with_both_orders(scorer: Any) -> Any:
     return view
 
 
+def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) -> Any:
+    """``scorer``, or a view of it judging in ``order`` (``None``: the scorer's own).
+
+    ``both_orders`` is the old spelling of ``order="both"``, kept one release with a warning.
+    """
+    if both_orders is not None:
+        warnings.warn(
+            "both_orders=True was renamed order='both'; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        order = "both" if both_orders else order
+    if order is None or order == scorer.order:
+        return scorer
+    if order == "both":
+        return with_both_orders(scorer)
+    if order not in ("given", "random"):
+        raise ValueError(f"order must be 'given', 'random' or 'both', got {order!r}")
+    view = copy.copy(scorer)
+    view.order = order
+    return view
+
+
 def score_groups(
     scorer: Any,
     groups: Sequence[Group],
     strategy: str | Strategy = "round-robin",
     *,
-    both_orders: bool = False,
+    order: ScorerOrder | None = None,
+    both_orders: bool | None = None,
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,
@@ -315,7 +342,9 @@ def score_groups(
         scorer: a :class:`rmr1_plugins.Scorer`.
         groups: the groups; a strategy that ``needs_reference`` needs ``Group.reference`` set.
         strategy: a registered strategy name or a :class:`Strategy` instance.
-        both_orders: judge every pair in both A/B orders (otherwise the scorer's own ``order``).
+        order: ``"both"`` judges every pair in both A/B orders, ``"given"`` / ``"random"`` as
+            :class:`rmr1_plugins.Scorer` does; ``None`` keeps the scorer's own ``order``.
+            (``both_orders=True`` is the old spelling, deprecated.)
         on_unparsed: ``"tie"``, ``"loss"`` or ``"exclude"`` for a comparison with no verdict.
         seed: seeds the pivot choice and knockout brackets.
         skip_invalid: give a group that cannot be judged (a missing reference, a prompt not
@@ -331,7 +360,7 @@ def score_groups(
         >>> result.rewards, result.judgments  # a judge that always says A: pure position bias
         ([0.5, 0.5, 0.5], 3)
     """
-    scorer = with_both_orders(scorer) if both_orders else scorer
+    scorer = with_order(scorer, order, both_orders)
     run = GroupScoring(
         groups,
         strategy,
@@ -351,14 +380,15 @@ async def ascore_groups(
     groups: Sequence[Group],
     strategy: str | Strategy = "round-robin",
     *,
-    both_orders: bool = False,
+    order: ScorerOrder | None = None,
+    both_orders: bool | None = None,
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,
     outcome: Outcome = "hard",
 ) -> list[GroupRewards]:
     """Async :func:`score_groups`, awaiting ``scorer.ascore``."""
-    scorer = with_both_orders(scorer) if both_orders else scorer
+    scorer = with_order(scorer, order, both_orders)
     run = GroupScoring(
         groups,
         strategy,

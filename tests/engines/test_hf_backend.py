@@ -48,7 +48,7 @@ def test_greedy_generation_is_deterministic_and_batch_independent(hf_backend):
 
 
 def test_sampling_returns_n_completions(hf_backend):
-    params = SamplingParams(max_new_tokens=8, temperature=1.0, n=3, seed=0)
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, num_samples=3, seed=0)
     [samples] = hf_backend.generate([[{"role": "user", "content": "Pick a colour."}]], params)
     assert len(samples) == 3 and all(s.output_tokens and s.output_tokens <= 8 for s in samples)
 

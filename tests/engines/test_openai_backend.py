@@ -201,7 +201,7 @@ def test_n_samples_count_is_checked(stub):
 
     server = stub(one_choice)
     with pytest.raises(BackendError, match=r"asked .* for 2 completions, got 1"):
-        backend_for(server.url).generate([CHAT], SamplingParams(n=2, temperature=1.0))
+        backend_for(server.url).generate([CHAT], SamplingParams(num_samples=2, temperature=1.0))
 
 
 def test_async_from_several_loops_threads_and_after_pickling(stub):
@@ -267,7 +267,7 @@ def test_scorer_against_vllm_serve(vllm_server, vllm_backend):
 @pytest.mark.vllm
 def test_real_server_samples_rejects_too_long_prompts_and_times_out(vllm_server):
     backend = OpenAIBackend("smollm2", {"base_url": vllm_server.url, **FAST_RETRY})
-    params = SamplingParams(max_new_tokens=8, temperature=1.0, n=2, seed=0)
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, num_samples=2, seed=0)
     [samples] = backend.generate([CHAT], params)
     assert len(samples) == 2 and all(s.finish_reason in ("stop", "length") for s in samples)
 

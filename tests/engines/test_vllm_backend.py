@@ -84,7 +84,7 @@ def test_stop_strings_end_generation_and_are_kept(vllm_backend):
 
 
 def test_n_samples_per_prompt(vllm_backend):
-    params = SamplingParams(max_new_tokens=8, temperature=1.0, n=3, seed=1)
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, num_samples=3, seed=1)
     [samples] = vllm_backend.generate([[{"role": "user", "content": "Pick a colour."}]], params)
     assert len(samples) == 3
     assert all(0 < s.output_tokens <= 8 and s.prompt_tokens for s in samples)

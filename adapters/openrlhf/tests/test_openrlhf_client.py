@@ -46,7 +46,10 @@ class RecordingJudge(Backend):
 
     def generate(self, conversations, params):
         RecordingJudge.seen.extend(conversations)
-        return [[Generation("<answer>[[A]]</answer>", "stop")] * params.n for _ in conversations]
+        return [
+            [Generation("<answer>[[A]]</answer>", "stop")] * params.num_samples
+            for _ in conversations
+        ]
 
 
 get_plugins().registries["backends"].add("recording", RecordingJudge, "adapter tests")

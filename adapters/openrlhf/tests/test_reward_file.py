@@ -56,7 +56,7 @@ class VotesJudge(Backend):
             out.append(
                 [
                     Generation(f"<answer>[[{'A' if j < wins else 'B'}]]</answer>")
-                    for j in range(params.n)
+                    for j in range(params.num_samples)
                 ]
             )
         return out

@@ -29,11 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rmr1_plugins.config import BackendConfig
+from rmr1_plugins.config import ENV_PREFIX, BackendConfig
 from rmr1_plugins.rewards.config import (
+    CONFIG_ENV,
     LazyScorer,
     RewardConfig,
     RewardSettings,
@@ -57,6 +59,8 @@ ADAPTER_KEYS = (
     "cohort_token",
 )
 _SCORERS: dict[str, LazyScorer] = {}
+_SETTINGS: dict[str, tuple[RewardSettings, dict[str, Any]]] = {}
+_SETTINGS_MAX = 64  # distinct option sets kept per process
 
 
 def settings(
@@ -65,13 +69,48 @@ def settings(
     reward_model_tokenizer: Any = None,
 ) -> tuple[RewardSettings, dict[str, Any]]:
     """The reward config from ``options`` (veRL ``reward_kwargs`` or ``reward.rmr1``), and the
-    adapter's own keys; with a router address the judge is veRL's server, via ``openai``."""
+    adapter's own keys; with a router address the judge is veRL's server, via ``openai``.
+
+    veRL calls :func:`compute_score` once per rollout, so the result is cached per process,
+    keyed by the options, the router address, the judge's tokenizer name, the YAML file (its
+    path, size and modification time) and every ``RMR1_*`` variable: a changed file or variable
+    is read again, an unchanged one is not. Treat the returned settings as read-only.
+    """
     options = dict(options or {})
+    key = _settings_key(options, reward_router_address, reward_model_tokenizer)
+    cached = _SETTINGS.get(key)
+    if cached is None:
+        cached = _load_settings(options, reward_router_address, reward_model_tokenizer)
+        if len(_SETTINGS) >= _SETTINGS_MAX:
+            _SETTINGS.pop(next(iter(_SETTINGS)))
+        _SETTINGS[key] = cached
+    config, own = cached
+    return config, dict(own)
+
+
+def _settings_key(
+    options: Mapping[str, Any], reward_router_address: str | None, reward_model_tokenizer: Any
+) -> str:
+    path = options.get("config") or os.environ.get(CONFIG_ENV)
+    try:
+        stat = os.stat(path) if path else None
+        file = [str(path), stat.st_size, stat.st_mtime_ns] if stat else None
+    except OSError:
+        file = [str(path), None, None]  # loading reports the missing file
+    variables = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
+    tokenizer = getattr(reward_model_tokenizer, "name_or_path", None)
+    parts = [options, reward_router_address, tokenizer, file, variables]
+    return json.dumps(parts, sort_keys=True, default=repr)
+
+
+def _load_settings(
+    options: dict[str, Any], reward_router_address: str | None, reward_model_tokenizer: Any
+) -> tuple[RewardSettings, dict[str, Any]]:
     own = {key: options.pop(key) for key in ADAPTER_KEYS if key in options}
     scorer: dict[str, Any] = {"backend": {"model": own["model"]}} if own.get("model") else {}
     if own.get("order"):
         scorer["order"] = own["order"]
-    config = load_reward_settings(own.get("config"), reward=options, **scorer)
+    config = load_reward_settings(own.get("config"), reward=options, training=True, **scorer)
     if reward_router_address:
         backend = config.scorer.backend
         kept = dict(backend.options) if backend.name == "openai" else {}
