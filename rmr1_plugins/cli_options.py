@@ -155,7 +155,7 @@ def add_renamed(
         dest=new.dest,
         action=_Renamed,
         new=new.option_strings[0],
-        type=new.type,
+        type=new.type or str,
         choices=new.choices,
         default=argparse.SUPPRESS,
         help=argparse.SUPPRESS,

@@ -69,7 +69,7 @@ SAMPLING = ("max_new_tokens", "temperature", "top_p")
 def configured(config: ScorerConfig) -> dict[str, Any]:
     """The protocol's keys that ``config`` sets explicitly (a file or ``RMR1_*`` variable), not
     by default."""
-    found = {
+    found: dict[str, Any] = {
         key: getattr(config, key) for key in ("parser", "order") if key in config.model_fields_set
     }
     if "sampling" in config.model_fields_set:

@@ -251,8 +251,8 @@ def load_reward_settings(
     except ValidationError as error:
         problems += error_lines(error, prefix="reward.")
     if problems:
-        where = [f"  (in {path})"] if path else []
-        raise ConfigError("\n".join(["invalid configuration:", *problems, *where]))
+        source = [f"  (in {path})"] if path else []
+        raise ConfigError("\n".join(["invalid configuration:", *problems, *source]))
     if training and "neutralize_markup" not in scorer.model_fields_set:
         scorer = scorer.model_copy(update={"neutralize_markup": True})
     return RewardSettings(scorer=scorer, reward=options)
