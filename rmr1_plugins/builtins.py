@@ -1,11 +1,17 @@
-"""The built-in templates, parsers, backends and strategies, registered like any other plugin.
+"""The built-in templates, parsers, backends, strategies and ``rmr1`` subcommands, registered
+like any other plugin's.
 
-Targets are ``"module:attr"`` strings, so this module imports nothing but the hook markers.
+Targets are ``"module:attr"`` strings, so this module imports nothing but the hook markers (and
+the subcommands' modules only when the ``rmr1`` parser is built).
 """
 
 from __future__ import annotations
 
-from rmr1_plugins.hookspecs import Register, hookimpl
+import importlib
+
+from rmr1_plugins.hookspecs import Register, Subparsers, hookimpl
+
+SUBCOMMANDS = ("rmr1_plugins.eval.cli", "rmr1_plugins.serve", "rmr1_plugins.recipe.cli")
 
 
 @hookimpl
@@ -39,3 +45,9 @@ def rmr1_register_strategies(register: Register) -> None:
     register("bradley-terry", f"{strategies}:BradleyTerryStrategy")
     register("knockout", f"{strategies}:KnockoutStrategy")
     register("adaptive", "rmr1_plugins.rewards.adaptive:AdaptiveStrategy")
+
+
+@hookimpl(tryfirst=True)  # listed before plugins' subcommands in ``rmr1 --help``
+def rmr1_add_subcommands(subparsers: Subparsers) -> None:
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).add_subcommand(subparsers)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -43,11 +42,6 @@ from rmr1_plugins.scorer import Progress
 from rmr1_plugins.templates import PromptTemplate, TemplateError
 
 # Modules that add their own subcommands through ``add_subcommand(subparsers)``.
-EXTRA_COMMANDS: tuple[str, ...] = (
-    "rmr1_plugins.eval.cli",
-    "rmr1_plugins.serve",
-    "rmr1_plugins.recipe.cli",
-)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 USER_ERRORS = (UsageError, ImportError)  # ImportError: a missing extra, named in the message
@@ -117,9 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list registered plugins and what they provide")
     plugins.set_defaults(func=cmd_plugins)
 
-    for module in EXTRA_COMMANDS:
-        importlib.import_module(module).add_subcommand(sub)
-    get_plugins().add_subcommands(sub)  # the rmr1_add_subcommands hook (docs/core.md#plugins)
+    # eval, serve, recipe and plugins' commands: the rmr1_add_subcommands hook (docs/core.md)
+    get_plugins().add_subcommands(sub)
     show_defaults(parser)
     return parser
 

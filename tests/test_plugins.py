@@ -171,6 +171,19 @@ def test_plugins_add_cli_subcommands_and_usage_errors_exit_2(with_plugins, capsy
     assert capsys.readouterr().err == "error: no stage called 'rl'\n"
 
 
+def test_built_in_subcommands_come_through_the_same_hook(monkeypatch):
+    """eval, serve and recipe are the builtin plugin's subcommands: blocking it removes them."""
+    choices = lambda: set(cli.build_parser()._subparsers._group_actions[0].choices)  # noqa: E731
+    assert {"eval", "serve", "recipe"} <= choices()
+    monkeypatch.setenv("RMR1_DISABLED_PLUGINS", "builtin")
+    reset_plugins()
+    try:
+        assert not {"eval", "serve", "recipe"} & choices()
+    finally:
+        monkeypatch.delenv("RMR1_DISABLED_PLUGINS")
+        reset_plugins()
+
+
 def test_hook_markers_and_errors_are_leaf_modules_with_no_cycle():
     """hookspecs and errors import nothing of the project; builtins, plugins and the strategies
     import each other only one way (no import, deferred or not, closes a cycle)."""
