@@ -274,3 +274,24 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
     backend = manager.reward_config.scorer.backend
     assert backend.name == "openai" and backend.options["base_url"] == "http://127.0.0.1:9/v1"
     assert json.loads(json.dumps(manager.reward_config.scorer.sampling.model_dump()))
+
+
+def test_a_system_turn_reaches_the_judge_as_in_every_trainer(tmp_path, monkeypatch):
+    """A chat question with a system turn gives the judge the Python API's prompt."""
+    from rmr1_plugins import Scorer
+    from rmr1_plugins.rewards.engine import Group, score_groups
+    from rmr1_plugins.testing import LongerWins
+
+    class Recording(LongerWins):
+        def generate(self, conversations, params):
+            self.seen = [*getattr(self, "seen", []), *conversations]
+            return super().generate(conversations, params)
+
+    chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
+    api, verl = Recording(), Recording()
+    score_groups(Scorer(api), [Group(chat, ["4"], reference="5")], "reference")
+    monkeypatch.setattr("rmr1_verl.reward.shared_scorer", lambda config: Scorer(verl))
+    config = judge_file(tmp_path, "backend: {name: constant}\n")
+    out = run(compute_score("demo", "4", "5", {"question": chat}, config=config))
+    assert out["rmr1_fallback"] == 0.0 and verl.seen == api.seen and len(api.seen) == 1
+    assert "Be terse.\n\n2+2?" in api.seen[0][-1]["content"]
