@@ -225,11 +225,11 @@ def test_verifiable_score_through_pkg_path():
     assert fn("d", "<answer>[[B]]</answer>", "model_b") == {
         "score": 1.0,
         "acc": 1.0,
-        "rmr1_error": "",
-    }
+        "bad_label": 0.0,
+    }  # the verifiable reward's one key set, as in every trainer
     assert fn("d", "<answer>[[B]]</answer>", "A")["score"] == -1.0
     bad = compute_verifiable_score("d", "<answer>[[A]]</answer>", "tie")
-    assert bad["score"] == 0.0 and "label must be" in bad["rmr1_error"]
+    assert bad == {"score": 0.0, "acc": 0.0, "bad_label": 1.0}
     assert fn("d", "<answer>[[A]]</answer> then more" * 4, "A", rule="strict")["acc"] == 1.0
 
 
