@@ -27,10 +27,11 @@ from rmr1_plugins.rewards.inputs import (
     clean_text,
     clipped_response,
     read_label,
-    recover_turns,
+    read_messages,
+    sample_context,
     sample_texts,
 )
-from rmr1_plugins.schema import Message
+from rmr1_plugins.rewards.metrics import columns
 
 MAX_KEY_CHARS = 1 << 20
 
@@ -47,14 +48,7 @@ def member_of(sample: Sample, config: RewardConfig) -> Member:
     if sample.label not in (None, ""):
         reference, question = read_label(sample.label)
         reference = clean_text(reference)
-    context: Any
-    if isinstance(question, list):
-        context = [turn.model_dump() for turn in question]
-    elif question is not None:
-        context = clean_text(question)
-    else:
-        turns = recover_turns(prompt) if config.question == "auto" else None
-        context = [turn.model_dump() for turn in turns] if turns else prompt.strip()
+    context = [turn.model_dump() for turn in sample_context(prompt, question, config)]
     return Member(prompt, int(config.group_size or 1), context, response, reference)
 
 
@@ -74,12 +68,10 @@ async def openrlhf_rewards(
     except Exception as full:
         return {"error": f"overloaded: {full}; retry later"}, 503
     answers = await asyncio.gather(*(_one(cohorts, m) for m in members))
-    names = list(answers[0].logs()) if answers else []
-    logs = [answer.logs() for answer in answers]
     payload: dict[str, Any] = {
         "rewards": [a.reward for a in answers],
         "scores": [config.to_score(a.reward) for a in answers],
-        "extra_logs": {name: [log[name] for log in logs] for name in names},
+        "extra_logs": columns([a.logs() for a in answers]) if answers else {},
     }
     problems = [f"sample {i}: {a.error}" for i, a in enumerate(answers) if a.error]
     if problems:
@@ -94,8 +86,10 @@ async def _one(cohorts: CohortService, member: Member | Exception) -> CohortRewa
         except Overloaded as full:  # filled up by other requests since the check: counted
             member = full
     reward = cohorts.config.fallback_reward
-    cohorts.stats["bad_input" if not isinstance(member, Overloaded) else "overloaded"] += 1
-    return CohortReward(reward, kind="error", error=f"fallback reward {reward:g}: {member}")
+    overloaded = isinstance(member, Overloaded)
+    cohorts.stats["overloaded" if overloaded else "bad_input"] += 1
+    kind = "error" if overloaded else "bad_input"
+    return CohortReward(reward, kind=kind, error=f"fallback reward {reward:g} ({kind}): {member}")
 
 
 def parse_member(body: Any) -> Member:
@@ -122,12 +116,9 @@ def parse_member(body: Any) -> Member:
         context: Any = clean_text(prompt)
     elif isinstance(prompt, list) and prompt:
         try:
-            turns = [Message.model_validate(turn) for turn in prompt]
-        except Exception:
-            raise CohortBodyError(
-                "field 'prompt': a string or a list of {role, content} messages"
-            ) from None
-        context = [{"role": t.role, "content": clean_text(t.content)} for t in turns]
+            context = [turn.model_dump() for turn in read_messages(prompt)]
+        except ValueError as error:
+            raise CohortBodyError(f"field 'prompt': {error}") from None
     else:
         raise CohortBodyError("field 'prompt': a string or a non-empty list of messages")
     reference = clean_text(reference) if reference is not None and reference.strip() else None

@@ -63,7 +63,7 @@ class Group:
     ``completions`` are strings or assistant message lists (see :func:`as_text`).
     """
 
-    prompt: str | Sequence[Mapping[str, Any]]
+    prompt: str | Sequence[Mapping[str, Any] | Message]
     completions: Sequence[Any]
     reference: str | None = None
     id: str | None = None
@@ -164,7 +164,11 @@ def outcome_scores(
 
 def group_seed(seed: int, group: Group) -> int:
     """A seed for one group's random choices, from ``seed`` and the group's text."""
-    prompt = group.prompt if isinstance(group.prompt, str) else [dict(m) for m in group.prompt]
+    prompt = (
+        group.prompt
+        if isinstance(group.prompt, str)
+        else [m.model_dump() if isinstance(m, Message) else dict(m) for m in group.prompt]
+    )
     payload = json.dumps([seed, prompt, [as_text(c) for c in group.completions]], default=str)
     return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:8], "big")
 
@@ -235,6 +239,10 @@ class GroupScoring:
     @property
     def done(self) -> bool:
         return not self._games
+
+    def rewards(self) -> list[GroupRewards]:
+        """Every group's rewards, in order, once :attr:`done`."""
+        return [result for result in self.results if result is not None]
 
     def examples(self) -> list[PairwiseExample]:
         """This round's pairs that need the judge, over all groups still playing."""
@@ -310,7 +318,7 @@ def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) 
         warnings.warn(
             "both_orders=True was renamed order='both'; the old name goes in the next release",
             DeprecationWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of score_groups (via _scoring)
         )
         order = "both" if both_orders else order
     if order is None or order == scorer.order:
@@ -322,6 +330,14 @@ def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) 
     view = copy.copy(scorer)
     view.order = order
     return view
+
+
+def _scoring(
+    scorer: Any, groups: Sequence[Group], strategy: str | Strategy, **options: Any
+) -> tuple[Any, GroupScoring]:
+    """The scorer in the asked order and a :class:`GroupScoring` (shared by the two drivers)."""
+    scorer = with_order(scorer, options.pop("order"), options.pop("both_orders"))
+    return scorer, GroupScoring(groups, strategy, **options)
 
 
 def score_groups(
@@ -360,15 +376,7 @@ def score_groups(
         >>> result.rewards, result.judgments  # a judge that always says A: pure position bias
         ([0.5, 0.5, 0.5], 3)
     """
-    scorer = with_order(scorer, order, both_orders)
-    run = GroupScoring(
-        groups,
-        strategy,
-        on_unparsed=on_unparsed,
-        seed=seed,
-        skip_invalid=skip_invalid,
-        outcome=outcome,
-    )
+    scorer, run = _scoring(scorer, groups, strategy, **_options(locals()))
     while not run.done:
         examples = run.examples()
         run.feed(scorer.score(examples) if examples else [])
@@ -388,16 +396,13 @@ async def ascore_groups(
     outcome: Outcome = "hard",
 ) -> list[GroupRewards]:
     """Async :func:`score_groups`, awaiting ``scorer.ascore``."""
-    scorer = with_order(scorer, order, both_orders)
-    run = GroupScoring(
-        groups,
-        strategy,
-        on_unparsed=on_unparsed,
-        seed=seed,
-        skip_invalid=skip_invalid,
-        outcome=outcome,
-    )
+    scorer, run = _scoring(scorer, groups, strategy, **_options(locals()))
     while not run.done:
         examples = run.examples()
         run.feed(await scorer.ascore(examples) if examples else [])
     return [result for result in run.results if result is not None]
+
+
+def _options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A driver's keyword arguments (everything but the scorer, groups and strategy)."""
+    return {k: v for k, v in arguments.items() if k not in ("scorer", "groups", "strategy")}
