@@ -18,6 +18,7 @@ response:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import queue
 import re
@@ -27,6 +28,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
@@ -90,25 +93,59 @@ def _answer(text: str, j: int) -> Generation:
 
 
 class Server:
-    """``rmr1 serve`` in a subprocess; ``url`` is its reward endpoint."""
+    """``rmr1 serve`` in a subprocess, with this file's judges registered; ``url`` is its reward
+    endpoint. Used by the core tests and the OpenRLHF adapter's (one launcher for both)."""
 
     def __init__(
-        self, *flags: str, env: dict[str, str] | None = None, backend: str = "votes"
+        self,
+        *flags: str,
+        env: dict[str, str] | None = None,
+        backend: str = "votes",
+        num_samples: int | None = 8,
+        startup_s: float = 60,
     ) -> None:
         argv = [sys.executable, str(LAUNCHER), "serve", "--backend", backend, "--port", "0"]
-        argv += ["--num-samples", "8", "--log-every", "0", *flags]
+        argv += ["--num-samples", str(num_samples)] if num_samples else []
+        argv += ["--log-every", "0", *flags]
         self.process = subprocess.Popen(
             argv,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "RMR1_REWARD__RETRY_BACKOFF_S": "0.05", **(env or {})},
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(sys.path),  # the test run's own imports
+                "RMR1_REWARD__RETRY_BACKOFF_S": "0.05",
+                **(env or {}),
+            },
         )
         self.terminated = False
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_for("rmr1 serve: ready at ").split(" at ", 1)[1].strip()
+        try:
+            ready = self._wait_for("rmr1 serve: ready at ", startup_s)
+        except AssertionError:
+            self.stop()
+            raise
+        self.url = ready.split(" at ", 1)[1].strip()
         self.base = self.url.rsplit("/", 1)[0]
+
+    def get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.base + path, timeout=30) as response:
+            return json.load(response)
+
+    def post(self, path: str, body: object) -> tuple[int, dict]:
+        """``(status, JSON body)`` of a POST, error statuses included."""
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
 
     def _read(self) -> None:
         for line in self.process.stderr:

@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
-import signal
-import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from types import SimpleNamespace
 from typing import ClassVar
@@ -28,7 +23,8 @@ agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
 
 from rmr1_openrlhf import reward_file_path  # noqa: E402
-from rmr1_openrlhf.reward import get_runtime, reset_runtime  # noqa: E402
+from rmr1_openrlhf.reward import get_runtime  # noqa: E402
+from serving import Server  # noqa: E402
 
 from rmr1_plugins.backends.base import Backend, Generation  # noqa: E402
 from rmr1_plugins.plugins import get_plugins  # noqa: E402
@@ -95,18 +91,6 @@ async def rollout(executor, tokenizer, prompt, label, engine=None):
     )
 
 
-@pytest.fixture
-def configure(tmp_path, monkeypatch):
-    def write(text):
-        path = tmp_path / "rmr1.yaml"
-        path.write_text(text)
-        monkeypatch.setenv("RMR1_CONFIG", str(path))
-        reset_runtime()
-
-    yield write
-    reset_runtime()
-
-
 def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
     configure("backend: {name: recording}\nreward: {max_wait_ms: 50}\n")
     RecordingJudge.seen.clear()
@@ -154,44 +138,13 @@ def test_reward_file_with_a_real_judge(configure, tokenizer, judge_dir):
     assert runtime.stats["judged"] == 1 and runtime.scorer.backend._loaded is not None
 
 
-class Server:
-    """``rmr1 serve`` with the real SmolLM2 judge, in its own process."""
-
-    def __init__(self, *argv):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "rmr1_plugins.cli", "serve", "--port", "0", *argv],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(x) for x in self.process.stderr], daemon=True
-        ).start()
-        end, seen = time.monotonic() + 300, []
-        while time.monotonic() < end and self.process.poll() is None:
-            try:
-                seen.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                continue
-            if "ready at " in seen[-1]:
-                self.url = seen[-1].split("ready at ", 1)[1].strip()
-                return
-        self.stop()
-        raise AssertionError("rmr1 serve did not start:\n" + "".join(seen))
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=60)
-
-
 def stats(url):
     with urllib.request.urlopen(url.rsplit("/", 1)[0] + "/stats") as response:
         return json.load(response)
 
 
 def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
-    server = Server("--backend", "constant", "--max-wait-ms", "50")
+    server = Server("--max-wait-ms", "50", backend="constant", num_samples=None)
     try:
         executor = agent.SingleTurnAgentExecutor(server.url)
         plain = "Q: 2+2?\nA:"  # a prompt without --data.apply_chat_template
@@ -221,8 +174,9 @@ def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
 
 def test_rmr1_serve_with_a_real_judge_through_openrlhf(tokenizer, judge_dir):
     server = Server(
-        "--backend", "hf", "--model", str(judge_dir), "--backend-option", "dtype=float32",
-        "--max-new-tokens", "16", "--max-wait-ms", "500", "--timeout", "170",
+        "--model", str(judge_dir), "--backend-option", "dtype=float32",
+        "--max-new-tokens", "16", "--max-wait-ms", "500", "--timeout-s", "170",
+        backend="hf", num_samples=None, startup_s=300,
     )  # fmt: skip
     try:
         executor = agent.SingleTurnAgentExecutor(server.url)

@@ -10,17 +10,6 @@ client, the server, HTTP and the cohort service are real.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -28,60 +17,15 @@ import pytest
 agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
 
+from serving import Server  # noqa: E402
+
 from rmr1_plugins.rewards.metrics import KEYS  # noqa: E402
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
 
-LAUNCHER = Path(__file__).parents[3] / "tests" / "serving.py"
 
-
-class Server:
-    """``rmr1 serve --backend ranker`` in its own process, on 127.0.0.1."""
-
-    def __init__(self, *flags: str) -> None:
-        argv = [sys.executable, str(LAUNCHER), "serve", "--backend", "ranker", "--port", "0"]
-        self.process = subprocess.Popen(
-            [*argv, "--log-every", "0", "--no-warmup", *flags],
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(x) for x in self.process.stderr], daemon=True
-        ).start()
-        end, seen = time.monotonic() + 120, []
-        while time.monotonic() < end and self.process.poll() is None:
-            try:
-                seen.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                continue
-            if "ready at " in seen[-1]:
-                self.url = seen[-1].split("ready at ", 1)[1].strip()
-                self.base = self.url.rsplit("/", 1)[0]
-                return
-        self.stop()
-        raise AssertionError("rmr1 serve did not start:\n" + "".join(seen))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=60)
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(self.base + path, timeout=30) as response:
-            return json.load(response)
-
-    def post(self, path: str, body: object) -> tuple[int, dict]:
-        request = urllib.request.Request(
-            self.base + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as refused:
-            return refused.code, json.load(refused)
+def ranker_server(*flags: str) -> Server:
+    """``rmr1 serve --backend ranker`` (tests/serving.py) in its own process, on 127.0.0.1."""
+    return Server("--no-warmup", *flags, backend="ranker", num_samples=None, startup_s=120)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +59,9 @@ async def rollout(executor, tokenizer, prompt, label, response):
 
 
 def test_openrlhf_gets_in_group_rewards_for_concurrent_prompts(tokenizer):
-    server = Server("--group-size", "4", "--strategy", "round-robin", "--group-timeout", "60")
+    server = ranker_server(
+        "--group-size", "4", "--strategy", "round-robin", "--group-timeout", "60"
+    )
     try:
         executor = agent.SingleTurnAgentExecutor(server.url)
         prompts = [chat(tokenizer, f"Name a number, question {q}.") for q in range(3)]
@@ -142,7 +88,7 @@ def test_openrlhf_gets_in_group_rewards_for_concurrent_prompts(tokenizer):
 
 
 def test_partial_groups_and_deadlines_on_a_real_server(tokenizer):
-    server = Server(
+    server = ranker_server(
         "--group-size", "4", "--group-timeout", "1", "--timeout", "3", "--fallback-reward", "0.25"
     )  # fmt: skip
     try:
@@ -177,7 +123,7 @@ def test_partial_groups_and_deadlines_on_a_real_server(tokenizer):
 
 
 def test_the_cohort_endpoint_for_verl(tokenizer):
-    server = Server("--group-timeout", "30", "--max-pending", "6")
+    server = ranker_server("--group-timeout", "30", "--max-pending", "6")
     try:
 
         def ask(value, key="uid-1", size=3, **extra):

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rmr1_openrlhf import reward_file_path
 from rmr1_openrlhf.__main__ import main
-from rmr1_openrlhf.reward import get_runtime, reset_runtime, reward_func
+from rmr1_openrlhf.reward import get_runtime, reward_func
 
 from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.plugins import get_plugins
@@ -57,20 +57,6 @@ class VotesJudge(Backend):
 
 
 get_plugins().registries["backends"].add("orlhf-votes", VotesJudge, "adapter tests")
-
-
-@pytest.fixture
-def configure(tmp_path, monkeypatch):
-    """Point RMR1_CONFIG at a YAML file with the given text; the judge is rebuilt per test."""
-
-    def write(text: str) -> None:
-        path = tmp_path / "rmr1.yaml"
-        path.write_text(text)
-        monkeypatch.setenv("RMR1_CONFIG", str(path))
-        reset_runtime()
-
-    yield write
-    reset_runtime()
 
 
 CONSTANT_A = "backend:\n  name: constant\n  options: {completion: '<answer>[[A]]</answer>'}\n"
