@@ -25,6 +25,7 @@ transformers = pytest.importorskip("transformers")
 from rmr1_openrlhf import reward_file_path  # noqa: E402
 from rmr1_openrlhf.reward import get_runtime  # noqa: E402
 from serving import Server  # noqa: E402
+from stand_ins import Engine  # noqa: E402
 
 from rmr1_plugins.backends.base import Backend, Generation  # noqa: E402
 from rmr1_plugins.plugins import get_plugins  # noqa: E402
@@ -61,22 +62,6 @@ def tokenizer(judge_dir):
     return transformers.AutoTokenizer.from_pretrained(judge_dir)
 
 
-class Engine:
-    """Stands in for OpenRLHF's vLLM engine: answers every prompt with ``response`` + EOS."""
-
-    def __init__(self, tokenizer, response=RESPONSE):
-        # SmolLM2-Instruct ends a turn with <|im_end|> (its eos id); not tokenizer.eos_token,
-        # which transformers 5.15's GGUF conversion sets to <|im_start|>.
-        self.ids = tokenizer(response + "<|im_end|>", add_special_tokens=False)["input_ids"]
-        self.text = response
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        output = SimpleNamespace(
-            token_ids=self.ids, text=self.text, finish_reason="stop", logprobs=None
-        )
-        return SimpleNamespace(outputs=[output])
-
-
 def chat_prompt(tokenizer, question=QUESTION):
     """The prompt as OpenRLHF builds it with --data.apply_chat_template."""
     return tokenizer.apply_chat_template(
@@ -87,7 +72,7 @@ def chat_prompt(tokenizer, question=QUESTION):
 async def rollout(executor, tokenizer, prompt, label, engine=None):
     params = SimpleNamespace(max_tokens=16, logprobs=None)
     return await executor.execute(
-        prompt, label, params, 512, tokenizer, engine or Engine(tokenizer)
+        prompt, label, params, 512, tokenizer, engine or Engine(tokenizer, RESPONSE)
     )
 
 

@@ -18,6 +18,7 @@ agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
 
 from serving import Server  # noqa: E402
+from stand_ins import Engine  # noqa: E402
 
 from rmr1_plugins.rewards.metrics import KEYS  # noqa: E402
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
@@ -31,20 +32,6 @@ def ranker_server(*flags: str) -> Server:
 @pytest.fixture(scope="module")
 def tokenizer():
     return transformers.AutoTokenizer.from_pretrained(smollm2_checkpoint())
-
-
-class Engine:
-    """Stands in for OpenRLHF's vLLM engine: answers with ``response`` and the end token."""
-
-    def __init__(self, tokenizer, response: str) -> None:
-        self.ids = tokenizer(response + "<|im_end|>", add_special_tokens=False)["input_ids"]
-        self.text = response
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        output = SimpleNamespace(
-            token_ids=self.ids, text=self.text, finish_reason="stop", logprobs=None
-        )
-        return SimpleNamespace(outputs=[output])
 
 
 def chat(tokenizer, question: str) -> str:
