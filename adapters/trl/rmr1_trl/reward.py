@@ -120,7 +120,6 @@ class _Job:
     rows: list[range] = field(default_factory=list)
     fallback: list[Group] = field(default_factory=list)
     fallback_rows: list[range] = field(default_factory=list)
-    split_rows: int = 0
 
 
 class RMR1Reward:
@@ -143,10 +142,8 @@ class RMR1Reward:
     Nothing is loaded until then; pickling keeps the configuration only, so instances survive
     TRL's spawned reward workers.
 
-    Logged through TRL: ``<name>/judgments`` (judge completions per call), ``<name>/unparsed_rate``,
-    ``<name>/split_rows``, ``<name>/unscored_rows`` (rows returned as ``None``),
-    ``<name>/orders_agree_rate`` (when both orders are judged), the batch mean of each key of the
-    metrics contract (:mod:`~rmr1_plugins.rewards.metrics`: ``rmr1_fallback``, ...,
+    Logged through TRL: ``<name>/judgments`` (judge completions per call), the batch mean of
+    each key of the metrics contract (:mod:`~rmr1_plugins.rewards.metrics`: ``rmr1_fallback``, ...,
     ``rmr1_health/<metric>``; a row returned as ``None`` counts as a fallback), and the
     completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
     ``<name>_rationale`` (the judge's text for the completion's first comparison). With
@@ -263,10 +260,8 @@ class RMR1Reward:
         job = _Job(len(prompts))
         for run in runs:
             rows = range(run.start, run.stop)
-            if run.split:
-                job.split_rows += len(rows)
-                if options.on_split == "drop":
-                    continue
+            if run.split and options.on_split == "drop":
+                continue
             group = Group(
                 prompts[run.start],
                 [completions[i] for i in rows],
@@ -328,7 +323,7 @@ class RMR1Reward:
                 first = next((c for c in result.involving(position) if c.result), None)
                 if first is not None and first.result.judgments:
                     rationale[row] = first.result.judgments[0].completion
-        self._log(kwargs, [r for _, r in judged], job, rewards, verdicts, rationale)
+        self._log(kwargs, [r for _, r in judged], verdicts, rationale)
         groups = [*job.groups, *job.fallback]
         if kwargs.get("log_metric") is not None:
             for key, value in means(self._metrics(job, judged, groups, strategies)).items():
@@ -371,8 +366,6 @@ class RMR1Reward:
         self,
         kwargs: dict,
         results: list[GroupRewards],
-        job: _Job,
-        rewards: list[float | None],
         verdicts: list[str],
         rationale: list[str],
     ) -> None:
@@ -383,15 +376,8 @@ class RMR1Reward:
             log_extra(f"{name}_rationale", rationale)
         if log_metric is None:
             return
-        judged = sum(1 for r in results for c in r.comparisons if c.result is not None)
+        # The call's cost; everything else is the metrics contract's (logged by _finish).
         log_metric(f"{name}/judgments", float(sum(r.judgments for r in results)))
-        log_metric(f"{name}/unparsed_rate", sum(r.unparsed for r in results) / max(judged, 1))
-        log_metric(f"{name}/split_rows", float(job.split_rows))
-        log_metric(f"{name}/unscored_rows", float(sum(r is None for r in rewards)))
-        agree = [r.orders_agree for r in results]
-        both = sum(b for _, b in agree)
-        if both:
-            log_metric(f"{name}/orders_agree_rate", sum(a for a, _ in agree) / both)
 
 
 class AsyncRMR1Reward(RMR1Reward):

@@ -73,9 +73,10 @@ def test_groups_are_judged_in_one_batch_with_exact_rewards(judge):
     assert rewards == [1.0, 0.0, 0.5, 0.5, 1.0, 0.0]
     assert backend.batches == [6]
     assert trainer.metrics["rmr1_reward/judgments"] == [6.0]
-    assert trainer.metrics["rmr1_reward/unparsed_rate"] == [0.0]
-    assert trainer.metrics["rmr1_reward/split_rows"] == [0.0]
-    assert "rmr1_reward/orders_agree_rate" not in trainer.metrics
+    # the metrics contract's keys, batch means: every comparison parsed, no split group
+    assert trainer.metrics["rmr1_unparsed_comparisons"] == [0.0]
+    assert trainer.metrics["rmr1_split"] == [0.0]
+    assert trainer.metrics["rmr1_health/orders_agree"] == [0.0]  # one order: not measured
     assert trainer.extra["rmr1_reward_verdicts"][0].startswith("vs #1: 1.00 (votes 1-0")
     assert trainer.extra["rmr1_reward_rationale"][0] == "<eval>1 vs 3</eval><answer>[[B]]</answer>"
     assert len(trainer.extra["rmr1_reward_rationale"]) == 6
@@ -90,7 +91,7 @@ def test_conversational_format_and_both_orders(judge):
     trainer = FakeTrainer(num_generations=2)
     assert reward([prompt, prompt], completions, **trainer.kwargs()) == [1.0, 0.0]
     assert trainer.metrics["rmr1_reward/judgments"] == [2.0]
-    assert trainer.metrics["rmr1_reward/orders_agree_rate"] == [1.0]
+    assert trainer.metrics["rmr1_health/orders_agree"] == [1.0]
 
 
 def test_reference_strategy_reads_the_reference_column(judge):
@@ -118,7 +119,7 @@ def test_split_groups_error_or_fall_back(judge):
     dropped = RMR1Reward(scorer=scorer, on_split="drop")(prompts, completions, **trainer.kwargs())
     assert dropped[:2] == [None, None] and dropped[6:] == [None, None]
     assert dropped[2:6] == pytest.approx([0, 1 / 3, 2 / 3, 1])
-    assert trainer.metrics["rmr1_reward/split_rows"] == [4.0]
+    assert trainer.metrics["rmr1_split"] == [0.5]  # 4 of the 8 rows
 
     reference = RMR1Reward(scorer=scorer, on_split="reference")
     refs = ["b"] * 2 + ["unused"] * 4 + ["c"] * 2
@@ -161,7 +162,9 @@ def test_unjudgeable_rows_get_none_and_unparsed_are_counted(judge, caplog):
     rewards = RMR1Reward(scorer=scorer)(prompts, completions, **trainer.kwargs())
     assert rewards == [None, None, 0.5, 0.5]
     assert "role 'tool'" in caplog.text and "rows 0-1" in caplog.text
-    assert trainer.metrics["rmr1_reward/unparsed_rate"] == [1.0]
+    # rows 2-3 share one comparison with no verdict; rows 0-1 were never judged
+    assert trainer.metrics["rmr1_unparsed_comparisons"] == [0.5]
+    assert trainer.metrics["rmr1_bad_input"] == [0.5]
     assert "role 'tool'" in trainer.extra["rmr1_reward_verdicts"][0]
 
 
@@ -264,7 +267,7 @@ def test_a_failed_judge_gives_none_and_is_logged(caplog):
     rewards = RMR1Reward(scorer=Broken())(prompts, completions, **trainer.kwargs())
     assert rewards == [None] * 4
     assert "judge server refused the connection" in caplog.text
-    assert trainer.metrics["rmr1_reward/unscored_rows"] == [4.0]
+    assert trainer.metrics["rmr1_fallback"] == [1.0] and trainer.metrics["rmr1_error"] == [1.0]
     assert trainer.extra["rmr1_reward_verdicts"][0].startswith("the judge failed (ConnectionError")
 
 

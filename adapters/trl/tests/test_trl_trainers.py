@@ -77,8 +77,8 @@ def test_grpo_with_smollm2_judge(tiny_policy, smollm2_dir, tmp_path):
         assert 0 <= entry["rewards/rmr1_reward/mean"] <= 1  # a win rate
         # two pairs per step, fewer only if a policy's two completions are identical
         assert entry["rmr1_reward/judgments"] in (0, 1, 2)
-        assert 0 <= entry["rmr1_reward/unparsed_rate"] <= 1
-        assert entry["rmr1_reward/split_rows"] == 0
+        assert 0 <= entry["rmr1_unparsed_comparisons"] <= 1  # one comparison per row
+        assert entry["rmr1_split"] == 0
     assert sum(entry["rmr1_reward/judgments"] for entry in logs) > 0
     # TRL keeps the last generation batch for its completions table
     rewards = list(trainer._logs["rewards"]["rmr1_reward"])
