@@ -26,7 +26,7 @@ from rmr1_plugins.rewards.inputs import (
     clean_text,
     clipped_response,
     read_label,
-    recover_turns,
+    sample_context,
     sample_texts,
 )
 from rmr1_plugins.schema import Message
@@ -46,14 +46,7 @@ def member_of(sample: Sample, config: RewardConfig) -> Member:
     if sample.label not in (None, ""):
         reference, question = read_label(sample.label)
         reference = clean_text(reference)
-    context: Any
-    if isinstance(question, list):
-        context = [turn.model_dump() for turn in question]
-    elif question is not None:
-        context = clean_text(question)
-    else:
-        turns = recover_turns(prompt) if config.question == "auto" else None
-        context = [turn.model_dump() for turn in turns] if turns else prompt.strip()
+    context = [turn.model_dump() for turn in sample_context(prompt, question, config)]
     return Member(prompt, int(config.group_size or 1), context, response, reference)
 
 

@@ -76,7 +76,8 @@ def test_labels_plain_json_string_or_object():
 def test_question_comes_from_the_label_else_the_chat_turns_else_the_prompt():
     config = RewardConfig()
     [user] = build_example(Sample(CHATML + "4", CHATML, "4"), config)[0].context
-    assert (user.role, user.content) == ("user", "What is 2+2?")  # system turn dropped
+    # the system turn is folded into the next user turn, as in every trainer (as_context)
+    assert (user.role, user.content) == ("user", "Be brief.\n\nWhat is 2+2?")
     turns = build_example(Sample(LLAMA3 + "4", LLAMA3, "4"), config)[0].context
     assert [(t.role, t.content) for t in turns] == [
         ("user", "Hi"),
@@ -91,6 +92,12 @@ def test_question_comes_from_the_label_else_the_chat_turns_else_the_prompt():
     assert plain.context[0].content == "Q: 2+2? A:" and plain.response_a == "4"
     as_written = build_example(Sample(CHATML + "4", CHATML, "4"), RewardConfig(question="prompt"))
     assert as_written[0].context[0].content == CHATML.strip()
+    system_question = {
+        "reference": "4",
+        "question": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q"}],
+    }
+    [folded] = build_example(Sample(CHATML + "4", CHATML, system_question), config)[0].context
+    assert (folded.role, folded.content) == ("user", "Be brief.\n\nQ")
     gemma = "<start_of_turn>user\nQ<end_of_turn>\n<start_of_turn>model\n"
     assert recover_turns(gemma)[0].content == "Q"
     assert recover_turns("no chat template here") is None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rmr1_plugins.rewards.inputs import as_text
 from rmr1_plugins.rewards.verifiable import verifiable_reward
 
 logger = logging.getLogger(__name__)
@@ -36,15 +37,6 @@ def score_response(response: str, winner: object) -> float | None:
     except ValueError:
         logger.warning("rmr1 reward: bad label %r; giving a neutral reward", winner)
         return None
-
-
-def _text(completion: Any) -> str:
-    """A TRL completion: a string, or a conversational ``[{"role": "assistant", ...}]`` list."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
-    return str(completion)
 
 
 class RMR1TrainReward:
@@ -66,7 +58,7 @@ class RMR1TrainReward:
     ) -> list[float | None]:
         labels = winner if winner is not None else [None] * len(completions)
         return [
-            score_response(_text(c), label) for c, label in zip(completions, labels, strict=True)
+            score_response(as_text(c), label) for c, label in zip(completions, labels, strict=True)
         ]
 
 

@@ -60,7 +60,7 @@ class Group:
     ``completions`` are strings or assistant message lists (see :func:`as_text`).
     """
 
-    prompt: str | Sequence[Mapping[str, Any]]
+    prompt: str | Sequence[Mapping[str, Any] | Message]
     completions: Sequence[Any]
     reference: str | None = None
     id: str | None = None
@@ -161,7 +161,11 @@ def outcome_scores(
 
 def group_seed(seed: int, group: Group) -> int:
     """A seed for one group's random choices, from ``seed`` and the group's text."""
-    prompt = group.prompt if isinstance(group.prompt, str) else [dict(m) for m in group.prompt]
+    prompt = (
+        group.prompt
+        if isinstance(group.prompt, str)
+        else [m.model_dump() if isinstance(m, Message) else dict(m) for m in group.prompt]
+    )
     payload = json.dumps([seed, prompt, [as_text(c) for c in group.completions]], default=str)
     return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:8], "big")
 

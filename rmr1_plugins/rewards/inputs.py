@@ -21,25 +21,30 @@ if TYPE_CHECKING:
     from rmr1_plugins.rewards.config import RewardConfig
 
 
-def as_context(prompt: str | Sequence[Mapping[str, Any]]) -> list[Message]:
-    """The judge's context for a policy prompt.
+SYSTEM_ROLES = ("system", "developer")
+
+
+def as_context(prompt: str | Sequence[Mapping[str, Any] | Message]) -> list[Message]:
+    """The judge's context for a policy prompt: the one system-turn rule of every trainer.
 
     A string is one user turn. A message list is kept, except that system (and developer) turns
-    are folded into the next user turn, because RM-R1 prompts only have user and assistant turns,
-    and list contents keep their text parts. The last turn must be a user turn; other roles
-    (``tool``) are a ``ValueError``.
+    are folded into the next user turn (``"\n\n"``-joined, in order), because RM-R1 prompts only
+    have user and assistant turns, and list contents keep their text parts. The last turn must be
+    a user turn; other roles (``tool``) are a ``ValueError``.
     """
     if isinstance(prompt, str):
         return [Message(role="user", content=prompt)]
     context: list[Message] = []
     pending_system: list[str] = []
     for index, message in enumerate(prompt):
+        if isinstance(message, Message):
+            message = message.model_dump()
         if not isinstance(message, Mapping) or "role" not in message:
             raise ValueError(
                 f"prompt message {index} must be a mapping with a 'role', got {message!r}"
             )
         role, content = message["role"], _content_text(message.get("content"))
-        if role in ("system", "developer"):
+        if role in SYSTEM_ROLES:
             pending_system.append(content)
             continue
         if role not in ("user", "assistant"):
@@ -173,16 +178,15 @@ def _read_question(raw: Any) -> str | list[Message]:
         raise SampleError(
             "field 'labels': 'question' must be a string or a list of {role, content} messages"
         ) from None
-    turns = [
-        Message(role=turn.role, content=clean_text(turn.content))
-        for turn in turns
-        if turn.role != "system"
-    ]
-    if not turns or turns[-1].role != "user":
-        raise SampleError("field 'labels': 'question' messages must end with a user turn")
-    if any(turn.role not in ("user", "assistant") for turn in turns):
-        raise SampleError("field 'labels': 'question' roles must be user, assistant or system")
-    return turns
+    if any(turn.role not in ("user", "assistant", *SYSTEM_ROLES) for turn in turns):
+        raise SampleError(
+            "field 'labels': 'question' roles must be user, assistant, system or developer"
+        )
+    cleaned = [Message(role=turn.role, content=clean_text(turn.content)) for turn in turns]
+    try:
+        return as_context(cleaned)
+    except ValueError:
+        raise SampleError("field 'labels': 'question' messages must end with a user turn") from None
 
 
 # (start of a turn, role and end of its header, end of the turn): ChatML (Qwen, SmolLM),
@@ -195,6 +199,7 @@ _CHAT_FORMATS = (
 
 
 _ROLES = {"user": "user", "assistant": "assistant", "model": "assistant"}
+_ROLES.update({role: role for role in SYSTEM_ROLES})
 
 
 def find_turns(text: str, start: str, header: re.Pattern[str], end: str) -> list[tuple[str, str]]:
@@ -217,18 +222,31 @@ def find_turns(text: str, start: str, header: re.Pattern[str], end: str) -> list
 
 
 def recover_turns(prompt: str) -> list[Message] | None:
-    """The user/assistant turns of a chat-templated prompt, or ``None`` if none is found."""
+    """The turns of a chat-templated prompt as the judge sees them (:func:`as_context`: system
+    turns folded into the next user turn; other roles left out), or ``None`` if none is found."""
     for chat_format in _CHAT_FORMATS:
         found = find_turns(prompt, *chat_format)
-        if found:
-            turns = [
-                Message(role=_ROLES[role], content=content.strip())
-                for role, content in found
-                if role in _ROLES
-            ]
-            if turns and turns[-1].role == "user":
-                return turns
+        turns = [
+            Message(role=_ROLES[role], content=content.strip())
+            for role, content in found
+            if role in _ROLES
+        ]
+        if turns and turns[-1].role == "user":
+            return as_context(turns)
     return None
+
+
+def sample_context(
+    prompt: str, question: str | list[Message] | None, config: RewardConfig
+) -> list[Message]:
+    """The judge's context for an OpenRLHF sample: the label's ``question`` when it has one,
+    else (``question: auto``) the turns recovered from the templated ``prompt``, else the prompt
+    as written, one user turn. The one conversion for the reward file, ``rmr1 serve`` and its
+    cohorts."""
+    if question is not None:
+        return as_context(question if isinstance(question, list) else clean_text(question))
+    turns = recover_turns(prompt) if config.question == "auto" else None
+    return turns or [Message(role="user", content=prompt.strip())]
 
 
 def sample_texts(sample: Sample) -> tuple[str, str]:

@@ -30,10 +30,10 @@ from rmr1_plugins.rewards.inputs import (
     clean_text,
     clipped_response,
     read_label,
-    recover_turns,
+    sample_context,
     sample_texts,
 )
-from rmr1_plugins.schema import Message, PairResult, PairwiseExample
+from rmr1_plugins.schema import PairResult, PairwiseExample
 
 # Fallback kinds; each has an ``rmr1_<kind>`` entry in every sample's extra logs.
 FALLBACK_KINDS = ("bad_input", "unparsed", "error", "timeout")
@@ -58,15 +58,7 @@ def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample
     query, prompt = sample_texts(sample)
     reference, question = read_label(sample.label)
     response, clipped = clipped_response(query, prompt, config)
-    context: list[Message]
-    if isinstance(question, list):
-        context = question
-    elif question is not None:
-        context = [Message(role="user", content=clean_text(question))]
-    else:
-        turns = recover_turns(prompt) if config.question == "auto" else None
-        text = prompt.strip()
-        context = turns or [Message(role="user", content=text)]
+    context = sample_context(prompt, question, config)
     return (
         PairwiseExample(
             context=context, response_a=response, response_b=clean_text(reference), label=None
