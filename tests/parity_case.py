@@ -138,6 +138,7 @@ def api(folder: Path, strategy: str) -> Outcome:
     """The case through the Python API: :func:`~rmr1_plugins.rewards.score_groups` with the
     settings of the same YAML file every path reads, and the contract's per-sample logs."""
     from rmr1_plugins.rewards import Group, load_reward_settings, score_groups
+    from rmr1_plugins.rewards.engine import texts_of
 
     register()
     config, record = write_config(folder, f"api-{strategy}")
@@ -155,9 +156,13 @@ def api(folder: Path, strategy: str) -> Outcome:
     rewards = [options.scale(value, options.build_strategy()) for value in result.rewards]
 
     def logs() -> list[dict[str, Any]]:
-        from rmr1_plugins.rewards.metrics import sample_logs
+        from rmr1_plugins.rewards.metrics import judged_metrics
 
-        return [sample_logs(result, i, group=group) for i in range(len(COMPLETIONS))]
+        against = options.build_strategy().needs_reference
+        texts = texts_of(group)
+        return [
+            judged_metrics(result, i, texts, reference=against) for i in range(len(COMPLETIONS))
+        ]
 
     return Outcome(judge_prompts(record), rewards, logs)
 

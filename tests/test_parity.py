@@ -32,14 +32,14 @@ def reference_api(tmp_path_factory):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_python_api_gives_the_pinned_case(reference_api, strategy):
-    from rmr1_plugins.rewards.metrics import SAMPLE_KEYS
+    from rmr1_plugins.rewards.metrics import KEYS
 
     outcome = reference_api[strategy]
     assert outcome.rewards == EXPECTED[strategy]
     check_judge_saw_the_system_turn(outcome.prompts)
     # both orders of every judged pair; "4" against the reference "4" is a tie without the judge
     assert len(outcome.prompts) == {"reference": 2, "round-robin": 3}[strategy] * 2
-    assert outcome.keys == [set(SAMPLE_KEYS)] * len(COMPLETIONS)  # the metrics contract
+    assert outcome.keys == [set(KEYS)] * len(COMPLETIONS)  # the metrics contract
 
 
 def test_rmr1_serve_reference_rewards_match_the_python_api(reference_api, tmp_path):
