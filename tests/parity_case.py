@@ -48,6 +48,7 @@ CHATML = (
     f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n"
     "<|im_start|>assistant\n"
 )
+SLOT_A = "[The Start of Chatbot A's Response]"
 END = "<|im_end|>"  # SmolLM2's end of turn, decoded with the response (special tokens kept)
 
 
@@ -56,7 +57,11 @@ class RecordingOptions(BackendOptions):
 
 
 class RecordingJudge(Backend):
-    """Prefers the correct, then the shorter response; records every conversation it is sent."""
+    """Prefers the correct, then the shorter response; records every pair it is asked to judge.
+
+    A conversation that holds no pair (the reward service's one-line warm-up call) is answered
+    and not recorded: it is no judge prompt.
+    """
 
     name = "parity-judge"
     Options = RecordingOptions
@@ -64,9 +69,10 @@ class RecordingJudge(Backend):
     _lock = threading.Lock()
 
     def generate(self, conversations, params: SamplingParams) -> list[list[Generation]]:
-        if self.opts.record:
+        pairs = [c for c in conversations if SLOT_A in c[-1]["content"]]
+        if self.opts.record and pairs:
             with self._lock, open(self.opts.record, "a", encoding="utf-8") as out:
-                for conversation in conversations:
+                for conversation in pairs:
                     out.write(json.dumps([dict(m) for m in conversation]) + "\n")
         return [[verdict(c[-1]["content"])] * params.n for c in conversations]
 
@@ -76,6 +82,8 @@ def preference(text: str) -> tuple[bool, int]:
 
 
 def verdict(user: str) -> Generation:
+    if SLOT_A not in user:
+        return Generation("OK", "stop")
     a, b = response_slots(user)
     winner = "A" if preference(a) > preference(b) else "B"
     return Generation(f"<eval>{a!r} vs {b!r}</eval>\n<answer>[[{winner}]]</answer>", "stop")
