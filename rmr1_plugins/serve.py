@@ -43,6 +43,7 @@ from rmr1_plugins.rewards.cohorts import CohortService, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.health import format_rates
 from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.scorer import Scorer
 
@@ -182,11 +183,10 @@ def create_app(
                 **{"Retry-After": "1"},
             )
         results = await service.rewards(samples)
-        names = list(results[0].extra_logs) if results else []
         payload: dict[str, Any] = {
             "rewards": [r.reward for r in results],
             "scores": [r.score for r in results],
-            "extra_logs": {name: [r.extra_logs.get(name, 0.0) for r in results] for name in names},
+            "extra_logs": columns([r.extra_logs for r in results]) if results else {},
         }
         problems = [f"sample {i}: {r.error}" for i, r in enumerate(results) if r.error]
         if problems:

@@ -29,6 +29,7 @@ from rmr1_plugins.rewards.inputs import (
     sample_context,
     sample_texts,
 )
+from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.schema import Message
 
 MAX_KEY_CHARS = 1 << 20
@@ -66,12 +67,10 @@ async def openrlhf_rewards(
     except Exception as full:
         return {"error": f"overloaded: {full}; retry later"}, 503
     answers = await asyncio.gather(*(_one(cohorts, m) for m in members))
-    names = list(answers[0].logs()) if answers else []
-    logs = [answer.logs() for answer in answers]
     payload: dict[str, Any] = {
         "rewards": [a.reward for a in answers],
         "scores": [config.to_score(a.reward) for a in answers],
-        "extra_logs": {name: [log[name] for log in logs] for name in names},
+        "extra_logs": columns([a.logs() for a in answers]) if answers else {},
     }
     problems = [f"sample {i}: {a.error}" for i, a in enumerate(answers) if a.error]
     if problems:
@@ -86,8 +85,10 @@ async def _one(cohorts: CohortService, member: Member | Exception) -> CohortRewa
         except Overloaded as full:  # filled up by other requests since the check: counted
             member = full
     reward = cohorts.config.fallback_reward
-    cohorts.stats["bad_input" if not isinstance(member, Overloaded) else "overloaded"] += 1
-    return CohortReward(reward, kind="error", error=f"fallback reward {reward:g}: {member}")
+    overloaded = isinstance(member, Overloaded)
+    cohorts.stats["overloaded" if overloaded else "bad_input"] += 1
+    kind = "error" if overloaded else "bad_input"
+    return CohortReward(reward, kind=kind, error=f"fallback reward {reward:g} ({kind}): {member}")
 
 
 def parse_member(body: Any) -> Member:

@@ -12,6 +12,7 @@ from test_engine import NAMES, ranker
 from rmr1_plugins import Scorer
 from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Overloaded
 from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.metrics import KEYS
 
 
 def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
@@ -56,7 +57,7 @@ def test_a_group_is_judged_together_whatever_the_arrival_order():
     assert svc.pending == 0 and len(svc.table) == 0
     logs = by_index[0].logs()
     assert logs["rmr1_fallback"] == 0.0 and logs["rmr1_group"] == 4.0
-    assert set(logs) == set(by_index[5].logs())
+    assert list(logs) == list(by_index[5].logs()) == list(KEYS)
 
 
 def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
@@ -74,6 +75,7 @@ def test_a_group_of_one_is_judged_against_its_reference_at_once():
     [above, below] = run(ask(svc, [member("a", 3, size=1), member("b", 2, size=1)]))
     assert (above.reward, below.reward) == (1.0, 0.0)  # vs "answer 2.5"
     assert above.kind is None and above.group == 1 and svc.stats["partial_cohorts"] == 0
+    assert (above.logs()["rmr1_reference"], above.logs()["rmr1_split"]) == (1.0, 0.0)
     assert [len(b) for b in backend.batches] == [1, 1]  # nobody waited for anybody
 
 
@@ -83,7 +85,8 @@ def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
     assert [a.reward for a in answers] == pytest.approx([0.0, 1.0, 0.5])
     assert all(a.kind == "partial" and a.group == 3 and a.expected == 4 for a in answers)
     assert not any(a.fallback for a in answers) and svc.stats["partial"] == 3
-    assert answers[0].logs()["rmr1_partial"] == 1.0 and svc.pending == 0
+    logs = answers[0].logs()  # judged with part of its group: split, not against the reference
+    assert (logs["rmr1_split"], logs["rmr1_reference"]) == (1.0, 0.0) and svc.pending == 0
     assert [len(b) for b in backend.batches] == [3]  # the three pairs of those who came
 
 

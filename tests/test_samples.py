@@ -20,7 +20,8 @@ from rmr1_plugins.rewards.inputs import (
     read_label,
     recover_turns,
 )
-from rmr1_plugins.rewards.samples import build_example, fallback, reward_from_result
+from rmr1_plugins.rewards.metrics import KEYS
+from rmr1_plugins.rewards.samples import build_example, fallback, prepare
 
 CHATML = (
     "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
@@ -119,12 +120,14 @@ def test_lone_surrogates_are_replaced():
     example.model_dump_json()  # encodable
 
 
-def judged(*completions, order="given"):
+def judged(*completions, order="given", config=None):
+    """The reward of one sample whose judge answers ``completions`` in turn."""
     texts = iter(completions)
     backend = ScriptedBackend(lambda user, i: next(texts))
     scorer = Scorer(backend, order=order)
-    example, _ = build_example(Sample(CHATML + "four", CHATML, "4"), RewardConfig())
-    return scorer.score([example])[0]
+    config = config or RewardConfig()
+    judging = prepare(Sample(CHATML + "four", CHATML, "4"), config)
+    return judging.finish(scorer.score([judging.example])[0], config)
 
 
 A, B = "<answer>[[A]]</answer>", "<answer>[[B]]</answer>"
@@ -132,47 +135,57 @@ A, B = "<answer>[[A]]</answer>", "<answer>[[B]]</answer>"
 
 def test_rewards_follow_the_response_slot_and_scale():
     config = RewardConfig()
-    assert reward_from_result(judged(A), config).reward == 1.0
-    assert reward_from_result(judged(B), config).reward == 0.0
+    assert judged(A).reward == 1.0
+    assert judged(B).reward == 0.0
     signed = RewardConfig(win=1, loss=-1)
-    loss = reward_from_result(judged(B), signed)
+    loss = judged(B, config=signed)
     assert (loss.reward, loss.score) == (-1.0, 0.0)
     assert signed.fallback_reward == 0.0 and config.fallback_reward == 0.5
 
 
 def test_both_orders_disagreeing_give_the_midpoint_and_log_it():
     # Swapped order: the judge's raw A is the reference, so "A" twice is a disagreement.
-    result = judged(A, A, order="both")
-    reward = reward_from_result(result, RewardConfig(), order="both")
+    reward = judged(A, A, order="both")
     assert reward.reward == 0.5 and reward.kind is None
-    assert reward.extra_logs["rmr1_orders_agree"] == 0.0
-    agree = reward_from_result(judged(A, B, order="both"), RewardConfig(), order="both")
-    assert agree.reward == 1.0 and agree.extra_logs["rmr1_orders_agree"] == 1.0
+    assert reward.extra_logs["rmr1_health/orders_agree"] == 0.0
+    agree = judged(A, B, order="both")
+    assert agree.reward == 1.0 and agree.extra_logs["rmr1_health/orders_agree"] == 1.0
 
 
-def test_unparsed_judgment_gives_the_fallback_and_says_so():
-    reward = reward_from_result(judged("I like both."), RewardConfig(fallback=0.25))
-    assert (reward.reward, reward.kind) == (0.25, "unparsed")
-    assert reward.extra_logs["rmr1_fallback"] == 1.0 and reward.extra_logs["rmr1_unparsed"] == 1.0
-    assert "the judge gave no verdict" in reward.error
-    half = reward_from_result(judged("no idea", B, order="both"), RewardConfig(), order="both")
-    assert half.reward == 1.0 and half.extra_logs["rmr1_unparsed"] == 0.5  # one order counts
+def test_an_unparsed_judgment_follows_on_unparsed_as_in_every_group():
+    excluded = judged("I like both.", config=RewardConfig(fallback=0.25, on_unparsed="exclude"))
+    assert (excluded.reward, excluded.kind) == (0.25, "unparsed")
+    logs = excluded.extra_logs
+    assert logs["rmr1_fallback"] == 1.0 and logs["rmr1_unparsed"] == 1.0
+    assert logs["rmr1_judgments"] == 1.0 and logs["rmr1_unparsed_comparisons"] == 1.0
+    assert "the judge gave no verdict" in excluded.error
+    tie = judged("I like both.", config=RewardConfig(fallback=0.25))  # on_unparsed: tie
+    assert (tie.reward, tie.kind, tie.extra_logs["rmr1_fallback"]) == (0.5, None, 0.0)
+    assert tie.extra_logs["rmr1_unparsed_comparisons"] == 1.0
+    loss = judged("I like both.", config=RewardConfig(win=1, loss=-1, on_unparsed="loss"))
+    assert (loss.reward, loss.kind) == (-1.0, None)
+    half = judged("no idea", B, order="both")
+    assert half.reward == 1.0 and half.extra_logs["rmr1_health/unparsed"] == 0.5  # one counts
 
 
-def test_every_reward_has_the_same_log_keys():
-    config = RewardConfig()
-    keys = set(reward_from_result(judged(A), config).extra_logs)
-    assert keys == set(reward_from_result(judged("x"), config).extra_logs)
-    assert keys == set(fallback(config, "timeout", "slow").extra_logs)
-    assert keys == {
-        "rmr1_fallback",
-        "rmr1_bad_input",
-        "rmr1_unparsed",
-        "rmr1_error",
-        "rmr1_timeout",
-        "rmr1_truncated",
-        "rmr1_clipped",
-    } | {f"rmr1_health/{name}" for name in METRICS}
+def test_soft_outcome_and_an_identical_response_follow_the_group_rules(scripted):
+    config = RewardConfig(outcome="soft")
+    judging = prepare(Sample(CHATML + "four", CHATML, "4"), config)
+    result = Scorer(scripted()).score([judging.example])[0].model_copy(update={"prob_a": 0.75})
+    assert judging.finish(result, config).reward == 0.75
+    same = prepare(Sample(CHATML + "4", CHATML, "4"), RewardConfig())
+    assert same.example is None  # the response is the reference: a tie, the judge not asked
+    tie = same.finish(None, RewardConfig())
+    assert tie.reward == 0.5 and tie.extra_logs["rmr1_judgments"] == 0.0
+
+
+def test_every_reward_has_the_contract_keys():
+    config = RewardConfig(on_unparsed="exclude")
+    keys = list(judged(A).extra_logs)
+    assert keys == list(judged("x", config=config).extra_logs)
+    assert keys == list(fallback(config, "timeout", "slow").extra_logs)
+    assert keys == list(KEYS)
+    assert {f"rmr1_health/{name}" for name in METRICS} <= set(keys)
 
 
 json_values = st.recursive(

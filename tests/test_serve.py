@@ -15,6 +15,8 @@ import time
 import pytest
 from serving import PROMPT, Server, expected_reward
 
+from rmr1_plugins.rewards.metrics import sample_metrics
+
 aiohttp = pytest.importorskip("aiohttp")
 
 LOAD_REQUESTS, LOAD_CLIENTS = 400, 100
@@ -22,7 +24,10 @@ LOAD_REQUESTS, LOAD_CLIENTS = 400, 100
 
 @pytest.fixture(scope="module")
 def server():
-    running = Server("--timeout", "2", "--max-wait-ms", "5")
+    # on_unparsed: exclude, so a judgment without a verdict gets the fallback (tie is the default)
+    running = Server(
+        "--timeout", "2", "--max-wait-ms", "5", env={"RMR1_REWARD__ON_UNPARSED": "exclude"}
+    )
     yield running
     assert running.stop() == 0
 
@@ -125,8 +130,9 @@ def test_injected_faults_each_get_the_fallback_and_are_counted(server):
 
 def body_for(reward):
     """The full answer to a request that was judged without any fallback."""
-    kinds = ("fallback", "bad_input", "unparsed", "error", "timeout", "truncated", "clipped")
-    logs = {f"rmr1_{kind}": [0.0] for kind in kinds}
+    # The metrics contract for one sample judged against its reference: 8 sampled verdicts.
+    metrics = sample_metrics(reference=True, group=1, judgments=8)
+    logs = {key: [value] for key, value in metrics.items()}
     # Judge health of the scripted judge: the response (slot A) wins `reward` of the votes, the
     # reference in slot B is the longer text, one order is judged and no probability is given.
     longer_wins = 0.5 if reward == 0.5 else float(reward < 0.5)
@@ -290,7 +296,7 @@ def test_a_bad_configuration_stops_the_server_at_start_with_a_clear_error(flags,
 
 def test_serves_from_a_file_shared_with_the_group_extensions(shared_config):
     # The TRL/veRL group keys sit next to the service keys; flags still win over the file.
-    path = shared_config(win=2.0, loss=-2.0, fallback=-1.5, timeout_s=5)
+    path = shared_config(win=2.0, loss=-2.0, fallback=-1.5, timeout_s=5, on_unparsed="exclude")
     running = Server("--config", str(path), "--order", "given")
 
     async def scenario():

@@ -99,7 +99,7 @@ def test_a_slow_judge_gives_the_timeout_fallback_on_time():
 
 
 def test_unjudgeable_and_unparsed_samples_get_the_fallback_and_are_counted():
-    service = RewardService(scorer(), RewardConfig(fallback=0.2))
+    service = RewardService(scorer(), RewardConfig(fallback=0.2, on_unparsed="exclude"))
     samples = [
         sample("r1", label=""),
         Sample("x", "not in x", "ref"),
@@ -109,10 +109,19 @@ def test_unjudgeable_and_unparsed_samples_get_the_fallback_and_are_counted():
     answers = [a[0] for a in run(serve_concurrently(service, samples))]
     assert [a.reward for a in answers] == [0.2] * 4
     assert [a.kind for a in answers] == ["bad_input", "bad_input", "unparsed", "unparsed"]
-    assert answers[3].extra_logs["rmr1_truncated"] == 1.0 and "cut at max_new_tokens" in (
+    assert answers[3].extra_logs["rmr1_health/truncated"] == 1.0 and "cut at max_new_tokens" in (
         answers[3].error
     )
     assert service.stats["fallback_bad_input"] == 2 and service.stats["fallback_unparsed"] == 2
+
+
+def test_an_unparsed_sample_follows_on_unparsed_like_a_group():
+    for on_unparsed, reward in (("tie", 0.5), ("loss", 0.0)):
+        service = RewardService(scorer(), RewardConfig(fallback=0.2, on_unparsed=on_unparsed))
+        [[mute]] = run(serve_concurrently(service, [sample("mute")]))
+        assert (mute.reward, mute.kind, mute.extra_logs["rmr1_fallback"]) == (reward, None, 0.0)
+        assert mute.extra_logs["rmr1_unparsed_comparisons"] == 1.0
+        assert service.stats["fallback"] == 0 and service.stats["unparsed"] == 1
 
 
 def test_closing_answers_waiting_samples_and_later_calls():

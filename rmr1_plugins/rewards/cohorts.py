@@ -35,12 +35,14 @@ from typing import Any
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
 from rmr1_plugins.rewards.health import Tally, comparison_tally
+from rmr1_plugins.rewards.metrics import sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
-# What can happen to a member; each kind has an ``rmr1_<kind>`` entry in every member's logs.
-KINDS = ("partial", "alone", "no_reference", "unparsed", "error", "timeout")
-FALLBACKS = ("no_reference", "unparsed", "error", "timeout")  # kinds that give the fallback
+# What can happen to a member: judged with part of its group, judged alone against the
+# reference, or one of the fallbacks (metrics.FALLBACK_KINDS).
+KINDS = ("partial", "alone", "bad_input", "no_reference", "unparsed", "error", "timeout")
+FALLBACKS = KINDS[2:]  # kinds that give the fallback
 
 
 def groups_samples(config: RewardConfig) -> bool:
@@ -79,22 +81,23 @@ class CohortReward:
     unparsed: int = 0
     error: str | None = None
     health: dict[str, float] = field(default_factory=lambda: Tally().sample_logs())
+    reference: bool = False  # judged against the reference answer
 
     @property
     def fallback(self) -> bool:
         return self.kind in FALLBACKS
 
     def logs(self) -> dict[str, float]:
-        """Numeric logs with the same keys for every member (trainers stack them)."""
-        logs = {"rmr1_fallback": float(self.fallback)}
-        logs.update({f"rmr1_{kind}": float(self.kind == kind) for kind in KINDS})
-        logs.update(
-            rmr1_group=float(self.group),
-            rmr1_judgments=float(self.judgments),
-            rmr1_unparsed_comparisons=float(self.unparsed),
+        """The member's metrics (:mod:`rmr1_plugins.rewards.metrics`): the contract's keys."""
+        return sample_metrics(
+            kind=self.kind if self.fallback else None,
+            reference=self.reference,
+            split=self.kind in ("partial", "alone"),
+            group=self.group,
+            judgments=self.judgments,
+            unparsed=self.unparsed,
+            health=self.health,
         )
-        logs.update(self.health)  # the rmr1_health/* keys, as in every integration
-        return logs
 
 
 @dataclass
@@ -349,7 +352,18 @@ class CohortService:
         value = self.config.scale(win, strategy)
         assert value is not None
         size = len(judged.rewards)
-        return CohortReward(value, win, kind, size, expected, judgments, unparsed, health=health)
+        reference = strategy.needs_reference
+        return CohortReward(
+            value,
+            win,
+            kind,
+            size,
+            expected,
+            judgments,
+            unparsed,
+            health=health,
+            reference=reference,
+        )
 
     def _fallback(self, kind: str, message: str) -> CohortReward:
         reward = self.config.fallback_reward

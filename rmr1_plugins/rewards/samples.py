@@ -2,16 +2,22 @@
 
 Trainers that score each rollout on its own (OpenRLHF sends one sample per call) cannot compare
 the rollouts of a group, so each response is judged against the reference answer carried by the
-sample's label: response in one slot, reference in the other. The reward is the response's win
-rate over the judgments that gave a verdict, mapped onto ``[loss, win]`` (default ``[0, 1]``):
-``1`` beats the reference, ``0`` loses, ``0.5`` when two orders disagree (``order: both``).
+sample's label: a group of one, ``(context, [response], reference)``, played by the group engine
+(:mod:`rmr1_plugins.rewards.engine`) with the ``reference`` strategy, so ``on_unparsed``,
+``outcome`` and the text rules are those of every group: the reward is the response's share of
+the parsed votes (or its verdict probability with ``outcome: soft``) mapped onto ``[loss, win]``
+(default ``[0, 1]``): ``1`` beats the reference, ``0`` loses, ``0.5`` when two orders disagree
+(``order: both``). A judgment without a verdict follows ``on_unparsed``: ``tie`` (the middle of
+the scale), ``loss`` (``loss``) or ``exclude`` (the fallback reward, ``rmr1_unparsed``). A
+response identical to the reference is a tie without asking the judge.
 
 A sample is ``(query, prompt, label)`` as OpenRLHF sends it (:class:`~.inputs.Sample`; how its
 strings are read is in :mod:`rmr1_plugins.rewards.inputs`).
 
 Nothing here raises on bad samples: :func:`build_example` raises :class:`~.inputs.SampleError`
 naming the field, and :func:`fallback` turns any failure into the configured neutral reward
-(default: the midpoint of ``[loss, win]``) with ``rmr1_fallback=1`` in the logs.
+(default: the midpoint of ``[loss, win]``) with ``rmr1_fallback=1`` in the logs (the metrics
+contract, :mod:`rmr1_plugins.rewards.metrics`).
 
 The settings (the scale, ``end_tokens``, ``question``, ``max_response_chars``) are the ``reward:``
 section of the YAML file, :class:`rmr1_plugins.rewards.config.RewardConfig`.
@@ -24,19 +30,21 @@ from dataclasses import dataclass, field
 
 from rmr1_plugins.guards import neutralize_example
 from rmr1_plugins.rewards.config import RewardConfig
-from rmr1_plugins.rewards.health import Tally
+from rmr1_plugins.rewards.engine import Group, GroupScoring, texts_of
 from rmr1_plugins.rewards.inputs import (
     Sample,
+    as_context,
     clean_text,
     clipped_response,
     read_label,
     sample_context,
     sample_texts,
 )
+from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
+from rmr1_plugins.rewards.strategies import ReferenceStrategy
 from rmr1_plugins.schema import PairResult, PairwiseExample
 
-# Fallback kinds; each has an ``rmr1_<kind>`` entry in every sample's extra logs.
-FALLBACK_KINDS = ("bad_input", "unparsed", "error", "timeout")
+AGAINST_REFERENCE = ReferenceStrategy()
 
 
 @dataclass
@@ -47,98 +55,104 @@ class SampleReward:
     score: float
     extra_logs: dict[str, float] = field(default_factory=dict)
     error: str | None = None
-    kind: str | None = None  # which fallback (one of FALLBACK_KINDS), if any
+    kind: str | None = None  # which fallback (one of metrics.FALLBACK_KINDS), if any
 
 
-def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample, bool]:
-    """The pair to judge: the response in slot A, the reference in slot B.
+def build_group(sample: Sample, config: RewardConfig) -> tuple[Group, bool]:
+    """The group of one to judge: the sample's context, its response, its reference.
 
-    Returns the pair and whether the response was cut at ``max_response_chars``.
+    Returns the group and whether the response was cut at ``max_response_chars``; raises
+    :class:`~.inputs.SampleError` naming the field.
     """
     query, prompt = sample_texts(sample)
     reference, question = read_label(sample.label)
     response, clipped = clipped_response(query, prompt, config)
-    context = sample_context(prompt, question, config)
-    return (
-        PairwiseExample(
-            context=context, response_a=response, response_b=clean_text(reference), label=None
-        ),
-        clipped,
+    context = [turn.model_dump() for turn in sample_context(prompt, question, config)]
+    return Group(context, [response], reference=clean_text(reference)), clipped
+
+
+def build_example(sample: Sample, config: RewardConfig) -> tuple[PairwiseExample, bool]:
+    """The pair the judge sees (:func:`build_group`): the response in slot A, the reference in
+    slot B; and whether the response was cut."""
+    group, clipped = build_group(sample, config)
+    example = PairwiseExample(
+        context=as_context(group.prompt),
+        response_a=group.completions[0],
+        response_b=str(group.reference),
+        label=None,
     )
+    return example, clipped
 
 
-def build_examples(
+@dataclass
+class Judging:
+    """One sample's reference game: ``example`` goes to the judge (``None``: the response equals
+    the reference, a tie without the judge), :meth:`finish` turns its result into the reward."""
+
+    group: Group
+    run: GroupScoring
+    example: PairwiseExample | None
+    clipped: bool
+
+    def finish(self, result: PairResult | None, config: RewardConfig) -> SampleReward:
+        """The reward once the judge answered (``result``; ``None`` when not asked)."""
+        self.run.feed([] if result is None else [result])
+        [rewards] = [r for r in self.run.results if r is not None]
+        metrics = judged_metrics(
+            rewards, 0, texts_of(self.group), reference=True, clipped=self.clipped
+        )
+        win = rewards.rewards[0]
+        if win is None:  # every judgment unparsed, on_unparsed=exclude
+            why = "the judge gave no verdict (on_unparsed=exclude)"
+            if result is not None and any(j.finish_reason == "length" for j in result.judgments):
+                why += " (its output was cut at max_new_tokens)"
+            return fallback(config, "unparsed", why, metrics)
+        value = config.scale(win, AGAINST_REFERENCE)
+        assert value is not None
+        return SampleReward(value, config.to_score(value), metrics)
+
+
+def prepare(sample: Sample, config: RewardConfig, guard: bool = False) -> Judging:
+    """The sample's :class:`Judging`, its pair neutralized when ``guard``; raises
+    :class:`~.inputs.SampleError` for a sample that cannot be judged."""
+    group, clipped = build_group(sample, config)
+    run = GroupScoring(
+        [group], AGAINST_REFERENCE, on_unparsed=config.on_unparsed, outcome=config.outcome
+    )
+    [example] = run.examples() or [None]
+    if example is not None and guard:
+        example = neutralize_example(example)
+    return Judging(group, run, example, clipped)
+
+
+def prepare_all(
     samples: Sequence[Sample], config: RewardConfig, guard: bool = False
-) -> list[tuple[PairwiseExample, bool] | Exception]:
-    """:func:`build_example` for each sample, neutralized when ``guard``; a failure in its place.
+) -> list[Judging | Exception]:
+    """:func:`prepare` for each sample; a failure in its place.
 
     The CPU-heavy part of a request (linear, but a megabyte takes a fraction of a second):
     ``rmr1 serve`` and the OpenRLHF reward service run it in a worker thread, off the event loop,
     so one large request does not hold up the others.
     """
-    built: list[tuple[PairwiseExample, bool] | Exception] = []
+    built: list[Judging | Exception] = []
     for sample in samples:
         try:
-            example, clipped = build_example(sample, config)
-            built.append((neutralize_example(example) if guard else example, clipped))
+            built.append(prepare(sample, config, guard))
         except Exception as error:  # SampleError, or an unforeseen input shape
             built.append(error)
     return built
 
 
-def _logs(kind: str | None, order: str | None) -> dict[str, float]:
-    """The extra logs of one sample: the same keys for every sample of a run."""
-    logs = {"rmr1_fallback": float(kind is not None)}
-    logs.update({f"rmr1_{name}": float(kind == name) for name in FALLBACK_KINDS})
-    logs.update(rmr1_truncated=0.0, rmr1_clipped=0.0)
-    if order == "both":
-        logs["rmr1_orders_agree"] = 0.0
-    logs.update(Tally().sample_logs())  # judge health: nothing measured
-    return logs
-
-
 def fallback(
-    config: RewardConfig, kind: str, message: str, order: str | None = None
+    config: RewardConfig, kind: str, message: str, metrics: dict[str, float] | None = None
 ) -> SampleReward:
-    """The neutral reward for a sample that got no verdict, saying why."""
+    """The neutral reward for a sample that got no verdict, saying why; ``metrics`` are its
+    metrics when it was judged (default: a sample never judged)."""
     reward = config.fallback_reward
     return SampleReward(
         reward=reward,
         score=config.to_score(reward),
-        extra_logs=_logs(kind, order),
+        extra_logs=metrics or sample_metrics(kind=kind),
         error=f"fallback reward {reward:g} ({kind}): {message}",
         kind=kind,
     )
-
-
-def reward_from_result(
-    result: PairResult,
-    config: RewardConfig,
-    order: str | None = None,
-    clipped: bool = False,
-    size: tuple[int, int] | None = None,
-) -> SampleReward:
-    """The response's (slot A's) win rate over the judgments that gave a verdict, as a reward.
-
-    Judgments without a verdict are left out; when none has one, the fallback reward is used.
-    ``size`` (the lengths of the response and the reference) gives ``rmr1_health/longer_wins``.
-    """
-    wins, losses, missing = result.votes["A"], result.votes["B"], result.votes["none"]
-    total = wins + losses + missing
-    truncated = sum(j.finish_reason == "length" for j in result.judgments) / max(total, 1)
-    if wins + losses == 0:
-        why = "the judge gave no verdict"
-        if truncated:
-            why += " (its output was cut at max_new_tokens)"
-        reward = fallback(config, "unparsed", why, order)
-    else:
-        value = config.loss + (config.win - config.loss) * wins / (wins + losses)
-        reward = SampleReward(value, config.to_score(value), _logs(None, order))
-        reward.extra_logs["rmr1_unparsed"] = missing / total
-        if order == "both":
-            reward.extra_logs["rmr1_orders_agree"] = float(bool(result.orders_agree))
-    reward.extra_logs.update(rmr1_truncated=truncated, rmr1_clipped=float(clipped))
-    health = Tally()
-    health.add_pair(result, size)
-    reward.extra_logs.update(health.sample_logs())
-    return reward

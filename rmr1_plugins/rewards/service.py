@@ -22,7 +22,9 @@ exception:
 - a sample that fails on its own is retried ``retries`` times with doubling backoff, within its
   deadline, then gets the fallback (``error``);
 - a sample still unanswered ``timeout_s`` after it arrived gets the fallback (``timeout``);
-- a judgment without a verdict gives the fallback (``unparsed``).
+- a judgment without a verdict follows ``on_unparsed`` as in every group
+  (:mod:`rmr1_plugins.rewards.samples`): ``tie``, ``loss``, or ``exclude``, the fallback
+  (``unparsed``).
 
 Each judged sample adds to :attr:`RewardService.health` (the judge-health counts of
 :mod:`rmr1_plugins.rewards.health`), and its hard pairs go to ``reward.hard_pairs_path`` when set.
@@ -49,12 +51,7 @@ from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.hard_pairs import writer_for
 from rmr1_plugins.rewards.health import Tally
 from rmr1_plugins.rewards.inputs import Sample, SampleError
-from rmr1_plugins.rewards.samples import (
-    SampleReward,
-    build_examples,
-    fallback,
-    reward_from_result,
-)
+from rmr1_plugins.rewards.samples import Judging, SampleReward, fallback, prepare_all
 from rmr1_plugins.schema import PairResult, PairwiseExample
 from rmr1_plugins.scorer import Scorer
 
@@ -74,7 +71,7 @@ class _Item:
     example: PairwiseExample
     future: asyncio.Future[PairResult | _Failure]
     deadline: float
-    clipped: bool
+    judging: Judging
 
 
 class RewardService:
@@ -153,7 +150,7 @@ class RewardService:
         self._building += len(samples)  # counted as pending meanwhile
         try:
             preparing = loop.run_in_executor(
-                self._builder, build_examples, samples, self.config, guard
+                self._builder, prepare_all, samples, self.config, guard
             )
             built = await asyncio.wait_for(preparing, self.config.timeout_s)
         except asyncio.TimeoutError:
@@ -175,9 +172,11 @@ class RewardService:
             if isinstance(outcome, Exception):  # an unforeseen input shape: still a bad input
                 answers.append(self._fallback("bad_input", f"{type(outcome).__name__}: {outcome}"))
                 continue
-            example, clipped = outcome
-            self.stats["clipped"] += clipped
-            item = _Item(example, loop.create_future(), deadline, clipped)
+            self.stats["clipped"] += outcome.clipped
+            if outcome.example is None:  # the response is the reference: a tie, not judged
+                answers.append(self._judged(outcome, None))
+                continue
+            item = _Item(outcome.example, loop.create_future(), deadline, outcome)
             self._submit(item)
             waiting.append((len(answers), item))
             answers.append(None)
@@ -240,18 +239,21 @@ class RewardService:
         if isinstance(outcome, _Failure):
             return self._fallback(outcome.kind, outcome.message)
         example = item.example
-        size = (len(example.response_a), len(example.response_b))
-        reward = reward_from_result(outcome, self.config, self.order, item.clipped, size)
-        self.health.add_pair(outcome, size)
+        self.health.add_pair(outcome, (len(example.response_a), len(example.response_b)))
         if self._hard_pairs is not None:
             self._hard_pairs.offer(outcome, example.context, example.response_a, example.response_b)
+        return self._judged(item.judging, outcome)
+
+    def _judged(self, judging: Judging, result: PairResult | None) -> SampleReward:
+        reward = judging.finish(result, self.config)
         self.stats["judged"] += 1
+        self.stats["unparsed"] += int(reward.extra_logs["rmr1_unparsed_comparisons"])
         if reward.kind is not None:
             self._count(reward.kind, reward.error or "")
         return reward
 
     def _fallback(self, kind: str, message: str) -> SampleReward:
-        reward = fallback(self.config, kind, message, self.order)
+        reward = fallback(self.config, kind, message)
         self._count(kind, reward.error or message)
         return reward
 

@@ -20,8 +20,10 @@ a configuration asking for whole-group rewards (an in-group ``strategy`` with ``
 over 1) is refused, every sample gets the fallback and the error points to ``rmr1 serve``.
 
 ``reward_func`` never raises and never returns ``None``. A sample that gets no verdict (bad
-label, unparseable judgment, judge error, timeout, a configuration that does not load) gets the
-fallback reward, with ``rmr1_fallback=1`` and the reason in ``extra_logs`` and a logged warning.
+label, an unparseable judgment with ``on_unparsed: exclude``, judge error, timeout, a
+configuration that does not load) gets the fallback reward, with ``rmr1_fallback=1`` and its
+kind's flag in ``extra_logs`` (the metrics contract, :mod:`rmr1_plugins.rewards.metrics`: the
+same keys for every sample, set-up failures included) and the reason in a logged warning.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from rmr1_plugins.config import ConfigError
 from rmr1_plugins.rewards.cohorts import groups_samples
 from rmr1_plugins.rewards.config import CONFIG_ENV, RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.samples import SampleReward, fallback
 from rmr1_plugins.rewards.service import BackgroundRewardService
 
@@ -123,20 +126,17 @@ def _setup_failure(error: Exception, count: int) -> list[SampleReward]:
 
 
 def _to_openrlhf(results: list[SampleReward]) -> dict[str, Any]:
-    names = list(results[0].extra_logs) if results else []
-    columns = {
+    lists = {
         "rewards": [r.reward for r in results],
         "scores": [r.score for r in results],
-        **{name: [r.extra_logs.get(name, 0.0) for r in results] for name in names},
+        **columns([r.extra_logs for r in results]),  # the metrics contract: the same keys always
     }
     try:
         import torch
 
-        tensors = {
-            key: torch.tensor(values, dtype=torch.float32) for key, values in columns.items()
-        }
+        tensors = {key: torch.tensor(values, dtype=torch.float32) for key, values in lists.items()}
     except ImportError:  # OpenRLHF always has torch; plain lists work too
-        tensors = dict(columns)
+        tensors = dict(lists)
     return {
         "rewards": tensors.pop("rewards"),
         "scores": tensors.pop("scores"),

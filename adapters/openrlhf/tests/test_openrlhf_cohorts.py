@@ -28,6 +28,7 @@ import pytest
 agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
 
+from rmr1_plugins.rewards.metrics import KEYS  # noqa: E402
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
 
 LAUNCHER = Path(__file__).parents[3] / "tests" / "serving.py"
@@ -134,7 +135,8 @@ def test_openrlhf_gets_in_group_rewards_for_concurrent_prompts(tokenizer):
         assert output["reward"] == [pytest.approx(win_rate[value])], response
         logs = output["extra_logs"]
         assert logs["rmr1_group"] == [4.0] and logs["rmr1_fallback"] == [0.0]
-        assert logs["rmr1_partial"] == [0.0] and logs["rmr1_judgments"] == [3.0]
+        assert logs["rmr1_split"] == [0.0] and logs["rmr1_judgments"] == [3.0]
+        assert list(logs) == list(KEYS)  # the metrics contract
     assert stats["cohorts"]["complete_cohorts"] == 3 and stats["cohorts"]["answered"] == 12
     assert stats["reward"].get("samples", 0) == 0  # the reference path was never used
 
@@ -160,9 +162,13 @@ def test_partial_groups_and_deadlines_on_a_real_server(tokenizer):
     finally:
         assert server.stop() == 0
     assert [o["reward"] for o in three] == [[0.0], [1.0], [0.5]]  # the 3 that came, in-group
-    assert all(o["extra_logs"]["rmr1_partial"] == [1.0] for o in three)
+    assert all(o["extra_logs"]["rmr1_split"] == [1.0] for o in three)  # an incomplete group
+    assert all(o["extra_logs"]["rmr1_reference"] == [0.0] for o in three)
     assert all(o["extra_logs"]["rmr1_group"] == [3.0] for o in three)
-    assert vs_reference["reward"] == [1.0] and vs_reference["extra_logs"]["rmr1_alone"] == [1.0]
+    alone = vs_reference["extra_logs"]  # alone in its group: judged against its reference
+    assert vs_reference["reward"] == [1.0] and alone["rmr1_split"] == alone["rmr1_reference"] == [
+        1.0
+    ]
     assert no_reference["reward"] == [0.25]
     assert no_reference["extra_logs"]["rmr1_no_reference"] == [1.0]
     for late in (late_a, late_b):  # the judge hangs: the deadline answers with the fallback

@@ -21,18 +21,11 @@ from rmr1_openrlhf.reward import get_runtime, reset_runtime, reward_func
 from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.plugins import get_plugins
 from rmr1_plugins.rewards.health import METRICS
+from rmr1_plugins.rewards.metrics import KEYS, sample_metrics
 
 PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
-LOG_KEYS = {
-    "rmr1_fallback",
-    "rmr1_bad_input",
-    "rmr1_unparsed",
-    "rmr1_error",
-    "rmr1_timeout",
-    "rmr1_truncated",
-    "rmr1_clipped",
-}
 HEALTH_KEYS = {f"rmr1_health/{name}" for name in METRICS}
+LOG_KEYS = set(KEYS) - HEALTH_KEYS  # the metrics contract
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
 SHARED = (Path(__file__).parents[3] / "tests" / "data" / "shared_reward_config.yaml").read_text()
@@ -103,12 +96,13 @@ def test_path_names_a_file_openrlhf_can_load(capsys):
 
 def test_one_sample_gives_tensors_of_length_one(configure):
     configure(CONSTANT_A)
-    result = reward_func([PROMPT + "4<|im_end|>"], [PROMPT], ["4"])
+    result = reward_func([PROMPT + "4<|im_end|>"], [PROMPT], ["four"])
     assert set(result) == {"rewards", "scores", "extra_logs"}
     assert result["rewards"].dtype == torch.float32 and result["rewards"].tolist() == [1.0]
     assert result["scores"].tolist() == [1.0]
-    assert set(result["extra_logs"]) == LOG_KEYS | HEALTH_KEYS
-    assert all(result["extra_logs"][key].tolist() == [0.0] for key in LOG_KEYS)
+    assert list(result["extra_logs"]) == list(KEYS)
+    judged = sample_metrics(reference=True, group=1, judgments=1)  # one judgment vs the reference
+    assert all(result["extra_logs"][key].tolist() == [judged[key]] for key in LOG_KEYS)
     assert get_runtime().scorer.neutralize_markup is True  # on by default for training
 
 
@@ -137,8 +131,9 @@ def test_judge_health_in_extra_logs_for_an_always_a_judge(configure, tmp_path):
 
 
 def test_reward_settings_and_fallback_come_from_the_config(configure):
-    configure(CONSTANT_A.replace("[[A]]", "none") + "reward: {win: 1, loss: -1}\n")
-    result = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    no_verdict = CONSTANT_A.replace("[[A]]", "none")
+    configure(no_verdict + "reward: {win: 1, loss: -1, on_unparsed: exclude}\n")
+    result = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert result["rewards"].tolist() == [0.0] and result["scores"].tolist() == [0.5]
     assert result["extra_logs"]["rmr1_unparsed"].tolist() == [1.0]
 
@@ -164,7 +159,7 @@ def test_concurrent_calls_from_threads_are_batched_and_not_mixed_up(configure):
 
 def test_an_invalid_configuration_gives_fallbacks_and_a_logged_error(configure, caplog):
     configure("backend: {name: constant}\nreward: {fallbak: 0}\n")
-    result = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    result = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert result["rewards"].tolist() == [0.5]
     assert result["extra_logs"]["rmr1_error"].tolist() == [1.0]
     assert "reward.fallbak: unknown key" in caplog.text
@@ -174,12 +169,12 @@ def test_in_group_rewards_are_refused_with_a_pointer_to_rmr1_serve(configure, ca
     """Waiting for a group inside OpenRLHF's reward thread pool could hold every thread."""
     monkeypatch.setattr("rmr1_openrlhf.reward._last_setup_log", -float("inf"))  # log it now
     configure("backend: {name: constant}\nreward: {strategy: round-robin, group_size: 4}\n")
-    result = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    result = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert result["rewards"].tolist() == [0.5]
     assert result["extra_logs"]["rmr1_error"].tolist() == [1.0]
     assert "rmr1 serve" in caplog.text and "in-group rewards" in caplog.text
     configure("backend: {name: constant}\nreward: {strategy: reference, group_size: 4}\n")
-    assert reward_func([PROMPT + "4"], [PROMPT], ["4"])["rewards"].tolist() == [1.0]
+    assert reward_func([PROMPT + "4"], [PROMPT], ["four"])["rewards"].tolist() == [1.0]
 
 
 def test_check_command_reports_the_judges_view(configure, capsys):
@@ -193,14 +188,14 @@ def test_check_command_reports_the_judges_view(configure, capsys):
 
 def test_a_config_file_shared_with_the_group_extensions(configure, capsys):
     configure(SHARED)
-    result = reward_func([PROMPT + "4</s>"], [PROMPT], ["4"])
+    result = reward_func([PROMPT + "4</s>"], [PROMPT], ["four"])
     assert result["rewards"].tolist() == [1.0]
     assert result["extra_logs"]["rmr1_fallback"].tolist() == [0.0]
     assert reward_func([PROMPT + "4"], [PROMPT], [""])["rewards"].tolist() == [0.25]  # bad label
     config = get_runtime().service.config
     assert (config.timeout_s, config.max_concurrent_batches, config.end_tokens) == (60, 4, ["</s>"])
     configure(SHARED + "  stratgy: knockout\n")
-    broken = reward_func([PROMPT + "4"], [PROMPT], ["4"])
+    broken = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert broken["rewards"].tolist() == [0.5]  # the default fallback: the file did not load
     assert broken["extra_logs"]["rmr1_error"].tolist() == [1.0]
     assert main(["check"]) == 2

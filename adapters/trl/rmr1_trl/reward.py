@@ -35,13 +35,14 @@ from rmr1_plugins.rewards.engine import (
     texts_of,
 )
 from rmr1_plugins.rewards.hard_pairs import record_groups
-from rmr1_plugins.rewards.health import PREFIX, Tally, comparison_tally
 from rmr1_plugins.rewards.inputs import as_text
+from rmr1_plugins.rewards.metrics import judged_metrics, means, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import Rule, VerifiableReward
 
 logger = logging.getLogger(__name__)
 TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
+JUDGE_FAILED = "the judge failed"
 
 
 class SplitGroupError(RuntimeError):
@@ -142,9 +143,10 @@ class RMR1Reward:
 
     Logged through TRL: ``<name>/judgments`` (judge completions per call), ``<name>/unparsed_rate``,
     ``<name>/split_rows``, ``<name>/unscored_rows`` (rows returned as ``None``),
-    ``<name>/orders_agree_rate`` (when both orders are judged), the judge-health rates
-    ``rmr1_health/<metric>`` of :mod:`~rmr1_plugins.rewards.health` (those measured in the call),
-    and the completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
+    ``<name>/orders_agree_rate`` (when both orders are judged), the batch mean of each key of the
+    metrics contract (:mod:`~rmr1_plugins.rewards.metrics`: ``rmr1_fallback``, ...,
+    ``rmr1_health/<metric>``; a row returned as ``None`` counts as a fallback), and the
+    completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
     ``<name>_rationale`` (the judge's text for the completion's first comparison). With
     ``reward.hard_pairs_path`` set, hard comparisons are appended there
     (:mod:`rmr1_plugins.rewards.hard_pairs`).
@@ -326,21 +328,42 @@ class RMR1Reward:
                     rationale[row] = first.result.judgments[0].completion
         self._log(kwargs, [r for _, r in judged], job, rewards, verdicts, rationale)
         groups = [*job.groups, *job.fallback]
-        self._log_health(kwargs, groups, [r for _, r in judged])
+        if kwargs.get("log_metric") is not None:
+            for key, value in means(self._metrics(job, judged, groups, strategies)).items():
+                kwargs["log_metric"](key, value)
         record_groups(self.options, groups, [r for _, r in judged])
         return rewards
 
-    def _log_health(self, kwargs: dict, groups: list[Group], results: list[GroupRewards]) -> None:
-        """The judge-health rates of this call (one training step), measured ones only."""
-        log_metric = kwargs.get("log_metric")
-        if log_metric is None:
-            return
-        tally = Tally()
-        for group, result in zip(groups, results, strict=True):
-            tally.merge(comparison_tally(result, texts_of(group)))
-        for name, value in tally.rates().items():
-            if value is not None:
-                log_metric(PREFIX + name, value)
+    @staticmethod
+    def _metrics(
+        job: _Job,
+        judged: list[tuple[range, GroupRewards]],
+        groups: list[Group],
+        strategies: list[Strategy],
+    ) -> list[dict[str, float]]:
+        """Each row's metrics (the contract of :mod:`rmr1_plugins.rewards.metrics`); a row in no
+        group was left out by ``on_split="drop"``."""
+        metrics = [sample_metrics(kind="dropped", split=True)] * job.size
+        splits = [False] * len(job.groups) + [True] * len(job.fallback)
+        for (rows, result), group, strategy, split in zip(
+            judged, groups, strategies, splits, strict=True
+        ):
+            texts = texts_of(group)
+            for position, row in enumerate(rows):
+                kind = None
+                if result.error:
+                    kind = "error" if result.error.startswith(JUDGE_FAILED) else "bad_input"
+                    if strategy.needs_reference and group.reference is None:
+                        kind = "no_reference"
+                metrics[row] = judged_metrics(
+                    result,
+                    position,
+                    texts,
+                    reference=strategy.needs_reference,
+                    kind=kind,
+                    split=split,
+                )
+        return metrics
 
     def _log(
         self,
@@ -391,7 +414,7 @@ class AsyncRMR1Reward(RMR1Reward):
 
 def _failed(groups: list[Group], error: Exception) -> list[GroupRewards]:
     """``None`` rewards for groups whose judge call failed (a warning names the error)."""
-    message = f"the judge failed ({type(error).__name__}: {error})"
+    message = f"{JUDGE_FAILED} ({type(error).__name__}: {error})"
     return [GroupRewards([None] * len(g.completions), error=message) for g in groups]
 
 

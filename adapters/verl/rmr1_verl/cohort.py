@@ -3,21 +3,21 @@
 With ``reward.num_workers > 1`` veRL sends each rollout to a random reward worker, so no worker
 sees a whole group. ``+reward.rmr1.cohort_url=http://HOST:PORT/cohort`` makes every worker send
 its rollouts to one ``rmr1 serve``, which holds them until their group (the ``uid``) is whole and
-judges it (:mod:`rmr1_plugins.rewards.cohorts`). The answer becomes the manager's usual extra info;
-``rmr1_fallback`` is 1.0 whenever the rollout was not judged in its whole group. An unreachable
-or overloaded server is retried (503, connection errors) until ``cohort_timeout``, then the
-rollout gets the fallback reward with ``rmr1_error`` saying why; it never raises.
+judges it (:mod:`rmr1_plugins.rewards.cohorts`). The answer's logs (the metrics contract) become the
+manager's usual extra info: ``rmr1_split`` is 1.0 when the rollout was not judged in its whole
+group. An unreachable or overloaded server is retried (503, connection errors) until
+``cohort_timeout``, then the rollout gets the fallback reward with ``rmr1_error`` 1.0 and a
+logged warning saying why; it never raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
-from rmr1_plugins.rewards.health import Tally
+from rmr1_plugins.rewards.metrics import sample_metrics
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY_S = 0.5
@@ -68,15 +68,13 @@ def cohort_body(sample: Any) -> dict[str, Any]:
 
 
 def cohort_result(answer: dict[str, Any]) -> dict[str, Any]:
-    """The manager's extra info (the same keys as ``rmr1_verl.reward.result``)."""
+    """The manager's extra info: ``score`` and the metrics contract's keys, as the service
+    logged them (a key it did not send keeps its never-judged value)."""
     logs = answer.get("logs") or {}
-    win = answer.get("win")
+    if answer.get("error"):
+        logger.warning("rmr1 reward manager: cohort service: %s", answer["error"])
+    defaults = sample_metrics()
     return {
         "score": float(answer["reward"]),
-        "rmr1_win": math.nan if win is None else float(win),
-        "rmr1_unparsed": float(logs.get("rmr1_unparsed_comparisons", 0.0)),
-        "rmr1_judgments": float(logs.get("rmr1_judgments", 0.0)),
-        "rmr1_fallback": float(answer.get("kind") is not None),
-        "rmr1_error": answer.get("error") or "",
-        **{key: float(logs.get(key, value)) for key, value in Tally().sample_logs().items()},
+        **{key: float(logs.get(key, value)) for key, value in defaults.items()},
     }

@@ -97,13 +97,14 @@ class RMR1RewardManager(RewardManagerBase):
             sample = self._sample(data[-1:][0])
         except Exception as error:  # a malformed row: fallback, never a crash in the trainer
             logger.warning("rmr1 reward manager: cannot read a rollout (%s)", error)
-            info = result(None, 0, self.options, error=f"unreadable rollout: {error}")
+            why = f"unreadable rollout: {error}"
+            info = result(None, 0, self.options, kind="bad_input", error=why)
             return {"reward_score": info["score"], "reward_extra_info": info}
         alone = PendingGroup(sample.prompt, sample.reference, 1, [sample.response])
         if self.strategy.needs_reference:
-            [info] = await self._judge(alone, self.strategy, fallback=False)
+            [info] = await self._judge(alone, self.strategy)
         elif sample.size <= 1:  # nothing to compare with (validation with val_kwargs.n=1)
-            [info] = await self._judge(alone, "reference", fallback=True)
+            [info] = await self._judge(alone, "reference")
         elif self.cohorts is not None:
             info = await self._ask_cohort(sample)
         else:
@@ -115,8 +116,7 @@ class RMR1RewardManager(RewardManagerBase):
         try:
             return cohort_result(await self.cohorts.ask(cohort_body(sample)))
         except Exception as error:  # never a crash in the trainer: the fallback, saying why
-            logger.warning("rmr1 reward manager: %s; fallback reward", error)
-            return result(None, 0, self.options, fallback=True, error=str(error))
+            return result(None, 0, self.options, kind="error", error=f"reward manager: {error}")
 
     def _sample(self, item: Any) -> Sample:
         batch, extra = item.batch, item.non_tensor_batch
@@ -184,27 +184,28 @@ class RMR1RewardManager(RewardManagerBase):
     async def _answer(self, pending: PendingGroup, complete: bool) -> None:
         size = len(pending.responses)
         if complete:
-            infos = await self._judge(pending, self.strategy, fallback=False)
+            infos = await self._judge(pending, self.strategy)
         elif self.on_split == "drop":
             infos = [
-                result(None, i, self.options, fallback=True, error="incomplete group")
+                result(None, i, self.options, kind="dropped", split=True, error="incomplete group")
                 for i in range(size)
             ]
         else:
-            infos = await self._judge(pending, "reference", fallback=True)
+            infos = await self._judge(pending, "reference", split=True)
         for future, info in zip(pending.futures, infos, strict=True):
             if not future.done():
                 future.set_result(info)
 
     async def _judge(
-        self, pending: PendingGroup, strategy: Strategy | str, fallback: bool
+        self, pending: PendingGroup, strategy: Strategy | str, split: bool = False
     ) -> list[dict[str, Any]]:
         """Judge a group with ``strategy``; rows that cannot be judged get the fallback reward."""
         options, size = self.options, len(pending.responses)
         strategy = resolve_strategy(strategy)
         if strategy.needs_reference and pending.reference is None:
+            why = "no reference answer"
             return [
-                result(None, i, options, fallback=fallback, error="no reference answer")
+                result(None, i, options, kind="no_reference", split=split, error=why)
                 for i in range(size)
             ]
         group = Group(pending.prompt, pending.responses, reference=pending.reference)
@@ -219,16 +220,14 @@ class RMR1RewardManager(RewardManagerBase):
                 skip_invalid=True,
             )
         except Exception as error:  # a failed judge gives fallback rewards, logged
-            logger.warning("rmr1 reward manager: the judge failed (%s); fallback rewards", error)
+            why = f"judge failed: {error}"
             return [
-                result(None, i, options, fallback=fallback, error=f"judge failed: {error}")
-                for i in range(size)
+                result(None, i, options, kind="error", split=split, error=why) for i in range(size)
             ]
         record_groups(options, [group], [rewards])
         texts = texts_of(group)
         return [
-            result(rewards, i, options, strategy, fallback=fallback, texts=texts)
-            for i in range(size)
+            result(rewards, i, options, strategy, split=split, texts=texts) for i in range(size)
         ]
 
 

@@ -15,20 +15,17 @@ A/B orders), ``question_key``, and any ``reward:`` option of
 it passes ``reward_router_address`` and the judge is reached through the ``openai`` backend at
 ``http://<address>/v1``.
 
-Every call returns the same keys (veRL stacks them per batch): ``score``, ``rmr1_win`` (the
-strategy's value in [0, 1] before scaling to ``[loss, win]``; NaN when there is none),
-``rmr1_unparsed``, ``rmr1_judgments``, ``rmr1_fallback`` (1.0 when a group manager judged the
-row against the reference instead of its group), ``rmr1_error`` (empty, or why the row got the
-``fallback`` reward), and the judge-health values ``rmr1_health/<metric>`` of the row
-(:class:`~rmr1_plugins.rewards.health.Tally`; docs/rewards.md, "Judge health"). No row makes it
-raise.
+Every call returns the same keys (veRL stacks them per batch): ``score`` and the metrics
+contract's keys (:mod:`rmr1_plugins.rewards.metrics`; docs/rewards.md, "Metrics"), all floats:
+``rmr1_fallback`` and the fallback kind's flag when the row got the ``fallback`` reward (why is
+logged as a warning), ``rmr1_reference``, ``rmr1_judgments``, the judge-health values
+``rmr1_health/<metric>`` and the others. No row makes it raise.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,7 +38,7 @@ from rmr1_plugins.rewards.config import (
 )
 from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
 from rmr1_plugins.rewards.hard_pairs import record_groups
-from rmr1_plugins.rewards.health import Tally, comparison_tally
+from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import RULES, verifiable_reward
 
@@ -98,31 +95,32 @@ def result(
     options: RewardConfig,
     strategy: Strategy | str = "reference",
     *,
-    fallback: bool = False,
+    kind: str | None = None,
+    split: bool = False,
     error: str = "",
     texts: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The per-rollout dict veRL logs; the same keys whatever happened.
+    """The per-rollout dict veRL logs: ``score`` and the metrics contract's keys
+    (:mod:`rmr1_plugins.rewards.metrics`), whatever happened.
 
-    ``texts`` (:func:`~rmr1_plugins.rewards.engine.texts_of`) gives the length metrics of
-    the ``rmr1_health/*`` keys (see :class:`rmr1_plugins.rewards.health.Tally`).
+    ``rewards is None``: the rollout was not judged, a fallback of ``kind``; ``error`` (why) is
+    logged, never returned. ``texts`` (:func:`~rmr1_plugins.rewards.engine.texts_of`) give the
+    length metrics of the ``rmr1_health/*`` keys.
     """
-    win = None if rewards is None else rewards.rewards[index]
-    reward = options.scale(win, resolve_strategy(strategy))
-    comparisons = [] if rewards is None else rewards.involving(index)
-    judged = [c for c in comparisons if c.result is not None]
-    error = error or (rewards.error if rewards is not None and rewards.error else "")
-    if win is None and not error:
-        error = "no usable comparison (every judgment unparsed, on_unparsed=exclude)"
-    return {
-        "score": float(options.fallback_reward if reward is None else reward),
-        "rmr1_win": math.nan if win is None else float(win),
-        "rmr1_unparsed": float(sum(not c.parsed for c in judged)),
-        "rmr1_judgments": float(sum(len(c.result.judgments) for c in judged if c.result)),
-        "rmr1_fallback": float(fallback),
-        "rmr1_error": error,
-        **(Tally() if rewards is None else comparison_tally(rewards, texts, index)).sample_logs(),
-    }
+    strategy = resolve_strategy(strategy)
+    if rewards is None:
+        metrics = sample_metrics(kind=kind or "error", split=split)
+        reward = None
+    else:
+        reference = strategy.needs_reference
+        metrics = judged_metrics(rewards, index, texts, reference=reference, split=split)
+        reward = options.scale(rewards.rewards[index], strategy)
+        error = error or rewards.error or ""
+        if reward is None and not error:
+            error = "no usable comparison (every judgment unparsed, on_unparsed=exclude)"
+    if error:
+        logger.warning("rmr1 veRL reward: fallback reward %g: %s", options.fallback_reward, error)
+    return {"score": float(options.fallback_reward if reward is None else reward), **metrics}
 
 
 def question_of(extra_info: Any, key: str) -> Any:
@@ -166,9 +164,10 @@ async def compute_score(
     question = question_of(extra_info, own.get("question_key", "question"))
     reference = reference_of(ground_truth, extra_info, options.reference_key)
     if question is None:
-        return result(None, 0, options, error="no question in extra_info")
+        return result(None, 0, options, kind="bad_input", error="no question in extra_info")
     if reference is None:
-        return result(None, 0, options, error="no reference (ground_truth or extra_info)")
+        why = "no reference (ground_truth or extra_info)"
+        return result(None, 0, options, kind="no_reference", error=why)
     group = Group(question, [solution_str], reference=reference, id=str(data_source))
     try:
         [rewards] = await ascore_groups(
@@ -181,8 +180,7 @@ async def compute_score(
             skip_invalid=True,
         )
     except Exception as error:  # a judge that failed must not stop the run
-        logger.warning("rmr1 compute_score: the judge failed (%s); fallback reward", error)
-        return result(None, 0, options, error=f"judge failed: {error}")
+        return result(None, 0, options, kind="error", error=f"judge failed: {error}")
     record_groups(options, [group], [rewards])
     return result(rewards, 0, options, texts=texts_of(group))
 

@@ -1,0 +1,214 @@
+"""The metrics contract: the per-sample numbers every integration logs with a reward.
+
+TRL (the batch mean of each key, through ``log_metric``), veRL (``compute_score``'s dict and the
+manager's ``reward_extra_info``), OpenRLHF (the reward file's ``extra_logs``) and ``rmr1 serve``
+(``/get_reward``'s ``extra_logs``, cohort mode and ``/cohort`` too) log exactly :data:`KEYS`,
+for every sample: judged ones, fallbacks and set-up failures alike (trainers stack the keys of
+a batch, and OpenRLHF takes them from its first sample). Every value is a float; why a sample
+got the fallback is logged as text, never put in a metric. docs/rewards.md ("Metrics") lists the
+same table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rmr1_plugins.rewards.health import METRICS as HEALTH_METRICS
+from rmr1_plugins.rewards.health import PREFIX, Tally, comparison_tally
+
+# Why a sample got the fallback reward; each is an ``rmr1_<kind>`` flag.
+FALLBACK_KINDS = ("bad_input", "no_reference", "unparsed", "error", "timeout", "dropped")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One key: its type (``flag`` 0/1, ``count``, ``rate`` 0-1, ``mean``), its meaning, and its
+    value for a judged sample and for a fallback."""
+
+    name: str
+    type: str
+    meaning: str
+    judged: str
+    fallback: str
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric(
+        "rmr1_fallback",
+        "flag",
+        "the sample got the fallback reward (TRL: `None`): no usable verdict",
+        "0",
+        "1",
+    ),
+    Metric(
+        "rmr1_bad_input",
+        "flag",
+        (
+            "fallback: the sample could not be read (bad label, query without its prompt, a "
+            "prompt that is not a chat ending in a user turn)"
+        ),
+        "0",
+        "1 for this kind",
+    ),
+    Metric(
+        "rmr1_no_reference",
+        "flag",
+        "fallback: judging needed a reference answer and the sample had none",
+        "0",
+        "1 for this kind",
+    ),
+    Metric(
+        "rmr1_unparsed",
+        "flag",
+        "fallback: none of its comparisons gave a verdict (`on_unparsed: exclude`)",
+        "0",
+        "1 for this kind",
+    ),
+    Metric(
+        "rmr1_error",
+        "flag",
+        "fallback: the judge failed or could not be set up, or the service stopped",
+        "0",
+        "1 for this kind",
+    ),
+    Metric(
+        "rmr1_timeout",
+        "flag",
+        "fallback: no verdict within `timeout_s`",
+        "0",
+        "1 for this kind",
+    ),
+    Metric(
+        "rmr1_dropped",
+        "flag",
+        "fallback: its group arrived incomplete and `on_split` is `drop`",
+        "0",
+        "1 for this kind",
+    ),
+    Metric(
+        "rmr1_reference",
+        "flag",
+        (
+            "judged against the reference answer, not within its group (the `reference` strategy, "
+            "or a group strategy's way out for an incomplete group or a group of one)"
+        ),
+        "0 or 1",
+        "0",
+    ),
+    Metric(
+        "rmr1_split",
+        "flag",
+        (
+            "its group arrived incomplete (split across processes or workers, or not whole "
+            "within `group_timeout`)"
+        ),
+        "0 or 1",
+        "0 or 1",
+    ),
+    Metric(
+        "rmr1_clipped",
+        "flag",
+        "the response was cut at `max_response_chars` (OpenRLHF and `rmr1 serve` samples)",
+        "0 or 1",
+        "0",
+    ),
+    Metric(
+        "rmr1_group",
+        "count",
+        "completions judged together, this one included (1 against the reference)",
+        "≥ 1",
+        "0",
+    ),
+    Metric(
+        "rmr1_judgments",
+        "count",
+        "judge completions spent on its comparisons (orders × samples each)",
+        "≥ 0",
+        "those spent before the fallback",
+    ),
+    Metric(
+        "rmr1_unparsed_comparisons",
+        "count",
+        (
+            "its comparisons in which no judgment gave a verdict (with `on_unparsed: tie` or "
+            "`loss` they still give a reward)"
+        ),
+        "≥ 0",
+        "as judged",
+    ),
+)
+KEYS: tuple[str, ...] = (
+    *(m.name for m in METRICS),
+    *(PREFIX + name for name in HEALTH_METRICS),  # judge health (rewards/health.py)
+)
+
+
+def sample_metrics(
+    *,
+    kind: str | None = None,
+    reference: bool = False,
+    split: bool = False,
+    clipped: bool = False,
+    group: int = 0,
+    judgments: int = 0,
+    unparsed: int = 0,
+    health: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """One sample's metrics, exactly :data:`KEYS`; ``kind`` is the fallback's (None: judged)."""
+    if kind is not None and kind not in FALLBACK_KINDS:
+        raise ValueError(f"unknown fallback kind {kind!r}; one of {', '.join(FALLBACK_KINDS)}")
+    metrics = {"rmr1_fallback": float(kind is not None)}
+    metrics.update({f"rmr1_{name}": float(kind == name) for name in FALLBACK_KINDS})
+    metrics.update(
+        rmr1_reference=float(reference and kind is None),
+        rmr1_split=float(split),
+        rmr1_clipped=float(clipped),
+        rmr1_group=float(group),
+        rmr1_judgments=float(judgments),
+        rmr1_unparsed_comparisons=float(unparsed),
+    )
+    metrics.update(Tally().sample_logs() if health is None else health)
+    return metrics
+
+
+def judged_metrics(
+    rewards: Any,
+    index: int,
+    texts: Sequence[str] | None,
+    *,
+    reference: bool,
+    kind: str | None = None,
+    split: bool = False,
+    clipped: bool = False,
+) -> dict[str, float]:
+    """The metrics of completion ``index`` of a judged group (a ``GroupRewards``).
+
+    ``texts`` (the group's completions, then its reference) give the length metrics. A
+    completion left without a reward is a fallback: ``kind``, else ``bad_input`` for a group the
+    engine refused and ``unparsed`` for one whose comparisons were all excluded.
+    """
+    if kind is None and rewards.rewards[index] is None:
+        kind = "bad_input" if rewards.error else "unparsed"
+    judged = [c for c in rewards.involving(index) if c.result is not None]
+    return sample_metrics(
+        kind=kind,
+        reference=reference,
+        split=split,
+        clipped=clipped,
+        group=0 if rewards.error else len(rewards.rewards),
+        judgments=sum(len(c.result.judgments) for c in judged),
+        unparsed=sum(not c.parsed for c in judged),
+        health=comparison_tally(rewards, texts, index).sample_logs(),
+    )
+
+
+def columns(metrics: Sequence[Mapping[str, float]]) -> dict[str, list[float]]:
+    """One list per key, one entry per sample (OpenRLHF's and ``rmr1 serve``'s ``extra_logs``)."""
+    return {key: [float(m[key]) for m in metrics] for key in KEYS}
+
+
+def means(metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each key's mean over the samples (TRL logs one value per key and step)."""
+    return {key: sum(m[key] for m in metrics) / len(metrics) for key in KEYS} if metrics else {}

@@ -1,0 +1,86 @@
+"""The metrics contract: one definition in code, the same table in docs/rewards.md, every path."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from conftest import ScriptedBackend
+
+from rmr1_plugins import Scorer
+from rmr1_plugins.rewards.engine import Group, ascore_groups, score_groups
+from rmr1_plugins.rewards.health import METRICS as HEALTH
+from rmr1_plugins.rewards.health import PREFIX
+from rmr1_plugins.rewards.metrics import (
+    FALLBACK_KINDS,
+    KEYS,
+    METRICS,
+    columns,
+    judged_metrics,
+    means,
+    sample_metrics,
+)
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "rewards.md"
+ROW = re.compile(r"^\| `(rmr1_[a-z_/]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", re.M)
+HEALTH_ROW = re.compile(r"^\| `(rmr1_health/[a-z_]+)` \|", re.M)
+
+
+def test_the_docs_table_lists_exactly_the_codes_keys_with_their_definitions():
+    text = DOCS.read_text()
+    metrics = text[text.index("## Metrics") : text.index("## Unscorable rows")]
+    rows = [tuple(cell.strip() for cell in row) for row in ROW.findall(metrics)]
+    documented = [row for row in rows if not row[0].endswith("/*")]
+    assert documented == [(m.name, m.type, m.meaning, m.judged, m.fallback) for m in METRICS]
+    health = text[text.index("## Judge health") :]
+    assert HEALTH_ROW.findall(health) == [PREFIX + name for name in HEALTH]
+    assert [row[0] for row in documented] + HEALTH_ROW.findall(health) == list(KEYS)
+
+
+def test_every_fallback_kind_gives_exactly_the_keys_as_floats():
+    judged = sample_metrics(reference=True, group=1, judgments=2)
+    assert list(judged) == list(KEYS) and judged["rmr1_fallback"] == 0.0
+    for kind in FALLBACK_KINDS:
+        metrics = sample_metrics(kind=kind, reference=True)
+        assert list(metrics) == list(KEYS)
+        assert all(type(v) is float for v in metrics.values())
+        flags = [k for k in (f"rmr1_{name}" for name in FALLBACK_KINDS) if metrics[k] == 1.0]
+        assert flags == [f"rmr1_{kind}"] and metrics["rmr1_fallback"] == 1.0
+        assert metrics["rmr1_reference"] == 0.0  # a fallback's reward comes from no comparison
+    with pytest.raises(ValueError, match="unknown fallback kind"):
+        sample_metrics(kind="partial")
+
+
+def test_columns_and_means_cover_every_key():
+    rows = [sample_metrics(kind="error"), sample_metrics(reference=True, group=1)]
+    table = columns(rows)
+    assert list(table) == list(KEYS) and table["rmr1_error"] == [1.0, 0.0]
+    assert means(rows)["rmr1_fallback"] == 0.5 and means([]) == {}
+
+
+def votes(user: str, i: int) -> str:
+    """Slot A wins when its text is longer (so the groups have an order to find)."""
+    a = user.split("[The Start of Chatbot A's Response]\n")[1].split("\n[The End")[0]
+    b = user.split("[The Start of Chatbot B's Response]\n")[1].split("\n[The End")[0]
+    return "<answer>[[A]]</answer>" if len(a) >= len(b) else "<answer>[[B]]</answer>"
+
+
+GROUPS = [
+    Group("2+2?", ["4", "four", "it is 4", "22"], reference="4", id="g1"),
+    Group([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}], ["a"]),
+    Group("tool?", ["x", "y"]),  # a string prompt, two completions
+]
+
+
+@pytest.mark.parametrize("strategy", ["round-robin", "knockout", "adaptive", "pivot"])
+def test_score_groups_and_ascore_groups_give_identical_results(strategy):
+    sync_backend, async_backend = ScriptedBackend(votes), ScriptedBackend(votes)
+    kwargs = {"both_orders": True, "seed": 7, "skip_invalid": True}
+    expected = score_groups(Scorer(sync_backend), GROUPS, strategy, **kwargs)
+    got = asyncio.run(ascore_groups(Scorer(async_backend), GROUPS, strategy, **kwargs))
+    assert got == expected
+    assert async_backend.batches == sync_backend.batches  # the same rounds, the same prompts
+    metrics = [judged_metrics(r, 0, None, reference=False) for r in expected]
+    assert metrics == [judged_metrics(r, 0, None, reference=False) for r in got]
