@@ -176,7 +176,15 @@ def api(folder: Path, strategy: str) -> Outcome:
 
 
 def assert_same(path: str, got: Outcome, api: Outcome) -> None:
-    """``got`` equals the Python API's outcome: judge prompts, rewards, logged keys per sample."""
+    """``got`` equals the Python API's outcome: judge prompts, rewards, and per sample the
+    logged keys and their values."""
+    assert_same_judging(path, got, api)
+    assert got.keys == api.keys, f"{path}: logged keys {got.keys} vs {api.keys}"
+    assert_same_values(path, got.logs, api.logs)  # type: ignore[arg-type]
+
+
+def assert_same_judging(path: str, got: Outcome, api: Outcome) -> None:
+    """The same judge prompts (as a multiset) and the same rewards as the Python API."""
     assert got.prompts == api.prompts, (
         f"{path}: the judge saw other prompts than the Python API:\n"
         f"{path} only: {_users(set(got.prompts) - set(api.prompts))}\n"
@@ -186,7 +194,17 @@ def assert_same(path: str, got: Outcome, api: Outcome) -> None:
     assert len(got.rewards) == len(api.rewards), f"{path}: {got.rewards} vs {api.rewards}"
     for mine, theirs in zip(got.rewards, api.rewards, strict=True):
         assert abs(mine - theirs) < 1e-6, f"{path}: rewards {got.rewards} vs {api.rewards}"
-    assert got.keys == api.keys, f"{path}: logged keys {got.keys} vs {api.keys}"
+
+
+def assert_same_values(path: str, logs: list[dict[str, Any]], api: list[dict[str, Any]]) -> None:
+    """Each logged value equals the Python API's: one key means one thing on every path."""
+    differ = {
+        f"sample {i}: {key}": (float(mine[key]), float(theirs[key]))
+        for i, (mine, theirs) in enumerate(zip(logs, api, strict=True))
+        for key in theirs
+        if abs(float(mine[key]) - float(theirs[key])) > 1e-6
+    }
+    assert not differ, f"{path}: logged values (this path, Python API) differ: {differ}"
 
 
 def _users(prompts: set[str]) -> list[str]:

@@ -34,25 +34,24 @@ DRIVERS = ("sync", "async")
 
 
 @pytest.fixture(scope="module")
-def called(tiny_policy, tmp_path_factory):
-    """One ``_calculate_rewards`` call of a real GRPOTrainer with the four reward functions."""
+def trainer(tiny_policy, tmp_path_factory):
+    """A real GRPOTrainer built with the four reward functions (so its async loop runs)."""
     from datasets import Dataset
     from rmr1_trl import AsyncRMR1Reward, RMR1Reward
     from trl import GRPOConfig, GRPOTrainer
 
     case.register()
     folder = tmp_path_factory.mktemp("trl-parity")
-    records, funcs = {}, []
+    funcs, records = {}, {}
     for driver in DRIVERS:
         for strategy in case.STRATEGIES:
             name = f"rmr1_{driver}_{strategy.replace('-', '_')}"
             config, records[driver, strategy] = case.write_config(folder, name)
             cls = RMR1Reward if driver == "sync" else AsyncRMR1Reward
-            funcs.append(cls(str(config), name=name, strategy=strategy))
-    rows = [{"prompt": case.PROMPT, "reference": case.REFERENCE}]
-    trainer = GRPOTrainer(
+            funcs[driver, strategy] = cls(str(config), name=name, strategy=strategy)
+    built = GRPOTrainer(
         model=str(tiny_policy),
-        reward_funcs=funcs,
+        reward_funcs=list(funcs.values()),
         args=GRPOConfig(
             output_dir=str(folder / "out"),
             use_cpu=True,
@@ -63,40 +62,43 @@ def called(tiny_policy, tmp_path_factory):
             report_to="none",
             save_strategy="no",
         ),
-        train_dataset=Dataset.from_list(rows * 3),
+        train_dataset=Dataset.from_list([ROW] * 3),
     )
+    return built, funcs, records
+
+
+ROW = {"prompt": case.PROMPT, "reference": case.REFERENCE}
+
+
+def calculate_rewards(trainer, func) -> tuple[list[float], dict[str, float]]:
+    """TRL's own ``_calculate_rewards`` for the case's three completions, with ``func`` as the
+    trainer's only reward function; its rewards and the metrics it logged (``log_metric``)."""
     size = len(case.COMPLETIONS)
-    inputs = [dict(rows[0]) for _ in range(size)]  # TRL repeats each row num_generations times
+    trainer.reward_funcs = [func]
+    trainer.reward_func_names = [func.__name__]
+    trainer.reward_processing_classes = [None]
+    trainer._pending_metrics.clear()
+    inputs = [dict(ROW) for _ in range(size)]  # TRL repeats each row num_generations times
     completions = [[{"role": "assistant", "content": c}] for c in case.COMPLETIONS]
     completion_ids = [trainer.processing_class(c)["input_ids"] for c in case.COMPLETIONS]
     rewards = trainer._calculate_rewards(inputs, [case.PROMPT] * size, completions, completion_ids)
-    return trainer, funcs, records, rewards.tolist()
+    metrics = {name: values[-1] for name, values in trainer._pending_metrics.items()}
+    return [row[0] for row in rewards.tolist()], metrics
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("strategy", case.STRATEGIES)
-def test_trl_matches_the_python_api(called, driver, strategy, tmp_path):
-    trainer, funcs, records, rewards = called
-    column = 2 * DRIVERS.index(driver) + case.STRATEGIES.index(strategy)
-    name = funcs[column].__name__
-    got = case.Outcome(
-        case.judge_prompts(records[driver, strategy]),
-        [row[column] for row in rewards],
-        trl_logs(trainer, name, len(case.COMPLETIONS)),
-    )
+def test_trl_matches_the_python_api(trainer, driver, strategy, tmp_path):
+    from rmr1_plugins.rewards.metrics import means
+
+    built, funcs, records = trainer
+    name = funcs[driver, strategy].__name__
+    rewards, logged = calculate_rewards(built, funcs[driver, strategy])
     api = case.api(tmp_path, strategy)
-    case.assert_same(f"TRL {driver} {strategy}", got, api)
+    got = case.Outcome(case.judge_prompts(records[driver, strategy]), rewards, [])
+    case.assert_same_judging(f"TRL {driver} {strategy}", got, api)
     case.check_judge_saw_the_system_turn(got.prompts)
-
-
-def trl_logs(trainer, name: str, size: int) -> list[dict]:
-    """The per-sample logs TRL received from ``name``: completion-table columns it logged with
-    ``log_extra`` under ``<name>/<key>``, one value per completion."""
-    prefix = f"{name}/"
-    columns = {
-        key[len(prefix) :]: values
-        for key, values in trainer._pending_extra_logs.items()
-        if key.startswith(prefix)
-    }
-    assert all(len(values) == size for values in columns.values()), columns
-    return [{key: values[i] for key, values in columns.items()} for i in range(size)]
+    # TRL logs the batch mean of each contract key (log_metric); its own metrics are <name>/...
+    contract = {key: value for key, value in logged.items() if not key.startswith(f"{name}/")}
+    assert set(contract) == api.keys[0], f"TRL logged {sorted(logged)}"
+    case.assert_same_values(f"TRL {driver} {strategy} batch means", [contract], [means(api.logs)])
