@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,52 +125,50 @@ def judge_prompts(record: Path) -> list[str]:
 
 @dataclass
 class Outcome:
-    """What one path gave for the case: judge prompts, one reward and one log per completion.
-
-    The Python API's logs are computed on first use (:func:`api`), from the metrics contract.
-    """
+    """What one path gave for the case: judge prompts, one reward and one log per completion."""
 
     prompts: list[str]
     rewards: list[float]
-    logs: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]
+    logs: list[dict[str, Any]]
 
     @property
     def keys(self) -> list[set[str]]:
-        if callable(self.logs):
-            self.logs = self.logs()
         return [set(log) for log in self.logs]
 
 
-def api(folder: Path, strategy: str) -> Outcome:
-    """The case through the Python API: :func:`~rmr1_plugins.rewards.score_groups` with the
-    settings of the same YAML file every path reads, and the contract's per-sample logs."""
-    from rmr1_plugins.rewards import Group, load_reward_settings, score_groups
+def api(folder: Path, strategy: str, driver: str = "sync") -> Outcome:
+    """The case through the Python API: :func:`~rmr1_plugins.rewards.score_groups` (or, with
+    ``driver="async"``, ``ascore_groups``) with the settings of the same YAML file every path
+    reads, and the metrics contract's per-sample logs."""
+    import asyncio
+
+    from rmr1_plugins.rewards import Group, ascore_groups, load_reward_settings, score_groups
     from rmr1_plugins.rewards.engine import texts_of
+    from rmr1_plugins.rewards.metrics import judged_metrics
 
     register()
-    config, record = write_config(folder, f"api-{strategy}")
+    config, record = write_config(folder, f"api-{strategy}-{driver}")
     settings = load_reward_settings(config, reward={"strategy": strategy})
     options = settings.reward
     group = Group(PROMPT, COMPLETIONS, reference=REFERENCE)
-    [result] = score_groups(
-        settings.scorer.build_scorer(),
-        [group],
-        options.build_strategy(),
-        on_unparsed=options.on_unparsed,
-        seed=options.seed,
-        outcome=options.outcome,
-    )
-    rewards = [options.scale(value, options.build_strategy()) for value in result.rewards]
-
-    def logs() -> list[dict[str, Any]]:
-        from rmr1_plugins.rewards.metrics import judged_metrics
-
-        against = options.build_strategy().needs_reference
-        texts = texts_of(group)
-        return [
-            judged_metrics(result, i, texts, reference=against) for i in range(len(COMPLETIONS))
-        ]
-
+    arguments = {
+        "strategy": options.build_strategy(),
+        "on_unparsed": options.on_unparsed,
+        "seed": options.seed,
+        "outcome": options.outcome,
+    }
+    scorer = settings.scorer.build_scorer()
+    if driver == "sync":
+        [result] = score_groups(scorer, [group], **arguments)
+    else:
+        [result] = asyncio.run(ascore_groups(scorer, [group], **arguments))
+    against = options.build_strategy()
+    rewards = [options.scale(value, against) for value in result.rewards]
+    texts = texts_of(group)
+    logs = [
+        judged_metrics(result, i, texts, reference=against.needs_reference)
+        for i in range(len(COMPLETIONS))
+    ]
     return Outcome(judge_prompts(record), rewards, logs)
 
 
@@ -180,7 +177,7 @@ def assert_same(path: str, got: Outcome, api: Outcome) -> None:
     logged keys and their values."""
     assert_same_judging(path, got, api)
     assert got.keys == api.keys, f"{path}: logged keys {got.keys} vs {api.keys}"
-    assert_same_values(path, got.logs, api.logs)  # type: ignore[arg-type]
+    assert_same_values(path, got.logs, api.logs)
 
 
 def assert_same_judging(path: str, got: Outcome, api: Outcome) -> None:

@@ -42,6 +42,11 @@ def test_python_api_gives_the_pinned_case(reference_api, strategy):
     assert outcome.keys == [set(KEYS)] * len(COMPLETIONS)  # the metrics contract
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_ascore_groups_matches_score_groups(reference_api, strategy, tmp_path):
+    assert_same("ascore_groups", api(tmp_path, strategy, "async"), reference_api[strategy])
+
+
 def test_rmr1_serve_reference_rewards_match_the_python_api(reference_api, tmp_path):
     config, record = write_config(tmp_path, "serve")
     with Serve(config) as server:
