@@ -125,7 +125,10 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
     users = sorted(c[-1]["content"] for c in RecordingJudge.seen if c[0]["role"] == "system")
     assert len(users) == 2  # 8 samples, 2 distinct pairs: batched and de-duplicated
     assert users[0].startswith("[Client Question]\n2+2?\n")  # the label's question
-    assert users[1].startswith(f"[Client Question]\n{QUESTION}\n")  # recovered from the prompt
+    # recovered from the prompt: SmolLM2's template adds its default system turn, which is folded
+    # into the user turn (the one system-turn rule, docs/rewards.md "What the judge sees")
+    system = prompt.split("<|im_start|>system\n")[1].split("<|im_end|>")[0]
+    assert users[1].startswith(f"[Client Question]\n{system}\n\n{QUESTION}\n")
     for user in users:  # the response without the chat template's end token
         assert f"[The Start of Chatbot A's Response]\n{RESPONSE}\n[The End" in user
         assert "[The Start of Chatbot B's Response]\n4\n[The End" in user
@@ -193,7 +196,8 @@ def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
         async def group():
             engine = Engine(tokenizer, " 4")
             return await asyncio.gather(
-                *(rollout(executor, tokenizer, plain, "4", engine) for _ in range(8)),
+                # the reference differs from the response: identical texts are a tie, not judged
+                *(rollout(executor, tokenizer, plain, "four", engine) for _ in range(8)),
                 executor._fetch_rewards_via_http(["x"], ["x"], [""]),  # no reference: a bad input
             )
 

@@ -220,3 +220,24 @@ def test_never_raises_and_answers_every_query(constant_judge, queries, prompts, 
     assert len(result["rewards"]) == len(result["scores"]) == expected
     assert not torch.isnan(result["rewards"]).any()
     assert all(len(v) == expected for v in result["extra_logs"].values())
+
+
+def test_every_path_gives_the_same_keys_so_openrlhf_can_batch_them(configure):
+    """OpenRLHF batches a step's samples with the first sample's extra-log keys: a judged sample
+    (both orders) followed by a set-up failure must stack (it raised KeyError before)."""
+    from openrlhf.trainer.ppo_utils.experience import Experience, make_experience_batch
+
+    configure(CONSTANT_A + "order: both\n")
+    judged = reward_func([PROMPT + "4"], [PROMPT], ["four"])
+    configure("backend: {name: constant}\nreward: {fallbak: 0}\n")
+    failed = reward_func([PROMPT + "4"], [PROMPT], ["four"])
+    assert list(judged["extra_logs"]) == list(failed["extra_logs"]) == list(KEYS)
+    items = [  # as OpenRLHF's samples generator converts them
+        Experience(
+            info={k: torch.tensor([v.flatten()[0].item()]) for k, v in out["extra_logs"].items()}
+        )
+        for out in (judged, failed)
+    ]
+    batch = make_experience_batch(items)
+    assert [v.item() for v in batch.info["rmr1_fallback"]] == [0.0, 1.0]
+    assert [v.item() for v in batch.info["rmr1_health/orders_agree"]] == [0.0, 0.0]
