@@ -258,7 +258,9 @@ class Tally:
         }
 
 
-def comparison_tally(rewards: Any, texts: Sequence[str] | None, index: int | None = None) -> Tally:
+def comparison_tally(
+    rewards: Any, texts: Sequence[str] | None, index: int | None = None, group: bool = True
+) -> Tally:
     """The :class:`Tally` of one judged group: a :class:`~rmr1_plugins.rewards.engine.GroupRewards`
     whose completions, then reference, are ``texts`` (:func:`~rmr1_plugins.rewards.engine.texts_of`;
     ``None``: no length metrics).
@@ -272,7 +274,7 @@ def comparison_tally(rewards: Any, texts: Sequence[str] | None, index: int | Non
         if c.result is not None:
             size = None if texts is None else (len(texts[c.first]), len(texts[c.second]))
             tally.add_pair(c.result, size)
-    if texts is not None:
+    if texts is not None and group:
         tally.add_group(rewards.rewards, [len(t) for t in texts[: len(rewards.rewards)]])
     return tally
 
