@@ -266,7 +266,8 @@ def comparison_tally(
     ``None``: no length metrics).
 
     With ``index``, only the comparisons completion ``index`` took part in, plus the group's
-    length correlation: that completion's per-sample values.
+    length correlation: that completion's per-sample values. ``group=False`` leaves the length
+    correlation out (completions judged each against the reference form no group).
     """
     tally = Tally()
     comparisons = rewards.comparisons if index is None else rewards.involving(index)
