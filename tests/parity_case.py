@@ -2,12 +2,12 @@
 
 Every integration's parity test (tests/test_parity.py and one per adapter environment) sends this
 case through its trainer's calling convention and compares what it got with the Python API
-(:func:`api`): the judge prompts (the exact chat messages the template rendered), the rewards and
-the set of logged per-sample keys must be equal.
+(:func:`api`): the judge prompts (the exact chat messages the template rendered), the rewards, and
+the logged keys of the metrics contract with their values must be equal (:func:`assert_same`).
 
 The judge (``parity-judge``, registered by :func:`register`) prefers a correct answer (one that
 says 4), then the shorter one, whatever the order: ``4`` > ``The answer is four.`` > ``5``. It
-appends every conversation it is sent to the JSONL file in its ``record`` option, so prompts
+appends every pair it is asked to judge to the JSONL file in its ``record`` option, so prompts
 judged in a server subprocess are recorded too. ``python tests/parity_case.py serve ...`` runs
 ``rmr1 serve`` with it registered.
 """
