@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import pickle
 
+import pytest
+
 from rmr1_plugins.recipe.reward import compute_score, reward_func, rmr1_train_reward
 
 RIGHT_A = "<eval>A is right</eval>\n\n<answer>[[A]]</answer>"
@@ -38,8 +40,9 @@ def test_trl_bad_label_gives_none_and_a_warning(caplog):
             prompts=["p", "p"], completions=[RIGHT_A, RIGHT_A], winner=["tie", "A"]
         )
     assert got == [None, 1.0]
-    assert "bad label 'tie'" in caplog.text
-    assert rmr1_train_reward(prompts=["p"], completions=[RIGHT_A]) == [None]  # no winner column
+    assert "first: 'tie'" in caplog.text
+    with pytest.raises(ValueError, match="needs the dataset column 'winner'"):  # a setup error
+        rmr1_train_reward(prompts=["p"], completions=[RIGHT_A])
 
 
 def test_trl_reward_is_picklable_and_named():
@@ -52,20 +55,22 @@ def test_openrlhf_reward_func_reads_the_response_after_the_prompt():
     prompt = "<|im_start|>user\nWho wins? <answer>[[B]]</answer><|im_end|>\n<|im_start|>assistant\n"
     query = prompt + RIGHT_A + "<|im_end|>"
     out = reward_func([query], [prompt], ["model_a"])
-    assert out == {"rewards": [1.0], "scores": [1.0], "extra_logs": {"bad_label": [0.0]}}
+    logs = {"acc": [1.0], "bad_label": [0.0]}
+    assert out == {"rewards": [1.0], "scores": [1.0], "extra_logs": logs}
     out = reward_func([query], [prompt], [""])  # OpenRLHF's label when --data.label_key is unset
-    assert out == {"rewards": [0.0], "scores": [0.5], "extra_logs": {"bad_label": [1.0]}}
+    logs = {"acc": [0.0], "bad_label": [1.0]}
+    assert out == {"rewards": [0.0], "scores": [0.5], "extra_logs": logs}
 
 
 def test_verl_compute_score_always_returns_the_same_keys():
     assert compute_score("rmr1", RIGHT_B, "model_b") == {
         "score": 1.0,
-        "correct": 1.0,
+        "acc": 1.0,
         "bad_label": 0.0,
     }
     assert compute_score("rmr1", RIGHT_B, "model_a", extra_info={"index": 0}) == {
         "score": -1.0,
-        "correct": 0.0,
+        "acc": 0.0,
         "bad_label": 0.0,
     }
-    assert compute_score("rmr1", RIGHT_B, None) == {"score": 0.0, "correct": 0.0, "bad_label": 1.0}
+    assert compute_score("rmr1", RIGHT_B, None) == {"score": 0.0, "acc": 0.0, "bad_label": 1.0}

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from rmr1_plugins.rewards.verifiable import VerifiableReward, verifiable_reward
+from rmr1_plugins.rewards.verifiable import (
+    VerifiableReward,
+    grade,
+    openrlhf_verifiable_reward,
+    verifiable_reward,
+    verl_verifiable_score,
+)
 
 DEMO = [json.loads(line) for line in (Path(__file__).parent / "data" / "demo_outputs.jsonl").open()]
 
@@ -36,12 +42,12 @@ def test_rules(completion, label, official, strict):
 def test_bad_label_raises_outside_training_and_is_neutral_inside(caplog):
     with pytest.raises(ValueError, match="label must be 'A', 'B', 'model_a' or 'model_b'"):
         verifiable_reward("<answer>[[A]]</answer>", "tie")
-    reward = VerifiableReward(fallback=0.0)
+    reward = VerifiableReward()
     with caplog.at_level(logging.WARNING):
         rewards = reward(["<answer>[[A]]</answer>"] * 3, ["model_a", None, "C"])
-    assert rewards == [1.0, 0.0, 0.0]
+    assert rewards == [1.0, None, None]  # one rule: None, the neutral number where it cannot be
     assert "2 of 3 rows" in caplog.text
-    assert VerifiableReward(fallback=None)(["x"], [7]) == [None]
+    assert verl_verifiable_score("d", "x", 7) == {"score": 0.0, "acc": 0.0, "bad_label": 1.0}
 
 
 def test_unknown_rule_and_length_mismatch_are_errors():
@@ -49,3 +55,18 @@ def test_unknown_rule_and_length_mismatch_are_errors():
         VerifiableReward(rule="lenient")
     with pytest.raises(ValueError, match="2 completions but 1 labels"):
         VerifiableReward()(["a", "b"], ["A"])
+
+
+def test_one_grade_behind_every_trainer_shape_and_end_tokens_kept_for_openrlhf():
+    # RM-R1 read the last 80 characters *with* the end-of-sequence token: 52 characters after
+    # the verdict plus "<|im_end|>" (10) push it out of the window; TRL and veRL, which decode
+    # without end tokens, see it.
+    completion = "<answer>[[A]]</answer>" + "x" * 52
+    assert grade(completion, "A").correct
+    prompt = "<|im_start|>user\nWho wins?<|im_end|>\n<|im_start|>assistant\n"
+    out = openrlhf_verifiable_reward([prompt + completion + "<|im_end|>"], [prompt], ["A"])
+    assert out["rewards"] == [-1.0] and out["extra_logs"] == {"acc": [0.0], "bad_label": [0.0]}
+    score = verl_verifiable_score("d", completion, "A")
+    assert score == {"score": 1.0, "acc": 1.0, "bad_label": 0.0}
+    with pytest.raises(ValueError, match="rule must be one of"):
+        grade("x", "A", rule="lenient")  # a wrong rule is a setup error, not a bad label

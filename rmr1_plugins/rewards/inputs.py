@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 SYSTEM_ROLES = ("system", "developer")
+# What TRL passes a reward function besides ``prompts``, ``completions`` and dataset columns.
+TRL_KWARGS = ("completion_ids", "trainer_state", "log_extra", "log_metric", "environments")
 
 
 def as_context(prompt: str | Sequence[Mapping[str, Any] | Message]) -> list[Message]:

@@ -14,22 +14,38 @@ Rules:
 - ``strict``: the last well-formed ``<answer>[[X]]</answer>`` after the last ``</think>``,
   anywhere in the text (:class:`rmr1_plugins.parsing.StrictParser`).
 
-A label that is not ``A``, ``B``, ``model_a`` or ``model_b`` is a dataset bug: the function
-raises ``ValueError``; :class:`VerifiableReward` (for use inside a training run) gives it the
-``fallback`` reward instead and logs a warning, so one bad row never stops a run.
+A label that is not ``A``, ``B``, ``model_a`` or ``model_b`` is a dataset bug:
+:func:`verifiable_reward` raises ``ValueError``; :func:`grade` (for use inside a training run)
+says so instead, and one rule gives such a row its reward: ``None`` in TRL (TRL leaves the row
+out of the reward mean), :data:`NEUTRAL` (0.0) with ``bad_label`` 1.0 in veRL and OpenRLHF,
+which cannot take ``None``; a warning is logged. One bad row never stops a run.
+
+The trainers' shapes, one each, all on :func:`grade` and one key set (:data:`KEYS`: ``acc``, 1.0
+for a correct verdict, veRL's validation accuracy; ``bad_label``, 1.0 for an unusable label):
+
+- TRL: :class:`TRLVerifiableReward` (``rmr1_trl.RMR1VerifiableReward``, the recipe's
+  ``rmr1_train_reward``): the completion's text by :func:`~.inputs.as_text`.
+- veRL: :func:`verl_verifiable_score` (``rmr1_verl.reward.compute_verifiable_score``, the
+  recipe's ``compute_score``): ``solution_str`` as veRL decoded it.
+- OpenRLHF: :func:`openrlhf_verifiable_reward` (the recipe's ``reward_func``): what follows the
+  prompt in the query, end-of-sequence tokens *kept*, as RM-R1 read it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from rmr1_plugins.parsing import StrictParser, train_reward
+from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.schema import normalize_label
 
 Rule = Literal["rmr1-train", "strict"]
 RULES: tuple[Rule, ...] = ("rmr1-train", "strict")
+NEUTRAL = 0.0  # the reward of a bad label where the trainer cannot take None
+KEYS = ("acc", "bad_label")
 logger = logging.getLogger(__name__)
 
 
@@ -49,37 +65,151 @@ def verifiable_reward(completion: str, label: object, rule: Rule = "rmr1-train")
     raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
 
 
+def check_rule(rule: str) -> Rule:
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    return rule  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Grade:
+    """One completion graded: ``score`` is +1.0 / -1.0, or ``None`` for a bad label."""
+
+    score: float | None
+
+    @property
+    def correct(self) -> bool:
+        return self.score == 1.0
+
+    @property
+    def bad_label(self) -> bool:
+        return self.score is None
+
+    @property
+    def reward(self) -> float:
+        """The score where the trainer cannot take ``None`` (veRL, OpenRLHF)."""
+        return NEUTRAL if self.score is None else self.score
+
+    def logs(self) -> dict[str, float]:
+        """The :data:`KEYS`, as floats."""
+        return {"acc": float(self.correct), "bad_label": float(self.bad_label)}
+
+
+def grade(completion: str, label: object, rule: Rule = "rmr1-train") -> Grade:
+    """The verdict of ``completion`` against ``label``; never raises for a bad label."""
+    check_rule(rule)
+    try:
+        return Grade(verifiable_reward(completion, label, rule))
+    except ValueError:
+        return Grade(None)
+
+
+def grade_all(
+    completions: Sequence[str], labels: Sequence[object], rule: Rule = "rmr1-train"
+) -> list[Grade]:
+    """:func:`grade` for each row, with one warning for the rows whose label is unusable."""
+    if len(completions) != len(labels):
+        raise ValueError(f"{len(completions)} completions but {len(labels)} labels")
+    grades = [grade(c, label, rule) for c, label in zip(completions, labels, strict=True)]
+    bad = [label for label, g in zip(labels, grades, strict=True) if g.bad_label]
+    if bad:
+        logger.warning(
+            "rmr1: %d of %d rows have a label other than A/B/model_a/model_b (first: %r); "
+            "they get the neutral reward (TRL: None)",
+            len(bad),
+            len(grades),
+            bad[0],
+        )
+    return grades
+
+
 class VerifiableReward:
-    """Batch form for training loops: a bad label gets ``fallback`` (logged), never an exception.
+    """The batch form: one score per row, ``None`` for a bad label (logged), never raising.
 
     Args:
         rule: ``rmr1-train`` or ``strict``.
-        fallback: the reward of a row whose label is unusable (``None`` lets TRL drop the row).
     """
 
-    def __init__(self, rule: Rule = "rmr1-train", fallback: float | None = 0.0) -> None:
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-        self.rule = rule
-        self.fallback = fallback
+    def __init__(self, rule: Rule = "rmr1-train") -> None:
+        self.rule = check_rule(rule)
 
     def __call__(self, completions: Sequence[str], labels: Sequence[object]) -> list[float | None]:
-        if len(completions) != len(labels):
-            raise ValueError(f"{len(completions)} completions but {len(labels)} labels")
-        rewards: list[float | None] = []
-        bad = 0
-        for completion, label in zip(completions, labels, strict=True):
-            try:
-                rewards.append(verifiable_reward(completion, label, self.rule))
-            except ValueError:
-                bad += 1
-                rewards.append(self.fallback)
-        if bad:
-            logger.warning(
-                "rmr1: %d of %d rows have a label other than A/B/model_a/model_b; "
-                "they get the fallback reward %s",
-                bad,
-                len(labels),
-                self.fallback,
+        return [g.score for g in grade_all(completions, labels, self.rule)]
+
+
+class TRLVerifiableReward:
+    """TRL reward function: RM-R1's verifiable reward against the dataset column ``label_key``.
+
+    Completions are strings or assistant message lists (:func:`~.inputs.as_text`); a row with an
+    unusable label gets ``None``; a batch without the column is a ``ValueError``. Picklable, so it
+    works where TRL runs reward functions in another process.
+
+    Example:
+        >>> reward = TRLVerifiableReward()
+        >>> reward(prompts=["p", "p"], winner=["model_a", "model_a"],
+        ...        completions=["<answer>[[A]]</answer>", "<answer>[[B]]</answer>"])
+        [1.0, -1.0]
+    """
+
+    def __init__(
+        self,
+        rule: Rule = "rmr1-train",
+        label_key: str = "winner",
+        name: str = "rmr1_verifiable_reward",
+    ) -> None:
+        self.__name__ = name
+        self.label_key = label_key
+        self.rule = check_rule(rule)
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
+    ) -> list[float | None]:
+        if self.label_key not in kwargs:
+            columns = sorted(k for k in kwargs if k not in TRL_KWARGS)
+            raise ValueError(
+                f"{self.__name__} needs the dataset column {self.label_key!r} "
+                f"(model_a/model_b or A/B); the batch has columns {columns}"
             )
-        return rewards
+        texts = [as_text(c) for c in completions]
+        return [g.score for g in grade_all(texts, kwargs[self.label_key], self.rule)]
+
+
+def verl_verifiable_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: Any,
+    extra_info: Any = None,
+    *,
+    rule: Rule = "rmr1-train",
+    **_: Any,
+) -> dict[str, float]:
+    """veRL ``compute_score``: ``ground_truth`` is the label; the same keys every call."""
+    [graded] = grade_all([solution_str], [ground_truth], rule)
+    return {"score": graded.reward, **graded.logs()}
+
+
+def openrlhf_verifiable_reward(
+    queries: Sequence[str],
+    prompts: Sequence[str],
+    labels: Sequence[Any],
+    *,
+    rule: Rule = "rmr1-train",
+    **_: Any,
+) -> dict[str, Any]:
+    """OpenRLHF ``reward_func``: ``queries`` are prompt + response decoded with special tokens.
+
+    The response is what follows the prompt, its end-of-sequence tokens kept (RM-R1's 80
+    characters include them); only the tail counts, so when decoding changed the prompt the
+    whole query is as good.
+    """
+    responses = [
+        query[len(prompt) :] if query.startswith(prompt) else query
+        for query, prompt in zip(queries, prompts, strict=True)
+    ]
+    grades = grade_all(responses, labels, rule)
+    rewards = [g.reward for g in grades]
+    return {
+        "rewards": rewards,
+        "scores": [(r + 1.0) / 2.0 for r in rewards],  # 0..1, for OpenRLHF's dynamic filtering
+        "extra_logs": {key: [g.logs()[key] for g in grades] for key in KEYS},
+    }

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -241,3 +242,41 @@ def test_every_path_gives_the_same_keys_so_openrlhf_can_batch_them(configure):
     batch = make_experience_batch(items)
     assert [v.item() for v in batch.info["rmr1_fallback"]] == [0.0, 1.0]
     assert [v.item() for v in batch.info["rmr1_health/orders_agree"]] == [0.0, 0.0]
+
+
+class RecordingJudge(Backend):
+    """Prefers slot A and keeps every conversation it is sent."""
+
+    name = "orlhf-recording"
+    seen: ClassVar[list] = []
+
+    def generate(self, conversations, params):
+        RecordingJudge.seen.extend(conversations)
+        return [[Generation("<answer>[[A]]</answer>", "stop")] * params.n for _ in conversations]
+
+
+get_plugins().registries["backends"].add("orlhf-recording", RecordingJudge, "adapter tests")
+
+
+def test_a_system_turn_reaches_the_judge_as_in_every_trainer(configure):
+    """A templated prompt with a system turn gives the judge the Python API's prompt."""
+    from rmr1_plugins import Scorer
+    from rmr1_plugins.rewards.engine import Group, score_groups
+
+    chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
+    templated = (
+        "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    RecordingJudge.seen.clear()
+    score_groups(Scorer(RecordingJudge()), [Group(chat, ["4"], reference="5")], "reference")
+    [expected] = RecordingJudge.seen
+    assert "Be terse.\n\n2+2?" in expected[-1]["content"]
+    configure("backend: {name: orlhf-recording}\nreward: {max_wait_ms: 0}\n")
+    get_runtime()
+    RecordingJudge.seen.clear()
+    labels = ["5", json.dumps({"reference": "5", "question": chat})]
+    for label in labels:
+        assert reward_func([templated + "4<|im_end|>"], [templated], [label])["rewards"] == 1.0
+    # the same pair both times: the judge saw it once, the scorer's cache answered the second
+    assert RecordingJudge.seen == [expected]

@@ -35,13 +35,14 @@ from rmr1_plugins.rewards.engine import (
     texts_of,
 )
 from rmr1_plugins.rewards.hard_pairs import record_groups
-from rmr1_plugins.rewards.inputs import as_text
+from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, means, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import Rule, VerifiableReward
+from rmr1_plugins.rewards.verifiable import TRLVerifiableReward
+
+RMR1VerifiableReward = TRLVerifiableReward  # RM-R1's verifiable reward, for training a judge
 
 logger = logging.getLogger(__name__)
-TRAINER_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
 JUDGE_FAILED = "the judge failed"
 
 
@@ -282,7 +283,7 @@ class RMR1Reward:
     def _references(self, kwargs: dict, size: int) -> Sequence[Any]:
         key = self.options.reference_key
         if key not in kwargs:
-            columns = sorted(k for k in kwargs if k not in TRAINER_KWARGS)
+            columns = sorted(k for k in kwargs if k not in TRL_KWARGS)
             raise ValueError(
                 f"{self.__name__}: strategy {self.options.strategy!r} (or on_split='reference') "
                 f"needs the dataset column {key!r} with a reference answer; the batch has "
@@ -420,36 +421,3 @@ def _failed(groups: list[Group], error: Exception) -> list[GroupRewards]:
 
 def _reference(value: Any) -> str | None:
     return None if value is None else as_text(value)
-
-
-class RMR1VerifiableReward:
-    """RM-R1's verifiable reward for training a judge with TRL (the RM-R1 recipe's stage 2).
-
-    The policy is the judge: its completion is scored +1.0 / -1.0 against the dataset column
-    ``label_key`` (``winner``: ``model_a``/``model_b``, or ``A``/``B``) by the official
-    ``rmr1-train`` rule or the ``strict`` rule (:mod:`~rmr1_plugins.rewards.verifiable`). A row with
-    an unusable label gets ``fallback`` (``None``: TRL drops the row) and a logged warning; a batch
-    without the column is a ``ValueError``.
-    """
-
-    def __init__(
-        self,
-        rule: Rule = "rmr1-train",
-        label_key: str = "winner",
-        fallback: float | None = None,
-        name: str = "rmr1_verifiable_reward",
-    ) -> None:
-        self.__name__ = name
-        self.label_key = label_key
-        self._reward = VerifiableReward(rule, fallback)
-
-    def __call__(
-        self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
-    ) -> list[float | None]:
-        if self.label_key not in kwargs:
-            columns = sorted(k for k in kwargs if k not in TRAINER_KWARGS)
-            raise ValueError(
-                f"{self.__name__} needs the dataset column {self.label_key!r} "
-                f"(model_a/model_b or A/B); the batch has columns {columns}"
-            )
-        return self._reward([as_text(c) for c in completions], kwargs[self.label_key])

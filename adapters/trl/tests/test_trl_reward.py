@@ -283,7 +283,11 @@ def test_judge_health_is_logged_per_call_for_a_judge_with_known_bias(tmp_path):
         "rmr1_health/unparsed": [0.0],
         "rmr1_health/truncated": [0.0],
         "rmr1_health/confidence": [pytest.approx(0.9)],
-    }  # no verdict and equal rewards: longer_wins and length_corr not measured, not logged
+        # the batch means of the per-sample values (the metrics contract): what no comparison
+        # measured keeps its neutral value (no verdict, equal rewards)
+        "rmr1_health/longer_wins": [0.5],
+        "rmr1_health/length_corr": [0.0],
+    }
     from rmr1_plugins.rewards.hard_pairs import writer_for
 
     writer_for(reward.options).flush()
@@ -296,4 +300,39 @@ def test_judge_health_is_logged_per_call_for_a_judge_with_known_bias(tmp_path):
     assert longer.metrics["rmr1_health/orders_agree"] == [1.0]
     assert longer.metrics["rmr1_health/longer_wins"] == [1.0]
     assert longer.metrics["rmr1_health/length_corr"] == [pytest.approx(1.0)]
-    assert "rmr1_health/confidence" not in longer.metrics
+    assert longer.metrics["rmr1_health/confidence"] == [0.5]  # no probabilities: neutral
+
+
+def test_the_metrics_contract_is_logged_as_batch_means_for_every_kind_of_row():
+    from rmr1_plugins.rewards.metrics import KEYS
+
+    trainer = FakeTrainer(num_generations=2)
+    prompts, completions = batch(("q1", ["a", "aa"]), ("q2", ["b", "bb"]), ("q3", ["c"]))
+    reward = RMR1Reward(scorer=Scorer(LongerWins()), on_split="drop")
+    assert reward(prompts, completions, **trainer.kwargs()) == [0.0, 1.0, 0.0, 1.0, None]
+    logged = {k: v for k, v in trainer.metrics.items() if not k.startswith("rmr1_reward/")}
+    assert list(logged) == list(KEYS)
+    assert logged["rmr1_fallback"] == logged["rmr1_dropped"] == logged["rmr1_split"] == [0.2]
+    assert logged["rmr1_group"] == [pytest.approx(8 / 5)]  # 2 + 2 + 2 + 2 + 0 (dropped)
+    failed = FakeTrainer(num_generations=2)
+    RMR1Reward(scorer=Broken())(prompts[:4], completions[:4], **failed.kwargs())
+    assert list(k for k in failed.metrics if not k.startswith("rmr1_reward/")) == list(KEYS)
+    assert failed.metrics["rmr1_error"] == failed.metrics["rmr1_fallback"] == [1.0]
+
+
+def test_a_system_turn_reaches_the_judge_as_in_every_trainer():
+    """TRL's conversational prompt with a system turn gives the judge the Python API's prompt."""
+    from rmr1_plugins.rewards.engine import Group, score_groups
+
+    class Recording(LongerWins):
+        def generate(self, conversations, params):
+            self.seen = [*getattr(self, "seen", []), *conversations]
+            return super().generate(conversations, params)
+
+    chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
+    api, trl = Recording(), Recording()
+    score_groups(Scorer(api), [Group(chat, ["4"], reference="5")], "reference")
+    reward = RMR1Reward(scorer=Scorer(trl), strategy="reference")
+    reward([chat], [[{"role": "assistant", "content": "4"}]], reference=["5"])
+    assert trl.seen == api.seen and len(api.seen) == 1
+    assert "Be terse.\n\n2+2?" in api.seen[0][-1]["content"]

@@ -111,7 +111,8 @@ def test_async_reward_in_grpo_and_rloo(trainer_name, tiny_policy, tmp_path):
     assert entry["rmr1_reward/judgments"] == 4
     # judge health through the trainer's own log_metric: a judge with pure position bias
     assert entry["rmr1_health/slot_a"] == 1.0 and entry["rmr1_health/unparsed"] == 0.0
-    assert "rmr1_health/orders_agree" not in entry  # one order: not measured, not logged
+    assert entry["rmr1_health/orders_agree"] == 0.0  # one order: none agreed (the contract)
+    assert entry["rmr1_fallback"] == 0.0 and entry["rmr1_reference"] == 1.0  # the contract
 
 
 def test_trl_cli_with_the_example_config(tiny_policy, smollm2_dir, tmp_path):

@@ -40,7 +40,7 @@ from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, text
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import RULES, verifiable_reward
+from rmr1_plugins.rewards.verifiable import verl_verifiable_score
 
 logger = logging.getLogger(__name__)
 ADAPTER_KEYS = (
@@ -185,27 +185,4 @@ async def compute_score(
     return result(rewards, 0, options, texts=texts_of(group))
 
 
-def compute_verifiable_score(
-    data_source: str,
-    solution_str: str,
-    ground_truth: Any,
-    extra_info: Mapping[str, Any] | None = None,
-    *,
-    rule: str = "rmr1-train",
-    fallback: float = 0.0,
-    **_: Any,
-) -> dict[str, Any]:
-    """RM-R1's verifiable reward for training a judge (stage 2): ``ground_truth`` is the label.
-
-    +1.0 when the judge's completion picks the label (``model_a``/``model_b`` or ``A``/``B``) by
-    the ``rmr1-train`` (official) or ``strict`` rule, -1.0 otherwise; a bad label gets ``fallback``
-    and ``rmr1_error``. ``acc`` is 1.0 for a correct verdict, for veRL's validation metrics.
-    """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    try:
-        score = verifiable_reward(solution_str, ground_truth, rule)  # type: ignore[arg-type]
-        error = ""
-    except ValueError as problem:
-        score, error = fallback, str(problem)
-    return {"score": float(score), "acc": float(score > 0), "rmr1_error": error}
+compute_verifiable_score = verl_verifiable_score  # RM-R1's verifiable reward (stage 2)

@@ -14,13 +14,11 @@ from conftest import rollouts, verl_config
 from rmr1_verl.reward import compute_score, compute_verifiable_score, settings
 
 from rmr1_plugins.plugins import UnknownNameError, get_backend_class
-from rmr1_plugins.rewards.health import METRICS
+from rmr1_plugins.rewards.metrics import KEYS as CONTRACT
 from rmr1_plugins.testing import tiny_llama
 
 ROOT = Path(__file__).parents[3]
-KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"} | {
-    f"rmr1_health/{name}" for name in METRICS
-}
+KEYS = {"score", *CONTRACT}  # the metrics contract (rmr1_plugins.rewards.metrics)
 QUESTION = {"question": "What is 2+2?"}
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
@@ -52,7 +50,7 @@ def test_pkg_path_loads_through_verl_and_is_awaited(tmp_path):
     out = run(fn(data_source="demo", solution_str="4", ground_truth="5", extra_info=QUESTION))
     assert set(out) == KEYS
     assert out["score"] == 1.0 and out["rmr1_judgments"] == 1.0  # constant judge: slot A wins
-    assert out["rmr1_error"] == "" and out["rmr1_fallback"] == 0.0
+    assert out["rmr1_error"] == out["rmr1_fallback"] == 0.0 and out["rmr1_reference"] == 1.0
 
 
 def test_judge_health_of_a_slot_a_judge_in_the_extra_info(tmp_path):
@@ -115,18 +113,18 @@ def test_naive_manager_with_compute_score_and_smollm2(tokenizer, smollm2_dir, tm
         info = out["reward_extra_info"]
         assert set(info) >= KEYS and info["rmr1_judgments"] == 2.0  # both orders
         assert 0.0 <= out["reward_score"] <= 1.0 and math.isfinite(out["reward_score"])
-        assert info["rmr1_error"] == ""
+        assert info["rmr1_error"] == 0.0
 
 
-def test_rows_that_cannot_be_judged_get_the_neutral_score(tmp_path):
+def test_rows_that_cannot_be_judged_get_the_neutral_score(tmp_path, caplog):
     config = judge_file(tmp_path, "backend: {name: constant}\nreward: {fallback: 0.25}\n")
     no_question = run(compute_score("demo", "4", "4", {}, config=config))
     no_reference = run(compute_score("demo", "4", None, QUESTION, config=config))
     assert no_question["score"] == no_reference["score"] == 0.25
-    assert no_question["rmr1_error"] == "no question in extra_info"
-    assert no_reference["rmr1_error"].startswith("no reference")
+    assert no_question["rmr1_bad_input"] == no_reference["rmr1_no_reference"] == 1.0
+    assert "no question in extra_info" in caplog.text and "no reference" in caplog.text
     assert set(no_question) == set(no_reference) == KEYS
-    assert math.isnan(no_question["rmr1_win"])
+    assert no_question["rmr1_fallback"] == 1.0 and no_question["rmr1_judgments"] == 0.0
     # the reference may live in extra_info instead of ground_truth, the prompt may be chat turns
     extra = {"question": [{"role": "user", "content": "2+2?"}], "reference": "four"}
     assert run(compute_score("demo", "4", None, extra, config=config))["score"] == 1.0
@@ -227,11 +225,11 @@ def test_verifiable_score_through_pkg_path():
     assert fn("d", "<answer>[[B]]</answer>", "model_b") == {
         "score": 1.0,
         "acc": 1.0,
-        "rmr1_error": "",
-    }
+        "bad_label": 0.0,
+    }  # the verifiable reward's one key set, as in every trainer
     assert fn("d", "<answer>[[B]]</answer>", "A")["score"] == -1.0
     bad = compute_verifiable_score("d", "<answer>[[A]]</answer>", "tie")
-    assert bad["score"] == 0.0 and "label must be" in bad["rmr1_error"]
+    assert bad == {"score": 0.0, "acc": 0.0, "bad_label": 1.0}
     assert fn("d", "<answer>[[A]]</answer> then more" * 4, "A", rule="strict")["acc"] == 1.0
 
 
@@ -276,3 +274,24 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
     backend = manager.reward_config.scorer.backend
     assert backend.name == "openai" and backend.options["base_url"] == "http://127.0.0.1:9/v1"
     assert json.loads(json.dumps(manager.reward_config.scorer.sampling.model_dump()))
+
+
+def test_a_system_turn_reaches_the_judge_as_in_every_trainer(tmp_path, monkeypatch):
+    """A chat question with a system turn gives the judge the Python API's prompt."""
+    from rmr1_plugins import Scorer
+    from rmr1_plugins.rewards.engine import Group, score_groups
+    from rmr1_plugins.testing import LongerWins
+
+    class Recording(LongerWins):
+        def generate(self, conversations, params):
+            self.seen = [*getattr(self, "seen", []), *conversations]
+            return super().generate(conversations, params)
+
+    chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
+    api, verl = Recording(), Recording()
+    score_groups(Scorer(api), [Group(chat, ["4"], reference="5")], "reference")
+    monkeypatch.setattr("rmr1_verl.reward.shared_scorer", lambda config: Scorer(verl))
+    config = judge_file(tmp_path, "backend: {name: constant}\n")
+    out = run(compute_score("demo", "4", "5", {"question": chat}, config=config))
+    assert out["rmr1_fallback"] == 0.0 and verl.seen == api.seen and len(api.seen) == 1
+    assert "Be terse.\n\n2+2?" in api.seen[0][-1]["content"]

@@ -11,12 +11,10 @@ from importlib.metadata import entry_points
 import pytest
 from conftest import longer_wins_scorer, rollouts, verl_config
 
-from rmr1_plugins.rewards.health import METRICS
+from rmr1_plugins.rewards.metrics import KEYS as CONTRACT
 from rmr1_plugins.testing import tiny_llama
 
-KEYS = {"score", "rmr1_win", "rmr1_unparsed", "rmr1_judgments", "rmr1_fallback", "rmr1_error"} | {
-    f"rmr1_health/{name}" for name in METRICS
-}
+KEYS = {"score", *CONTRACT}  # the metrics contract (rmr1_plugins.rewards.metrics)
 GROUPS = [
     ("u1", "Name a fruit.", "apple", ["fig", "banana", "kiwi!"]),
     ("u2", "Name a colour.", "red", ["teal", "red", "magenta"]),
@@ -82,6 +80,8 @@ def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkey
         assert set(out["reward_extra_info"]) == KEYS
         assert out["reward_extra_info"]["rmr1_judgments"] == 2.0
         assert out["reward_extra_info"]["rmr1_fallback"] == 0.0
+        assert out["reward_extra_info"]["rmr1_reference"] == 0.0  # judged within its group
+        assert out["reward_extra_info"]["rmr1_group"] == 3.0
     rm_scores = type(manager).assemble_rm_scores(data, scores)
     ends = data.batch["attention_mask"][:, 48:].sum(dim=1) - 1
     assert rm_scores[range(6), ends].tolist() == scores
@@ -94,17 +94,20 @@ def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(token
     outputs = score_all(manager, data, order=[0, 1])  # the third rollout went elsewhere
     infos = [out["reward_extra_info"] for out in outputs]
     assert [out["reward_score"] for out in outputs] == [0.0, 1.0]  # vs "apple"
-    assert all(info["rmr1_fallback"] == 1.0 and info["rmr1_error"] == "" for info in infos)
+    # judged against the reference (not the fallback reward) because the group was split
+    assert all(info["rmr1_reference"] == info["rmr1_split"] == 1.0 for info in infos)
+    assert all(info["rmr1_fallback"] == info["rmr1_error"] == 0.0 for info in infos)
     assert backend.batches == [2]
 
 
-def test_incomplete_group_drop_or_error(tokenizer, monkeypatch):
+def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
     data = rollouts(tokenizer, GROUPS[:1])
     manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="drop")
     outputs = score_all(manager, data, order=[0])
     assert outputs[0]["reward_score"] == 0.5  # the fallback: midpoint of [loss, win]
-    assert outputs[0]["reward_extra_info"]["rmr1_error"] == "incomplete group"
-    assert math.isnan(outputs[0]["reward_extra_info"]["rmr1_win"]) and backend.batches == []
+    info = outputs[0]["reward_extra_info"]
+    assert info["rmr1_dropped"] == info["rmr1_fallback"] == info["rmr1_split"] == 1.0
+    assert "incomplete group" in caplog.text and backend.batches == []
 
 
 def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeypatch, caplog):
@@ -114,7 +117,8 @@ def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeyp
     with caplog.at_level("ERROR", logger="rmr1_verl.manager"):
         [out] = score_all(manager, data, order=[0])  # two rollouts of three never come
     assert out["reward_score"] == 0.0  # "fig" against the reference "apple": shorter loses
-    assert out["reward_extra_info"]["rmr1_fallback"] == 1.0 and backend.batches == [1]
+    info = out["reward_extra_info"]
+    assert info["rmr1_reference"] == info["rmr1_split"] == 1.0 and backend.batches == [1]
     assert "got 1 of 3 rollouts" in caplog.text
 
 
@@ -147,10 +151,11 @@ def test_reference_strategy_and_validation_rows_need_no_barrier(tokenizer, monke
     manager, _ = load(tokenizer, monkeypatch)  # round-robin; val_kwargs.n = 1
     data.non_tensor_batch["extra_info"][0] = {"question": "Name a fruit.", "split": "test"}
     [out] = score_all(manager, data, [0])  # a validation row is alone: judged vs reference
-    assert out["reward_score"] == 0.0 and out["reward_extra_info"]["rmr1_fallback"] == 1.0
+    info = out["reward_extra_info"]  # against the reference, though its group was not split
+    assert out["reward_score"] == 0.0 and (info["rmr1_reference"], info["rmr1_split"]) == (1, 0)
 
 
-def test_unreadable_rows_get_the_neutral_reward(tokenizer, monkeypatch):
+def test_unreadable_rows_get_the_neutral_reward(tokenizer, monkeypatch, caplog):
     manager, _ = load(tokenizer, monkeypatch, strategy="reference")
     data = rollouts(tokenizer, GROUPS[:1])
     data.non_tensor_batch["reward_model"][0] = {"style": "model"}  # no ground truth
@@ -158,8 +163,9 @@ def test_unreadable_rows_get_the_neutral_reward(tokenizer, monkeypatch):
     data.non_tensor_batch["extra_info"][1] = {}  # no prompt at all
     outputs = score_all(manager, data, [0, 1])
     assert [o["reward_score"] for o in outputs] == [0.5, 0.5]
-    assert outputs[0]["reward_extra_info"]["rmr1_error"] == "no reference answer"
-    assert "neither raw_prompt" in outputs[1]["reward_extra_info"]["rmr1_error"]
+    assert outputs[0]["reward_extra_info"]["rmr1_no_reference"] == 1.0
+    assert outputs[1]["reward_extra_info"]["rmr1_bad_input"] == 1.0
+    assert "no reference answer" in caplog.text and "neither raw_prompt" in caplog.text
     assert all(set(o["reward_extra_info"]) == KEYS for o in outputs)
 
 
@@ -172,7 +178,7 @@ def test_judge_health_per_rollout_for_judges_with_known_bias(tokenizer, monkeypa
     # longer wins: no position bias, full length bias, orders agree
     manager, _ = load(tokenizer, monkeypatch)
     infos = [o["reward_extra_info"] for o in score_all(manager, rollouts(tokenizer, GROUPS[:1]))]
-    assert [i["rmr1_win"] for i in infos] == [0.0, 1.0, 0.5]  # fig, banana, kiwi!
+    assert [i["score"] for i in infos] == [0.0, 1.0, 0.5]  # fig, banana, kiwi!
     corr = length_correlation([0.0, 1.0, 0.5], [3, 6, 5])
     for info in infos:
         assert info["rmr1_health/longer_wins"] == 1.0
@@ -210,8 +216,8 @@ def test_smollm2_judges_a_group_in_the_manager(tokenizer, smollm2_dir, tmp_path)
     for out in outputs:
         assert 0.0 <= out["reward_score"] <= 1.0 and math.isfinite(out["reward_score"])
         info = out["reward_extra_info"]
-        assert set(info) == KEYS and info["rmr1_judgments"] == 1.0 and info["rmr1_error"] == ""
-    win = [o["reward_extra_info"]["rmr1_win"] for o in outputs]
+        assert set(info) == KEYS and info["rmr1_judgments"] == 1.0 and info["rmr1_error"] == 0.0
+    win = [o["reward_extra_info"]["score"] for o in outputs]  # on the default [0, 1] scale
     assert win[0] + win[1] == pytest.approx(1.0)  # one comparison: the credit adds up to one
 
 
