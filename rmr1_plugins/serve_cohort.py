@@ -26,11 +26,11 @@ from rmr1_plugins.rewards.inputs import (
     clean_text,
     clipped_response,
     read_label,
+    read_messages,
     sample_context,
     sample_texts,
 )
 from rmr1_plugins.rewards.metrics import columns
-from rmr1_plugins.schema import Message
 
 MAX_KEY_CHARS = 1 << 20
 
@@ -115,12 +115,9 @@ def parse_member(body: Any) -> Member:
         context: Any = clean_text(prompt)
     elif isinstance(prompt, list) and prompt:
         try:
-            turns = [Message.model_validate(turn) for turn in prompt]
-        except Exception:
-            raise CohortBodyError(
-                "field 'prompt': a string or a list of {role, content} messages"
-            ) from None
-        context = [{"role": t.role, "content": clean_text(t.content)} for t in turns]
+            context = [turn.model_dump() for turn in read_messages(prompt)]
+        except ValueError as error:
+            raise CohortBodyError(f"field 'prompt': {error}") from None
     else:
         raise CohortBodyError("field 'prompt': a string or a non-empty list of messages")
     reference = clean_text(reference) if reference is not None and reference.strip() else None

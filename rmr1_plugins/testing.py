@@ -135,18 +135,21 @@ def response_slots(user_message: str) -> tuple[str, str]:
 
 class LongerWins(Backend):
     """A scripted judge for unit tests: the longer response wins; pairs containing ``??`` get
-    a judgment without a verdict. ``batches`` records the size of every backend call."""
+    a judgment without a verdict. ``batches`` records the size of every backend call, ``seen``
+    every conversation sent."""
 
     name = "longer-wins"
 
     def __init__(self, model: str | None = "scripted", options: dict | None = None) -> None:
         super().__init__(model, options)
         self.batches: list[int] = []
+        self.seen: list[ChatMessages] = []
 
     def generate(
         self, conversations: list[ChatMessages], params: SamplingParams
     ) -> list[list[Generation]]:
         self.batches.append(len(conversations))
+        self.seen.extend(conversations)
         out = []
         for conversation in conversations:
             a, b = response_slots(conversation[-1]["content"])

@@ -237,6 +237,10 @@ class GroupScoring:
     def done(self) -> bool:
         return not self._games
 
+    def rewards(self) -> list[GroupRewards]:
+        """Every group's rewards, in order, once :attr:`done`."""
+        return [result for result in self.results if result is not None]
+
     def examples(self) -> list[PairwiseExample]:
         """This round's pairs that need the judge, over all groups still playing."""
         examples, self._judged = [], []
@@ -308,10 +312,7 @@ def score_groups(
     strategy: str | Strategy = "round-robin",
     *,
     both_orders: bool = False,
-    on_unparsed: OnUnparsed = "tie",
-    seed: int = 0,
-    skip_invalid: bool = False,
-    outcome: Outcome = "hard",
+    **options: Any,
 ) -> list[GroupRewards]:
     """Score many groups; each round of every group goes to ``scorer.score`` as one batch.
 
@@ -320,12 +321,13 @@ def score_groups(
         groups: the groups; a strategy that ``needs_reference`` needs ``Group.reference`` set.
         strategy: a registered strategy name or a :class:`Strategy` instance.
         both_orders: judge every pair in both A/B orders (otherwise the scorer's own ``order``).
-        on_unparsed: ``"tie"``, ``"loss"`` or ``"exclude"`` for a comparison with no verdict.
-        seed: seeds the pivot choice and knockout brackets.
-        skip_invalid: give a group that cannot be judged (a missing reference, a prompt not
-            ending in a user turn) ``None`` rewards and an ``error`` instead of raising.
-        outcome: ``"hard"`` (vote shares) or ``"soft"`` (verdict probabilities where the
-            backend reports them; see :func:`outcome_scores`).
+        options: the keywords of :class:`GroupScoring`:
+            ``on_unparsed`` (``"tie"``, ``"loss"`` or ``"exclude"`` for a comparison with no
+            verdict), ``seed`` (seeds the pivot choice and knockout brackets),
+            ``skip_invalid`` (give a group that cannot be judged, a missing reference or a
+            prompt not ending in a user turn, ``None`` rewards and an ``error`` instead of
+            raising) and ``outcome`` (``"hard"`` vote shares, or ``"soft"`` verdict
+            probabilities where the backend reports them; see :func:`outcome_scores`).
 
     Example:
         >>> from rmr1_plugins import Scorer
@@ -336,18 +338,11 @@ def score_groups(
         ([0.5, 0.5, 0.5], 3)
     """
     scorer = with_both_orders(scorer) if both_orders else scorer
-    run = GroupScoring(
-        groups,
-        strategy,
-        on_unparsed=on_unparsed,
-        seed=seed,
-        skip_invalid=skip_invalid,
-        outcome=outcome,
-    )
+    run = GroupScoring(groups, strategy, **options)
     while not run.done:
         examples = run.examples()
         run.feed(scorer.score(examples) if examples else [])
-    return [result for result in run.results if result is not None]
+    return run.rewards()
 
 
 async def ascore_groups(
@@ -356,22 +351,12 @@ async def ascore_groups(
     strategy: str | Strategy = "round-robin",
     *,
     both_orders: bool = False,
-    on_unparsed: OnUnparsed = "tie",
-    seed: int = 0,
-    skip_invalid: bool = False,
-    outcome: Outcome = "hard",
+    **options: Any,
 ) -> list[GroupRewards]:
     """Async :func:`score_groups`, awaiting ``scorer.ascore``."""
     scorer = with_both_orders(scorer) if both_orders else scorer
-    run = GroupScoring(
-        groups,
-        strategy,
-        on_unparsed=on_unparsed,
-        seed=seed,
-        skip_invalid=skip_invalid,
-        outcome=outcome,
-    )
+    run = GroupScoring(groups, strategy, **options)
     while not run.done:
         examples = run.examples()
         run.feed(await scorer.ascore(examples) if examples else [])
-    return [result for result in run.results if result is not None]
+    return run.rewards()

@@ -169,24 +169,31 @@ def read_label(label: Any) -> tuple[str, str | list[Message] | None]:
     return reference, question
 
 
+def read_messages(raw: Any) -> list[Message]:
+    """``raw`` as chat messages (role and content only, the text cleaned: :func:`clean_text`);
+    a ``ValueError`` saying what was expected if it is not a list of ``{role, content}``."""
+    try:
+        turns = [Message.model_validate(turn) for turn in raw]
+    except Exception:
+        raise ValueError("a string or a list of {role, content} messages") from None
+    return [Message(role=turn.role, content=clean_text(turn.content)) for turn in turns]
+
+
 def _read_question(raw: Any) -> str | list[Message]:
     if isinstance(raw, str):
         if not raw.strip():
             raise SampleError("field 'labels': 'question' is empty")
         return raw
     try:
-        turns = [Message.model_validate(turn) for turn in raw]
-    except Exception:
-        raise SampleError(
-            "field 'labels': 'question' must be a string or a list of {role, content} messages"
-        ) from None
+        turns = read_messages(raw)
+    except ValueError as error:
+        raise SampleError(f"field 'labels': 'question' must be {error}") from None
     if any(turn.role not in ("user", "assistant", *SYSTEM_ROLES) for turn in turns):
         raise SampleError(
             "field 'labels': 'question' roles must be user, assistant, system or developer"
         )
-    cleaned = [Message(role=turn.role, content=clean_text(turn.content)) for turn in turns]
     try:
-        return as_context(cleaned)
+        return as_context(turns)
     except ValueError:
         raise SampleError("field 'labels': 'question' messages must end with a user turn") from None
 

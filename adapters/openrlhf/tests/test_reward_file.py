@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import torch
@@ -39,10 +38,11 @@ class VotesJudge(Backend):
 
     def __init__(self, model=None, options=None):
         super().__init__(model, options)
-        self.batches = []
+        self.batches, self.seen = [], []
 
     def generate(self, conversations, params):
         self.batches.append(len(conversations))
+        self.seen.extend(conversations)
         out = []
         for conversation in conversations:
             user = conversation[-1]["content"]
@@ -244,20 +244,6 @@ def test_every_path_gives_the_same_keys_so_openrlhf_can_batch_them(configure):
     assert [v.item() for v in batch.info["rmr1_health/orders_agree"]] == [0.0, 0.0]
 
 
-class RecordingJudge(Backend):
-    """Prefers slot A and keeps every conversation it is sent."""
-
-    name = "orlhf-recording"
-    seen: ClassVar[list] = []
-
-    def generate(self, conversations, params):
-        RecordingJudge.seen.extend(conversations)
-        return [[Generation("<answer>[[A]]</answer>", "stop")] * params.n for _ in conversations]
-
-
-get_plugins().registries["backends"].add("orlhf-recording", RecordingJudge, "adapter tests")
-
-
 def test_a_system_turn_reaches_the_judge_as_in_every_trainer(configure):
     """A templated prompt with a system turn gives the judge the Python API's prompt."""
     from rmr1_plugins import Scorer
@@ -268,15 +254,13 @@ def test_a_system_turn_reaches_the_judge_as_in_every_trainer(configure):
         "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    RecordingJudge.seen.clear()
-    score_groups(Scorer(RecordingJudge()), [Group(chat, ["4"], reference="5")], "reference")
-    [expected] = RecordingJudge.seen
+    api = VotesJudge()  # response r8: 8 of 8 votes for slot A
+    score_groups(Scorer(api), [Group(chat, ["r8"], reference="5")], "reference")
+    [expected] = api.seen
     assert "Be terse.\n\n2+2?" in expected[-1]["content"]
-    configure("backend: {name: orlhf-recording}\nreward: {max_wait_ms: 0}\n")
-    get_runtime()
-    RecordingJudge.seen.clear()
+    configure("backend: {name: orlhf-votes}\nreward: {max_wait_ms: 0}\n")
     labels = ["5", json.dumps({"reference": "5", "question": chat})]
     for label in labels:
-        assert reward_func([templated + "4<|im_end|>"], [templated], [label])["rewards"] == 1.0
+        assert reward_func([templated + "r8<|im_end|>"], [templated], [label])["rewards"] == 1.0
     # the same pair both times: the judge saw it once, the scorer's cache answered the second
-    assert RecordingJudge.seen == [expected]
+    assert get_runtime().scorer.backend.seen[1:] == [expected]  # after the warm-up call

@@ -324,13 +324,8 @@ def test_a_system_turn_reaches_the_judge_as_in_every_trainer():
     """TRL's conversational prompt with a system turn gives the judge the Python API's prompt."""
     from rmr1_plugins.rewards.engine import Group, score_groups
 
-    class Recording(LongerWins):
-        def generate(self, conversations, params):
-            self.seen = [*getattr(self, "seen", []), *conversations]
-            return super().generate(conversations, params)
-
     chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
-    api, trl = Recording(), Recording()
+    api, trl = LongerWins(), LongerWins()
     score_groups(Scorer(api), [Group(chat, ["4"], reference="5")], "reference")
     reward = RMR1Reward(scorer=Scorer(trl), strategy="reference")
     reward([chat], [[{"role": "assistant", "content": "4"}]], reference=["5"])

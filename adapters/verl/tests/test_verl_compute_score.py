@@ -282,13 +282,8 @@ def test_a_system_turn_reaches_the_judge_as_in_every_trainer(tmp_path, monkeypat
     from rmr1_plugins.rewards.engine import Group, score_groups
     from rmr1_plugins.testing import LongerWins
 
-    class Recording(LongerWins):
-        def generate(self, conversations, params):
-            self.seen = [*getattr(self, "seen", []), *conversations]
-            return super().generate(conversations, params)
-
     chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
-    api, verl = Recording(), Recording()
+    api, verl = LongerWins(), LongerWins()
     score_groups(Scorer(api), [Group(chat, ["4"], reference="5")], "reference")
     monkeypatch.setattr("rmr1_verl.reward.shared_scorer", lambda config: Scorer(verl))
     config = judge_file(tmp_path, "backend: {name: constant}\n")
