@@ -258,13 +258,16 @@ class Tally:
         }
 
 
-def comparison_tally(rewards: Any, texts: Sequence[str] | None, index: int | None = None) -> Tally:
+def comparison_tally(
+    rewards: Any, texts: Sequence[str] | None, index: int | None = None, group: bool = True
+) -> Tally:
     """The :class:`Tally` of one judged group: a :class:`~rmr1_plugins.rewards.engine.GroupRewards`
     whose completions, then reference, are ``texts`` (:func:`~rmr1_plugins.rewards.engine.texts_of`;
     ``None``: no length metrics).
 
     With ``index``, only the comparisons completion ``index`` took part in, plus the group's
-    length correlation: that completion's per-sample values.
+    length correlation: that completion's per-sample values. ``group=False`` leaves the length
+    correlation out (completions judged each against the reference form no group).
     """
     tally = Tally()
     comparisons = rewards.comparisons if index is None else rewards.involving(index)
@@ -272,7 +275,7 @@ def comparison_tally(rewards: Any, texts: Sequence[str] | None, index: int | Non
         if c.result is not None:
             size = None if texts is None else (len(texts[c.first]), len(texts[c.second]))
             tally.add_pair(c.result, size)
-    if texts is not None:
+    if texts is not None and group:
         tally.add_group(rewards.rewards, [len(t) for t in texts[: len(rewards.rewards)]])
     return tally
 

@@ -197,10 +197,10 @@ def judged_metrics(
         reference=reference,
         split=split,
         clipped=clipped,
-        group=0 if rewards.error else len(rewards.rewards),
+        group=0 if rewards.error else 1 if reference else len(rewards.rewards),
         judgments=sum(len(c.result.judgments) for c in judged),
         unparsed=sum(not c.parsed for c in judged),
-        health=comparison_tally(rewards, texts, index).sample_logs(),
+        health=comparison_tally(rewards, texts, index, group=not reference).sample_logs(),
     )
 
 

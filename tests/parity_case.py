@@ -1,0 +1,312 @@
+"""The parity case: one chat with a system turn, three completions, a reference, a recording judge.
+
+Every integration's parity test (tests/test_parity.py and one per adapter environment) sends this
+case through its trainer's calling convention and compares what it got with the Python API
+(:func:`api`): the judge prompts (the exact chat messages the template rendered), the rewards, and
+the logged keys of the metrics contract with their values must be equal (:func:`assert_same`).
+
+The judge (``parity-judge``, registered by :func:`register`) prefers a correct answer (one that
+says 4), then the shorter one, whatever the order: ``4`` > ``The answer is four.`` > ``5``. It
+appends every pair it is asked to judge to the JSONL file in its ``record`` option, so prompts
+judged in a server subprocess are recorded too. ``python tests/parity_case.py serve ...`` runs
+``rmr1 serve`` with it registered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rmr1_plugins.backends.base import Backend, BackendOptions, Generation, SamplingParams
+from rmr1_plugins.testing import response_slots
+
+LAUNCHER = Path(__file__).resolve()
+SYSTEM = "Be terse."
+QUESTION = "What is 2+2?"
+PROMPT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
+COMPLETIONS = ["4", "5", "The answer is four."]
+REFERENCE = "4"
+STRATEGIES = ("reference", "round-robin")
+# What the judge's preference gives: against the reference "4" itself a tie (identical texts),
+# the other two lose; in round-robin "4" beats both, "four" beats "5".
+EXPECTED = {"reference": [0.5, 0.0, 0.0], "round-robin": [1.0, 0.0, 0.5]}
+# PROMPT through SmolLM2-135M-Instruct's chat template (add_generation_prompt=True), as
+# OpenRLHF formats it with --data.apply_chat_template; the openrlhf parity test checks it
+# against the real tokenizer.
+CHATML = (
+    f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+SLOT_A = "[The Start of Chatbot A's Response]"
+END = "<|im_end|>"  # SmolLM2's end of turn, decoded with the response (special tokens kept)
+
+
+class RecordingOptions(BackendOptions):
+    record: str | None = None
+
+
+class RecordingJudge(Backend):
+    """Prefers the correct, then the shorter response; records every pair it is asked to judge.
+
+    A conversation that holds no pair (the reward service's one-line warm-up call) is answered
+    and not recorded: it is no judge prompt.
+    """
+
+    name = "parity-judge"
+    Options = RecordingOptions
+    opts: RecordingOptions
+    _lock = threading.Lock()
+
+    def generate(self, conversations, params: SamplingParams) -> list[list[Generation]]:
+        pairs = [c for c in conversations if SLOT_A in c[-1]["content"]]
+        if self.opts.record and pairs:
+            with self._lock, open(self.opts.record, "a", encoding="utf-8") as out:
+                for conversation in pairs:
+                    out.write(json.dumps([dict(m) for m in conversation]) + "\n")
+        return [[verdict(c[-1]["content"])] * params.n for c in conversations]
+
+
+def preference(text: str) -> tuple[bool, int]:
+    return "4" in text or "four" in text.lower(), -len(text)
+
+
+def verdict(user: str) -> Generation:
+    if SLOT_A not in user:
+        return Generation("OK", "stop")
+    a, b = response_slots(user)
+    winner = "A" if preference(a) > preference(b) else "B"
+    return Generation(f"<eval>{a!r} vs {b!r}</eval>\n<answer>[[{winner}]]</answer>", "stop")
+
+
+def register() -> None:
+    """Register ``parity-judge`` (once per process, however often this file is loaded)."""
+    from rmr1_plugins.plugins import get_plugins
+
+    backends = get_plugins().registries["backends"]
+    if "parity-judge" not in backends.entries:
+        backends.add("parity-judge", RecordingJudge, "tests/parity_case.py")
+
+
+def write_config(folder: Path, name: str, **reward: Any) -> tuple[Path, Path]:
+    """A YAML config for one path (judge both orders, record to ``<name>.jsonl``), and the record.
+
+    Both orders are judged so that ``rmr1_orders_agree`` is among the logged keys.
+    """
+    record = folder / f"{name}.jsonl"
+    config = folder / f"{name}.yaml"
+    lines = [
+        "order: both",
+        f"backend: {{name: parity-judge, options: {{record: {json.dumps(str(record))}}}}}",
+    ]
+    if reward:
+        lines.append(f"reward: {json.dumps(reward)}")
+    config.write_text("\n".join(lines) + "\n")
+    return config, record
+
+
+def judge_prompts(record: Path) -> list[str]:
+    """The recorded judge prompts, each as canonical JSON, sorted (arrival order varies)."""
+    if not record.exists():
+        return []
+    return sorted(
+        json.dumps(json.loads(line), sort_keys=True) for line in record.read_text().splitlines()
+    )
+
+
+@dataclass
+class Outcome:
+    """What one path gave for the case: judge prompts, one reward and one log per completion."""
+
+    prompts: list[str]
+    rewards: list[float]
+    logs: list[dict[str, Any]]
+
+    @property
+    def keys(self) -> list[set[str]]:
+        return [set(log) for log in self.logs]
+
+
+def api(folder: Path, strategy: str, driver: str = "sync") -> Outcome:
+    """The case through the Python API: :func:`~rmr1_plugins.rewards.score_groups` (or, with
+    ``driver="async"``, ``ascore_groups``) with the settings of the same YAML file every path
+    reads, and the metrics contract's per-sample logs."""
+    import asyncio
+
+    from rmr1_plugins.rewards import Group, ascore_groups, load_reward_settings, score_groups
+    from rmr1_plugins.rewards.engine import texts_of
+    from rmr1_plugins.rewards.metrics import judged_metrics
+
+    register()
+    config, record = write_config(folder, f"api-{strategy}-{driver}")
+    settings = load_reward_settings(config, reward={"strategy": strategy})
+    options = settings.reward
+    group = Group(PROMPT, COMPLETIONS, reference=REFERENCE)
+    arguments = {
+        "strategy": options.build_strategy(),
+        "on_unparsed": options.on_unparsed,
+        "seed": options.seed,
+        "outcome": options.outcome,
+    }
+    scorer = settings.scorer.build_scorer()
+    if driver == "sync":
+        [result] = score_groups(scorer, [group], **arguments)
+    else:
+        [result] = asyncio.run(ascore_groups(scorer, [group], **arguments))
+    against = options.build_strategy()
+    rewards = [options.scale(value, against) for value in result.rewards]
+    texts = texts_of(group)
+    logs = [
+        judged_metrics(result, i, texts, reference=against.needs_reference)
+        for i in range(len(COMPLETIONS))
+    ]
+    return Outcome(judge_prompts(record), rewards, logs)
+
+
+def assert_same(path: str, got: Outcome, api: Outcome) -> None:
+    """``got`` equals the Python API's outcome: judge prompts, rewards, and per sample the
+    logged keys and their values."""
+    assert_same_judging(path, got, api)
+    assert got.keys == api.keys, f"{path}: logged keys {got.keys} vs {api.keys}"
+    assert_same_values(path, got.logs, api.logs)
+
+
+def assert_same_judging(path: str, got: Outcome, api: Outcome) -> None:
+    """The same judge prompts (as a multiset) and the same rewards as the Python API."""
+    assert got.prompts == api.prompts, (
+        f"{path}: the judge saw other prompts than the Python API:\n"
+        f"{path} only: {_users(set(got.prompts) - set(api.prompts))}\n"
+        f"Python API only: {_users(set(api.prompts) - set(got.prompts))}\n"
+        f"counts: {len(got.prompts)} vs {len(api.prompts)}"
+    )
+    assert len(got.rewards) == len(api.rewards), f"{path}: {got.rewards} vs {api.rewards}"
+    for mine, theirs in zip(got.rewards, api.rewards, strict=True):
+        assert abs(mine - theirs) < 1e-6, f"{path}: rewards {got.rewards} vs {api.rewards}"
+
+
+def assert_same_values(path: str, logs: list[dict[str, Any]], api: list[dict[str, Any]]) -> None:
+    """Each logged value equals the Python API's: one key means one thing on every path."""
+    differ = {
+        f"sample {i}: {key}": (float(mine[key]), float(theirs[key]))
+        for i, (mine, theirs) in enumerate(zip(logs, api, strict=True))
+        for key in theirs
+        if abs(float(mine[key]) - float(theirs[key])) > 1e-6
+    }
+    assert not differ, f"{path}: logged values (this path, Python API) differ: {differ}"
+
+
+def _users(prompts: set[str]) -> list[str]:
+    """The user messages of some judge prompts, for a readable failure."""
+    return sorted(json.loads(p)[-1]["content"] for p in prompts)
+
+
+def check_judge_saw_the_system_turn(prompts: list[str]) -> None:
+    """The pinned fact: the system turn reaches the judge, folded into the user's question."""
+    assert prompts, "the judge was never asked"
+    for prompt in prompts:
+        user = json.loads(prompt)[-1]["content"]
+        assert f"{SYSTEM}\n\n{QUESTION}" in user, user[:400]
+
+
+def openrlhf_body(completions: list[str], label: Any = REFERENCE) -> dict[str, Any]:
+    """``/get_reward``'s body as OpenRLHF sends it: templated query (with the end token) and
+    prompt, and the ``--data.label_key`` column."""
+    return {
+        "query": [CHATML + c + END for c in completions],
+        "prompts": [CHATML] * len(completions),
+        "labels": [label] * len(completions),
+    }
+
+
+def from_openrlhf(record: Path, answers: list[dict[str, Any]]) -> Outcome:
+    """The outcome of one OpenRLHF answer per completion (the reward file's or the server's)."""
+    rewards = [float(_item(answer["rewards"], 0)) for answer in answers]
+    return Outcome(judge_prompts(record), rewards, [openrlhf_logs(answer) for answer in answers])
+
+
+def openrlhf_logs(answer: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    """One sample's logs from OpenRLHF's answer shape (a list or tensor per key)."""
+    return {k: _item(v, index) for k, v in answer["extra_logs"].items()}
+
+
+def _item(value: Any, index: int) -> Any:
+    value = value.tolist() if hasattr(value, "tolist") else value
+    return value[index] if isinstance(value, list) else value
+
+
+def post_each(url: str, completions: list[str], label: Any = REFERENCE) -> list[dict[str, Any]]:
+    """One request per completion, all at once, as OpenRLHF's rollouts ask for rewards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(completions)) as pool:
+        bodies = [openrlhf_body([c], label) for c in completions]
+        return list(pool.map(lambda body: post(url, body), bodies))
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
+class Serve:
+    """``rmr1 serve --config CONFIG`` with ``parity-judge`` registered, on 127.0.0.1."""
+
+    def __init__(self, config: Path, *flags: str) -> None:
+        argv = [sys.executable, str(LAUNCHER), "serve", "--config", str(config), "--port", "0"]
+        self.process = subprocess.Popen(
+            [*argv, "--no-warmup", "--log-every", "0", *flags],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in self.process.stderr], daemon=True
+        ).start()
+        seen: list[str] = []
+        end = time.monotonic() + 60
+        while time.monotonic() < end and self.process.poll() is None:
+            try:
+                seen.append(lines.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            if "ready at " in seen[-1]:
+                self.url = seen[-1].split("ready at ", 1)[1].strip()
+                self.base = self.url.rsplit("/", 1)[0]
+                return
+        self.stop()
+        raise AssertionError("rmr1 serve did not start:\n" + "".join(seen))
+
+    def __enter__(self) -> Serve:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self.stop() == 0
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+if __name__ == "__main__":
+    from rmr1_plugins.cli import main
+
+    register()
+    sys.exit(main(sys.argv[1:]))
