@@ -75,8 +75,10 @@ def get_runtime() -> BackgroundRewardService:
 
 
 def reset_runtime() -> None:
-    """Close this process's judge; the next call builds it again from the environment."""
-    global _runtime
+    """Close this process's judge; the next call builds it again from the environment (and
+    logs its set-up failure at once, if it fails)."""
+    global _runtime, _last_setup_log
+    _last_setup_log = -float("inf")
     with _lock:
         if _runtime is not None:
             _runtime.close()

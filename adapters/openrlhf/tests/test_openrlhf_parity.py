@@ -27,10 +27,14 @@ transformers = pytest.importorskip("transformers")
 
 from rmr1_openrlhf import reward_file_path  # noqa: E402
 from rmr1_openrlhf.reward import reset_runtime  # noqa: E402
+from stand_ins import Engine  # noqa: E402
 
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).parents[3]
+
+
+case = importlib.import_module("parity_case")  # tests/parity_case.py (conftest's path)
 
 
 def load(name: str, path: Path):
@@ -41,9 +45,6 @@ def load(name: str, path: Path):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-case = load("parity_case", ROOT / "tests" / "parity_case.py")
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +58,6 @@ def judge():
     reset_runtime()
     yield
     reset_runtime()
-
-
-class Engine:
-    """Stands in for OpenRLHF's vLLM engine: answers with ``response`` and SmolLM2's end token."""
-
-    def __init__(self, tokenizer, response: str) -> None:
-        self.ids = tokenizer(response + case.END, add_special_tokens=False)["input_ids"]
-        self.text = response
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        output = SimpleNamespace(
-            token_ids=self.ids, text=self.text, finish_reason="stop", logprobs=None
-        )
-        return SimpleNamespace(outputs=[output])
 
 
 def rollouts(executor, tokenizer, completions=case.COMPLETIONS) -> list[dict]:

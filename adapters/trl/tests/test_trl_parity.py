@@ -11,7 +11,6 @@ judge (tests/parity_case.py).
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,7 @@ import pytest
 ROOT = Path(__file__).parents[3]
 
 
-def parity_case():
-    """tests/parity_case.py, loaded once per process under its own name."""
-    if "parity_case" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("parity_case", ROOT / "tests/parity_case.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["parity_case"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["parity_case"]
-
-
-case = parity_case()
+case = importlib.import_module("parity_case")  # tests/parity_case.py (conftest's path)
 DRIVERS = ("sync", "async")
 
 
