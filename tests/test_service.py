@@ -417,3 +417,23 @@ def test_hung_judge_threads_do_not_starve_the_preparation_of_new_requests():
         release.set()
     assert {a.kind for a in first} == {"timeout"}
     assert late.kind == "timeout"
+
+
+def test_a_batch_taken_after_its_deadline_is_a_timeout_not_a_stopped_service():
+    """Under load the batcher can take a batch whose deadline has passed; its samples time out
+    (they used to be settled as "the reward service stopped" before their callers' own timeout
+    fired: an `error` fallback from a running service)."""
+    from rmr1_plugins.rewards.samples import prepare
+    from rmr1_plugins.rewards.service import _Item
+
+    service = RewardService(scorer(), RewardConfig())
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        judging = prepare(sample("r1"), service.config)
+        item = _Item(judging.example, loop.create_future(), loop.time() - 1, judging)
+        await service._judge_batch([item])
+        return item.future.result()
+
+    outcome = run(scenario())
+    assert outcome.kind == "timeout" and "no verdict within" in outcome.message

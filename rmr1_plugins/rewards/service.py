@@ -231,11 +231,7 @@ class RewardService:
             outcome = await asyncio.wait_for(asyncio.shield(item.future), max(remaining, 0.0))
         except asyncio.TimeoutError:
             item.future.cancel()
-            outcome = _Failure(
-                "timeout",
-                f"no verdict within {self.config.timeout_s:g} s (the judge is too slow or "
-                "overloaded; raise reward.timeout_s or add judge capacity)",
-            )
+            outcome = self._too_late()
         if isinstance(outcome, _Failure):
             return self._fallback(outcome.kind, outcome.message)
         example = item.example
@@ -243,6 +239,13 @@ class RewardService:
         if self._hard_pairs is not None:
             self._hard_pairs.offer(outcome, example.context, example.response_a, example.response_b)
         return self._judged(item.judging, outcome)
+
+    def _too_late(self) -> _Failure:
+        return _Failure(
+            "timeout",
+            f"no verdict within {self.config.timeout_s:g} s (the judge is too slow or "
+            "overloaded; raise reward.timeout_s or add judge capacity)",
+        )
 
     def _judged(self, judging: Judging, result: PairResult | None) -> SampleReward:
         reward = judging.finish(result, self.config)
@@ -324,8 +327,10 @@ class RewardService:
         if not live:
             return
         budget = max(item.deadline for item in live) - asyncio.get_running_loop().time()
-        if budget <= 0:
-            return  # the callers answer themselves with a timeout
+        if budget <= 0:  # past the deadline already: settled here, or the finally above would
+            for item in live:  # call them stopped before their callers' own timeout fires
+                self._settle(item, self._too_late())
+            return
         try:
             results = await self._call(live, budget)
         except asyncio.TimeoutError:
@@ -358,7 +363,8 @@ class RewardService:
                 await asyncio.sleep(max(0.0, min(delay, item.deadline - loop.time())))
             budget = item.deadline - loop.time()
             if budget <= 0:
-                return  # the caller answers itself with a timeout
+                self._settle(item, self._too_late())
+                return
             try:
                 [result] = await self._call([item], budget)
             except asyncio.TimeoutError:
