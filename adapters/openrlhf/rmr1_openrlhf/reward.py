@@ -50,6 +50,15 @@ _runtime: BackgroundRewardService | None = None
 _last_setup_log = -float("inf")
 
 
+class SetupError(ConfigError):
+    """The judge could not be set up from a configuration that loaded: ``reward`` is its
+    ``reward:`` section, so the fallback is on the configured scale."""
+
+    def __init__(self, message: str, reward: RewardConfig) -> None:
+        super().__init__(message)
+        self.reward = reward
+
+
 def get_runtime() -> BackgroundRewardService:
     """This process's judge, built on first use; raises if the configuration is invalid."""
     global _runtime
@@ -57,19 +66,24 @@ def get_runtime() -> BackgroundRewardService:
         if _runtime is None:
             settings = load_reward_settings()  # $RMR1_CONFIG and the RMR1_* variables
             if groups_samples(settings.reward):
-                raise ConfigError(
+                raise SetupError(
                     f"reward.strategy {settings.reward.strategy!r} with reward.group_size "
                     f"{settings.reward.group_size} asks for in-group rewards, which the reward "
                     "file cannot give (it runs in OpenRLHF's thread pool); serve the judge with "
                     "`rmr1 serve` and pass --reward.remote_url http://HOST:PORT/get_reward "
-                    "(docs/openrlhf.md), or unset reward.group_size for reference rewards"
+                    "(docs/openrlhf.md), or unset reward.group_size for reference rewards",
+                    settings.reward,
                 )
             logger.info(
                 "rmr1: loading judge %s (%s backend) for OpenRLHF rewards",
                 settings.scorer.backend.model,
                 settings.scorer.backend.name,
             )
-            _runtime = BackgroundRewardService(settings.scorer.build_scorer(), settings.reward)
+            try:
+                scorer = settings.scorer.build_scorer()
+            except Exception as error:
+                raise SetupError(f"{type(error).__name__}: {error}", settings.reward) from error
+            _runtime = BackgroundRewardService(scorer, settings.reward)
             atexit.register(_runtime.close)
         return _runtime
 
@@ -119,12 +133,14 @@ def _as_list(value: Any) -> list[Any]:
 
 def _setup_failure(error: Exception, count: int) -> list[SampleReward]:
     global _last_setup_log
-    message = f"the judge could not be set up: {type(error).__name__}: {error}"
+    cause = error if isinstance(error, SetupError) else f"{type(error).__name__}: {error}"
+    message = f"the judge could not be set up: {cause}"
     now = time.monotonic()
     if now - _last_setup_log > 30:
         _last_setup_log = now
         logger.error("rmr1: %s (check %s and the RMR1_* variables)", message, CONFIG_ENV)
-    return [fallback(RewardConfig(), "error", message) for _ in range(max(count, 1))]
+    config = error.reward if isinstance(error, SetupError) else RewardConfig()
+    return [fallback(config, "error", message) for _ in range(max(count, 1))]
 
 
 def _to_openrlhf(results: list[SampleReward]) -> dict[str, Any]:

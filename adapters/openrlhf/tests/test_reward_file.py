@@ -152,6 +152,20 @@ def test_an_invalid_configuration_gives_fallbacks_and_a_logged_error(configure, 
     assert "reward.fallbak: unknown key" in caplog.text
 
 
+def test_a_refused_configuration_falls_back_on_its_own_scale(configure, caplog):
+    """The file loaded (win 1, loss -1, fallback -0.25) but cannot be served here: its fallback
+    counts, not the default scale's 0.5."""
+    configure(
+        "backend: {name: constant}\n"
+        "reward: {strategy: round-robin, group_size: 4, win: 1, loss: -1, fallback: -0.25}\n"
+    )
+    result = reward_func([PROMPT + "4"], [PROMPT], ["four"])
+    assert result["rewards"].tolist() == [-0.25]
+    assert result["scores"].tolist() == [0.375]  # -0.25 on [-1, 1] mapped onto [0, 1]
+    assert result["extra_logs"]["rmr1_error"].tolist() == [1.0]
+    assert "could not be set up: reward.strategy 'round-robin'" in caplog.text
+
+
 def test_in_group_rewards_are_refused_with_a_pointer_to_rmr1_serve(configure, caplog, monkeypatch):
     """Waiting for a group inside OpenRLHF's reward thread pool could hold every thread."""
     monkeypatch.setattr("rmr1_openrlhf.reward._last_setup_log", -float("inf"))  # log it now
