@@ -1,8 +1,10 @@
 """The error base classes; a leaf module (it imports nothing of rmr1).
 
-Every exception rmr1-plugins raises derives from :class:`RMR1Error`, and also from the builtin
-it always had (``ValueError``, ``KeyError``, ``OSError`` or ``RuntimeError``), so existing
-``except ValueError`` code keeps working. :class:`UsageError` marks the mistakes a user can fix
+Every exception class rmr1-plugins defines derives from :class:`RMR1Error`, and also from the
+builtin it always had (``ValueError``, ``KeyError``, ``OSError`` or ``RuntimeError``), so
+existing ``except ValueError`` code keeps working. A wrong argument to a Python function (an
+``on_unparsed`` that is not a choice, a negative prior) is a plain ``ValueError`` or
+``TypeError``, as in the standard library. :class:`UsageError` marks the mistakes a user can fix
 (bad input, configuration or name): ``rmr1`` prints them as one ``error:`` line and exits 2.
 
 >>> from rmr1_plugins import ConfigError, RMR1Error, UsageError
@@ -21,3 +23,7 @@ class RMR1Error(Exception):
 
 class UsageError(RMR1Error):
     """A mistake the user can fix: bad input, a bad configuration, an unknown name."""
+
+
+class RMR1DeprecationWarning(DeprecationWarning):
+    """An old spelling that still works for one release (docs/core.md, "Renamed")."""

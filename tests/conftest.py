@@ -23,7 +23,10 @@ class ScriptedBackend(Backend):
     def generate(self, conversations, params: SamplingParams):
         self.batches.append(list(conversations))
         return [
-            [Generation(self.answer(conv[-1]["content"], i), "stop") for i in range(params.n)]
+            [
+                Generation(self.answer(conv[-1]["content"], i), "stop")
+                for i in range(params.num_samples)
+            ]
             for conv in conversations
         ]
 

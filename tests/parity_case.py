@@ -73,7 +73,7 @@ class RecordingJudge(Backend):
             with self._lock, open(self.opts.record, "a", encoding="utf-8") as out:
                 for conversation in pairs:
                     out.write(json.dumps([dict(m) for m in conversation]) + "\n")
-        return [[verdict(c[-1]["content"])] * params.n for c in conversations]
+        return [[verdict(c[-1]["content"])] * params.num_samples for c in conversations]
 
 
 def preference(text: str) -> tuple[bool, int]:
@@ -100,7 +100,7 @@ def register() -> None:
 def write_config(folder: Path, name: str, **reward: Any) -> tuple[Path, Path]:
     """A YAML config for one path (judge both orders, record to ``<name>.jsonl``), and the record.
 
-    Both orders are judged so that ``rmr1_orders_agree`` is among the logged keys.
+    Both orders are judged so that ``rmr1_health/orders_agree`` is measured.
     """
     record = folder / f"{name}.jsonl"
     config = folder / f"{name}.yaml"

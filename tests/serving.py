@@ -4,8 +4,9 @@
 this backend registered under the name ``votes``, as a plugin would register it; :class:`Server`
 starts it as a subprocess on 127.0.0.1 for the tests.
 
-The judge reads the response in slot A. For ``r<i>`` it answers, of ``params.n`` samples, the
-first ``i % 9`` with ``[[A]]`` and the rest with ``[[B]]``, so with 8 samples the reward is
+The judge reads the response in slot A. For ``r<i>`` it answers, of ``params.num_samples``
+samples, the first ``i % 9`` with ``[[A]]`` and the rest with ``[[B]]``, so with 8 samples the
+reward is
 ``(i % 9) / 8``: each request's right answer differs from most others'. Fault markers in the
 response:
 
@@ -74,7 +75,7 @@ class VotesJudge(Backend):
             if "flaky" in text and text not in self.seen:
                 self.seen.add(text)
                 raise BackendError(f"injected one-off failure for {text!r}")
-        return [[_answer(text, j) for j in range(params.n)] for text in texts]
+        return [[_answer(text, j) for j in range(params.num_samples)] for text in texts]
 
 
 def _slot_a(user: str) -> str:
@@ -234,7 +235,7 @@ class RankerJudge(Backend):
             await asyncio.sleep(delay)
         if "boom" in texts:
             raise BackendError("injected failure")
-        return [[_ranked(a, b)] * params.n for a, b in pairs]
+        return [[_ranked(a, b)] * params.num_samples for a, b in pairs]
 
 
 def _ranked(a: str, b: str) -> Generation:

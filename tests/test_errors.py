@@ -30,8 +30,8 @@ USAGE = {
 
 
 def exception_classes(monkeypatch):
-    """Every exception class defined in the packages, by ``module.name``; modules that need a
-    trainer this environment lacks are read as source and must define none."""
+    """Every exception class (warnings aside) defined in the packages, by ``module.name``;
+    modules that need a trainer this environment lacks are read as source and must define none."""
     for path in ADAPTERS:
         monkeypatch.syspath_prepend(str(path))
     found = {}
@@ -53,7 +53,8 @@ def exception_classes(monkeypatch):
                 assert not [b for b in bases if "Error" in b or "Exception" in b], name
                 continue
             for _, cls in inspect.getmembers(module, inspect.isclass):
-                if issubclass(cls, BaseException) and cls.__module__ == name:
+                error = issubclass(cls, BaseException) and not issubclass(cls, Warning)
+                if error and cls.__module__ == name:
                     found[f"{name}.{cls.__name__}"] = cls
     return found
 

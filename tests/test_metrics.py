@@ -77,7 +77,7 @@ GROUPS = [
 @pytest.mark.parametrize("strategy", ["round-robin", "knockout", "adaptive", "pivot"])
 def test_score_groups_and_ascore_groups_give_identical_results(strategy):
     sync_backend, async_backend = ScriptedBackend(votes), ScriptedBackend(votes)
-    kwargs = {"both_orders": True, "seed": 7, "skip_invalid": True}
+    kwargs = {"order": "both", "seed": 7, "skip_invalid": True}
     expected = score_groups(Scorer(sync_backend), GROUPS, strategy, **kwargs)
     got = asyncio.run(ascore_groups(Scorer(async_backend), GROUPS, strategy, **kwargs))
     assert got == expected

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from rmr1_plugins.errors import RMR1Error
+from rmr1_plugins.errors import RMR1DeprecationWarning, RMR1Error
 
 if TYPE_CHECKING:
     from rmr1_plugins.schema import PairwiseExample
@@ -52,7 +52,7 @@ class SamplingParams:
         n: int | None = None,
     ) -> None:
         if n is not None:
-            warnings.warn(_RENAMED_N, DeprecationWarning, stacklevel=2)
+            warnings.warn(_RENAMED_N, RMR1DeprecationWarning, stacklevel=2)
             num_samples = n
         for name, value in (
             ("max_new_tokens", max_new_tokens),
@@ -67,7 +67,7 @@ class SamplingParams:
 
     @property
     def n(self) -> int:
-        warnings.warn(_RENAMED_N, DeprecationWarning, stacklevel=2)
+        warnings.warn(_RENAMED_N, RMR1DeprecationWarning, stacklevel=2)
         return self.num_samples
 
 

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from rmr1_plugins._imports import require
 from rmr1_plugins.config import ConfigError
+from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.jsonl import InputError
 from rmr1_plugins.plugins import get_template
 from rmr1_plugins.recipe.sources import SourceSpec, iter_rows, source_name, write_jsonl
@@ -85,7 +86,7 @@ class PrepareConfig:
             warnings.warn(
                 "PrepareConfig(order=...) was renamed placement; the old name goes in the next "
                 "release",
-                DeprecationWarning,
+                RMR1DeprecationWarning,
                 stacklevel=3,
             )
             self.placement = order  # type: ignore[assignment]

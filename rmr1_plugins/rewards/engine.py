@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.strategies import (
     REFERENCE,
@@ -317,7 +318,7 @@ def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) 
     if both_orders is not None:
         warnings.warn(
             "both_orders=True was renamed order='both'; the old name goes in the next release",
-            DeprecationWarning,
+            RMR1DeprecationWarning,
             stacklevel=4,  # the caller of score_groups (via _scoring)
         )
         order = "both" if both_orders else order

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.parsing import StrictParser, train_reward
 from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.schema import normalize_label
@@ -133,7 +134,7 @@ def old_fallback(fallback: Any, where: str) -> float | None:
     warnings.warn(
         f"{where}(fallback=...) goes in the next release: a bad label gets None in TRL and "
         f"{NEUTRAL} in veRL and OpenRLHF (with bad_label 1.0)",
-        DeprecationWarning,
+        RMR1DeprecationWarning,
         stacklevel=3,
     )
     return fallback

@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rmr1_plugins.config import ConfigError
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.cohorts import groups_samples
 from rmr1_plugins.rewards.config import CONFIG_ENV, RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.inputs import Sample
@@ -50,7 +50,7 @@ _runtime: BackgroundRewardService | None = None
 _last_setup_log = -float("inf")
 
 
-class SetupError(ConfigError):
+class SetupError(RMR1Error, RuntimeError):
     """The judge could not be set up from a configuration that loaded: ``reward`` is its
     ``reward:`` section, so the fallback is on the configured scale."""
 
