@@ -187,11 +187,13 @@ def judged_metrics(
 
     ``texts`` (the group's completions, then its reference) give the length metrics. A
     completion left without a reward is a fallback: ``kind``, else ``bad_input`` for a group the
-    engine refused and ``unparsed`` for one whose comparisons were all excluded.
+    engine refused, ``unparsed`` for one whose comparisons were all excluded, and
+    ``no_reference`` for one with no comparison at all (a group of one, nothing to compare with).
     """
+    involved = rewards.involving(index)
     if kind is None and rewards.rewards[index] is None:
-        kind = "bad_input" if rewards.error else "unparsed"
-    judged = [c for c in rewards.involving(index) if c.result is not None]
+        kind = "bad_input" if rewards.error else "unparsed" if involved else "no_reference"
+    judged = [c for c in involved if c.result is not None]
     return sample_metrics(
         kind=kind,
         reference=reference,
