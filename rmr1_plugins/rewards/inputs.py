@@ -33,7 +33,8 @@ def as_context(prompt: str | Sequence[Mapping[str, Any] | Message]) -> list[Mess
     A string is one user turn. A message list is kept, except that system (and developer) turns
     are folded into the next user turn (``"\n\n"``-joined, in order), because RM-R1 prompts only
     have user and assistant turns, and list contents keep their text parts. The last turn must be
-    a user turn; other roles (``tool``) are a ``ValueError``.
+    a user turn (a system turn after it is a ``ValueError``, not dropped); other roles (``tool``)
+    are a ``ValueError``.
     """
     if isinstance(prompt, str):
         return [Message(role="user", content=prompt)]
@@ -59,7 +60,7 @@ def as_context(prompt: str | Sequence[Mapping[str, Any] | Message]) -> list[Mess
             content = "\n\n".join([*pending_system, content])
             pending_system = []
         context.append(Message(role=role, content=content))
-    if not context or context[-1].role != "user":
+    if not context or context[-1].role != "user" or pending_system:  # a last system turn too
         raise ValueError("the prompt must end with a user turn")
     return context
 
