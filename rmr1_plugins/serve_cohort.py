@@ -43,13 +43,13 @@ class CohortBodyError(RMR1Error, ValueError):
 def member_of(sample: Sample, config: RewardConfig) -> Member:
     """An OpenRLHF sample as a cohort member; raises :class:`SampleError` naming the field."""
     query, prompt = sample_texts(sample)
-    response, _ = clipped_response(query, prompt, config)
+    response, clipped = clipped_response(query, prompt, config)
     reference, question = None, None
     if sample.label not in (None, ""):
         reference, question = read_label(sample.label)
         reference = clean_text(reference)
     context = [turn.model_dump() for turn in sample_context(prompt, question, config)]
-    return Member(prompt, int(config.group_size or 1), context, response, reference)
+    return Member(prompt, int(config.group_size or 1), context, response, reference, clipped)
 
 
 async def openrlhf_rewards(
