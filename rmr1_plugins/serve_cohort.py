@@ -26,7 +26,7 @@ from rmr1_plugins.rewards.inputs import (
     Sample,
     clean_text,
     clipped_response,
-    read_label,
+    label_parts,
     read_messages,
     sample_context,
     sample_texts,
@@ -44,9 +44,8 @@ def member_of(sample: Sample, config: RewardConfig) -> Member:
     """An OpenRLHF sample as a cohort member; raises :class:`SampleError` naming the field."""
     query, prompt = sample_texts(sample)
     response, clipped = clipped_response(query, prompt, config)
-    reference, question = None, None
-    if sample.label not in (None, ""):
-        reference, question = read_label(sample.label)
+    reference, question = label_parts(sample.label)  # in-group strategies need no reference
+    if reference is not None:
         reference = clean_text(reference)
     context = [turn.model_dump() for turn in sample_context(prompt, question, config)]
     return Member(prompt, int(config.group_size or 1), context, response, reference, clipped)

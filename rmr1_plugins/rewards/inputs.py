@@ -101,6 +101,10 @@ class SampleError(RMR1Error, ValueError):
     """A sample that cannot be judged; the message names the field."""
 
 
+class NoReference(SampleError):
+    """A sample whose label has no reference answer (missing or empty): ``no_reference``."""
+
+
 def clean_text(text: str) -> str:
     """``text`` with lone surrogates (invalid UTF-8 once encoded) replaced by ``?``."""
     return text.encode("utf-8", "replace").decode("utf-8")
@@ -140,7 +144,23 @@ def _end_run(tokens: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def read_label(label: Any) -> tuple[str, str | list[Message] | None]:
-    """``(reference, question or None)`` from a label; raises :class:`SampleError`."""
+    """``(reference, question or None)`` from a label; raises :class:`SampleError`
+    (:class:`NoReference` for a missing or empty reference)."""
+    reference, question, missing = _label(label)
+    if reference is None:
+        hint = "set --data.label_key to the column holding the reference answer"
+        raise NoReference(f"field 'labels': {missing} ({hint})")
+    return reference, question
+
+
+def label_parts(label: Any) -> tuple[str | None, str | list[Message] | None]:
+    """:func:`read_label`, with ``None`` for a missing or empty reference instead of raising."""
+    reference, question, _ = _label(label)
+    return reference, question
+
+
+def _label(label: Any) -> tuple[str | None, str | list[Message] | None, str]:
+    """``(reference or None, question or None, what is missing when the reference is None)``."""
     if isinstance(label, str) and label.lstrip().startswith("{"):
         try:
             label = json.loads(label)
@@ -152,24 +172,23 @@ def read_label(label: Any) -> tuple[str, str | list[Message] | None]:
             raise SampleError("field 'labels': JSON object with a number too long") from None
     question: str | list[Message] | None = None
     if isinstance(label, Mapping):
-        if "reference" not in label:
-            raise SampleError("field 'labels': an object label needs a 'reference' key")
-        reference, raw_question = label["reference"], label.get("question")
+        reference, raw_question = label.get("reference"), label.get("question")
         if raw_question is not None:
             question = _read_question(raw_question)
+        if "reference" not in label:
+            return None, question, "an object label needs a 'reference' key"
     else:
         reference = label
+    if reference is None:
+        return None, question, "the reference answer is missing (must be a string, got NoneType)"
+    if isinstance(reference, str) and not reference.strip():
+        return None, question, "the reference answer is empty"
     if not isinstance(reference, str):
         raise SampleError(
             f"field 'labels': the reference answer must be a string, got {type(reference).__name__}"
             " (set --data.label_key to the column holding the reference answer)"
         )
-    if not reference.strip():
-        raise SampleError(
-            "field 'labels': the reference answer is empty "
-            "(set --data.label_key to the column holding the reference answer)"
-        )
-    return reference, question
+    return reference, question, ""
 
 
 def read_messages(raw: Any) -> list[Message]:

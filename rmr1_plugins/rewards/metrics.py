@@ -46,8 +46,8 @@ METRICS: tuple[Metric, ...] = (
         "rmr1_bad_input",
         "flag",
         (
-            "fallback: the sample could not be read (bad label, query without its prompt, a "
-            "prompt that is not a chat ending in a user turn)"
+            "fallback: the sample could not be read (a label of the wrong type, a query without "
+            "its prompt, a prompt that is not a chat ending in a user turn)"
         ),
         "0",
         "1 for this kind",
@@ -55,7 +55,10 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "rmr1_no_reference",
         "flag",
-        "fallback: judging needed a reference answer and the sample had none",
+        (
+            "fallback: judging needed a reference answer and the sample had none (a missing or "
+            "empty reference, a group of one without one)"
+        ),
         "0",
         "1 for this kind",
     ),
