@@ -115,7 +115,7 @@ METRICS: tuple[Metric, ...] = (
         "flag",
         "the response was cut at `max_response_chars` (OpenRLHF and `rmr1 serve` samples)",
         "0 or 1",
-        "0",
+        "0 or 1",
     ),
     Metric(
         "rmr1_group",
@@ -159,7 +159,9 @@ def sample_metrics(
     unparsed: int = 0,
     health: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """One sample's metrics, exactly :data:`KEYS`; ``kind`` is the fallback's (None: judged)."""
+    """One sample's metrics, exactly :data:`KEYS`; ``kind`` is the fallback's (None: judged).
+
+    A fallback logs ``rmr1_group=0`` whatever ``group`` says: its reward came from no group."""
     if kind is not None and kind not in FALLBACK_KINDS:
         raise ValueError(f"unknown fallback kind {kind!r}; one of {', '.join(FALLBACK_KINDS)}")
     metrics = {"rmr1_fallback": float(kind is not None)}
@@ -168,7 +170,7 @@ def sample_metrics(
         rmr1_reference=float(reference and kind is None),
         rmr1_split=float(split),
         rmr1_clipped=float(clipped),
-        rmr1_group=float(group),
+        rmr1_group=float(0 if kind is not None else group),  # a fallback: judged with none
         rmr1_judgments=float(judgments),
         rmr1_unparsed_comparisons=float(unparsed),
     )

@@ -352,3 +352,12 @@ def test_a_group_of_one_is_judged_against_the_reference_column(caplog):
     assert "needs a reference answer" in caplog.text  # not silent
     assert alone.metrics["rmr1_no_reference"] == alone.metrics["rmr1_fallback"] == [1.0]
     assert alone.metrics["rmr1_unparsed"] == alone.metrics["rmr1_group"] == [0.0]
+
+
+def test_an_excluded_group_logs_the_fallback_values_of_the_contract():
+    trainer = FakeTrainer(num_generations=2)
+    reward = RMR1Reward(scorer=Scorer(LongerWins()), on_unparsed="exclude")
+    # "??" leaves the scripted judge without a verdict: the one comparison is excluded
+    assert reward(*batch(("q", ["??", "b"])), **trainer.kwargs()) == [None, None]
+    assert trainer.metrics["rmr1_unparsed"] == trainer.metrics["rmr1_fallback"] == [1.0]
+    assert trainer.metrics["rmr1_group"] == trainer.metrics["rmr1_reference"] == [0.0]  # was 2
