@@ -420,4 +420,6 @@ def _failed(groups: list[Group], error: Exception) -> list[GroupRewards]:
 
 
 def _reference(value: Any) -> str | None:
-    return None if value is None else as_text(value)
+    """A reference column's value as text; ``None`` (no reference) when missing or empty."""
+    text = None if value is None else as_text(value)
+    return text if text is not None and text.strip() else None
