@@ -26,7 +26,7 @@ from rmr1_plugins.rewards.inputs import (
     Sample,
     clean_text,
     clipped_response,
-    read_label,
+    label_parts,
     read_messages,
     sample_context,
     sample_texts,
@@ -43,13 +43,12 @@ class CohortBodyError(RMR1Error, ValueError):
 def member_of(sample: Sample, config: RewardConfig) -> Member:
     """An OpenRLHF sample as a cohort member; raises :class:`SampleError` naming the field."""
     query, prompt = sample_texts(sample)
-    response, _ = clipped_response(query, prompt, config)
-    reference, question = None, None
-    if sample.label not in (None, ""):
-        reference, question = read_label(sample.label)
+    response, clipped = clipped_response(query, prompt, config)
+    reference, question = label_parts(sample.label)  # in-group strategies need no reference
+    if reference is not None:
         reference = clean_text(reference)
     context = [turn.model_dump() for turn in sample_context(prompt, question, config)]
-    return Member(prompt, int(config.group_size or 1), context, response, reference)
+    return Member(prompt, int(config.group_size or 1), context, response, reference, clipped)
 
 
 async def openrlhf_rewards(

@@ -40,6 +40,13 @@ STRATEGIES = ("reference", "round-robin")
 # What the judge's preference gives: against the reference "4" itself a tie (identical texts),
 # the other two lose; in round-robin "4" beats both, "four" beats "5".
 EXPECTED = {"reference": [0.5, 0.0, 0.0], "round-robin": [1.0, 0.0, 0.5]}
+# The fallback case: a completion the judge gives no verdict on (MUTE), with on_unparsed:
+# exclude, and (separately) an empty reference. None marks the fallback (TRL's reward; the
+# OpenRLHF paths give reward.fallback).
+MUTE = "???"
+FALLBACK_COMPLETIONS = ["4", "5", MUTE]
+EXCLUDE = {"on_unparsed": "exclude"}
+EXPECTED_FALLBACK = {"reference": [0.5, 0.0, None], "round-robin": [1.0, 0.0, None]}
 # PROMPT through SmolLM2-135M-Instruct's chat template (add_generation_prompt=True), as
 # OpenRLHF formats it with --data.apply_chat_template; the openrlhf parity test checks it
 # against the real tokenizer.
@@ -84,6 +91,8 @@ def verdict(user: str) -> Generation:
     if SLOT_A not in user:
         return Generation("OK", "stop")
     a, b = response_slots(user)
+    if MUTE in (a, b):
+        return Generation("I cannot decide.", "stop")  # no verdict
     winner = "A" if preference(a) > preference(b) else "B"
     return Generation(f"<eval>{a!r} vs {b!r}</eval>\n<answer>[[{winner}]]</answer>", "stop")
 
@@ -128,7 +137,7 @@ class Outcome:
     """What one path gave for the case: judge prompts, one reward and one log per completion."""
 
     prompts: list[str]
-    rewards: list[float]
+    rewards: list[float | None]
     logs: list[dict[str, Any]]
 
     @property
@@ -136,10 +145,18 @@ class Outcome:
         return [set(log) for log in self.logs]
 
 
-def api(folder: Path, strategy: str, driver: str = "sync") -> Outcome:
+def api(
+    folder: Path,
+    strategy: str,
+    driver: str = "sync",
+    completions: list[str] = COMPLETIONS,
+    reference: str = REFERENCE,
+    **reward: Any,
+) -> Outcome:
     """The case through the Python API: :func:`~rmr1_plugins.rewards.score_groups` (or, with
     ``driver="async"``, ``ascore_groups``) with the settings of the same YAML file every path
-    reads, and the metrics contract's per-sample logs."""
+    reads, and the metrics contract's per-sample logs. ``completions``, ``reference`` and
+    ``reward`` settings give the fallback cases (an empty reference is none: ``no_reference``)."""
     import asyncio
 
     from rmr1_plugins.rewards import Group, ascore_groups, load_reward_settings, score_groups
@@ -147,15 +164,16 @@ def api(folder: Path, strategy: str, driver: str = "sync") -> Outcome:
     from rmr1_plugins.rewards.metrics import judged_metrics
 
     register()
-    config, record = write_config(folder, f"api-{strategy}-{driver}")
+    config, record = write_config(folder, f"api-{strategy}-{driver}", **reward)
     settings = load_reward_settings(config, reward={"strategy": strategy})
     options = settings.reward
-    group = Group(PROMPT, COMPLETIONS, reference=REFERENCE)
+    group = Group(PROMPT, completions, reference=reference if reference.strip() else None)
     arguments = {
         "strategy": options.build_strategy(),
         "on_unparsed": options.on_unparsed,
         "seed": options.seed,
         "outcome": options.outcome,
+        "skip_invalid": True,  # a group without its reference: rewards None, not an exception
     }
     scorer = settings.scorer.build_scorer()
     if driver == "sync":
@@ -163,25 +181,30 @@ def api(folder: Path, strategy: str, driver: str = "sync") -> Outcome:
     else:
         [result] = asyncio.run(ascore_groups(scorer, [group], **arguments))
     against = options.build_strategy()
+    missing = against.needs_reference and group.reference is None
+    kind = "no_reference" if missing else None
     rewards = [options.scale(value, against) for value in result.rewards]
     texts = texts_of(group)
     logs = [
-        judged_metrics(result, i, texts, reference=against.needs_reference)
-        for i in range(len(COMPLETIONS))
+        judged_metrics(result, i, texts, reference=against.needs_reference, kind=kind)
+        for i in range(len(completions))
     ]
     return Outcome(judge_prompts(record), rewards, logs)
 
 
-def assert_same(path: str, got: Outcome, api: Outcome) -> None:
-    """``got`` equals the Python API's outcome: judge prompts, rewards, and per sample the
-    logged keys and their values."""
-    assert_same_judging(path, got, api)
+def assert_same(path: str, got: Outcome, api: Outcome, fallback: float | None = None) -> None:
+    """``got`` equals the Python API's outcome: judge prompts, rewards (a fallback, ``None`` in
+    the API, is ``fallback`` on this path), and per sample the logged keys and their values."""
+    assert_same_judging(path, got, api, fallback)
     assert got.keys == api.keys, f"{path}: logged keys {got.keys} vs {api.keys}"
     assert_same_values(path, got.logs, api.logs)
 
 
-def assert_same_judging(path: str, got: Outcome, api: Outcome) -> None:
-    """The same judge prompts (as a multiset) and the same rewards as the Python API."""
+def assert_same_judging(
+    path: str, got: Outcome, api: Outcome, fallback: float | None = None
+) -> None:
+    """The same judge prompts (as a multiset) and the same rewards as the Python API (its
+    ``None``, a fallback, is ``fallback`` on this path)."""
     assert got.prompts == api.prompts, (
         f"{path}: the judge saw other prompts than the Python API:\n"
         f"{path} only: {_users(set(got.prompts) - set(api.prompts))}\n"
@@ -190,7 +213,9 @@ def assert_same_judging(path: str, got: Outcome, api: Outcome) -> None:
     )
     assert len(got.rewards) == len(api.rewards), f"{path}: {got.rewards} vs {api.rewards}"
     for mine, theirs in zip(got.rewards, api.rewards, strict=True):
-        assert abs(mine - theirs) < 1e-6, f"{path}: rewards {got.rewards} vs {api.rewards}"
+        theirs = fallback if theirs is None else theirs  # the path's fallback reward
+        same = mine is None if theirs is None else mine is not None and abs(mine - theirs) < 1e-6
+        assert same, f"{path}: rewards {got.rewards} vs {api.rewards}"
 
 
 def assert_same_values(path: str, logs: list[dict[str, Any]], api: list[dict[str, Any]]) -> None:

@@ -213,3 +213,33 @@ def test_cohort_logs_carry_the_judge_health_keys_of_every_integration():
     # a perfect ranker over 4 members: every judgment parsed, none cut
     assert all(a.logs()["rmr1_health/unparsed"] == 0.0 for a in answers)
     assert all(a.logs()["rmr1_health/length_corr"] == 0.0 for a in answers)  # equal lengths
+
+
+def test_a_group_that_cannot_be_judged_is_bad_input_not_unparsed():
+    """A prompt ending in an assistant turn: the engine refuses the group, as in veRL and TRL."""
+    svc, backend = service()
+    chat = [{"role": "user", "content": "Pick."}, {"role": "assistant", "content": "ok"}]
+    answers = run(ask(svc, [member("p", v, size=2, prompt=chat) for v in (1, 2)]))
+    assert all(a.kind == "bad_input" and a.fallback for a in answers)
+    assert all("must end with a user turn" in a.error for a in answers)
+    logs = answers[0].logs()
+    assert logs["rmr1_bad_input"] == logs["rmr1_fallback"] == 1.0
+    assert logs["rmr1_unparsed"] == logs["rmr1_group"] == 0.0
+    assert backend.batches == []
+
+
+def test_a_clipped_response_is_logged_in_cohort_mode():
+    from rmr1_plugins.rewards.inputs import Sample
+    from rmr1_plugins.serve_cohort import openrlhf_rewards
+
+    slot_a = "<eval>compared</eval>\n<answer>[[A]]</answer>"  # the cut text has no number
+    svc, _ = service(lambda user, _: slot_a, group_size=2, max_response_chars=8)
+    prompt = "Pick a number."
+    samples = [
+        Sample(prompt + " answer 1 and more words", prompt),
+        Sample(prompt + " answer 2", prompt),
+    ]
+    payload, status = run(openrlhf_rewards(svc, samples))
+    assert status == 200
+    assert payload["extra_logs"]["rmr1_clipped"] == [1.0, 0.0]
+    assert payload["extra_logs"]["rmr1_fallback"] == [0.0, 0.0]

@@ -13,16 +13,24 @@ from __future__ import annotations
 import pytest
 from parity_case import (
     COMPLETIONS,
+    EXCLUDE,
     EXPECTED,
+    EXPECTED_FALLBACK,
+    FALLBACK_COMPLETIONS,
     STRATEGIES,
     Serve,
     api,
     assert_same,
     check_judge_saw_the_system_turn,
     from_openrlhf,
+    judge_prompts,
     post_each,
     write_config,
 )
+
+from rmr1_plugins.rewards.config import RewardConfig
+
+FALLBACK = RewardConfig().fallback_reward  # what the OpenRLHF paths give for a fallback
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +71,43 @@ def test_rmr1_serve_cohorts_match_the_python_api(reference_api, tmp_path):
     assert all("error" not in a for a in answers), [a.get("error") for a in answers]
     got = from_openrlhf(record, answers)
     assert_same("rmr1 serve cohorts", got, reference_api["round-robin"])
+
+
+def fallback_api(tmp_path, strategy, **case):
+    """The Python API's outcome for a fallback case, in its own folder (own record)."""
+    folder = tmp_path / f"api-{strategy}-{len(list(tmp_path.iterdir()))}"
+    folder.mkdir()
+    return api(folder, strategy, **case)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_python_api_gives_the_pinned_fallback_case(strategy, tmp_path):
+    mute = fallback_api(tmp_path, strategy, completions=FALLBACK_COMPLETIONS, **EXCLUDE)
+    assert mute.rewards == EXPECTED_FALLBACK[strategy]
+    fell = mute.logs[2]
+    assert fell["rmr1_unparsed"] == fell["rmr1_fallback"] == 1.0 and fell["rmr1_group"] == 0.0
+    empty = fallback_api(tmp_path, "reference", reference="")
+    assert empty.rewards == [None] * 3 and empty.prompts == []
+    assert all(log["rmr1_no_reference"] == log["rmr1_fallback"] == 1.0 for log in empty.logs)
+
+
+def test_rmr1_serve_fallbacks_match_the_python_api(tmp_path):
+    config, record = write_config(tmp_path, "serve-fallback", **EXCLUDE)
+    with Serve(config) as server:
+        mute = from_openrlhf(record, post_each(server.url, FALLBACK_COMPLETIONS))
+        empty = post_each(server.url, COMPLETIONS, label="")
+    expected = fallback_api(tmp_path, "reference", completions=FALLBACK_COMPLETIONS, **EXCLUDE)
+    assert_same("rmr1 serve /get_reward, unparsed", mute, expected, FALLBACK)
+    assert judge_prompts(record) == mute.prompts  # the empty reference never reached the judge
+    no_reference = fallback_api(tmp_path, "reference", reference="")
+    unjudged = from_openrlhf(tmp_path / "none.jsonl", empty)  # no prompts: checked just above
+    assert_same("rmr1 serve /get_reward, empty reference", unjudged, no_reference, FALLBACK)
+
+
+def test_rmr1_serve_cohort_fallbacks_match_the_python_api(tmp_path):
+    reward = {"strategy": "round-robin", "group_size": 3, **EXCLUDE}
+    config, record = write_config(tmp_path, "cohort-fallback", **reward)
+    with Serve(config) as server:
+        answers = post_each(server.url, FALLBACK_COMPLETIONS)
+    expected = fallback_api(tmp_path, "round-robin", completions=FALLBACK_COMPLETIONS, **EXCLUDE)
+    assert_same("rmr1 serve cohorts, unparsed", from_openrlhf(record, answers), expected, FALLBACK)

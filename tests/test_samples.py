@@ -259,3 +259,16 @@ def test_unreadable_json_labels_name_the_field():
         read_label('{"reference": "4", "n": 1' + "0" * 5000 + "}")
     with pytest.raises(SampleError, match="field 'labels': JSON object nested too deeply"):
         read_label('{"reference": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+
+def test_a_missing_or_empty_reference_is_no_reference_not_a_bad_label():
+    from rmr1_plugins.rewards.inputs import NoReference, label_parts
+
+    for missing in ["", "  ", None, {"answer": "4"}, {"reference": None}, '{"reference": ""}']:
+        with pytest.raises(NoReference):
+            read_label(missing)
+    with pytest.raises(SampleError) as wrong_type:
+        read_label(3)
+    assert not isinstance(wrong_type.value, NoReference)  # a label of the wrong type: bad_input
+    question = {"reference": "", "question": "2+2?"}
+    assert label_parts(question) == (None, "2+2?")  # cohorts keep the question, judge in-group

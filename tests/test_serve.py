@@ -120,11 +120,11 @@ def test_injected_faults_each_get_the_fallback_and_are_counted(server):
         status, answer = answers[text]
         assert status == 200 and answer["rewards"] == [0.5], text
         assert answer["extra_logs"][f"rmr1_{kind}"] == [1.0] and why in answer["error"], text
-    assert bad[0] == 200 and answer_kind(bad[1]) == "bad_input"
+    assert bad[0] == 200 and answer_kind(bad[1]) == "no_reference"  # was bad_input: fix 4
     assert "reference answer is empty" in bad[1]["error"]
     counts = {k: after["reward"].get(k, 0) - before["reward"].get(k, 0) for k in after["reward"]}
     assert counts["fallback_timeout"] == 2 and counts["fallback_error"] == 2
-    assert counts["fallback_unparsed"] == 2 and counts["fallback_bad_input"] == 1
+    assert counts["fallback_unparsed"] == 2 and counts["fallback_no_reference"] == 1
     assert counts["answered"] == counts["samples"] == 2 + 25 + 1
 
 
@@ -145,7 +145,7 @@ def body_for(reward):
 def answer_kind(answer):
     return next(
         k
-        for k in ("bad_input", "unparsed", "error", "timeout")
+        for k in ("bad_input", "no_reference", "unparsed", "error", "timeout")
         if answer["extra_logs"][f"rmr1_{k}"] == [1.0]
     )
 

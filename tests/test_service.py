@@ -108,11 +108,14 @@ def test_unjudgeable_and_unparsed_samples_get_the_fallback_and_are_counted():
     ]
     answers = [a[0] for a in run(serve_concurrently(service, samples))]
     assert [a.reward for a in answers] == [0.2] * 4
-    assert [a.kind for a in answers] == ["bad_input", "bad_input", "unparsed", "unparsed"]
+    # an empty reference is no_reference (as in veRL, TRL and the cohorts), a bad query bad_input
+    assert [a.kind for a in answers] == ["no_reference", "bad_input", "unparsed", "unparsed"]
+    assert answers[0].extra_logs["rmr1_no_reference"] == 1.0
     assert answers[3].extra_logs["rmr1_health/truncated"] == 1.0 and "cut at max_new_tokens" in (
         answers[3].error
     )
-    assert service.stats["fallback_bad_input"] == 2 and service.stats["fallback_unparsed"] == 2
+    assert service.stats["fallback_bad_input"] == 1 and service.stats["fallback_unparsed"] == 2
+    assert service.stats["fallback_no_reference"] == 1
 
 
 def test_an_unparsed_sample_follows_on_unparsed_like_a_group():

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from conftest import ScriptedBackend
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, score_groups
-from rmr1_plugins.rewards.inputs import Sample, as_context, recover_turns
+from rmr1_plugins.rewards.inputs import Sample, SampleError, as_context, read_label, recover_turns
 from rmr1_plugins.rewards.samples import build_example
 from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.serve import parse_body
@@ -88,3 +89,12 @@ def test_a_cohort_member_gets_the_context_build_example_gives():
     assert asyncio.run(go()).kind is None
     [[conversation]] = backend.batches
     assert conversation == judge_prompt_from_the_api()
+
+
+def test_a_trailing_system_turn_is_an_error_not_dropped():
+    user, system = {"role": "user", "content": "2+2?"}, {"role": "system", "content": "Be terse."}
+    with pytest.raises(ValueError, match="must end with a user turn"):
+        as_context([user, system])
+    label = {"reference": "4", "question": [user, system]}
+    with pytest.raises(SampleError, match="must end with a user turn"):
+        read_label(label)

@@ -35,8 +35,9 @@ from typing import Any
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
-from rmr1_plugins.rewards.health import Tally, comparison_tally
-from rmr1_plugins.rewards.metrics import sample_metrics
+from rmr1_plugins.rewards.health import PREFIX as HEALTH_PREFIX
+from rmr1_plugins.rewards.health import Tally
+from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
@@ -67,6 +68,7 @@ class Member:
     prompt: str | Sequence[Mapping[str, Any]]
     response: str
     reference: str | None = None
+    clipped: bool = False  # the response was cut at max_response_chars
 
 
 @dataclass
@@ -83,6 +85,8 @@ class CohortReward:
     error: str | None = None
     health: dict[str, float] = field(default_factory=lambda: Tally().sample_logs())
     reference: bool = False  # judged against the reference answer
+    clipped: bool = False  # the member's response was cut at max_response_chars
+    metrics: dict[str, float] | None = None  # judged_metrics, once its cohort was judged
 
     @property
     def fallback(self) -> bool:
@@ -90,10 +94,13 @@ class CohortReward:
 
     def logs(self) -> dict[str, float]:
         """The member's metrics (:mod:`rmr1_plugins.rewards.metrics`): the contract's keys."""
+        if self.metrics is not None:
+            return {**self.metrics, "rmr1_clipped": float(self.clipped)}
         return sample_metrics(
             kind=self.kind if self.fallback else None,
             reference=self.reference,
             split=self.kind in ("partial", "alone"),
+            clipped=self.clipped,
             group=self.group,
             judgments=self.judgments,
             unparsed=self.unparsed,
@@ -111,6 +118,7 @@ class Cohort:
     prompt: Any
     responses: list[str] = field(default_factory=list)
     references: list[str | None] = field(default_factory=list)
+    clipped: list[bool] = field(default_factory=list)
     tickets: list[Any] = field(default_factory=list)
 
     @property
@@ -156,6 +164,7 @@ class CohortTable:
             self._open[key] = cohort
         cohort.responses.append(member.response)
         cohort.references.append(member.reference)
+        cohort.clipped.append(member.clipped)
         cohort.tickets.append(ticket)
         self.held += 1
         if cohort.complete:
@@ -340,31 +349,27 @@ class CohortService:
         expected: int,
         texts: Sequence[str],
     ) -> CohortReward:
-        health = comparison_tally(judged, texts, index).sample_logs()
-        comparisons = [c for c in judged.involving(index) if c.result is not None]
-        unparsed = sum(not c.parsed for c in comparisons)
-        judgments = sum(len(c.result.judgments) for c in comparisons if c.result is not None)
+        """Member ``index``'s reward; its logs are :func:`~.metrics.judged_metrics`' (a group the
+        engine refused is ``bad_input``, one whose comparisons were all excluded ``unparsed``)."""
+        metrics = judged_metrics(
+            judged, index, texts, reference=strategy.needs_reference, split=kind is not None
+        )
+        counts = {
+            "group": int(metrics["rmr1_group"]),
+            "judgments": int(metrics["rmr1_judgments"]),
+            "unparsed": int(metrics["rmr1_unparsed_comparisons"]),
+            "health": {k: v for k, v in metrics.items() if k.startswith(HEALTH_PREFIX)},
+            "metrics": metrics,
+        }
         win = judged.rewards[index]
         if win is None:
+            fallback = next(k for k in FALLBACK_KINDS if metrics[f"rmr1_{k}"])
             why = judged.error or "no comparison with a verdict (on_unparsed=exclude)"
-            reward = self._fallback("unparsed", why)
-            reward.judgments, reward.unparsed, reward.health = judgments, unparsed, health
-            return reward
+            return replace(self._fallback(fallback, why), expected=expected, **counts)
         value = self.config.scale(win, strategy)
         assert value is not None
-        size = len(judged.rewards)
         reference = strategy.needs_reference
-        return CohortReward(
-            value,
-            win,
-            kind,
-            size,
-            expected,
-            judgments,
-            unparsed,
-            health=health,
-            reference=reference,
-        )
+        return CohortReward(value, win, kind, expected=expected, reference=reference, **counts)
 
     def _fallback(self, kind: str, message: str) -> CohortReward:
         reward = self.config.fallback_reward
@@ -378,8 +383,9 @@ class CohortService:
             rewards = [_copy(rewards[0]) for _ in cohort.tickets]
         if judging:
             self._judging -= len(cohort.tickets)
-        for future, reward in zip(cohort.tickets, rewards, strict=True):
+        for future, reward, clipped in zip(cohort.tickets, rewards, cohort.clipped, strict=True):
             reward.expected = reward.expected or cohort.size
+            reward.clipped = clipped
             if reward.kind is not None:
                 self.stats[reward.kind] += 1
             if not future.done():
@@ -388,4 +394,5 @@ class CohortService:
 
 
 def _copy(reward: CohortReward) -> CohortReward:
-    return replace(reward, health=dict(reward.health))
+    metrics = None if reward.metrics is None else dict(reward.metrics)
+    return replace(reward, health=dict(reward.health), metrics=metrics)

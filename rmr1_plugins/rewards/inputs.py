@@ -33,7 +33,8 @@ def as_context(prompt: str | Sequence[Mapping[str, Any] | Message]) -> list[Mess
     A string is one user turn. A message list is kept, except that system (and developer) turns
     are folded into the next user turn (``"\n\n"``-joined, in order), because RM-R1 prompts only
     have user and assistant turns, and list contents keep their text parts. The last turn must be
-    a user turn; other roles (``tool``) are a ``ValueError``.
+    a user turn (a system turn after it is a ``ValueError``, not dropped); other roles (``tool``)
+    are a ``ValueError``.
     """
     if isinstance(prompt, str):
         return [Message(role="user", content=prompt)]
@@ -59,7 +60,7 @@ def as_context(prompt: str | Sequence[Mapping[str, Any] | Message]) -> list[Mess
             content = "\n\n".join([*pending_system, content])
             pending_system = []
         context.append(Message(role=role, content=content))
-    if not context or context[-1].role != "user":
+    if not context or context[-1].role != "user" or pending_system:  # a last system turn too
         raise ValueError("the prompt must end with a user turn")
     return context
 
@@ -98,6 +99,10 @@ class Sample:
 
 class SampleError(RMR1Error, ValueError):
     """A sample that cannot be judged; the message names the field."""
+
+
+class NoReference(SampleError):
+    """A sample whose label has no reference answer (missing or empty): ``no_reference``."""
 
 
 def clean_text(text: str) -> str:
@@ -139,7 +144,23 @@ def _end_run(tokens: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def read_label(label: Any) -> tuple[str, str | list[Message] | None]:
-    """``(reference, question or None)`` from a label; raises :class:`SampleError`."""
+    """``(reference, question or None)`` from a label; raises :class:`SampleError`
+    (:class:`NoReference` for a missing or empty reference)."""
+    reference, question, missing = _label(label)
+    if reference is None:
+        hint = "set --data.label_key to the column holding the reference answer"
+        raise NoReference(f"field 'labels': {missing} ({hint})")
+    return reference, question
+
+
+def label_parts(label: Any) -> tuple[str | None, str | list[Message] | None]:
+    """:func:`read_label`, with ``None`` for a missing or empty reference instead of raising."""
+    reference, question, _ = _label(label)
+    return reference, question
+
+
+def _label(label: Any) -> tuple[str | None, str | list[Message] | None, str]:
+    """``(reference or None, question or None, what is missing when the reference is None)``."""
     if isinstance(label, str) and label.lstrip().startswith("{"):
         try:
             label = json.loads(label)
@@ -151,24 +172,23 @@ def read_label(label: Any) -> tuple[str, str | list[Message] | None]:
             raise SampleError("field 'labels': JSON object with a number too long") from None
     question: str | list[Message] | None = None
     if isinstance(label, Mapping):
-        if "reference" not in label:
-            raise SampleError("field 'labels': an object label needs a 'reference' key")
-        reference, raw_question = label["reference"], label.get("question")
+        reference, raw_question = label.get("reference"), label.get("question")
         if raw_question is not None:
             question = _read_question(raw_question)
+        if "reference" not in label:
+            return None, question, "an object label needs a 'reference' key"
     else:
         reference = label
+    if reference is None:
+        return None, question, "the reference answer is missing (must be a string, got NoneType)"
+    if isinstance(reference, str) and not reference.strip():
+        return None, question, "the reference answer is empty"
     if not isinstance(reference, str):
         raise SampleError(
             f"field 'labels': the reference answer must be a string, got {type(reference).__name__}"
             " (set --data.label_key to the column holding the reference answer)"
         )
-    if not reference.strip():
-        raise SampleError(
-            "field 'labels': the reference answer is empty "
-            "(set --data.label_key to the column holding the reference answer)"
-        )
-    return reference, question
+    return reference, question, ""
 
 
 def read_messages(raw: Any) -> list[Message]:

@@ -46,8 +46,8 @@ METRICS: tuple[Metric, ...] = (
         "rmr1_bad_input",
         "flag",
         (
-            "fallback: the sample could not be read (bad label, query without its prompt, a "
-            "prompt that is not a chat ending in a user turn)"
+            "fallback: the sample could not be read (a label of the wrong type, a query without "
+            "its prompt, a prompt that is not a chat ending in a user turn)"
         ),
         "0",
         "1 for this kind",
@@ -55,7 +55,10 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "rmr1_no_reference",
         "flag",
-        "fallback: judging needed a reference answer and the sample had none",
+        (
+            "fallback: judging needed a reference answer and the sample had none (a missing or "
+            "empty reference, a group of one without one)"
+        ),
         "0",
         "1 for this kind",
     ),
@@ -112,7 +115,7 @@ METRICS: tuple[Metric, ...] = (
         "flag",
         "the response was cut at `max_response_chars` (OpenRLHF and `rmr1 serve` samples)",
         "0 or 1",
-        "0",
+        "0 or 1",
     ),
     Metric(
         "rmr1_group",
@@ -156,7 +159,9 @@ def sample_metrics(
     unparsed: int = 0,
     health: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """One sample's metrics, exactly :data:`KEYS`; ``kind`` is the fallback's (None: judged)."""
+    """One sample's metrics, exactly :data:`KEYS`; ``kind`` is the fallback's (None: judged).
+
+    A fallback logs ``rmr1_group=0`` whatever ``group`` says: its reward came from no group."""
     if kind is not None and kind not in FALLBACK_KINDS:
         raise ValueError(f"unknown fallback kind {kind!r}; one of {', '.join(FALLBACK_KINDS)}")
     metrics = {"rmr1_fallback": float(kind is not None)}
@@ -165,7 +170,7 @@ def sample_metrics(
         rmr1_reference=float(reference and kind is None),
         rmr1_split=float(split),
         rmr1_clipped=float(clipped),
-        rmr1_group=float(group),
+        rmr1_group=float(0 if kind is not None else group),  # a fallback: judged with none
         rmr1_judgments=float(judgments),
         rmr1_unparsed_comparisons=float(unparsed),
     )
@@ -187,11 +192,13 @@ def judged_metrics(
 
     ``texts`` (the group's completions, then its reference) give the length metrics. A
     completion left without a reward is a fallback: ``kind``, else ``bad_input`` for a group the
-    engine refused and ``unparsed`` for one whose comparisons were all excluded.
+    engine refused, ``unparsed`` for one whose comparisons were all excluded, and
+    ``no_reference`` for one with no comparison at all (a group of one, nothing to compare with).
     """
+    involved = rewards.involving(index)
     if kind is None and rewards.rewards[index] is None:
-        kind = "bad_input" if rewards.error else "unparsed"
-    judged = [c for c in rewards.involving(index) if c.result is not None]
+        kind = "bad_input" if rewards.error else "unparsed" if involved else "no_reference"
+    judged = [c for c in involved if c.result is not None]
     return sample_metrics(
         kind=kind,
         reference=reference,

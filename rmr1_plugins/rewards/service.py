@@ -10,8 +10,9 @@ requests are independent anyway, it sends one call per sample instead, at most
 Every sample gets exactly one :class:`~rmr1_plugins.rewards.samples.SampleReward`, and never an
 exception:
 
-- a sample that cannot be judged (bad label, query without its prompt) gets the fallback reward
-  (``bad_input``) without reaching the judge;
+- a sample that cannot be judged gets the fallback reward without reaching the judge:
+  ``no_reference`` for a missing or empty reference, ``bad_input`` for any other bad label or a
+  query without its prompt;
 - a backend whose requests are independent (``independent_requests``, the ``openai``
   backend) gets one call per sample, so a failing or hung request costs only its own sample;
 - a backend that takes a batch in one call (``vllm``, ``hf``) gets one call per batch; when it
@@ -50,7 +51,7 @@ from rmr1_plugins.backends.base import SamplingParams
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.hard_pairs import writer_for
 from rmr1_plugins.rewards.health import Tally
-from rmr1_plugins.rewards.inputs import Sample, SampleError
+from rmr1_plugins.rewards.inputs import NoReference, Sample, SampleError
 from rmr1_plugins.rewards.samples import Judging, SampleReward, fallback, prepare_all
 from rmr1_plugins.schema import PairResult, PairwiseExample
 from rmr1_plugins.scorer import Scorer
@@ -167,7 +168,8 @@ class RewardService:
         for outcome in built:
             self.stats["samples"] += 1
             if isinstance(outcome, SampleError):
-                answers.append(self._fallback("bad_input", str(outcome)))
+                kind = "no_reference" if isinstance(outcome, NoReference) else "bad_input"
+                answers.append(self._fallback(kind, str(outcome)))
                 continue
             if isinstance(outcome, Exception):  # an unforeseen input shape: still a bad input
                 answers.append(self._fallback("bad_input", f"{type(outcome).__name__}: {outcome}"))

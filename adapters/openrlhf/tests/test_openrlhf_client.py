@@ -139,7 +139,7 @@ def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
             return await asyncio.gather(
                 # the reference differs from the response: identical texts are a tie, not judged
                 *(rollout(executor, tokenizer, plain, "four", engine) for _ in range(8)),
-                executor._fetch_rewards_via_http(["x"], ["x"], [""]),  # no reference: a bad input
+                executor._fetch_rewards_via_http(["x"], ["x"], [""]),  # no reference
             )
 
         *outputs, [bad] = asyncio.run(group())
@@ -150,7 +150,7 @@ def test_rmr1_serve_answers_openrlhf_rollouts(tokenizer):
         assert output["reward"] == [1.0] and output["scores"] == [1.0]
         assert output["extra_logs"]["rmr1_fallback"] == [0.0]
         assert output["extra_logs"]["rmr1_health/slot_a"] == [1.0]
-    assert bad["rewards"] == [0.5] and bad["extra_logs"]["rmr1_bad_input"] == [1.0]
+    assert bad["rewards"] == [0.5] and bad["extra_logs"]["rmr1_no_reference"] == [1.0]
     assert set(bad["extra_logs"]) == set(outputs[0]["extra_logs"])  # OpenRLHF reads sample 0's
     assert seen["health"]["slot_a"] == 1.0 and seen["health"]["unparsed"] == 0.0
     assert "reference answer is empty" in bad["error"]

@@ -60,7 +60,7 @@ def judge():
     reset_runtime()
 
 
-def rollouts(executor, tokenizer, completions=case.COMPLETIONS) -> list[dict]:
+def rollouts(executor, tokenizer, completions=case.COMPLETIONS, label=case.REFERENCE) -> list[dict]:
     """The prompt's rollouts, concurrently, each asking for its reward."""
     prompt = tokenizer.apply_chat_template(case.PROMPT, tokenize=False, add_generation_prompt=True)
     params = SimpleNamespace(max_tokens=16, logprobs=None)
@@ -68,7 +68,7 @@ def rollouts(executor, tokenizer, completions=case.COMPLETIONS) -> list[dict]:
     async def group():
         return await asyncio.gather(
             *(
-                executor.execute(prompt, case.REFERENCE, params, 512, tokenizer, engine)
+                executor.execute(prompt, label, params, 512, tokenizer, engine)
                 for engine in [Engine(tokenizer, c) for c in completions]
             )
         )
@@ -94,6 +94,24 @@ def test_reward_file(tokenizer, tmp_path, monkeypatch):
     got = outcome(record, rollouts(executor, tokenizer))
     case.assert_same("OpenRLHF reward file", got, case.api(tmp_path, "reference"))
     case.check_judge_saw_the_system_turn(got.prompts)
+
+
+@pytest.mark.parametrize("name", ["mute", "empty"])
+def test_reward_file_fallbacks(tokenizer, tmp_path, monkeypatch, name):
+    """An unparsed judgment with on_unparsed: exclude, and an empty label: the Python API's
+    rewards (the fallback reward) and logged values."""
+    from rmr1_plugins.rewards.config import RewardConfig
+
+    completions, reference, reward = {
+        "mute": (case.FALLBACK_COMPLETIONS, case.REFERENCE, case.EXCLUDE),
+        "empty": (case.COMPLETIONS, "", {}),
+    }[name]
+    config, record = case.write_config(tmp_path, f"reward-file-{name}", **reward)
+    monkeypatch.setenv("RMR1_CONFIG", str(config))
+    executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
+    got = outcome(record, rollouts(executor, tokenizer, completions, reference))
+    api = case.api(tmp_path, "reference", completions=completions, reference=reference, **reward)
+    case.assert_same(f"OpenRLHF reward file {name}", got, api, RewardConfig().fallback_reward)
 
 
 @pytest.mark.parametrize("strategy", case.STRATEGIES)

@@ -100,8 +100,8 @@ def test_judge_health_in_extra_logs_for_an_always_a_judge(configure, tmp_path):
     configure(CONSTANT_A + f"order: both\nreward: {{hard_pairs_path: '{hard}'}}\n")
     result = reward_func([PROMPT + "four<|im_end|>", PROMPT + "x"], [PROMPT, PROMPT], ["4", ""])
     logs = {key: values.tolist() for key, values in result["extra_logs"].items()}
-    assert result["rewards"].tolist() == [0.5, 0.5]  # a tie, then the bad input's fallback
-    assert logs["rmr1_bad_input"] == [0.0, 1.0]
+    assert result["rewards"].tolist() == [0.5, 0.5]  # a tie, then the empty reference's fallback
+    assert logs["rmr1_no_reference"] == [0.0, 1.0] and logs["rmr1_bad_input"] == [0.0, 0.0]
     assert {key: logs[key] for key in sorted(HEALTH_KEYS)} == {
         "rmr1_health/confidence": [0.5, 0.5],  # no verdict probabilities: neutral
         "rmr1_health/length_corr": [0.0, 0.0],

@@ -113,13 +113,15 @@ def group_size_for(configured: int | None, log_metric: Any) -> int | None:
 
 @dataclass
 class _Job:
-    """One call's plan: groups to judge with the strategy, rows for the fallback, rows dropped."""
+    """One call's plan: groups to judge with the strategy, rows judged against the reference
+    (split groups with ``on_split="reference"``, groups of one), rows dropped."""
 
     size: int
     groups: list[Group] = field(default_factory=list)
     rows: list[range] = field(default_factory=list)
     fallback: list[Group] = field(default_factory=list)
     fallback_rows: list[range] = field(default_factory=list)
+    fallback_split: list[bool] = field(default_factory=list)  # split, not a group of one
 
 
 class RMR1Reward:
@@ -138,9 +140,11 @@ class RMR1Reward:
     Returns one reward per completion (the strategy's value on ``[loss, win]``, see
     :mod:`~rmr1_plugins.rewards.engine`), or ``None`` for a row that cannot be judged (a prompt with
     a ``tool`` turn, a missing reference, a failed judge call: logged as warnings) or that
-    ``on_split="drop"`` leaves out. A configuration that cannot work raises on the first call.
-    Nothing is loaded until then; pickling keeps the configuration only, so instances survive
-    TRL's spawned reward workers.
+    ``on_split="drop"`` leaves out. A group of one (``num_generations_eval=1``, a prompt seen
+    once) is judged against the ``reference_key`` column when the batch has it
+    (``rmr1_reference=1``), else gets ``None`` (``rmr1_no_reference``). A configuration that
+    cannot work raises on the first call. Nothing is loaded until then; pickling keeps the
+    configuration only, so instances survive TRL's spawned reward workers.
 
     Logged through TRL: ``<name>/judgments`` (judge completions per call), the batch mean of
     each key of the metrics contract (:mod:`~rmr1_plugins.rewards.metrics`: ``rmr1_fallback``, ...,
@@ -256,7 +260,15 @@ class RMR1Reward:
         needs_reference = strategy.needs_reference or (
             bool(split) and options.on_split == "reference"
         )
-        references = self._references(kwargs, len(prompts)) if needs_reference else None
+        # A group of one (num_generations_eval=1, a prompt seen once) has nothing to compare
+        # with: judged against the reference column when there is one (else no_reference).
+        alone = not strategy.needs_reference and any(
+            not run.split and run.stop - run.start == 1 for run in runs
+        )
+        if needs_reference or (alone and options.reference_key in kwargs):
+            references = self._references(kwargs, len(prompts))
+        else:
+            references = None
         job = _Job(len(prompts))
         for run in runs:
             rows = range(run.start, run.stop)
@@ -268,9 +280,10 @@ class RMR1Reward:
                 reference=None if references is None else _reference(references[run.start]),
                 id=f"rows {run.start}-{run.stop - 1}",
             )
-            if run.split:
+            if run.split or (not strategy.needs_reference and len(rows) == 1):
                 job.fallback.append(group)
                 job.fallback_rows.append(rows)
+                job.fallback_split.append(run.split)
             else:
                 job.groups.append(group)
                 job.rows.append(rows)
@@ -341,7 +354,7 @@ class RMR1Reward:
         """Each row's metrics (the contract of :mod:`rmr1_plugins.rewards.metrics`); a row in no
         group was left out by ``on_split="drop"``."""
         metrics = [sample_metrics(kind="dropped", split=True)] * job.size
-        splits = [False] * len(job.groups) + [True] * len(job.fallback)
+        splits = [False] * len(job.groups) + job.fallback_split
         for (rows, result), group, strategy, split in zip(
             judged, groups, strategies, splits, strict=True
         ):
@@ -407,4 +420,6 @@ def _failed(groups: list[Group], error: Exception) -> list[GroupRewards]:
 
 
 def _reference(value: Any) -> str | None:
-    return None if value is None else as_text(value)
+    """A reference column's value as text; ``None`` (no reference) when missing or empty."""
+    text = None if value is None else as_text(value)
+    return text if text is not None and text.strip() else None

@@ -91,3 +91,43 @@ def test_trl_matches_the_python_api(trainer, driver, strategy, tmp_path):
     contract = {key: value for key, value in logged.items() if not key.startswith(f"{name}/")}
     assert set(contract) == api.keys[0], f"TRL logged {sorted(logged)}"
     case.assert_same_values(f"TRL {driver} {strategy} batch means", [contract], [means(api.logs)])
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("strategy", case.STRATEGIES)
+def test_trl_fallbacks_match_the_python_api(driver, strategy, tmp_path):
+    """The fallback case (an unparsed judgment with on_unparsed: exclude; an empty reference)
+    called as TRL calls a reward function: the same rewards (None) and batch means."""
+    import asyncio
+
+    from rmr1_trl import AsyncRMR1Reward, RMR1Reward
+
+    from rmr1_plugins.rewards.metrics import means
+
+    case.register()
+    cls = RMR1Reward if driver == "sync" else AsyncRMR1Reward
+    for name, completions, reference, reward in [
+        ("mute", case.FALLBACK_COMPLETIONS, case.REFERENCE, case.EXCLUDE),
+        ("empty", case.COMPLETIONS, "", {}),
+    ]:
+        if name == "empty" and strategy != "reference":
+            continue  # an in-group strategy needs no reference
+        (tmp_path / name).mkdir()
+        config, record = case.write_config(tmp_path / name, "trl", **reward)
+        logged: dict[str, float] = {}
+        func = cls(str(config), strategy=strategy)
+        size = len(completions)
+        out = func(
+            [case.PROMPT] * size,
+            [[{"role": "assistant", "content": c}] for c in completions],
+            reference=[reference] * size,
+            log_metric=logged.__setitem__,
+        )
+        rewards = asyncio.run(out) if driver == "async" else out
+        api = case.api(
+            tmp_path / name, strategy, completions=completions, reference=reference, **reward
+        )
+        got = case.Outcome(case.judge_prompts(record), rewards, [])
+        case.assert_same_judging(f"TRL {driver} {strategy} {name}", got, api)
+        contract = {k: v for k, v in logged.items() if "/" not in k or k.startswith("rmr1_health")}
+        case.assert_same_values(f"TRL {name} batch means", [contract], [means(api.logs)])

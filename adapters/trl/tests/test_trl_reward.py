@@ -334,3 +334,30 @@ def test_a_system_turn_reaches_the_judge_as_in_every_trainer():
     reward([chat], [[{"role": "assistant", "content": "4"}]], reference=["5"])
     assert trl.seen == api.seen and len(api.seen) == 1
     assert "Be terse.\n\n2+2?" in api.seen[0][-1]["content"]
+
+
+def test_a_group_of_one_is_judged_against_the_reference_column(caplog):
+    """Evaluation with num_generations_eval=1 (or a prompt seen once): each row alone."""
+    reward = RMR1Reward(scorer=Scorer(LongerWins()), strategy="round-robin")
+    prompts, completions = batch(("q1", ["aaa"]), ("q2", ["a"]))
+    evaluation = FakeTrainer(2, training=False)  # num_generations_eval = 1
+    rewards = reward(prompts, completions, reference=["aa", "aa"], **evaluation.kwargs())
+    assert rewards == [1.0, 0.0]
+    logged = evaluation.metrics
+    assert logged["rmr1_reference"] == logged["rmr1_group"] == [1.0]
+    assert logged["rmr1_unparsed"] == logged["rmr1_fallback"] == logged["rmr1_split"] == [0.0]
+
+    alone = FakeTrainer(2, training=False)
+    assert reward(prompts, completions, **alone.kwargs()) == [None, None]
+    assert "needs a reference answer" in caplog.text  # not silent
+    assert alone.metrics["rmr1_no_reference"] == alone.metrics["rmr1_fallback"] == [1.0]
+    assert alone.metrics["rmr1_unparsed"] == alone.metrics["rmr1_group"] == [0.0]
+
+
+def test_an_excluded_group_logs_the_fallback_values_of_the_contract():
+    trainer = FakeTrainer(num_generations=2)
+    reward = RMR1Reward(scorer=Scorer(LongerWins()), on_unparsed="exclude")
+    # "??" leaves the scripted judge without a verdict: the one comparison is excluded
+    assert reward(*batch(("q", ["??", "b"])), **trainer.kwargs()) == [None, None]
+    assert trainer.metrics["rmr1_unparsed"] == trainer.metrics["rmr1_fallback"] == [1.0]
+    assert trainer.metrics["rmr1_group"] == trainer.metrics["rmr1_reference"] == [0.0]  # was 2

@@ -122,3 +122,33 @@ def test_rmr1_manager_through_rmr1_serve_cohorts(tokenizer, tmp_path):
         "veRL rmr1 manager via rmr1 serve cohorts", got, case.api(tmp_path, "round-robin")
     )
     assert all(log["rmr1_fallback"] == 0.0 for log in got.logs)
+
+
+@pytest.mark.parametrize("name", ["mute", "empty"])
+def test_compute_score_fallbacks_match_the_python_api(tmp_path, name):
+    """The fallback case through ``compute_score`` (as veRL's reward loop awaits it): an unparsed
+    judgment with on_unparsed: exclude, and an empty reference, give the Python API's rewards
+    (veRL's fallback score) and logged values."""
+    from rmr1_verl.reward import compute_score
+
+    from rmr1_plugins.rewards.config import RewardConfig
+
+    completions, reference, reward = {
+        "mute": (case.FALLBACK_COMPLETIONS, case.REFERENCE, case.EXCLUDE),
+        "empty": (case.COMPLETIONS, "", {}),
+    }[name]
+    config, record = case.write_config(tmp_path, f"compute-score-{name}", **reward)
+    info = {"question": [dict(m) for m in case.PROMPT]}
+
+    async def run():
+        calls = (
+            compute_score("parity", c, reference, info, config=str(config)) for c in completions
+        )
+        return await asyncio.gather(*calls)
+
+    outputs = asyncio.run(run())
+    got = case.Outcome(
+        case.judge_prompts(record), [o["score"] for o in outputs], [verl_logs(o) for o in outputs]
+    )
+    api = case.api(tmp_path, "reference", completions=completions, reference=reference, **reward)
+    case.assert_same(f"veRL compute_score {name}", got, api, RewardConfig().fallback_reward)
