@@ -354,7 +354,7 @@ class CohortService:
         metrics = judged_metrics(
             judged, index, texts, reference=strategy.needs_reference, split=kind is not None
         )
-        counts = {
+        counts: dict[str, Any] = {
             "group": int(metrics["rmr1_group"]),
             "judgments": int(metrics["rmr1_judgments"]),
             "unparsed": int(metrics["rmr1_unparsed_comparisons"]),
