@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rmr1_plugins.errors import RMR1Error, UsageError
+from rmr1_plugins.errors import RMR1DeprecationWarning, RMR1Error, UsageError
 
 ROOT = Path(__file__).parents[1]
 ADAPTERS = [ROOT / "adapters" / name for name in ("trl", "openrlhf", "verl")]
@@ -85,3 +85,16 @@ def test_every_exception_class_derives_from_the_base(monkeypatch):
 def test_builtin_bases_are_kept(name, builtin):
     module, _, attr = name.rpartition(".")
     assert issubclass(getattr(importlib.import_module(module), attr), builtin)
+
+
+def test_the_reward_layers_old_module_paths_work_one_release_with_a_warning():
+    from rmr1_plugins.rewards.engine import Group
+    from rmr1_plugins.rewards.samples import build_example
+
+    with pytest.warns(RMR1DeprecationWarning, match="grouping moved to rmr1_plugins.rewards"):
+        from rmr1_plugins.grouping import Group as old_group
+    with pytest.warns(RMR1DeprecationWarning, match="reference_reward moved"):
+        from rmr1_plugins.reference_reward import build_example as old_build
+    assert old_group is Group and old_build is build_example
+    with pytest.raises(ImportError, match="reward_from_result"):  # gone: no silent stand-in
+        from rmr1_plugins.reference_reward import reward_from_result  # noqa: F401

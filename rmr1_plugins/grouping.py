@@ -1,0 +1,10 @@
+"""Moved to :mod:`rmr1_plugins.rewards.engine`; this path goes in the next release."""
+
+from rmr1_plugins._moved import moved
+
+__getattr__ = moved(
+    __name__,
+    "rmr1_plugins.rewards.engine",
+    "rmr1_plugins.rewards.strategies",
+    "rmr1_plugins.rewards.inputs",
+)
