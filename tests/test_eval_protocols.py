@@ -158,18 +158,7 @@ def test_protocol_table_fills_only_unset_flags(name, benchmark, expected):
 
 
 def test_a_dry_run_records_the_rm_r1_budget_and_order(tmp_path):
-    data = tmp_path / "judgebench.jsonl"
-    row = {
-        "pair_id": "p1",
-        "original_id": "o1",
-        "source": "mmlu-pro-law",
-        "question": "Q?",
-        "response_model": "m",
-        "response_A": "a",
-        "response_B": "b",
-        "label": "A>B",
-    }
-    data.write_text(json.dumps(row) + "\n")
+    data = judgebench_file(tmp_path)
     out = tmp_path / "out"
     argv = ["eval", "--benchmark", "judgebench", "--data", str(data), "--backend", "constant"]
     assert main([*argv, "--protocol", "rm-r1", "-o", str(out)]) == 0
