@@ -125,3 +125,20 @@ def test_every_problem_is_reported_at_once():
         "parser",
         "backend.name",
     ]
+
+
+def test_decisive_settings_carry_the_reward_scale_strategy_and_order():
+    from rmr1_plugins.rewards.config import (
+        DECISIVE_REWARD_KEYS,
+        decisive_settings,
+        load_reward_settings,
+    )
+
+    settings = load_reward_settings(
+        {"order": "given", "reward": {"strategy": "knockout", "win": 2, "loss": -1}}
+    )
+    values = decisive_settings(settings)
+    assert values["strategy"] == "knockout"
+    assert (values["win"], values["loss"], values["fallback"]) == (2.0, -1.0, 0.5)
+    assert values["order"] == "given"
+    assert set(values) == {*DECISIVE_REWARD_KEYS, "order"}

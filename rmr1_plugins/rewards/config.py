@@ -187,6 +187,12 @@ class RewardConfig(BaseModel):
         return min(1.0, max(0.0, (reward - self.loss) / (self.win - self.loss)))
 
 
+# The settings that decide a reward in a group: a cohort request carries them (rmr1 serve's
+# ``/cohort``, field ``settings``) so a client and a server cannot silently disagree.
+DECISIVE_REWARD_KEYS = ("strategy", "strategy_options", "win", "loss", "fallback", "outcome")
+DECISIVE_REWARD_KEYS += ("on_unparsed", "seed")
+
+
 class RewardSettings(BaseModel):
     """The judge (``scorer``) and how its verdicts become rewards (``reward``)."""
 
@@ -194,6 +200,19 @@ class RewardSettings(BaseModel):
 
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+
+
+def decisive_settings(settings: RewardSettings) -> dict[str, Any]:
+    """The settings that decide a group's rewards, as plain JSON values.
+
+    The ``reward:`` keys in :data:`DECISIVE_REWARD_KEYS` (``fallback`` resolved to its value) and
+    the scorer's A/B ``order``. A cohort client sends them with every member; the cohort service
+    compares them with its own.
+    """
+    values = settings.reward.model_dump(mode="json", include=set(DECISIVE_REWARD_KEYS))
+    values["fallback"] = settings.reward.fallback_reward
+    values["order"] = settings.scorer.order
+    return values
 
 
 def load_reward_settings(
