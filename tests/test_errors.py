@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rmr1_plugins.errors import RMR1DeprecationWarning, RMR1Error, UsageError
+from rmr1_plugins.errors import RMR1Error, UsageError
 
 ROOT = Path(__file__).parents[1]
 ADAPTERS = [ROOT / "adapters" / name for name in ("trl", "openrlhf", "verl")]
@@ -87,14 +87,8 @@ def test_builtin_bases_are_kept(name, builtin):
     assert issubclass(getattr(importlib.import_module(module), attr), builtin)
 
 
-def test_the_reward_layers_old_module_paths_work_one_release_with_a_warning():
-    from rmr1_plugins.rewards.engine import Group
-    from rmr1_plugins.rewards.samples import build_example
-
-    with pytest.warns(RMR1DeprecationWarning, match="grouping moved to rmr1_plugins.rewards"):
-        from rmr1_plugins.grouping import Group as old_group
-    with pytest.warns(RMR1DeprecationWarning, match="reference_reward moved"):
-        from rmr1_plugins.reference_reward import build_example as old_build
-    assert old_group is Group and old_build is build_example
-    with pytest.raises(ImportError, match="reward_from_result"):  # gone: no silent stand-in
-        from rmr1_plugins.reference_reward import reward_from_result  # noqa: F401
+def test_the_reward_layers_old_module_paths_are_gone():
+    # They were never released (no tag, nothing published): the one path is rmr1_plugins.rewards.
+    for old in ("grouping", "reference_reward", "reward_service", "cohorts", "verifiable"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"rmr1_plugins.{old}")
