@@ -10,9 +10,11 @@ from conftest import ScriptedBackend
 from test_engine import NAMES, ranker
 
 from rmr1_plugins import Scorer
+from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Overloaded
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.metrics import KEYS
+from rmr1_plugins.rewards.service import RewardService
 
 
 def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
@@ -52,7 +54,7 @@ def test_a_group_is_judged_together_whatever_the_arrival_order():
     rewards = [by_index[i].reward for i in range(8)]
     assert rewards == pytest.approx([0, 1 / 3, 2 / 3, 1] * 2)  # round-robin win rates
     assert all(by_index[i].kind is None and by_index[i].group == 4 for i in range(8))
-    assert [len(b) for b in backend.batches] == [6, 6]  # C(4, 2) pairs, one call per cohort
+    assert [len(b) for b in backend.batches] == [12]  # C(4, 2) pairs each, in one shared call
     assert svc.stats["complete_cohorts"] == 2 and svc.stats["answered"] == 8
     assert svc.pending == 0 and len(svc.table) == 0
     logs = by_index[0].logs()
@@ -76,7 +78,7 @@ def test_a_group_of_one_is_judged_against_its_reference_at_once():
     assert (above.reward, below.reward) == (1.0, 0.0)  # vs "answer 2.5"
     assert above.kind is None and above.group == 1 and svc.stats["partial_cohorts"] == 0
     assert (above.logs()["rmr1_reference"], above.logs()["rmr1_split"]) == (1.0, 0.0)
-    assert [len(b) for b in backend.batches] == [1, 1]  # nobody waited for anybody
+    assert [len(b) for b in backend.batches] == [2]  # nobody waited for anybody
 
 
 def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
@@ -97,7 +99,7 @@ def test_one_member_alone_gets_its_reference_or_the_fallback():
     svc, backend = service(group_timeout=0.1, fallback=0.25)
     [lost] = run(ask(svc, [member("p", 9, reference=None)]))
     assert lost.reward == 0.25 and lost.kind == "no_reference" and lost.fallback
-    assert "got 1 of 4 members" in lost.error and backend.batches == []
+    assert "got 1 of 4" in lost.error and backend.batches == []
 
 
 def test_the_judge_deadline_answers_every_member_with_the_fallback():
@@ -183,10 +185,15 @@ def test_the_table_closes_cohorts_by_size_then_by_deadline():
     assert table.add(member("a", 1, size=2), "t1", now=0.0) is None
     assert table.add(member("b", 1, size=3), "t2", now=1.0) is None
     closed = table.add(member("a", 2, size=2), "t3", now=2.0)
-    assert closed is not None and closed.tickets == ["t1", "t3"] and table.held == 1
+    assert closed is not None and closed.tickets == ["t1", "t3"] and table.held == 3
+    table.finish(closed)  # answered: no longer held (once)
+    table.finish(closed)
+    assert table.held == 1 and table.held_bytes > 0
     assert table.next_deadline() == 11.0 and table.due(10.9) == []
-    [late] = table.due(11.0)
-    assert late.tickets == ["t2"] and table.held == 0 and len(table) == 0
+    [short] = table.due(11.0)
+    assert short.tickets == ["t2"] and table.held == 1 and len(table) == 0
+    table.finish(short)
+    assert table.held == table.held_bytes == 0
     # a long prompt is kept once, under a fixed-size key
     table.add(member("x" * 100_000, 1, size=2), "t", now=0.0)
     assert all(len(key) == 64 for key in table._open)
@@ -197,7 +204,10 @@ def test_many_cohorts_stay_linear():
     table = CohortTable(wait_s=1.0, max_pending=200_000)
     closed = 0
     for i in range(100_000):
-        closed += table.add(member(f"k{i % 25_000}", 1), i, now=i * 1e-6) is not None
+        cohort = table.add(member(f"k{i % 25_000}", 1), i, now=i * 1e-6)
+        if cohort is not None:
+            table.finish(cohort)
+            closed += 1
     assert closed == 25_000 and table.held == 0
 
 
@@ -243,3 +253,98 @@ def test_a_clipped_response_is_logged_in_cohort_mode():
     assert status == 200
     assert payload["extra_logs"]["rmr1_clipped"] == [1.0, 0.0]
     assert payload["extra_logs"]["rmr1_fallback"] == [0.0, 0.0]
+
+
+class GatedRanker(Backend):
+    """A judge that serializes its calls and counts them; the first waits for ``gate``, as
+    calls queue behind a busy engine (a per-call cost, without a clock)."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        super().__init__("gated")
+        self.gate = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.calls = 0
+
+    def generate(self, conversations, params):
+        raise AssertionError("only agenerate")
+
+    async def agenerate(self, conversations, params):
+        async with self.lock:
+            await self.gate.wait()
+            self.calls += 1
+            answers = [ranker(c[-1]["content"], 0) for c in conversations]
+            return [[Generation(a, "stop")] * params.num_samples for a in answers]
+
+
+async def until(done):
+    while not done():  # yields to the loop (and the prepare threads' callbacks); no clock
+        await asyncio.sleep(0)
+
+
+def reference_load(judge, config, prompts, size):
+    from rmr1_plugins.rewards.inputs import Sample
+
+    def turn(i):  # every prompt its own: the scorer's cache shares nothing between them
+        return f"<|im_start|>user\nPick a number, {i}.<|im_end|>\n<|im_start|>assistant\n"
+
+    service = RewardService(Scorer(judge), config)
+
+    async def go():
+        await service.start(warmup=False)
+        samples = [
+            Sample(f"{turn(i)}answer {j}<|im_end|>", turn(i), "answer 2.5")
+            for i in range(prompts)
+            for j in range(size)
+        ]
+        tasks = [asyncio.ensure_future(service.rewards([s])) for s in samples]
+        await until(lambda: service.stats["samples"] == len(samples))
+        judge.gate.set()
+        answers = [a for [a] in await asyncio.gather(*tasks)]
+        await service.aclose()
+        return answers
+
+    return run(go())
+
+
+def cohort_load(judge, config, prompts, size):
+    svc = CohortService(Scorer(judge), config)
+
+    async def go():
+        tasks = [
+            asyncio.ensure_future(
+                svc.reward(member(f"p{i}", j, size, None, f"Pick a number, {i}."))
+            )
+            for i in range(prompts)
+            for j in range(size)
+        ]
+        await until(lambda: svc.stats["members"] == len(tasks))
+        judge.gate.set()
+        answers = await asyncio.gather(*tasks)
+        await svc.aclose()
+        return answers
+
+    return run(go())
+
+
+@pytest.mark.parametrize(("strategy", "batch"), [("round-robin", 4096), ("circular", 64)])
+def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch):
+    """500 prompts x 4 single-sample requests against a judge that serializes its calls: cohort
+    mode makes at most 1.1x the engine calls of reference mode, and nothing times out. (Before
+    the cohorts went through the batching service: one call per cohort and round, 500+.)
+    Round-robin's 6 pairs a group take 1.5x the judgments: calls match where a batch holds
+    them (here 4096); circular's 4 match reference mode's 4 at the default 64."""
+    config = RewardConfig(strategy=strategy, max_batch_size=batch, group_timeout=50, timeout_s=300)
+    reference_judge, cohort_judge = GatedRanker(), GatedRanker()
+    plain = reference_load(
+        reference_judge, config.model_copy(update={"strategy": "reference"}), 500, 4
+    )
+    grouped = cohort_load(cohort_judge, config, 500, 4)
+    assert not any(a.error for a in plain) and not any(a.fallback for a in grouped)
+    assert all(a.kind is None and a.group == 4 for a in grouped)
+    assert [a.reward for a in grouped[:4]] == [a.reward for a in grouped[-4:]]
+    assert cohort_judge.calls <= 1.1 * reference_judge.calls, (
+        cohort_judge.calls,
+        reference_judge.calls,
+    )
