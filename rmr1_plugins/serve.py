@@ -260,7 +260,7 @@ def create_app(
                 "reward": dict(service.stats),
                 "scorer": dict(service.scorer.stats),
                 "health": service.health.rates(),
-                "cohorts": dict(cohorts.stats) if cohorts is not None else {},
+                "cohorts": _cohort_stats(cohorts),
             }
         )
 
@@ -272,6 +272,13 @@ def create_app(
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     return app
+
+
+def _cohort_stats(cohorts: CohortService | None) -> dict[str, int]:
+    """``/stats``' cohorts section: the service's counts, and what it holds now."""
+    if cohorts is None:
+        return {}
+    return {**cohorts.stats, "held": cohorts.pending, "held_bytes": cohorts.table.held_bytes}
 
 
 async def run_server(

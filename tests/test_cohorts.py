@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 
 import pytest
 from conftest import ScriptedBackend
@@ -348,3 +349,136 @@ def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch):
         cohort_judge.calls,
         reference_judge.calls,
     )
+
+
+def test_a_late_member_is_answered_at_once_never_held_for_a_second_wait():
+    svc, _ = service(group_timeout=0.05, timeout_s=300)
+
+    async def go():
+        [first] = await ask(svc, [member("p", 3, size=2)])  # its partner is late
+        late = svc.submit(member("p", 2, size=2))
+        held = len(svc.table)  # before: a new cohort, waiting group_timeout again
+        second = await late
+        after = svc.submit(member("p", 4, size=2))  # owed nothing more: a new cohort
+        return first, second, held, len(svc.table), await after
+
+    first, second, held, opened, third = run(go())
+    assert (first.kind, first.late, first.reward) == ("alone", False, 1.0)
+    assert (second.kind, second.late, second.reward) == ("alone", True, 0.0)  # vs "answer 2.5"
+    assert second.logs()["rmr1_split"] == second.logs()["rmr1_reference"] == 1.0
+    assert held == 0 and opened == 1 and not third.late and svc.stats["late"] == 1
+    svc, _ = service(group_timeout=0.05)
+
+    async def without_reference():
+        [alone] = await ask(svc, [member("q", 1, size=2, reference=None)])
+        return alone, await svc.reward(member("q", 5, size=2, reference=None))
+
+    alone, answer = run(without_reference())
+    assert alone.kind == "no_reference" and not alone.late
+    assert answer.late and answer.kind == "no_reference" and "late" in answer.error
+
+
+def test_the_table_counts_late_members_by_what_the_cohort_missed():
+    table = CohortTable(wait_s=1.0, late_s=10.0)
+    table.add(member("a", 1, size=3), "t1", now=0.0)
+    [short] = table.due(1.0)  # 2 of 3 missing
+    assert len(short.responses) == 1
+    assert [table.add(member("a", v, size=3), v, now=2.0).late for v in (2, 3)] == [True, True]
+    assert table.add(member("a", 4, size=3), "t4", now=2.0) is None  # a new cohort
+    table.add(member("b", 1, size=2), "t", now=20.0)
+    table.due(21.0)
+    assert table.add(member("b", 2, size=2), "t", now=32.0) is None  # past late_s: new
+
+
+def test_a_repeated_id_gets_its_answer_and_is_never_counted_twice():
+    svc, backend = service(group_timeout=100, timeout_s=300)
+
+    async def go():
+        first = svc.submit(replace(member("p", 1, size=2), id="p:0"))
+        retry = svc.submit(replace(member("p", 1, size=2), id="p:0"))  # a client retry
+        assert svc.pending == 1 and len(svc.table) == 1
+        other = svc.submit(replace(member("p", 2, size=2), id="p:1"))
+        answers = await asyncio.gather(first, retry, other)
+        again = await svc.submit(replace(member("p", 1, size=2), id="p:0"))  # answered
+        return answers, again
+
+    (first, retry, other), again = run(go())
+    assert first.reward == retry.reward == again.reward == 0.0 and other.reward == 1.0
+    assert first.group == other.group == 2 and first.kind is None
+    assert svc.stats["members"] == 2 and svc.stats["repeats"] == 2
+    assert sum(len(b) for b in backend.batches) == 1
+
+
+def test_held_text_is_bounded_by_bytes_before_anything_is_accepted():
+    svc, _ = service(group_timeout=100, timeout_s=300, max_pending_bytes=100_000)
+    big = "9" * 40_000
+
+    async def go():
+        held = [svc.submit(member(k, big)) for k in "ab"]
+        with pytest.raises(Overloaded, match="max_pending_bytes 100000"):
+            svc.submit(member("c", big))
+        assert svc.stats["members"] == 2 and 80_000 < svc.table.held_bytes < 100_000
+        svc.submit(member("d", 1))  # a small one still fits
+        await svc.aclose()
+        return await asyncio.gather(*held)
+
+    assert all(a.kind == "error" for a in run(go()))
+    assert svc.table.held == svc.table.held_bytes == 0
+
+
+def test_cohort_pairs_add_to_the_judge_health_and_the_hard_pairs(tmp_path):
+    from rmr1_plugins.rewards.hard_pairs import writer_for
+
+    path = tmp_path / "hard.jsonl"
+    svc, _ = service(lambda user, i: "<answer>[[A]]</answer>", hard_pairs_path=str(path))
+    svc.judge.scorer.order = "both"  # a judge that always says A flips with the order
+    answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))
+    assert all(a.kind is None for a in answers)
+    assert svc.judge.health.pairs == 6 and svc.judge.stats["pairs"] == 6
+    writer_for(svc.config).flush()
+    rows = path.read_text().splitlines()
+    assert len(rows) == 6 and all('"hard-order_flip-' in row for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected", "reference", "on_split", "plan"),
+    [
+        (4, 4, False, "partial", ("whole", "round-robin", False, None)),
+        (3, 4, False, "partial", ("partial", "round-robin", True, None)),
+        (1, 4, True, "partial", ("alone", "reference", True, None)),
+        (1, 4, False, "partial", ("fallback", None, True, "no_reference")),
+        (1, 1, True, "partial", ("alone", "reference", False, None)),
+        (3, 4, True, "reference", ("alone", "reference", True, None)),
+        (3, 4, True, "drop", ("fallback", None, True, "dropped")),
+    ],
+)
+def test_the_group_plan(size, expected, reference, on_split, plan):
+    from rmr1_plugins.rewards.groups import plan_group
+    from rmr1_plugins.rewards.strategies import resolve_strategy
+
+    got = plan_group(
+        size, expected, resolve_strategy("round-robin"), has_reference=reference, on_split=on_split
+    )
+    name = got.strategy.name if got.strategy is not None else None
+    assert (got.kind, name, got.split, got.fallback) == plan
+
+
+def test_the_group_plan_refuses_a_split_group_when_asked_and_ignores_it_for_reference():
+    from rmr1_plugins.rewards.groups import SplitGroup, plan_group
+    from rmr1_plugins.rewards.strategies import resolve_strategy
+
+    with pytest.raises(SplitGroup, match="got 3 of 4"):
+        plan_group(3, 4, resolve_strategy("pivot"), has_reference=True, on_split="error")
+    plan = plan_group(3, 4, resolve_strategy("reference"), has_reference=True, on_split="error")
+    assert (plan.kind, plan.split, plan.reference) == ("whole", False, True)
+
+
+def test_groups_are_scored_from_a_reward_config():
+    from rmr1_plugins.rewards.engine import Group
+    from rmr1_plugins.rewards.groups import ascore, score
+
+    config = RewardConfig(strategy="pivot", on_unparsed="exclude", seed=3)
+    groups = [Group("Pick a number.", ["answer 1", "answer 2?", "answer 3"])]
+    [plain] = score(Scorer(ScriptedBackend(ranker)), groups, config)
+    [awaited] = run(ascore(Scorer(ScriptedBackend(ranker)), groups, config))
+    assert plain.rewards == awaited.rewards and None in plain.rewards  # "?": excluded
