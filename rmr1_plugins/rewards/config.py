@@ -195,7 +195,14 @@ class RewardConfig(BaseModel):
 
 # The settings that decide a reward in a group: a cohort request carries them (rmr1 serve's
 # ``/cohort``, field ``settings``) so a client and a server cannot silently disagree.
-DECISIVE_REWARD_KEYS = ("strategy", "strategy_options", "win", "loss", "fallback", "outcome")
+DECISIVE_REWARD_KEYS: tuple[str, ...] = (
+    "strategy",
+    "strategy_options",
+    "win",
+    "loss",
+    "fallback",
+    "outcome",
+)
 DECISIVE_REWARD_KEYS += ("on_unparsed", "seed")
 
 
