@@ -8,10 +8,12 @@ once, within ``--timeout-s`` seconds (150 by default, under OpenRLHF's 180 s cli
 
 Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 or JSON, a missing
 or mistyped field, named), 401 (missing or wrong token), 408 (body not received within
-``--read-timeout``), 413 (body over ``--max-body-bytes``, or more samples than ``--max-pending``),
-415 (an unsupported ``Content-Encoding``), 503 (more than ``--max-pending`` samples waiting, or
-shutting down). ``GET /health`` and ``GET /stats`` report state; the HTTP edge (body limits,
-deadlines, token, logging) is :mod:`rmr1_plugins.serve_http`.
+``--read-timeout``), 413 (body over ``--max-body-bytes``, or more samples, or cohort text, than
+the server ever holds), 415 (an unsupported ``Content-Encoding``), 503 with ``Retry-After``
+(more than ``--max-pending`` samples, or ``reward.max_pending_bytes`` of cohort text, waiting,
+decided before anything of the request is held; or shutting down). ``GET /health`` and
+``GET /stats`` report state; the HTTP edge (body limits, deadlines, token, logging) is
+:mod:`rmr1_plugins.serve_http`.
 
 With an in-group ``reward.strategy`` and ``reward.group_size`` over 1, ``/get_reward`` holds each
 sample until its prompt's group is whole and answers whole-group rewards; ``POST /cohort`` does

@@ -60,7 +60,8 @@ def member_of(sample: Sample, config: RewardConfig) -> Member:
 async def openrlhf_rewards(
     cohorts: CohortService, samples: list[Sample]
 ) -> tuple[dict[str, Any], int]:
-    """The ``/get_reward`` answer for ``samples`` and its HTTP status (200, or 503 if full)."""
+    """The ``/get_reward`` answer for ``samples`` and its HTTP status (200; 503 if full now,
+    413 if the request could never fit)."""
     config = cohorts.config
     members: list[Member | Exception] = []
     for sample in samples:
@@ -75,6 +76,8 @@ async def openrlhf_rewards(
         waiting = [m if isinstance(m, Exception) else cohorts.submit(m) for m in members]
     except Overloaded as full:
         return {"error": f"overloaded: {full}; retry later"}, 503
+    except ValueError as never:  # more text in one request than the server ever holds
+        return {"error": f"{never}; send fewer or shorter samples per request"}, 413
     answers = await asyncio.gather(*(_one(cohorts, m) for m in waiting))
     payload: dict[str, Any] = {
         "rewards": [a.reward for a in answers],

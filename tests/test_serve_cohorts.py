@@ -4,6 +4,7 @@ late rollouts, overload and memory bounds, and what ``/stats`` and the summary c
 from __future__ import annotations
 
 import json
+import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -135,6 +136,39 @@ def test_a_flood_of_large_rollouts_is_refused_by_bytes(server):
     assert len(refused) >= 5 and all("max_pending_bytes" in a["error"] for a in refused)
     assert all(status in (200, 503) for status, _, _ in answers)
     assert server.get("/stats")["cohorts"]["held_bytes"] == 0  # all answered by now
+
+
+def rss(server: Server) -> int:
+    with open(f"/proc/{server.process.pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_memory_stays_flat_under_a_flood_of_large_rollouts():
+    """160 rollouts of 0.45 MB, 8 at a time, to a server that holds 1 MB of text and up to
+    4,096 rollouts: all but a few are refused before they are held (held by count alone: 72 MB
+    of text and more)."""
+    running = Server(
+        "--no-warmup", "--group-size", "4", "--group-timeout", GROUP_TIMEOUT,
+        env={"RMR1_REWARD__MAX_PENDING_BYTES": str(MAX_BYTES)},
+        backend="ranker", num_samples=None,
+    )  # fmt: skip
+    try:
+        big = "9" * 450_000
+        before = rss(running)
+        bodies = [rollout(f"flood{i}", 1, size=4, reference=big[:-i]) for i in range(1, 161)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda body: post(running, "/cohort", body), bodies))
+        grown = rss(running) - before
+        huge = post(running, "/cohort", rollout("huge", 1, reference="9" * MAX_BYTES))
+    finally:
+        assert running.stop() == 0
+    statuses = [status for status, _, _ in answers]
+    assert statuses.count(503) >= 140 and set(statuses) <= {200, 503}
+    assert grown < 48 * 1024 * 1024, grown
+    status, answer, _ = huge
+    assert status == 413 and "can never be accepted" in answer["error"]  # not 503: never fits
 
 
 def test_stats_and_the_summary_count_cohort_samples_and_their_judge_health():

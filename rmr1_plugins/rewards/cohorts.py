@@ -204,7 +204,13 @@ class CohortTable:
             raise ValueError(f"group size {size} is over max_group_size {self.max_group_size}")
 
     def room(self, count: int, nbytes: int) -> None:
-        """Raise :class:`Overloaded` unless ``count`` more members of ``nbytes`` fit."""
+        """Raise :class:`Overloaded` unless ``count`` more members of ``nbytes`` fit now, and
+        ValueError when they never could."""
+        if nbytes > self.max_bytes:
+            raise ValueError(
+                f"{nbytes} bytes of text, more than reward.max_pending_bytes {self.max_bytes}: "
+                "it can never be accepted"
+            )
         if self.held + count > self.max_pending:
             raise Overloaded(f"{self.held} members waiting (limit {self.max_pending})")
         if self.held_bytes + nbytes > self.max_bytes:
