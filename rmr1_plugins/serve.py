@@ -8,10 +8,12 @@ once, within ``--timeout-s`` seconds (150 by default, under OpenRLHF's 180 s cli
 
 Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 or JSON, a missing
 or mistyped field, named), 401 (missing or wrong token), 408 (body not received within
-``--read-timeout``), 413 (body over ``--max-body-bytes``, or more samples than ``--max-pending``),
-415 (an unsupported ``Content-Encoding``), 503 (more than ``--max-pending`` samples waiting, or
-shutting down). ``GET /health`` and ``GET /stats`` report state; the HTTP edge (body limits,
-deadlines, token, logging) is :mod:`rmr1_plugins.serve_http`.
+``--read-timeout``), 413 (body over ``--max-body-bytes``, or more samples, or cohort text, than
+the server ever holds), 415 (an unsupported ``Content-Encoding``), 503 with ``Retry-After``
+(more than ``--max-pending`` samples, or ``reward.max_pending_bytes`` of cohort text, waiting,
+decided before anything of the request is held; or shutting down). ``GET /health`` and
+``GET /stats`` report state; the HTTP edge (body limits, deadlines, token, logging) is
+:mod:`rmr1_plugins.serve_http`.
 
 With an in-group ``reward.strategy`` and ``reward.group_size`` over 1, ``/get_reward`` holds each
 sample until its prompt's group is whole and answers whole-group rewards; ``POST /cohort`` does
@@ -42,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rmr1_plugins._imports import require
 from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.rewards.cohorts import CohortService, groups_samples
+from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.health import format_rates
 from rmr1_plugins.rewards.inputs import Sample
@@ -151,6 +153,7 @@ def create_app(
     options = options or ServeOptions()
     counts = Counter() if counts is None else counts
     started = time.monotonic()
+    settings = serve_cohort.own_settings(cohorts) if cohorts is not None else {}
 
     def error(status: int, message: str, **headers: str) -> Any:
         return web.json_response({"error": message}, status=status, headers=headers or None)
@@ -195,7 +198,8 @@ def create_app(
         if cohorts is not None and groups_samples(cohorts.config):
             payload, status = await serve_cohort.openrlhf_rewards(cohorts, samples)
             counts["overloaded"] += status == 503
-            return web.json_response(payload, status=status)
+            retry = {"Retry-After": "1"} if status == 503 else None
+            return web.json_response(payload, status=status, headers=retry)
         if len(samples) > options.max_pending:
             raise edge.ProtocolError(
                 413,
@@ -224,17 +228,18 @@ def create_app(
     async def cohort(request: Any) -> Any:
         assert cohorts is not None
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
+        body = edge.decode_json(raw)  # a ProtocolError (400) like /get_reward's
         try:
-            member = serve_cohort.parse_member(edge.decode_json(raw))
-            cohorts.check(member.size)
+            member = serve_cohort.parse_member(body, settings)
+            waiting = cohorts.submit(member)  # accepted now, or refused holding nothing
         except serve_cohort.CohortBodyError as bad:
             return error(400, str(bad))
-        except ValueError as bad:  # a size over max_group_size
-            return error(413, str(bad))
-        except RuntimeError as full:  # Overloaded
+        except Overloaded as full:
             counts["overloaded"] += 1
             return error(503, f"overloaded: {full}; retry later", **{"Retry-After": "1"})
-        return web.json_response(serve_cohort.cohort_answer(await cohorts.reward(member)))
+        except ValueError as bad:  # a size over max_group_size
+            return error(413, str(bad))
+        return web.json_response(serve_cohort.cohort_answer(await waiting))
 
     async def health(request: Any) -> Any:
         # Open to all for liveness; the configuration only with the token, when one is set.
@@ -257,7 +262,7 @@ def create_app(
                 "reward": dict(service.stats),
                 "scorer": dict(service.scorer.stats),
                 "health": service.health.rates(),
-                "cohorts": dict(cohorts.stats) if cohorts is not None else {},
+                "cohorts": _cohort_stats(cohorts),
             }
         )
 
@@ -269,6 +274,13 @@ def create_app(
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     return app
+
+
+def _cohort_stats(cohorts: CohortService | None) -> dict[str, int]:
+    """``/stats``' cohorts section: the service's counts, and what it holds now."""
+    if cohorts is None:
+        return {}
+    return {**cohorts.stats, "held": cohorts.pending, "held_bytes": cohorts.table.held_bytes}
 
 
 async def run_server(
@@ -286,7 +298,7 @@ async def run_server(
 
     sockets = bind(options.host, options.port) if sockets is None else sockets
     service = RewardService(scorer, reward_config)
-    cohorts = CohortService(scorer, reward_config, max_pending=options.max_pending)
+    cohorts = CohortService(scorer, reward_config, service=service, max_pending=options.max_pending)
     counts: Counter[str] = Counter()
     stop = asyncio.Event()
     runner = None
@@ -316,7 +328,7 @@ async def run_server(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        reporter = asyncio.create_task(_report(service, counts, options.log_every))
+        reporter = asyncio.create_task(_report(service, counts, options.log_every, cohorts))
         await stop.wait()
         reporter.cancel()
         print("rmr1 serve: stopping", file=sys.stderr, flush=True)
@@ -333,26 +345,44 @@ async def run_server(
         for sock in sockets:
             sock.close()
         scorer.close()
-    print(f"rmr1 serve: stopped; {_summary(service, counts)}", file=sys.stderr)
+    print(f"rmr1 serve: stopped; {_summary(service, counts, cohorts)}", file=sys.stderr)
 
 
-def _summary(service: RewardService, counts: Counter[str]) -> str:
+def _summary(
+    service: RewardService, counts: Counter[str], cohorts: CohortService | None = None
+) -> str:
+    """One line: requests, samples (cohort members included), judge calls, fallbacks by kind
+    (reference samples and cohort members pooled), judge health (every judged pair)."""
     stats = service.stats
+    held = cohorts.stats if cohorts is not None else Counter()
+    members = held["members"] + held["unread"]  # unreadable samples: answered, never held
+    fallbacks = {kind: stats[f"fallback_{kind}"] + held[kind] for kind in FALLBACKS}
+    grouped = ""
+    if members:
+        grouped = (
+            f" ({members} in cohorts: {held['complete_cohorts']} whole, "
+            f"{held['partial_cohorts']} partial, {held['late']} late, "
+            f"{held['repeats']} repeats)"
+        )
     return (
-        f"{counts['requests']} requests, {stats['samples']} samples, {stats['batches']} judge "
-        f"batches (largest {stats['largest_batch']}), {stats['fallback']} fallbacks "
-        f"({stats['fallback_unparsed']} unparsed, {stats['fallback_error']} errors, "
-        f"{stats['fallback_timeout']} timeouts, {stats['fallback_bad_input']} bad inputs); "
+        f"{counts['requests']} requests, {stats['samples'] + members} samples{grouped}, "
+        f"{stats['calls']} judge calls in {stats['batches']} batches "
+        f"(largest {stats['largest_batch']}), {sum(fallbacks.values())} fallbacks "
+        f"({fallbacks['unparsed']} unparsed, {fallbacks['error']} errors, "
+        f"{fallbacks['timeout']} timeouts, {fallbacks['bad_input']} bad inputs, "
+        f"{fallbacks['no_reference']} without a reference); "
         f"judge health: {format_rates(service.health.rates())}"
     )
 
 
-async def _report(service: RewardService, counts: Counter[str], every: float) -> None:
+async def _report(
+    service: RewardService, counts: Counter[str], every: float, cohorts: CohortService
+) -> None:
     if every <= 0:
         return
     while True:
         await asyncio.sleep(every)
-        logger.info("rmr1 serve: %s", _summary(service, counts))
+        logger.info("rmr1 serve: %s", _summary(service, counts, cohorts))
 
 
 def add_subcommand(subparsers: Any) -> None:

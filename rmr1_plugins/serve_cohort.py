@@ -10,18 +10,23 @@ Two ways in, one :class:`~rmr1_plugins.rewards.cohorts.CohortService` behind the
   the cohort logs (:meth:`~rmr1_plugins.rewards.cohorts.CohortReward.logs`) as ``extra_logs``.
 - ``POST /cohort`` (the veRL manager, any client): one rollout as JSON, ``{"key": str,
   "size": int, "prompt": str | [{"role", "content"}...], "response": str, "reference":
-  str | null}``; the answer is ``{"reward", "win", "kind", "group", "expected", "fallback",
-  "error", "logs"}``.
+  str | null, "id": str, "settings": {...}}`` (``id`` and ``settings`` optional); the answer is
+  ``{"reward", "win", "kind", "group", "expected", "fallback", "late", "error", "logs"}``.
+  ``settings`` must equal the server's :func:`~rmr1_plugins.rewards.config.decisive_settings`.
+
+Members are accepted or refused (503) before anything is held: a request never gets a 200 with
+a fallback reward because the server was full.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
-from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.config import RewardConfig, decisive_values, settings_difference
 from rmr1_plugins.rewards.inputs import (
     Sample,
     clean_text,
@@ -34,6 +39,7 @@ from rmr1_plugins.rewards.inputs import (
 from rmr1_plugins.rewards.metrics import columns
 
 MAX_KEY_CHARS = 1 << 20
+MAX_ID_CHARS = 256
 
 
 class CohortBodyError(RMR1Error, ValueError):
@@ -54,7 +60,8 @@ def member_of(sample: Sample, config: RewardConfig) -> Member:
 async def openrlhf_rewards(
     cohorts: CohortService, samples: list[Sample]
 ) -> tuple[dict[str, Any], int]:
-    """The ``/get_reward`` answer for ``samples`` and its HTTP status (200, or 503 if full)."""
+    """The ``/get_reward`` answer for ``samples`` and its HTTP status (200; 503 if full now,
+    413 if the request could never fit)."""
     config = cohorts.config
     members: list[Member | Exception] = []
     for sample in samples:
@@ -62,11 +69,16 @@ async def openrlhf_rewards(
             members.append(member_of(sample, config))
         except Exception as error:  # SampleError, or an unforeseen input shape
             members.append(error)
-    try:
-        cohorts.check(int(config.group_size or 1), sum(isinstance(m, Member) for m in members))
-    except Exception as full:
+    accepted = [m for m in members if isinstance(m, Member)]
+    try:  # all or nothing, with no await until every member is held
+        nbytes = sum(cohorts.table.cost(m) for m in accepted)
+        cohorts.check(int(config.group_size or 1), len(accepted), nbytes)
+        waiting = [m if isinstance(m, Exception) else cohorts.submit(m) for m in members]
+    except Overloaded as full:
         return {"error": f"overloaded: {full}; retry later"}, 503
-    answers = await asyncio.gather(*(_one(cohorts, m) for m in members))
+    except ValueError as never:  # more text in one request than the server ever holds
+        return {"error": f"{never}; send fewer or shorter samples per request"}, 413
+    answers = await asyncio.gather(*(_one(cohorts, m) for m in waiting))
     payload: dict[str, Any] = {
         "rewards": [a.reward for a in answers],
         "scores": [config.to_score(a.reward) for a in answers],
@@ -78,21 +90,26 @@ async def openrlhf_rewards(
     return payload, 200
 
 
-async def _one(cohorts: CohortService, member: Member | Exception) -> CohortReward:
-    if not isinstance(member, Exception):
-        try:
-            return await cohorts.reward(member)
-        except Overloaded as full:  # filled up by other requests since the check: counted
-            member = full
+async def _one(
+    cohorts: CohortService, waiting: Awaitable[CohortReward] | Exception
+) -> CohortReward:
+    if not isinstance(waiting, Exception):
+        return await waiting
     reward = cohorts.config.fallback_reward
-    overloaded = isinstance(member, Overloaded)
-    cohorts.stats["overloaded" if overloaded else "bad_input"] += 1
-    kind = "error" if overloaded else "bad_input"
-    return CohortReward(reward, kind=kind, error=f"fallback reward {reward:g} ({kind}): {member}")
+    cohorts.stats["bad_input"] += 1
+    cohorts.stats["unread"] += 1  # answered without being held
+    message = f"fallback reward {reward:g} (bad_input): {waiting}"
+    return CohortReward(reward, kind="bad_input", error=message)
 
 
-def parse_member(body: Any) -> Member:
-    """The member in a ``/cohort`` body; raises :class:`CohortBodyError` naming the field."""
+def own_settings(cohorts: CohortService) -> dict[str, Any]:
+    """The server's :func:`~rmr1_plugins.rewards.config.decisive_settings`."""
+    return decisive_values(cohorts.config, cohorts.judge.order)
+
+
+def parse_member(body: Any, settings: dict[str, Any] | None = None) -> Member:
+    """The member in a ``/cohort`` body; raises :class:`CohortBodyError` naming the field, or
+    the first key where the body's ``settings`` differ from ``settings`` (the server's)."""
     if not isinstance(body, dict):
         raise CohortBodyError(f"the body must be a JSON object, got {type(body).__name__}")
     for name in ("key", "size", "prompt", "response"):
@@ -109,6 +126,13 @@ def parse_member(body: Any) -> Member:
     if reference is not None and not isinstance(reference, str):
         kind = type(reference).__name__
         raise CohortBodyError(f"field 'reference': a string or null, got {kind}")
+    rollout = body.get("id")
+    if rollout is not None and (not isinstance(rollout, str) or len(rollout) > MAX_ID_CHARS):
+        raise CohortBodyError(f"field 'id': a string of at most {MAX_ID_CHARS} chars or null")
+    if settings is not None and body.get("settings") is not None:
+        different = settings_difference(body["settings"], settings)
+        if different is not None:
+            raise CohortBodyError(different)
     if isinstance(prompt, str):
         if not prompt.strip():
             raise CohortBodyError("field 'prompt': empty")
@@ -121,7 +145,7 @@ def parse_member(body: Any) -> Member:
     else:
         raise CohortBodyError("field 'prompt': a string or a non-empty list of messages")
     reference = clean_text(reference) if reference is not None and reference.strip() else None
-    return Member(key, size, context, clean_text(response), reference)
+    return Member(key, size, context, clean_text(response), reference, id=rollout)
 
 
 def cohort_answer(reward: CohortReward) -> dict[str, Any]:
@@ -133,6 +157,7 @@ def cohort_answer(reward: CohortReward) -> dict[str, Any]:
         "group": reward.group,
         "expected": reward.expected,
         "fallback": reward.fallback,
+        "late": reward.late,
         "error": reward.error,
         "logs": reward.logs(),
     }

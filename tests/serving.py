@@ -200,6 +200,7 @@ def register() -> None:
     get_plugins().registries["backends"].add("votes", VotesJudge, "tests/serving.py")
     get_plugins().registries["backends"].add("votes-requests", RequestsJudge, "tests/serving.py")
     get_plugins().registries["backends"].add("ranker", RankerJudge, "tests/serving.py")
+    get_plugins().registries["backends"].add("ranker-requests", RankerRequests, "tests/serving.py")
 
 
 class RequestsJudge(VotesJudge):
@@ -236,6 +237,14 @@ class RankerJudge(Backend):
         if "boom" in texts:
             raise BackendError("injected failure")
         return [[_ranked(a, b)] * params.num_samples for a, b in pairs]
+
+
+class RankerRequests(RankerJudge):
+    """``ranker`` as a server API: each conversation is its own request, so a slow one holds up
+    no other (a batched engine call holds up its whole batch)."""
+
+    name = "ranker-requests"
+    independent_requests = True
 
 
 def _ranked(a: str, b: str) -> Generation:

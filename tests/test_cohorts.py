@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 
 import pytest
 from conftest import ScriptedBackend
 from test_engine import NAMES, ranker
 
 from rmr1_plugins import Scorer
+from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Overloaded
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.metrics import KEYS
+from rmr1_plugins.rewards.service import RewardService
 
 
 def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
@@ -52,7 +55,7 @@ def test_a_group_is_judged_together_whatever_the_arrival_order():
     rewards = [by_index[i].reward for i in range(8)]
     assert rewards == pytest.approx([0, 1 / 3, 2 / 3, 1] * 2)  # round-robin win rates
     assert all(by_index[i].kind is None and by_index[i].group == 4 for i in range(8))
-    assert [len(b) for b in backend.batches] == [6, 6]  # C(4, 2) pairs, one call per cohort
+    assert [len(b) for b in backend.batches] == [12]  # C(4, 2) pairs each, in one shared call
     assert svc.stats["complete_cohorts"] == 2 and svc.stats["answered"] == 8
     assert svc.pending == 0 and len(svc.table) == 0
     logs = by_index[0].logs()
@@ -76,7 +79,7 @@ def test_a_group_of_one_is_judged_against_its_reference_at_once():
     assert (above.reward, below.reward) == (1.0, 0.0)  # vs "answer 2.5"
     assert above.kind is None and above.group == 1 and svc.stats["partial_cohorts"] == 0
     assert (above.logs()["rmr1_reference"], above.logs()["rmr1_split"]) == (1.0, 0.0)
-    assert [len(b) for b in backend.batches] == [1, 1]  # nobody waited for anybody
+    assert [len(b) for b in backend.batches] == [2]  # nobody waited for anybody
 
 
 def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
@@ -97,7 +100,7 @@ def test_one_member_alone_gets_its_reference_or_the_fallback():
     svc, backend = service(group_timeout=0.1, fallback=0.25)
     [lost] = run(ask(svc, [member("p", 9, reference=None)]))
     assert lost.reward == 0.25 and lost.kind == "no_reference" and lost.fallback
-    assert "got 1 of 4 members" in lost.error and backend.batches == []
+    assert "got 1 of 4" in lost.error and backend.batches == []
 
 
 def test_the_judge_deadline_answers_every_member_with_the_fallback():
@@ -183,10 +186,15 @@ def test_the_table_closes_cohorts_by_size_then_by_deadline():
     assert table.add(member("a", 1, size=2), "t1", now=0.0) is None
     assert table.add(member("b", 1, size=3), "t2", now=1.0) is None
     closed = table.add(member("a", 2, size=2), "t3", now=2.0)
-    assert closed is not None and closed.tickets == ["t1", "t3"] and table.held == 1
+    assert closed is not None and closed.tickets == ["t1", "t3"] and table.held == 3
+    table.finish(closed)  # answered: no longer held (once)
+    table.finish(closed)
+    assert table.held == 1 and table.held_bytes > 0
     assert table.next_deadline() == 11.0 and table.due(10.9) == []
-    [late] = table.due(11.0)
-    assert late.tickets == ["t2"] and table.held == 0 and len(table) == 0
+    [short] = table.due(11.0)
+    assert short.tickets == ["t2"] and table.held == 1 and len(table) == 0
+    table.finish(short)
+    assert table.held == table.held_bytes == 0
     # a long prompt is kept once, under a fixed-size key
     table.add(member("x" * 100_000, 1, size=2), "t", now=0.0)
     assert all(len(key) == 64 for key in table._open)
@@ -197,7 +205,10 @@ def test_many_cohorts_stay_linear():
     table = CohortTable(wait_s=1.0, max_pending=200_000)
     closed = 0
     for i in range(100_000):
-        closed += table.add(member(f"k{i % 25_000}", 1), i, now=i * 1e-6) is not None
+        cohort = table.add(member(f"k{i % 25_000}", 1), i, now=i * 1e-6)
+        if cohort is not None:
+            table.finish(cohort)
+            closed += 1
     assert closed == 25_000 and table.held == 0
 
 
@@ -243,3 +254,231 @@ def test_a_clipped_response_is_logged_in_cohort_mode():
     assert status == 200
     assert payload["extra_logs"]["rmr1_clipped"] == [1.0, 0.0]
     assert payload["extra_logs"]["rmr1_fallback"] == [0.0, 0.0]
+
+
+class GatedRanker(Backend):
+    """A judge that serializes its calls and counts them; the first waits for ``gate``, as
+    calls queue behind a busy engine (a per-call cost, without a clock)."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        super().__init__("gated")
+        self.gate = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.calls = 0
+
+    def generate(self, conversations, params):
+        raise AssertionError("only agenerate")
+
+    async def agenerate(self, conversations, params):
+        async with self.lock:
+            await self.gate.wait()
+            self.calls += 1
+            answers = [ranker(c[-1]["content"], 0) for c in conversations]
+            return [[Generation(a, "stop")] * params.num_samples for a in answers]
+
+
+async def until(done):
+    while not done():  # yields to the loop (and the prepare threads' callbacks); no clock
+        await asyncio.sleep(0)
+
+
+def reference_load(judge, config, prompts, size):
+    from rmr1_plugins.rewards.inputs import Sample
+
+    def turn(i):  # every prompt its own: the scorer's cache shares nothing between them
+        return f"<|im_start|>user\nPick a number, {i}.<|im_end|>\n<|im_start|>assistant\n"
+
+    service = RewardService(Scorer(judge), config)
+
+    async def go():
+        await service.start(warmup=False)
+        samples = [
+            Sample(f"{turn(i)}answer {j}<|im_end|>", turn(i), "answer 2.5")
+            for i in range(prompts)
+            for j in range(size)
+        ]
+        tasks = [asyncio.ensure_future(service.rewards([s])) for s in samples]
+        await until(lambda: service.stats["samples"] == len(samples))
+        judge.gate.set()
+        answers = [a for [a] in await asyncio.gather(*tasks)]
+        await service.aclose()
+        return answers
+
+    return run(go())
+
+
+def cohort_load(judge, config, prompts, size):
+    svc = CohortService(Scorer(judge), config)
+
+    async def go():
+        tasks = [
+            asyncio.ensure_future(
+                svc.reward(member(f"p{i}", j, size, None, f"Pick a number, {i}."))
+            )
+            for i in range(prompts)
+            for j in range(size)
+        ]
+        await until(lambda: svc.stats["members"] == len(tasks))
+        judge.gate.set()
+        answers = await asyncio.gather(*tasks)
+        await svc.aclose()
+        return answers
+
+    return run(go())
+
+
+@pytest.mark.parametrize(("strategy", "batch"), [("round-robin", 4096), ("circular", 64)])
+def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch):
+    """500 prompts x 4 single-sample requests against a judge that serializes its calls: cohort
+    mode makes at most 1.1x the engine calls of reference mode, and nothing times out. (Before
+    the cohorts went through the batching service: one call per cohort and round, 500+.)
+    Round-robin's 6 pairs a group take 1.5x the judgments: calls match where a batch holds
+    them (here 4096); circular's 4 match reference mode's 4 at the default 64."""
+    config = RewardConfig(strategy=strategy, max_batch_size=batch, group_timeout=50, timeout_s=300)
+    reference_judge, cohort_judge = GatedRanker(), GatedRanker()
+    plain = reference_load(
+        reference_judge, config.model_copy(update={"strategy": "reference"}), 500, 4
+    )
+    grouped = cohort_load(cohort_judge, config, 500, 4)
+    assert not any(a.error for a in plain) and not any(a.fallback for a in grouped)
+    assert all(a.kind is None and a.group == 4 for a in grouped)
+    assert [a.reward for a in grouped[:4]] == [a.reward for a in grouped[-4:]]
+    assert cohort_judge.calls <= 1.1 * reference_judge.calls, (
+        cohort_judge.calls,
+        reference_judge.calls,
+    )
+
+
+def test_a_late_member_is_answered_at_once_never_held_for_a_second_wait():
+    svc, _ = service(group_timeout=0.05, timeout_s=300)
+
+    async def go():
+        [first] = await ask(svc, [member("p", 3, size=2)])  # its partner is late
+        late = svc.submit(member("p", 2, size=2))
+        held = len(svc.table)  # before: a new cohort, waiting group_timeout again
+        second = await late
+        after = svc.submit(member("p", 4, size=2))  # owed nothing more: a new cohort
+        return first, second, held, len(svc.table), await after
+
+    first, second, held, opened, third = run(go())
+    assert (first.kind, first.late, first.reward) == ("alone", False, 1.0)
+    assert (second.kind, second.late, second.reward) == ("alone", True, 0.0)  # vs "answer 2.5"
+    assert second.logs()["rmr1_split"] == second.logs()["rmr1_reference"] == 1.0
+    assert held == 0 and opened == 1 and not third.late and svc.stats["late"] == 1
+    svc, _ = service(group_timeout=0.05)
+
+    async def without_reference():
+        [alone] = await ask(svc, [member("q", 1, size=2, reference=None)])
+        return alone, await svc.reward(member("q", 5, size=2, reference=None))
+
+    alone, answer = run(without_reference())
+    assert alone.kind == "no_reference" and not alone.late
+    assert answer.late and answer.kind == "no_reference" and "late" in answer.error
+
+
+def test_the_table_counts_late_members_by_what_the_cohort_missed():
+    table = CohortTable(wait_s=1.0, late_s=10.0)
+    table.add(member("a", 1, size=3), "t1", now=0.0)
+    [short] = table.due(1.0)  # 2 of 3 missing
+    assert len(short.responses) == 1
+    assert [table.add(member("a", v, size=3), v, now=2.0).late for v in (2, 3)] == [True, True]
+    assert table.add(member("a", 4, size=3), "t4", now=2.0) is None  # a new cohort
+    table.add(member("b", 1, size=2), "t", now=20.0)
+    table.due(21.0)
+    assert table.add(member("b", 2, size=2), "t", now=32.0) is None  # past late_s: new
+
+
+def test_a_repeated_id_gets_its_answer_and_is_never_counted_twice():
+    svc, backend = service(group_timeout=100, timeout_s=300)
+
+    async def go():
+        first = svc.submit(replace(member("p", 1, size=2), id="p:0"))
+        retry = svc.submit(replace(member("p", 1, size=2), id="p:0"))  # a client retry
+        assert svc.pending == 1 and len(svc.table) == 1
+        other = svc.submit(replace(member("p", 2, size=2), id="p:1"))
+        answers = await asyncio.gather(first, retry, other)
+        again = await svc.submit(replace(member("p", 1, size=2), id="p:0"))  # answered
+        return answers, again
+
+    (first, retry, other), again = run(go())
+    assert first.reward == retry.reward == again.reward == 0.0 and other.reward == 1.0
+    assert first.group == other.group == 2 and first.kind is None
+    assert svc.stats["members"] == 2 and svc.stats["repeats"] == 2
+    assert sum(len(b) for b in backend.batches) == 1
+
+
+def test_held_text_is_bounded_by_bytes_before_anything_is_accepted():
+    svc, _ = service(group_timeout=100, timeout_s=300, max_pending_bytes=100_000)
+    big = "9" * 40_000
+
+    async def go():
+        held = [svc.submit(member(k, big)) for k in "ab"]
+        with pytest.raises(Overloaded, match="max_pending_bytes 100000"):
+            svc.submit(member("c", big))
+        assert svc.stats["members"] == 2 and 80_000 < svc.table.held_bytes < 100_000
+        svc.submit(member("d", 1))  # a small one still fits
+        await svc.aclose()
+        return await asyncio.gather(*held)
+
+    assert all(a.kind == "error" for a in run(go()))
+    assert svc.table.held == svc.table.held_bytes == 0
+
+
+def test_cohort_pairs_add_to_the_judge_health_and_the_hard_pairs(tmp_path):
+    from rmr1_plugins.rewards.hard_pairs import writer_for
+
+    path = tmp_path / "hard.jsonl"
+    svc, _ = service(lambda user, i: "<answer>[[A]]</answer>", hard_pairs_path=str(path))
+    svc.judge.scorer.order = "both"  # a judge that always says A flips with the order
+    answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))
+    assert all(a.kind is None for a in answers)
+    assert svc.judge.health.pairs == 6 and svc.judge.stats["pairs"] == 6
+    writer_for(svc.config).flush()
+    rows = path.read_text().splitlines()
+    assert len(rows) == 6 and all('"hard-order_flip-' in row for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected", "reference", "on_split", "plan"),
+    [
+        (4, 4, False, "partial", ("whole", "round-robin", False, None)),
+        (3, 4, False, "partial", ("partial", "round-robin", True, None)),
+        (1, 4, True, "partial", ("alone", "reference", True, None)),
+        (1, 4, False, "partial", ("fallback", None, True, "no_reference")),
+        (1, 1, True, "partial", ("alone", "reference", False, None)),
+        (3, 4, True, "reference", ("alone", "reference", True, None)),
+        (3, 4, True, "drop", ("fallback", None, True, "dropped")),
+    ],
+)
+def test_the_group_plan(size, expected, reference, on_split, plan):
+    from rmr1_plugins.rewards.groups import plan_group
+    from rmr1_plugins.rewards.strategies import resolve_strategy
+
+    got = plan_group(
+        size, expected, resolve_strategy("round-robin"), has_reference=reference, on_split=on_split
+    )
+    name = got.strategy.name if got.strategy is not None else None
+    assert (got.kind, name, got.split, got.fallback) == plan
+
+
+def test_the_group_plan_refuses_a_split_group_when_asked_and_ignores_it_for_reference():
+    from rmr1_plugins.rewards.groups import SplitGroup, plan_group
+    from rmr1_plugins.rewards.strategies import resolve_strategy
+
+    with pytest.raises(SplitGroup, match="got 3 of 4"):
+        plan_group(3, 4, resolve_strategy("pivot"), has_reference=True, on_split="error")
+    plan = plan_group(3, 4, resolve_strategy("reference"), has_reference=True, on_split="error")
+    assert (plan.kind, plan.split, plan.reference) == ("whole", False, True)
+
+
+def test_groups_are_scored_from_a_reward_config():
+    from rmr1_plugins.rewards.engine import Group
+    from rmr1_plugins.rewards.groups import ascore, score
+
+    config = RewardConfig(strategy="pivot", on_unparsed="exclude", seed=3)
+    groups = [Group("Pick a number.", ["answer 1", "answer 2?", "answer 3"])]
+    [plain] = score(Scorer(ScriptedBackend(ranker)), groups, config)
+    [awaited] = run(ascore(Scorer(ScriptedBackend(ranker)), groups, config))
+    assert plain.rewards == awaited.rewards and None in plain.rewards  # "?": excluded

@@ -8,14 +8,26 @@ complete, judges the cohort with the configured strategy and answers every membe
   expected ``size`` (the rollout n); the first member's size and prompt count for the cohort;
 - members with the same key fill a cohort of ``size`` in arrival order, then the next one opens:
   a prompt repeated in one step gives several cohorts;
-- a cohort not complete ``group_timeout`` seconds after its first member arrived is judged with
+- what a cohort's members get is :func:`~rmr1_plugins.rewards.groups.plan_group`'s rule: a
+  cohort not complete ``group_timeout`` seconds after its first member arrived is judged with
   the members it has (``partial``); below two members, the member is judged against its
   reference (``alone``; no reference: the fallback reward); a group of one (validation, n = 1)
   is judged against its reference at once;
-- every member is answered exactly once, within ``timeout_s`` of its cohort's first member: the
-  judge gets what is left after the wait (the wait is capped at half of ``timeout_s``);
-- members held are bounded (``max_pending``: :class:`Overloaded` before one is accepted), and so
-  is a cohort's size (``max_group_size``).
+- **late members**: when a cohort closes at its deadline short of ``k`` members, the next ``k``
+  members with its key that arrive within ``timeout_s`` of the close are its late members: each
+  is answered at once, judged alone against its reference (``alone``, ``late``) or, without
+  one, given the fallback (``no_reference``), never held for a new cohort. A key's later
+  members open a new cohort as usual;
+- **repeats**: a member with an ``id`` (its identity within the key) that was already received
+  gets that member's answer, waiting for it while its cohort is open; it is never counted as a
+  new member. Answers of the last ``recent`` ids are kept;
+- every cohort's pairs go to the shared batching service
+  (:class:`~rmr1_plugins.rewards.service.RewardService`), so many cohorts, and reference
+  samples, share engine calls; every member is answered exactly once, within ``timeout_s`` of
+  its cohort's first member (the wait is capped at half of ``timeout_s``);
+- members held or being judged are bounded by count (``max_pending``) and by their text's size
+  (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
+  bounded by ``max_group_size``.
 
 :class:`CohortTable` is the bookkeeping without I/O or clocks (times are passed in);
 :class:`CohortService` drives it on an asyncio loop. No trainer is imported.
@@ -26,25 +38,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sys
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import RewardConfig
-from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
+from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
+from rmr1_plugins.rewards.groups import GroupPlan, plan_group, scoring
 from rmr1_plugins.rewards.health import PREFIX as HEALTH_PREFIX
 from rmr1_plugins.rewards.health import Tally
 from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_metrics
-from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
+from rmr1_plugins.rewards.service import Failure, RewardService
+from rmr1_plugins.rewards.strategies import Strategy
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
 # reference, or one of the fallbacks (metrics.FALLBACK_KINDS).
 KINDS = ("partial", "alone", "bad_input", "no_reference", "unparsed", "error", "timeout")
 FALLBACKS = KINDS[2:]  # kinds that give the fallback
+RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept for late members
 
 
 def groups_samples(config: RewardConfig) -> bool:
@@ -53,14 +69,15 @@ def groups_samples(config: RewardConfig) -> bool:
 
 
 class Overloaded(RMR1Error, RuntimeError):
-    """More than ``max_pending`` members would be held; nothing was accepted."""
+    """More members (or bytes) than the limits would be held; nothing was accepted."""
 
 
 @dataclass(frozen=True)
 class Member:
     """One rollout: its group, the group's expected size, the response, optionally a reference.
 
-    ``prompt`` is a string or a chat message list (see :func:`~.inputs.as_context`).
+    ``prompt`` is a string or a chat message list (see :func:`~.inputs.as_context`); ``id``
+    names the rollout within its key (a retry with the same id gets the same answer).
     """
 
     key: str
@@ -69,6 +86,7 @@ class Member:
     response: str
     reference: str | None = None
     clipped: bool = False  # the response was cut at max_response_chars
+    id: str | None = None
 
 
 @dataclass
@@ -87,6 +105,7 @@ class CohortReward:
     reference: bool = False  # judged against the reference answer
     clipped: bool = False  # the member's response was cut at max_response_chars
     metrics: dict[str, float] | None = None  # judged_metrics, once its cohort was judged
+    late: bool = False  # arrived after its cohort was judged: answered alone, at once
 
     @property
     def fallback(self) -> bool:
@@ -99,7 +118,7 @@ class CohortReward:
         return sample_metrics(
             kind=self.kind if self.fallback else None,
             reference=self.reference,
-            split=self.kind in ("partial", "alone"),
+            split=self.kind in ("partial", "alone") or self.late,
             clipped=self.clipped,
             group=self.group,
             judgments=self.judgments,
@@ -120,6 +139,9 @@ class Cohort:
     references: list[str | None] = field(default_factory=list)
     clipped: list[bool] = field(default_factory=list)
     tickets: list[Any] = field(default_factory=list)
+    nbytes: int = 0
+    late: bool = False  # the late member of a cohort already closed, alone
+    finished: bool = False  # answered; no longer held
 
     @property
     def complete(self) -> bool:
@@ -130,45 +152,102 @@ class Cohort:
         return next((r for r in self.references if r is not None), None)
 
 
-class CohortTable:
-    """Open cohorts by key, oldest first; no clock, no I/O (``now`` is passed in)."""
+def text_bytes(value: Any) -> int:
+    """The memory a member's text takes (strings, and the contents of chat turns)."""
+    if isinstance(value, str):
+        return sys.getsizeof(value)
+    if isinstance(value, Mapping):
+        return sum(text_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(text_bytes(v) for v in value)
+    return 0
 
-    def __init__(self, wait_s: float, max_pending: int = 4096, max_group_size: int = 256) -> None:
-        if wait_s <= 0 or max_pending < 1 or max_group_size < 1:
-            raise ValueError("wait_s, max_pending and max_group_size must be positive")
+
+class CohortTable:
+    """Open cohorts by key, oldest first; no clock, no I/O (``now`` is passed in).
+
+    A cohort counts in :attr:`held` and :attr:`held_bytes` from its first member until
+    :meth:`finish` (its members answered), so members being judged count too.
+    """
+
+    def __init__(
+        self,
+        wait_s: float,
+        max_pending: int = 4096,
+        max_group_size: int = 256,
+        *,
+        max_bytes: int = 256 * 1024 * 1024,
+        late_s: float | None = None,
+        recent: int = RECENT,
+    ) -> None:
+        if wait_s <= 0 or max_pending < 1 or max_group_size < 1 or max_bytes < 1:
+            raise ValueError("wait_s, max_pending, max_bytes and max_group_size must be positive")
         self.wait_s = wait_s
         self.max_pending = max_pending
         self.max_group_size = max_group_size
-        self.held = 0  # members in open cohorts
+        self.max_bytes = max_bytes
+        self.late_s = 2 * wait_s if late_s is None else late_s
+        self.recent = recent
+        self.held = 0  # members accepted and not yet answered
+        self.held_bytes = 0
         self._open: OrderedDict[str, Cohort] = OrderedDict()  # opening order = deadline order
+        self._short: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key: (missing, until)
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def check(self, size: Any, count: int = 1) -> None:
-        """Raise before accepting ``count`` members: a bad size (ValueError) or no room."""
+    def check_size(self, size: Any) -> None:
+        """Raise ValueError for a group size that is not a positive integer up to the limit."""
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"group size must be a positive integer, got {size!r}")
         if size > self.max_group_size:
             raise ValueError(f"group size {size} is over max_group_size {self.max_group_size}")
+
+    def room(self, count: int, nbytes: int) -> None:
+        """Raise :class:`Overloaded` unless ``count`` more members of ``nbytes`` fit now, and
+        ValueError when they never could."""
+        if nbytes > self.max_bytes:
+            raise ValueError(
+                f"{nbytes} bytes of text, more than reward.max_pending_bytes {self.max_bytes}: "
+                "it can never be accepted"
+            )
         if self.held + count > self.max_pending:
             raise Overloaded(f"{self.held} members waiting (limit {self.max_pending})")
+        if self.held_bytes + nbytes > self.max_bytes:
+            raise Overloaded(
+                f"{self.held_bytes} bytes of text waiting, {nbytes} more would pass "
+                f"reward.max_pending_bytes {self.max_bytes}"
+            )
+
+    def cost(self, member: Member) -> int:
+        """The bytes ``member`` adds: its texts, and its prompt when it opens a cohort."""
+        opens = _digest(member.key) not in self._open
+        texts = text_bytes(member.response) + text_bytes(member.reference)
+        return texts + (text_bytes(member.prompt) if opens else 0)
+
+    def check(self, member: Member) -> int:
+        """Raise before accepting ``member`` (ValueError, :class:`Overloaded`); its bytes."""
+        self.check_size(member.size)
+        nbytes = self.cost(member)
+        self.room(1, nbytes)
+        return nbytes
 
     def add(self, member: Member, ticket: Any, now: float) -> Cohort | None:
-        """Hold ``member``; returns its cohort when this member completed it (now closed)."""
-        self.check(member.size)
+        """Hold ``member``; returns its cohort when this member closed it: complete, or the
+        member is late (its cohort closed short at its deadline) and is judged alone."""
+        nbytes = self.check(member)
         key = _digest(member.key)
         cohort = self._open.get(key)
+        if cohort is None and self._late(key, now):
+            cohort = Cohort(key, member.size, now, member.prompt, late=True)
+            self._hold(cohort, member, ticket, nbytes)
+            return cohort
         if cohort is None:
             cohort = Cohort(key, member.size, now, member.prompt)
             self._open[key] = cohort
-        cohort.responses.append(member.response)
-        cohort.references.append(member.reference)
-        cohort.clipped.append(member.clipped)
-        cohort.tickets.append(ticket)
-        self.held += 1
+        self._hold(cohort, member, ticket, nbytes)
         if cohort.complete:
-            self._close(cohort)
+            del self._open[key]
             return cohort
         return None
 
@@ -179,7 +258,12 @@ class CohortTable:
             cohort = next(iter(self._open.values()))
             if cohort.opened + self.wait_s > now:
                 break
-            self._close(cohort)
+            del self._open[cohort.key]
+            missing = cohort.size - len(cohort.responses)
+            self._short[cohort.key] = (missing, now + self.late_s)
+            self._short.move_to_end(cohort.key)
+            while len(self._short) > self.recent:
+                self._short.popitem(last=False)
             closed.append(cohort)
         return closed
 
@@ -192,26 +276,55 @@ class CohortTable:
     def drain(self) -> list[Cohort]:
         """Close and return every open cohort."""
         closed = list(self._open.values())
-        for cohort in closed:
-            self._close(cohort)
+        self._open.clear()
         return closed
 
-    def _close(self, cohort: Cohort) -> None:
-        del self._open[cohort.key]
-        self.held -= len(cohort.responses)
+    def finish(self, cohort: Cohort) -> None:
+        """The cohort's members were answered: they no longer count as held (once)."""
+        if not cohort.finished:
+            cohort.finished = True
+            self.held -= len(cohort.responses)
+            self.held_bytes -= cohort.nbytes
+
+    def _hold(self, cohort: Cohort, member: Member, ticket: Any, nbytes: int) -> None:
+        cohort.responses.append(member.response)
+        cohort.references.append(member.reference)
+        cohort.clipped.append(member.clipped)
+        cohort.tickets.append(ticket)
+        cohort.nbytes += nbytes
+        self.held += 1
+        self.held_bytes += nbytes
+
+    def _late(self, key: str, now: float) -> bool:
+        """Whether a member of ``key`` is owed to a cohort that closed short (and count it)."""
+        found = self._short.get(key)
+        if found is None:
+            return False
+        missing, until = found
+        if now > until or missing < 1:
+            del self._short[key]
+            return False
+        if missing == 1:
+            del self._short[key]
+        else:
+            self._short[key] = (missing - 1, until)
+        return True
 
 
-def _digest(key: str) -> str:
+def _digest(*parts: str) -> str:
     """A fixed-size key: a prompt text can be long, and only one copy of it is kept."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    payload = "\x00".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(payload).hexdigest()
 
 
 class CohortService:
     """Answers :class:`Member` requests with whole-group rewards; see the module docstring.
 
-    Use it from one event loop: ``await service.reward(member)`` from any number of tasks (it
-    raises only :class:`Overloaded` or ``ValueError`` for a bad size, before holding the member),
-    and ``await service.aclose()`` at the end. ``scorer`` needs ``ascore``.
+    Use it from one event loop: ``await service.reward(member)`` (or ``await
+    service.submit(member)``, which accepts or refuses at once) from any number of tasks, and
+    ``await service.aclose()`` at the end. Pairs are judged by ``service`` (a started or
+    unstarted :class:`RewardService` shared with other callers), else by one of its own around
+    ``scorer``.
     """
 
     def __init__(
@@ -219,59 +332,112 @@ class CohortService:
         scorer: Any,
         config: RewardConfig | None = None,
         *,
+        service: RewardService | None = None,
         max_pending: int = 4096,
         max_group_size: int = 256,
+        recent: int = RECENT,
         clock: Any = time.monotonic,
     ) -> None:
         self.scorer = scorer
-        self.config = config or RewardConfig()
+        self.config = config or (service.config if service is not None else RewardConfig())
+        self.judge = service or RewardService(scorer, self.config)
+        self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
         self.wait_s = min(self.config.group_timeout, self.config.timeout_s / 2)
-        self.table = CohortTable(self.wait_s, max_pending, max_group_size)
+        self.table = CohortTable(
+            self.wait_s,
+            max_pending,
+            max_group_size,
+            max_bytes=self.config.max_pending_bytes,
+            late_s=self.config.timeout_s,
+            recent=recent,
+        )
         self.stats: Counter[str] = Counter()
+        self.recent = recent
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._judging = 0  # members whose cohort is being judged
+        self._ids: dict[str, asyncio.Future[CohortReward]] = {}  # received, not yet answered
+        self._answered: OrderedDict[str, CohortReward] = OrderedDict()
         self._closed = False
 
     @property
     def pending(self) -> int:
         """Members held or being judged, not yet answered."""
-        return self.table.held + self._judging
+        return self.table.held
 
-    def check(self, size: Any, count: int = 1) -> None:
-        """Raise as :meth:`reward` would for ``count`` new members of a group of ``size``."""
+    def check(self, size: Any, count: int = 1, nbytes: int = 0) -> None:
+        """Raise as :meth:`submit` would for ``count`` new members (``nbytes`` of text) of a
+        group of ``size``: ValueError for a bad size, :class:`Overloaded` without room."""
         if self._closed:
             raise Overloaded("the cohort service is shutting down")
-        self.table.check(size, count + self._judging)
+        self.table.check_size(size)
+        self.table.room(count, nbytes)
 
-    async def reward(self, member: Member) -> CohortReward:
-        """The member's reward once its cohort is judged (or its wait ended)."""
-        self.check(member.size)
+    def submit(self, member: Member) -> Awaitable[CohortReward]:
+        """Accept ``member`` now (or raise, holding nothing); await the result for its reward.
+
+        A repeat of a received ``(key, id)`` is never refused and never counted again."""
+        if member.id is not None:
+            repeat = self._repeat(_digest(member.key, member.id))
+            if repeat is not None:
+                return repeat
+        if self._closed:
+            raise Overloaded("the cohort service is shutting down")
         if self.strategy.needs_reference:  # nothing to wait for: each member vs its reference
             member = replace(member, size=1)
-        future: asyncio.Future[CohortReward] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[CohortReward] = loop.create_future()
+        closed = self.table.add(member, future, self._clock())  # raises before holding
         self.stats["members"] += 1
-        closed = self.table.add(member, future, self._clock())
+        if member.id is not None:
+            name = _digest(member.key, member.id)
+            self._ids[name] = future
+            future.add_done_callback(lambda done: self._remember(name, done))
         if closed is not None:
             self._start(closed)
         self._arm()
-        return await future
+        return future
+
+    async def reward(self, member: Member) -> CohortReward:
+        """The member's reward once its cohort is judged (or its wait ended)."""
+        return await self.submit(member)
 
     async def aclose(self) -> None:
         """Judge no more: members still held get the fallback (``error``: shutting down)."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        for cohort in self.table.drain():  # held, never started: not counted in _judging
-            stopped = self._fallback("error", "the cohort service stopped")
-            self._settle(cohort, [stopped], judging=False)
+        for cohort in self.table.drain():  # held, never started
+            self._settle(cohort, [self._fallback("error", "the cohort service stopped")])
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._owns_judge:
+            await self.judge.aclose()
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _repeat(self, name: str) -> Awaitable[CohortReward] | None:
+        answered = self._answered.get(name)
+        if answered is not None:
+            self.stats["repeats"] += 1
+            done: asyncio.Future[CohortReward] = asyncio.get_running_loop().create_future()
+            done.set_result(_copy(answered))
+            return done
+        waiting = self._ids.get(name)
+        if waiting is not None:
+            self.stats["repeats"] += 1
+            return asyncio.shield(waiting)
+        return None
+
+    def _remember(self, name: str, future: asyncio.Future[CohortReward]) -> None:
+        self._ids.pop(name, None)
+        if future.cancelled() or future.exception() is not None:
+            return
+        self._answered[name] = future.result()
+        while len(self._answered) > self.recent:
+            self._answered.popitem(last=False)
 
     def _arm(self) -> None:
         """One timer, at the oldest open cohort's deadline."""
@@ -291,85 +457,84 @@ class CohortService:
         self._arm()
 
     def _start(self, cohort: Cohort) -> None:
-        self._judging += len(cohort.responses)
         task = asyncio.ensure_future(self._judge(cohort))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _judge(self, cohort: Cohort) -> None:
-        budget = cohort.opened + self.config.timeout_s - self._clock()
+        start = cohort.opened if not cohort.late else self._clock()
+        budget = max(start + self.config.timeout_s - self._clock(), 0.001)
         try:
-            rewards = await asyncio.wait_for(self._rewards(cohort), timeout=max(budget, 0.001))
+            rewards = await asyncio.wait_for(self._rewards(cohort, budget), timeout=budget)
         except asyncio.TimeoutError:
             rewards = [self._fallback("timeout", "the judge did not answer in time")]
         except asyncio.CancelledError:
-            rewards = [self._fallback("error", "the cohort service stopped")]
-            self._settle(cohort, rewards)
+            self._settle(cohort, [self._fallback("error", "the cohort service stopped")])
             raise
-        except Exception as error:  # a failed judge: the fallback, counted and logged
+        except Exception as error:  # a bug or a failed judge: the fallback, counted and logged
             logger.warning("rmr1 cohorts: the judge failed: %s: %s", type(error).__name__, error)
             rewards = [self._fallback("error", f"judge failed: {type(error).__name__}: {error}")]
         self._settle(cohort, rewards)
 
-    async def _rewards(self, cohort: Cohort) -> list[CohortReward]:
-        size, expected = len(cohort.responses), cohort.size
-        strategy: Strategy = self.strategy
-        kind: str | None = None
-        if size < expected:
+    async def _rewards(self, cohort: Cohort, budget: float) -> list[CohortReward]:
+        size = len(cohort.responses)
+        has_reference = cohort.reference is not None
+        plan = plan_group(size, cohort.size, self.strategy, has_reference=has_reference)
+        if cohort.late:
+            self.stats["late"] += size
+        elif plan.split:
             self.stats["partial_cohorts"] += 1
-            kind = "partial" if size >= 2 else "alone"
         else:
             self.stats["complete_cohorts"] += 1
-        if size < 2 and not strategy.needs_reference:
-            strategy = resolve_strategy("reference")
-        if strategy.needs_reference and cohort.reference is None:
-            why = "no reference answer to judge against"
-            if size < expected:
-                why += f" (the group got {size} of {expected} members in {self.wait_s:g} s)"
-            return [self._fallback("no_reference", why)]
+        if plan.strategy is None:
+            assert plan.fallback is not None
+            why = plan.reason if not cohort.late else f"{plan.reason}; late: its cohort closed"
+            return [self._fallback(plan.fallback, why)]
         group = Group(cohort.prompt, cohort.responses, reference=cohort.reference)
-        [judged] = await ascore_groups(
-            self.scorer,
-            [group],
-            strategy,
-            outcome=self.config.outcome,
-            on_unparsed=self.config.on_unparsed,
-            seed=self.config.seed,
-            skip_invalid=True,
-        )
+        run = scoring([group], self.config, plan.strategy)
+        end = asyncio.get_running_loop().time() + budget
+        while not run.done:
+            examples = run.examples()
+            remaining = end - asyncio.get_running_loop().time()
+            results = await self.judge.judge(examples, remaining) if examples else []
+            failed = next((r for r in results if isinstance(r, Failure)), None)
+            if failed is not None:
+                return [self._fallback(failed.kind, failed.message)]
+            run.feed([r for r in results if not isinstance(r, Failure)])
+        [judged] = run.rewards()
         texts = texts_of(group)
-        return [self._member(judged, i, strategy, kind, expected, texts) for i in range(size)]
+        return [self._member(judged, i, plan, cohort, texts) for i in range(size)]
 
     def _member(
         self,
         judged: GroupRewards,
         index: int,
-        strategy: Strategy,
-        kind: str | None,
-        expected: int,
+        plan: GroupPlan,
+        cohort: Cohort,
         texts: Sequence[str],
     ) -> CohortReward:
         """Member ``index``'s reward; its logs are :func:`~.metrics.judged_metrics`' (a group the
         engine refused is ``bad_input``, one whose comparisons were all excluded ``unparsed``)."""
-        metrics = judged_metrics(
-            judged, index, texts, reference=strategy.needs_reference, split=kind is not None
-        )
+        split = plan.split or cohort.late
+        metrics = judged_metrics(judged, index, texts, reference=plan.reference, split=split)
         counts: dict[str, Any] = {
             "group": int(metrics["rmr1_group"]),
             "judgments": int(metrics["rmr1_judgments"]),
             "unparsed": int(metrics["rmr1_unparsed_comparisons"]),
             "health": {k: v for k, v in metrics.items() if k.startswith(HEALTH_PREFIX)},
             "metrics": metrics,
+            "expected": cohort.size,
         }
         win = judged.rewards[index]
         if win is None:
             fallback = next(k for k in FALLBACK_KINDS if metrics[f"rmr1_{k}"])
             why = judged.error or "no comparison with a verdict (on_unparsed=exclude)"
-            return replace(self._fallback(fallback, why), expected=expected, **counts)
-        value = self.config.scale(win, strategy)
+            return replace(self._fallback(fallback, why), **counts)
+        assert plan.strategy is not None
+        value = self.config.scale(win, plan.strategy)
         assert value is not None
-        reference = strategy.needs_reference
-        return CohortReward(value, win, kind, expected=expected, reference=reference, **counts)
+        kind = plan.kind if split else None
+        return CohortReward(value, win, kind, reference=plan.reference, **counts)
 
     def _fallback(self, kind: str, message: str) -> CohortReward:
         reward = self.config.fallback_reward
@@ -377,15 +542,15 @@ class CohortService:
             reward, None, kind, error=f"fallback reward {reward:g} ({kind}): {message}"
         )
 
-    def _settle(self, cohort: Cohort, rewards: list[CohortReward], judging: bool = True) -> None:
+    def _settle(self, cohort: Cohort, rewards: list[CohortReward]) -> None:
         """Answer every member once: one reward each, or one reward shared by all."""
         if len(rewards) == 1 and len(cohort.tickets) > 1:
             rewards = [_copy(rewards[0]) for _ in cohort.tickets]
-        if judging:
-            self._judging -= len(cohort.tickets)
+        self.table.finish(cohort)
         for future, reward, clipped in zip(cohort.tickets, rewards, cohort.clipped, strict=True):
             reward.expected = reward.expected or cohort.size
             reward.clipped = clipped
+            reward.late = cohort.late
             if reward.kind is not None:
                 self.stats[reward.kind] += 1
             if not future.done():

@@ -139,6 +139,12 @@ class RewardConfig(BaseModel):
     timeout_s: float = Field(150.0, gt=0, description="per-sample deadline, queueing included")
     retries: int = Field(1, ge=0, description="retries of a single failing sample")
     retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each time")
+    max_pending_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="text held for cohorts at most (prompts, responses, references; rmr1 serve "
+        "answers 503 beyond it)",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> RewardConfig:
@@ -189,7 +195,14 @@ class RewardConfig(BaseModel):
 
 # The settings that decide a reward in a group: a cohort request carries them (rmr1 serve's
 # ``/cohort``, field ``settings``) so a client and a server cannot silently disagree.
-DECISIVE_REWARD_KEYS = ("strategy", "strategy_options", "win", "loss", "fallback", "outcome")
+DECISIVE_REWARD_KEYS: tuple[str, ...] = (
+    "strategy",
+    "strategy_options",
+    "win",
+    "loss",
+    "fallback",
+    "outcome",
+)
 DECISIVE_REWARD_KEYS += ("on_unparsed", "seed")
 
 
@@ -209,10 +222,54 @@ def decisive_settings(settings: RewardSettings) -> dict[str, Any]:
     the scorer's A/B ``order``. A cohort client sends them with every member; the cohort service
     compares them with its own.
     """
-    values = settings.reward.model_dump(mode="json", include=set(DECISIVE_REWARD_KEYS))
-    values["fallback"] = settings.reward.fallback_reward
-    values["order"] = settings.scorer.order
+    return decisive_values(settings.reward, settings.scorer.order)
+
+
+def decisive_values(reward: RewardConfig, order: str) -> dict[str, Any]:
+    """:func:`decisive_settings` from a ``reward:`` section and the scorer's ``order``."""
+    values = reward.model_dump(mode="json", include=set(DECISIVE_REWARD_KEYS))
+    values["fallback"] = reward.fallback_reward
+    values["order"] = order
     return values
+
+
+def settings_difference(given: Any, own: Mapping[str, Any]) -> str | None:
+    """Why a request's ``settings`` differ from ``own`` (:func:`decisive_settings`), naming the
+    first differing key with both values; ``None`` when they agree. Every key must be there."""
+    if not isinstance(given, Mapping):
+        return f"settings must be an object, got {type(given).__name__}"
+    unknown = [key for key in given if key not in own]
+    if unknown:
+        known = ", ".join(own)
+        return f"settings has an unknown key {str(unknown[0])[:80]!r} (known: {known})"
+    for key, value in own.items():
+        name = "order" if key == "order" else f"reward.{key}"
+        if key not in given:
+            return f"settings differ from this server's: {name} is missing in the request"
+        if not _same(given[key], value):
+            return (
+                f"settings differ from this server's: {name} is {_shown(given[key])} in the "
+                f"request, {_shown(value)} here"
+            )
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON values equal, numbers by value (1 == 1.0) but never a boolean for a number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def load_reward_settings(

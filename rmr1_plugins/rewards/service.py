@@ -62,17 +62,19 @@ T = TypeVar("T")
 
 
 @dataclass
-class _Failure:
-    kind: str  # "error" or "timeout"
+class Failure:
+    """A pair the judge did not answer: ``kind`` is ``error`` or ``timeout``, and why."""
+
+    kind: str
     message: str
 
 
 @dataclass
 class _Item:
     example: PairwiseExample
-    future: asyncio.Future[PairResult | _Failure]
+    future: asyncio.Future[PairResult | Failure]
     deadline: float
-    judging: Judging
+    judging: Judging | None  # None: a pair of a group (:meth:`RewardService.judge`)
 
 
 class RewardService:
@@ -193,6 +195,27 @@ class RewardService:
         self.stats["answered"] += len(answers)
         return [a or self._fallback("error", "internal: no answer") for a in answers]
 
+    async def judge(
+        self, examples: Sequence[PairwiseExample], timeout_s: float
+    ) -> list[PairResult | Failure]:
+        """Judge pairs in the same batches as every other sample (a cohort's round), each a
+        result or a :class:`Failure` within ``timeout_s`` seconds; never raises."""
+        if self._closed:
+            return [Failure("error", "the reward service stopped") for _ in examples]
+        await self.start(warmup=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        items = [_Item(example, loop.create_future(), deadline, None) for example in examples]
+        self.stats["pairs"] += len(items)
+        for item in items:
+            self._submit(item)
+        try:
+            return list(await asyncio.gather(*(self._outcome(item) for item in items)))
+        finally:
+            for item in items:
+                if not item.future.done():
+                    item.future.cancel()
+
     async def aclose(self) -> None:
         """Stop batching; samples still waiting get the fallback (``error``: shutting down)."""
         self._closed = True
@@ -201,7 +224,7 @@ class RewardService:
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
         while self._queue:
-            self._settle(self._queue.popleft(), _Failure("error", "the reward service stopped"))
+            self._settle(self._queue.popleft(), Failure("error", "the reward service stopped"))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -228,22 +251,30 @@ class RewardService:
             self._full.set()
 
     async def _answer(self, item: _Item) -> SampleReward:
+        outcome = await self._outcome(item)
+        if isinstance(outcome, Failure):
+            return self._fallback(outcome.kind, outcome.message)
+        assert item.judging is not None
+        return self._judged(item.judging, outcome)
+
+    async def _outcome(self, item: _Item) -> PairResult | Failure:
+        """The item's result by its deadline, added to the judge health and the hard pairs."""
         remaining = item.deadline - asyncio.get_running_loop().time()
         try:
             outcome = await asyncio.wait_for(asyncio.shield(item.future), max(remaining, 0.0))
         except asyncio.TimeoutError:
             item.future.cancel()
             outcome = self._too_late()
-        if isinstance(outcome, _Failure):
-            return self._fallback(outcome.kind, outcome.message)
+        if isinstance(outcome, Failure):
+            return outcome
         example = item.example
         self.health.add_pair(outcome, (len(example.response_a), len(example.response_b)))
         if self._hard_pairs is not None:
             self._hard_pairs.offer(outcome, example.context, example.response_a, example.response_b)
-        return self._judged(item.judging, outcome)
+        return outcome
 
-    def _too_late(self) -> _Failure:
-        return _Failure(
+    def _too_late(self) -> Failure:
+        return Failure(
             "timeout",
             f"no verdict within {self.config.timeout_s:g} s (the judge is too slow or "
             "overloaded; raise reward.timeout_s or add judge capacity)",
@@ -321,7 +352,7 @@ class RewardService:
             await self._judge(batch)
         finally:  # cancelled (shutdown) or a bug: nobody may wait for an answer forever
             for item in batch:
-                self._settle(item, _Failure("error", "the reward service stopped"))
+                self._settle(item, Failure("error", "the reward service stopped"))
 
     async def _judge(self, items: list[_Item]) -> None:
         """One call for ``items``; if it raises, each sample again on its own, all at once."""
@@ -338,7 +369,7 @@ class RewardService:
         except asyncio.TimeoutError:
             for item in live:
                 message = f"the judge call did not finish within {budget:.1f} s"
-                self._settle(item, _Failure("timeout", message))
+                self._settle(item, Failure("timeout", message))
             return
         except Exception as error:
             if len(live) == 1:
@@ -357,7 +388,7 @@ class RewardService:
         while not item.future.done():
             if failures > self.config.retries:
                 message = f"the judge failed: {type(error).__name__}: {error}"
-                self._settle(item, _Failure("error", message))
+                self._settle(item, Failure("error", message))
                 return
             if failures:
                 self.stats["retries"] += 1
@@ -371,7 +402,7 @@ class RewardService:
                 [result] = await self._call([item], budget)
             except asyncio.TimeoutError:
                 message = f"the judge call did not finish within {budget:.1f} s"
-                self._settle(item, _Failure("timeout", message))
+                self._settle(item, Failure("timeout", message))
                 return
             except Exception as failed:
                 error, failures = failed, failures + 1
@@ -393,7 +424,7 @@ class RewardService:
             raise
 
     @staticmethod
-    def _settle(item: _Item, outcome: PairResult | _Failure) -> None:
+    def _settle(item: _Item, outcome: PairResult | Failure) -> None:
         if not item.future.done():
             item.future.set_result(outcome)
 

@@ -1,0 +1,158 @@
+"""Cohort mode against reference mode at RM-R1's step size, in one run.
+
+    python bench/cohorts.py                       # 1,024 prompts x 7 rollouts, both judges
+    python bench/cohorts.py --prompts 256 --cost 0.2 --max-batch-size 512
+
+Each rollout is its own request, as OpenRLHF and veRL's reward workers send them, all arriving
+at once (``--spread S`` spreads them evenly over S seconds). Reference mode judges each against
+a reference answer (``RewardService.rewards``); cohort mode holds them until their group of
+``--rollouts`` is whole and judges it with ``--strategy`` (``CohortService``), through the same
+batching service. The judge is scripted (the larger number wins) and serializes its calls:
+once with no cost, once with ``--cost`` seconds a call, whatever its size (as ``hf`` and the
+offline ``vllm`` engine roughly behave for small batches).
+
+Printed per mode and judge: engine calls, judgments (pairs sent), fallbacks, members judged
+without their whole group (split), and the reward
+time after the last rollout (from the last request's arrival to its last answer), then the
+ratios cohort / reference. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from rmr1_plugins import Scorer
+from rmr1_plugins.backends.base import Backend, Generation, SamplingParams
+from rmr1_plugins.rewards.cohorts import CohortService, Member
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.service import RewardService
+
+SLOT = "[The Start of Chatbot {}'s Response]\n"
+
+
+class SerialJudge(Backend):
+    """The response with the larger number wins; one call at a time, ``cost`` seconds each."""
+
+    name = "serial"
+
+    def __init__(self, cost: float) -> None:
+        super().__init__("serial")
+        self.cost = cost
+        self.calls = 0
+        self.judgments = 0
+        self._lock = asyncio.Lock()
+
+    def generate(self, conversations: Any, params: SamplingParams) -> Any:
+        raise NotImplementedError("async only")
+
+    async def agenerate(self, conversations: Any, params: SamplingParams) -> Any:
+        async with self._lock:
+            self.calls += 1
+            self.judgments += len(conversations)
+            if self.cost:
+                await asyncio.sleep(self.cost)
+            return [[_verdict(c[-1]["content"])] * params.num_samples for c in conversations]
+
+
+def _verdict(user: str) -> Generation:
+    def number(slot: str) -> float:
+        text = user.split(SLOT.format(slot), 1)[-1].split("\n", 1)[0]
+        digits = "".join(ch for ch in text if ch.isdigit())
+        return float(digits or 0)
+
+    return Generation(f"<answer>[[{'A' if number('A') > number('B') else 'B'}]]</answer>", "stop")
+
+
+def turn(i: int) -> str:
+    return f"<|im_start|>user\nPick a number, prompt {i}.<|im_end|>\n<|im_start|>assistant\n"
+
+
+async def arrive(index: int, total: int, spread: float, started: float) -> None:
+    if spread:
+        await asyncio.sleep(max(0.0, started + spread * index / total - time.monotonic()))
+
+
+async def reference_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
+    service = RewardService(Scorer(judge), config.model_copy(update={"strategy": "reference"}))
+    await service.start(warmup=False)
+    total = args.prompts * args.rollouts
+    started, last = time.monotonic(), [0.0]
+
+    async def one(n: int) -> Any:
+        i, j = divmod(n, args.rollouts)
+        await arrive(n, total, args.spread, started)
+        last[0] = max(last[0], time.monotonic())
+        sample = Sample(f"{turn(i)}{j + 1}0<|im_end|>", turn(i), str(10 * args.rollouts // 2))
+        [answer] = await service.rewards([sample])
+        return answer.error is not None
+
+    fallbacks = sum(await asyncio.gather(*(one(n) for n in range(total))))
+    after = time.monotonic() - last[0]
+    await service.aclose()
+    counts = {"calls": judge.calls, "judgments": judge.judgments, "fallbacks": fallbacks}
+    return {**counts, "split": 0, "s": after}
+
+
+async def cohort_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
+    cohorts = CohortService(Scorer(judge), config, max_pending=1 << 20)
+    total = args.prompts * args.rollouts
+    started, last = time.monotonic(), [0.0]
+
+    async def one(n: int) -> Any:
+        i, j = divmod(n, args.rollouts)
+        await arrive(n, total, args.spread, started)
+        last[0] = max(last[0], time.monotonic())
+        member = Member(f"uid-{i}", args.rollouts, turn(i).split("\n")[1], f"{j + 1}0", None)
+        answer = await cohorts.reward(member)
+        return answer.fallback, answer.kind in ("partial", "alone")
+
+    answers = await asyncio.gather(*(one(n) for n in range(total)))
+    after = time.monotonic() - last[0]
+    await cohorts.aclose()
+    fallbacks, split = (sum(column) for column in zip(*answers, strict=True))
+    counts = {"calls": judge.calls, "judgments": judge.judgments, "fallbacks": fallbacks}
+    return {**counts, "split": split, "s": after}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=1024)
+    parser.add_argument("--rollouts", type=int, default=7)
+    parser.add_argument("--strategy", default="round-robin")
+    parser.add_argument("--cost", type=float, default=0.05, help="seconds per engine call")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--spread", type=float, default=0.0, help="arrivals over S seconds")
+    args = parser.parse_args()
+    config = RewardConfig(
+        strategy=args.strategy,
+        max_batch_size=args.max_batch_size,
+        group_timeout=60,
+        timeout_s=600,
+    )
+    print(
+        f"{args.prompts} prompts x {args.rollouts} rollouts, one request each; strategy "
+        f"{args.strategy}, max_batch_size {args.max_batch_size}, arrivals over {args.spread:g} s"
+    )
+    header = f"{'judge':>14} {'mode':>10} {'calls':>7} {'judgments':>10} {'fallbacks':>9}"
+    print(header + f" {'split':>6} {'s after last':>13}")
+    for cost in (0.0, args.cost):
+        rows = {}
+        for mode, run in (("reference", reference_mode), ("cohort", cohort_mode)):
+            rows[mode] = asyncio.run(run(SerialJudge(cost), config, args))
+            r = rows[mode]
+            name = f"{cost:g} s/call"
+            print(
+                f"{name:>14} {mode:>10} {r['calls']:>7} {r['judgments']:>10} "
+                f"{r['fallbacks']:>9} {r['split']:>6} {r['s']:>13.2f}"
+            )
+        ratio = rows["cohort"]["calls"] / max(rows["reference"]["calls"], 1)
+        per_judgment = rows["cohort"]["judgments"] / max(rows["reference"]["judgments"], 1)
+        print(f"{'':>14} cohort / reference: {ratio:.2f}x calls, {per_judgment:.2f}x judgments")
+
+
+if __name__ == "__main__":
+    main()
