@@ -24,9 +24,9 @@ from rmr1_plugins.rewards.metrics import KEYS  # noqa: E402
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
 
 
-def ranker_server(*flags: str) -> Server:
+def ranker_server(*flags: str, backend: str = "ranker") -> Server:
     """``rmr1 serve --backend ranker`` (tests/serving.py) in its own process, on 127.0.0.1."""
-    return Server("--no-warmup", *flags, backend="ranker", num_samples=None, startup_s=120)
+    return Server("--no-warmup", *flags, backend=backend, num_samples=None, startup_s=120)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,11 @@ def test_openrlhf_gets_in_group_rewards_for_concurrent_prompts(tokenizer):
 
 
 def test_partial_groups_and_deadlines_on_a_real_server(tokenizer):
+    # One engine call per pair (as the openai backend makes): a hung judgment holds up no
+    # other cohort's, which a batched engine call would.
     server = ranker_server(
-        "--group-size", "4", "--group-timeout", "1", "--timeout", "3", "--fallback-reward", "0.25"
+        "--group-size", "4", "--group-timeout", "1", "--timeout-s", "3", "--fallback", "0.25",
+        backend="ranker-requests",
     )  # fmt: skip
     try:
         executor = agent.SingleTurnAgentExecutor(server.url)
