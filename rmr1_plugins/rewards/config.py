@@ -202,8 +202,9 @@ DECISIVE_REWARD_KEYS: tuple[str, ...] = (
     "loss",
     "fallback",
     "outcome",
+    "on_unparsed",
+    "seed",
 )
-DECISIVE_REWARD_KEYS += ("on_unparsed", "seed")
 
 
 class RewardSettings(BaseModel):
