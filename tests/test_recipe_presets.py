@@ -353,10 +353,35 @@ def test_trl_parses_each_presets_configs(name, data, tmp_path):
     assert (grpo.learning_rate, grpo.per_device_train_batch_size) == (lr, micro)
     assert grpo.loss_type == ("grpo" if micro == 1 else "bnpo")
     assert (grpo.adam_beta2, grpo.weight_decay) == (0.999, 0.01)
+    assert not grpo.vllm_importance_sampling_correction and not grpo.use_bias_correction_kl
+    assert (grpo.vllm_tensor_parallel_size, grpo.seed) == (4, 1)
     if has_sft:
         config = emit_preset(name, "sft", "trl", data, tmp_path).files["config"]
         _, sft, _, _ = sft_parser().parse_args_and_config(["--config", str(config), *cpu[:4]])
         assert (sft.adam_beta2, sft.weight_decay, sft.learning_rate) == (0.95, 0.0, 5e-6)
+
+
+def test_the_trl_defaults_table_lists_every_grpo_default_as_trl_has_it(data, tmp_path):
+    pytest.importorskip("trl")
+    import dataclasses
+
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    from rmr1_plugins.recipe.trl_defaults import GRPO_DEFAULTS
+
+    fields = {f.name: f for f in dataclasses.fields(GRPOConfig)}
+    own = set(fields) - {f.name for f in dataclasses.fields(TrainingArguments)}
+    assert own <= set(GRPO_DEFAULTS), sorted(own - set(GRPO_DEFAULTS))
+    for key, (default, verdict) in GRPO_DEFAULTS.items():
+        assert fields[key].default == default, key
+        assert verdict.split(":")[0] in {"set", "same", "n/a", "differs"}, key
+    emitted = yaml.safe_load(
+        emit_preset("rm-r1-instruct-7b", "rlvr", "trl", data, tmp_path).files["config"].read_text()
+    )
+    for key, (_, verdict) in GRPO_DEFAULTS.items():
+        if verdict.startswith("set"):  # what the table says is set is in the config
+            assert key in emitted, key
 
 
 def test_script_quotes_survive_the_shell(data, tmp_path):
