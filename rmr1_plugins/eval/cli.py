@@ -135,7 +135,9 @@ def run(args: argparse.Namespace, out: Path) -> dict:
         finally:
             scorer.close()
     records = [store.records[c.id] for c in loaded.comparisons]
-    return reports.build_report(args.benchmark, records, args.on_unparsed, store.run, loaded)
+    return reports.build_report(
+        args.benchmark, records, args.on_unparsed, store.run, loaded, args.pairing
+    )
 
 
 def rescore(args: argparse.Namespace) -> dict:
@@ -166,4 +168,6 @@ def rescore(args: argparse.Namespace) -> dict:
     run = records[0].get("run") if records else None
     if run and args.parser:
         run = {**run, "parser": args.parser}
-    return reports.build_report(args.benchmark, records, args.on_unparsed, run, loaded)
+    return reports.build_report(
+        args.benchmark, records, args.on_unparsed, run, loaded, args.pairing
+    )
