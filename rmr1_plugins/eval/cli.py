@@ -118,6 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, out: Path) -> dict:
     """Load, check every item renders, judge what is not judged yet, then score."""
     config = config_from_args(args)
+    print(f"template: {config.template} ({config.template_choice})", file=sys.stderr)
     loaded = load(args.benchmark, args.data, args.split)
     check_renderable(loaded, get_template(config.template))
     path = args.judgments or out / "judgments.jsonl"
@@ -135,9 +136,11 @@ def run(args: argparse.Namespace, out: Path) -> dict:
         finally:
             scorer.close()
     records = [store.records[c.id] for c in loaded.comparisons]
-    return reports.build_report(
+    report = reports.build_report(
         args.benchmark, records, args.on_unparsed, store.run, loaded, args.pairing
     )
+    report["template"] = {"name": config.template, "chosen": config.template_choice}
+    return report
 
 
 def rescore(args: argparse.Namespace) -> dict:

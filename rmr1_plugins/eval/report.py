@@ -123,6 +123,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines.append(f"**Score: {_num(m['score'])}** ({headline(benchmark, m)}; percent)")
     if m.get("pairings"):
         lines += ["", _pairing_line(m)]
+    if template := report.get("template"):
+        lines += ["", f"Template: `{template['name']}`, {template['chosen']}."]
     lines += ["", *_parts_table(benchmark, m), ""]
     if m.get("ties"):
         lines += [*_ties_table(m["ties"]), ""]

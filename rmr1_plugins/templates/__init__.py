@@ -101,3 +101,26 @@ class ReasoningTemplate:
 
     def render(self, example: PairwiseExample) -> ChatMessages:
         return [{"role": "user", "content": fill_user_prompt(example, "reasoning")}]
+
+
+DEFAULT_TEMPLATE = "rmr1-instruct"
+
+
+def template_for_model(model: str | None) -> tuple[str, str]:
+    """The template RM-R1's evaluation picks for ``model``, and why.
+
+    RM-R1's ``run_generative.py`` scripts choose the prompt from the model name: "RM-R1" and
+    "Instruct" in it → the Instruct prompt, "RM-R1" and "DeepSeek-Distilled" → the reasoning
+    prompt. The same rule covers other names: a DeepSeek distillation ("DeepSeek-R1-Distill",
+    "DeepSeek-Distilled", e.g. a checkpoint trained from one) gets ``rmr1-reasoning``, anything
+    else the default. Names are matched without regard to case (local folders are often lower
+    case).
+    """
+    name = (model or "").lower()
+    if "rm-r1" in name and "instruct" in name:
+        return "rmr1-instruct", "RM-R1's rule: the model name has RM-R1 and Instruct"
+    if "rm-r1" in name and "deepseek-distilled" in name:
+        return "rmr1-reasoning", "RM-R1's rule: the model name has RM-R1 and DeepSeek-Distilled"
+    if "deepseek-r1-distill" in name or "deepseek-distilled" in name:
+        return "rmr1-reasoning", "the model name names a DeepSeek distillation"
+    return DEFAULT_TEMPLATE, "the default (the model name names no family)"
