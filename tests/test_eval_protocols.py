@@ -273,3 +273,18 @@ def test_rm_bench_rm_r1_protocol_scores_as_rm_r1_published_and_compare_shows_bot
     both = f"{bench['score']:.1f} | {rmr1['score']:.1f}"
     assert f"| {tmp_path / 'rm-r1'} | {both} | rm-r1 |" in compare
     assert f"| {tmp_path / 'benchmark'} | {both} | benchmark |" in compare
+
+
+def test_rm_r1_protocol_tokenizes_vllm_prompts_as_rm_r1s_eval_did():
+    from rmr1_plugins.config import load_config
+    from rmr1_plugins.eval.store import run_settings
+
+    vllm = load_config(None, backend={"name": "vllm", "model": "m"})
+    assert protocols.rm_r1_tokenization(vllm).backend.options == {"add_special_tokens": True}
+    assert run_settings(vllm)["backend_options"] == {"add_special_tokens": True}  # recorded
+    kept = load_config(
+        None, backend={"name": "vllm", "model": "m", "options": {"add_special_tokens": False}}
+    )
+    assert protocols.rm_r1_tokenization(kept).backend.options == {"add_special_tokens": False}
+    hf = load_config(None, backend={"name": "hf", "model": "m"})
+    assert protocols.rm_r1_tokenization(hf).backend.options == {}

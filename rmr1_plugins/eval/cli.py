@@ -118,6 +118,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, out: Path) -> dict:
     """Load, check every item renders, judge what is not judged yet, then score."""
     config = config_from_args(args)
+    if args.protocol == "rm-r1":
+        config = protocols.rm_r1_tokenization(config)
     print(f"template: {config.template} ({config.template_choice})", file=sys.stderr)
     loaded = load(args.benchmark, args.data, args.split)
     check_renderable(loaded, get_template(config.template))

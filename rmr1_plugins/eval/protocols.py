@@ -125,12 +125,25 @@ def apply(
     }
 
 
+def rm_r1_tokenization(config: ScorerConfig) -> ScorerConfig:
+    """Under ``rm-r1``, the vllm backend tokenizes the prompt as RM-R1's eval did: the rendered
+    string with the tokenizer's special tokens added (``add_special_tokens``), unless the
+    backend options say otherwise. Other backends are left alone (hf and openai render the
+    prompt themselves)."""
+    options = config.backend.options
+    if config.backend.name != "vllm" or "add_special_tokens" in options:
+        return config
+    config.backend.options = {**options, "add_special_tokens": True}
+    return config
+
+
 def add_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol",
         choices=PROTOCOL_NAMES,
         help="rm-r1: RM-R1's parser (rmr1-eval), errors = 0, 50,000 tokens, greedy, one random "
-        "order (JudgeBench: the given order); benchmark (default): each benchmark's own "
+        "order (JudgeBench: the given order), RM-Bench's matrix as RM-R1 filled it, vllm "
+        "prompts tokenized with special tokens added; benchmark (default): each benchmark's own "
         "no-verdict rule and order. Flags and keys set by --config or RMR1_* variables win",
     )
 
