@@ -124,3 +124,32 @@ def template_for_model(model: str | None) -> tuple[str, str]:
     if "deepseek-r1-distill" in name or "deepseek-distilled" in name:
         return "rmr1-reasoning", "the model name names a DeepSeek distillation"
     return DEFAULT_TEMPLATE, "the default (the model name names no family)"
+
+
+def render_histories(
+    template: PromptTemplate, conversation_a: list[Message], conversation_b: list[Message]
+) -> ChatMessages:
+    """RM-R1's multi-turn prompt for two whole conversations that differ before their last turn
+    (``mix_data.py`` serialises the chosen and the rejected conversation each on its own).
+    Only the two RM-R1 templates can render it."""
+    family = {"rmr1-instruct": "instruct", "rmr1-reasoning": "reasoning"}.get(template.name)
+    if family is None:
+        raise TemplateError(
+            f"template {template.name!r} cannot render a pair whose histories differ; "
+            "rmr1-instruct and rmr1-reasoning can"
+        )
+    for side in (conversation_a, conversation_b):
+        if not side or side[-1].role != "assistant":
+            raise TemplateError("each conversation must end with an assistant turn")
+    prefix = "INSTRUCT" if family == "instruct" else "REASONING"
+    suffix = "_USER_PROMPT_TEMPLATE.txt" if family == "instruct" else "_PROMPT_TEMPLATE.txt"
+    user = template_text(f"{prefix}_MULTI{suffix}").format(
+        conversation_1=serialize_conversation(conversation_a[:-1], conversation_a[-1].content, "A"),
+        conversation_2=serialize_conversation(conversation_b[:-1], conversation_b[-1].content, "B"),
+    )
+    if family == "reasoning":
+        return [{"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": template_text("INSTRUCT_SYSTEM_PROMPT.txt")},
+        {"role": "user", "content": user},
+    ]
