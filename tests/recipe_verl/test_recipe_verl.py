@@ -169,6 +169,8 @@ def assert_no_dual_clip(actor_config) -> None:
     """veRL 0.9.1's own policy loss, with the emitted actor config, is RM-R1's PPO clip loss
     (max(-A r, -A clip(r, 0.8, 1.2)), no dual-clip bound), where veRL's default clip_ratio_c 3
     caps a negative advantage's loss."""
+    import dataclasses
+
     import torch
     from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla
     from verl.utils.config import omega_conf_to_dataclass
@@ -180,8 +182,10 @@ def assert_no_dual_clip(actor_config) -> None:
     rm_r1 = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(0.8, 1.2)).mean()
     loss, _ = compute_policy_loss_vanilla(old, new, advantages, mask, "token-mean", config=actor)
     assert loss.item() == pytest.approx(rm_r1.item())
-    actor.clip_ratio_c = 3.0  # veRL's default: the first token's loss is capped at 3
-    capped, _ = compute_policy_loss_vanilla(old, new, advantages, mask, "token-mean", config=actor)
+    default = dataclasses.replace(actor, clip_ratio_c=3.0)  # the first token's loss capped at 3
+    capped, _ = compute_policy_loss_vanilla(
+        old, new, advantages, mask, "token-mean", config=default
+    )
     assert capped.item() < rm_r1.item() - 1
 
 
