@@ -275,16 +275,24 @@ def test_rm_bench_rm_r1_protocol_scores_as_rm_r1_published_and_compare_shows_bot
     assert f"| {tmp_path / 'benchmark'} | {both} | benchmark |" in compare
 
 
-def test_rm_r1_protocol_tokenizes_vllm_prompts_as_rm_r1s_eval_did():
+def test_rm_r1_protocol_generates_and_tokenizes_as_rm_r1s_eval_did():
     from rmr1_plugins.config import load_config
     from rmr1_plugins.eval.store import run_settings
 
-    vllm = load_config(None, backend={"name": "vllm", "model": "m"})
-    assert protocols.rm_r1_tokenization(vllm).backend.options == {"add_special_tokens": True}
-    assert run_settings(vllm)["backend_options"] == {"add_special_tokens": True}  # recorded
+    rm_r1 = {"add_special_tokens": True, "stop_at_answer": False}
+    vllm = protocols.rm_r1_backend_options(
+        load_config(None, backend={"name": "vllm", "model": "m"})
+    )
+    assert vllm.backend.options == rm_r1
+    assert run_settings(vllm)["backend_options"] == rm_r1  # recorded with the judgments
     kept = load_config(
         None, backend={"name": "vllm", "model": "m", "options": {"add_special_tokens": False}}
     )
-    assert protocols.rm_r1_tokenization(kept).backend.options == {"add_special_tokens": False}
+    assert protocols.rm_r1_backend_options(kept).backend.options == {
+        "add_special_tokens": False,
+        "stop_at_answer": False,
+    }
+    openai = load_config(None, backend={"name": "openai", "model": "m"})
+    assert protocols.rm_r1_backend_options(openai).backend.options == {"stop_at_answer": False}
     hf = load_config(None, backend={"name": "hf", "model": "m"})
-    assert protocols.rm_r1_tokenization(hf).backend.options == {}
+    assert protocols.rm_r1_backend_options(hf).backend.options == {}

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace, out: Path) -> dict:
     """Load, check every item renders, judge what is not judged yet, then score."""
     config = config_from_args(args)
     if args.protocol == "rm-r1":
-        config = protocols.rm_r1_tokenization(config)
+        config = protocols.rm_r1_backend_options(config)
     print(f"template: {config.template} ({config.template_choice})", file=sys.stderr)
     loaded = load(args.benchmark, args.data, args.split)
     check_renderable(loaded, get_template(config.template))

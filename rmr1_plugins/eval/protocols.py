@@ -125,15 +125,17 @@ def apply(
     }
 
 
-def rm_r1_tokenization(config: ScorerConfig) -> ScorerConfig:
-    """Under ``rm-r1``, the vllm backend tokenizes the prompt as RM-R1's eval did: the rendered
-    string with the tokenizer's special tokens added (``add_special_tokens``), unless the
-    backend options say otherwise. Other backends are left alone (hf and openai render the
-    prompt themselves)."""
+def rm_r1_backend_options(config: ScorerConfig) -> ScorerConfig:
+    """Under ``rm-r1``, generate as RM-R1's eval did where the backend has the option and the
+    options leave it unset: to the end of the sequence, not to the first ``</answer>``
+    (``stop_at_answer: false``; RM-R1's rule reads the whole output), and with vllm the prompt
+    string tokenized with the tokenizer's special tokens added (``add_special_tokens``)."""
+    wanted = {"vllm": {"add_special_tokens": True, "stop_at_answer": False}}
+    wanted["openai"] = {"stop_at_answer": False}
     options = config.backend.options
-    if config.backend.name != "vllm" or "add_special_tokens" in options:
-        return config
-    config.backend.options = {**options, "add_special_tokens": True}
+    add = {k: v for k, v in wanted.get(config.backend.name, {}).items() if k not in options}
+    if add:
+        config.backend.options = {**options, **add}
     return config
 
 
@@ -142,9 +144,10 @@ def add_flag(parser: argparse.ArgumentParser) -> None:
         "--protocol",
         choices=PROTOCOL_NAMES,
         help="rm-r1: RM-R1's parser (rmr1-eval), errors = 0, 50,000 tokens, greedy, one random "
-        "order (JudgeBench: the given order), RM-Bench's matrix as RM-R1 filled it, vllm "
-        "prompts tokenized with special tokens added; benchmark (default): each benchmark's own "
-        "no-verdict rule and order. Flags and keys set by --config or RMR1_* variables win",
+        "order (JudgeBench: the given order), RM-Bench's matrix as RM-R1 filled it, no stop at "
+        "</answer>, vllm prompts tokenized with special tokens added; benchmark (default): each "
+        "benchmark's own no-verdict rule and order. Flags and keys set by --config or RMR1_* "
+        "variables win",
     )
 
 
