@@ -123,7 +123,9 @@ class ScorerConfig(BaseModel):
 
             name, why = template_for_model(self.backend.model)
             self.__dict__["template"] = name  # not marked as set: a later model may choose again
-            self._template_choice = f"from the model name ({why})" if self.backend.model else why
+            self._template_choice = (
+                f"from the model name, {why}" if self.backend.model else "the default: no model"
+            )
         return self
 
     @property

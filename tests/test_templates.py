@@ -146,7 +146,7 @@ def test_eval_says_and_records_the_template_it_chose(tmp_path, capsys):
     argv = ["eval", "--benchmark", "rewardbench", "--data", str(data), "--backend", "constant"]
     model = "gaotang/RM-R1-DeepSeek-Distilled-Qwen-14B"
     assert main([*argv, "--model", model, "-o", str(tmp_path / "a")]) == 0
-    assert "template: rmr1-reasoning (from the model name (RM-R1's rule" in capsys.readouterr().err
+    assert "template: rmr1-reasoning (from the model name, RM-R1's rule" in capsys.readouterr().err
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["template"]["name"] == "rmr1-reasoning"
     assert report["run"]["template"] == "rmr1-reasoning"

@@ -107,6 +107,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if differ := protocols.recorded_differences(protocol, report.get("run")):
         print(f"warning: judged with {', '.join(differ)}", file=sys.stderr)
     print(f"protocol: {protocol['name']}", file=sys.stderr)
+    if template := report.get("template"):
+        print(f"template: {template['name']} ({template['chosen']})", file=sys.stderr)
     paths = reports.write_report(report, out)
     print(reports.markdown(report), end="")
     print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
@@ -120,7 +122,6 @@ def run(args: argparse.Namespace, out: Path) -> dict:
     config = config_from_args(args)
     if args.protocol == "rm-r1":
         config = protocols.rm_r1_backend_options(config)
-    print(f"template: {config.template} ({config.template_choice})", file=sys.stderr)
     loaded = load(args.benchmark, args.data, args.split)
     check_renderable(loaded, get_template(config.template))
     path = args.judgments or out / "judgments.jsonl"

@@ -201,7 +201,7 @@ def check_fit(
     if tp < 1 or gpus_per_node % tp:
         raise ConfigError(
             f"{preset.name}: rollout tensor parallel size {tp} must divide the {gpus_per_node} "
-            "GPUs per node"
+            "GPUs per node (--rollout-tp)"
         )
     if not 0 < share <= 1:
         raise ConfigError(f"{preset.name}: rollout memory share {share} must be in (0, 1]")

@@ -118,12 +118,12 @@ def template_for_model(model: str | None) -> tuple[str, str]:
     """
     name = (model or "").lower()
     if "rm-r1" in name and "instruct" in name:
-        return "rmr1-instruct", "RM-R1's rule: the model name has RM-R1 and Instruct"
+        return "rmr1-instruct", "RM-R1's rule: RM-R1 and Instruct in the name"
     if "rm-r1" in name and "deepseek-distilled" in name:
-        return "rmr1-reasoning", "RM-R1's rule: the model name has RM-R1 and DeepSeek-Distilled"
+        return "rmr1-reasoning", "RM-R1's rule: RM-R1 and DeepSeek-Distilled in the name"
     if "deepseek-r1-distill" in name or "deepseek-distilled" in name:
-        return "rmr1-reasoning", "the model name names a DeepSeek distillation"
-    return DEFAULT_TEMPLATE, "the default (the model name names no family)"
+        return "rmr1-reasoning", "a DeepSeek distillation by name"
+    return DEFAULT_TEMPLATE, "the default: the name names no family"
 
 
 def render_histories(
