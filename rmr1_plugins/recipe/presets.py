@@ -183,12 +183,11 @@ def rollout_rl(
     rl: RLVRDefaults, tensor_parallel: int | None = None, memory: float | None = None
 ) -> RLVRDefaults:
     """``rl`` with the rollout's tensor parallel size and memory share replaced where given."""
-    changes: dict[str, int | float] = {}
-    if tensor_parallel is not None:
-        changes["tensor_parallel"] = tensor_parallel
-    if memory is not None:
-        changes["gpu_memory_utilization"] = memory
-    return replace(rl, **changes)
+    return replace(
+        rl,
+        tensor_parallel=rl.tensor_parallel if tensor_parallel is None else tensor_parallel,
+        gpu_memory_utilization=rl.gpu_memory_utilization if memory is None else memory,
+    )
 
 
 def check_fit(
