@@ -409,6 +409,9 @@ def test_recipe_run_takes_the_checkpoint_presets_hyperparameters(tmp_path):
     )
     assert rl["gradient_accumulation_steps"] == 128 * 7  # one GPU keeps the global batch
     assert rl["beta"] == 0.002 and rl["use_vllm"] is True  # overrides and one-GPU settings
+    # one GPU: no tensor parallelism, TRL's 0.3 share beside the training state; RM-R1's seed
+    assert (rl["vllm_tensor_parallel_size"], rl["vllm_gpu_memory_utilization"]) == (1, 0.3)
+    assert rl["seed"] == 1 and rl["vllm_importance_sampling_correction"] is False
     assert (sft["adam_beta2"], sft["weight_decay"]) == (0.95, 0.0)
     _, rl = fields("rmr1")
     assert (rl["learning_rate"], rl["loss_type"]) == (1e-6, "bnpo")  # RM-R1's 7B
