@@ -26,7 +26,7 @@ from rmr1_plugins.recipe.reward import reward_func  # noqa: F401
 '''
 RL_DIFFERENCES = [
     "Differs from RM-R1: advantages divide by the group's std + 1e-9 (RM-R1's veRL: + 1e-6); "
-    "with +-1 rewards that std is 0 (advantage 0 either way) or at least 0.7, so under 0.0002%.",
+    "with +-1 rewards that std is 0 (advantage 0 either way) or 0.69 or more, so under 0.0002%.",
     "Differs from RM-R1: OpenRLHF 0.11.2 clamps log(pi/pi_old) to +-20 before the ratio (no "
     "flag); it only changes ratios above e^20. Dual-clip stays off (no --actor.dual_clip).",
 ]

@@ -31,7 +31,7 @@ SFT_DIFFERENCES = [
 
 RL_DIFFERENCES = [
     "Differs from RM-R1: advantages divide by the group's std + 1e-4 (RM-R1's veRL: + 1e-6); "
-    "with +-1 rewards that std is 0 (advantage 0 either way) or at least 0.7, so under 0.02%.",
+    "with +-1 rewards that std is 0 (advantage 0 either way) or 0.69 or more, so under 0.02%.",
 ]
 
 
