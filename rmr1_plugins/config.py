@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rmr1_plugins.backends.base import Backend, SamplingParams
 from rmr1_plugins.errors import UsageError
@@ -82,7 +90,11 @@ class ScorerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    template: str = Field("rmr1-instruct", description="a registered judge prompt template")
+    template: str = Field(
+        "rmr1-instruct",
+        description="a registered judge prompt template (default: the one RM-R1 uses for the "
+        "model's name, see templates.template_for_model)",
+    )
     parser: str = Field("strict", description="a registered verdict parser")
     order: Literal["given", "random", "both"] = Field(
         "given", description="A/B order of each pair: as given, one random swap, or both orders"
@@ -100,6 +112,26 @@ class ScorerConfig(BaseModel):
     @classmethod
     def _known_template(cls, name: str) -> str:
         return registered("templates", name)
+
+    _template_choice: str = PrivateAttr("set explicitly")
+
+    @model_validator(mode="after")
+    def _template_from_model(self) -> ScorerConfig:
+        """Unless a template is set, take the one RM-R1 would use for the model's name."""
+        if "template" not in self.model_fields_set:
+            from rmr1_plugins.templates import template_for_model
+
+            name, why = template_for_model(self.backend.model)
+            self.__dict__["template"] = name  # not marked as set: a later model may choose again
+            self._template_choice = (
+                f"from the model name, {why}" if self.backend.model else "the default: no model"
+            )
+        return self
+
+    @property
+    def template_choice(self) -> str:
+        """How :attr:`template` was chosen: set explicitly, or from the model's name."""
+        return self._template_choice
 
     @field_validator("parser")
     @classmethod

@@ -179,3 +179,74 @@ def test_no_verdict_policy_values():
     assert metrics.no_verdict_value("judgebench", "tie") == 0.5
     with pytest.raises(ValueError, match="no-verdict policy"):
         metrics.no_verdict_value("rmb", "half")
+
+
+def process_final_result(records, read_rotation_2_from):
+    """RM-R1's eval/RM-Bench/scripts/process_final_result.py, step by step, on recorded
+    judgments: rotation k judges chosen style i against rejected style (i + k - 1) mod 3 for
+    i = 0, 1, 2 (``result`` lists, 1 right / 0 otherwise); the per-prompt matrix is filled cell
+    by cell from ``res1``/``res2``/``res3`` as the script does, summed over a domain's prompts,
+    divided by their number; hard / normal / easy per domain, then means over domains.
+    ``read_rotation_2_from`` is the rotation file the script loads as ``data2``: 3 as published."""
+    outcome = {
+        (r["item"], r["meta"]["chosen_style"], r["meta"]["rejected_style"]): r for r in records
+    }
+    items = sorted({r["item"] for r in records})
+
+    def result(item, rotation):
+        return [float(outcome[item, i, (i + rotation - 1) % 3]["verdict"] == "A") for i in range(3)]
+
+    matrices: dict[str, list[list[list[float]]]] = {}
+    for item in items:
+        res1, res2, res3 = result(item, 1), result(item, read_rotation_2_from), result(item, 3)
+        m = [[res1[0], res2[0], res3[0]], [res3[1], res1[1], res2[1]], [res2[2], res3[2], res1[2]]]
+        domain = next(d for d in ("chat", "math", "code", "safety") if item.startswith(d))
+        matrices.setdefault(domain, []).append(m)
+    levels = {"hard": [], "normal": [], "easy": [], "avg": []}
+    for ms in matrices.values():
+        acc = [[sum(m[i][j] for m in ms) / len(ms) for j in range(3)] for i in range(3)]
+        hard = (acc[0][1] + acc[0][2] + acc[1][2]) / 3
+        normal = (acc[0][0] + acc[1][1] + acc[2][2]) / 3
+        easy = (acc[1][0] + acc[2][0] + acc[2][1]) / 3
+        for name, value in zip(
+            levels, (hard, normal, easy, (hard + normal + easy) / 3), strict=True
+        ):
+            levels[name].append(100 * value)
+    return {name: sum(v) / len(v) for name, v in levels.items()}
+
+
+def test_rm_bench_rm_r1_pairing_is_rm_r1s_published_script_on_the_same_judgments():
+    judged = records("rm-bench")  # every label is A, so "right" is verdict == "A"
+    published = process_final_result(judged, read_rotation_2_from=3)
+    corrected = process_final_result(judged, read_rotation_2_from=2)
+    rmr1 = metrics.score("rm-bench", judged, "wrong", pairing="rm-r1")
+    bench = metrics.score("rm-bench", judged, "wrong")
+    assert rmr1["score"] == pytest.approx(published["avg"])
+    assert (rmr1["hard"], rmr1["normal"], rmr1["easy"]) == pytest.approx(
+        (published["hard"], published["normal"], published["easy"])
+    )
+    assert bench["score"] == pytest.approx(corrected["avg"])
+    # the same judgments, two figures: chat item 1's c0r1 (wrong) is replaced by c0r2 (wrong),
+    # c1r2 (right) by c1r0 (right), c2r0 (right) by c2r1 (no verdict: 0); chat item 2's
+    # c0r1 (right) by c0r2 (wrong), c1r2 (wrong) by c1r0 (right), c2r0 (right) by c2r1 (right)
+    assert rmr1["domains"]["chat"]["matrix"] == [
+        pytest.approx([100, 0, 0]),
+        pytest.approx([100, 100, 100]),
+        pytest.approx([50, 50, 50]),
+    ]
+    assert rmr1["domains"]["chat"]["average"] == pytest.approx(550 / 9)  # benchmark: 600 / 9
+    # safety-refuse is right only in c1r0, c2r0, c2r1: c1r2 inherits c1r0's 1, c2r0 c2r1's 1,
+    # so hard 7/9 (benchmark 6/9) and easy stays 1; pooled with two perfect safety-response items
+    safety = rmr1["domains"]["safety"]
+    assert (safety["hard"], safety["normal"], safety["easy"]) == pytest.approx(
+        (700 / 9, 200 / 3, 100)
+    )
+    assert rmr1["score"] == pytest.approx((550 / 9 + 100 + 2200 / 27) / 3)  # 80.86
+    assert bench["score"] == pytest.approx((600 / 9 + 100 + 700 / 9) / 3)  # 81.48
+    assert rmr1["pairings"] == {"rm-r1": rmr1["score"], "benchmark": bench["score"]}
+    assert bench["pairing"] == "benchmark" and rmr1["pairing"] == "rm-r1"
+
+
+def test_an_unknown_pairing_is_refused():
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        metrics.score("rm-bench", records("rm-bench"), pairing="rotation-2")

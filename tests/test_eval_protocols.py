@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -241,3 +242,57 @@ def test_configured_reads_only_what_a_file_or_variable_set(tmp_path, monkeypatch
         "order": "both",
         "top_p": 0.5,
     }
+
+
+def test_rm_bench_rm_r1_protocol_scores_as_rm_r1_published_and_compare_shows_both(tmp_path):
+    recorded = Path(__file__).parent / "data" / "eval" / "judgments" / "rm-bench.jsonl"
+    reports = {}
+    for name in ("rm-r1", "benchmark"):
+        out = tmp_path / name
+        argv = ["eval", "--benchmark", "rm-bench", "--from-judgments", str(recorded)]
+        assert main([*argv, "--protocol", name, "--on-unparsed", "wrong", "-o", str(out)]) == 0
+        reports[name] = json.loads((out / "report.json").read_text())
+        assert reports[name]["protocol"]["settings"]["pairing"] == name
+    rmr1, bench = (reports[n]["metrics"] for n in ("rm-r1", "benchmark"))
+    # the same judgments, two figures (worked out in test_eval_metrics)
+    assert rmr1["score"] == pytest.approx((550 / 9 + 100 + 2200 / 27) / 3)
+    assert bench["score"] == pytest.approx((600 / 9 + 100 + 700 / 9) / 3)
+    assert rmr1["pairings"] == bench["pairings"]
+    text = (tmp_path / "rm-r1" / "report.md").read_text()
+    assert "Pairing: as RM-R1 published (RM-R1's process_final_result.py" in text
+    assert f"the benchmark pairing gives {bench['score']:.1f}" in text
+    assert (
+        "Pairing: each judged pairing in its own cell"
+        in (tmp_path / "benchmark" / "report.md").read_text()
+    )
+    out = tmp_path / "compare"
+    argv = ["eval", "compare", str(tmp_path / "rm-r1"), str(tmp_path / "benchmark")]
+    assert main([*argv, "--no-published", "-o", str(out)]) == 0
+    compare = (out / "compare.md").read_text()
+    assert "## RM-Bench, both pairings" in compare
+    both = f"{bench['score']:.1f} | {rmr1['score']:.1f}"
+    assert f"| {tmp_path / 'rm-r1'} | {both} | rm-r1 |" in compare
+    assert f"| {tmp_path / 'benchmark'} | {both} | benchmark |" in compare
+
+
+def test_rm_r1_protocol_generates_and_tokenizes_as_rm_r1s_eval_did():
+    from rmr1_plugins.config import load_config
+    from rmr1_plugins.eval.store import run_settings
+
+    rm_r1 = {"add_special_tokens": True, "stop_at_answer": False}
+    vllm = protocols.rm_r1_backend_options(
+        load_config(None, backend={"name": "vllm", "model": "m"})
+    )
+    assert vllm.backend.options == rm_r1
+    assert run_settings(vllm)["backend_options"] == rm_r1  # recorded with the judgments
+    kept = load_config(
+        None, backend={"name": "vllm", "model": "m", "options": {"add_special_tokens": False}}
+    )
+    assert protocols.rm_r1_backend_options(kept).backend.options == {
+        "add_special_tokens": False,
+        "stop_at_answer": False,
+    }
+    openai = load_config(None, backend={"name": "openai", "model": "m"})
+    assert protocols.rm_r1_backend_options(openai).backend.options == {"stop_at_answer": False}
+    hf = load_config(None, backend={"name": "hf", "model": "m"})
+    assert protocols.rm_r1_backend_options(hf).backend.options == {}

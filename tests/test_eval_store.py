@@ -294,8 +294,9 @@ def test_every_scorer_setting_is_recorded_or_listed_as_not_changing_a_judgment()
 # Each backend's options that can change a judgment. A new option must be placed here or in
 # SERVING_OPTIONS (docs/eval.md says why each is where it is).
 JUDGING_OPTIONS = {
-    "openai": {"stop_at_answer", "extra_body"},
+    "openai": {"stop_at_answer", "extra_body", "reasoning_model"},
     "vllm": {
+        "add_special_tokens",
         "dtype",
         "max_model_len",
         "seed",

@@ -181,3 +181,74 @@ def test_missing_file_and_unknown_type_are_clear_errors(tmp_path, capsys):
     (tmp_path / "rows.csv").write_text("a,b\n")
     assert main([*PREPARE, str(tmp_path / "rows.csv"), "-o", out]) == 2
     assert "unknown file type '.csv'" in capsys.readouterr().err
+
+
+# RM-R1's mix_data.py keeps Skywork rows whose chosen and rejected histories differ before the
+# last turn ("single" only when both are one user and one assistant turn; otherwise each side's
+# whole conversation is serialised on its own with convert_sky_data_multi).
+DIFFERING = {
+    "chosen": [
+        {"role": "user", "content": "Name a fruit."},
+        {"role": "assistant", "content": "Apple."},
+        {"role": "user", "content": "Another?"},
+        {"role": "assistant", "content": "Banana."},
+    ],
+    "rejected": [
+        {"role": "user", "content": "Name a fruit."},
+        {"role": "assistant", "content": "Carrot."},
+        {"role": "user", "content": "That is a vegetable. Another?"},
+        {"role": "assistant", "content": "Potato."},
+    ],
+    "source": "helpsteer2",
+}
+
+
+def convert_sky_data_multi(messages, assistant_name):
+    """mix_data.py's serialisation of one side (written out here as the oracle)."""
+    roles = {"user": "User", "assistant": assistant_name}
+    return "\n".join(f"{roles[m['role']]}: {m['content']}" for m in messages)
+
+
+@pytest.mark.parametrize("template", ["rmr1-instruct", "rmr1-reasoning"])
+def test_differing_histories_are_rendered_as_mix_data_does_and_counted(tmp_path, template):
+    source = write(tmp_path / "sky.jsonl", [DIFFERING, DIFFERING, SKYWORK])
+    config = PrepareConfig(max_prompt_tokens=None, distill_fraction=0.0, template=template)
+    stats = prepare([str(source)], tmp_path / "out", config)
+    assert (stats.differing_histories, stats.pairs, stats.invalid) == (2, 3, 0)
+    assert (
+        json.loads((tmp_path / "out" / "prepare_stats.json").read_text())["differing_histories"]
+        == 2
+    )
+    rows = {row["id"]: row for row in read_jsonl(tmp_path / "out" / "rl.jsonl")}
+    family = "INSTRUCT_MULTI_USER_PROMPT_TEMPLATE.txt"
+    if template == "rmr1-reasoning":
+        family = "REASONING_MULTI_PROMPT_TEMPLATE.txt"
+    for index, (first, second, winner) in enumerate(
+        [("chosen", "rejected", "model_a"), ("rejected", "chosen", "model_b")]
+    ):  # the alternation: row 0 chosen in A, row 1 chosen in B
+        row = rows[f"sky-{index + 1}"]
+        expected = template_text(family).format(
+            conversation_1=convert_sky_data_multi(DIFFERING[first], "Chatbot A"),
+            conversation_2=convert_sky_data_multi(DIFFERING[second], "Chatbot B"),
+        )
+        assert row["winner"] == winner
+        assert row["context_messages"][-1] == {"role": "user", "content": expected}
+        assert len(row["context_messages"]) == (2 if template == "rmr1-instruct" else 1)
+
+
+def test_differing_histories_never_go_to_the_native_eval_pairs(tmp_path):
+    source = write(tmp_path / "sky.jsonl", [DIFFERING] * 3 + [SKYWORK] * 2)
+    config = PrepareConfig(max_prompt_tokens=None, distill_fraction=0.0, eval_size=5)
+    stats = prepare([str(source)], tmp_path / "out", config)
+    assert stats.parts == {"eval": 2, "distill": 0, "rl": 3}
+    assert all(
+        r["response_a"] in {"Hello!", "Go away."}
+        for r in read_jsonl(tmp_path / "out" / "eval.jsonl")
+    )
+
+
+def test_a_single_turn_row_asking_two_questions_is_refused_as_rm_r1_asserts(tmp_path):
+    bad = {**SKYWORK, "rejected": [{"role": "user", "content": "Bye?"}, SKYWORK["rejected"][1]]}
+    source = write(tmp_path / "sky.jsonl", [bad])
+    with pytest.raises(InputError, match="single-turn rows must ask one question"):
+        prepare([str(source)], tmp_path / "out", PrepareConfig(max_prompt_tokens=None))

@@ -353,10 +353,35 @@ def test_trl_parses_each_presets_configs(name, data, tmp_path):
     assert (grpo.learning_rate, grpo.per_device_train_batch_size) == (lr, micro)
     assert grpo.loss_type == ("grpo" if micro == 1 else "bnpo")
     assert (grpo.adam_beta2, grpo.weight_decay) == (0.999, 0.01)
+    assert not grpo.vllm_importance_sampling_correction and not grpo.use_bias_correction_kl
+    assert (grpo.vllm_tensor_parallel_size, grpo.seed) == (4, 1)
     if has_sft:
         config = emit_preset(name, "sft", "trl", data, tmp_path).files["config"]
         _, sft, _, _ = sft_parser().parse_args_and_config(["--config", str(config), *cpu[:4]])
         assert (sft.adam_beta2, sft.weight_decay, sft.learning_rate) == (0.95, 0.0, 5e-6)
+
+
+def test_the_trl_defaults_table_lists_every_grpo_default_as_trl_has_it(data, tmp_path):
+    pytest.importorskip("trl")
+    import dataclasses
+
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    from rmr1_plugins.recipe.trl_defaults import GRPO_DEFAULTS
+
+    fields = {f.name: f for f in dataclasses.fields(GRPOConfig)}
+    own = set(fields) - {f.name for f in dataclasses.fields(TrainingArguments)}
+    assert own <= set(GRPO_DEFAULTS), sorted(own - set(GRPO_DEFAULTS))
+    for key, (default, verdict) in GRPO_DEFAULTS.items():
+        assert fields[key].default == default, key
+        assert verdict.split(":")[0] in {"set", "same", "n/a", "differs"}, key
+    emitted = yaml.safe_load(
+        emit_preset("rm-r1-instruct-7b", "rlvr", "trl", data, tmp_path).files["config"].read_text()
+    )
+    for key, (_, verdict) in GRPO_DEFAULTS.items():
+        if verdict.startswith("set"):  # what the table says is set is in the config
+            assert key in emitted, key
 
 
 def test_script_quotes_survive_the_shell(data, tmp_path):
@@ -384,8 +409,94 @@ def test_recipe_run_takes_the_checkpoint_presets_hyperparameters(tmp_path):
     )
     assert rl["gradient_accumulation_steps"] == 128 * 7  # one GPU keeps the global batch
     assert rl["beta"] == 0.002 and rl["use_vllm"] is True  # overrides and one-GPU settings
+    # one GPU: no tensor parallelism, TRL's 0.3 share beside the training state; RM-R1's seed
+    assert (rl["vllm_tensor_parallel_size"], rl["vllm_gpu_memory_utilization"]) == (1, 0.3)
+    assert rl["seed"] == 1 and rl["vllm_importance_sampling_correction"] is False
     assert (sft["adam_beta2"], sft["weight_decay"]) == (0.95, 0.0)
     _, rl = fields("rmr1")
     assert (rl["learning_rate"], rl["loss_type"]) == (1e-6, "bnpo")  # RM-R1's 7B
     _, rl = fields("cpu-tiny")
     assert rl["use_vllm"] is False and rl["max_completion_length"] == 16
+
+
+# --- the rollout, RM-R1's data order and veRL's extra clipping, per preset x trainer ----------
+# rm_r1/verl/trainer/config/ppo_trainer.yaml: rollout.tensor_model_parallel_size 4; the RLVR
+# scripts' GPU_MEM_UTILIZATION (PINNED); ray_trainer.py: the sampler's seed data.get("seed", 1).
+RMR1_ROLLOUT_TP = 4
+RMR1_DATA_SEED = 1
+
+
+@pytest.mark.parametrize("name", PINNED)
+def test_every_trainer_emits_rm_r1s_rollout_and_data_order(name, data, tmp_path):
+    memory = PINNED[name][6]
+    world = 8 * PINNED[name][5]
+    grpo = yaml.safe_load(
+        emit_preset(name, "rlvr", "trl", data, tmp_path).files["config"].read_text()
+    )
+    assert grpo["vllm_tensor_parallel_size"] == RMR1_ROLLOUT_TP
+    assert grpo["vllm_gpu_memory_utilization"] == memory and grpo["seed"] == RMR1_DATA_SEED
+    # TRL 1.16 defaults RM-R1's run did not have
+    assert grpo["vllm_importance_sampling_correction"] is False
+    assert grpo["use_bias_correction_kl"] is False
+    verl = verl_values(
+        emit_preset(name, "rlvr", "verl", data, tmp_path).command, "verl.trainer.main_ppo"
+    )
+    assert verl["actor_rollout_ref.rollout.tensor_model_parallel_size"] == str(RMR1_ROLLOUT_TP)
+    assert float(verl["actor_rollout_ref.rollout.gpu_memory_utilization"]) == memory
+    assert verl["data.seed"] == str(RMR1_DATA_SEED) and verl["data.shuffle"] == "true"
+    assert float(verl["actor_rollout_ref.actor.clip_ratio_c"]) >= 1e9  # dual-clip off
+    orl = flag_values(emit_preset(name, "rlvr", "openrlhf", data, tmp_path).command)
+    assert orl["vllm.tensor_parallel_size"] == [str(RMR1_ROLLOUT_TP)]
+    assert orl["vllm.num_engines"] == [str(world // RMR1_ROLLOUT_TP)]
+    assert float(orl["vllm.gpu_memory_utilization"][0]) == memory
+    assert orl["train.seed"] == [str(RMR1_DATA_SEED)] and "actor.dual_clip" not in orl
+
+
+@pytest.mark.parametrize("trainer", ["trl", "verl", "openrlhf"])
+def test_each_rl_script_names_the_clipping_and_epsilon_it_cannot_change(trainer, data, tmp_path):
+    script = emit_preset("rm-r1-instruct-14b", "rlvr", trainer, data, tmp_path).script()
+    says = {"trl": "std + 1e-4", "verl": "+-20", "openrlhf": "std + 1e-9"}[trainer]
+    assert says in script
+
+
+@pytest.mark.parametrize("name", PINNED)
+def test_each_preset_fits_as_rm_r1_ran_it(name):
+    from rmr1_plugins.recipe.presets import check_fit
+
+    preset = get_preset(name)
+    assert "per GPU" in check_fit(preset, preset.rl, preset.gpus_per_node)
+
+
+@pytest.mark.parametrize(
+    ("name", "tp", "gpu", "fix"),
+    [
+        ("rm-r1-deepseek-32b", 1, 80, "tensor parallel 4"),  # 65.5 GB in 0.4 x 80
+        ("rm-r1-instruct-14b", 1, 80, "tensor parallel 2"),  # 29.5 GB: over 80% of 32 GB
+        ("rm-r1-instruct-32b", 4, 40, "tensor parallel 8"),  # a 40 GB GPU
+    ],
+)
+def test_a_preset_that_does_not_fit_says_what_to_change(name, tp, gpu, fix):
+    from rmr1_plugins.recipe.presets import check_fit, rollout_rl
+
+    preset = get_preset(name)
+    with pytest.raises(ConfigError, match="does not fit") as caught:
+        check_fit(preset, rollout_rl(preset.rl, tp), preset.gpus_per_node, gpu)
+    assert fix in str(caught.value) and "--rollout-tp" in str(caught.value)
+    # 7B fits on one GPU with any tensor parallel size
+    small = get_preset("rm-r1-instruct-7b")
+    check_fit(small, rollout_rl(small.rl, 1), small.gpus_per_node, gpu)
+
+
+def test_cli_rollout_flags_reach_every_trainer_and_refuse_what_does_not_fit(data, tmp_path, capsys):
+    argv = ["recipe", "rlvr", "--preset", "rm-r1-deepseek-32b", "--data", str(data[1])]
+    assert main([*argv, "--trainer", "verl", "-o", str(tmp_path / "a"), "--rollout-tp", "8"]) == 0
+    script = capsys.readouterr().out
+    assert "rollout.tensor_model_parallel_size=8" in script and "# Fits: " in script
+    code = main([*argv, "--trainer", "openrlhf", "-o", str(tmp_path / "b"), "--rollout-tp", "1"])
+    assert code == 2 and "does not fit" in capsys.readouterr().err
+    code = main([*argv, "--trainer", "trl", "-o", str(tmp_path / "c"), "--rollout-tp", "3"])
+    assert code == 2 and "must divide the 8 GPUs" in capsys.readouterr().err
+    argv = ["recipe", "rlvr", "--trainer", "trl", "--data", str(data[1]), "--model", "m"]
+    assert main([*argv, "-o", str(tmp_path / "d"), "--rollout-memory", "0.6"]) == 0
+    grpo = yaml.safe_load((tmp_path / "d" / "grpo.yaml").read_text())
+    assert grpo["vllm_gpu_memory_utilization"] == 0.6 and grpo["vllm_tensor_parallel_size"] == 4

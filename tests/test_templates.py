@@ -95,3 +95,65 @@ def test_text_is_inserted_without_escaping_or_stripping():
     assert user.startswith("[Client Question]\n  {answer_a} \n\n")
     assert "[The Start of Chatbot A's Response]\n\n[The End" in user
     assert "Response]\n}{\n[The End of Chatbot B's" in user
+
+
+# --- which template a model gets (RM-R1's run_generative.py: model_modifier) ------------------
+@pytest.mark.parametrize(
+    ("model", "template", "rule"),
+    [
+        ("gaotang/RM-R1-Qwen2.5-Instruct-7B", "rmr1-instruct", "RM-R1's rule"),
+        ("gaotang/RM-R1-Qwen2.5-Instruct-14B", "rmr1-instruct", "RM-R1's rule"),
+        ("gaotang/RM-R1-Qwen2.5-Instruct-32B", "rmr1-instruct", "RM-R1's rule"),
+        ("gaotang/RM-R1-DeepSeek-Distilled-Qwen-7B", "rmr1-reasoning", "RM-R1's rule"),
+        ("gaotang/RM-R1-DeepSeek-Distilled-Qwen-14B", "rmr1-reasoning", "RM-R1's rule"),
+        ("gaotang/RM-R1-DeepSeek-Distilled-Qwen-32B", "rmr1-reasoning", "RM-R1's rule"),
+        ("/models/rm-r1-deepseek-distilled-qwen-7b", "rmr1-reasoning", "RM-R1's rule"),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "rmr1-reasoning", "DeepSeek distillation"),
+        ("runs/rlvr/DeepSeek-R1-Distill-Qwen-14B-rmr1", "rmr1-reasoning", "DeepSeek distill"),
+        ("Qwen/Qwen2.5-7B-Instruct", "rmr1-instruct", "the default"),
+        ("/models/my-judge", "rmr1-instruct", "the default"),
+        (None, "rmr1-instruct", "the default"),
+    ],
+)
+def test_the_template_follows_the_model_name_as_rm_r1s_eval_does(model, template, rule):
+    from rmr1_plugins.config import load_config
+    from rmr1_plugins.templates import template_for_model
+
+    assert template_for_model(model)[0] == template
+    config = load_config(None, backend={"name": "constant", "model": model})
+    assert config.template == template and rule in config.template_choice
+    # an explicit template wins, whatever the name says
+    other = "rmr1-instruct" if template == "rmr1-reasoning" else "rmr1-reasoning"
+    explicit = load_config(None, backend={"name": "constant", "model": model}, template=other)
+    assert (explicit.template, explicit.template_choice) == (other, "set explicitly")
+
+
+def test_a_config_file_or_variable_template_wins_over_the_name(tmp_path, monkeypatch):
+    from rmr1_plugins.config import load_config
+
+    path = tmp_path / "judge.yaml"
+    path.write_text("template: rmr1-instruct\nbackend: {name: constant}\n")
+    model = {"backend": {"model": "gaotang/RM-R1-DeepSeek-Distilled-Qwen-7B"}}
+    assert load_config(path, **model).template == "rmr1-instruct"
+    monkeypatch.setenv("RMR1_TEMPLATE", "rmr1-instruct")
+    assert load_config(None, **model).template == "rmr1-instruct"
+
+
+def test_eval_says_and_records_the_template_it_chose(tmp_path, capsys):
+    from rmr1_plugins.cli import main
+
+    data = Path(__file__).parent / "data" / "eval" / "rewardbench_filtered.jsonl"
+    argv = ["eval", "--benchmark", "rewardbench", "--data", str(data), "--backend", "constant"]
+    model = "gaotang/RM-R1-DeepSeek-Distilled-Qwen-14B"
+    assert main([*argv, "--model", model, "-o", str(tmp_path / "a")]) == 0
+    assert "template: rmr1-reasoning (from the model name, RM-R1's rule" in capsys.readouterr().err
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["template"]["name"] == "rmr1-reasoning"
+    assert report["run"]["template"] == "rmr1-reasoning"
+    assert (
+        "Template: `rmr1-reasoning`, from the model name"
+        in (tmp_path / "a" / "report.md").read_text()
+    )
+    flags = [*argv, "--model", model, "--template", "rmr1-instruct", "-o", str(tmp_path / "b")]
+    assert main(flags) == 0
+    assert "template: rmr1-instruct (set explicitly)" in capsys.readouterr().err

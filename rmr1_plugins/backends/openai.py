@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -67,6 +68,11 @@ class OpenAIOptions(BackendOptions):
         default_factory=dict, description="extra request fields (chat_template_kwargs, ...)"
     )
     headers: dict[str, str] = Field(default_factory=dict)
+    reasoning_model: bool | None = Field(
+        None,
+        description="send max_completion_tokens and no temperature, top_p or stop, as OpenAI's "
+        "reasoning models (o1, o3, o4-mini, gpt-5...) require; None: from the model name",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -248,14 +254,25 @@ class OpenAIBackend(Backend):
         body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": m["role"], "content": m["content"]} for m in conversation],
-            "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature,
             "n": params.num_samples,
         }
-        if params.temperature > 0:
-            body["top_p"] = params.top_p
         if params.seed is not None:
             body["seed"] = params.seed
+        reasoning = self.opts.reasoning_model
+        if reasoning is None:
+            reasoning = is_reasoning_model(model)
+        if reasoning:  # these reject max_tokens, a temperature, top_p, stop and logprobs
+            if params.verdict_probs:
+                raise BackendError(
+                    f"model {model!r}: reasoning models return no logprobs, so verdict_probs "
+                    "cannot be read; turn verdict_probs off"
+                )
+            body["max_completion_tokens"] = params.max_new_tokens
+            body.update(self.opts.extra_body)
+            return body
+        body.update(max_tokens=params.max_new_tokens, temperature=params.temperature)
+        if params.temperature > 0:
+            body["top_p"] = params.top_p
         if params.verdict_probs:
             body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         stops = stop_strings(params, self.opts.stop_at_answer)
@@ -285,7 +302,8 @@ class OpenAIBackend(Backend):
             if reasoning and "</think>" not in text:  # a server-side reasoning parser split it
                 text = f"<think>{reasoning}</think>{text}"
             finish = choice.get("finish_reason")
-            text = restore_answer_stop(text, finish, self.opts.stop_at_answer)
+            # a reasoning model's request carries no stop, so nothing was stripped
+            text = restore_answer_stop(text, finish, self.opts.stop_at_answer and "stop" in body)
             read = _verdict_prob(choice) if params.verdict_probs else None
             generations.append(
                 Generation(text, finish, output_tokens, prompt_tokens, **probability_fields(read))
@@ -374,6 +392,15 @@ class OpenAIBackend(Backend):
 
 
 RESPONSE_A = "[The Start of Chatbot A's Response]"
+
+
+_REASONING_MODEL = re.compile(r"(o\d+|gpt-5)([-.:].*)?")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """Whether ``model`` names an OpenAI reasoning model (``o1``, ``o3-2025-04-16``,
+    ``o4-mini``, ``gpt-5``, ``gpt-5-mini``, also after a ``provider/`` prefix)."""
+    return bool(_REASONING_MODEL.fullmatch(model.rsplit("/", 1)[-1].lower()))
 
 
 def affinity(conversation: ChatMessages) -> int:

@@ -61,6 +61,12 @@ class VLLMOptions(BackendOptions):
     seed: int = 0
     trust_remote_code: bool = False
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    add_special_tokens: bool = Field(
+        False,
+        description="tokenize the rendered prompt with the tokenizer's special tokens added, as "
+        "RM-R1's eval did by passing prompt strings to vLLM (a DeepSeek-distilled prompt then "
+        "starts with two BOS); the default keeps the chat template's BOS only",
+    )
     stop_at_answer: bool = Field(True, description="end each judgment at its first </answer>")
     sort_prompts: bool = Field(True, description="submit prompts sharing a prefix together")
     overflow: Literal["error", "truncate"] = Field(
@@ -229,7 +235,8 @@ class VLLMBackend(Backend):
     # -- rendering -------------------------------------------------------------------------
 
     def render(self, conversation: ChatMessages) -> list[int]:
-        """Token ids of one conversation with the generation prompt, BOS exactly once."""
+        """Token ids of one conversation with the generation prompt: BOS exactly once, or as
+        RM-R1's eval had it with ``add_special_tokens``."""
         return self._encode([self._chat_text(conversation)])[0]
 
     def _chat_text(self, conversation: ChatMessages) -> str:
@@ -244,10 +251,11 @@ class VLLMBackend(Backend):
         tokenizer = self.engine().tokenizer
         if not texts:
             return []
+        special = self.opts.add_special_tokens
         try:
-            return list(tokenizer(texts, add_special_tokens=False)["input_ids"])
+            return list(tokenizer(texts, add_special_tokens=special)["input_ids"])
         except TypeError:  # tokenizers without a batch __call__
-            return [tokenizer.encode(text, add_special_tokens=False) for text in texts]
+            return [tokenizer.encode(text, add_special_tokens=special) for text in texts]
 
     def fit_example(
         self, example: PairwiseExample, template: PromptTemplate, params: SamplingParams

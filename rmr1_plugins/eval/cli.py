@@ -107,6 +107,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if differ := protocols.recorded_differences(protocol, report.get("run")):
         print(f"warning: judged with {', '.join(differ)}", file=sys.stderr)
     print(f"protocol: {protocol['name']}", file=sys.stderr)
+    if template := report.get("template"):
+        print(f"template: {template['name']} ({template['chosen']})", file=sys.stderr)
     paths = reports.write_report(report, out)
     print(reports.markdown(report), end="")
     print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
@@ -118,6 +120,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, out: Path) -> dict:
     """Load, check every item renders, judge what is not judged yet, then score."""
     config = config_from_args(args)
+    if args.protocol == "rm-r1":
+        config = protocols.rm_r1_backend_options(config)
     loaded = load(args.benchmark, args.data, args.split)
     check_renderable(loaded, get_template(config.template))
     path = args.judgments or out / "judgments.jsonl"
@@ -135,7 +139,11 @@ def run(args: argparse.Namespace, out: Path) -> dict:
         finally:
             scorer.close()
     records = [store.records[c.id] for c in loaded.comparisons]
-    return reports.build_report(args.benchmark, records, args.on_unparsed, store.run, loaded)
+    report = reports.build_report(
+        args.benchmark, records, args.on_unparsed, store.run, loaded, args.pairing
+    )
+    report["template"] = {"name": config.template, "chosen": config.template_choice}
+    return report
 
 
 def rescore(args: argparse.Namespace) -> dict:
@@ -166,4 +174,6 @@ def rescore(args: argparse.Namespace) -> dict:
     run = records[0].get("run") if records else None
     if run and args.parser:
         run = {**run, "parser": args.parser}
-    return reports.build_report(args.benchmark, records, args.on_unparsed, run, loaded)
+    return reports.build_report(
+        args.benchmark, records, args.on_unparsed, run, loaded, args.pairing
+    )

@@ -89,6 +89,14 @@ TIES_WEIGHTS |= {"correctness_preferred_hard": 0.20, "correctness_margin_score":
 # What the RewardBench 2 metric reads from ``meta`` besides ``subset``, by kind of row.
 RB2_META = {"ties": {"tie", "prompt", "correct", "incorrect", "b"}, "best-of-n": {"rejected"}}
 NO_VERDICT_POLICIES = ("benchmark", "wrong", "tie")
+# How RM-Bench's nine pairings per prompt fill the 3x3 matrix: "benchmark" puts each judged
+# pairing in its own cell; "rm-r1" is what RM-R1's published numbers came from (see
+# ``rm_r1_pairing``).
+PAIRINGS = ("benchmark", "rm-r1")
+RM_R1_PAIRING = (
+    "RM-R1's process_final_result.py: rotation file 3 loaded as data2, so the cells "
+    "c0r1, c1r2, c2r0 repeat c0r2, c1r0, c2r1"
+)
 
 
 def no_verdict_value(benchmark: str, policy: str) -> float:
@@ -110,13 +118,26 @@ def score(
     records: Sequence[Record],
     policy: str = "benchmark",
     sizes: Mapping[str, tuple[int, int]] | None = None,
+    pairing: str = "benchmark",
 ) -> dict[str, Any]:
     """Every number for ``benchmark``: the headline ``score``, its parts, which parts were
     ``scored``, ``subsets`` (per-subset accuracy and position consistency), judge-level counts
     and judge ``health`` overall and per subset (``sizes``: response lengths by comparison id,
-    for the length bias)."""
+    for the length bias). RM-Bench's headline follows ``pairing`` (:data:`PAIRINGS`); its
+    ``pairings`` hold the score under both."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
     value = no_verdict_value(benchmark, policy)
-    result = SCORERS[benchmark](records, value)
+    if benchmark == "rm-bench":
+        both = {
+            "benchmark": rm_bench(records, value),
+            "rm-r1": rm_bench(rm_r1_pairing(records), value),
+        }
+        result = both[pairing]
+        result["pairing"] = pairing
+        result["pairings"] = {name: r["score"] for name, r in both.items()}
+    else:
+        result = SCORERS[benchmark](records, value)
     parts = _parts(benchmark, result)
     result["scored"] = [name for name, v in parts.items() if v is not None]
     result["not_scored"] = [name for name in EXPECTED_PARTS[benchmark] if parts.get(name) is None]
@@ -178,6 +199,29 @@ def rm_bench(records: Sequence[Record], no_verdict: float) -> dict[str, Any]:
     result["domains"] = domains
     result["subsets"] = _subsets(groups, accuracy)
     return result
+
+
+def rm_r1_pairing(records: Sequence[Record]) -> list[Record]:
+    """The records as RM-R1's published RM-Bench numbers used them.
+
+    RM-R1 judged three rotation files: rotation 1 pairs chosen style i with rejected style i,
+    rotation 2 with (i+1) mod 3, rotation 3 with (i+2) mod 3. Its ``process_final_result.py``
+    opens rotation 3 twice (as ``data2`` and ``data3``), so each rotation-2 cell (i, i+1) holds
+    the outcome of the rotation-3 pairing (i, i+2) of the same prompt: three of the nine cells
+    repeat others, and rotation 2's judgments are never read. A cell whose stand-in was not
+    judged is left out.
+    """
+    by_key = {
+        (r["item"], r["meta"]["chosen_style"], r["meta"]["rejected_style"]): r for r in records
+    }
+    out: list[Record] = []
+    for record in records:
+        i, j = record["meta"]["chosen_style"], record["meta"]["rejected_style"]
+        if j != (i + 1) % 3:
+            out.append(record)
+        elif (stand_in := by_key.get((record["item"], i, (i + 2) % 3))) is not None:
+            out.append({**stand_in, "meta": record["meta"]})
+    return out
 
 
 def rmb(records: Sequence[Record], no_verdict: float) -> dict[str, Any]:

@@ -6,12 +6,16 @@ scripts it calls, RM-R1-UIUC/RM-R1 d4c2542): vLLM greedy decoding (temperature 0
 is an error" (``rmr1-eval``) and an error scores 0. RM-R1 did not evaluate JudgeBench; there its
 rule is applied to JudgeBench's single game (``--single_game`` in JudgeBench's ``run_judge.py``:
 the pair in its original order only, ``order=given``). RM-R1 predates RewardBench 2; there its
-rule is applied with one random order per comparison, as on RewardBench.
+rule is applied with one random order per comparison, as on RewardBench. On RM-Bench it also
+fills the 3×3 style matrix as RM-R1's ``process_final_result.py`` did (pairing ``rm-r1``: three
+cells repeat others, see :func:`rmr1_plugins.eval.metrics.rm_r1_pairing`), which is where RM-R1's
+published RM-Bench numbers come from.
 
 ``benchmark`` is each benchmark's authors' protocol: their no-verdict rule (see
 :data:`rmr1_plugins.eval.metrics.BENCHMARK_NO_VERDICT`) and order (JudgeBench: both orders, its
 default; the others: one random order). Their parsers are written for their own judge prompts,
 so the parser and the token budget are left to the scorer config (default ``strict``, 4,096).
+RM-Bench's matrix holds each of the nine judged pairings in its own cell (pairing ``benchmark``).
 
 Explicit settings win over the protocol's values: a flag, and a key that a ``--config`` file or
 an ``RMR1_*`` variable sets (:func:`configured`); the protocol fills only what none of them set.
@@ -38,23 +42,24 @@ class Protocol:
     max_new_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    pairing: str | None = None  # RM-Bench only (metrics.PAIRINGS)
 
 
-def _rmr1(order: str = "random") -> Protocol:
-    return Protocol("rmr1-eval", "wrong", order, max_new_tokens=50000, temperature=0.0, top_p=1.0)
+def _rmr1(order: str = "random", pairing: str | None = None) -> Protocol:
+    return Protocol("rmr1-eval", "wrong", order, 50000, temperature=0.0, top_p=1.0, pairing=pairing)
 
 
 PROTOCOLS: dict[str, dict[str, Protocol]] = {
     "rm-r1": {
         "rewardbench": _rmr1(),
-        "rm-bench": _rmr1(),
+        "rm-bench": _rmr1(pairing="rm-r1"),  # as RM-R1's published numbers, see metrics
         "rmb": _rmr1(),
         "judgebench": _rmr1("given"),
         "rewardbench2": _rmr1(),
     },
     "benchmark": {
         "rewardbench": Protocol(None, "benchmark", "random"),
-        "rm-bench": Protocol(None, "benchmark", "random"),
+        "rm-bench": Protocol(None, "benchmark", "random", pairing="benchmark"),
         "rmb": Protocol(None, "benchmark", "random"),
         "judgebench": Protocol(None, "benchmark", "both"),
         "rewardbench2": Protocol(None, "benchmark", "random"),
@@ -62,7 +67,7 @@ PROTOCOLS: dict[str, dict[str, Protocol]] = {
 }
 
 # What rescoring recorded judgments can still change; the rest was fixed when they were made.
-RESCORING = ("parser", "on_unparsed")
+RESCORING = ("parser", "on_unparsed", "pairing")
 SAMPLING = ("max_new_tokens", "temperature", "top_p")
 
 
@@ -93,8 +98,11 @@ def apply(
     """
     name = args.protocol or DEFAULT_PROTOCOL
     settings = asdict(PROTOCOLS[name][args.benchmark])
+    if settings["pairing"] is None:  # only RM-Bench has one
+        del settings["pairing"]
+        args.pairing = None
     if rescoring:
-        settings = {key: settings[key] for key in RESCORING}
+        settings = {key: settings[key] for key in RESCORING if key in settings}
         if args.protocol is None:
             settings["parser"] = None
     config = config or {}
@@ -117,13 +125,29 @@ def apply(
     }
 
 
+def rm_r1_backend_options(config: ScorerConfig) -> ScorerConfig:
+    """Under ``rm-r1``, generate as RM-R1's eval did where the backend has the option and the
+    options leave it unset: to the end of the sequence, not to the first ``</answer>``
+    (``stop_at_answer: false``; RM-R1's rule reads the whole output), and with vllm the prompt
+    string tokenized with the tokenizer's special tokens added (``add_special_tokens``)."""
+    wanted = {"vllm": {"add_special_tokens": True, "stop_at_answer": False}}
+    wanted["openai"] = {"stop_at_answer": False}
+    options = config.backend.options
+    add = {k: v for k, v in wanted.get(config.backend.name, {}).items() if k not in options}
+    if add:
+        config.backend.options = {**options, **add}
+    return config
+
+
 def add_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol",
         choices=PROTOCOL_NAMES,
         help="rm-r1: RM-R1's parser (rmr1-eval), errors = 0, 50,000 tokens, greedy, one random "
-        "order (JudgeBench: the given order); benchmark (default): each benchmark's own "
-        "no-verdict rule and order. Flags and keys set by --config or RMR1_* variables win",
+        "order (JudgeBench: the given order), RM-Bench's matrix as RM-R1 filled it, no stop at "
+        "</answer>, vllm prompts tokenized with special tokens added; benchmark (default): each "
+        "benchmark's own no-verdict rule and order. Flags and keys set by --config or RMR1_* "
+        "variables win",
     )
 
 

@@ -6,6 +6,8 @@ random A/B order per comparison, RM-R1's answer rule and errors counted as wrong
 eval`` terms ``--order random --parser rmr1-eval --no-verdict wrong --max-new-tokens 50000``.
 The paper reports no JudgeBench or RewardBench 2 numbers for these checkpoints. Instruct-32B's
 RM-Bench score is RM-R1's own result file (``total_avg_acc`` 0.79236), not the paper's 79.1.
+The RM-Bench numbers fill the style matrix as RM-R1's ``process_final_result.py`` did (rotation 3
+read twice, :func:`rmr1_plugins.eval.metrics.rm_r1_pairing`); ``--protocol rm-r1`` does the same.
 """
 
 from __future__ import annotations

@@ -46,8 +46,10 @@ def build_report(
     policy: str,
     run: Mapping[str, Any] | None,
     loaded: Loaded | None = None,
+    pairing: str | None = None,
 ) -> dict[str, Any]:
-    """Every number, and every item accounted for: judged, missing or malformed."""
+    """Every number, and every item accounted for: judged, missing or malformed (``pairing``:
+    RM-Bench's, :data:`metrics.PAIRINGS`)."""
     report: dict[str, Any] = {
         "benchmark": benchmark,
         "data": loaded.data if loaded else [],
@@ -72,7 +74,7 @@ def build_report(
         missing = [c.id for c in expected if c.id not in judged_ids]
         counts["missing"] = len(missing)
     report["counts"] = counts
-    report["metrics"] = metrics.score(benchmark, records, policy, sizes)
+    report["metrics"] = metrics.score(benchmark, records, policy, sizes, pairing or "benchmark")
     report["malformed"] = [vars(m) for m in loaded.malformed] if loaded else []
     report["missing"] = missing
     return report
@@ -119,6 +121,10 @@ def markdown(report: Mapping[str, Any]) -> str:
     benchmark, m = report["benchmark"], report["metrics"]
     lines = [f"# {TITLES[benchmark]}", ""]
     lines.append(f"**Score: {_num(m['score'])}** ({headline(benchmark, m)}; percent)")
+    if m.get("pairings"):
+        lines += ["", _pairing_line(m)]
+    if template := report.get("template"):
+        lines += ["", f"Template: `{template['name']}`, {template['chosen']}."]
     lines += ["", *_parts_table(benchmark, m), ""]
     if m.get("ties"):
         lines += [*_ties_table(m["ties"]), ""]
@@ -149,6 +155,17 @@ def markdown(report: Mapping[str, Any]) -> str:
     if report["missing"]:
         lines += ["", f"{len(report['missing'])} comparisons are not judged yet (see report.json)."]
     return "\n".join(lines) + "\n"
+
+
+def _pairing_line(m: Mapping[str, Any]) -> str:
+    """Which RM-Bench pairing the score uses, and the score under the other."""
+    other = "rm-r1" if m["pairing"] == "benchmark" else "benchmark"
+    used = (
+        f"Pairing: as RM-R1 published ({metrics.RM_R1_PAIRING})"
+        if m["pairing"] == "rm-r1"
+        else "Pairing: each judged pairing in its own cell (the benchmark's)"
+    )
+    return f"{used}; the {other} pairing gives {_num(m['pairings'][other])}."
 
 
 def _parts_table(benchmark: str, m: Mapping[str, Any]) -> list[str]:
@@ -303,6 +320,8 @@ def compare(reports: Sequence[tuple[str, Mapping[str, Any]]], with_published: bo
         run["scores"][r["benchmark"]] = r["metrics"]["score"]
         run["health"][r["benchmark"]] = r["metrics"]["health"]["overall"]
         run["reports"].append(where)
+        if pairings := r["metrics"].get("pairings"):  # RM-Bench: the score both ways
+            run["rm_bench_pairings"] = {**pairings, "score uses": r["metrics"]["pairing"]}
     rows: list[dict[str, Any]] = []
     shown: set[str] = set()
     for run in runs.values():
@@ -340,6 +359,13 @@ def compare_markdown(table: Mapping[str, Any]) -> str:
     if table["published"]:
         p = table["published"]
         lines += ["", f"*Published* rows: {p['source']}; their protocol: `{p['protocol']}`."]
+    if paired := [row for row in table["rows"] if row.get("rm_bench_pairings")]:
+        lines += ["", "## RM-Bench, both pairings", "", f"rm-r1: {metrics.RM_R1_PAIRING}.", ""]
+        lines += ["| run | benchmark pairing | rm-r1 pairing | score uses |", "|---|---|---|---|"]
+        for row in paired:
+            p = row["rm_bench_pairings"]
+            cells = [_num(p["benchmark"]), _num(p["rm-r1"]), p["score uses"]]
+            lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     lines += ["", "## Judge health (overall)", ""]
     lines += ["| run | benchmark | slot-A picks | order consistency | unparsed | truncated |"]
     lines += ["|---|---|---|---|---|---|"]

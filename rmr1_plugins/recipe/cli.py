@@ -24,7 +24,15 @@ from rmr1_plugins.cli import SCORER_FLAGS, overrides_from_args
 from rmr1_plugins.cli_options import add_flags, add_renamed
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.recipe.prepare import PrepareConfig
-from rmr1_plugins.recipe.presets import PRESETS, Preset, get_preset, preset_sources
+from rmr1_plugins.recipe.presets import (
+    GPU_MEMORY_GB,
+    PRESETS,
+    Preset,
+    check_fit,
+    get_preset,
+    preset_sources,
+    rollout_rl,
+)
 
 EPILOG = "See docs/recipe.md for what each stage writes and how to scale it."
 
@@ -65,6 +73,21 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         emit.add_argument("--preset", choices=list(PRESETS), help="a checkpoint's settings")
         emit.add_argument("--gpus-per-node", type=int, help="default 8, or the preset's")
         emit.add_argument("--nodes", type=int, help="default 1, or the preset's")
+        if stage == "rlvr":
+            emit.add_argument(
+                "--rollout-tp", type=int, help="vLLM tensor parallel size (default 4, RM-R1's)"
+            )
+            emit.add_argument(
+                "--rollout-memory",
+                type=float,
+                help="vLLM's share of each GPU's memory (default the preset's, 0.5 or 0.4)",
+            )
+            emit.add_argument(
+                "--gpu-memory-gb",
+                type=float,
+                default=GPU_MEMORY_GB,
+                help="GPU size a preset's model is checked against (default %(default)s)",
+            )
         emit.add_argument(
             "--set",
             action="append",
@@ -348,7 +371,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_emit(args: argparse.Namespace) -> None:
-    from rmr1_plugins.recipe.stages import Launch, StageError, emit
+    from rmr1_plugins.recipe.stages import Launch, RLVRDefaults, StageError, emit
 
     preset = checkpoint_preset(args)
     model = args.model
@@ -367,14 +390,21 @@ def cmd_emit(args: argparse.Namespace) -> None:
         nodes=args.nodes or (preset.nodes if preset else 1),
         overrides=_pairs(args.overrides, "--set"),
     )
+    rl = preset.rl if preset else RLVRDefaults()
+    if args.stage == "rlvr":
+        rl = rollout_rl(rl, args.rollout_tp, args.rollout_memory)
     try:
         if preset is None:
-            emitted = emit(args.stage, args.trainer, launch)
+            emitted = emit(args.stage, args.trainer, launch, rl=rl)
         else:
             script = preset.sft_script if args.stage == "sft" else preset.rl_script
             notes = [f"Preset {preset.name}: {preset.checkpoint} (RM-R1's {script})"]
+            if args.stage == "rlvr":  # refuses a rollout that cannot hold the model
+                notes.append(
+                    "Fits: " + check_fit(preset, rl, launch.gpus_per_node, args.gpu_memory_gb)
+                )
             emitted = emit(
-                args.stage, args.trainer, launch, preset.sft, preset.rl, [*notes, *preset.notes]
+                args.stage, args.trainer, launch, preset.sft, rl, [*notes, *preset.notes]
             )
     except StageError as error:
         raise ConfigError(str(error)) from None

@@ -14,6 +14,7 @@ from rmr1_plugins.recipe.stages import (
     Launch,
     RLVRDefaults,
     SFTDefaults,
+    StageError,
     budget_note,
     rl_rows,
     sft_rows,
@@ -23,6 +24,12 @@ REWARD_FILE = '''"""RM-R1's verifiable reward for OpenRLHF (--reward.remote_url 
 
 from rmr1_plugins.recipe.reward import reward_func  # noqa: F401
 '''
+RL_DIFFERENCES = [
+    "Differs from RM-R1: advantages divide by the group's std + 1e-9 (RM-R1's veRL: + 1e-6); "
+    "with +-1 rewards that std is 0 (advantage 0 either way) or 0.69 or more, so under 0.0002%.",
+    "Differs from RM-R1: OpenRLHF 0.11.2 clamps log(pi/pi_old) to +-20 before the ratio (no "
+    "flag); it only changes ratios above e^20. Dual-clip stays off (no --actor.dual_clip).",
+]
 SFT_DIFFERENCES = [
     "Differs from RM-R1: OpenRLHF 0.11.2's train_sft averages tokens over the global batch "
     "(SFTLoss is built token-level, with no flag), so long traces weigh more; RM-R1's OpenRLHF "
@@ -48,6 +55,15 @@ def flags(values: dict[str, object], overrides: dict[str, str]) -> list[str]:
         elif value is not True:
             out.append(str(value))
     return out
+
+
+def _engines(world: int, tensor_parallel: int) -> int:
+    """vLLM engines so that engines x tensor parallel size covers every GPU (colocate_all)."""
+    if world % tensor_parallel:
+        raise StageError(
+            f"rollout tensor parallel size {tensor_parallel} must divide the {world} GPUs"
+        )
+    return world // tensor_parallel
 
 
 def emit_sft(launch: Launch, d: SFTDefaults) -> Emitted:
@@ -123,8 +139,8 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "actor.num_gpus_per_node": launch.gpus_per_node,
         "ref.num_nodes": launch.nodes,
         "ref.num_gpus_per_node": launch.gpus_per_node,
-        "vllm.num_engines": launch.world,
-        "vllm.tensor_parallel_size": 1,
+        "vllm.num_engines": _engines(launch.world, d.tensor_parallel),
+        "vllm.tensor_parallel_size": d.tensor_parallel,
         "vllm.gpu_memory_utilization": d.gpu_memory_utilization,
         "vllm.enable_sleep": True,
         "train.colocate_all": True,
@@ -134,6 +150,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "ckpt.output_dir": str(launch.out_dir / "model"),
         "ckpt.save_hf": True,
         "logger.logging_steps": 1,
+        "train.seed": d.data_seed,  # the prompt order (and vLLM's seed); OpenRLHF's default: 42
     }
     command = ["python3", "-m", "openrlhf.cli.train_ppo_ray", *flags(values, launch.overrides)]
     notes = [
@@ -143,6 +160,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         budget_note(
             launch.data, "OpenRLHF would cut a longer prompt from the left, system prompt first"
         ),
+        *RL_DIFFERENCES,
     ]
     if d.loss_aggregation == "micro-batch":
         notes.append(MICRO_BATCH_DIFFERENCE.format(n=d.micro_batch, trainer="OpenRLHF 0.11.2"))

@@ -29,6 +29,11 @@ SFT_DIFFERENCES = [
     "then traces. SFTConfig has no per-sequence option.",
 ]
 
+RL_DIFFERENCES = [
+    "Differs from RM-R1: advantages divide by the group's std + 1e-4 (RM-R1's veRL: + 1e-6); "
+    "with +-1 rewards that std is 0 (advantage 0 either way) or 0.69 or more, so under 0.02%.",
+]
+
 
 def sft_config(d: SFTDefaults, world: int = 1) -> dict[str, Any]:
     """``SFTConfig`` keyword arguments for RM-R1 stage 1 (prompt/completion data)."""
@@ -84,6 +89,13 @@ def grpo_config(d: RLVRDefaults, world: int = 1) -> dict[str, Any]:
         "adam_beta2": d.adam_beta2,
         "weight_decay": d.weight_decay,
         "max_grad_norm": d.max_grad_norm,
+        "seed": d.data_seed,  # TRL's sampler shuffles the prompts with it
+        "vllm_tensor_parallel_size": d.tensor_parallel,
+        "vllm_gpu_memory_utilization": d.gpu_memory_utilization,
+        # RM-R1 had no trainer-vs-vLLM probability correction, and its KL gradient is the plain
+        # k3 loss's; TRL 1.16 turns both on by default (trl_defaults.GRPO_DEFAULTS)
+        "vllm_importance_sampling_correction": False,
+        "use_bias_correction_kl": False,
         "bf16": True,
         "gradient_checkpointing": True,
         "logging_steps": 1,
@@ -134,6 +146,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
     config |= {"use_vllm": True, "vllm_mode": "colocate"}
     config["vllm_max_model_length"] = d.max_prompt_tokens + d.max_response_tokens
     notes = [budget_note(launch.data, "TRL 1.16 has no prompt-length limit and trains on any")]
+    notes += RL_DIFFERENCES
     path = _write(launch, config, "grpo", notes)
     command = _command("grpo", path, launch)
     return Emitted("trl", "rlvr", command, {"data": data, "config": path}, notes)

@@ -25,6 +25,14 @@ from rmr1_plugins.recipe.stages import (
 
 DATA_SOURCE = "rmr1"
 REWARD_PATH = "pkg://rmr1_plugins.recipe.reward"
+# veRL 0.9.1's vanilla policy loss adds dual-clip (clip_ratio_c, default 3.0: a negative
+# advantage's loss is capped at -A * 3) which RM-R1's veRL did not have; a bound no ratio reaches
+# turns it off (the key must stay above 1).
+NO_DUAL_CLIP = 1e9
+RL_DIFFERENCES = [
+    "Differs from RM-R1: veRL 0.9.1 clamps log(pi/pi_old) to +-20 before the ratio (no key); "
+    "it only changes ratios above e^20, which the 0.2 clip already cuts for A > 0.",
+]
 SFT_DIFFERENCES = [
     "Differs from RM-R1: veRL 0.9.1's SFT loss (verl/workers/utils/losses.py, sft_loss) is a "
     "token mean over the global batch, with no per-sequence mode, so long traces weigh more; "
@@ -114,6 +122,8 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "data.filter_overlong_prompts": True,
         "data.truncation": "error",
         "data.train_batch_size": d.prompts_per_step,
+        "data.shuffle": True,
+        "data.seed": d.data_seed,  # veRL 0.9.1's default (null) shuffles differently each run
         "actor_rollout_ref.model.path": launch.model,
         "actor_rollout_ref.model.enable_gradient_checkpointing": True,
         "actor_rollout_ref.actor.optim.lr": d.learning_rate,
@@ -125,6 +135,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",
         "actor_rollout_ref.actor.entropy_coeff": d.entropy_coef,
         "actor_rollout_ref.actor.clip_ratio": d.clip,
+        "actor_rollout_ref.actor.clip_ratio_c": NO_DUAL_CLIP,
         "actor_rollout_ref.actor.loss_agg_mode": "seq-mean-token-mean",
         "actor_rollout_ref.actor.optim.betas": [d.adam_beta1, d.adam_beta2],
         "actor_rollout_ref.actor.optim.weight_decay": d.weight_decay,
@@ -132,7 +143,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "actor_rollout_ref.rollout.name": "vllm",
         "actor_rollout_ref.rollout.n": d.num_generations,
         "actor_rollout_ref.rollout.temperature": d.temperature,
-        "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
+        "actor_rollout_ref.rollout.tensor_model_parallel_size": d.tensor_parallel,
         "actor_rollout_ref.rollout.gpu_memory_utilization": d.gpu_memory_utilization,
         "actor_rollout_ref.rollout.max_num_batched_tokens": d.max_prompt_tokens
         + d.max_response_tokens,
@@ -154,6 +165,7 @@ def emit_rlvr(launch: Launch, d: RLVRDefaults) -> Emitted:
         "Multi-node: start Ray on every node first and run this on the head node.",
         "rmr1-plugins must be installed on every node: the reward is pkg://rmr1_plugins...",
         budget_note(launch.data, "veRL's filter_overlong_prompts drops any left, as RM-R1's did"),
+        *RL_DIFFERENCES,
     ]
     if d.loss_aggregation == "micro-batch":
         notes.append(MICRO_BATCH_DIFFERENCE.format(n=d.micro_batch, trainer="veRL 0.9.1"))

@@ -43,7 +43,7 @@ from rmr1_plugins.jsonl import InputError
 from rmr1_plugins.plugins import get_template
 from rmr1_plugins.recipe.sources import SourceSpec, iter_rows, source_name, write_jsonl
 from rmr1_plugins.schema import Message, PairwiseExample
-from rmr1_plugins.templates import ChatMessages, TemplateError
+from rmr1_plugins.templates import ChatMessages, PromptTemplate, TemplateError, render_histories
 
 WINNER = {"A": "model_a", "B": "model_b"}
 Group = list[tuple[PairwiseExample, ChatMessages]]  # one pair, in one or both orders, rendered
@@ -57,12 +57,24 @@ class Preference:
     context: list[Message]
     chosen: str
     rejected: str
+    # The rejected side's own history where it differs from the chosen side's (``context``):
+    # RM-R1's mix_data.py renders such Skywork rows with each side's whole conversation.
+    rejected_context: list[Message] | None = None
 
     def placed(self, chosen_in: Literal["A", "B"], suffix: str = "") -> PairwiseExample:
         a, b = (self.chosen, self.rejected) if chosen_in == "A" else (self.rejected, self.chosen)
         return PairwiseExample(
             id=self.id + suffix, context=self.context, response_a=a, response_b=b, label=chosen_in
         )
+
+    def render(self, template: PromptTemplate, example: PairwiseExample) -> ChatMessages:
+        """The judge prompt for ``example`` (one placement of this pair)."""
+        if self.rejected_context is None:
+            return template.render(example)
+        chosen = [*self.context, Message(role="assistant", content=self.chosen)]
+        rejected = [*self.rejected_context, Message(role="assistant", content=self.rejected)]
+        a, b = (chosen, rejected) if example.label == "A" else (rejected, chosen)
+        return render_histories(template, a, b)
 
 
 @dataclass
@@ -98,6 +110,7 @@ class PrepareStats:
     excluded: int = 0
     invalid: int = 0
     over_budget: int = 0
+    differing_histories: int = 0  # pairs rendered with each side's own history (mix_data.py)
     pairs: int = 0
     parts: dict[str, int] = field(default_factory=dict)
     winners: dict[str, int] = field(default_factory=dict)
@@ -153,13 +166,18 @@ def _implicit_prompt(rid: str, chosen: Any, rejected: Any) -> Preference:
             raise ValueError(f"field {key!r}: must be a message list of at least two turns")
         if not isinstance(value[-1], dict) or value[-1].get("role") != "assistant":
             raise ValueError(f"field {key!r}: the last turn must be an assistant message")
+    history = [Message.model_validate(m) for m in chosen[:-1]]
+    rejected_history = None
     if chosen[:-1] != rejected[:-1]:
-        raise ValueError("fields 'chosen'/'rejected': they must share every turn but the last")
+        if len(chosen) == len(rejected) == 2:  # RM-R1's mix_data.py asserts one question
+            raise ValueError("fields 'chosen'/'rejected': single-turn rows must ask one question")
+        rejected_history = [Message.model_validate(m) for m in rejected[:-1]]
     return Preference(
         rid,
-        [Message.model_validate(m) for m in chosen[:-1]],
+        history,
         str(chosen[-1].get("content", "")),
         str(rejected[-1].get("content", "")),
+        rejected_history,
     )
 
 
@@ -198,13 +216,14 @@ def read_preferences(
                 continue
             try:
                 preference = to_preference(row, f"{name}-{number}")
-                template.render(preference.placed("A"))
+                preference.render(template, preference.placed("A"))
             except (ValueError, ValidationError, TypeError) as error:
                 if not config.skip_invalid:
                     raise InputError(spec.path, number, _message(error)) from None
                 stats.invalid += 1
                 continue
             found.append(preference)
+            stats.differing_histories += preference.rejected_context is not None
             taken += 1
     return found
 
@@ -275,19 +294,24 @@ def prepare(
     template = get_template(config.template)
     prefs = read_preferences(sources, config, stats)
     rendered = [
-        [(ex, template.render(ex)) for ex in group] for group in place(prefs, config.placement)
+        [(ex, pref.render(template, ex)) for ex in group]
+        for pref, group in zip(prefs, place(prefs, config.placement), strict=True)
     ]
+    # the groups (by identity) of pairs whose histories differ
+    differing = {id(g) for p, g in zip(prefs, rendered, strict=True) if p.rejected_context}
     if counter is not None:
         rendered = _within_budget(rendered, counter, config, stats)
     random.Random(config.seed).shuffle(rendered)
     stats.pairs = len(rendered)
-    n_eval = min(config.eval_size, len(rendered))
-    n_distill = round((len(rendered) - n_eval) * config.distill_fraction)
-    parts = {
-        "eval": rendered[:n_eval],
-        "distill": rendered[n_eval : n_eval + n_distill],
-        "rl": rendered[n_eval + n_distill :],
-    }
+    # a pair whose histories differ has no native-pair form, so it never goes to eval.jsonl
+    n_eval = min(config.eval_size, sum(id(g) not in differing for g in rendered))
+    eval_groups: list[Group] = []
+    rest: list[Group] = []
+    for group in rendered:
+        fits = len(eval_groups) < n_eval and id(group) not in differing
+        (eval_groups if fits else rest).append(group)
+    n_distill = round(len(rest) * config.distill_fraction)
+    parts = {"eval": eval_groups, "distill": rest[:n_distill], "rl": rest[n_distill:]}
     out_dir.mkdir(parents=True, exist_ok=True)
     winners: Counter[str] = Counter()
     for part, groups_in_part in parts.items():

@@ -9,6 +9,7 @@ stage 2. docs/recipe.md has the table per preset, with where each emitted config
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +21,10 @@ from rmr1_plugins.recipe.stages import RLVRDefaults, SFTDefaults
 SCRIPTS = "rm_r1/scripts"
 RLVR = f"{SCRIPTS}/RLVR"
 MIX = "rm_r1/dataset/mix_data/mix_data.py"
+# The GPU size a preset is checked against unless told otherwise (--gpu-memory-gb), and the part
+# of the rollout engine's memory share the weights may take: the rest is its KV cache.
+GPU_MEMORY_GB = 80
+WEIGHTS_SHARE = 0.8
 VERL_YAML = "rm_r1/verl/trainer/config/ppo_trainer.yaml"
 
 # RM-R1's mix, in the order mix_data.py concatenates it (the A/B alternation runs across all three).
@@ -38,6 +43,7 @@ class Preset(BaseModel):
     name: str
     checkpoint: str
     base_model: str
+    params_billion: float  # the base model's parameter count (bf16: 2 bytes each)
     template: Literal["rmr1-instruct", "rmr1-reasoning"]
     sources: tuple[SourceSpec, ...] = RMR1_MIX
     distill_fraction: float = 0.12
@@ -66,11 +72,16 @@ def _rl(lr: float, micro: int, nodes: int) -> RLVRDefaults:
     )
 
 
+# Parameter counts of the base models (their model cards): Qwen2.5 and its DeepSeek distillations.
+PARAMS = {"7b": 7.62, "14b": 14.77, "32b": 32.76}
+
+
 def _instruct(size: str, lr: float, micro: int, nodes: int, rl_script: str, *notes: str) -> Preset:
     return Preset(
         name=f"rm-r1-instruct-{size}",
         checkpoint=f"gaotang/RM-R1-Qwen2.5-Instruct-{size.upper()}",
         base_model=f"Qwen/Qwen2.5-{size.upper()}-Instruct",
+        params_billion=PARAMS[size],
         template="rmr1-instruct",
         sft=SFTDefaults(),
         rl=_rl(lr, micro, nodes),
@@ -86,6 +97,7 @@ def _deepseek(size: str, lr: float, micro: int, nodes: int, rl_script: str) -> P
         name=f"rm-r1-deepseek-{size}",
         checkpoint=f"gaotang/RM-R1-DeepSeek-Distilled-Qwen-{size.upper()}",
         base_model=f"deepseek-ai/DeepSeek-R1-Distill-Qwen-{size.upper()}",
+        params_billion=PARAMS[size],
         template="rmr1-reasoning",
         distill_fraction=0.0,  # no stage 1: every pair goes to RL (gaotang/RM-R1-Reasoning-RLVR)
         rl=_rl(lr, micro, nodes),
@@ -148,6 +160,9 @@ CITED: dict[str, str] = {
     "clip 0.2, grad_clip 1.0, ppo_epochs 1)",
     "rl_loss": "veRL e49fb572 dp_actor (masked mean over each micro-batch / gradient "
     "accumulation), micro-batch = TRAIN_PER_GPU",
+    "rollout": f"{VERL_YAML} (rollout.tensor_model_parallel_size 4); RLVR scripts "
+    "(GPU_MEM_UTILIZATION)",
+    "data_seed": "rm_r1/verl/trainer/ppo/ray_trainer.py (generator seed data.get('seed', 1))",
     "rl_optimizer": "veRL e49fb572 fsdp_workers (AdamW betas 0.9/0.999, weight decay 0.01: the "
     f"optim section of {VERL_YAML} sets neither)",
     "reward": "rm_r1/verl/utils/reward_score/lm_as_judge.py (last 80 characters)",
@@ -162,6 +177,51 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def rollout_rl(
+    rl: RLVRDefaults, tensor_parallel: int | None = None, memory: float | None = None
+) -> RLVRDefaults:
+    """``rl`` with the rollout's tensor parallel size and memory share replaced where given."""
+    return replace(
+        rl,
+        tensor_parallel=rl.tensor_parallel if tensor_parallel is None else tensor_parallel,
+        gpu_memory_utilization=rl.gpu_memory_utilization if memory is None else memory,
+    )
+
+
+def check_fit(
+    preset: Preset, rl: RLVRDefaults, gpus_per_node: int, gpu_gb: float = GPU_MEMORY_GB
+) -> str:
+    """Check that the rollout engine can hold the model: bf16 weights ÷ tensor parallel size
+    within :data:`WEIGHTS_SHARE` of the memory share of a ``gpu_gb`` GPU. Returns a one-line
+    summary; raises :class:`ConfigError` saying what to change when it does not fit."""
+    tp, share = rl.tensor_parallel, rl.gpu_memory_utilization
+    if tp < 1 or gpus_per_node % tp:
+        raise ConfigError(
+            f"{preset.name}: rollout tensor parallel size {tp} must divide the {gpus_per_node} "
+            "GPUs per node (--rollout-tp)"
+        )
+    if not 0 < share <= 1:
+        raise ConfigError(f"{preset.name}: rollout memory share {share} must be in (0, 1]")
+    weights = 2 * preset.params_billion
+    room = WEIGHTS_SHARE * share * gpu_gb
+    summary = (
+        f"{preset.name}: bf16 weights {weights:.1f} GB / TP {tp} = {weights / tp:.1f} GB per GPU; "
+        f"{WEIGHTS_SHARE:.0%} of the rollout share {share} x {gpu_gb:g} GB = {room:.1f} GB"
+    )
+    if weights / tp <= room:
+        return summary
+    fixes = [
+        f"tensor parallel {t}" for t in (2, 4, 8) if t <= gpus_per_node and weights / t <= room
+    ]
+    if (need := weights / tp / (WEIGHTS_SHARE * gpu_gb)) <= 0.9:
+        fixes.append(f"memory share {need:.2f}")
+    fixes.append(f"a GPU of {weights / tp / (WEIGHTS_SHARE * share):.0f} GB")
+    raise ConfigError(
+        f"{summary}: the model does not fit; use {' or '.join(fixes)} "
+        "(--rollout-tp, --rollout-memory, --gpu-memory-gb)"
+    )
 
 
 def preset_sources(preset: Preset, paths: list[str]) -> list[SourceSpec]:

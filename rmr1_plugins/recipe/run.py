@@ -49,12 +49,20 @@ CPU_TINY: dict[str, dict[str, Any]] = {
         "max_completion_length": 16,
         "beta": 0.0,  # no reference model on CPU
         "use_vllm": False,
+        "vllm_tensor_parallel_size": 1,
     },
 }
 RMR1_ONE_GPU: dict[str, dict[str, Any]] = {
     "common": {"model_init_kwargs": {"dtype": "bfloat16"}},
     "sft": {},
-    "rl": {"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 4096 + 8192},
+    "rl": {
+        "use_vllm": True,
+        "vllm_mode": "colocate",
+        "vllm_max_model_length": 4096 + 8192,
+        # one GPU: no tensor parallelism, and TRL's 0.3 share leaves room for the training state
+        "vllm_tensor_parallel_size": 1,
+        "vllm_gpu_memory_utilization": 0.3,
+    },
 }
 HARDWARE = {"rmr1": RMR1_ONE_GPU, "cpu-tiny": CPU_TINY}
 

@@ -72,7 +72,9 @@ class RLVRDefaults:
     adam_beta2: float = 0.999
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    gpu_memory_utilization: float = 0.5
+    gpu_memory_utilization: float = 0.5  # the rollout engine's share of each GPU's memory
+    tensor_parallel: int = 4  # rollout tensor parallel size (RM-R1's ppo_trainer.yaml)
+    data_seed: int = 1  # RM-R1's veRL shuffles the prompts with data.get("seed", 1)
     save_freq: int = 100
 
 
@@ -193,7 +195,13 @@ def emit(
     if stage == "sft":
         emitted = module.emit_sft(launch, sft or SFTDefaults())
     else:
-        emitted = module.emit_rlvr(launch, rl or RLVRDefaults())
+        rl = rl or RLVRDefaults()
+        if rl.tensor_parallel < 1 or launch.gpus_per_node % rl.tensor_parallel:
+            raise StageError(
+                f"rollout tensor parallel size {rl.tensor_parallel} must divide the "
+                f"{launch.gpus_per_node} GPUs per node (--rollout-tp)"
+            )
+        emitted = module.emit_rlvr(launch, rl)
     emitted.notes[:0] = notes
     script = launch.out_dir / "command.sh"
     script.write_text(emitted.script(), encoding="utf-8")

@@ -101,3 +101,55 @@ class ReasoningTemplate:
 
     def render(self, example: PairwiseExample) -> ChatMessages:
         return [{"role": "user", "content": fill_user_prompt(example, "reasoning")}]
+
+
+DEFAULT_TEMPLATE = "rmr1-instruct"
+
+
+def template_for_model(model: str | None) -> tuple[str, str]:
+    """The template RM-R1's evaluation picks for ``model``, and why.
+
+    RM-R1's ``run_generative.py`` scripts choose the prompt from the model name: "RM-R1" and
+    "Instruct" in it → the Instruct prompt, "RM-R1" and "DeepSeek-Distilled" → the reasoning
+    prompt. The same rule covers other names: a DeepSeek distillation ("DeepSeek-R1-Distill",
+    "DeepSeek-Distilled", e.g. a checkpoint trained from one) gets ``rmr1-reasoning``, anything
+    else the default. Names are matched without regard to case (local folders are often lower
+    case).
+    """
+    name = (model or "").lower()
+    if "rm-r1" in name and "instruct" in name:
+        return "rmr1-instruct", "RM-R1's rule: RM-R1 and Instruct in the name"
+    if "rm-r1" in name and "deepseek-distilled" in name:
+        return "rmr1-reasoning", "RM-R1's rule: RM-R1 and DeepSeek-Distilled in the name"
+    if "deepseek-r1-distill" in name or "deepseek-distilled" in name:
+        return "rmr1-reasoning", "a DeepSeek distillation by name"
+    return DEFAULT_TEMPLATE, "the default: the name names no family"
+
+
+def render_histories(
+    template: PromptTemplate, conversation_a: list[Message], conversation_b: list[Message]
+) -> ChatMessages:
+    """RM-R1's multi-turn prompt for two whole conversations that differ before their last turn
+    (``mix_data.py`` serialises the chosen and the rejected conversation each on its own).
+    Only the two RM-R1 templates can render it."""
+    family = {"rmr1-instruct": "instruct", "rmr1-reasoning": "reasoning"}.get(template.name)
+    if family is None:
+        raise TemplateError(
+            f"template {template.name!r} cannot render a pair whose histories differ; "
+            "rmr1-instruct and rmr1-reasoning can"
+        )
+    for side in (conversation_a, conversation_b):
+        if not side or side[-1].role != "assistant":
+            raise TemplateError("each conversation must end with an assistant turn")
+    prefix = "INSTRUCT" if family == "instruct" else "REASONING"
+    suffix = "_USER_PROMPT_TEMPLATE.txt" if family == "instruct" else "_PROMPT_TEMPLATE.txt"
+    user = template_text(f"{prefix}_MULTI{suffix}").format(
+        conversation_1=serialize_conversation(conversation_a[:-1], conversation_a[-1].content, "A"),
+        conversation_2=serialize_conversation(conversation_b[:-1], conversation_b[-1].content, "B"),
+    )
+    if family == "reasoning":
+        return [{"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": template_text("INSTRUCT_SYSTEM_PROMPT.txt")},
+        {"role": "user", "content": user},
+    ]

@@ -323,3 +323,88 @@ def _wait_for_port(port: int, timeout_s: float = 30) -> None:
                 return
         time.sleep(0.1)
     pytest.fail(f"the stub server never listened on port {port}")
+
+
+# -- OpenAI reasoning models (o1, o3, o4-mini, gpt-5): their request rules, enforced -----------
+REASONING = {"o3", "o3-2025-04-16", "gpt-5-mini", "my-reasoner"}
+REJECTED = ("max_tokens", "temperature", "top_p", "stop", "logprobs", "top_logprobs")
+
+
+async def reasoning_rules(body, count):
+    """Answer as OpenAI does: a reasoning model rejects max_tokens, a temperature, top_p, stop
+    and logprobs with HTTP 400 and takes max_completion_tokens."""
+    if body["model"] in REASONING:
+        for key in REJECTED:
+            if key in body:
+                message = f"Unsupported parameter: '{key}' is not supported with this model."
+                return web.json_response({"error": {"message": message}}, status=400)
+        if "max_completion_tokens" not in body:
+            return web.json_response({"error": {"message": "no token limit"}}, status=400)
+    return completion("<think>weighing</think><answer>[[B]]", n=body.get("n", 1))
+
+
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        ("o3", {}),
+        ("o3-2025-04-16", {}),
+        ("gpt-5-mini", {}),
+        ("my-reasoner", {"reasoning_model": True}),
+    ],
+)
+def test_reasoning_models_get_max_completion_tokens_and_no_temperature(stub, model, options):
+    server = stub(reasoning_rules)
+    backend = backend_for(server.url, model=model, **options)
+    params = SamplingParams(max_new_tokens=9, temperature=0.7, top_p=0.9, seed=3)
+    [[generation]] = backend.generate([CHAT], params)
+    body = server.bodies[0]
+    assert body["max_completion_tokens"] == 9 and body["seed"] == 3
+    assert not set(REJECTED) & set(body)
+    assert generation.text == "<think>weighing</think><answer>[[B]]"  # no stop sent: kept as is
+    with pytest.raises(BackendError, match="no logprobs"):
+        backend.generate([CHAT], SamplingParams(max_new_tokens=9, verdict_probs=True))
+    backend.close()
+
+
+def test_the_server_enforces_the_rules_and_other_models_keep_max_tokens(stub):
+    server = stub(reasoning_rules)
+    forced = backend_for(server.url, model="o3", reasoning_model=False)
+    with pytest.raises(BackendError, match=r"HTTP 400.*'max_tokens' is not supported"):
+        forced.generate([CHAT], SHORT)
+    forced.close()
+    chat = backend_for(server.url, model="gpt-4o")
+    chat.generate([CHAT], SamplingParams(max_new_tokens=9))
+    body = server.bodies[-1]
+    assert body["max_tokens"] == 9 and body["temperature"] == 0.0 and "stop" in body
+    assert "max_completion_tokens" not in body
+    chat.close()
+
+
+def test_distill_pass_two_with_o3_as_rm_r1_ran_it(stub, tmp_path, monkeypatch):
+    """The documented `--correction-teacher-model o3`: pass 1 (a chat model) is wrong, pass 2
+    goes to o3 under its request rules and is kept."""
+    import json
+
+    from rmr1_plugins.cli import main
+
+    async def teachers(body, count):
+        if body["model"] == "o3":
+            return await reasoning_rules(body, count)  # [[B]]: right
+        return completion("<answer>[[A]]</answer>")  # pass 1: wrong
+
+    server = stub(teachers)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = tmp_path / "distill.jsonl"
+    row = {"id": "r0", "context_messages": [{"role": "user", "content": "u"}], "winner": "model_b"}
+    rows.write_text(json.dumps(row) + "\n")
+    argv = ["recipe", "distill", str(rows), "-o", str(tmp_path / "out"), "--backend", "openai"]
+    argv += ["--model", "claude-3-7-sonnet", "--backend-option", f"base_url={server.url}"]
+    assert main([*argv, "--correction-teacher-model", "o3"]) == 0
+    o3 = [body for body in server.bodies if body["model"] == "o3"]
+    assert len(o3) == 1 and o3[0]["max_completion_tokens"] == 8192
+    assert "temperature" not in o3[0] and "max_tokens" not in o3[0]
+    assert "max_tokens" in server.bodies[0]  # pass 1 keeps the chat-model fields
+    [kept] = [
+        json.loads(line) for line in (tmp_path / "out" / "sft.jsonl").read_text().splitlines()
+    ]
+    assert kept["completion"][0]["content"].endswith("[[B]]")

@@ -174,6 +174,11 @@ def test_each_presets_flags_pass_openrlhfs_parser(tmp_path, data, name):
         preset.nodes,
         preset.rl.micro_batch,
     )
+    # RM-R1's rollout: tensor parallel 4 over every GPU, the preset's memory share, seed 1
+    assert (args.vllm.tensor_parallel_size, args.train.seed) == (4, 1)
+    assert args.vllm.num_engines * 4 == preset.nodes * preset.gpus_per_node
+    assert args.vllm.gpu_memory_utilization == preset.rl.gpu_memory_utilization
+    assert args.actor.dual_clip is None
     if preset.sft is not None:
         launch = Launch("b", data / "sft.jsonl", tmp_path / "sft", **shape)
         sft = emit("sft", "openrlhf", launch, sft=preset.sft)

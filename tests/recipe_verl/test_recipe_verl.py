@@ -165,6 +165,30 @@ def test_sft_overrides_compose_and_the_loss_covers_only_the_trace(
     assert len(trained) < len(item["input_ids"]) // 2
 
 
+def assert_no_dual_clip(actor_config) -> None:
+    """veRL 0.9.1's own policy loss, with the emitted actor config, is RM-R1's PPO clip loss
+    (max(-A r, -A clip(r, 0.8, 1.2)), no dual-clip bound), where veRL's default clip_ratio_c 3
+    caps a negative advantage's loss."""
+    import dataclasses
+
+    import torch
+    from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla
+    from verl.utils.config import omega_conf_to_dataclass
+
+    actor = omega_conf_to_dataclass(actor_config)
+    old, new = torch.zeros(1, 3), torch.tensor([[2.0, 0.1, -0.5]])  # ratios 7.4, 1.1, 0.6
+    advantages, mask = torch.full((1, 3), -1.0), torch.ones(1, 3)
+    ratio = new.exp()
+    rm_r1 = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(0.8, 1.2)).mean()
+    loss, _ = compute_policy_loss_vanilla(old, new, advantages, mask, "token-mean", config=actor)
+    assert loss.item() == pytest.approx(rm_r1.item())
+    default = dataclasses.replace(actor, clip_ratio_c=3.0)  # the first token's loss capped at 3
+    capped, _ = compute_policy_loss_vanilla(
+        old, new, advantages, mask, "token-mean", config=default
+    )
+    assert capped.item() < rm_r1.item() - 1
+
+
 @pytest.mark.parametrize("name", ["rm-r1-instruct-7b", "rm-r1-instruct-32b", "rm-r1-deepseek-32b"])
 def test_each_presets_overrides_compose_and_validate(tmp_path, data, student, name):
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
@@ -183,7 +207,12 @@ def test_each_presets_overrides_compose_and_validate(tmp_path, data, student, na
     assert list(actor.optim.betas) == [0.9, 0.999] and actor.optim.weight_decay == 0.01
     assert actor.ppo_micro_batch_size_per_gpu == preset.rl.micro_batch
     assert cfg.trainer.nnodes == preset.nodes
+    # RM-R1's rollout (tensor parallel 4, the preset's memory share) and data order (seed 1)
+    rollout = cfg.actor_rollout_ref.rollout
+    assert (rollout.tensor_model_parallel_size, cfg.data.seed) == (4, 1)
+    assert rollout.gpu_memory_utilization == preset.rl.gpu_memory_utilization
     validate_config(cfg, need_reference_policy(cfg), need_critic(cfg))  # as main_ppo does
+    assert_no_dual_clip(cfg.actor_rollout_ref.actor)
     if preset.sft is not None:
         launch = Launch(str(student), data / "sft.jsonl", tmp_path / "sft", **shape)
         sft = emit("sft", "verl", launch, sft=preset.sft)

@@ -1,0 +1,113 @@
+"""Every ``GRPOConfig`` default of TRL 1.16, checked against RM-R1's run (veRL e49fb572).
+
+Each entry is ``field: (TRL 1.16's default, verdict)``. A verdict starts with ``set``: the
+emitted config sets RM-R1's value (:func:`rmr1_plugins.recipe.emit_trl.grpo_config`); ``same``:
+TRL's default is what RM-R1 ran; ``n/a``: no effect on the run (logging, other modes, features
+RM-R1's run did not use and TRL leaves off); ``differs``: a difference no key removes.
+``tests/engines/test_recipe_trl.py`` checks the table against TRL's own dataclass: every field
+listed, every default as written. docs/recipe.md renders it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GRPO_DEFAULTS: dict[str, tuple[Any, str]] = {
+    # TRL's base config and the TrainingArguments defaults that shape the update
+    "learning_rate": (1e-6, "set: the preset's RLVR lr"),
+    "logging_steps": (10, "n/a: set to 1 for per-step logs"),
+    "gradient_checkpointing": (True, "same: enable_gradient_checkpointing: True"),
+    "bf16": (None, "set: true (FSDP bf16 in RM-R1)"),
+    "lr_scheduler_kwargs": (None, "same: constant lr takes none"),
+    "lr_scheduler_type": ("linear", "set: constant (WARMUP_STYLE=constant)"),
+    "warmup_steps": (0, "same: no warmup"),
+    "seed": (42, "set: 1, RM-R1's data-order seed (TRL's sampler shuffles with `seed`)"),
+    "adam_beta1": (0.9, "set: 0.9"),
+    "adam_beta2": (0.999, "set: 0.999"),
+    "adam_epsilon": (1e-8, "same: torch AdamW's 1e-8"),
+    "weight_decay": (0.0, "set: 0.01 (veRL's AdamW default)"),
+    "max_grad_norm": (1.0, "set: 1.0 (grad_clip)"),
+    "num_train_epochs": (3.0, "set: 1 (TOTAL_EPISODES)"),
+    # GRPOConfig's own fields
+    "model_init_kwargs": (None, "n/a: `dtype: bfloat16` is set at the top level"),
+    "trust_remote_code": (False, "same: Qwen2 needs no remote code"),
+    "router_aux_loss_coef": (None, "n/a: no mixture-of-experts"),
+    "disable_dropout": (False, "same: Qwen2.5 / DeepSeek-Qwen configs have dropout 0"),
+    "cast_lm_head_to_fp32": (False, "same: veRL computed log-probs from the bf16 head"),
+    "remove_unused_columns": (False, "same: the reward needs `winner`"),
+    "num_generations": (8, "set: 7 (rollout.n)"),
+    "num_generations_eval": (None, "n/a: no evaluation (test_freq -1)"),
+    "max_completion_length": (512, "set: 8192 (MAX_RESPONSE_LENGTH)"),
+    "ds3_gather_for_generation": (True, "n/a: memory layout only"),
+    "shuffle_dataset": (True, "same: data.shuffle: True"),
+    "pad_to_multiple_of": ("auto", "n/a: pads only on Neuron"),
+    "generation_batch_size": (None, "set: 1024 x 7 (TRAIN_BS prompts per rollout)"),
+    "steps_per_generation": (None, "n/a: follows from generation_batch_size"),
+    "temperature": (1.0, "same: rollout.temperature 1.0"),
+    "top_p": (1.0, "same: top_p 1"),
+    "top_k": (0, "same: no top-k (veRL's -1)"),
+    "min_p": (None, "same: none"),
+    "generation_kwargs": (None, "same: none"),
+    "chat_template_kwargs": (None, "same: the model's chat template as is"),
+    "repetition_penalty": (1.0, "same: none"),
+    "cache_implementation": (None, "n/a: vLLM generates"),
+    "use_vllm": (False, "set: true (rollout.name vllm)"),
+    "vllm_mode": ("colocate", "same: hybrid engine, rollout on the training GPUs"),
+    "vllm_model_impl": ("vllm", "same"),
+    "vllm_enable_sleep_mode": (False, "n/a: memory only (veRL's free_cache_engine False)"),
+    "vllm_structured_outputs_regex": (None, "same: unconstrained decoding"),
+    "vllm_server_base_url": (None, "n/a: server mode only"),
+    "vllm_server_host": ("0.0.0.0", "n/a: server mode only"),
+    "vllm_server_port": (8000, "n/a: server mode only"),
+    "vllm_server_timeout": (240.0, "n/a: server mode only"),
+    "vllm_group_port": (51216, "n/a: server mode only"),
+    "vllm_gpu_memory_utilization": (0.3, "set: the preset's GPU_MEM_UTILIZATION (0.5 or 0.4)"),
+    "vllm_max_model_length": (None, "set: 4096 + 8192 (max_num_batched_tokens)"),
+    "vllm_tensor_parallel_size": (1, "set: 4 (rollout.tensor_model_parallel_size)"),
+    "beta": (0.0, "set: 0.001 (kl_loss_coef; TRL's KL is the k3 / low_var_kl loss term)"),
+    "num_iterations": (1, "same: ppo_epochs 1"),
+    "epsilon": (0.2, "same: clip_ratio 0.2 (set explicitly)"),
+    "delta": (None, "same: no upper clip for negative advantages (no dual-clip)"),
+    "epsilon_high": (None, "same: symmetric clip"),
+    "sapo_temperature_neg": (1.05, "n/a: loss_type sapo only"),
+    "sapo_temperature_pos": (1.0, "n/a: loss_type sapo only"),
+    "vespo_k_pos": (2.0, "n/a: loss_type vespo only"),
+    "vespo_lambda_pos": (3.0, "n/a: loss_type vespo only"),
+    "vespo_k_neg": (3.0, "n/a: loss_type vespo only"),
+    "vespo_lambda_neg": (2.0, "n/a: loss_type vespo only"),
+    "importance_sampling_level": ("token", "same: PPO's per-token ratio"),
+    "reward_weights": (None, "n/a: one reward function"),
+    "multi_objective_aggregation": ("sum_then_normalize", "n/a: one reward function"),
+    "scale_rewards": ("group", "same: GRPO divides by the group's std (set explicitly); "
+                      "differs in epsilon: 1e-4 here, 1e-6 in veRL"),
+    "loss_type": ("dapo", "set: grpo (micro-batch 1) or bnpo (micro-batch 4)"),
+    "mask_truncated_completions": (False, "same: truncated responses stay in the loss"),
+    "sync_ref_model": (False, "same: fixed reference model"),
+    "ref_model_mixup_alpha": (0.6, "n/a: sync_ref_model only"),
+    "ref_model_sync_steps": (512, "n/a: sync_ref_model only"),
+    "top_entropy_quantile": (1.0, "same: every token in the loss"),
+    "entropy_coef": (0.0, "same: entropy_coeff=0 (set explicitly)"),
+    "use_adaptive_entropy": (False, "same: no entropy term"),
+    "entropy_coef_min": (0.0, "n/a: adaptive entropy only"),
+    "entropy_coef_max": (1.0, "n/a: adaptive entropy only"),
+    "entropy_coef_delta": (0.005, "n/a: adaptive entropy only"),
+    "entropy_target": (0.2, "n/a: adaptive entropy only"),
+    "max_tool_calling_iterations": (None, "n/a: no tools"),
+    "vllm_importance_sampling_correction": (True, "set: false (RM-R1 had no trainer-vs-vLLM "
+                                            "correction)"),
+    "vllm_importance_sampling_mode": ("sequence_mask", "n/a: correction off"),
+    "vllm_importance_sampling_clip_max": (3.0, "n/a: correction off"),
+    "vllm_importance_sampling_clip_min": (None, "n/a: correction off"),
+    "vllm_importance_sampling_cap": (None, "n/a: deprecated name, correction off"),
+    "off_policy_mask_threshold": (None, "same: no off-policy masking"),
+    "use_bias_correction_kl": (True, "set: false (RM-R1's KL gradient is the plain k3 loss's, "
+                               "not multiplied by the ratio)"),
+    "log_completions": (False, "n/a: logging"),
+    "log_multimodal": (True, "n/a: logging"),
+    "num_completions_to_print": (None, "n/a: logging"),
+    "log_unique_prompts": (False, "n/a: logging"),
+    "log_completions_hub_repo": (None, "n/a: logging"),
+    "use_transformers_continuous_batching": (False, "n/a: vLLM generates"),
+    "transformers_continuous_batching_config": (None, "n/a: vLLM generates"),
+    "use_transformers_paged": (False, "n/a: deprecated, vLLM generates"),
+}  # fmt: skip
