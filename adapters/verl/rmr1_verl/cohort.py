@@ -5,9 +5,19 @@ sees a whole group. ``+reward.rmr1.cohort_url=http://HOST:PORT/cohort`` makes ev
 its rollouts to one ``rmr1 serve``, which holds them until their group (the ``uid``) is whole and
 judges it (:mod:`rmr1_plugins.rewards.cohorts`). The answer's logs (the metrics contract) become the
 manager's usual extra info: ``rmr1_split`` is 1.0 when the rollout was not judged in its whole
-group. An unreachable or overloaded server is retried (503, connection errors) until
-``cohort_timeout``, then the rollout gets the fallback reward with ``rmr1_error`` 1.0 and a
-logged warning saying why; it never raises.
+group.
+
+Every request carries the rollout's ``id`` (its ``uid`` and a token drawn once per rollout, the
+same on every retry, so the server never counts a retry twice) and the manager's decisive reward
+``settings`` (the server applies the same ones or refuses with a 400 naming the key). The
+connection pool has no limit: a group is held on the server until its last rollout arrives, so
+any cap on open requests below the step's rollouts per worker would split groups.
+
+An unreachable or overloaded server (connection errors, 503 with its ``Retry-After``) is
+retried until ``cohort_timeout``, then the rollout gets the fallback reward with ``rmr1_error``
+1.0 and a logged warning saying why. A refused request (any other 4xx but 413: wrong settings,
+token or URL) is the same for every rollout, so it raises :class:`CohortRefused` and stops the
+step rather than train on fallback rewards.
 """
 
 from __future__ import annotations
@@ -20,7 +30,12 @@ from typing import Any
 from rmr1_plugins.rewards.metrics import sample_metrics
 
 logger = logging.getLogger(__name__)
-RETRY_DELAY_S = 0.5
+RETRY_DELAY_S = 0.5  # between retries when the server gives no Retry-After
+PER_ROLLOUT = (413,)  # 4xx answers about one rollout (too large), not about the setup
+
+
+class CohortRefused(RuntimeError):
+    """The cohort service refused the manager's request (a setup error: settings, token, URL)."""
 
 
 class CohortClient:
@@ -37,34 +52,52 @@ class CohortClient:
         import aiohttp
 
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self.headers)
+            connector = aiohttp.TCPConnector(limit=0)  # no cap below the group barrier
+            self._session = aiohttp.ClientSession(headers=self.headers, connector=connector)
         deadline = time.monotonic() + self.timeout
         while True:
             left = deadline - time.monotonic()
+            delay = RETRY_DELAY_S
             try:
                 limit = aiohttp.ClientTimeout(total=max(left, 0.001))
                 async with self._session.post(self.url, json=body, timeout=limit) as response:
+                    status, headers = response.status, response.headers
                     answer = await response.json(content_type=None)
-                    if response.status == 200:
-                        return answer
-                    problem = f"HTTP {response.status}: {answer.get('error', answer)}"
-                    if response.status != 503:
-                        raise ValueError(problem)  # a refused body: retrying cannot help
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
-                problem = f"{type(error).__name__}: {error}"
-            if deadline - time.monotonic() <= RETRY_DELAY_S:
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as error:
+                status, problem = 0, f"{type(error).__name__}: {error}"  # not reached, or not JSON
+            else:
+                if status == 200:
+                    return answer
+                error = answer.get("error", answer) if isinstance(answer, dict) else answer
+                problem = f"HTTP {status}: {error}"
+                if 400 <= status < 500 and status not in PER_ROLLOUT:
+                    raise CohortRefused(f"cohort service {self.url} refused: {problem}")
+                if status != 503:
+                    raise ValueError(problem)  # this rollout's failure: retrying cannot help
+                delay = retry_after(headers.get("Retry-After"), delay)
+            if deadline - time.monotonic() <= delay:
                 raise ConnectionError(f"cohort service {self.url}: {problem}")
-            await asyncio.sleep(RETRY_DELAY_S)
+            await asyncio.sleep(delay)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-def cohort_body(sample: Any) -> dict[str, Any]:
-    """The ``/cohort`` request for a manager's sample (key, size, prompt, response, reference)."""
-    names = ("key", "size", "prompt", "response", "reference")
-    return {name: getattr(sample, name) for name in names}
+def retry_after(value: str | None, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (seconds form), else ``default``."""
+    try:
+        seconds = float(value) if value is not None else default
+    except ValueError:
+        return default
+    return min(max(seconds, 0.0), 60.0) if seconds == seconds else default
+
+
+def cohort_body(sample: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``/cohort`` request for a manager's sample: its key, id, group size, prompt,
+    response and reference, and the manager's decisive reward ``settings``."""
+    names = ("key", "id", "size", "prompt", "response", "reference")
+    return {**{name: getattr(sample, name) for name in names}, "settings": settings}
 
 
 def cohort_result(answer: dict[str, Any]) -> dict[str, Any]:

@@ -7,19 +7,20 @@ its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as m
 reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` for whole
 validation groups) — then judges the group with the configured strategy in one scorer call and
 answers every waiting rollout. This is an asyncio barrier inside one ``RewardLoopWorker``
-process: a group whose rollouts go to different workers never completes there. After
-``group_timeout`` seconds an incomplete group is judged against its reference answer
-(``on_split: reference``, the default here) or gets the ``fallback`` reward (``drop``). A late
-rollout never fails a step: ``on_split: error`` (meant for TRL, where a split is a setup error)
-is logged as an error and judged as ``reference``. See docs/verl.md for the settings that keep
-groups in one worker.
+process. After ``group_timeout`` seconds an incomplete group is judged against its reference
+answer (``on_split: reference``, the default here) or gets the ``fallback`` reward (``drop``);
+its rollouts that arrive later are answered at once the same way. A late rollout never fails a
+step: ``on_split: error`` (meant for TRL, where a split is a setup error) is logged as an error
+and judged as ``reference``.
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
-sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`).
+sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`), and
+without it an in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is
+set from the step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout``,
-``cohort_url``, ``cohort_timeout`` and ``cohort_token``.
+``cohort_url``, ``cohort_timeout``, ``cohort_token`` and ``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,15 +37,18 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from rmr1_plugins.rewards.config import decisive_settings
 from rmr1_plugins.rewards.engine import Group, ascore_groups, texts_of
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_verl.cohort import CohortClient, cohort_body, cohort_result
+from rmr1_verl import workers as ray_workers
+from rmr1_verl.cohort import CohortClient, CohortRefused, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 
 logger = logging.getLogger(__name__)
 VALIDATION_SPLITS = ("test", "val", "validation")
 DEFAULT_GROUP_TIMEOUT = 600.0
+EXPIRED_KEPT = 65536  # expired groups remembered, so their late rollouts are answered at once
 
 
 @dataclass
@@ -52,6 +58,8 @@ class Sample:
     response: str
     reference: str | None
     size: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # one rollout, on every retry
+    has_uid: bool = True
 
 
 @dataclass
@@ -62,6 +70,7 @@ class PendingGroup:
     responses: list[str] = field(default_factory=list)
     futures: list[asyncio.Future] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
+    has_uid: bool = True  # keyed by veRL's uid, not by the prompt text
 
 
 class RMR1RewardManager(RewardManagerBase):
@@ -90,8 +99,12 @@ class RMR1RewardManager(RewardManagerBase):
         self.group_size = int(self.options.group_size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
         self._pending: dict[str, PendingGroup] = {}
+        self._expired: OrderedDict[str, int] = OrderedDict()  # key -> rollouts still to come
         self._tasks: set[asyncio.Task] = set()
-        self.cohorts = _cohort_client(own, int(_get(config, "reward", "num_workers", default=1)))
+        workers = int(_get(config, "reward", "num_workers", default=1))
+        self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
+        ray_workers.check(config, own, workers, _in_ray_actor())
+        self.decisive = decisive_settings(self.reward_config)
 
     async def run_single(self, data: DataProto) -> dict:
         try:
@@ -115,8 +128,11 @@ class RMR1RewardManager(RewardManagerBase):
     async def _ask_cohort(self, sample: Sample) -> dict[str, Any]:
         assert self.cohorts is not None
         try:
-            return cohort_result(await self.cohorts.ask(cohort_body(sample)))
-        except Exception as error:  # never a crash in the trainer: the fallback, saying why
+            return cohort_result(await self.cohorts.ask(cohort_body(sample, self.decisive)))
+        except CohortRefused as error:  # a setup error, the same for every rollout: stop
+            logger.error("rmr1 reward manager: %s", error)
+            raise
+        except Exception as error:  # one rollout's failure: the fallback, saying why
             return result(None, 0, self.options, kind="error", error=f"reward manager: {error}")
 
     def _sample(self, item: Any) -> Sample:
@@ -136,7 +152,8 @@ class RMR1RewardManager(RewardManagerBase):
         )
         uid = extra.get("uid")
         key = str(uid) if uid is not None else json.dumps(prompt, sort_keys=True, default=str)
-        return Sample(key, prompt, response, reference, self._size(extra, extra_info))
+        size = self._size(extra, extra_info)
+        return Sample(key, prompt, response, reference, size, has_uid=uid is not None)
 
     def _size(self, extra: Any, extra_info: Any) -> int:
         """The rollouts in this row's group: ``__rollout_n__``, the split rule, ``rollout.n``."""
@@ -148,9 +165,12 @@ class RMR1RewardManager(RewardManagerBase):
 
     async def _join(self, sample: Sample) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+        if sample.key in self._expired:  # its group was already answered: no second wait
+            return await self._late(sample)
         pending = self._pending.get(sample.key)
         if pending is None:
             pending = PendingGroup(sample.prompt, sample.reference, sample.size)
+            pending.has_uid = sample.has_uid
             pending.timer = loop.call_later(self.group_timeout, self._expire, sample.key, pending)
             self._pending[sample.key] = pending
         future: asyncio.Future = loop.create_future()
@@ -174,8 +194,32 @@ class RMR1RewardManager(RewardManagerBase):
             )
             self._close(key, pending, complete=False)
 
+    async def _late(self, sample: Sample) -> dict[str, Any]:
+        """A rollout of an expired group: answered at once as its group's rest was."""
+        left = self._expired[sample.key] - 1
+        if left > 0:
+            self._expired[sample.key] = left
+        else:
+            del self._expired[sample.key]
+        logger.warning(
+            "rmr1 reward manager: a rollout of group %s came after its group_timeout; "
+            "on_split=%s, answered at once",
+            sample.key,
+            self.on_split,
+        )
+        late = PendingGroup(sample.prompt, sample.reference, sample.size, [sample.response])
+        if self.on_split == "drop":
+            why = "incomplete group"
+            return result(None, 0, self.options, kind="dropped", split=True, error=why)
+        [info] = await self._judge(late, "reference", split=True)
+        return info
+
     def _close(self, key: str, pending: PendingGroup, complete: bool) -> None:
         del self._pending[key]
+        if not complete and pending.has_uid:
+            self._expired[key] = pending.size - len(pending.responses)
+            while len(self._expired) > EXPIRED_KEPT:
+                self._expired.popitem(last=False)
         if pending.timer is not None:
             pending.timer.cancel()
         task = asyncio.ensure_future(self._answer(pending, complete))
@@ -232,19 +276,41 @@ class RMR1RewardManager(RewardManagerBase):
         ]
 
 
-def _cohort_client(own: dict[str, Any], workers: int) -> CohortClient | None:
-    """The cohort service client with several reward workers and a ``cohort_url``."""
+def _cohort_client(
+    own: dict[str, Any], workers: int, config: Any, needs_reference: bool
+) -> CohortClient | None:
+    """The cohort service client with several reward workers and a ``cohort_url``; several
+    workers without one cannot keep a group together, so an in-group strategy refuses to start.
+    """
     url = own.get("cohort_url")
-    if workers <= 1:
+    if workers <= 1 or needs_reference:
         return None  # one worker sees every rollout: the in-process barrier suffices
     if not url:
-        logger.warning(
-            "rmr1 reward manager: reward.num_workers=%d splits groups across workers; set "
-            "+reward.rmr1.cohort_url (rmr1 serve, docs/verl.md) or reward.num_workers=1",
-            workers,
+        colocated = _get(config, "reward", "reward_model", "enable", default=False) and not (
+            _get(config, "reward", "reward_model", "enable_resource_pool", default=False)
         )
-        return None
+        how = (
+            "colocated, veRL cuts the batch into one chunk per worker in the order rollouts "
+            "finished"
+            if colocated
+            else "streaming, veRL sends each rollout to a random worker"
+        )
+        raise ValueError(
+            f"rmr1 reward manager: reward.num_workers={workers} splits groups ({how}); set "
+            "+reward.rmr1.cohort_url to an `rmr1 serve` /cohort endpoint (docs/verl.md) or "
+            "reward.num_workers=1"
+        )
     return CohortClient(str(url), float(own.get("cohort_timeout", 600)), own.get("cohort_token"))
+
+
+def _in_ray_actor() -> bool:
+    """Whether this manager runs inside a Ray actor (a veRL ``RewardLoopWorker``)."""
+    try:
+        import ray
+
+        return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+    except Exception:  # no Ray, or no runtime context: not in a worker
+        return False
 
 
 def _plain(value: Any) -> Any:
@@ -270,3 +336,4 @@ def _get(node: Any, *path: str, default: Any = None) -> Any:
 # Registered here, once the class exists: imported before verl, this module is still partial
 # when ``import verl`` runs rmr1_verl.plugin (see there).
 register("rmr1")(RMR1RewardManager)
+ray_workers.install()

@@ -54,6 +54,8 @@ ADAPTER_KEYS = (
     "cohort_url",
     "cohort_timeout",
     "cohort_token",
+    "max_concurrency",
+    "_max_concurrency",  # set by rmr1_verl.workers in the driver, not by users
 )
 _SCORERS: dict[str, LazyScorer] = {}
 _SETTINGS: dict[str, tuple[RewardSettings, dict[str, Any]]] = {}

@@ -87,11 +87,22 @@ def test_an_unreachable_service_gives_the_fallback_without_raising(tokenizer, ca
     assert "cohort service" in caplog.text and list(info) == ["score", *KEYS]
 
 
-def test_one_worker_keeps_the_in_process_barrier(tokenizer, caplog):
+def test_one_worker_keeps_the_in_process_barrier(tokenizer):
     assert manager(tokenizer, workers=1, cohort_url="http://127.0.0.1:9/cohort").cohorts is None
-    with caplog.at_level("WARNING", logger="rmr1_verl.manager"):
-        assert manager(tokenizer, workers=2).cohorts is None
-    assert "set +reward.rmr1.cohort_url" in caplog.text
+    assert manager(tokenizer, workers=2, strategy="reference").cohorts is None  # no groups
+
+
+def test_several_workers_without_a_cohort_url_refuse_to_start(tokenizer):
+    """Random workers (streaming) or completion-order chunks (colocated) split every group."""
+    with pytest.raises(ValueError, match=r"streaming.*set \+reward.rmr1.cohort_url"):
+        manager(tokenizer, workers=2)
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    config = verl_config(tiny_llama(), n=3, rmr1={"strategy": "round-robin"})
+    config.reward.num_workers = 2
+    config.reward.reward_model = {"enable": True, "enable_resource_pool": False}
+    with pytest.raises(ValueError, match=r"colocated.*reward.num_workers=1"):
+        load_reward_manager(config, tokenizer)
 
 
 def test_colocated_rows_without_uid_are_grouped_by_prompt(tokenizer, monkeypatch):

@@ -100,6 +100,21 @@ def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(token
     assert backend.batches == [2]
 
 
+def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatch, caplog):
+    """Never a second group_timeout: the late rollout does not open a new group."""
+    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1)
+    data = rollouts(tokenizer, GROUPS[:1])
+    score_all(manager, data, order=[0, 2])  # expires: two of three rollouts
+    manager.group_timeout = 3600  # a new group would now wait an hour
+    late = manager.run_single(data[1:2])
+    out = manager.loop.run_until_complete(asyncio.wait_for(late, timeout=60))
+    info = out["reward_extra_info"]
+    assert out["reward_score"] == 1.0  # "banana" against the reference "apple": longer wins
+    assert info["rmr1_split"] == info["rmr1_reference"] == 1.0 and info["rmr1_fallback"] == 0.0
+    assert manager._pending == {} and manager._expired == {}  # the group is accounted for
+    assert "came after its group_timeout" in caplog.text and backend.batches == [2, 1]
+
+
 def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
     data = rollouts(tokenizer, GROUPS[:1])
     manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="drop")

@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 from conftest import rollouts, verl_config
+from steps import step, step_config, stream
 from test_verl_cohorts import GROUPS, serving
 
 from rmr1_plugins.testing import tiny_llama
@@ -32,7 +33,12 @@ def cluster():
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}},
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": os.pathsep.join(sys.path),
+                "VERL_USE_EXTERNAL_MODULES": "scripted_judges",  # the ranker judge in workers
+            }
+        },
     )
     yield
     ray.shutdown()
@@ -72,3 +78,36 @@ def test_reward_loop_manager_with_two_workers_gets_whole_groups(tokenizer, clust
         assert server.stop() == 0
     assert cohorts["members"] == 12 and cohorts["complete_cohorts"] == 4  # all through it
     assert cohorts.get("partial_cohorts", 0) == 0
+
+
+def test_one_worker_holds_a_whole_rmr1_step_of_1024_prompts_by_7(tokenizer, cluster, tmp_path):
+    """RM-R1's step, in-process barrier: above Ray's default 1,000 calls per reward worker."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopManager
+
+    prompts, n = 1024, 7
+    data, expected = step(tokenizer, prompts, n)
+    manager = RewardLoopManager(step_config(tmp_path, prompts, n, 1, group_timeout=300))
+    outputs = stream(manager, data)
+    infos = [out["reward_extra_info"] for out in outputs]
+    assert sum(info["rmr1_split"] for info in infos) == 0
+    assert sum(info["rmr1_fallback"] for info in infos) == 0
+    assert [out["reward_score"] for out in outputs] == pytest.approx(expected)
+    assert all(info["rmr1_group"] == n for info in infos)
+    for worker in manager.reward_loop_workers:
+        ray.kill(worker)
+
+
+def test_a_cap_below_the_step_refuses_to_start(cluster, tmp_path):
+    from rmr1_verl.workers import check
+    from verl.experimental.reward_loop.reward_loop import RewardLoopManager
+
+    config = step_config(tmp_path, 300, 7, 1, max_concurrency=600)
+    with pytest.raises(ValueError, match="max_concurrency to at least 2100"):
+        RewardLoopManager(config)  # in the driver, before any worker starts
+    config.reward.num_workers = 4  # random routing is uneven: a quarter and a margin
+    with pytest.raises(ValueError, match=r"num_workers=4.*at least 657"):
+        RewardLoopManager(config)
+    # a worker whose driver did not load the plugin has Ray's 1,000: it refuses too
+    with pytest.raises(ValueError, match="load the rmr1_verl plugin in the driver"):
+        check(config, {}, workers=1, in_ray=True)
+    check(config, {}, workers=1, in_ray=False)  # outside Ray there is no cap
