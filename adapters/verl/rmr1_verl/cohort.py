@@ -7,8 +7,9 @@ judges it (:mod:`rmr1_plugins.rewards.cohorts`). The answer's logs (the metrics 
 manager's usual extra info: ``rmr1_split`` is 1.0 when the rollout was not judged in its whole
 group.
 
-Every request carries the rollout's ``id`` (its ``uid`` and a token drawn once per rollout, the
-same on every retry, so the server never counts a retry twice) and the manager's decisive reward
+Every request carries the rollout's ``id`` inside its group (``"<uid>:<session_id>"``: veRL's v1
+agent loop numbers a prompt's rollouts ``0 .. n-1``; without it a token drawn once per rollout),
+the same on every retry, so the server never counts a retry twice, and the manager's decisive reward
 ``settings`` (the server applies the same ones or refuses with a 400 naming the key). The
 connection pool has no limit: a group is held on the server until its last rollout arrives, so
 any cap on open requests below the step's rollouts per worker would split groups.

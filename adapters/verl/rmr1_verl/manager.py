@@ -58,7 +58,8 @@ class Sample:
     response: str
     reference: str | None
     size: int
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # one rollout, on every retry
+    # the rollout inside its group, the same on every retry: "<uid>:<session_id>", else drawn
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
     has_uid: bool = True
 
 
@@ -153,7 +154,11 @@ class RMR1RewardManager(RewardManagerBase):
         uid = extra.get("uid")
         key = str(uid) if uid is not None else json.dumps(prompt, sort_keys=True, default=str)
         size = self._size(extra, extra_info)
-        return Sample(key, prompt, response, reference, size, has_uid=uid is not None)
+        sample = Sample(key, prompt, response, reference, size, has_uid=uid is not None)
+        session = extra.get("session_id")  # veRL's v1 agent loop: this rollout's index, [0, n)
+        if uid is not None and session is not None:
+            sample.id = f"{uid}:{session}"
+        return sample
 
     def _size(self, extra: Any, extra_info: Any) -> int:
         """The rollouts in this row's group: ``__rollout_n__``, the split rule, ``rollout.n``."""

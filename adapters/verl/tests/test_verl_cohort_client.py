@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from conftest import rollouts
 from test_verl_cohorts import GROUPS, manager
 
@@ -43,9 +44,12 @@ class Recorder:
         await self.runner.cleanup()
 
 
-def run(tokenizer, answer, rows, **rmr1):
-    """Each row of GROUPS through a two-worker manager's run_single, against ``answer``."""
+def run(tokenizer, answer, rows, sessions=False, **rmr1):
+    """Each row of GROUPS through a two-worker manager's run_single, against ``answer``; with
+    ``sessions``, rows carry the ``session_id`` veRL's v1 agent loop gives each rollout."""
     data = rollouts(tokenizer, GROUPS)
+    if sessions:
+        data.non_tensor_batch["session_id"] = np.array([0, 1, 2, 0, 1, 2], dtype=object)
     worker = None
 
     async def go():
@@ -77,11 +81,16 @@ def test_each_request_carries_the_rollout_id_and_the_managers_settings(tokenizer
     assert all(o["reward_extra_info"]["rmr1_group"] == 3.0 for o in outputs)
     assert set(bodies[0]) == {"key", "id", "size", "prompt", "response", "reference", "settings"}
     assert sorted(b["key"] for b in bodies) == ["u1", "u1", "u2"] and bodies[0]["size"] == 3
-    assert len({b["id"] for b in bodies}) == 3  # one identity per rollout
+    assert len({b["id"] for b in bodies}) == 3  # one identity per rollout (drawn: no session_id)
     settings = decisive_settings(worker.reward_config)
     assert all(b["settings"] == settings for b in bodies)
     assert settings["win"] == 2 and settings["loss"] == -1 and settings["order"] == "given"
     assert settings["strategy"] == "round-robin"
+
+
+def test_the_rollout_id_is_its_uid_and_session_id(tokenizer):
+    _, _, bodies = run(tokenizer, ok, [0, 1, 3], sessions=True)
+    assert sorted(b["id"] for b in bodies) == ["u1:0", "u1:1", "u2:0"]
 
 
 def test_an_overloaded_service_is_retried_after_its_retry_after(tokenizer, monkeypatch):
