@@ -7,7 +7,9 @@
 # OpenRLHF's client cannot send headers, so the token goes in the URL (?token=...).
 # In-group rewards instead of reference rewards (the samples of a prompt judged against each
 # other; docs/openrlhf.md): add --strategy round-robin --group-size 8 (= n_samples_per_prompt
-# below), and use this one server for the whole run.
+# below), and use this one server for the whole run. Evaluation (--eval.dataset) goes through the
+# same server and is not told apart from training: its samples per prompt must equal the group
+# size too (OpenRLHF's default is 4), or every eval group waits --group-timeout and is split.
 # DRY_RUN=1 prints the command instead of submitting it.
 set -euo pipefail
 
@@ -27,6 +29,7 @@ command=(
   --data.prompt_dataset "$DATA" --data.input_key prompt --data.label_key reference
   --data.apply_chat_template
   --algo.advantage.estimator group_norm --rollout.n_samples_per_prompt 8
+  --eval.n_samples_per_prompt 8
   --algo.kl.use_loss --algo.kl.estimator k3 --algo.kl.init_coef 0.001
   --rollout.batch_size 128 --train.batch_size 1024
   --rollout.micro_batch_size 8 --train.micro_batch_size 4

@@ -72,6 +72,8 @@ def test_example_commands_parse_with_openrlhfs_own_parser(script):
         assert runtime_env["env_vars"]["RMR1_CONFIG"].endswith("examples/rmr1-openrlhf.yaml")
     else:
         assert args.reward.remote_url.endswith(":5000/get_reward")
+        # evaluation's samples per prompt fill the server's groups too (OpenRLHF's default: 4)
+        assert args.eval.n_samples_per_prompt == args.rollout.n_samples_per_prompt
 
 
 def test_example_config_loads_with_training_settings():
