@@ -29,7 +29,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 VALIDATION_SPLITS = ("test", "val", "validation")
 DEFAULT_GROUP_TIMEOUT = 600.0
 EXPIRED_KEPT = 65536  # expired groups remembered, so their late rollouts are answered at once
+STEP_DEFAULT = 1024  # rollouts per summary line when the step's size is unknown
 
 
 @dataclass
@@ -72,6 +73,45 @@ class PendingGroup:
     futures: list[asyncio.Future] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
     has_uid: bool = True  # keyed by veRL's uid, not by the prompt text
+
+
+class StepSummary:
+    """One log line per step's share of rollouts (``data.train_batch_size × rollout.n ÷
+    reward.num_workers``): veRL 0.9.1 reduces no reward extra info into its training metrics, so
+    this is where split groups and fallbacks show during training. A warning when any rollout
+    was split or got the fallback, else at INFO."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.counts: Counter[str] = Counter()
+
+    def add(self, info: dict[str, Any], expected: int) -> None:
+        counts = self.counts
+        counts["rollouts"] += 1
+        counts["split"] += int(info.get("rmr1_split", 0) > 0)
+        counts["fallback"] += int(info.get("rmr1_fallback", 0) > 0)
+        counts["group"] += int(info.get("rmr1_group", 0))
+        counts["expected"] += expected
+        if counts["rollouts"] >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, Counter()
+        n = counts["rollouts"]
+        if not n:
+            return
+        log = logger.warning if counts["split"] or counts["fallback"] else logger.info
+        log(
+            "rmr1 reward manager: %d rollouts: split %d (%.1f%%), fallback %d (%.1f%%), "
+            "mean group %.2f of %.2f expected",
+            n,
+            counts["split"],
+            100 * counts["split"] / n,
+            counts["fallback"],
+            100 * counts["fallback"] / n,
+            counts["group"] / n,
+            counts["expected"] / n,
+        )
 
 
 class RMR1RewardManager(RewardManagerBase):
@@ -106,6 +146,8 @@ class RMR1RewardManager(RewardManagerBase):
         self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
         ray_workers.check(config, own, workers, _in_ray_actor())
         self.decisive = decisive_settings(self.reward_config)
+        rollouts = ray_workers.step_rollouts(config)
+        self.summary = StepSummary(max(1, rollouts // workers) if rollouts else STEP_DEFAULT)
 
     async def run_single(self, data: DataProto) -> dict:
         try:
@@ -124,6 +166,8 @@ class RMR1RewardManager(RewardManagerBase):
             info = await self._ask_cohort(sample)
         else:
             info = await self._join(sample)
+        if not self.strategy.needs_reference:
+            self.summary.add(info, sample.size)
         return {"reward_score": info["score"], "reward_extra_info": info}
 
     async def _ask_cohort(self, sample: Sample) -> dict[str, Any]:

@@ -115,6 +115,34 @@ def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatc
     assert "came after its group_timeout" in caplog.text and backend.batches == [2, 1]
 
 
+def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, caplog):
+    """veRL 0.9.1 logs no training-step means of reward extra info: the manager logs its own."""
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    scorer, _ = longer_wins_scorer()
+    monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
+    config = verl_config(tiny_llama(), n=3, rmr1={"strategy": "round-robin"})
+    config.data = {"train_batch_size": 2}  # a step: 2 prompts x 3 rollouts
+    manager = load_reward_manager(config, tokenizer)
+    with caplog.at_level("INFO", logger="rmr1_verl.manager"):
+        score_all(manager, rollouts(tokenizer, GROUPS))
+    line = "6 rollouts: split 0 (0.0%), fallback 0 (0.0%), mean group 3.00 of 3.00 expected"
+    assert line in caplog.text and "WARNING" not in caplog.text
+
+    caplog.clear()
+    config.data = {"train_batch_size": 1}
+    manager = load_reward_manager(config, tokenizer)
+    manager.group_timeout = 0.1
+    with caplog.at_level("INFO", logger="rmr1_verl.manager"):
+        score_all(manager, rollouts(tokenizer, GROUPS[:1]), order=[0, 1])  # one never comes
+        assert "rollouts: split" not in caplog.text  # two of the step's three so far
+        manager.group_timeout = 3600
+        score_all(manager, rollouts(tokenizer, GROUPS[:1]), order=[2])  # late: answered at once
+    [record] = [r for r in caplog.records if "rollouts: split" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "3 rollouts: split 3 (100.0%), fallback 0 (0.0%)" in record.getMessage()
+
+
 def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
     data = rollouts(tokenizer, GROUPS[:1])
     manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="drop")
