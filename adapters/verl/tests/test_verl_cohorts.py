@@ -76,6 +76,20 @@ def test_rollouts_sent_to_random_workers_get_whole_group_rewards(tokenizer, serv
     assert all(w._pending == {} for w in workers)  # nothing waited in the workers themselves
 
 
+def test_settings_that_differ_from_the_servers_stop_the_step_naming_the_key(tokenizer, server):
+    """The server judges with its own settings: a manager asking for others is refused (400)
+    and fails fast rather than train on rewards it did not ask for."""
+    from rmr1_verl.cohort import CohortRefused
+
+    worker = manager(tokenizer, cohort_url=f"{server.base}/cohort", win=2, loss=-1)
+    data = rollouts(tokenizer, GROUPS[:1])
+    try:
+        with pytest.raises(CohortRefused, match=r"HTTP 400: .*reward\.win"):
+            worker.loop.run_until_complete(worker.run_single(data[0:1]))
+    finally:
+        worker.loop.run_until_complete(worker.cohorts.aclose())
+
+
 def test_an_unreachable_service_gives_the_fallback_without_raising(tokenizer, caplog):
     closed = serving().closed_port()
     worker = manager(tokenizer, cohort_url=f"http://127.0.0.1:{closed}/cohort", cohort_timeout=1)

@@ -112,7 +112,8 @@ def test_rmr1_manager_through_rmr1_serve_cohorts(tokenizer, tmp_path):
 
     config, record = case.write_config(tmp_path, "cohort", strategy="round-robin")
     with case.Serve(config) as server:
-        rmr1 = {"strategy": "round-robin", "cohort_url": f"{server.base}/cohort"}
+        # the manager's settings must be the server's (its config file): it sends them along
+        rmr1 = {"config": str(config), "cohort_url": f"{server.base}/cohort"}
         verl = verl_config(tiny_llama(), n=len(case.COMPLETIONS), rmr1=rmr1)
         verl.reward.num_workers = 2  # no worker sees a whole group: the server holds it
         manager = load_reward_manager(verl, tokenizer)
