@@ -15,6 +15,7 @@ rollouts per worker, naming the setting.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -66,14 +67,22 @@ def install() -> None:
     from verl.experimental.reward_loop import reward_loop
 
     manager_cls = reward_loop.RewardLoopManager
-    original = manager_cls._init_reward_loop_workers
+    original = getattr(manager_cls, "_init_reward_loop_workers", None)
+    if original is None:  # another veRL: the workers' check (in the manager) still runs
+        logging.getLogger(__name__).warning(
+            "rmr1_verl: this veRL's RewardLoopManager has no _init_reward_loop_workers; reward "
+            "workers keep Ray's default of %d concurrent calls",
+            RAY_DEFAULT,
+        )
+        return
     if getattr(original, "_rmr1", False):
         return
 
     def _init_reward_loop_workers(self: Any) -> None:
         from rmr1_verl.manager import RMR1RewardManager, _plain
 
-        if issubclass(self.reward_manager_cls, RMR1RewardManager):
+        manager = getattr(self, "reward_manager_cls", None)  # veRL 0.9.1 sets it first
+        if isinstance(manager, type) and issubclass(manager, RMR1RewardManager):
             import ray
             from omegaconf import OmegaConf
 
