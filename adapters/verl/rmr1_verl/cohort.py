@@ -28,6 +28,7 @@ import logging
 import time
 from typing import Any
 
+from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.metrics import sample_metrics
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ RETRY_DELAY_S = 0.5  # between retries when the server gives no Retry-After
 PER_ROLLOUT = (413,)  # 4xx answers about one rollout (too large), not about the setup
 
 
-class CohortRefused(RuntimeError):
+class CohortRefused(RMR1Error, RuntimeError):
     """The cohort service refused the manager's request (a setup error: settings, token, URL)."""
 
 
