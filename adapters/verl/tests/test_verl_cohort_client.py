@@ -115,7 +115,7 @@ def test_an_overloaded_service_is_retried_after_its_retry_after(tokenizer, monke
     assert len(bodies) == 3 and len({b["id"] for b in bodies}) == 1  # a retry, the same rollout
 
 
-def test_a_refused_request_stops_the_step_naming_the_key(tokenizer, caplog):
+def test_a_refused_request_raises_naming_the_key(tokenizer, caplog):
     async def refuse(body, n):
         return 400, {"error": "settings differ from the server's: 'win' (2.0 here, 1.0 sent)"}, {}
 

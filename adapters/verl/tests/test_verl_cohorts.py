@@ -76,9 +76,9 @@ def test_rollouts_sent_to_random_workers_get_whole_group_rewards(tokenizer, serv
     assert all(w._pending == {} for w in workers)  # nothing waited in the workers themselves
 
 
-def test_settings_that_differ_from_the_servers_stop_the_step_naming_the_key(tokenizer, server):
+def test_settings_that_differ_from_the_servers_are_refused_naming_the_key(tokenizer, server):
     """The server judges with its own settings: a manager asking for others is refused (400)
-    and fails fast rather than train on rewards it did not ask for."""
+    and raises rather than hand out rewards it did not ask for."""
     from rmr1_verl.cohort import CohortRefused
 
     worker = manager(tokenizer, cohort_url=f"{server.base}/cohort", win=2, loss=-1)
