@@ -35,6 +35,7 @@ from rmr1_plugins.rewards.engine import (
     score_groups,
     texts_of,
 )
+from rmr1_plugins.rewards.groups import GroupPlan, SplitGroup, plan_group
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, means, sample_metrics
@@ -53,11 +54,17 @@ class SplitGroupError(RMR1Error, RuntimeError):
 
 @dataclass
 class Run:
-    """Rows ``start:stop`` share one prompt; ``split`` when they cannot be whole groups."""
+    """Rows ``start:stop`` share one prompt; ``split`` when they cannot be whole groups, of
+    ``expected`` rows (0: as many as it has)."""
 
     start: int
     stop: int
     split: bool = False
+    expected: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
 
 
 def find_groups(prompts: Sequence[Any], group_size: int | None) -> list[Run]:
@@ -75,15 +82,17 @@ def find_groups(prompts: Sequence[Any], group_size: int | None) -> list[Run]:
         else:
             runs.append(Run(index, index + 1))
     if group_size is None:
-        longest = max((run.stop - run.start for run in runs), default=0)
+        longest = max((run.size for run in runs), default=0)
         for run in (runs[0], runs[-1]) if runs else ():
-            run.split = run.stop - run.start < longest
+            run.split = run.size < longest
+            run.expected = longest if run.split else 0
         return runs
     groups: list[Run] = []
     for run in runs:
-        size = run.stop - run.start
+        size = run.size
         if size % group_size:
-            groups.append(Run(run.start, run.stop, split=True))
+            expected = -(-size // group_size) * group_size  # more rows than it has: incomplete
+            groups.append(Run(run.start, run.stop, split=True, expected=expected))
         else:
             groups += [Run(s, s + group_size) for s in range(run.start, run.stop, group_size)]
     return groups
@@ -113,8 +122,9 @@ def group_size_for(configured: int | None, log_metric: Any) -> int | None:
 
 @dataclass
 class _Job:
-    """One call's plan: groups to judge with the strategy, rows judged against the reference
-    (split groups with ``on_split="reference"``, groups of one), rows dropped."""
+    """One call's plans (:func:`~rmr1_plugins.rewards.groups.plan_group`): groups to judge with
+    the strategy, groups judged against the reference (``alone``: split groups with
+    ``on_split="reference"``, groups of one), and groups given the fallback (``None``)."""
 
     size: int
     groups: list[Group] = field(default_factory=list)
@@ -122,6 +132,7 @@ class _Job:
     fallback: list[Group] = field(default_factory=list)
     fallback_rows: list[range] = field(default_factory=list)
     fallback_split: list[bool] = field(default_factory=list)  # split, not a group of one
+    unjudged: list[tuple[range, GroupPlan]] = field(default_factory=list)  # dropped, no_reference
 
 
 class RMR1Reward:
@@ -254,40 +265,45 @@ class RMR1Reward:
             if strategy.needs_reference  # every completion is judged on its own
             else find_groups(prompts, size)
         )
-        split = [run for run in runs if run.split]
-        if split and options.on_split == "error":
-            raise SplitGroupError(self._split_message(split, size))
-        needs_reference = strategy.needs_reference or (
-            bool(split) and options.on_split == "reference"
-        )
-        # A group of one (num_generations_eval=1, a prompt seen once) has nothing to compare
-        # with: judged against the reference column when there is one (else no_reference).
-        alone = not strategy.needs_reference and any(
-            not run.split and run.stop - run.start == 1 for run in runs
-        )
-        if needs_reference or (alone and options.reference_key in kwargs):
-            references = self._references(kwargs, len(prompts))
-        else:
-            references = None
+        try:  # which plans judge against a reference (and on_split="error" raises here)
+            plans = [self._group_plan(run, strategy, True) for run in runs]
+        except SplitGroup as error:
+            split = [run for run in runs if run.split]
+            raise SplitGroupError(self._split_message(split, size)) from error
+        # A group of one (num_generations_eval=1, a prompt seen once) is judged against the
+        # reference column when there is one; a split group or a reference strategy needs it.
+        needed = any(p.reference and (p.split or strategy.needs_reference) for p in plans)
+        wanted = any(p.reference for p in plans) and options.reference_key in kwargs
+        references = self._references(kwargs, len(prompts)) if needed or wanted else None
         job = _Job(len(prompts))
         for run in runs:
             rows = range(run.start, run.stop)
-            if run.split and options.on_split == "drop":
+            reference = None if references is None else _reference(references[run.start])
+            plan = self._group_plan(run, strategy, reference is not None)
+            if plan.strategy is None:
+                job.unjudged.append((rows, plan))
                 continue
             group = Group(
                 prompts[run.start],
                 [completions[i] for i in rows],
-                reference=None if references is None else _reference(references[run.start]),
+                reference=reference,
                 id=f"rows {run.start}-{run.stop - 1}",
             )
-            if run.split or (not strategy.needs_reference and len(rows) == 1):
+            if plan.kind == "alone":
                 job.fallback.append(group)
                 job.fallback_rows.append(rows)
-                job.fallback_split.append(run.split)
+                job.fallback_split.append(plan.split)
             else:
                 job.groups.append(group)
                 job.rows.append(rows)
         return job
+
+    def _group_plan(self, run: Run, strategy: Strategy, has_reference: bool) -> GroupPlan:
+        expected = run.expected or run.size
+        on_split = self.options.on_split
+        return plan_group(
+            run.size, expected, strategy, has_reference=has_reference, on_split=on_split
+        )
 
     def _references(self, kwargs: dict, size: int) -> Sequence[Any]:
         key = self.options.reference_key
@@ -323,6 +339,16 @@ class RMR1Reward:
     ) -> list[float | None]:
         rewards: list[float | None] = [None] * job.size
         verdicts = [""] * job.size
+        for rows, plan in job.unjudged:
+            why = plan.reason
+            if plan.fallback == "no_reference":
+                key = self.options.reference_key
+                why = (
+                    f"rows {rows[0]}-{rows[-1]}: judging needs a reference answer ({key!r}): {why}"
+                )
+                logger.warning("%s: %s; its rows get reward None", self.__name__, why)
+            for row in rows:
+                verdicts[row] = why
         rationale = [""] * job.size
         judged = [*zip(job.rows, main, strict=True), *zip(job.fallback_rows, fallback, strict=True)]
         strategies = [self.options.build_strategy()] * len(main)
@@ -351,9 +377,11 @@ class RMR1Reward:
         groups: list[Group],
         strategies: list[Strategy],
     ) -> list[dict[str, float]]:
-        """Each row's metrics (the contract of :mod:`rmr1_plugins.rewards.metrics`); a row in no
-        group was left out by ``on_split="drop"``."""
-        metrics = [sample_metrics(kind="dropped", split=True)] * job.size
+        """Each row's metrics (the contract of :mod:`rmr1_plugins.rewards.metrics`)."""
+        metrics = [sample_metrics()] * job.size
+        for rows, plan in job.unjudged:
+            for row in rows:
+                metrics[row] = sample_metrics(kind=plan.fallback, split=plan.split)
         splits = [False] * len(job.groups) + job.fallback_split
         for (rows, result), group, strategy, split in zip(
             judged, groups, strategies, splits, strict=True
@@ -363,8 +391,6 @@ class RMR1Reward:
                 kind = None
                 if result.error:
                     kind = "error" if result.error.startswith(JUDGE_FAILED) else "bad_input"
-                    if strategy.needs_reference and group.reference is None:
-                        kind = "no_reference"
                 metrics[row] = judged_metrics(
                     result,
                     position,
