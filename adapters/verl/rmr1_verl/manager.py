@@ -38,9 +38,9 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.rewards.config import decisive_settings
-from rmr1_plugins.rewards.engine import Group, ascore_groups, texts_of
+from rmr1_plugins.rewards.engine import Group, texts_of
+from rmr1_plugins.rewards.groups import GroupPlan, SplitRule, ascore, plan_group
 from rmr1_plugins.rewards.hard_pairs import record_groups
-from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_verl import workers as ray_workers
 from rmr1_verl.cohort import CohortClient, CohortRefused, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
@@ -157,11 +157,9 @@ class RMR1RewardManager(RewardManagerBase):
             why = f"unreadable rollout: {error}"
             info = result(None, 0, self.options, kind="bad_input", error=why)
             return {"reward_score": info["score"], "reward_extra_info": info}
-        alone = PendingGroup(sample.prompt, sample.reference, 1, [sample.response])
-        if self.strategy.needs_reference:
-            [info] = await self._judge(alone, self.strategy)
-        elif sample.size <= 1:  # nothing to compare with (validation with val_kwargs.n=1)
-            [info] = await self._judge(alone, "reference")
+        if self.strategy.needs_reference or sample.size <= 1:  # no group to wait for
+            alone = PendingGroup(sample.prompt, sample.reference, 1, [sample.response])
+            [info] = await self._judge(alone)
         elif self.cohorts is not None:
             info = await self._ask_cohort(sample)
         else:
@@ -257,10 +255,7 @@ class RMR1RewardManager(RewardManagerBase):
             self.on_split,
         )
         late = PendingGroup(sample.prompt, sample.reference, sample.size, [sample.response])
-        if self.on_split == "drop":
-            why = "incomplete group"
-            return result(None, 0, self.options, kind="dropped", split=True, error=why)
-        [info] = await self._judge(late, "reference", split=True)
+        [info] = await self._judge(late)
         return info
 
     def _close(self, key: str, pending: PendingGroup, complete: bool) -> None:
@@ -271,48 +266,43 @@ class RMR1RewardManager(RewardManagerBase):
                 self._expired.popitem(last=False)
         if pending.timer is not None:
             pending.timer.cancel()
-        task = asyncio.ensure_future(self._answer(pending, complete))
+        task = asyncio.ensure_future(self._answer(pending))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, pending: PendingGroup, complete: bool) -> None:
-        size = len(pending.responses)
-        if complete:
-            infos = await self._judge(pending, self.strategy)
-        elif self.on_split == "drop":
-            infos = [
-                result(None, i, self.options, kind="dropped", split=True, error="incomplete group")
-                for i in range(size)
-            ]
-        else:
-            infos = await self._judge(pending, "reference", split=True)
+    async def _answer(self, pending: PendingGroup) -> None:
+        infos = await self._judge(pending)
         for future, info in zip(pending.futures, infos, strict=True):
             if not future.done():
                 future.set_result(info)
 
-    async def _judge(
-        self, pending: PendingGroup, strategy: Strategy | str, split: bool = False
-    ) -> list[dict[str, Any]]:
-        """Judge a group with ``strategy``; rows that cannot be judged get the fallback reward."""
+    def plan(self, size: int, expected: int, reference: str | None) -> GroupPlan:
+        """The core's rule (:func:`~rmr1_plugins.rewards.groups.plan_group`) for ``size`` of
+        ``expected`` rollouts; ``on_split: error`` is ``reference`` (a late rollout never fails
+        a step)."""
+        on_split: SplitRule = "drop" if self.on_split == "drop" else "reference"
+        has_reference = reference is not None
+        return plan_group(
+            size, expected, self.strategy, has_reference=has_reference, on_split=on_split
+        )
+
+    async def _judge(self, pending: PendingGroup) -> list[dict[str, Any]]:
+        """Judge ``pending``'s rollouts as :meth:`plan` says (``pending.size`` expected); rows that
+        cannot be judged get the fallback reward."""
         options, size = self.options, len(pending.responses)
-        strategy = resolve_strategy(strategy)
-        if strategy.needs_reference and pending.reference is None:
-            why = "no reference answer"
+        plan = self.plan(size, pending.size, pending.reference)
+        split, strategy = plan.split, plan.strategy
+        if strategy is None:
+            assert plan.fallback is not None
+            why = f"incomplete group: {plan.reason}" if plan.fallback == "dropped" else plan.reason
             return [
-                result(None, i, options, kind="no_reference", split=split, error=why)
+                result(None, i, options, kind=plan.fallback, split=split, error=why)
                 for i in range(size)
             ]
         group = Group(pending.prompt, pending.responses, reference=pending.reference)
         try:
-            [rewards] = await ascore_groups(
-                shared_scorer(self.reward_config),
-                [group],
-                strategy,
-                outcome=options.outcome,
-                on_unparsed=options.on_unparsed,
-                seed=options.seed,
-                skip_invalid=True,
-            )
+            scorer = shared_scorer(self.reward_config)
+            [rewards] = await ascore(scorer, [group], options, strategy=strategy)
         except Exception as error:  # a failed judge gives fallback rewards, logged
             why = f"judge failed: {error}"
             return [
