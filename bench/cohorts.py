@@ -11,6 +11,11 @@ batching service. The judge is scripted (the larger number wins) and serializes 
 once with no cost, once with ``--cost`` seconds a call, whatever its size (as ``hf`` and the
 offline ``vllm`` engine roughly behave for small batches).
 
+With veRL installed (the ``verl`` nox environment), a third mode, ``naive``, is veRL 0.9.1's own
+per-sample ``naive`` reward manager (``NaiveRewardManager.run_single``, tokenised rollouts) with
+``rmr1_verl``'s ``compute_score``: each rollout judged against its reference in a call of its own,
+with no batching across rollouts (``--no-naive`` leaves it out).
+
 Printed per mode and judge: engine calls, judgments (pairs sent), fallbacks, members judged
 without their whole group (split), and the reward
 time after the last rollout (from the last request's arrival to its last answer), then the
@@ -21,7 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from rmr1_plugins import Scorer
@@ -118,6 +127,42 @@ async def cohort_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> di
     return {**counts, "split": split, "s": after}
 
 
+def naive_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
+    """veRL's ``naive`` manager with ``rmr1_verl.reward.compute_score``, every rollout at once."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path[:0] = [str(root / "adapters" / "verl"), str(root / "adapters" / "verl" / "tests")]
+    import rmr1_verl.reward as verl_reward
+    from steps import step
+    from transformers import AutoTokenizer
+    from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
+
+    from rmr1_plugins.testing import tiny_llama
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama())
+    data, _ = step(tokenizer, args.prompts, args.rollouts)  # "pick k", reference "pick 5"
+    questions = [f"Pick a number, prompt {n // args.rollouts}." for n in range(len(data))]
+    extra = data.non_tensor_batch["extra_info"]  # one question per group, as in the other modes
+    extra[:] = [{"question": q, "split": "train"} for q in questions]
+    scorer = Scorer(judge)
+    verl_reward.shared_scorer = lambda settings: scorer  # the serial judge, in every rollout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rmr1.yaml"
+        path.write_text("backend: {name: constant}\n")  # replaced by the serial judge above
+        score = functools.partial(verl_reward.compute_score, config=str(path))
+        manager = NaiveRewardManager(None, tokenizer, score)
+        rows = [data[i : i + 1] for i in range(len(data))]
+
+        async def run() -> tuple[list[Any], float]:
+            last = time.monotonic()  # every rollout arrives at once
+            outputs = await asyncio.gather(*(manager.run_single(row) for row in rows))
+            return outputs, time.monotonic() - last
+
+        outputs, after = manager.loop.run_until_complete(run())
+    fallbacks = sum(int(out["reward_extra_info"]["rmr1_fallback"]) for out in outputs)
+    counts = {"calls": judge.calls, "judgments": judge.judgments, "fallbacks": fallbacks}
+    return {**counts, "split": 0, "s": after}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=1024)
@@ -126,7 +171,15 @@ def main() -> None:
     parser.add_argument("--cost", type=float, default=0.05, help="seconds per engine call")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--spread", type=float, default=0.0, help="arrivals over S seconds")
+    parser.add_argument("--no-naive", action="store_true", help="leave out veRL's naive manager")
     args = parser.parse_args()
+    modes: list[tuple[str, Any]] = [("reference", reference_mode), ("cohort", cohort_mode)]
+    try:
+        import verl  # noqa: F401
+    except ImportError:
+        args.no_naive = True
+    if not args.no_naive:
+        modes.append(("naive", naive_mode))
     config = RewardConfig(
         strategy=args.strategy,
         max_batch_size=args.max_batch_size,
@@ -141,8 +194,11 @@ def main() -> None:
     print(header + f" {'split':>6} {'s after last':>13}")
     for cost in (0.0, args.cost):
         rows = {}
-        for mode, run in (("reference", reference_mode), ("cohort", cohort_mode)):
-            rows[mode] = asyncio.run(run(SerialJudge(cost), config, args))
+        for mode, run in modes:
+            if mode == "naive":  # on veRL's own event loop, as its reward workers run it
+                rows[mode] = run(SerialJudge(cost), config, args)
+            else:
+                rows[mode] = asyncio.run(run(SerialJudge(cost), config, args))
             r = rows[mode]
             name = f"{cost:g} s/call"
             print(
@@ -152,6 +208,10 @@ def main() -> None:
         ratio = rows["cohort"]["calls"] / max(rows["reference"]["calls"], 1)
         per_judgment = rows["cohort"]["judgments"] / max(rows["reference"]["judgments"], 1)
         print(f"{'':>14} cohort / reference: {ratio:.2f}x calls, {per_judgment:.2f}x judgments")
+        if "naive" in rows:
+            calls = rows["naive"]["calls"] / max(rows["cohort"]["calls"], 1)
+            seconds = rows["naive"]["s"] / max(rows["cohort"]["s"], 1e-9)
+            print(f"{'':>14} naive / cohort: {calls:.2f}x calls, {seconds:.2f}x s after last")
 
 
 if __name__ == "__main__":
