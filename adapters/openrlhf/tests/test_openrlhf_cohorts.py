@@ -136,3 +136,19 @@ def test_the_cohort_endpoint_for_verl(tokenizer):
     assert huge[0] == 413 and "max_group_size" in huge[1]["error"]
     assert missing[0] == 400 and "field 'response'" in missing[1]["error"]
     assert stats["cohorts"]["members"] == 3
+
+
+def test_a_step_of_128_prompts_x_7_keeps_every_group_whole(tokenizer):
+    """RM-R1's group size with every sample of the step in flight at once through the real
+    client: no split, no fallback, exact rewards (1,024 x 7: bench/openrlhf_cohorts.py)."""
+    from steps import cohort_server, step, summary
+
+    server = cohort_server(128, 7)
+    try:
+        results = step(server.url, tokenizer, 128, 7)
+        stats = server.get("/stats")["cohorts"]
+    finally:
+        assert server.stop() == 0
+    assert summary(results) == {"samples": 896, "split": 0, "fallback": 0, "inexact": 0}
+    assert stats["complete_cohorts"] == 128 and stats.get("partial_cohorts", 0) == 0
+    assert stats["answered"] == 896

@@ -1,0 +1,71 @@
+"""An OpenRLHF training step at scale through its real reward client (tests, bench).
+
+OpenRLHF 0.11.2's ``SingleTurnAgentExecutor`` asks for each sample's reward on its own, over
+HTTP; here every sample of a step (``prompts`` × ``n``) is in flight at once, as when all rollout
+actors finish together. The ``ranker`` judge of tests/serving.py (the larger number wins) costs
+nothing and makes the exact round-robin rewards known in advance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from types import SimpleNamespace
+from typing import Any
+
+from serving import Server
+from stand_ins import Engine
+
+
+def cohort_server(prompts: int, n: int, group_timeout: float = 600) -> Server:
+    """``rmr1 serve`` with cohorts of ``n`` (round-robin), room for every sample of the step."""
+    return Server(
+        "--no-warmup", "--group-size", str(n), "--strategy", "round-robin",
+        "--group-timeout", str(group_timeout), "--timeout-s", str(2 * group_timeout),
+        "--max-pending", str(2 * prompts * n),
+        backend="ranker", num_samples=None, startup_s=120,
+    )  # fmt: skip
+
+
+def step(url: str, tokenizer: Any, prompts: int, n: int, seed: int = 0) -> list[tuple[Any, float]]:
+    """Every sample of a step through a real ``SingleTurnAgentExecutor``, concurrently, groups
+    interleaved; ``(output, expected reward)`` per sample. Sample k of n says "k": its exact
+    round-robin reward is (k - 1) / (n - 1)."""
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    executor = SingleTurnAgentExecutor(url)
+    params = SimpleNamespace(max_tokens=16, logprobs=None)
+    engines = [Engine(tokenizer, f"The answer is {k}.") for k in range(1, n + 1)]
+    jobs = [(p, k) for p in range(prompts) for k in range(1, n + 1)]
+    random.Random(seed).shuffle(jobs)
+
+    def prompt(p: int) -> str:
+        turns = [{"role": "user", "content": f"Name a number, question {p}."}]
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+    texts = [prompt(p) for p in range(prompts)]
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(
+            *(
+                executor.execute(texts[p], "", params, 512, tokenizer, engines[k - 1])
+                for p, k in jobs
+            )
+        )
+
+    outputs = asyncio.run(run())
+    return [(out, (k - 1) / (n - 1)) for out, (_, k) in zip(outputs, jobs, strict=True)]
+
+
+def summary(results: list[tuple[Any, float]]) -> dict[str, int]:
+    """Samples, split, fallbacks, and rewards that are not the exact in-group ones."""
+    logs = [out.get("extra_logs") or {} for out, _ in results]
+    return {
+        "samples": len(results),
+        "split": int(sum(log.get("rmr1_split", [1.0])[0] for log in logs)),
+        "fallback": int(sum(log.get("rmr1_fallback", [1.0])[0] for log in logs)),
+        "inexact": sum(
+            out.get("reward") is None or abs(out["reward"][0] - want) > 1e-9
+            for out, want in results
+        ),
+    }
