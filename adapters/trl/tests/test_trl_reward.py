@@ -132,6 +132,30 @@ def test_split_groups_error_or_fall_back(judge):
     assert backend.batches == [6, 3]
 
 
+def test_each_rows_outcome_is_the_core_group_plan(judge):
+    """The rule for a group is plan_group's: a split group without a reference is no_reference
+    (split, never judged), and the verdict column says why."""
+    from rmr1_plugins.rewards.groups import plan_group
+    from rmr1_plugins.rewards.strategies import resolve_strategy
+
+    scorer, backend = judge
+    q2 = ["w", "ww", "www", "wwww"]
+    prompts, completions = batch(("q1", ["a", "aa"]), ("q2", q2), ("q3", ["cc", "c"]))
+    trainer = FakeTrainer(num_generations=4)
+    refs = [""] * 2 + ["unused"] * 4 + ["c"] * 2  # q1's split group has no reference
+    reward = RMR1Reward(scorer=scorer, on_split="reference")
+    rewards = reward(prompts, completions, reference=refs, **trainer.kwargs())
+    strategy = resolve_strategy("round-robin")
+    plan = plan_group(2, 4, strategy, has_reference=False, on_split="reference")
+    assert (plan.fallback, plan.split) == ("no_reference", True)
+    assert rewards[:2] == [None, None] and rewards[6:] == [1.0, 0.5]
+    verdicts = trainer.extra["rmr1_reward_verdicts"]
+    assert all(plan.reason in v for v in verdicts[:2]) and "2 of 4" in verdicts[0]
+    assert trainer.metrics["rmr1_no_reference"] == [0.25]  # 2 of the 8 rows
+    assert trainer.metrics["rmr1_split"] == [0.5]  # q1's and q3's rows
+    assert backend.batches == [6, 1]  # q2's pairs, then "cc" against "c" (none of q1's)
+
+
 def test_group_size_comes_from_the_trainer_in_training_only(judge):
     scorer, _ = judge
     prompts, completions = batch(("q1", ["a", "aa"]), ("q2", ["b", "bb"]))
