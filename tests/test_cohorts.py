@@ -93,6 +93,28 @@ def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
     assert [len(b) for b in backend.batches] == [3]  # the three pairs of those who came
 
 
+def test_a_group_closed_short_follows_on_split_reference_or_drop():
+    """The veRL manager's rules: each member against its reference, or the split fallback."""
+    backend = ScriptedBackend(ranker)
+    config = RewardConfig(group_timeout=0.1, timeout_s=5.0, fallback=0.25)
+    svc = CohortService(Scorer(backend), config, on_split="reference")
+    answers = run(ask(svc, [member("p", v) for v in (1, 5)]))  # 2 of 4, reference 2.5
+    assert [a.reward for a in answers] == [0.0, 1.0] and backend.batches[0] and svc.pending == 0
+    assert all(a.kind == "alone" and (a.arrived, a.expected) == (2, 4) for a in answers)
+    logs = answers[0].logs()
+    assert (logs["rmr1_split"], logs["rmr1_reference"], logs["rmr1_group"]) == (1.0, 1.0, 1.0)
+
+    backend = ScriptedBackend(ranker)
+    svc = CohortService(Scorer(backend), config, on_split="drop")
+    answers = run(ask(svc, [member("p", v) for v in (1, 5)]))
+    assert [a.reward for a in answers] == [0.25, 0.25] and backend.batches == []
+    assert all(a.kind == "dropped" and a.fallback and a.split for a in answers)
+    logs = answers[1].logs()
+    assert (logs["rmr1_split"], logs["rmr1_dropped"], logs["rmr1_fallback"]) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="on_split"):
+        CohortService(Scorer(backend), config, on_split="error")
+
+
 def test_one_member_alone_gets_its_reference_or_the_fallback():
     svc, _ = service(group_timeout=0.1)
     [alone] = run(ask(svc, [member("p", 9)]))

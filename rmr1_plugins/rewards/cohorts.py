@@ -10,9 +10,10 @@ complete, judges the cohort with the configured strategy and answers every membe
   a prompt repeated in one step gives several cohorts;
 - what a cohort's members get is :func:`~rmr1_plugins.rewards.groups.plan_group`'s rule: a
   cohort not complete ``group_timeout`` seconds after its first member arrived is judged with
-  the members it has (``partial``); below two members, the member is judged against its
-  reference (``alone``; no reference: the fallback reward); a group of one (validation, n = 1)
-  is judged against its reference at once;
+  the members it has (``partial``; ``on_split="reference"``: each against its reference,
+  ``"drop"``: the fallback, as the veRL manager asks); below two members, the member is judged
+  against its reference (``alone``; no reference: the fallback reward); a group of one
+  (validation, n = 1) is judged against its reference at once;
 - **late members**: when a cohort closes at its deadline short of ``k`` members, the next ``k``
   members with its key that arrive within ``timeout_s`` of the close are its late members: each
   is answered at once, judged alone against its reference (``alone``, ``late``) or, without
@@ -48,7 +49,7 @@ from typing import Any
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
-from rmr1_plugins.rewards.groups import GroupPlan, plan_group, scoring
+from rmr1_plugins.rewards.groups import GroupPlan, SplitRule, plan_group, scoring
 from rmr1_plugins.rewards.health import PREFIX as HEALTH_PREFIX
 from rmr1_plugins.rewards.health import Tally
 from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_metrics
@@ -57,7 +58,7 @@ from rmr1_plugins.rewards.strategies import Strategy
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
-# reference, or one of the fallbacks (metrics.FALLBACK_KINDS).
+# reference, or one of the fallbacks (metrics.FALLBACK_KINDS; ``dropped`` with on_split="drop").
 KINDS = ("partial", "alone", "bad_input", "no_reference", "unparsed", "error", "timeout")
 FALLBACKS = KINDS[2:]  # kinds that give the fallback
 RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept for late members
@@ -106,10 +107,12 @@ class CohortReward:
     clipped: bool = False  # the member's response was cut at max_response_chars
     metrics: dict[str, float] | None = None  # judged_metrics, once its cohort was judged
     late: bool = False  # arrived after its cohort was judged: answered alone, at once
+    split: bool = False  # its cohort closed short of its size
+    arrived: int = 0  # members of its cohort that came
 
     @property
     def fallback(self) -> bool:
-        return self.kind in FALLBACKS
+        return self.kind in FALLBACK_KINDS
 
     def logs(self) -> dict[str, float]:
         """The member's metrics (:mod:`rmr1_plugins.rewards.metrics`): the contract's keys."""
@@ -118,7 +121,7 @@ class CohortReward:
         return sample_metrics(
             kind=self.kind if self.fallback else None,
             reference=self.reference,
-            split=self.kind in ("partial", "alone") or self.late,
+            split=self.split or self.kind in ("partial", "alone") or self.late,
             clipped=self.clipped,
             group=self.group,
             judgments=self.judgments,
@@ -324,7 +327,8 @@ class CohortService:
     service.submit(member)``, which accepts or refuses at once) from any number of tasks, and
     ``await service.aclose()`` at the end. Pairs are judged by ``service`` (a started or
     unstarted :class:`RewardService` shared with other callers), else by one of its own around
-    ``scorer``.
+    ``scorer``. ``on_split`` is what a cohort closed short gets (``partial``, ``reference`` or
+    ``drop``; see :func:`~rmr1_plugins.rewards.groups.plan_group`).
     """
 
     def __init__(
@@ -337,8 +341,12 @@ class CohortService:
         max_group_size: int = 256,
         recent: int = RECENT,
         clock: Any = time.monotonic,
+        on_split: SplitRule = "partial",
     ) -> None:
+        if on_split not in ("partial", "reference", "drop"):
+            raise ValueError(f"on_split must be partial, reference or drop, got {on_split!r}")
         self.scorer = scorer
+        self.on_split = on_split
         self.config = config or (service.config if service is not None else RewardConfig())
         self.judge = service or RewardService(scorer, self.config)
         self._owns_judge = service is None
@@ -479,7 +487,9 @@ class CohortService:
     async def _rewards(self, cohort: Cohort, budget: float) -> list[CohortReward]:
         size = len(cohort.responses)
         has_reference = cohort.reference is not None
-        plan = plan_group(size, cohort.size, self.strategy, has_reference=has_reference)
+        plan = plan_group(
+            size, cohort.size, self.strategy, has_reference=has_reference, on_split=self.on_split
+        )
         if cohort.late:
             self.stats["late"] += size
         elif plan.split:
@@ -489,7 +499,7 @@ class CohortService:
         if plan.strategy is None:
             assert plan.fallback is not None
             why = plan.reason if not cohort.late else f"{plan.reason}; late: its cohort closed"
-            return [self._fallback(plan.fallback, why)]
+            return [replace(self._fallback(plan.fallback, why), split=plan.split)]
         group = Group(cohort.prompt, cohort.responses, reference=cohort.reference)
         run = scoring([group], self.config, plan.strategy)
         end = asyncio.get_running_loop().time() + budget
@@ -551,6 +561,7 @@ class CohortService:
             reward.expected = reward.expected or cohort.size
             reward.clipped = clipped
             reward.late = cohort.late
+            reward.arrived = len(cohort.tickets)
             if reward.kind is not None:
                 self.stats[reward.kind] += 1
             if not future.done():

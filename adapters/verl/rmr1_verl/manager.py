@@ -5,13 +5,15 @@ its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as m
 ``__rollout_n__`` when present, else ``val_kwargs.n`` for rows whose ``extra_info["split"]`` is
 ``test``/``val``/``validation``, else ``actor_rollout_ref.rollout.n`` (veRL does not tell the
 reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` for whole
-validation groups) — then judges the group with the configured strategy in one scorer call and
-answers every waiting rollout. This is an asyncio barrier inside one ``RewardLoopWorker``
-process. After ``group_timeout`` seconds an incomplete group is judged against its reference
-answer (``on_split: reference``, the default here) or gets the ``fallback`` reward (``drop``);
-its rollouts that arrive later are answered at once the same way. A late rollout never fails a
-step: ``on_split: error`` (meant for TRL, where a split is a setup error) is logged as an error
-and judged as ``reference``.
+validation groups) — then judges the group with the configured strategy and answers every
+waiting rollout. The rollouts wait in the core's :class:`~rmr1_plugins.rewards.cohorts.
+CohortService`, in this ``RewardLoopWorker`` process, whose judge calls batch the pairs of every
+group ready at once. After ``group_timeout`` seconds an incomplete group is judged against its
+reference answer (``on_split: reference``, the default here) or gets the ``fallback`` reward
+(``drop``); its rollouts that arrive later are answered at once the same way. A late rollout
+never fails a step: ``on_split: error`` (meant for TRL, where a split is a setup error) is
+logged as an error and judged as ``reference``. A group's judgment still unanswered
+``reward.timeout_s`` after its ``group_timeout`` gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
 sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`), and
@@ -25,11 +27,10 @@ overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +38,8 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.rewards.config import decisive_settings
-from rmr1_plugins.rewards.engine import Group, texts_of
-from rmr1_plugins.rewards.groups import GroupPlan, SplitRule, ascore, plan_group
-from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_verl import workers as ray_workers
 from rmr1_verl.cohort import CohortClient, CohortRefused, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
@@ -48,7 +47,6 @@ from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 logger = logging.getLogger(__name__)
 VALIDATION_SPLITS = ("test", "val", "validation")
 DEFAULT_GROUP_TIMEOUT = 600.0
-EXPIRED_KEPT = 65536  # expired groups remembered, so their late rollouts are answered at once
 STEP_DEFAULT = 1024  # rollouts per summary line when the step's size is unknown
 
 
@@ -62,17 +60,6 @@ class Sample:
     # the rollout inside its group, the same on every retry: "<uid>:<session_id>", else drawn
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     has_uid: bool = True
-
-
-@dataclass
-class PendingGroup:
-    prompt: Any
-    reference: str | None
-    size: int
-    responses: list[str] = field(default_factory=list)
-    futures: list[asyncio.Future] = field(default_factory=list)
-    timer: asyncio.TimerHandle | None = None
-    has_uid: bool = True  # keyed by veRL's uid, not by the prompt text
 
 
 class StepSummary:
@@ -139,9 +126,8 @@ class RMR1RewardManager(RewardManagerBase):
         rollout = config.actor_rollout_ref.rollout
         self.group_size = int(self.options.group_size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
-        self._pending: dict[str, PendingGroup] = {}
-        self._expired: OrderedDict[str, int] = OrderedDict()  # key -> rollouts still to come
-        self._tasks: set[asyncio.Task] = set()
+        self._local: CohortService | None = None  # the in-process groups, built on first use
+        self._reported = ""  # the last split group logged (its rollouts are answered together)
         workers = int(_get(config, "reward", "num_workers", default=1))
         self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
         ray_workers.check(config, own, workers, _in_ray_actor())
@@ -157,10 +143,7 @@ class RMR1RewardManager(RewardManagerBase):
             why = f"unreadable rollout: {error}"
             info = result(None, 0, self.options, kind="bad_input", error=why)
             return {"reward_score": info["score"], "reward_extra_info": info}
-        if self.strategy.needs_reference or sample.size <= 1:  # no group to wait for
-            alone = PendingGroup(sample.prompt, sample.reference, 1, [sample.response])
-            [info] = await self._judge(alone)
-        elif self.cohorts is not None:
+        if self.cohorts is not None and not (self.strategy.needs_reference or sample.size <= 1):
             info = await self._ask_cohort(sample)
         else:
             info = await self._join(sample)
@@ -210,109 +193,58 @@ class RMR1RewardManager(RewardManagerBase):
         split = extra_info.get("split") if hasattr(extra_info, "get") else None
         return self.val_group_size if split in VALIDATION_SPLITS else self.group_size
 
-    async def _join(self, sample: Sample) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        if sample.key in self._expired:  # its group was already answered: no second wait
-            return await self._late(sample)
-        pending = self._pending.get(sample.key)
-        if pending is None:
-            pending = PendingGroup(sample.prompt, sample.reference, sample.size)
-            pending.has_uid = sample.has_uid
-            pending.timer = loop.call_later(self.group_timeout, self._expire, sample.key, pending)
-            self._pending[sample.key] = pending
-        future: asyncio.Future = loop.create_future()
-        pending.responses.append(sample.response)
-        pending.futures.append(future)
-        if len(pending.responses) >= pending.size:
-            self._close(sample.key, pending, complete=True)
-        return await future
+    def local(self) -> CohortService:
+        """The core's cohort service that holds this worker's groups (built on first use, so
+        ``group_timeout`` may be set until then); ``on_split: error`` is ``reference`` here."""
+        if self._local is None:
+            timeout_s = 2 * self.group_timeout + self.options.timeout_s  # the judge's own time
+            update = {"group_timeout": self.group_timeout, "timeout_s": timeout_s}
+            self._local = CohortService(
+                shared_scorer(self.reward_config),
+                self.options.model_copy(update=update),
+                max_pending=1 << 30,  # a whole step waits here; reward.max_pending_bytes bounds it
+                max_group_size=1 << 16,
+                on_split="drop" if self.on_split == "drop" else "reference",
+            )
+        return self._local
 
-    def _expire(self, key: str, pending: PendingGroup) -> None:
-        if self._pending.get(key) is pending:
-            log = logger.error if self.on_split == "error" else logger.warning
-            log(
-                "rmr1 reward manager: group %s got %d of %d rollouts in %gs (split across "
-                "reward workers?); on_split=%s (error is judged as reference: never a crash)",
-                key,
-                len(pending.responses),
-                pending.size,
-                self.group_timeout,
+    async def _join(self, sample: Sample) -> dict[str, Any]:
+        member = Member(
+            sample.key, sample.size, sample.prompt, sample.response, sample.reference, id=sample.id
+        )
+        try:
+            answer = await self.local().reward(member)
+        except (Overloaded, ValueError) as error:  # over reward.max_pending_bytes: the fallback
+            logger.error("rmr1 reward manager: rollout of group %s refused: %s", sample.key, error)
+            return result(None, 0, self.options, kind="error", error=f"reward manager: {error}")
+        if answer.error:
+            logger.warning("rmr1 reward manager: %s", answer.error)
+        if answer.late:
+            logger.warning(
+                "rmr1 reward manager: a rollout of group %s came after its group_timeout; "
+                "on_split=%s, answered at once",
+                sample.key,
                 self.on_split,
             )
-            self._close(key, pending, complete=False)
+        elif answer.arrived < answer.expected:
+            self._report(sample.key, answer)
+        return {"score": float(answer.reward), **answer.logs()}
 
-    async def _late(self, sample: Sample) -> dict[str, Any]:
-        """A rollout of an expired group: answered at once as its group's rest was."""
-        left = self._expired[sample.key] - 1
-        if left > 0:
-            self._expired[sample.key] = left
-        else:
-            del self._expired[sample.key]
-        logger.warning(
-            "rmr1 reward manager: a rollout of group %s came after its group_timeout; "
-            "on_split=%s, answered at once",
-            sample.key,
+    def _report(self, key: str, answer: CohortReward) -> None:
+        """Log a group closed short of its size, once for its rollouts answered together."""
+        if self._reported == key:
+            return
+        self._reported = key
+        log = logger.error if self.on_split == "error" else logger.warning
+        log(
+            "rmr1 reward manager: incomplete group %s: got %d of %d rollouts in %gs (split across "
+            "reward workers?); on_split=%s (error is judged as reference: never a crash)",
+            key,
+            answer.arrived,
+            answer.expected,
+            self.group_timeout,
             self.on_split,
         )
-        late = PendingGroup(sample.prompt, sample.reference, sample.size, [sample.response])
-        [info] = await self._judge(late)
-        return info
-
-    def _close(self, key: str, pending: PendingGroup, complete: bool) -> None:
-        del self._pending[key]
-        if not complete and pending.has_uid:
-            self._expired[key] = pending.size - len(pending.responses)
-            while len(self._expired) > EXPIRED_KEPT:
-                self._expired.popitem(last=False)
-        if pending.timer is not None:
-            pending.timer.cancel()
-        task = asyncio.ensure_future(self._answer(pending))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, pending: PendingGroup) -> None:
-        infos = await self._judge(pending)
-        for future, info in zip(pending.futures, infos, strict=True):
-            if not future.done():
-                future.set_result(info)
-
-    def plan(self, size: int, expected: int, reference: str | None) -> GroupPlan:
-        """The core's rule (:func:`~rmr1_plugins.rewards.groups.plan_group`) for ``size`` of
-        ``expected`` rollouts; ``on_split: error`` is ``reference`` (a late rollout never fails
-        a step)."""
-        on_split: SplitRule = "drop" if self.on_split == "drop" else "reference"
-        has_reference = reference is not None
-        return plan_group(
-            size, expected, self.strategy, has_reference=has_reference, on_split=on_split
-        )
-
-    async def _judge(self, pending: PendingGroup) -> list[dict[str, Any]]:
-        """Judge ``pending``'s rollouts as :meth:`plan` says (``pending.size`` expected); rows that
-        cannot be judged get the fallback reward."""
-        options, size = self.options, len(pending.responses)
-        plan = self.plan(size, pending.size, pending.reference)
-        split, strategy = plan.split, plan.strategy
-        if strategy is None:
-            assert plan.fallback is not None
-            why = f"incomplete group: {plan.reason}" if plan.fallback == "dropped" else plan.reason
-            return [
-                result(None, i, options, kind=plan.fallback, split=split, error=why)
-                for i in range(size)
-            ]
-        group = Group(pending.prompt, pending.responses, reference=pending.reference)
-        try:
-            scorer = shared_scorer(self.reward_config)
-            [rewards] = await ascore(scorer, [group], options, strategy=strategy)
-        except Exception as error:  # a failed judge gives fallback rewards, logged
-            why = f"judge failed: {error}"
-            return [
-                result(None, i, options, kind="error", split=split, error=why) for i in range(size)
-            ]
-        record_groups(options, [group], [rewards])
-        texts = texts_of(group)
-        return [
-            result(rewards, i, options, strategy, split=split, texts=texts) for i in range(size)
-        ]
 
 
 def _cohort_client(

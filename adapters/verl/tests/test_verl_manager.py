@@ -75,7 +75,7 @@ def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkey
     outputs = score_all(manager, data, order)
     scores = [out["reward_score"] for out in outputs]
     assert scores == [0.0, 1.0, 0.5, 0.5, 0.0, 1.0]  # win rates: longer wins
-    assert backend.batches == [3, 3]  # one judge call per complete group
+    assert backend.batches == [6]  # both complete groups' pairs in one judge call
     for out in outputs:
         assert set(out["reward_extra_info"]) == KEYS
         assert out["reward_extra_info"]["rmr1_judgments"] == 2.0
@@ -111,7 +111,8 @@ def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatc
     info = out["reward_extra_info"]
     assert out["reward_score"] == 1.0  # "banana" against the reference "apple": longer wins
     assert info["rmr1_split"] == info["rmr1_reference"] == 1.0 and info["rmr1_fallback"] == 0.0
-    assert manager._pending == {} and manager._expired == {}  # the group is accounted for
+    assert manager.local().pending == 0  # every rollout of the group is accounted for
+    assert manager.local().stats["late"] == 1
     assert "came after its group_timeout" in caplog.text and backend.batches == [2, 1]
 
 
