@@ -197,12 +197,8 @@ def env_values(
     ``fields=None`` keeps every variable with the prefix, so that a misspelt key is reported.
     """
     values: dict[str, Any] = {}
-    for name, raw in (os.environ if environ is None else environ).items():
-        if not name.startswith(prefix) or len(name) == len(prefix):
-            continue
-        path = name[len(prefix) :].lower().split("__")
-        if fields is not None and path[0] not in fields:
-            continue
+    for name, path in env_keys(environ, prefix=prefix, fields=fields).items():
+        raw = (os.environ if environ is None else environ)[name]
         try:
             value = yaml.safe_load(raw) if raw else raw
         except yaml.YAMLError:
@@ -214,6 +210,44 @@ def env_values(
     return values
 
 
+def env_keys(
+    environ: Mapping[str, str] | None = None,
+    *,
+    prefix: str = ENV_PREFIX,
+    fields: Container[str] | None = ScorerConfig.model_fields,
+) -> dict[str, list[str]]:
+    """The variables :func:`env_values` reads, each with its key path (``sampling``,
+    ``temperature``)."""
+    found = {}
+    for name in os.environ if environ is None else environ:
+        if not name.startswith(prefix) or len(name) == len(prefix):
+            continue
+        path = name[len(prefix) :].lower().split("__")
+        if fields is None or path[0] in fields:
+            found[name] = path
+    return found
+
+
+def env_sources(
+    overrides: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    *,
+    prefix: str = ENV_PREFIX,
+    fields: Container[str] | None = ScorerConfig.model_fields,
+) -> dict[str, str]:
+    """Which variable set each dotted key (``sampling.temperature`` ->
+    ``RMR1_SAMPLING__TEMPERATURE``), leaving out keys that ``overrides`` (flags) set instead,
+    so that an error can name the variable a bad value came from."""
+    sources = {}
+    for name, path in env_keys(environ, prefix=prefix, fields=fields).items():
+        given: Any = overrides
+        for part in path:
+            given = given.get(part) if isinstance(given, Mapping) else None
+        if given is None:
+            sources[".".join(path)] = name
+    return sources
+
+
 def _describe(error: ValidationError, path: str | Path | None, prefix: str = "") -> str:
     where = f" in {path}" if path else ""
     return "\n".join([f"invalid configuration{where}:", *error_lines(error, prefix)])
@@ -222,13 +256,24 @@ def _describe(error: ValidationError, path: str | Path | None, prefix: str = "")
 _PYDANTIC_PREFIX = re.compile(r"^(Value|Assertion) error, ")
 
 
-def error_lines(error: ValidationError, prefix: str = "") -> list[str]:
+def error_lines(
+    error: ValidationError, prefix: str = "", sources: Mapping[str, str] | None = None
+) -> list[str]:
     """One ``  <key>: <problem>`` line per problem; keys are dotted paths starting with ``prefix``
-    (``"reward."`` gives ``reward.win``; a problem of the whole model is named ``reward``)."""
+    (``"reward."`` gives ``reward.win``; a problem of the whole model is named ``reward``).
+    ``sources`` (from :func:`env_sources`, keyed without ``prefix``) name the variable that set
+    a key: ``(from RMR1_SAMPLING__TEMPERATURE)``."""
     lines = []
     for problem in error.errors():
-        key = (prefix + ".".join(str(part) for part in problem["loc"])).rstrip(".")
+        loc = ".".join(str(part) for part in problem["loc"])
+        key = (prefix + loc).rstrip(".")
         message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
         message = _PYDANTIC_PREFIX.sub("", message)
+        variable = (sources or {}).get(loc)
+        if variable is None and problem["type"] == "extra_forbidden":
+            # an unknown key: the variable naming it, or one naming a key inside it
+            variable = next((v for k, v in (sources or {}).items() if k.startswith(f"{loc}.")), None)
+        if variable:
+            message += f" (from {variable})"
         lines.append(f"  {key or '(top level)'}: {message}")
     return lines

@@ -39,6 +39,7 @@ from rmr1_plugins.config import (
     ConfigError,
     ScorerConfig,
     deep_merge,
+    env_sources,
     env_values,
     error_lines,
     read_config_file,
@@ -264,11 +265,12 @@ def load_reward_settings(
     try:
         scorer = ScorerConfig.model_validate(scorer_values)
     except ValidationError as error:
-        problems += error_lines(error)
+        problems += error_lines(error, sources=env_sources(scorer_overrides))
     try:
         options = RewardConfig.model_validate(reward_values)
     except ValidationError as error:
-        problems += error_lines(error, prefix="reward.")
+        sources = env_sources(reward or {}, prefix=REWARD_ENV_PREFIX, fields=None)
+        problems += error_lines(error, prefix="reward.", sources=sources)
     if problems:
         source = [f"  (in {path})"] if path else []
         raise ConfigError("\n".join(["invalid configuration:", *problems, *source]))
