@@ -353,7 +353,10 @@ class Tally:
         seconds = time.monotonic() - self.started if seconds is None else seconds
         rows = sum(self.verdicts.values())
         v = self.verdicts
-        parts = [f"{rows} row{'s' * (rows != 1)}", f"verdicts A {v['A']} / B {v['B']} / none {v['none']}"]
+        parts = [
+            f"{rows} row{'s' * (rows != 1)}",
+            f"verdicts A {v['A']} / B {v['B']} / none {v['none']}",
+        ]
         if self.judgments:
             share = 100 * self.unparsed / self.judgments
             parts.append(f"unparsed {share:.0f}% of {self.judgments} judgments")

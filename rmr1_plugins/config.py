@@ -272,7 +272,9 @@ def error_lines(
         variable = (sources or {}).get(loc)
         if variable is None and problem["type"] == "extra_forbidden":
             # an unknown key: the variable naming it, or one naming a key inside it
-            variable = next((v for k, v in (sources or {}).items() if k.startswith(f"{loc}.")), None)
+            variable = next(
+                (v for k, v in (sources or {}).items() if k.startswith(f"{loc}.")), None
+            )
         if variable:
             message += f" (from {variable})"
         lines.append(f"  {key or '(top level)'}: {message}")

@@ -1,0 +1,200 @@
+"""Daily use of the command line (issue 23): summary lines, ids, version and environment
+reports, a closed pipe, mistyped flags, and variables named in configuration errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rmr1_plugins.backends.base import Backend, Generation
+from rmr1_plugins.cli import Tally, main
+from rmr1_plugins.plugins import get_plugins, reset_plugins
+from rmr1_plugins.testing import response_slots
+
+
+def pair(a, b, **extra):
+    return {"context": [{"role": "user", "content": "Which?"}], "response_a": a, "response_b": b}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+class Counted(Backend):
+    """The longer response wins and each completion counts 5 tokens; ``??`` gets no verdict."""
+
+    name = "counted"
+
+    def generate(self, conversations, params):
+        out = []
+        for conversation in conversations:
+            a, b = response_slots(conversation[-1]["content"])
+            text = f"<answer>[[{'A' if len(a) > len(b) else 'B'}]]</answer>"
+            out.append([Generation("no idea" if "??" in a + b else text, "stop", 5)])
+        return out
+
+
+@pytest.fixture
+def counted():
+    get_plugins().registries["backends"].add("counted", Counted, "tests/test_cli_habits.py")
+    yield
+    reset_plugins()
+
+
+def summary(err, command):
+    [line] = [x for x in err.splitlines() if x.startswith(f"rmr1 {command}: ")]
+    assert err.rstrip().endswith(line)  # the last line on stderr
+    return line
+
+
+def test_score_ends_with_a_summary_and_fills_missing_ids(tmp_path, capsys, counted):
+    rows = [{**pair("long one", "x"), "id": "first"}, pair("x", "longer"), pair("??", "y")]
+    out = tmp_path / "out.jsonl"
+    assert main(["score", write_jsonl(tmp_path / "in.jsonl", rows), "--backend", "counted",
+                 "-o", str(out)]) == 0  # fmt: skip
+    line = summary(capsys.readouterr().err, "score")
+    assert "3 rows, verdicts A 1 / B 1 / none 1, unparsed 33% of 3 judgments" in line
+    assert "tokens/s" in line
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == ["first", "2", "3"]
+
+
+def test_score_summary_leaves_out_tokens_a_backend_does_not_count(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [pair("a", "b")])
+    assert main(["score", src, "--backend", "constant", "--order", "both", "-o", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["id"] == "1"
+    line = summary(captured.err, "score")
+    assert "1 row, verdicts A 0 / B 0 / none 1, unparsed 0% of 2 judgments" in line
+    assert "tokens/s" not in line  # orders disagree: no verdict, but both judgments parsed
+
+
+def test_tally_line():
+    tally = Tally("eval")
+    tally.add("A", ["A", None])
+    tally.add(None, [None, None])
+    tally.tokens = 30
+    assert tally.line(seconds=2.0) == (
+        "rmr1 eval: 2 rows, verdicts A 1 / B 0 / none 1, unparsed 75% of 4 judgments, 2.0 s, "
+        "15.0 tokens/s"
+    )
+
+
+def test_parse_output_has_ids_and_a_summary(tmp_path, capsys):
+    rows = [{"completion": "<answer>[[B]]</answer>", "id": 7}, {"completion": "none here"}]
+    assert main(["parse", write_jsonl(tmp_path / "c.jsonl", rows)]) == 0
+    captured = capsys.readouterr()
+    assert [json.loads(x) for x in captured.out.splitlines()] == [
+        {"id": 7, "verdict": "B"},
+        {"id": "2", "verdict": None},
+    ]
+    assert "2 rows, verdicts A 0 / B 1 / none 1, unparsed 50%" in summary(captured.err, "parse")
+
+
+def test_render_ids_are_never_null(tmp_path, capsys):
+    assert main(["render", write_jsonl(tmp_path / "in.jsonl", [pair("a", "b")])]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == "1"
+
+
+def rmr1(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "rmr1_plugins.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # 200 rendered prompts (about 600 kB) cannot fit in a pipe's buffer: the writer must meet
+    # the closed pipe, after the reader took one line and left.
+    src = write_jsonl(tmp_path / "in.jsonl", [pair("a", "b")] * 200)
+    command = [sys.executable, "-m", "rmr1_plugins.cli", "render", src]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert json.loads(process.stdout.readline())["id"] == "1"
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=120) in (0, 141)
+    assert err == ""
+
+
+def test_version_and_env():
+    from rmr1_plugins import __version__
+
+    done = rmr1("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"rmr1-plugins {__version__}"
+    done = rmr1("env")
+    assert done.returncode == 0, done.stderr
+    keys = [line.split(":")[0] for line in done.stdout.splitlines() if not line.startswith(" ")]
+    for name in ("python", "rmr1-plugins", "torch", "transformers", "vllm", "trl", "verl"):
+        assert name in keys
+    assert "openrlhf" in keys
+    assert "  builtin: rmr1_plugins.builtins [rmr1-plugins" in done.stdout
+
+
+def test_env_imports_no_engine():
+    code = (
+        "import sys; from rmr1_plugins.cli import main; main(['env']); "
+        "heavy = {'torch', 'transformers', 'vllm', 'trl', 'verl', 'openrlhf'} & set(sys.modules);"
+        "print('imported', sorted(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.splitlines()[-1] == "imported []", done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["score", "in.jsonl", "--max-new-tokns", "3"], "(did you mean --max-new-tokens?)"),
+        (["eval", "--benchmark", "rmb", "--on-unparesd=wrong"], "(did you mean --on-unparsed?)"),
+        (["recipe", "run", "x", "-o", "y", "--studnt", "z"], "(did you mean --student?)"),
+    ],
+)
+def test_a_mistyped_flag_gets_a_suggestion(argv, hint):
+    done = rmr1(*argv)
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rmr1 {argv[0]}") and "unrecognized arguments" in last, last
+    assert last.endswith(hint), last
+
+
+def test_config_errors_name_the_variable(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [pair("a", "b")])
+    env = {"RMR1_SAMPLING__TEMPERATURE": "abc", "RMR1_REWARD__TIMEOUT_S": "x"}
+    done = rmr1("score", src, "--backend", "constant", env={**os.environ, **env})
+    assert done.returncode == 2
+    assert "sampling.temperature: " in done.stderr
+    assert "(from RMR1_SAMPLING__TEMPERATURE)" in done.stderr
+    assert "reward.timeout_s: " in done.stderr and "(from RMR1_REWARD__TIMEOUT_S)" in done.stderr
+
+
+def test_a_flag_over_a_variable_is_not_blamed_on_it(monkeypatch):
+    from rmr1_plugins.config import ConfigError, load_config
+
+    monkeypatch.setenv("RMR1_SAMPLING__TEMPERATURE", "0.5")
+    with pytest.raises(ConfigError) as error:
+        load_config(sampling={"temperature": -1})
+    assert "sampling.temperature" in str(error.value) and "RMR1_" not in str(error.value)
+    monkeypatch.setenv("RMR1_BACKEND__NMAE", "x")
+    with pytest.raises(ConfigError, match=r"backend.nmae: unknown key \(from RMR1_BACKEND__NMAE"):
+        load_config()
+
+
+def test_model_helpers_print_only_the_path(tmp_path):
+    # The builder's own output, from Python or native code (a tokenizer trainer's progress bar),
+    # goes to stderr, so that `--student "$(python -m rmr1_plugins.testing tiny-llama)"` works.
+    code = (
+        "import os, sys, pathlib; from rmr1_plugins import testing\n"
+        "def noisy(target=None):\n"
+        "    os.write(1, b'\\n\\n'); print('progress'); sys.stdout.write('more\\n')\n"
+        f"    return pathlib.Path({str(tmp_path)!r})\n"
+        "testing.tiny_llama = noisy\n"
+        "testing.main(['tiny-llama'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{tmp_path}\n"
+    assert "progress" in done.stderr and "more" in done.stderr
