@@ -156,6 +156,27 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+def merge_layers(*layers: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The layers (file, variables, flags; lowest first) merged with :func:`deep_merge`, and a
+    note for each backend switch: a layer that names another backend than the layers below it
+    drops their ``backend.options`` (an ``openai`` server's ``base_url`` means nothing to
+    ``constant``); options it gives itself are kept."""
+    merged: dict[str, Any] = {}
+    notes = []
+    for layer in layers:
+        below = merged.get("backend")
+        above = layer.get("backend")
+        if isinstance(below, dict) and isinstance(above, dict):
+            old, new = below.get("name", "hf"), above.get("name")
+            dropped = below.get("options")
+            if new is not None and new != old and dropped:
+                keys = ", ".join(map(str, dropped)) if isinstance(dropped, dict) else dropped
+                notes.append(f"backend {new} replaces {old}: {old}'s options left out ({keys})")
+                merged = {**merged, "backend": {k: v for k, v in below.items() if k != "options"}}
+        merged = deep_merge(merged, dict(layer))
+    return merged, notes
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping held by a YAML config file (empty for an empty file)."""
     try:

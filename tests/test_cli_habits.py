@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +199,34 @@ def test_model_helpers_print_only_the_path(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{tmp_path}\n"
     assert "progress" in done.stderr and "more" in done.stderr
+
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def test_the_docs_openai_config_serves_with_another_backend():
+    from serving import PROMPT, Server
+
+    running = Server(
+        "--config", str(EXAMPLES / "rmr1-openrlhf.yaml"), backend="constant", num_samples=None
+    )
+    try:
+        request = {"query": [PROMPT + "Hi.<|im_end|>"], "prompts": [PROMPT], "labels": ["Hello."]}
+        status, answer = running.post("/get_reward", request)
+    finally:
+        assert running.stop() == 0
+    assert status == 200 and len(answer["rewards"]) == 1
+    note = "note: backend constant replaces openai: openai's options left out (base_url)"
+    assert note in running.logged()
+
+
+def test_a_backend_switch_drops_only_the_lower_layers_options():
+    from rmr1_plugins.config import merge_layers
+
+    file = {"backend": {"name": "openai", "model": "m", "options": {"base_url": "u"}}}
+    merged, notes = merge_layers(file, {}, {"backend": {"name": "constant"}})
+    assert merged["backend"] == {"name": "constant", "model": "m"} and len(notes) == 1
+    assert merge_layers(file, {"backend": {"name": "openai"}}) == (file, [])  # no switch
+    given = {"backend": {"name": "hf", "options": {"batch_size": 2}}}
+    merged, notes = merge_layers(file, given)  # the switch's own options are kept
+    assert merged["backend"]["options"] == {"batch_size": 2} and len(notes) == 1

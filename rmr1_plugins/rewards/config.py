@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +43,7 @@ from rmr1_plugins.config import (
     env_sources,
     env_values,
     error_lines,
+    merge_layers,
     read_config_file,
     registered,
 )
@@ -257,7 +259,9 @@ def load_reward_settings(
     elif not isinstance(section, dict):
         where = f"config file {path}" if path else "configuration"
         raise ConfigError(f"{where}: 'reward' must be a mapping, got {type(section).__name__}")
-    scorer_values = deep_merge(deep_merge(raw, env_values()), scorer_overrides)
+    scorer_values, notes = merge_layers(raw, env_values(), scorer_overrides)
+    for note in notes:  # a --backend flag over a file written for another backend
+        print(f"note: {note}", file=sys.stderr)
     reward_values = deep_merge(
         deep_merge(section, env_values(prefix=REWARD_ENV_PREFIX, fields=None)), dict(reward or {})
     )
