@@ -230,3 +230,36 @@ def test_a_backend_switch_drops_only_the_lower_layers_options():
     given = {"backend": {"name": "hf", "options": {"batch_size": 2}}}
     merged, notes = merge_layers(file, given)  # the switch's own options are kept
     assert merged["backend"]["options"] == {"batch_size": 2} and len(notes) == 1
+
+
+EVAL_DATA = Path(__file__).parent / "data" / "eval"
+EVAL_FILES = {
+    "rewardbench": EVAL_DATA / "rewardbench_filtered.jsonl",
+    "rm-bench": EVAL_DATA / "rm-bench_total_dataset.json",
+    "rmb": EVAL_DATA / "rmb",
+    "judgebench": EVAL_DATA / "judgebench.jsonl",
+    "rewardbench2": EVAL_DATA / "rewardbench2_test.jsonl",
+}
+
+
+@pytest.mark.parametrize("given", EVAL_FILES)
+@pytest.mark.parametrize("asked", EVAL_FILES)
+def test_a_file_of_another_benchmark_says_which_it_looks_like(asked, given):
+    from rmr1_plugins.eval.loaders import NoUsableRows, load, usable
+
+    loaded = load(asked, [str(EVAL_FILES[given])])
+    if asked == given:
+        assert usable(loaded) is loaded
+        return
+    with pytest.raises(NoUsableRows) as error:
+        usable(loaded)
+    assert f"is a {asked} row" in str(error.value)
+    assert str(error.value).endswith(f"they look like {given} rows: --benchmark {given}")
+
+
+def test_eval_of_another_benchmarks_file_exits_2(tmp_path, capsys):
+    argv = ["eval", "--benchmark", "rewardbench", "--data", str(EVAL_FILES["rm-bench"])]
+    assert main([*argv, "--backend", "constant", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: none of the 6 rows of ") and "--benchmark rm-bench" in err
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ from rmr1_plugins.cli_options import add_renamed
 from rmr1_plugins.config import ConfigError, load_config
 from rmr1_plugins.eval import protocols
 from rmr1_plugins.eval import report as reports
-from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load
+from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load, usable
 from rmr1_plugins.eval.metrics import NO_VERDICT_POLICIES
 from rmr1_plugins.eval.runner import check_renderable, judge, pending
 from rmr1_plugins.eval.store import (
@@ -118,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, out: Path) -> dict:
     """Load, check every item renders, judge what is not judged yet, then score."""
     config = config_from_args(args)
-    loaded = load(args.benchmark, args.data, args.split)
+    loaded = usable(load(args.benchmark, args.data, args.split))
     check_renderable(loaded, get_template(config.template))
     path = args.judgments or out / "judgments.jsonl"
     store = JudgmentFile(path, run_settings(config), args.benchmark)
@@ -157,7 +157,7 @@ def rescore(args: argparse.Namespace) -> dict:
         records = [reparse(r, parser) for r in records]
     loaded: Loaded | None = None
     if args.data:
-        loaded = load(args.benchmark, args.data, args.split)
+        loaded = usable(load(args.benchmark, args.data, args.split))
         template = args.template or next((r.get("run", {}).get("template") for r in records), None)
         if template:
             check_renderable(loaded, get_template(template))
