@@ -322,6 +322,12 @@ def cmd_score(args: argparse.Namespace) -> None:
     tally.report()
 
 
+def say_done(command: str, started: float, *parts: str) -> None:
+    """The one summary line a command without verdicts ends with: what it did, and its time."""
+    took = f"{time.monotonic() - started:.1f} s"
+    print(f"rmr1 {command}: " + ", ".join([*parts, took]), file=sys.stderr, flush=True)
+
+
 def generated_tokens(stats: Counter[str]) -> int | None:
     """The tokens a scorer generated, when its backend counted every one (else ``None``)."""
     counted = stats.get("generated", 0) and stats.get("counted", 0) == stats.get("generated", 0)
@@ -333,8 +339,8 @@ class Tally:
     verdicts (A, B, none), the share of judgments without a parsed verdict, time and, where the
     backend counts tokens, tokens per second."""
 
-    def __init__(self, command: str) -> None:
-        self.command = command
+    def __init__(self, command: str, unit: str = "row") -> None:
+        self.command, self.unit = command, unit
         self.verdicts: Counter[str] = Counter()
         self.judgments = self.unparsed = 0
         self.tokens: int | None = None
@@ -354,7 +360,7 @@ class Tally:
         rows = sum(self.verdicts.values())
         v = self.verdicts
         parts = [
-            f"{rows} row{'s' * (rows != 1)}",
+            f"{rows} {self.unit}{'s' * (rows != 1)}",
             f"verdicts A {v['A']} / B {v['B']} / none {v['none']}",
         ]
         if self.judgments:

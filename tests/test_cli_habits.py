@@ -263,3 +263,24 @@ def test_eval_of_another_benchmarks_file_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: none of the 6 rows of ") and "--benchmark rm-bench" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_ends_with_a_summary(tmp_path, capsys):
+    argv = ["eval", "--benchmark", "judgebench", "--data", str(EVAL_FILES["judgebench"])]
+    assert main([*argv, "--backend", "constant", "-o", str(tmp_path / "out")]) == 0
+    line = summary(capsys.readouterr().err, "eval")
+    # JudgeBench judges both orders; the constant judge says A in both, so they disagree
+    assert "6 comparisons, verdicts A 0 / B 0 / none 6, unparsed 0% of 12 judgments" in line
+
+
+def test_recipe_stages_end_with_a_summary(tmp_path, capsys):
+    preferences = Path(__file__).parents[1] / "examples" / "recipe" / "preferences.jsonl"
+    data = tmp_path / "data"
+    argv = ["recipe", "prepare", str(preferences), "-o", str(data), "--max-prompt-tokens", "0"]
+    assert main([*argv, "--distill-fraction", "0.5"]) == 0
+    line = summary(capsys.readouterr().err, "recipe prepare")
+    assert "12 rows read, 12 pairs (" in line and "distill 6" in line
+    argv = ["recipe", "distill", str(data / "distill.jsonl"), "-o", str(tmp_path / "distill")]
+    main([*argv, "--backend", "constant", "--no-second-pass"])
+    line = summary(capsys.readouterr().err, "recipe distill")
+    assert "6 rows, pass 1 right " in line and " SFT rows kept, " in line
