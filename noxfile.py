@@ -104,6 +104,18 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def package(session: nox.Session) -> None:
+    """Release check (not a default session): build the core and the three adapters (wheel and
+    source archive) into ``dist/`` and check their metadata with twine. tests/test_packaging.py
+    checks the wheels' contents and versions in the core session."""
+    session.install("build==1.6.1", "twine==7.0.0")
+    dist = ROOT / "dist"
+    for source in (ROOT, *(ROOT / "adapters" / name for name in ("trl", "openrlhf", "verl"))):
+        session.run("python", "-m", "build", "--outdir", str(dist), str(source))
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.glob("*"))))
+
+
+@nox.session
 def openrlhf(session: nox.Session) -> None:
     # openrlhf==0.11.2 hard-requires flash-attn, deepspeed and ray; its reward client
     # (openrlhf.utils.agent) needs only these, and transformers==5.15.0 exactly.
