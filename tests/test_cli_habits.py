@@ -284,3 +284,46 @@ def test_recipe_stages_end_with_a_summary(tmp_path, capsys):
     main([*argv, "--backend", "constant", "--no-second-pass"])
     line = summary(capsys.readouterr().err, "recipe distill")
     assert "6 rows, pass 1 right " in line and " SFT rows kept, " in line
+
+
+def test_recipe_names_checkpointing_as_the_installed_transformers_does():
+    """transformers 5.25 renamed gradient_checkpointing to activation_checkpointing and warns
+    when only the old name is set, which TRL 1.16's configs do by default. ``Renamed`` copies
+    that rule (training_args.py of 5.25); ``Old`` is a transformers before the rename."""
+    import dataclasses
+    import warnings
+
+    from rmr1_plugins.recipe.run import checkpointing_fields
+
+    @dataclasses.dataclass
+    class Renamed:
+        activation_checkpointing: bool | None = None
+        activation_checkpointing_kwargs: dict | None = None
+        gradient_checkpointing: bool | None = True  # TRL's default
+        gradient_checkpointing_kwargs: dict | None = None
+        max_steps: int = -1
+
+        def __post_init__(self):
+            for old, new in (
+                ("gradient_checkpointing", "activation_checkpointing"),
+                ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+            ):
+                if getattr(self, new) is None and getattr(self, old) is not None:
+                    warnings.warn(f"`{old}` is deprecated", FutureWarning, stacklevel=2)
+                    setattr(self, new, getattr(self, old))
+                setattr(self, old, getattr(self, new))
+
+    @dataclasses.dataclass
+    class Old:
+        gradient_checkpointing: bool = True
+        gradient_checkpointing_kwargs: dict | None = None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for given in ({}, {"gradient_checkpointing": False, "max_steps": 2}):
+            args = Renamed(**checkpointing_fields(Renamed, given))
+            assert args.activation_checkpointing is given.get("gradient_checkpointing", True)
+        with pytest.raises(FutureWarning):
+            Renamed(gradient_checkpointing=False)  # the call the recipe made before
+    given = {"gradient_checkpointing": False, "max_steps": 2}
+    assert checkpointing_fields(Old, given) == given
