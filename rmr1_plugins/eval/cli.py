@@ -145,7 +145,9 @@ def run(args: argparse.Namespace, out: Path, tally: Tally | None = None) -> dict
 
 
 def _count(records: list[dict], tally: Tally | None) -> None:
-    for record in records if tally is not None else ():
+    if tally is None:
+        return
+    for record in records:
         tally.add(record.get("verdict"), [j.get("verdict") for j in record["judgments"]])
 
 

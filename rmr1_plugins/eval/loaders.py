@@ -133,7 +133,7 @@ def looks_like(rows: Iterable[Row], but: str) -> str | None:
         fits = 0
         for row in rows:
             try:
-                loader(row.value, row)  # type: ignore[arg-type]
+                loader(row.value, row)
                 fits += 1
             except RowError:
                 pass
