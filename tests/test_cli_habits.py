@@ -256,13 +256,14 @@ EVAL_FILES = {
 @pytest.mark.parametrize("given", EVAL_FILES)
 @pytest.mark.parametrize("asked", EVAL_FILES)
 def test_a_file_of_another_benchmark_says_which_it_looks_like(asked, given):
-    from rmr1_plugins.eval.loaders import NoUsableRows, load, usable
+    from rmr1_plugins.eval.loaders import load, usable
+    from rmr1_plugins.eval.sources import SourceError
 
     loaded = load(asked, [str(EVAL_FILES[given])])
     if asked == given:
         assert usable(loaded) is loaded
         return
-    with pytest.raises(NoUsableRows) as error:
+    with pytest.raises(SourceError) as error:
         usable(loaded)
     assert f"is a {asked} row" in str(error.value)
     assert str(error.value).endswith(f"they look like {given} rows: --benchmark {given}")
@@ -272,7 +273,8 @@ def test_eval_of_another_benchmarks_file_exits_2(tmp_path, capsys):
     argv = ["eval", "--benchmark", "rewardbench", "--data", str(EVAL_FILES["rm-bench"])]
     assert main([*argv, "--backend", "constant", "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: none of the 6 rows of ") and "--benchmark rm-bench" in err
+    assert err.startswith(f"error: {EVAL_FILES['rm-bench']}: none of its 6 rows is a rewardbench")
+    assert err.rstrip().endswith("they look like rm-bench rows: --benchmark rm-bench")
     assert not (tmp_path / "out").exists()
 
 

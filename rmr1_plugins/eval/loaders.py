@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rmr1_plugins.errors import UsageError
-from rmr1_plugins.eval.sources import Row, read_rows
+from rmr1_plugins.eval.sources import Row, SourceError, read_rows
 from rmr1_plugins.schema import PairwiseExample
 
 # Defaults for ``datasets`` names; local files need no split.
@@ -119,10 +119,6 @@ def load(benchmark: str, data: Iterable[str], split: str | None = None) -> Loade
 SAMPLE_ROWS = 20
 
 
-class NoUsableRows(UsageError, ValueError):
-    """Every row of the data is malformed for the benchmark asked for."""
-
-
 def looks_like(rows: Iterable[Row], but: str) -> str | None:
     """The benchmark (other than ``but``) whose loader reads the most of ``rows``, if any."""
     rows = [row for row in rows if isinstance(row.value, Mapping) and not row.error]
@@ -143,11 +139,11 @@ def looks_like(rows: Iterable[Row], but: str) -> str | None:
 
 
 def usable(loaded: Loaded) -> Loaded:
-    """``loaded``, unless every row was malformed: then :class:`NoUsableRows`, saying why the
+    """``loaded``, unless every row was malformed: then a :class:`SourceError` saying why the
     first row failed and which benchmark the rows look like (an RM-Bench file given to
     ``--benchmark rewardbench``)."""
     if loaded.rows and not loaded.items and len(loaded.malformed) == loaded.rows:
-        raise NoUsableRows(no_usable_rows(loaded))
+        raise SourceError(", ".join(loaded.data), no_usable_rows(loaded))
     return loaded
 
 
@@ -155,7 +151,7 @@ def no_usable_rows(loaded: Loaded) -> str:
     """Why nothing can be judged: the first row's problem, and which benchmark the rows fit."""
     first = loaded.malformed[0]
     message = (
-        f"none of the {loaded.rows} rows of {', '.join(loaded.data)} is a {loaded.benchmark} row "
+        f"none of its {loaded.rows} rows is a {loaded.benchmark} row "
         f"(first, at {first.source}: {first.reason})"
     )
     other = looks_like(loaded.failed, loaded.benchmark)
