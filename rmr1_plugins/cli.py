@@ -282,8 +282,9 @@ def cmd_parse(args: argparse.Namespace) -> None:
             completion = row.get("completion")
             if not isinstance(completion, str):
                 raise InputError(source, line, "field 'completion': must be a string")
-            out: dict[str, Any] = {"id": row.get("id", str(line)), "verdict": None}
-            out["verdict"] = verdict = parser.parse(completion)
+            verdict = parser.parse(completion)
+            row_id = str(line) if row.get("id") is None else row["id"]  # ids are never null
+            out: dict[str, Any] = {"id": row_id, "verdict": verdict}
             tally.add(verdict, [verdict])
             if args.parser == "rmr1-train":
                 if row.get("label") is None:

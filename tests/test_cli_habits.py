@@ -84,7 +84,7 @@ def test_tally_line():
 
 
 def test_parse_output_has_ids_and_a_summary(tmp_path, capsys):
-    rows = [{"completion": "<answer>[[B]]</answer>", "id": 7}, {"completion": "none here"}]
+    rows = [{"completion": "<answer>[[B]]</answer>", "id": 7}, {"completion": "none", "id": None}]
     assert main(["parse", write_jsonl(tmp_path / "c.jsonl", rows)]) == 0
     captured = capsys.readouterr()
     assert [json.loads(x) for x in captured.out.splitlines()] == [
