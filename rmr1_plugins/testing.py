@@ -9,11 +9,12 @@ built on the scorer. Nothing here touches the network.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rmr1_plugins._imports import require
@@ -82,6 +83,7 @@ def tiny_llama(target: Path | None = None, vocab_text: str | None = None) -> Pat
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = tokenizers.trainers.BpeTrainer(
         vocab_size=512,
+        show_progress=False,
         special_tokens=specials,
         initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
     )
@@ -171,7 +173,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("model", choices=["smollm2", "tiny-llama"])
     args = parser.parse_args(argv)
-    print(smollm2_checkpoint() if args.model == "smollm2" else tiny_llama())
+    with stdout_to_stderr():  # stdout is the path alone, for `--model "$(...)"`
+        path = smollm2_checkpoint() if args.model == "smollm2" else tiny_llama()
+    print(path)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout, by Python or by native code (a tokenizer trainer's
+    progress), to stderr for the duration of the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 if __name__ == "__main__":

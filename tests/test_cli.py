@@ -55,10 +55,13 @@ def test_parse_rules(tmp_path, capsys):
     assert main(["parse", "--parser", "rmr1-train", path]) == 0
     assert lines(capsys.readouterr().out) == [
         {"id": 1, "verdict": "B", "reward": 1.0},
-        {"verdict": None, "reward": -1.0},
+        {"id": "2", "verdict": None, "reward": -1.0},  # no id: the line number
     ]
     assert main(["parse", "--parser", "rmr1-eval", path]) == 0
-    assert lines(capsys.readouterr().out) == [{"id": 1, "verdict": "B"}, {"verdict": None}]
+    assert lines(capsys.readouterr().out) == [
+        {"id": 1, "verdict": "B"},
+        {"id": "2", "verdict": None},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -139,7 +142,7 @@ def test_score_with_constant_backend_and_config_flags(tmp_path, capsys):
     argv += ["--backend-option", "completion=<answer>[[A]]</answer>"]
     assert main(argv) == 0
     results = lines(out.read_text())
-    assert [r["id"] for r in results] == ["p1", None]
+    assert [r["id"] for r in results] == ["p1", "2"]  # a row without an id: its line
     assert (
         results[0]["votes"] == {"A": 1, "B": 1, "none": 0} and results[0]["orders_agree"] is False
     )
@@ -176,7 +179,7 @@ def test_plugins_command(capsys):
 def test_console_script_entry_point(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [{"completion": "<answer>[[B]]</answer>"}])
     done = subprocess.run(["rmr1", "parse", src], capture_output=True, text=True)
-    assert done.returncode == 0 and json.loads(done.stdout) == {"verdict": "B"}
+    assert done.returncode == 0 and json.loads(done.stdout) == {"id": "1", "verdict": "B"}
 
 
 # -- user errors: one `error:` line, exit code 2, no traceback (issue 10, item 6) -----------

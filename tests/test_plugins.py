@@ -77,7 +77,7 @@ def test_import_is_light_and_backends_are_lazy():
 def test_missing_optional_dependency_names_the_extra():
     from rmr1_plugins._imports import require
 
-    with pytest.raises(ImportError, match=r"pip install 'rmr1-plugins\[vllm\]'"):
+    with pytest.raises(ImportError, match=r"install the 'vllm' extra: pip install -e '\.\[vllm\]'"):
         require("surely_not_installed_module", "vllm")
 
 

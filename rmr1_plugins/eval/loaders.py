@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rmr1_plugins.errors import UsageError
-from rmr1_plugins.eval.sources import Row, read_rows
+from rmr1_plugins.eval.sources import Row, SourceError, read_rows
 from rmr1_plugins.schema import PairwiseExample
 
 # Defaults for ``datasets`` names; local files need no split.
@@ -77,6 +77,7 @@ class Loaded:
     rows: int = 0
     items: list[Item] = field(default_factory=list)
     malformed: list[Malformed] = field(default_factory=list)
+    failed: list[Row] = field(default_factory=list, repr=False)  # the first rows that failed
 
     @property
     def comparisons(self) -> list[Comparison]:
@@ -103,6 +104,8 @@ def load(benchmark: str, data: Iterable[str], split: str | None = None) -> Loade
             except RowError as error:
                 row_id = _row_id(benchmark, row.value)
                 loaded.malformed.append(Malformed(row_id, row.source, str(error)))
+                if len(loaded.failed) < SAMPLE_ROWS:
+                    loaded.failed.append(row)
                 continue
             if item.id in seen:
                 reason = f"duplicate id (first seen at {seen[item.id]})"
@@ -111,6 +114,50 @@ def load(benchmark: str, data: Iterable[str], split: str | None = None) -> Loade
             seen[item.id] = row.source
             loaded.items.append(item)
     return loaded
+
+
+SAMPLE_ROWS = 20
+
+
+def looks_like(rows: Iterable[Row], but: str) -> str | None:
+    """The benchmark (other than ``but``) whose loader reads the most of ``rows``, if any."""
+    rows = [row for row in rows if isinstance(row.value, Mapping) and not row.error]
+    best, most = None, 0
+    for name, loader in LOADERS.items():
+        if name == but:
+            continue
+        fits = 0
+        for row in rows:
+            try:
+                loader(row.value, row)
+                fits += 1
+            except RowError:
+                pass
+        if fits > most:
+            best, most = name, fits
+    return best
+
+
+def usable(loaded: Loaded) -> Loaded:
+    """``loaded``, unless every row was malformed: then a :class:`SourceError` saying why the
+    first row failed and which benchmark the rows look like (an RM-Bench file given to
+    ``--benchmark rewardbench``)."""
+    if loaded.rows and not loaded.items and len(loaded.malformed) == loaded.rows:
+        raise SourceError(", ".join(loaded.data), no_usable_rows(loaded))
+    return loaded
+
+
+def no_usable_rows(loaded: Loaded) -> str:
+    """Why nothing can be judged: the first row's problem, and which benchmark the rows fit."""
+    first = loaded.malformed[0]
+    message = (
+        f"none of its {loaded.rows} rows is a {loaded.benchmark} row "
+        f"(first, at {first.source}: {first.reason})"
+    )
+    other = looks_like(loaded.failed, loaded.benchmark)
+    if other:
+        message += f"; they look like {other} rows: --benchmark {other}"
+    return message
 
 
 def rewardbench_item(row: Mapping[str, Any], where: Row) -> Item:

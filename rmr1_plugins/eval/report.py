@@ -216,31 +216,78 @@ def _figure(width: float, height: float, **options: Any) -> Any:
     return require("matplotlib.figure", "eval").Figure(figsize=(width, height), **options)
 
 
-def chart(report: Mapping[str, Any], path: Path) -> Path:
-    """Per-subset accuracy and (when both orders were judged) position consistency."""
-    from rmr1_plugins._imports import require
+def score_parts(benchmark: str, m: Mapping[str, Any]) -> dict[str, float | None]:
+    """The parts the score is the mean of: RewardBench's four sections, RMB's four, RewardBench
+    2's subsets, JudgeBench's categories, RM-Bench's domains; a part with nothing to score
+    is ``None``."""
+    if benchmark == "rm-bench":
+        parts = {name: d["average"] for name, d in m["domains"].items()}
+    else:
+        parts = dict(m.get("sections") or m.get("categories") or {})
+    return parts | {name: None for name in m.get("not_scored") or () if name not in parts}
 
-    figure_module = require("matplotlib.figure", "eval")
-    subsets = report["metrics"]["subsets"]
+
+# A zero bar is drawn this wide (percent) so that it shows; its label says 0.0.
+ZERO_STUB = 0.6
+
+
+def _bars(
+    axes: Any, rows: Sequence[float], values: Sequence[float | None], height: float, **look: Any
+) -> Any:
+    """Horizontal bars with their values written after them; ``None`` is written n/a and has
+    no bar, 0 a stub that shows."""
+    drawn = [ZERO_STUB if v == 0 else v or 0.0 for v in values]
+    bars = axes.barh(rows, drawn, height, **look)
+    for row, value, width in zip(rows, values, drawn, strict=True):
+        colour = "dimgray" if value is None else "black"
+        axes.text(width + 1, row, _num(value), va="center", fontsize=8, color=colour)
+    return bars
+
+
+def chart(report: Mapping[str, Any], path: Path) -> Path:
+    """The score's parts (when they are not the subsets themselves: RewardBench's four
+    sections, say) with the score as a line, then per-subset accuracy and, when both orders
+    were judged, position consistency; every bar is labelled with its value."""
+    benchmark, m = report["benchmark"], report["metrics"]
+    subsets = m["subsets"]
+    parts = score_parts(benchmark, m)
+    show_parts = bool(parts) and list(parts) != list(subsets)
     names = list(subsets)[::-1]
-    accuracy = [subsets[n]["accuracy"] or 0.0 for n in names]
     consistency = [subsets[n]["position_consistency"] for n in names]
     both = any(v is not None for v in consistency)
-    figure = figure_module.Figure(figsize=(8, 1.5 + 0.32 * len(names)))
-    axes = figure.add_subplot()
+    panels = [len(parts)] if show_parts else []
+    panels.append(len(names) * (2 if both else 1))
+    figure = _figure(8, 1.8 + 0.3 * sum(panels) + 0.5 * len(panels), layout="constrained")
+    grid = figure.subplots(len(panels), 1, squeeze=False, height_ratios=[p + 1.5 for p in panels])
+    axes_list = list(grid[:, 0])
+    score = m["score"]
+    if show_parts:
+        axes = axes_list.pop(0)
+        part_names = list(parts)[::-1]
+        rows = list(range(len(part_names)))
+        _bars(axes, rows, [parts[n] for n in part_names], 0.6, color="tab:green")
+        axes.set_yticks(rows, part_names)
+        axes.set_xlim(0, 105)
+        if score is not None:
+            axes.axvline(score, color="black", linestyle="--", linewidth=1, label="score")
+        axes.set_title("the parts of the score (it is their mean)", fontsize=10)
+    axes = axes_list[0]
     rows = list(range(len(names)))
     height = 0.4 if both else 0.7
-    axes.barh([r + (height / 2 if both else 0) for r in rows], accuracy, height, label="accuracy")
+    accuracy = [subsets[n]["accuracy"] for n in names]
+    shift = height / 2 if both else 0
+    _bars(axes, [r + shift for r in rows], accuracy, height, label="accuracy", color="tab:blue")
     if both:
-        values = [v or 0.0 for v in consistency]
-        axes.barh([r - height / 2 for r in rows], values, height, label="position consistency")
+        look = {"label": "position consistency", "color": "tab:orange"}
+        _bars(axes, [r - height / 2 for r in rows], consistency, height, **look)
     axes.set_yticks(rows, names)
-    axes.set_xlim(0, 100)
-    axes.set_xlabel("percent")
-    score = _num(report["metrics"]["score"])
-    axes.set_title(f"{TITLES[report['benchmark']]}: score {score}")
-    axes.legend(loc="lower right")
-    figure.tight_layout()
+    axes.set_xlim(0, 105)
+    axes.set_xlabel("percent (0.0 is a real zero; n/a: nothing to score)")
+    if not show_parts and score is not None:
+        axes.axvline(score, color="black", linestyle="--", linewidth=1, label="score")
+    axes.set_title("per subset", fontsize=10)
+    figure.suptitle(f"{TITLES[benchmark]}: score {_num(score)}")
+    figure.legend(loc="outside lower center", ncol=3, fontsize=9)
     figure.savefig(path, dpi=100)
     return path
 
@@ -378,23 +425,36 @@ def compare_markdown(table: Mapping[str, Any]) -> str:
 
 
 def compare_chart(table: Mapping[str, Any], path: Path) -> Path:
-    """Grouped bars: one group per benchmark, one bar per row (published rows hatched)."""
+    """A table of scores: one row per run, one column per benchmark, each cell coloured by
+    its score and labelled with it (published rows in italics, a run's missing benchmark
+    blank)."""
     benchmarks, rows = table["benchmarks"], table["rows"]
-    figure = _figure(max(6.0, 1.2 + 0.45 * len(rows) * len(benchmarks)), 5.0)
+    labels = [row["label"] for row in rows]
+    width = 3.0 + 0.07 * max((len(label) for label in labels), default=10)
+    figure = _figure(width + 1.4 * len(benchmarks), 1.6 + 0.45 * len(rows), layout="constrained")
     axes = figure.add_subplot()
-    width = 0.8 / max(len(rows), 1)
-    for k, row in enumerate(rows):
-        xs = [i - 0.4 + width * (k + 0.5) for i, b in enumerate(benchmarks) if b in row["scores"]]
-        ys = [row["scores"][b] or 0.0 for b in benchmarks if b in row["scores"]]
-        look = {"hatch": "//", "alpha": 0.6} if row["published"] else {}
-        bars = axes.bar(xs, ys, width, label=row["label"], edgecolor="black", linewidth=0.4, **look)
-        axes.bar_label(bars, fmt="%.1f", fontsize=6)
+    nan = float("nan")
+    cells = [
+        [nan if row["scores"].get(b) is None else row["scores"][b] for b in benchmarks]
+        for row in rows
+    ]
+    image = axes.imshow(cells, vmin=0, vmax=100, cmap="RdYlGn", aspect="auto")
+    for i, row in enumerate(rows):
+        for j, b in enumerate(benchmarks):
+            if b in row["scores"]:
+                value = row["scores"][b]
+                style = "italic" if row["published"] else "normal"
+                dark = value is not None and not 15 <= value <= 85  # the scale's dark ends
+                look = {"style": style, "color": "white" if dark else "black"}
+                axes.text(j, i, _num(value), ha="center", va="center", **look)
     axes.set_xticks(range(len(benchmarks)), [TITLES[b] for b in benchmarks])
-    axes.set_ylim(0, 100)
-    axes.set_ylabel("score (percent)")
-    axes.set_title("Runs side by side (hatched: RM-R1's published numbers)")
-    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
-    figure.tight_layout()
+    axes.xaxis.tick_top()
+    axes.set_yticks(range(len(rows)), labels)
+    for tick, row in zip(axes.get_yticklabels(), rows, strict=True):
+        tick.set_style("italic" if row["published"] else "normal")
+    figure.colorbar(image, ax=axes, label="score (percent)", shrink=0.8)
+    if table["published"]:
+        axes.set_xlabel("italic: RM-R1's published numbers", fontsize=9)
     figure.savefig(path, dpi=100)
     return path
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rmr1_plugins.cli import SCORER_FLAGS, overrides_from_args
+from rmr1_plugins.cli import SCORER_FLAGS, overrides_from_args, say_done
 from rmr1_plugins.cli_options import add_flags, add_renamed
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.recipe.prepare import PrepareConfig
@@ -321,6 +322,7 @@ def _report(title: str, stats: Any) -> None:
 def cmd_prepare(args: argparse.Namespace) -> None:
     from rmr1_plugins.recipe.prepare import prepare
 
+    started = time.monotonic()
     preset = checkpoint_preset(args)
     config = prepare_config(args, preset, preset.base_model if preset else None)
     stats = prepare(prepare_sources(args, preset), args.output_dir, config)
@@ -329,6 +331,8 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         print(
             "note: --max-prompt-tokens 0: no prompt was checked against a budget", file=sys.stderr
         )
+    parts = ", ".join(f"{name} {count}" for name, count in stats.parts.items())
+    say_done("recipe prepare", started, f"{stats.read} rows read", f"{stats.pairs} pairs ({parts})")
     if stats.parts.get("distill", 0) == 0 and stats.parts.get("rl", 0) == 0:
         raise ConfigError("no usable pairs were found: nothing to train on")
 
@@ -343,6 +347,7 @@ def build_teacher(config: Any, who: str) -> Any:
 def cmd_distill(args: argparse.Namespace) -> int:
     from rmr1_plugins.recipe.distill import distill
 
+    started = time.monotonic()
     config = teacher_config(args, "")
     correction = correction_config(args, "correction-teacher-", "")
     backend = build_teacher(config, "teacher")
@@ -364,10 +369,21 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if second is not None:
             second.close()
     _report("distilled", stats)
+    say_done("recipe distill", started, *distill_parts(stats))
     if stats.sft_rows == 0:
         print("error: no trace had the right verdict; the SFT data is empty", file=sys.stderr)
         return 1
     return 0
+
+
+def distill_parts(stats: Any) -> list[str]:
+    """A distillation's counts, for its summary line."""
+    return [
+        f"{stats.rows} rows",
+        f"pass 1 right {stats.first_pass_correct}",
+        f"pass 2 right {stats.second_pass_correct} of {stats.second_pass_tried}",
+        f"{stats.sft_rows} SFT rows kept",
+    ]
 
 
 def cmd_emit(args: argparse.Namespace) -> None:
@@ -438,6 +454,11 @@ def cmd_run(args: argparse.Namespace) -> None:
         rl_overrides=_pairs(args.rl_set, "--rl-set"),
         score_max_new_tokens=args.score_max_new_tokens,
     )
+    started = time.monotonic()
     summary = run(config)
     brief = {key: value for key, value in summary.items() if not key.endswith("_log")}
     print(json.dumps(brief, indent=2))
+    scores = summary["score_summary"]
+    accuracy = "n/a" if scores["accuracy"] is None else f"{100 * scores['accuracy']:.0f}%"
+    judged = f"final judge: {scores['with_verdict']} of {scores['pairs']} held-out pairs decided"
+    say_done("recipe run", started, judged, f"accuracy {accuracy}", f"model {summary['rl_model']}")

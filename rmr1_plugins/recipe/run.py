@@ -100,6 +100,31 @@ def stage_configs(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return sft, rl
 
 
+# transformers 5.25 renamed TrainingArguments' gradient_checkpointing* to activation_checkpointing*
+# and warns whenever the old name is set while the new one is not (TRL 1.16's configs set the old
+# one by default). Earlier versions know only the old name.
+CHECKPOINTING_NAMES = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def checkpointing_fields(config_class: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with gradient checkpointing under the name ``config_class`` (a TRL config)
+    takes: on transformers with ``activation_checkpointing``, the new names, set explicitly
+    (from ``fields`` or the class's default for the old name), so that no deprecation warning
+    is printed; else unchanged."""
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    fields = dict(fields)
+    for old, new in CHECKPOINTING_NAMES.items():
+        if new not in known or new in fields:
+            continue
+        value = fields.pop(old) if old in fields else known[old].default
+        if value is not None and value is not dataclasses.MISSING:
+            fields[new] = value
+    return fields
+
+
 def train_sft(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> list[dict]:
     """TRL ``SFTTrainer`` on prompt/completion data (loss on the completion only).
 
@@ -109,7 +134,7 @@ def train_sft(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) -> 
     datasets = require("datasets", "recipe")
     dataset = datasets.load_dataset("json", data_files=str(data), split="train")
     dataset = dataset.select_columns(["prompt", "completion"])
-    args = trl.SFTConfig(output_dir=str(out_dir), **fields)
+    args = trl.SFTConfig(output_dir=str(out_dir), **checkpointing_fields(trl.SFTConfig, fields))
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=dataset)
     trainer.train()
     trainer.save_model(str(out_dir))
@@ -129,7 +154,7 @@ def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) ->
     dataset = datasets.Dataset.from_list(
         [{"prompt": row["context_messages"], "winner": row["winner"]} for row in rows]
     )
-    args = trl.GRPOConfig(output_dir=str(out_dir), **fields)
+    args = trl.GRPOConfig(output_dir=str(out_dir), **checkpointing_fields(trl.GRPOConfig, fields))
     trainer = trl.GRPOTrainer(
         model=model, reward_funcs=[rmr1_train_reward], args=args, train_dataset=dataset
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,8 +40,10 @@ from rmr1_plugins.config import (
     ConfigError,
     ScorerConfig,
     deep_merge,
+    env_sources,
     env_values,
     error_lines,
+    merge_layers,
     read_config_file,
     registered,
 )
@@ -314,7 +317,9 @@ def load_reward_settings(
     elif not isinstance(section, dict):
         where = f"config file {path}" if path else "configuration"
         raise ConfigError(f"{where}: 'reward' must be a mapping, got {type(section).__name__}")
-    scorer_values = deep_merge(deep_merge(raw, env_values()), scorer_overrides)
+    scorer_values, notes = merge_layers(raw, env_values(), scorer_overrides)
+    for note in notes:  # a --backend flag over a file written for another backend
+        print(f"note: {note}", file=sys.stderr)
     reward_values = deep_merge(
         deep_merge(section, env_values(prefix=REWARD_ENV_PREFIX, fields=None)), dict(reward or {})
     )
@@ -322,11 +327,12 @@ def load_reward_settings(
     try:
         scorer = ScorerConfig.model_validate(scorer_values)
     except ValidationError as error:
-        problems += error_lines(error)
+        problems += error_lines(error, sources=env_sources(scorer_overrides))
     try:
         options = RewardConfig.model_validate(reward_values)
     except ValidationError as error:
-        problems += error_lines(error, prefix="reward.")
+        sources = env_sources(reward or {}, prefix=REWARD_ENV_PREFIX, fields=None)
+        problems += error_lines(error, prefix="reward.", sources=sources)
     if problems:
         source = [f"  (in {path})"] if path else []
         raise ConfigError("\n".join(["invalid configuration:", *problems, *source]))

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import readme
 
 from rmr1_plugins.cli import main
 from rmr1_plugins.recipe.distill import is_correct
@@ -25,11 +26,16 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, smollm2_dir):
+    """The README's demo command, as written there (with this run's folder for -o)."""
     out = tmp_path_factory.mktemp("recipe-run")
-    argv = ["recipe", "run", str(EXAMPLE), "-o", str(out), "--preset", "cpu-tiny"]
-    argv += ["--teacher-backend", "hf", "--teacher-model", str(smollm2_dir)]
-    argv += ["--teacher-max-new-tokens", "24", "--student", str(tiny_llama())]
-    argv += ["--distill-fraction", "0.5", "--eval-size", "2"]
+    models = {
+        "python -m rmr1_plugins.testing smollm2": str(smollm2_dir),
+        "python -m rmr1_plugins.testing tiny-llama": str(tiny_llama()),
+    }
+    argv = readme.argv(readme.command("rmr1 recipe run "), models)
+    assert argv[:3] == ["recipe", "run", "examples/recipe/preferences.jsonl"]
+    argv[2] = str(EXAMPLE)
+    argv[argv.index("-o") + 1] = str(out)
     assert main(argv) == 0
     return out
 

@@ -33,7 +33,8 @@ def _entry_point() -> str:
     if not found:
         raise LookupError(
             "no 'rmr1' entry point in group verl.plugins: install the package "
-            "(pip install rmr1-plugins-verl), or set VERL_USE_EXTERNAL_MODULES=rmr1_verl.plugin"
+            "(pip install ./adapters/verl from the repository), or set "
+            "VERL_USE_EXTERNAL_MODULES=rmr1_verl.plugin"
         )
     if found[0].value != ENTRY_POINT:
         raise LookupError(f"'rmr1' points at {found[0].value!r}, expected {ENTRY_POINT!r}")
