@@ -8,9 +8,9 @@ Runs in the ``verl`` nox environment (verl 0.9.1, Ray) on CPU, with a zero-cost 
 for each worker count a ``RewardLoopManager`` starts its ``RewardLoopWorker`` actors, and every
 rollout of one step goes, one by one, to a random worker, as veRL's agent loop sends them. One
 worker judges in process (the core's cohort service in the worker); several send their rollouts
-to one ``rmr1 serve`` cohort endpoint. Prints, per worker count: rollouts, rollouts judged outside their
-whole group (split), fallbacks, whether every reward is the exact in-group one, and the step's
-reward time (first rollout sent to last reward back).
+to one ``rmr1 serve`` cohort endpoint. Prints, per worker count: rollouts, rollouts judged
+outside their whole group (split), fallbacks, whether every reward is the exact in-group one,
+and the step's reward time (first rollout sent to last reward back).
 """
 
 from __future__ import annotations
