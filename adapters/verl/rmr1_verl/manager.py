@@ -6,12 +6,12 @@ its group is complete — the rollouts sharing ``non_tensor_batch["uid"]``, as m
 ``test``/``val``/``validation``, else ``actor_rollout_ref.rollout.n`` (veRL does not tell the
 reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` for whole
 validation groups) — then judges the group with the configured strategy and answers every
-waiting rollout. The rollouts wait in the core's :class:`~rmr1_plugins.rewards.cohorts.
-CohortService`, in this ``RewardLoopWorker`` process, whose judge calls batch the pairs of every
-group ready at once. After ``group_timeout`` seconds an incomplete group is judged against its
-reference answer (``on_split: reference``, the default here) or gets the ``fallback`` reward
-(``drop``); its rollouts that arrive later are answered at once the same way. A late rollout
-never fails a step: ``on_split: error`` (meant for TRL, where a split is a setup error) is
+waiting rollout. The rollouts wait in the core's cohort service
+(:class:`~rmr1_plugins.rewards.cohorts.CohortService`) in this ``RewardLoopWorker`` process; its
+judge calls batch the pairs of every group ready at once. After ``group_timeout`` seconds an
+incomplete group is judged against its reference answer (``on_split: reference``, the default
+here) or gets the ``fallback`` reward (``drop``); its rollouts that arrive later are answered at
+once the same way. A late rollout never fails a step: ``on_split: error`` (meant for TRL, where a split is a setup error) is
 logged as an error and judged as ``reference``. A group's judgment still unanswered
 ``reward.timeout_s`` after its ``group_timeout`` gets the fallback (``timeout``).
 
