@@ -11,9 +11,10 @@ waiting rollout. The rollouts wait in the core's cohort service
 judge calls batch the pairs of every group ready at once. After ``group_timeout`` seconds an
 incomplete group is judged against its reference answer (``on_split: reference``, the default
 here) or gets the ``fallback`` reward (``drop``); its rollouts that arrive later are answered at
-once the same way. A late rollout never fails a step: ``on_split: error`` (meant for TRL, where a split is a setup error) is
-logged as an error and judged as ``reference``. A group's judgment still unanswered
-``reward.timeout_s`` after its ``group_timeout`` gets the fallback (``timeout``).
+once the same way. A late rollout never fails a step: ``on_split: error`` (meant for TRL, where
+a split is a setup error) is logged as an error and judged as ``reference``. A group's judgment
+still unanswered ``reward.timeout_s`` after its ``group_timeout`` gets the fallback
+(``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
 sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`), and
