@@ -7,8 +7,8 @@ Each class is a text of random characters from it, with no marker, so the time i
 pass over the text (folding, matching, and the stand-ins for self-folding code points). The
 goal (issue 21): at most 0.1 s per million characters, whatever the class; the ratio column
 compares each class with plain ASCII of the same length, from the same run. Times are CPU
-time of this process (best of --repeat), so other load on the machine does not inflate them. The last rows add
-markers, which cost one rewrite each.
+time of this process (best of --repeat), so other load on the machine does not inflate them.
+The last row adds markers, which cost one rewrite each.
 """
 
 from __future__ import annotations
