@@ -128,8 +128,17 @@ class Scorer:
         return self._finish(examples, plan, shared)
 
     async def ascore(self, examples: Sequence[PairwiseExample]) -> list[PairResult]:
-        """Async :meth:`score`, awaiting the backend's ``agenerate``."""
-        plan = self._plan(examples)
+        """Async :meth:`score`, awaiting the backend's ``agenerate``.
+
+        Guarding, rendering and parsing grow with the texts, so they run in a worker thread:
+        the event loop stays free for other requests while a large one is prepared.
+        """
+        planning = asyncio.ensure_future(asyncio.to_thread(self._plan, examples))
+        try:
+            plan = await asyncio.shield(planning)
+        except asyncio.CancelledError:  # the plan still registers its requests: release them
+            planning.add_done_callback(self._abandon_planned)
+            raise
         try:
             generations = (
                 await self.backend.agenerate([r.messages for r in plan.todo], self.sampling)
@@ -141,7 +150,11 @@ class Scorer:
             self._abandon(plan, error)
             raise
         shared = {key: await asyncio.wrap_future(f) for key, f in plan.waiting.items()}
-        return self._finish(examples, plan, shared)
+        return await asyncio.to_thread(self._finish, examples, plan, shared)
+
+    def _abandon_planned(self, planning: asyncio.Future[_Plan]) -> None:
+        if not planning.cancelled() and planning.exception() is None:
+            self._abandon(planning.result(), asyncio.CancelledError())
 
     def _generate(self, todo: list[_Request], progress: Progress | None) -> list[list[Generation]]:
         step = _sub_batch(self.backend) if progress else None

@@ -12,6 +12,8 @@ response:
 
 - ``boom``: the call raises (a failing engine); ``refused``: it connects to a closed port on
   127.0.0.1 (a real refused connection); ``flaky``: fails the first time only;
+- ``gate:<port>``: the call connects to 127.0.0.1:<port> and waits for a line from it (a test
+  holds the sample in the judge for as long as it likes, without a clock);
 - ``slow:<s>``: the call sleeps ``s`` seconds; ``mute``: no verdict; ``cut``: no verdict and
   ``finish_reason="length"`` (a truncated judgment).
 """
@@ -67,6 +69,10 @@ class VotesJudge(Backend):
         delay = max((float(m) for t in texts for m in re.findall(r"slow:([\d.]+)", t)), default=0)
         if delay:
             await asyncio.sleep(delay)
+        for port in {int(m) for t in texts for m in re.findall(r"gate:(\d+)", t)}:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.readline()
+            writer.close()
         for text in texts:
             if "boom" in text:
                 raise BackendError(f"injected failure for {text!r}")

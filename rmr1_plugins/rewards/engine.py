@@ -27,6 +27,7 @@ matter.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -407,6 +408,11 @@ def _scoring(
     return scorer, GroupScoring(groups, strategy, **options)
 
 
+def _ordered(scorer: Any, **options: Any) -> tuple[Any, dict[str, Any]]:
+    """The scorer in the asked order and the options left (as :func:`_scoring`, same depth)."""
+    return with_order(scorer, options.pop("order"), options.pop("both_orders")), options
+
+
 def score_groups(
     scorer: Any,
     groups: Sequence[Group],
@@ -462,11 +468,17 @@ async def ascore_groups(
     skip_invalid: bool = False,
     outcome: Outcome = "hard",
 ) -> list[GroupRewards]:
-    """Async :func:`score_groups`, awaiting ``scorer.ascore``."""
-    scorer, run = _scoring(scorer, groups, strategy, **_options(locals()))
+    """Async :func:`score_groups`, awaiting ``scorer.ascore``.
+
+    Building the examples and the strategies' fits grow with the group, so they run in a worker
+    thread, never on the event loop.
+    """
+    scorer, options = _ordered(scorer, **_options(locals()))
+    run = await asyncio.to_thread(GroupScoring, groups, strategy, **options)
     while not run.done:
-        examples = run.examples()
-        run.feed(await scorer.ascore(examples) if examples else [])
+        examples = await asyncio.to_thread(run.examples)
+        results = await scorer.ascore(examples) if examples else []
+        await asyncio.to_thread(run.feed, results)
     return [result for result in run.results if result is not None]
 
 
