@@ -32,6 +32,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -187,9 +188,10 @@ def create_app(
         return response
 
     async def reward(request: Any) -> Any:
+        arrived = asyncio.get_running_loop().time()  # the deadline counts from here
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
-        try:
-            samples = parse_body(edge.decode_json(raw))
+        try:  # decoding grows with the body: off the event loop
+            samples = await asyncio.to_thread(lambda: parse_body(edge.decode_json(raw)))
         except BodyError as bad:
             return error(400, str(bad))
         if cohorts is not None and groups_samples(cohorts.config):
@@ -210,7 +212,7 @@ def create_app(
                 "retry later",
                 **{"Retry-After": "1"},
             )
-        results = await service.rewards(samples)
+        results = await service.rewards(samples, arrived)
         payload = {
             "rewards": [r.reward for r in results],
             "scores": [r.score for r in results],
@@ -225,7 +227,9 @@ def create_app(
         assert cohorts is not None
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
         try:
-            member = serve_cohort.parse_member(edge.decode_json(raw))
+            member = await asyncio.to_thread(
+                lambda: serve_cohort.parse_member(edge.decode_json(raw))
+            )
             cohorts.check(member.size)
         except serve_cohort.CohortBodyError as bad:
             return error(400, str(bad))
@@ -320,6 +324,7 @@ async def run_server(
         await stop.wait()
         reporter.cancel()
         print("rmr1 serve: stopping", file=sys.stderr, flush=True)
+        _exit_after(options.shutdown_timeout + GRACE_S)
         for site in sites:
             await site.stop()
         deadline = loop.time() + options.shutdown_timeout
@@ -334,6 +339,29 @@ async def run_server(
             sock.close()
         scorer.close()
     print(f"rmr1 serve: stopped; {_summary(service, counts)}", file=sys.stderr)
+
+
+GRACE_S = 0.5  # after --shutdown-timeout: answering the rest, closing; then the exit is forced
+
+
+def _exit_after(seconds: float) -> None:
+    """End the process ``seconds`` from now if it has not ended by then: a judge thread that
+    never returns (a hung engine call) would otherwise hold the exit, as Python joins its
+    executor threads. A daemon timer, so a clean exit before it is not delayed."""
+
+    def force() -> None:
+        print(
+            f"rmr1 serve: judge threads still running {seconds:g} s after the stop; exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
 
 
 def _summary(service: RewardService, counts: Counter[str]) -> str:

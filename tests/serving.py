@@ -14,6 +14,8 @@ response:
   127.0.0.1 (a real refused connection); ``flaky``: fails the first time only;
 - ``gate:<port>``: the call connects to 127.0.0.1:<port> and waits for a line from it (a test
   holds the sample in the judge for as long as it likes, without a clock);
+- ``stuck``: the call waits, in a thread, for an event nobody sets (a hung engine call that
+  no cancellation ends); it prints ``votes judge: stuck`` to stderr first;
 - ``slow:<s>``: the call sleeps ``s`` seconds; ``mute``: no verdict; ``cut``: no verdict and
   ``finish_reason="length"`` (a truncated judgment).
 """
@@ -69,6 +71,9 @@ class VotesJudge(Backend):
         delay = max((float(m) for t in texts for m in re.findall(r"slow:([\d.]+)", t)), default=0)
         if delay:
             await asyncio.sleep(delay)
+        if any("stuck" in t for t in texts):
+            print("votes judge: stuck", file=sys.stderr, flush=True)
+            await asyncio.to_thread(threading.Event().wait)
         for port in {int(m) for t in texts for m in re.findall(r"gate:(\d+)", t)}:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             await reader.readline()
