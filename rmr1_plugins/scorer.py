@@ -240,6 +240,7 @@ class Scorer:
                     future.set_result(samples)
                 self.stats["generated"] += len(samples)
                 self.stats["truncated"] += sum(s.finish_reason == "length" for s in samples)
+                self.stats["invalid_probs"] += sum(map(_invalid_prob, samples))
                 if keep and all(s.finish_reason != "error" for s in samples):
                     self._cache[request.key] = samples
                     self._cache.move_to_end(request.key)
@@ -275,6 +276,8 @@ class Scorer:
         raw = self.parser.parse(sample.text)
         # A probability counts only where it was read at the letter the parser took as verdict.
         prob_a = sample.prob_a if raw is not None and raw == sample.prob_letter else None
+        if _invalid_prob(sample):  # NaN, or outside [0, 1]: absent, the hard verdict stands
+            prob_a = None
         if prob_a is not None and swapped:
             prob_a = 1 - prob_a
         return Judgment(
@@ -288,6 +291,12 @@ class Scorer:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _invalid_prob(sample: Generation) -> bool:
+    """Whether the backend sent a verdict probability that cannot be one (counted, dropped)."""
+    prob = sample.prob_a
+    return getattr(sample, "prob_invalid", False) or (prob is not None and not 0 <= prob <= 1)
 
 
 def _sub_batch(backend: Backend) -> int | None:
