@@ -300,7 +300,7 @@ async def run_server(
         runner = web.AppRunner(
             app,
             access_log=logger if options.access_log else None,
-            access_log_class=AccessLog,
+            access_log_class=AccessLog.with_token(options.token),
             logger=ConnectionLog(logging.getLogger("aiohttp.server"), {}),
             keepalive_timeout=options.read_timeout,  # idle, and headers not yet complete
             lingering_time=0,  # a refused body is not read to its end
