@@ -15,8 +15,8 @@ import json
 import logging
 import re
 import socket
-import urllib.parse
 import sys
+import urllib.parse
 import zlib
 from typing import Any
 
