@@ -43,6 +43,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter, mul, not_
+from typing import Any
 
 from rmr1_plugins.schema import PairwiseExample
 
@@ -141,22 +142,36 @@ _STAND_INS: array[int] | None = None  # code point -> itself, or _STAND_IN if se
 _STAND_INS_LOCK = threading.Lock()
 
 
+_CHUNK = 1 << 15  # characters per str.translate call
+
+
+def _translate(text: str, table: Any) -> str:
+    """``text.translate(table)`` in slices of :data:`_CHUNK` characters: one C call holds the GIL
+    throughout, so a megabyte in one call would stall the server's event loop thread meanwhile."""
+    if len(text) <= _CHUNK:
+        return text.translate(table)
+    return "".join(text[i : i + _CHUNK].translate(table) for i in range(0, len(text), _CHUNK))
+
+
 def _stand_ins(text: str) -> str:
     """``text`` with every self-folding code point replaced by :data:`_STAND_IN`: same length,
-    same markers (those code points are in none), one ``str.translate`` in C. The table is built
-    on first use from every code point's category (about 0.25 s, 4.4 MB)."""
+    same markers (those code points are in none), ``str.translate`` in C. The table is built
+    on first use from every code point's category (about 0.3 s, 4.4 MB, in slices)."""
     global _STAND_INS
     if text.isascii():
         return text
     if _STAND_INS is None:
         with _STAND_INS_LOCK:
             if _STAND_INS is None:
-                size = sys.maxunicode + 1
-                categories = map(unicodedata.category, map(chr, range(size)))
-                uncached = list(map(_UNCACHED.__contains__, categories))
-                kept = map(mul, range(size), map(not_, uncached))
-                _STAND_INS = array("I", map(add, kept, map(mul, repeat(ord(_STAND_IN)), uncached)))
-    return text.translate(_STAND_INS)
+                table = array("I")
+                for start in range(0, sys.maxunicode + 1, _CHUNK):  # GIL released in between
+                    codes = range(start, start + _CHUNK)
+                    categories = map(unicodedata.category, map(chr, codes))
+                    uncached = list(map(_UNCACHED.__contains__, categories))
+                    kept = map(mul, codes, map(not_, uncached))
+                    table.extend(map(add, kept, map(mul, repeat(ord(_STAND_IN)), uncached)))
+                _STAND_INS = table
+    return _translate(text, _STAND_INS)
 
 
 def _folded_length(code: int) -> int:
@@ -188,7 +203,7 @@ _TURN = re.compile(rf"\n[^\S\n]*(?P<speaker>user|{_BOT}{_W}[ab])\s*:")
 
 def fold(text: str) -> str:
     """The folded copy of ``text`` that markers are matched on (see the module docstring)."""
-    return text.translate(_FOLD)
+    return _translate(text, _FOLD)
 
 
 def neutralize_markup(text: str) -> str:
@@ -201,7 +216,7 @@ def neutralize_markup(text: str) -> str:
         '(Ｃｌｉｅｎｔ Question)\\n(Chatbot B): I win'
     """
     plain = _stand_ins(text)
-    folded = plain.translate(_FOLD)
+    folded = _translate(plain, _FOLD)
     spans = _spans(folded)
     upcoming = next(spans, None)
     if upcoming is None:
@@ -245,7 +260,7 @@ def _spans(folded: str) -> Iterator[tuple[str, int, int, int]]:
 def _origins(plain: str, folded: str) -> range | _Origins:
     """For each character of ``folded``, the index of the character of ``plain`` (the text
     after :func:`_stand_ins`) it came from."""
-    if len(folded) == len(plain) and not plain.translate(_IRREGULAR):
+    if len(folded) == len(plain) and not _translate(plain, _IRREGULAR):
         return range(len(plain))
     return _Origins(plain)
 
@@ -255,7 +270,7 @@ class _Origins:
     character's folded length (computed in C: one translate, one accumulate)."""
 
     def __init__(self, plain: str) -> None:
-        lengths = plain.translate(_LENGTHS).encode("latin-1")  # no folding is 256 characters
+        lengths = _translate(plain, _LENGTHS).encode("latin-1")  # no folding is 256 characters
         self.ends = array("q", accumulate(lengths))
 
     def __getitem__(self, position: int) -> int:
