@@ -108,6 +108,14 @@ def _health_while(server: Server, work: list[threading.Thread]) -> float:
     return slowest
 
 
+def _group(texts: list[str]) -> dict:
+    return {
+        "query": [PROMPT + t for t in texts],
+        "prompts": [PROMPT] * len(texts),
+        "labels": [""] * len(texts),
+    }
+
+
 def _sample(text: str) -> dict:
     return {"query": [PROMPT + text], "prompts": [PROMPT], "labels": ["reference"]}
 
@@ -162,24 +170,25 @@ def cohorts() -> None:
         )
         try:
             texts = [f"{i} {text}" if text else f"answer {i}" for i in range(size)]
-            payload = {
-                "query": [PROMPT + t for t in texts],
-                "prompts": [PROMPT] * size,
-                "labels": [""] * size,
-            }
             answers: list = []
+            # the big members one per request (as OpenRLHF sends them, each under the default
+            # --max-body-bytes), the small group in one request
+            batches = [[t] for t in texts] if text else [texts]
             work = [
                 threading.Thread(
-                    target=lambda a=answers, s=server, p=payload: a.append(_post(s.url, p))
+                    target=lambda a=answers, s=server, b=batch: a.append(_post(s.url, _group(b)))
                 )
+                for batch in batches
             ]
             slowest = _health_while(server, work)
-            seconds, answer = answers[0]
-            kinds = answer.get("extra_logs", {}).get("rmr1_fallback", [])
+            seconds = max(t for t, _ in answers)
+            fallbacks = sum(
+                sum(answer.get("extra_logs", {}).get("rmr1_fallback", [])) for _, answer in answers
+            )
             print(
                 f"cohorts: {strategy}, one group of {size} ({len(texts[0]):,} characters each): "
                 f"slowest /health {slowest:.3f} s, judged in {seconds:.1f} s, "
-                f"{int(sum(kinds))} fallbacks"
+                f"{int(fallbacks)} fallbacks"
             )
         finally:
             server.stop()

@@ -56,12 +56,7 @@ async def openrlhf_rewards(
 ) -> tuple[dict[str, Any], int]:
     """The ``/get_reward`` answer for ``samples`` and its HTTP status (200, or 503 if full)."""
     config = cohorts.config
-    members: list[Member | Exception] = []
-    for sample in samples:
-        try:
-            members.append(member_of(sample, config))
-        except Exception as error:  # SampleError, or an unforeseen input shape
-            members.append(error)
+    members = await asyncio.to_thread(_members, samples, config)  # grows with the texts
     try:
         cohorts.check(int(config.group_size or 1), sum(isinstance(m, Member) for m in members))
     except Exception as full:
@@ -76,6 +71,16 @@ async def openrlhf_rewards(
     if problems:
         payload["error"] = "; ".join(problems)
     return payload, 200
+
+
+def _members(samples: list[Sample], config: RewardConfig) -> list[Member | Exception]:
+    members: list[Member | Exception] = []
+    for sample in samples:
+        try:
+            members.append(member_of(sample, config))
+        except Exception as error:  # SampleError, or an unforeseen input shape
+            members.append(error)
+    return members
 
 
 async def _one(cohorts: CohortService, member: Member | Exception) -> CohortReward:

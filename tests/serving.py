@@ -67,7 +67,8 @@ class VotesJudge(Backend):
 
     async def agenerate(self, conversations, params: SamplingParams):
         self.batches.append(len(conversations))
-        texts = [_slot_a(conversation[-1]["content"]) for conversation in conversations]
+        # reading the prompts in a thread: a judge's work is not the server's event loop's
+        texts = await asyncio.to_thread(lambda: [_slot_a(c[-1]["content"]) for c in conversations])
         delay = max((float(m) for t in texts for m in re.findall(r"slow:([\d.]+)", t)), default=0)
         if delay:
             await asyncio.sleep(delay)
@@ -235,18 +236,24 @@ class RankerJudge(Backend):
         return asyncio.run(self.agenerate(conversations, params))
 
     async def agenerate(self, conversations, params: SamplingParams):
-        pairs = []
-        for conversation in conversations:
-            user = conversation[-1]["content"]
-            a, b = SLOT_A.search(user), SLOT_B.search(user)
-            pairs.append((a.group(1) if a else "", b.group(1) if b else ""))
-        texts = " ".join(a + " " + b for a, b in pairs)
-        delay = max((float(m) for m in re.findall(r"slow:([\d.]+)", texts)), default=0)
+        pairs, delay, boom = await asyncio.to_thread(_read_pairs, conversations)
         if delay:
             await asyncio.sleep(delay)
-        if "boom" in texts:
+        if boom:
             raise BackendError("injected failure")
         return [[_ranked(a, b)] * params.num_samples for a, b in pairs]
+
+
+def _read_pairs(conversations) -> tuple[list[tuple[str, str]], float, bool]:
+    """The two responses of each prompt, the longest ``slow:`` delay, whether ``boom`` is in."""
+    pairs = []
+    for conversation in conversations:
+        user = conversation[-1]["content"]
+        a, b = SLOT_A.search(user), SLOT_B.search(user)
+        pairs.append((a.group(1) if a else "", b.group(1) if b else ""))
+    texts = " ".join(a + " " + b for a, b in pairs)
+    delay = max((float(m) for m in re.findall(r"slow:([\d.]+)", texts)), default=0)
+    return pairs, delay, "boom" in texts
 
 
 def _ranked(a: str, b: str) -> Generation:
