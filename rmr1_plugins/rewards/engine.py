@@ -313,7 +313,9 @@ class GroupScoring:
             problem = _bad_rewards(rewards, len(texts), self.strategy.bounded)
             if problem is not None:
                 error = f"strategy {self.strategy.name!r} failed: {problem}"
-        values = [None] * len(texts) if error is not None else _same_text_mean(texts, [*rewards])
+        values: list[float | None] = (
+            [None] * len(texts) if error is not None else _same_text_mean(texts, [*rewards])
+        )
         self.results[index] = GroupRewards(values, self._comparisons[index], error=error)
         del self._games[index]
         self._pairs.pop(index, None)
