@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
 from rmr1_plugins.guards import neutralize_example
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.parsing import VerdictParser, parse_parts
 from rmr1_plugins.plugins import get_parser, get_template
 from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample, Verdict
@@ -133,7 +134,7 @@ class Scorer:
         Guarding, rendering and parsing grow with the texts, so they run in a worker thread:
         the event loop stays free for other requests while a large one is prepared.
         """
-        planning = asyncio.ensure_future(asyncio.to_thread(self._plan, examples))
+        planning = off_loop(self._plan, examples)
         try:
             plan = await asyncio.shield(planning)
         except asyncio.CancelledError:  # the plan still registers its requests: release them
@@ -150,7 +151,7 @@ class Scorer:
             self._abandon(plan, error)
             raise
         shared = {key: await asyncio.wrap_future(f) for key, f in plan.waiting.items()}
-        return await asyncio.to_thread(self._finish, examples, plan, shared)
+        return await off_loop(self._finish, examples, plan, shared)
 
     def _abandon_planned(self, planning: asyncio.Future[_Plan]) -> None:
         if not planning.cancelled() and planning.exception() is None:

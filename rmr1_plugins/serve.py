@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rmr1_plugins._imports import require
 from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.cohorts import CohortService, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.health import format_rates
@@ -191,7 +192,7 @@ def create_app(
         arrived = asyncio.get_running_loop().time()  # the deadline counts from here
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
         try:  # decoding grows with the body: off the event loop
-            samples = await asyncio.to_thread(lambda: parse_body(edge.decode_json(raw)))
+            samples = await off_loop(lambda: parse_body(edge.decode_json(raw)))
         except BodyError as bad:
             return error(400, str(bad))
         if cohorts is not None and groups_samples(cohorts.config):
@@ -227,9 +228,7 @@ def create_app(
         assert cohorts is not None
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
         try:
-            member = await asyncio.to_thread(
-                lambda: serve_cohort.parse_member(edge.decode_json(raw))
-            )
+            member = await off_loop(lambda: serve_cohort.parse_member(edge.decode_json(raw)))
             cohorts.check(member.size)
         except serve_cohort.CohortBodyError as bad:
             return error(400, str(bad))

@@ -20,6 +20,7 @@ import asyncio
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import (
@@ -56,7 +57,7 @@ async def openrlhf_rewards(
 ) -> tuple[dict[str, Any], int]:
     """The ``/get_reward`` answer for ``samples`` and its HTTP status (200, or 503 if full)."""
     config = cohorts.config
-    members = await asyncio.to_thread(_members, samples, config)  # grows with the texts
+    members = await off_loop(_members, samples, config)  # grows with the texts
     try:
         cohorts.check(int(config.group_size or 1), sum(isinstance(m, Member) for m in members))
     except Exception as full:

@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import ScriptedBackend
@@ -150,3 +151,31 @@ def _post(server: Server, payload: dict) -> tuple[int, dict]:
     request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=120) as response:
         return response.status, json.load(response)
+
+
+class AsyncRanker(ScriptedBackend):
+    """``ranker`` answering in ``agenerate`` itself: no thread of the loop's default pool."""
+
+    async def agenerate(self, conversations, params):
+        return self.generate(conversations, params)
+
+
+def test_scoring_does_not_wait_for_the_default_pool_that_judge_threads_fill():
+    # Backends run blocking generate() calls in the loop's default pool; hung ones can fill it.
+    # The scorer's and the engine's own work has a pool of its own, so scoring goes on.
+    scorer = Scorer(AsyncRanker(ranker), neutralize_markup=True)
+    group = Group("Pick.", [f"answer {v}" for v in (3, 1, 2)])
+    release = threading.Event()
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+        stuck = [loop.run_in_executor(None, release.wait) for _ in range(2)]
+        try:  # a hang guard, not a timing: before, this waited for the stuck threads forever
+            return await asyncio.wait_for(ascore_groups(scorer, [group], "round-robin"), 60)
+        finally:
+            release.set()
+            await asyncio.gather(*stuck)
+
+    [result] = asyncio.run(go())
+    assert result.rewards == [1.0, 0.0, 0.5]

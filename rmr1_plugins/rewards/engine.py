@@ -27,7 +27,6 @@ matter.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import json
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rmr1_plugins.errors import RMR1DeprecationWarning
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.strategies import (
     REFERENCE,
@@ -476,11 +476,11 @@ async def ascore_groups(
     thread, never on the event loop.
     """
     scorer, options = _ordered(scorer, **_options(locals()))
-    run = await asyncio.to_thread(GroupScoring, groups, strategy, **options)
+    run = await off_loop(GroupScoring, groups, strategy, **options)
     while not run.done:
-        examples = await asyncio.to_thread(run.examples)
+        examples = await off_loop(run.examples)
         results = await scorer.ascore(examples) if examples else []
-        await asyncio.to_thread(run.feed, results)
+        await off_loop(run.feed, results)
     return [result for result in run.results if result is not None]
 
 
