@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
 from rmr1_plugins.guards import neutralize_example
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.parsing import VerdictParser, parse_parts
 from rmr1_plugins.plugins import get_parser, get_template
 from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample, Verdict
@@ -129,8 +130,17 @@ class Scorer:
         return self._finish(examples, plan, shared)
 
     async def ascore(self, examples: Sequence[PairwiseExample]) -> list[PairResult]:
-        """Async :meth:`score`, awaiting the backend's ``agenerate``."""
-        plan = self._plan(examples)
+        """Async :meth:`score`, awaiting the backend's ``agenerate``.
+
+        Guarding, rendering and parsing grow with the texts, so they run in a worker thread:
+        the event loop stays free for other requests while a large one is prepared.
+        """
+        planning = off_loop(self._plan, examples)
+        try:
+            plan = await asyncio.shield(planning)
+        except asyncio.CancelledError:  # the plan still registers its requests: release them
+            planning.add_done_callback(self._abandon_planned)
+            raise
         try:
             generations = (
                 await self.backend.agenerate([r.messages for r in plan.todo], self.sampling)
@@ -142,7 +152,11 @@ class Scorer:
             self._abandon(plan, error)
             raise
         shared = {key: await asyncio.wrap_future(f) for key, f in plan.waiting.items()}
-        return self._finish(examples, plan, shared)
+        return await off_loop(self._finish, examples, plan, shared)
+
+    def _abandon_planned(self, planning: asyncio.Future[_Plan]) -> None:
+        if not planning.cancelled() and planning.exception() is None:
+            self._abandon(planning.result(), asyncio.CancelledError())
 
     def _generate(self, todo: list[_Request], progress: Progress | None) -> list[list[Generation]]:
         step = _sub_batch(self.backend) if progress else None
@@ -231,6 +245,7 @@ class Scorer:
                 counted = [s.output_tokens for s in samples if s.output_tokens is not None]
                 self.stats["counted"] += len(counted)  # samples whose backend counted tokens
                 self.stats["output_tokens"] += sum(counted)
+                self.stats["invalid_probs"] += sum(map(_invalid_prob, samples))
                 if keep and all(s.finish_reason != "error" for s in samples):
                     self._cache[request.key] = samples
                     self._cache.move_to_end(request.key)
@@ -266,6 +281,8 @@ class Scorer:
         raw = self.parser.parse(sample.text)
         # A probability counts only where it was read at the letter the parser took as verdict.
         prob_a = sample.prob_a if raw is not None and raw == sample.prob_letter else None
+        if _invalid_prob(sample):  # NaN, or outside [0, 1]: absent, the hard verdict stands
+            prob_a = None
         if prob_a is not None and swapped:
             prob_a = 1 - prob_a
         return Judgment(
@@ -279,6 +296,12 @@ class Scorer:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _invalid_prob(sample: Generation) -> bool:
+    """Whether the backend sent a verdict probability that cannot be one (counted, dropped)."""
+    prob = sample.prob_a
+    return getattr(sample, "prob_invalid", False) or (prob is not None and not 0 <= prob <= 1)
 
 
 def _sub_batch(backend: Backend) -> int | None:

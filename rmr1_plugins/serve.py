@@ -34,6 +34,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rmr1_plugins._imports import require
 from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.health import format_rates
@@ -190,9 +192,10 @@ def create_app(
         return response
 
     async def reward(request: Any) -> Any:
+        arrived = asyncio.get_running_loop().time()  # the deadline counts from here
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
-        try:
-            samples = parse_body(edge.decode_json(raw))
+        try:  # decoding grows with the body: off the event loop
+            samples = await off_loop(lambda: parse_body(edge.decode_json(raw)))
         except BodyError as bad:
             return error(400, str(bad))
         if cohorts is not None and groups_samples(cohorts.config):
@@ -214,7 +217,7 @@ def create_app(
                 "retry later",
                 **{"Retry-After": "1"},
             )
-        results = await service.rewards(samples)
+        results = await service.rewards(samples, arrived)
         payload = {
             "rewards": [r.reward for r in results],
             "scores": [r.score for r in results],
@@ -228,9 +231,9 @@ def create_app(
     async def cohort(request: Any) -> Any:
         assert cohorts is not None
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
-        body = edge.decode_json(raw)  # a ProtocolError (400) like /get_reward's
+        body = await off_loop(lambda: edge.decode_json(raw))  # a ProtocolError (400), as ever
         try:
-            member = serve_cohort.parse_member(body, settings)
+            member = await off_loop(lambda: serve_cohort.parse_member(body, settings))
             waiting = cohorts.submit(member)  # accepted now, or refused holding nothing
         except serve_cohort.CohortBodyError as bad:
             return error(400, str(bad))
@@ -308,7 +311,7 @@ async def run_server(
         runner = web.AppRunner(
             app,
             access_log=logger if options.access_log else None,
-            access_log_class=AccessLog,
+            access_log_class=AccessLog.with_token(options.token),
             logger=ConnectionLog(logging.getLogger("aiohttp.server"), {}),
             keepalive_timeout=options.read_timeout,  # idle, and headers not yet complete
             lingering_time=0,  # a refused body is not read to its end
@@ -332,6 +335,7 @@ async def run_server(
         await stop.wait()
         reporter.cancel()
         print("rmr1 serve: stopping", file=sys.stderr, flush=True)
+        _exit_after(options.shutdown_timeout + GRACE_S)
         for site in sites:
             await site.stop()
         deadline = loop.time() + options.shutdown_timeout
@@ -346,6 +350,29 @@ async def run_server(
             sock.close()
         scorer.close()
     print(f"rmr1 serve: stopped; {_summary(service, counts, cohorts)}", file=sys.stderr)
+
+
+GRACE_S = 0.5  # after --shutdown-timeout: answering the rest, closing; then the exit is forced
+
+
+def _exit_after(seconds: float) -> None:
+    """End the process ``seconds`` from now if it has not ended by then: a judge thread that
+    never returns (a hung engine call) would otherwise hold the exit, as Python joins its
+    executor threads. A daemon timer, so a clean exit before it is not delayed."""
+
+    def force() -> None:
+        print(
+            f"rmr1 serve: judge threads still running {seconds:g} s after the stop; exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
 
 
 def _summary(

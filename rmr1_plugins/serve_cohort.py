@@ -25,6 +25,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.rewards.config import RewardConfig, decisive_values, settings_difference
 from rmr1_plugins.rewards.inputs import (
@@ -63,12 +64,7 @@ async def openrlhf_rewards(
     """The ``/get_reward`` answer for ``samples`` and its HTTP status (200; 503 if full now,
     413 if the request could never fit)."""
     config = cohorts.config
-    members: list[Member | Exception] = []
-    for sample in samples:
-        try:
-            members.append(member_of(sample, config))
-        except Exception as error:  # SampleError, or an unforeseen input shape
-            members.append(error)
+    members = await off_loop(_members, samples, config)  # grows with the texts
     accepted = [m for m in members if isinstance(m, Member)]
     try:  # all or nothing, with no await until every member is held
         nbytes = sum(cohorts.table.cost(m) for m in accepted)
@@ -88,6 +84,16 @@ async def openrlhf_rewards(
     if problems:
         payload["error"] = "; ".join(problems)
     return payload, 200
+
+
+def _members(samples: list[Sample], config: RewardConfig) -> list[Member | Exception]:
+    members: list[Member | Exception] = []
+    for sample in samples:
+        try:
+            members.append(member_of(sample, config))
+        except Exception as error:  # SampleError, or an unforeseen input shape
+            members.append(error)
+    return members
 
 
 async def _one(

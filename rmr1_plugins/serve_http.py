@@ -13,8 +13,10 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import socket
 import sys
+import urllib.parse
 import zlib
 from typing import Any
 
@@ -124,19 +126,58 @@ def _utf8(text: str) -> bytes:
 
 
 class AccessLog(AbstractAccessLogger):
-    """One line per request: client, method, path, status, bytes, seconds. The query string and
-    the headers are left out: they may carry the token."""
+    """One line per request: client, method, path, status, bytes, seconds; never the token.
+
+    A path that matched a route is logged as the route (``/get_reward``). Any other path is cut
+    at its first character outside ``A-Z a-z 0-9 / _ . -`` (so ``%``, ``?``, ``=`` and what
+    follows them never show: ``/get_reward%3Ftoken=...`` and its double encodings are
+    ``/get_reward…``), and withheld if it holds the token once decoded (:attr:`token`, set by
+    :meth:`with_token`). The query string and the headers are left out.
+    """
+
+    token: str | None = None
+
+    @classmethod
+    def with_token(cls, token: str | None) -> type[AccessLog]:
+        return type(cls.__name__, (cls,), {"token": token})
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %s %s %.3fs',
             request.remote,
-            request.method,
-            request.path[:200],
+            request.method if request.method.isalpha() else "(method)",
+            self.path(request),
             response.status,
             response.body_length,
             time,
         )
+
+    def path(self, request: web.BaseRequest) -> str:
+        try:
+            canonical = request.match_info.route.resource.canonical  # type: ignore[attr-defined]
+        except Exception:  # no route matched, or the request never reached routing
+            canonical = None
+        if isinstance(canonical, str) and canonical:
+            return canonical
+        raw = request.raw_path.split("?", 1)[0][:400]  # the query string is never logged
+        if self.token and self.token in _decoded(raw):
+            return "(a path holding the token)"
+        safe = _SAFE_PATH.match(raw)
+        kept = safe.group(0)[:200] if safe else ""
+        return kept if kept == raw else kept + "…"
+
+
+_SAFE_PATH = re.compile(r"[A-Za-z0-9/_.\-]*")
+
+
+def _decoded(text: str) -> str:
+    """``text`` percent-decoded until nothing changes (at most 8 times: bounded work)."""
+    for _ in range(8):
+        decoded = urllib.parse.unquote(text, errors="replace")
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 class ConnectionLog(logging.LoggerAdapter):

@@ -11,6 +11,10 @@ is that letter (a completion the parser reads differently, or not at all, gets n
 
 An alternative missing from the top-k list is less likely than every listed one; it is counted
 as probability 0, so a judge sure of its letter gives 1.0 or 0.0.
+
+A log-probability a server should never send (NaN, +Infinity, or above 0: a probability over 1)
+makes the reading *invalid*: the verdict keeps no probability (the hard verdict stands), the
+scorer counts it (``stats["invalid_probs"]``), and nothing raises.
 """
 
 from __future__ import annotations
@@ -34,10 +38,19 @@ class TokenChoice(NamedTuple):
 
 
 class VerdictProb(NamedTuple):
-    """The letter written at the last ``[[X]]`` and P(A) / (P(A) + P(B)) read there."""
+    """The letter written at the last ``[[X]]`` and P(A) / (P(A) + P(B)) read there (``None``:
+    the log-probabilities there were invalid)."""
 
     letter: str
-    prob_a: float
+    prob_a: float | None
+
+
+LOGPROB_SLACK = 1e-4  # a server's rounding may put a sure token's log-probability just above 0
+
+
+def valid_logprob(value: float) -> bool:
+    """Whether ``value`` can be a log-probability: not NaN, at most 0 (−inf is probability 0)."""
+    return value <= LOGPROB_SLACK  # False for NaN and +inf
 
 
 def verdict_prob_a(tokens: Sequence[TokenChoice]) -> VerdictProb | None:
@@ -57,8 +70,11 @@ def verdict_prob_a(tokens: Sequence[TokenChoice]) -> VerdictProb | None:
         end = start + len(token.text)
         if start <= offset < end:
             other = token.text[: offset - start] + _OTHER[letter] + token.text[offset - start + 1 :]
-            written = math.exp(token.logprob)
-            alternative = math.exp(token.top[other]) if other in token.top else 0.0
+            logprobs = [token.logprob, *([token.top[other]] if other in token.top else [])]
+            if not all(valid_logprob(value) for value in logprobs):
+                return VerdictProb(letter, None)
+            written = math.exp(min(token.logprob, 0.0))
+            alternative = math.exp(min(token.top[other], 0.0)) if other in token.top else 0.0
             total = written + alternative
             if total == 0:
                 return None
@@ -71,4 +87,6 @@ def probability_fields(read: VerdictProb | None) -> dict[str, Any]:
     """``Generation`` fields for a verdict probability that was read (or not)."""
     if read is None:
         return {"prob_a": None, "prob_letter": None}
+    if read.prob_a is None:
+        return {"prob_a": None, "prob_letter": None, "prob_invalid": True}
     return {"prob_a": read.prob_a, "prob_letter": read.letter}

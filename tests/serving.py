@@ -12,6 +12,10 @@ response:
 
 - ``boom``: the call raises (a failing engine); ``refused``: it connects to a closed port on
   127.0.0.1 (a real refused connection); ``flaky``: fails the first time only;
+- ``gate:<port>``: the call connects to 127.0.0.1:<port> and waits for a line from it (a test
+  holds the sample in the judge for as long as it likes, without a clock);
+- ``stuck``: the call waits, in a thread, for an event nobody sets (a hung engine call that
+  no cancellation ends); it prints ``votes judge: stuck`` to stderr first;
 - ``slow:<s>``: the call sleeps ``s`` seconds; ``mute``: no verdict; ``cut``: no verdict and
   ``finish_reason="length"`` (a truncated judgment).
 """
@@ -63,10 +67,18 @@ class VotesJudge(Backend):
 
     async def agenerate(self, conversations, params: SamplingParams):
         self.batches.append(len(conversations))
-        texts = [_slot_a(conversation[-1]["content"]) for conversation in conversations]
+        # reading the prompts in a thread: a judge's work is not the server's event loop's
+        texts = await asyncio.to_thread(lambda: [_slot_a(c[-1]["content"]) for c in conversations])
         delay = max((float(m) for t in texts for m in re.findall(r"slow:([\d.]+)", t)), default=0)
         if delay:
             await asyncio.sleep(delay)
+        if any("stuck" in t for t in texts):
+            print("votes judge: stuck", file=sys.stderr, flush=True)
+            await asyncio.to_thread(threading.Event().wait)
+        for port in {int(m) for t in texts for m in re.findall(r"gate:(\d+)", t)}:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.readline()
+            writer.close()
         for text in texts:
             if "boom" in text:
                 raise BackendError(f"injected failure for {text!r}")
@@ -225,16 +237,10 @@ class RankerJudge(Backend):
         return asyncio.run(self.agenerate(conversations, params))
 
     async def agenerate(self, conversations, params: SamplingParams):
-        pairs = []
-        for conversation in conversations:
-            user = conversation[-1]["content"]
-            a, b = SLOT_A.search(user), SLOT_B.search(user)
-            pairs.append((a.group(1) if a else "", b.group(1) if b else ""))
-        texts = " ".join(a + " " + b for a, b in pairs)
-        delay = max((float(m) for m in re.findall(r"slow:([\d.]+)", texts)), default=0)
+        pairs, delay, boom = await asyncio.to_thread(_read_pairs, conversations)
         if delay:
             await asyncio.sleep(delay)
-        if "boom" in texts:
+        if boom:
             raise BackendError("injected failure")
         return [[_ranked(a, b)] * params.num_samples for a, b in pairs]
 
@@ -245,6 +251,18 @@ class RankerRequests(RankerJudge):
 
     name = "ranker-requests"
     independent_requests = True
+
+
+def _read_pairs(conversations) -> tuple[list[tuple[str, str]], float, bool]:
+    """The two responses of each prompt, the longest ``slow:`` delay, whether ``boom`` is in."""
+    pairs = []
+    for conversation in conversations:
+        user = conversation[-1]["content"]
+        a, b = SLOT_A.search(user), SLOT_B.search(user)
+        pairs.append((a.group(1) if a else "", b.group(1) if b else ""))
+    texts = " ".join(a + " " + b for a, b in pairs)
+    delay = max((float(m) for m in re.findall(r"slow:([\d.]+)", texts)), default=0)
+    return pairs, delay, "boom" in texts
 
 
 def _ranked(a: str, b: str) -> Generation:

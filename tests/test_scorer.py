@@ -181,7 +181,9 @@ def test_concurrent_calls_share_a_request_in_flight():
         return await asyncio.gather(scorer.ascore([pair()]), scorer.ascore([pair(), pair(b="6")]))
 
     first, second = asyncio.run(main())
-    assert [len(b) for b in backend.batches] == [1, 1]  # the shared request went out once
+    # the shared request went out once (the two calls plan in worker threads, in either order)
+    assert sum(len(b) for b in backend.batches) == 2 and len(backend.batches) in (1, 2)
+    sent = len(backend.batches)
     assert first[0].model_dump() == second[0].model_dump()
     assert scorer.stats["inflight_hits"] == 1 and not scorer._inflight
 
@@ -196,7 +198,7 @@ def test_concurrent_calls_share_a_request_in_flight():
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(results) == 2 and len(backend.batches) == 3  # one more request, judged once
+    assert len(results) == 2 and len(backend.batches) == sent + 1  # one more, judged once
 
 
 def test_a_failed_request_fails_its_concurrent_waiters_and_is_not_cached():

@@ -9,6 +9,7 @@ event loop (and the GIL) for hours on it; the client timeout is only a hang guar
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from serving import expected_reward
@@ -44,3 +45,25 @@ def test_small_requests_are_answered_while_a_hostile_megabyte_is_processed():
     status, answer = hostile
     assert status == 200 and "error" not in answer, answer
     assert answer["rewards"] == [expected_reward(3)]  # judged for real, not a fallback
+
+
+def test_sigterm_ends_the_process_even_with_a_judge_thread_that_never_returns():
+    # Before: Python joined the hung judge thread at exit, so the process never ended.
+    server = Server("--shutdown-timeout", "1", "--timeout", "300")
+    answers: list = []
+    client = threading.Thread(
+        target=lambda: answers.append(server.post("/get_reward", body("r1 stuck")))
+    )
+    client.start()
+    try:
+        server._wait_for("votes judge: stuck")  # the judge thread is now blocked for good
+        server.terminate()
+        assert server.process.wait(timeout=HANG_GUARD_S) == 0  # a hang guard, not a timing
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    client.join(HANG_GUARD_S)
+    log = server.logged()
+    assert "judge threads still running" in log and "rmr1 serve: stopped;" in log
+    [(status, answer)] = answers
+    assert status == 200 and "stopped" in answer["error"], answer  # the fallback, not a hang

@@ -242,11 +242,23 @@ def test_the_token_never_reaches_the_log(server, quiet):
         sock.sendall(f"POST /get_reward?token={TOKEN} HTTP/1.1\r\nbad\x01line\r\n\r\n".encode())
         assert closed_by_server(sock)
     server._wait_for("refused a malformed request")
+    encoded = "".join(f"%{byte:02X}" for byte in TOKEN.encode())
+    disguised = [  # the token in the path, in every encoding a client might try
+        f"/get_reward%3Ftoken={TOKEN}",
+        f"/get_reward%253Ftoken%253D{TOKEN}",
+        f"/get_reward%3Ftoken={encoded}",
+        f"/{encoded.replace('%', '%25')}",
+        f"/{TOKEN}%00",
+        "/get_reward%3Fpage=2",  # no token: cut at the first encoded character
+    ]
+    for path in disguised:
+        exchange(server, request(payload("r2"), path=path))
     exchange(server, request(method="GET", path=f"/log-marker?token={TOKEN}"))
     server._wait_for("/log-marker")
     log = server.logged()
     assert '"POST /get_reward" 200' in log and '"POST /" 200' in log
-    assert TOKEN not in log
+    assert '"POST /get_reward…" 401' in log and "(a path holding the token)" in log
+    assert TOKEN not in log and encoded not in log and TOKEN[:8] not in log
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])

@@ -253,7 +253,12 @@ def test_abandoned_calls_are_bounded_and_cancelled_at_their_deadline():
         await service.start(warmup=False)
         hung = [sample(f"r{i} slow:30") for i in range(10)]
         answers = await asyncio.gather(*(service.rewards([s]) for s in hung))
-        await asyncio.sleep(0.3)  # the calls' own limit ends just after their callers' deadline
+        # The calls' own limit ends just after their callers' deadline: wait for it (bounded),
+        # not for a fixed time that a loaded machine may overrun.
+        for _ in range(500):
+            if not judge.in_flight:
+                break
+            await asyncio.sleep(0.01)
         left = judge.in_flight
         await service.aclose()
         return answers, left
@@ -440,3 +445,61 @@ def test_a_batch_taken_after_its_deadline_is_a_timeout_not_a_stopped_service():
 
     outcome = run(scenario())
     assert outcome.kind == "timeout" and "no verdict within" in outcome.message
+
+
+class Hung(Backend):
+    """A judge that never answers (its call is cancelled at the deadline)."""
+
+    name = "hung"
+
+    def __init__(self) -> None:
+        super().__init__("hung-model")
+        self.calls = 0
+
+    def generate(self, conversations, params):
+        raise AssertionError("only agenerate")
+
+    async def agenerate(self, conversations, params):
+        self.calls += 1
+        await asyncio.Event().wait()
+
+
+def test_preparing_a_request_counts_against_its_deadline(monkeypatch):
+    # The loop's clock jumps 1.9 s while the request is prepared (a slow preparation, without
+    # waiting for it): of its 2 s only 0.1 s are left for the judge. Before, the deadline
+    # started after the preparation and the judge got the full 2 s again.
+    import rmr1_plugins.rewards.service as service_module
+
+    jump = [0.0]
+    prepare = service_module.prepare_all
+
+    def slow_prepare(*args):
+        jump[0] += 1.9
+        return prepare(*args)
+
+    monkeypatch.setattr(service_module, "prepare_all", slow_prepare)
+    judge, budgets = Hung(), []
+    call = RewardService._call
+
+    async def spy(self, items, budget):
+        budgets.append(budget)
+        return await call(self, items, budget)
+
+    monkeypatch.setattr(RewardService, "_call", spy)
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        real = loop.time
+        loop.time = lambda: real() + jump[0]
+        service = RewardService(Scorer(judge), RewardConfig(timeout_s=2, retries=0))
+        await service.start(warmup=False)
+        try:
+            return await service.rewards([sample("r1")])
+        finally:
+            await service.aclose()
+
+    [reward] = run(go())
+    # the judge was given at most what was left of the 2 s after preparing (or, that spent
+    # while batching, not called at all)
+    assert reward.kind == "timeout" and judge.calls == len(budgets) <= 1
+    assert all(budget <= 0.1 for budget in budgets), budgets

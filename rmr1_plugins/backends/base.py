@@ -84,6 +84,7 @@ class Generation:
     prompt_tokens: int | None = None
     prob_a: float | None = None  # P(verdict A) against B at the verdict token, as shown
     prob_letter: str | None = None  # the letter written where prob_a was read
+    prob_invalid: bool = False  # the server's log-probabilities there were impossible (NaN, >0)
 
 
 class BackendOptions(BaseModel):

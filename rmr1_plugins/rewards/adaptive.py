@@ -41,7 +41,10 @@ def fit_strengths(
     Maximises the likelihood of the outcomes (the first completion's share of the credit;
     excluded outcomes and double losses carry no information and are skipped) under Gaussian
     priors of precision ``prior`` on each strength and ``prior * SLOT_PRIOR_SCALE`` on the
-    advantage, by Newton's method.
+    advantage, by Newton's method. At the optimum ``prior * |strength|`` is at most the number of
+    comparisons the completion counted in (the gradient of the likelihood is at most 1 per
+    comparison), so each iterate is kept in that box: a fit that has not converged cannot leave
+    it, and the centred strengths lie within ±2·(comparisons)/``prior``.
     ``variances`` are the diagonal of the inverse Hessian, a Laplace approximation of each
     strength's posterior variance. Strengths are centred on their mean.
     """
@@ -53,6 +56,12 @@ def fit_strengths(
         if scores is not None and scores[0] + scores[1] > 0
     ]
     dim = size + 1  # strengths, then the slot-A advantage
+    counts = [0] * dim
+    for first, second, _ in games:
+        counts[first] += 1
+        counts[second] += 1
+    counts[size] = len(games)
+    limits = [c / prior for c in counts[:size]] + [len(games) / (prior * SLOT_PRIOR_SCALE)]
     theta = [0.0] * dim
     covariance: list[list[float]] = []
     for _ in range(iterations):
@@ -61,7 +70,7 @@ def fit_strengths(
         hessian = [[precision[i] if i == j else 0.0 for j in range(dim)] for i in range(dim)]
         for first, second, won in games:
             eta = theta[first] - theta[second] + (theta[size] if position else 0.0)
-            p = 1.0 / (1.0 + math.exp(-eta))
+            p = _sigmoid(eta)
             weight = p * (1.0 - p)
             terms = ((first, 1.0), (second, -1.0), (size, 1.0 if position else 0.0))
             for i, xi in terms:
@@ -70,12 +79,19 @@ def fit_strengths(
                     hessian[i][j] += weight * xi * xj
         covariance = _inverse(hessian)
         step = [sum(row[j] * gradient[j] for j in range(dim)) for row in covariance]
-        theta = [t + s for t, s in zip(theta, step, strict=True)]
+        theta = [
+            min(max(t + s, -limit), limit) for t, s, limit in zip(theta, step, limits, strict=True)
+        ]
         if max(abs(s) for s in step) < 1e-9:
             break
     centre = sum(theta[:size]) / size if size else 0.0
     strengths = [t - centre for t in theta[:size]]
     return strengths, theta[size], [covariance[i][i] for i in range(size)]
+
+
+def _sigmoid(x: float) -> float:
+    """The logistic function, without overflow for any finite ``x`` (0 below −700)."""
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
 def _inverse(matrix: list[list[float]]) -> list[list[float]]:
@@ -161,7 +177,7 @@ class AdaptiveStrategy(Strategy):
         candidates = []
         for i in range(size):
             for j in range(i + 1, size):
-                p = 1.0 / (1.0 + math.exp(strengths[j] - strengths[i]))
+                p = _sigmoid(strengths[i] - strengths[j])
                 value = p * (1 - p) * (variances[i] + variances[j])
                 seen = times.get((i, j), 0) + times.get((j, i), 0)
                 candidates.append((seen, -value, i, j))

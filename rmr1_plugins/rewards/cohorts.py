@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
 from rmr1_plugins.rewards.groups import GroupPlan, SplitRule, plan_group, scoring
@@ -501,19 +502,26 @@ class CohortService:
             why = plan.reason if not cohort.late else f"{plan.reason}; late: its cohort closed"
             return [replace(self._fallback(plan.fallback, why), split=plan.split)]
         group = Group(cohort.prompt, cohort.responses, reference=cohort.reference)
-        run = scoring([group], self.config, plan.strategy)
+        # Building pairs, the strategy's fits and the members' metrics grow with the group: off
+        # the loop, as in ascore_groups.
+        run = await off_loop(scoring, [group], self.config, plan.strategy)
         end = asyncio.get_running_loop().time() + budget
         while not run.done:
-            examples = run.examples()
+            examples = await off_loop(run.examples)
             remaining = end - asyncio.get_running_loop().time()
             results = await self.judge.judge(examples, remaining) if examples else []
             failed = next((r for r in results if isinstance(r, Failure)), None)
             if failed is not None:
                 return [self._fallback(failed.kind, failed.message)]
-            run.feed([r for r in results if not isinstance(r, Failure)])
+            await off_loop(run.feed, [r for r in results if not isinstance(r, Failure)])
         [judged] = run.rewards()
+        return await off_loop(self._members, judged, plan, cohort, group)
+
+    def _members(
+        self, judged: GroupRewards, plan: GroupPlan, cohort: Cohort, group: Group
+    ) -> list[CohortReward]:
         texts = texts_of(group)
-        return [self._member(judged, i, plan, cohort, texts) for i in range(size)]
+        return [self._member(judged, i, plan, cohort, texts) for i in range(len(group.completions))]
 
     def _member(
         self,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import random
 import warnings
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rmr1_plugins.errors import RMR1DeprecationWarning
+from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.strategies import (
     REFERENCE,
@@ -288,14 +290,81 @@ class GroupScoring:
 
     def _advance(self, index: int, outcomes: list[Scores | None] | None) -> None:
         game = self._games[index]
+        size = len(self._texts[index])
         try:
             pairs = next(game) if outcomes is None else game.send(outcomes)
+            error = _bad_pairs(pairs, size, self.strategy.needs_reference)
         except StopIteration as stop:
-            self.results[index] = GroupRewards(list(stop.value), self._comparisons[index])
-            del self._games[index]
-            self._pairs.pop(index, None)
+            self._finish(index, stop.value)
             return
-        self._pairs[index] = pairs
+        except Exception as failure:  # a strategy's bug costs its own group, nothing else
+            error = f"{type(failure).__name__}: {failure}"
+        if error is not None:
+            self._finish(index, None, f"strategy {self.strategy.name!r} failed: {error}")
+            return
+        self._pairs[index] = list(pairs)
+
+    def _finish(self, index: int, rewards: Any, error: str | None = None) -> None:
+        """Record a group's rewards: ``None`` for all with ``error`` if the strategy returned
+        something other than one finite reward (in [0, 1] if bounded) or ``None`` per completion;
+        identical completions get the mean of their rewards."""
+        texts = self._texts[index]
+        if error is None:
+            problem = _bad_rewards(rewards, len(texts), self.strategy.bounded)
+            if problem is not None:
+                error = f"strategy {self.strategy.name!r} failed: {problem}"
+        values: list[float | None] = (
+            [None] * len(texts) if error is not None else _same_text_mean(texts, [*rewards])
+        )
+        self.results[index] = GroupRewards(values, self._comparisons[index], error=error)
+        del self._games[index]
+        self._pairs.pop(index, None)
+
+
+def _bad_pairs(pairs: Any, size: int, reference: bool) -> str | None:
+    """Why a strategy's round is not a list of pairs of the group's indices, else ``None``."""
+    allowed = range(REFERENCE if reference else 0, size)
+    if not isinstance(pairs, (list, tuple)) or not all(
+        isinstance(pair, tuple)
+        and len(pair) == 2
+        and all(isinstance(k, int) and k in allowed for k in pair)
+        for pair in pairs
+    ):
+        return f"it asked for pairs that are not in a group of {size}"
+    return None
+
+
+def _bad_rewards(rewards: Any, size: int, bounded: bool) -> str | None:
+    """Why a strategy's rewards are not one finite number (or ``None``) per completion."""
+    if not isinstance(rewards, (list, tuple)) or len(rewards) != size:
+        return f"it did not return {size} rewards"
+    for value in rewards:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"it returned a reward that is not a number ({value!r})"
+        if not math.isfinite(value) or (bounded and not 0 <= value <= 1):
+            return f"it returned the reward {value!r}, outside {'[0, 1]' if bounded else 'ℝ'}"
+    return None
+
+
+def _same_text_mean(texts: list[str], rewards: list[float | None]) -> list[float | None]:
+    """``rewards`` with every set of identical completions given the mean of its rewards (the
+    judge's noise or a bracket's tie rule must not tell two copies of one answer apart)."""
+    copies: dict[str, list[int]] = {}
+    for position, text in enumerate(texts):
+        copies.setdefault(text, []).append(position)
+    values = list(rewards)
+    for positions in copies.values():
+        if len(positions) < 2:
+            continue
+        known = [rewards[k] for k in positions if rewards[k] is not None]
+        if len(set(known)) == 1 and len(known) == len(positions):
+            continue  # already equal: keep the values exactly
+        mean = sum(known) / len(known) if known else None  # type: ignore[arg-type]
+        for k in positions:
+            values[k] = mean
+    return values
 
 
 def with_both_orders(scorer: Any) -> Any:
@@ -339,6 +408,11 @@ def _scoring(
     """The scorer in the asked order and a :class:`GroupScoring` (shared by the two drivers)."""
     scorer = with_order(scorer, options.pop("order"), options.pop("both_orders"))
     return scorer, GroupScoring(groups, strategy, **options)
+
+
+def _ordered(scorer: Any, **options: Any) -> tuple[Any, dict[str, Any]]:
+    """The scorer in the asked order and the options left (as :func:`_scoring`, same depth)."""
+    return with_order(scorer, options.pop("order"), options.pop("both_orders")), options
 
 
 def score_groups(
@@ -396,11 +470,17 @@ async def ascore_groups(
     skip_invalid: bool = False,
     outcome: Outcome = "hard",
 ) -> list[GroupRewards]:
-    """Async :func:`score_groups`, awaiting ``scorer.ascore``."""
-    scorer, run = _scoring(scorer, groups, strategy, **_options(locals()))
+    """Async :func:`score_groups`, awaiting ``scorer.ascore``.
+
+    Building the examples and the strategies' fits grow with the group, so they run in a worker
+    thread, never on the event loop.
+    """
+    scorer, options = _ordered(scorer, **_options(locals()))
+    run = await off_loop(GroupScoring, groups, strategy, **options)
     while not run.done:
-        examples = run.examples()
-        run.feed(await scorer.ascore(examples) if examples else [])
+        examples = await off_loop(run.examples)
+        results = await scorer.ascore(examples) if examples else []
+        await off_loop(run.feed, results)
     return [result for result in run.results if result is not None]
 
 

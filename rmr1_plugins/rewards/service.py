@@ -142,20 +142,24 @@ class RewardService:
         logger.info("rmr1: judge ready after %.1f s", time.monotonic() - started)
         return None
 
-    async def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
-        """One reward per sample, in order, within ``timeout_s``; never raises."""
+    async def rewards(
+        self, samples: Sequence[Sample], arrived: float | None = None
+    ) -> list[SampleReward]:
+        """One reward per sample, in order, within ``timeout_s`` of ``arrived`` (the loop's
+        time when the request arrived; by default now): preparing counts; never raises."""
         # Off the event loop: a large request must not hold up the others (the scorer's own
         # guard pass then finds nothing left to rewrite).
         if self._closed:
             return self._unjudged(samples, "error", "the reward service stopped")
         guard = self.scorer.neutralize_markup
         loop = asyncio.get_running_loop()
+        deadline = (loop.time() if arrived is None else arrived) + self.config.timeout_s
         self._building += len(samples)  # counted as pending meanwhile
         try:
             preparing = loop.run_in_executor(
                 self._builder, prepare_all, samples, self.config, guard
             )
-            built = await asyncio.wait_for(preparing, self.config.timeout_s)
+            built = await asyncio.wait_for(preparing, max(deadline - loop.time(), 0.0))
         except asyncio.TimeoutError:
             message = f"preparing the request took more than timeout_s={self.config.timeout_s}"
             return self._unjudged(samples, "timeout", message)
@@ -164,7 +168,6 @@ class RewardService:
         if self._closed:
             return self._unjudged(samples, "error", "the reward service stopped")
         await self.start(warmup=False)
-        deadline = loop.time() + self.config.timeout_s
         answers: list[SampleReward | None] = []
         waiting: list[tuple[int, _Item]] = []
         for outcome in built:

@@ -10,13 +10,20 @@ strategy          comparisons for a group of G        backend calls    reward
 ``circular``      G (i vs i+1, so each completion     1                mean of its 2 outcomes,
                   sits once in each slot)                              in [0, 1]
 ``round-robin``   G(G − 1)/2 (all pairs)              1                win rate in [0, 1]
-``bradley-terry`` G(G − 1)/2 (all pairs)              1                centred BT log-strength
+``bradley-terry`` G(G − 1)/2 (all pairs)              1                centred BT log-strength,
+                                                                       within ±(G − 1)·log(1 +
+                                                                       2/prior)
 ``knockout``      G − 1 (single elimination,          ⌈log2 G⌉         rounds survived / rounds,
                   seeded bracket)                                      in [0, 1]; winner 1
 ``adaptive``      ``budget`` (default 2G): a          1 + ⌈(budget −   fitted BT strength with
                   circular round, then pairs that     G) / ⌊G/2⌋⌉      a slot-A term
-                  are least certain                   (G > 2)          (see ``adaptive.py``)
+                  are least certain                   (G > 2)          (see ``adaptive.py``),
+                                                                       within ±2·budget/prior
 ================  ==================================  ===============  ======================
+
+Every strategy is total: any mix of verdicts, ties, excluded and double-loss comparisons gives
+finite rewards (or ``None``) within the range above. The engine gives identical completions of a
+group the mean of their rewards, and a strategy that raises anyway costs only its own group.
 
 A strategy is a generator (:meth:`Strategy.play`): it yields rounds of pairs and receives their
 outcomes, without I/O, so :mod:`rmr1_plugins.rewards.engine` can batch every group's round into
@@ -160,17 +167,24 @@ class BradleyTerryStrategy(Strategy):
     """All pairs, then a Bradley–Terry fit; the reward is the centred log-strength.
 
     Rewards ``r`` satisfy P(i beats j) = sigmoid(r_i − r_j) under the fitted model. ``prior`` adds
-    that many virtual games (half won) against a strength-1 opponent, so an unbeaten completion
-    still gets a finite reward. Fitted with Hunter's MM iterations (deterministic).
+    that many virtual games (half won) against a strength-1 anchor, so an unbeaten completion
+    still gets a finite reward. A double loss (``on_unparsed="loss"``) says nothing about which
+    of the two is better: it counts as a game each of them lost to the anchor. Fitted with
+    Hunter's MM iterations (deterministic); rewards are clipped to ±(G − 1)·log(1 + 2/prior)
+    (:meth:`bound`), which only a fit cut off by ``max_iter`` could reach.
     """
 
     name = "bradley-terry"
     bounded = False
 
     def __init__(self, prior: float = 1.0, max_iter: int = 500, tol: float = 1e-10) -> None:
-        if prior <= 0:
+        if not (prior > 0 and math.isfinite(prior)):
             raise ValueError(f"prior must be > 0, got {prior}")
         self.prior, self.max_iter, self.tol = prior, max_iter, tol
+
+    def bound(self, size: int) -> float:
+        """The largest reward magnitude in a group of ``size``."""
+        return max(size - 1, 1) * math.log1p(2 / self.prior)
 
     def play(self, size: int, rng: random.Random) -> Play:
         pairs = all_pairs(size)
@@ -181,9 +195,16 @@ class BradleyTerryStrategy(Strategy):
         self, size: int, pairs: list[Pair], outcomes: list[Scores | None]
     ) -> list[float | None]:
         wins = [self.prior / 2] * size
+        anchor = [self.prior] * size  # games against the strength-1 anchor
         games: list[dict[int, int]] = [{} for _ in range(size)]
+        played = [False] * size
         for (i, j), scores in zip(pairs, outcomes, strict=True):
             if scores is None:
+                continue
+            played[i] = played[j] = True
+            if scores[0] + scores[1] <= 0:  # a double loss: both lost to the anchor
+                anchor[i] += 1
+                anchor[j] += 1
                 continue
             wins[i] += scores[0]
             wins[j] += scores[1]
@@ -194,7 +215,7 @@ class BradleyTerryStrategy(Strategy):
             new = [
                 wins[i]
                 / (
-                    self.prior / (strength[i] + 1.0)
+                    anchor[i] / (strength[i] + 1.0)
                     + sum(n / (strength[i] + strength[j]) for j, n in games[i].items())
                 )
                 for i in range(size)
@@ -205,11 +226,15 @@ class BradleyTerryStrategy(Strategy):
             strength = new
             if change < self.tol:
                 break
-        played = [i for i in range(size) if games[i]]
-        if not played:
+        counted = [i for i in range(size) if played[i]]
+        if not counted:
             return [None] * size
-        centre = sum(math.log(strength[i]) for i in played) / len(played)
-        return [math.log(strength[i]) - centre if games[i] else None for i in range(size)]
+        centre = sum(math.log(strength[i]) for i in counted) / len(counted)
+        bound = self.bound(size)
+        return [
+            min(max(math.log(strength[i]) - centre, -bound), bound) if played[i] else None
+            for i in range(size)
+        ]
 
     def comparisons(self, size: int) -> int:
         return size * (size - 1) // 2

@@ -19,6 +19,7 @@ from trl.trainer.utils import get_callable_name, is_async_callable
 
 from rmr1_plugins import ConfigError, Scorer
 from rmr1_plugins.rewards.config import RewardSettings, load_reward_settings
+from rmr1_plugins.rewards.strategies import Strategy
 from rmr1_plugins.testing import AlwaysA, LongerWins
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
@@ -385,3 +386,31 @@ def test_an_excluded_group_logs_the_fallback_values_of_the_contract():
     assert reward(*batch(("q", ["??", "b"])), **trainer.kwargs()) == [None, None]
     assert trainer.metrics["rmr1_unparsed"] == trainer.metrics["rmr1_fallback"] == [1.0]
     assert trainer.metrics["rmr1_group"] == trainer.metrics["rmr1_reference"] == [0.0]  # was 2
+
+
+class Picky(Strategy):
+    """Judges the first two completions; fails (a plugin's bug) when the first one wins."""
+
+    name = "picky"
+
+    def play(self, size, rng):
+        [scores] = yield [(0, 1)]
+        if scores[0] > scores[1]:
+            raise ValueError("math domain error")
+        return [scores[0], scores[1], *([0.5] * (size - 2))]
+
+    def comparisons(self, size):
+        return 1
+
+
+def test_a_group_whose_strategy_fails_costs_only_its_own_rows(judge, monkeypatch):
+    # Before: the exception left score_groups, and every group of the step got None.
+    from rmr1_plugins.plugins import Entry, get_plugins
+
+    registry = get_plugins().registries["strategies"]
+    monkeypatch.setitem(registry.entries, "picky", Entry("picky", Picky, "this test"))
+    scorer, _ = judge
+    reward = RMR1Reward(scorer=scorer, strategy="picky")
+    prompts, completions = batch(("q1", ["aaa", "a"]), ("q2", ["b", "bbbb"]))
+    rewards = reward(prompts, completions, **FakeTrainer(num_generations=2).kwargs())
+    assert rewards == [None, None, 0.0, 1.0]  # q1's strategy failed; q2 judged as usual
