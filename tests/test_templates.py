@@ -113,6 +113,13 @@ def test_text_is_inserted_without_escaping_or_stripping():
         ("Qwen/Qwen2.5-7B-Instruct", "rmr1-instruct", "the default"),
         ("/models/my-judge", "rmr1-instruct", "the default"),
         (None, "rmr1-instruct", "the default"),
+        # only the last path component counts: a folder's name says nothing of the model in it
+        ("/data/instruct_evals/RM-R1-DeepSeek-Distilled-Qwen-7B", "rmr1-reasoning", "RM-R1's"),
+        ("/data/deepseek-distilled/RM-R1-Qwen2.5-Instruct-7B/", "rmr1-instruct", "RM-R1's rule"),
+        ("runs/rmr1-deepseek-distill-7b/checkpoint-100", "rmr1-instruct", "the default"),
+        ("/ckpt/DeepSeek-R1-Distill-Qwen-7B/step-9", "rmr1-instruct", "the default"),
+        ("C:\\models\\RM-R1-DeepSeek-Distilled-Qwen-7B", "rmr1-reasoning", "RM-R1's rule"),
+        ("/models/RM-R1-Instruct/", "rmr1-instruct", "RM-R1's rule"),
     ],
 )
 def test_the_template_follows_the_model_name_as_rm_r1s_eval_does(model, template, rule):
@@ -126,6 +133,23 @@ def test_the_template_follows_the_model_name_as_rm_r1s_eval_does(model, template
     other = "rmr1-instruct" if template == "rmr1-reasoning" else "rmr1-reasoning"
     explicit = load_config(None, backend={"name": "constant", "model": model}, template=other)
     assert (explicit.template, explicit.template_choice) == (other, "set explicitly")
+
+
+def test_the_six_released_checkpoints_get_rm_r1s_own_case_sensitive_choice():
+    from rmr1_plugins.eval.published import RM_R1
+    from rmr1_plugins.templates import template_for_model
+
+    def rm_r1(model: str) -> str | None:  # run_generative.py's model_modifier, verbatim rule
+        if "RM-R1" in model and "Instruct" in model:
+            return "rmr1-instruct"
+        if "RM-R1" in model and "DeepSeek-Distilled" in model:
+            return "rmr1-reasoning"
+        return None
+
+    assert len(RM_R1) == 6
+    for hub in RM_R1:
+        for model in (hub, f"/models/{hub}", f"/srv/instruct/{hub.split('/')[-1]}/"):
+            assert template_for_model(model)[0] == rm_r1(hub), model
 
 
 def test_a_config_file_or_variable_template_wins_over_the_name(tmp_path, monkeypatch):
