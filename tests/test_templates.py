@@ -163,6 +163,51 @@ def test_a_config_file_or_variable_template_wins_over_the_name(tmp_path, monkeyp
     assert load_config(None, **model).template == "rmr1-instruct"
 
 
+@pytest.fixture
+def recorded():
+    """A ``recorded`` backend that keeps every conversation it is sent."""
+    from rmr1_plugins.backends.base import Backend, Generation
+    from rmr1_plugins.plugins import get_plugins, reset_plugins
+
+    sent = []
+
+    class Recorded(Backend):
+        name = "recorded"
+
+        def generate(self, conversations, params):
+            sent.extend(conversations)
+            return [[Generation("<answer>[[A]]</answer>", "stop", 1)] for _ in conversations]
+
+    get_plugins().registries["backends"].add("recorded", Recorded, "tests/test_templates.py")
+    yield sent
+    reset_plugins()
+
+
+def test_score_and_render_say_the_template_and_render_what_score_sends(
+    tmp_path, capsys, recorded
+):
+    from rmr1_plugins.cli import main
+
+    pairs = tmp_path / "pairs.jsonl"
+    context = [{"role": "user", "content": "2+2?"}]
+    pairs.write_text(json.dumps({"context": context, "response_a": "4", "response_b": "5"}))
+    model = ["--model", "/data/instruct/RM-R1-DeepSeek-Distilled-Qwen-7B"]
+    assert main(["score", str(pairs), "--backend", "recorded", *model, "-o", "-"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    why = "template: rmr1-reasoning (from the model name, RM-R1's rule"
+    assert err[-2].startswith(why) and err[-1].startswith("rmr1 score: ")  # beside the summary
+    assert main(["render", str(pairs), *model]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["messages"] == recorded[0]  # one user message, as sent
+    assert captured.err == ""  # render stays quiet: its output shows the template
+    # a template in the config file wins over the name, as it does for score
+    config = tmp_path / "judge.yaml"
+    config.write_text("template: rmr1-instruct\n")
+    assert main(["render", str(pairs), *model, "--config", str(config)]) == 0
+    messages = json.loads(capsys.readouterr().out)["messages"]
+    assert [m["role"] for m in messages] == ["system", "user"]
+
+
 def test_eval_says_and_records_the_template_it_chose(tmp_path, capsys):
     from rmr1_plugins.cli import main
 
