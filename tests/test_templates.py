@@ -183,9 +183,7 @@ def recorded():
     reset_plugins()
 
 
-def test_score_and_render_say_the_template_and_render_what_score_sends(
-    tmp_path, capsys, recorded
-):
+def test_score_and_render_say_the_template_and_render_what_score_sends(tmp_path, capsys, recorded):
     from rmr1_plugins.cli import main
 
     pairs = tmp_path / "pairs.jsonl"
