@@ -168,6 +168,7 @@ def test_the_router_judge_gets_the_template_for_its_own_name(tmp_path):
     assert config.scorer.backend.model == "/ckpt/RM-R1-DeepSeek-Distilled-Qwen-7B"
     assert config.scorer.template == "rmr1-reasoning"
     assert "from the model name" in config.scorer.template_choice
+    assert config.scorer.neutralize_markup  # the training default survives the rebuild
     instruct = {"model": "gaotang/RM-R1-Qwen2.5-Instruct-7B"}
     config, _ = settings(instruct, reward_router_address="h:2")
     assert config.scorer.template == "rmr1-instruct"
