@@ -115,9 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rmr1-plugins {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    render = sub.add_parser("render", help="render pairs into the judge's chat messages")
+    render = sub.add_parser(
+        "render",
+        help="render pairs into the judge's chat messages",
+        description="Render pairs as `rmr1 score` would send them: the template comes from "
+        "--template, --config or RMR1_TEMPLATE, else from the model's name.",
+    )
     render.add_argument("file", nargs="?", default="-", help="JSONL of pairs, or - for stdin")
-    add_flags(render, [Flag(ScorerConfig, "template", ("template",))])
+    render.add_argument("--config", help="YAML config file (flags and RMR1_* variables win)")
+    add_flags(render, RENDER_FLAGS)
     render.set_defaults(func=cmd_render)
 
     parse = sub.add_parser("parse", help="read verdicts from judge completions")
@@ -183,6 +189,9 @@ SCORER_FLAGS = (
     Flag(SamplingConfig, "num_samples", ("sampling", "num_samples")),
     Flag(ScorerConfig, "neutralize_markup", ("neutralize_markup",)),
 )
+
+
+RENDER_FLAGS = tuple(flag for flag in SCORER_FLAGS if flag.field in ("model", "template"))
 
 
 def add_scorer_flags(parser: argparse.ArgumentParser, notes: dict[str, str] | None = None) -> None:
@@ -263,8 +272,14 @@ def render_pair(
         raise InputError(source, line, f"field 'context': {error}") from None
 
 
+def say_template(config: ScorerConfig) -> None:
+    """The ``template: NAME (how it was chosen)`` line on stderr."""
+    print(f"template: {config.template} ({config.template_choice})", file=sys.stderr)
+
+
 def cmd_render(args: argparse.Namespace) -> None:
-    template = get_template(args.template or ScorerConfig.model_fields["template"].default)
+    config = load_config(args.config, **overrides(args, RENDER_FLAGS))
+    template = get_template(config.template)
     source = "stdin" if args.file == "-" else args.file
     with open_input(args.file) as handle:
         for line, row in read_rows(handle, source):
@@ -320,6 +335,7 @@ def cmd_score(args: argparse.Namespace) -> None:
                 tally.add(result.verdict, [j.verdict for j in result.judgments])
             bar.update(start + len(batch) - bar.n)
         tally.tokens = generated_tokens(scorer.stats)
+    say_template(config)
     tally.report()
 
 

@@ -141,12 +141,14 @@ def create_app(
     counts: Counter[str] | None = None,
     stopping: asyncio.Event | None = None,
     cohorts: CohortService | None = None,
+    template_choice: str | None = None,
 ) -> Any:
     """The aiohttp application around a started :class:`RewardService`.
 
     ``counts`` receives the number of requests and of answers per status. Once ``stopping`` is
     set, new requests get 503 and every answer closes its connection. ``cohorts`` serves
     ``POST /cohort``, and ``/get_reward`` too when :func:`cohorts.groups_samples` holds.
+    ``template_choice`` (how the judge's template was chosen) is shown by ``/health``.
     """
     web = require("aiohttp.web", "serve")
     from rmr1_plugins import serve_cohort
@@ -253,8 +255,12 @@ def create_app(
         }
         if not options.token or edge.authorized(request, options.token):
             backend = service.scorer.backend
+            template = {"name": service.scorer.template.name, "chosen": template_choice}
             answer.update(
-                warmup_error=service.warmup_error, backend=backend.name, model=backend.model
+                warmup_error=service.warmup_error,
+                backend=backend.name,
+                model=backend.model,
+                template=template,
             )
         return web.json_response(answer)
 
@@ -291,11 +297,13 @@ async def run_server(
     reward_config: RewardConfig,
     options: ServeOptions,
     sockets: list[socket.socket] | None = None,
+    template_choice: str | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then drain: refuse new requests, stop accepting, let
     waiting requests finish (at most ``shutdown_timeout`` s), answer the rest with the
     fallback, close the judge. ``sockets`` are already bound (see
-    :func:`rmr1_plugins.serve_http.bind`); by default they are bound here."""
+    :func:`rmr1_plugins.serve_http.bind`); by default they are bound here.
+    ``template_choice`` says how the judge's template was chosen (for ``/health``)."""
     web = require("aiohttp.web", "serve")
     from rmr1_plugins.serve_http import AccessLog, ConnectionLog, bind
 
@@ -307,7 +315,14 @@ async def run_server(
     runner = None
     try:
         await service.start(warmup=options.warmup)
-        app = create_app(service, options, counts, stopping=stop, cohorts=cohorts)
+        app = create_app(
+            service,
+            options,
+            counts,
+            stopping=stop,
+            cohorts=cohorts,
+            template_choice=template_choice,
+        )
         runner = web.AppRunner(
             app,
             access_log=logger if options.access_log else None,
@@ -450,12 +465,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     sockets = bind(options.host, options.port)  # before the judge loads: errors come first
     try:
-        scorer = settings.scorer.build_scorer()
+        judge = settings.scorer
+        print(f"rmr1 serve: template: {judge.template} ({judge.template_choice})", file=sys.stderr)
+        scorer = judge.build_scorer()
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_server(scorer, settings.reward, options, sockets))
+            asyncio.run(
+                run_server(scorer, settings.reward, options, sockets, judge.template_choice)
+            )
     finally:
         for sock in sockets:
             sock.close()

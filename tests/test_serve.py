@@ -26,7 +26,8 @@ LOAD_REQUESTS, LOAD_CLIENTS = 400, 100
 def server():
     # on_unparsed: exclude, so a judgment without a verdict gets the fallback (tie is the default)
     running = Server(
-        "--timeout", "2", "--max-wait-ms", "5", env={"RMR1_REWARD__ON_UNPARSED": "exclude"}
+        *("--timeout", "2", "--max-wait-ms", "5", "--model", "/srv/RM-R1-DeepSeek-Distilled-7B"),
+        env={"RMR1_REWARD__ON_UNPARSED": "exclude"},
     )
     yield running
     assert running.stop() == 0
@@ -215,6 +216,10 @@ def test_empty_lists_unknown_paths_and_health(server):
     assert missing[0] == 404 and wrong_method[0] == 405
     assert health == (200, health[1]) and health[1]["status"] == "ok"
     assert health[1]["backend"] == "votes"
+    # the template the name chose: logged at start-up and shown by /health
+    why = "from the model name, RM-R1's rule: RM-R1 and DeepSeek-Distilled in the name"
+    assert health[1]["template"] == {"name": "rmr1-reasoning", "chosen": why}
+    assert f"rmr1 serve: template: rmr1-reasoning ({why})" in server.logged()
 
 
 def test_token_body_limit_and_overload():

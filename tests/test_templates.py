@@ -113,6 +113,13 @@ def test_text_is_inserted_without_escaping_or_stripping():
         ("Qwen/Qwen2.5-7B-Instruct", "rmr1-instruct", "the default"),
         ("/models/my-judge", "rmr1-instruct", "the default"),
         (None, "rmr1-instruct", "the default"),
+        # only the last path component counts: a folder's name says nothing of the model in it
+        ("/data/instruct_evals/RM-R1-DeepSeek-Distilled-Qwen-7B", "rmr1-reasoning", "RM-R1's"),
+        ("/data/deepseek-distilled/RM-R1-Qwen2.5-Instruct-7B/", "rmr1-instruct", "RM-R1's rule"),
+        ("runs/rmr1-deepseek-distill-7b/checkpoint-100", "rmr1-instruct", "the default"),
+        ("/ckpt/DeepSeek-R1-Distill-Qwen-7B/step-9", "rmr1-instruct", "the default"),
+        ("C:\\models\\RM-R1-DeepSeek-Distilled-Qwen-7B", "rmr1-reasoning", "RM-R1's rule"),
+        ("/models/RM-R1-Instruct/", "rmr1-instruct", "RM-R1's rule"),
     ],
 )
 def test_the_template_follows_the_model_name_as_rm_r1s_eval_does(model, template, rule):
@@ -128,6 +135,23 @@ def test_the_template_follows_the_model_name_as_rm_r1s_eval_does(model, template
     assert (explicit.template, explicit.template_choice) == (other, "set explicitly")
 
 
+def test_the_six_released_checkpoints_get_rm_r1s_own_case_sensitive_choice():
+    from rmr1_plugins.eval.published import RM_R1
+    from rmr1_plugins.templates import template_for_model
+
+    def rm_r1(model: str) -> str | None:  # run_generative.py's model_modifier, verbatim rule
+        if "RM-R1" in model and "Instruct" in model:
+            return "rmr1-instruct"
+        if "RM-R1" in model and "DeepSeek-Distilled" in model:
+            return "rmr1-reasoning"
+        return None
+
+    assert len(RM_R1) == 6
+    for hub in RM_R1:
+        for model in (hub, f"/models/{hub}", f"/srv/instruct/{hub.split('/')[-1]}/"):
+            assert template_for_model(model)[0] == rm_r1(hub), model
+
+
 def test_a_config_file_or_variable_template_wins_over_the_name(tmp_path, monkeypatch):
     from rmr1_plugins.config import load_config
 
@@ -137,6 +161,49 @@ def test_a_config_file_or_variable_template_wins_over_the_name(tmp_path, monkeyp
     assert load_config(path, **model).template == "rmr1-instruct"
     monkeypatch.setenv("RMR1_TEMPLATE", "rmr1-instruct")
     assert load_config(None, **model).template == "rmr1-instruct"
+
+
+@pytest.fixture
+def recorded():
+    """A ``recorded`` backend that keeps every conversation it is sent."""
+    from rmr1_plugins.backends.base import Backend, Generation
+    from rmr1_plugins.plugins import get_plugins, reset_plugins
+
+    sent = []
+
+    class Recorded(Backend):
+        name = "recorded"
+
+        def generate(self, conversations, params):
+            sent.extend(conversations)
+            return [[Generation("<answer>[[A]]</answer>", "stop", 1)] for _ in conversations]
+
+    get_plugins().registries["backends"].add("recorded", Recorded, "tests/test_templates.py")
+    yield sent
+    reset_plugins()
+
+
+def test_score_and_render_say_the_template_and_render_what_score_sends(tmp_path, capsys, recorded):
+    from rmr1_plugins.cli import main
+
+    pairs = tmp_path / "pairs.jsonl"
+    context = [{"role": "user", "content": "2+2?"}]
+    pairs.write_text(json.dumps({"context": context, "response_a": "4", "response_b": "5"}))
+    model = ["--model", "/data/instruct/RM-R1-DeepSeek-Distilled-Qwen-7B"]
+    assert main(["score", str(pairs), "--backend", "recorded", *model, "-o", "-"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    why = "template: rmr1-reasoning (from the model name, RM-R1's rule"
+    assert err[-2].startswith(why) and err[-1].startswith("rmr1 score: ")  # beside the summary
+    assert main(["render", str(pairs), *model]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["messages"] == recorded[0]  # one user message, as sent
+    assert captured.err == ""  # render stays quiet: its output shows the template
+    # a template in the config file wins over the name, as it does for score
+    config = tmp_path / "judge.yaml"
+    config.write_text("template: rmr1-instruct\n")
+    assert main(["render", str(pairs), *model, "--config", str(config)]) == 0
+    messages = json.loads(capsys.readouterr().out)["messages"]
+    assert [m["role"] for m in messages] == ["system", "user"]
 
 
 def test_eval_says_and_records_the_template_it_chose(tmp_path, capsys):

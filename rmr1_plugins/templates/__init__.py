@@ -111,12 +111,12 @@ def template_for_model(model: str | None) -> tuple[str, str]:
 
     RM-R1's ``run_generative.py`` scripts choose the prompt from the model name: "RM-R1" and
     "Instruct" in it → the Instruct prompt, "RM-R1" and "DeepSeek-Distilled" → the reasoning
-    prompt. The same rule covers other names: a DeepSeek distillation ("DeepSeek-R1-Distill",
-    "DeepSeek-Distilled", e.g. a checkpoint trained from one) gets ``rmr1-reasoning``, anything
-    else the default. Names are matched without regard to case (local folders are often lower
-    case).
+    prompt. Here only the last path component is matched (a folder's name says nothing about the
+    model in it), without regard to case (local folders are often lower case), and a DeepSeek
+    distillation ("DeepSeek-R1-Distill", "DeepSeek-Distilled") also gets ``rmr1-reasoning``;
+    anything else the default.
     """
-    name = (model or "").lower()
+    name = (model or "").replace("\\", "/").rstrip("/").split("/")[-1].lower()
     if "rm-r1" in name and "instruct" in name:
         return "rmr1-instruct", "RM-R1's rule: RM-R1 and Instruct in the name"
     if "rm-r1" in name and "deepseek-distilled" in name:

@@ -114,11 +114,14 @@ def _load_settings(
         backend = config.scorer.backend
         kept = dict(backend.options) if backend.name == "openai" else {}
         model = own.get("model") or getattr(reward_model_tokenizer, "name_or_path", None)
-        config.scorer.backend = BackendConfig(
+        served = BackendConfig(
             name="openai",
             model=model or backend.model,
             options={**kept, "base_url": f"http://{reward_router_address}/v1"},
         )
+        # rebuilt through validation, so an unset template follows the served model's name
+        scorer = config.scorer.model_dump(exclude_unset=True)
+        config.scorer = type(config.scorer).model_validate({**scorer, "backend": served})
     return config, own
 
 

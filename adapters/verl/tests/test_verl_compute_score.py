@@ -161,6 +161,25 @@ def test_router_address_points_the_openai_backend_at_verl_servers(tmp_path):
     assert config.scorer.backend.model == "served-name"
 
 
+def test_the_router_judge_gets_the_template_for_its_own_name(tmp_path):
+    """GenRM: the served judge's name (the reward model's tokenizer) picks RM-R1's template."""
+    distilled = type("Tok", (), {"name_or_path": "/ckpt/RM-R1-DeepSeek-Distilled-Qwen-7B"})()
+    config, _ = settings({}, reward_router_address="h:1", reward_model_tokenizer=distilled)
+    assert config.scorer.backend.model == "/ckpt/RM-R1-DeepSeek-Distilled-Qwen-7B"
+    assert config.scorer.template == "rmr1-reasoning"
+    assert "from the model name" in config.scorer.template_choice
+    assert config.scorer.neutralize_markup  # the training default survives the rebuild
+    instruct = {"model": "gaotang/RM-R1-Qwen2.5-Instruct-7B"}
+    config, _ = settings(instruct, reward_router_address="h:2")
+    assert config.scorer.template == "rmr1-instruct"
+    # a template set in the judge file still wins, and the other settings survive the rebuild
+    path = judge_file(tmp_path, "template: rmr1-instruct\nparser: rmr1-eval\n")
+    config, _ = settings({"config": path}, reward_router_address="h:3",
+                         reward_model_tokenizer=distilled)  # fmt: skip
+    assert (config.scorer.template, config.scorer.parser) == ("rmr1-instruct", "rmr1-eval")
+    assert config.scorer.template_choice == "set explicitly"
+
+
 def _openai_backend_available() -> bool:
     try:
         get_backend_class("openai")
