@@ -16,14 +16,16 @@ a split is a setup error) is logged as an error and judged as ``reference``. A g
 still unanswered ``reward.timeout_s`` after its ``group_timeout`` gets the fallback
 (``timeout``).
 
-With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
-sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`), and
-without it an in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is
-set from the step and checked at start-up (:mod:`rmr1_verl.workers`).
+With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
+sends every rollout to one cohort actor in the trainer's Ray cluster
+(:mod:`rmr1_plugins.rewards.ray_cohorts`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
+cohort endpoint (:mod:`rmr1_verl.cohort`); without either an in-group strategy refuses to
+start. Ray's cap on a worker's concurrent calls is set from the step and checked at start-up
+(:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout``,
-``cohort_url``, ``cohort_timeout``, ``cohort_token`` and ``max_concurrency``.
+``cohort``, ``cohort_url``, ``cohort_timeout``, ``cohort_token`` and ``max_concurrency``.
 """
 
 from __future__ import annotations

@@ -165,4 +165,12 @@ def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(clus
     with pytest.raises(CohortRefused, match=r"refused: settings differ.*reward.win is 2.0"):
         asyncio.run(client.ask({**body, "id": "2", "settings": decisive_settings(other)}))
     assert ray.get(actor.stats.remote())["members"] == 1  # the refused member was never held
-    ray.kill(actor)
+    ray.kill(actor)  # dead: the client makes it again (same name) and sends the member again
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(actor.stats.remote())
+    again = asyncio.run(client.ask({**body, "id": "3", "settings": decisive_settings(base)}))
+    assert again["reward"] == 1.0 and not again["fallback"]
+    revived = ray.get_actor(client.name)
+    assert revived._actor_id != actor._actor_id
+    assert ray.get(revived.stats.remote())["members"] == 1
+    ray.kill(revived)
