@@ -133,10 +133,12 @@ class RMR1RewardManager(RewardManagerBase):
         self._local: CohortService | None = None  # the in-process groups, built on first use
         self._reported = ""  # the last split group logged (its rollouts are answered together)
         workers = int(_get(config, "reward", "num_workers", default=1))
-        self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
+        self.cohorts: CohortClient | RayCohorts | None
         if own.get("cohort") is not None:
             actor = self._cohort_actor(own, workers, config)  # checks the setting
             self.cohorts = None if self.strategy.needs_reference else actor
+        else:
+            self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
         ray_workers.check(config, own, workers, _in_ray_actor())
         self.decisive = decisive_settings(self.reward_config)
         rollouts = ray_workers.step_rollouts(config)
@@ -280,12 +282,12 @@ class RMR1RewardManager(RewardManagerBase):
 
 def _cohort_client(
     own: dict[str, Any], workers: int, config: Any, needs_reference: bool
-) -> CohortClient | RayCohorts | None:
+) -> CohortClient | None:
     """The cohort service client with several reward workers and a ``cohort_url``; several
     workers without one cannot keep a group together, so an in-group strategy refuses to start.
     """
     url = own.get("cohort_url")
-    if workers <= 1 or needs_reference or own.get("cohort") is not None:
+    if workers <= 1 or needs_reference:
         return None  # one worker sees every rollout: the in-process barrier suffices
     if not url:
         colocated = _get(config, "reward", "reward_model", "enable", default=False) and not (
