@@ -8,9 +8,10 @@ Runs in the ``verl`` nox environment (verl 0.9.1, Ray) on CPU, with a zero-cost 
 for each worker count a ``RewardLoopManager`` starts its ``RewardLoopWorker`` actors, and every
 rollout of one step goes, one by one, to a random worker, as veRL's agent loop sends them. One
 worker judges in process (the core's cohort service in the worker); several send their rollouts
-to one ``rmr1 serve`` cohort endpoint. Prints, per worker count: rollouts, rollouts judged
-outside their whole group (split), fallbacks, whether every reward is the exact in-group one,
-and the step's reward time (first rollout sent to last reward back).
+to one ``rmr1 serve`` cohort endpoint (``cohort``), then to the job's cohort actor
+(``cohort: ray``, ``ray``). Prints, per worker count and path: rollouts judged outside their whole
+group (split), fallbacks, whether every reward is the exact in-group one, and the step's reward
+time (first rollout sent to last reward back).
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
         num_cpus=max(2, max(args.workers)),
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}},
+        runtime_env={
+            "env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)},
+            "worker_process_setup_hook": "serving.register",  # the ranker in the cohort actor
+        },
     )
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama())
     data, expected = step(tokenizer, args.prompts, args.n)
@@ -57,33 +61,35 @@ def main(argv: list[str] | None = None) -> None:
     print("workers  path       split  fallback  exact  reward time (s)")
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:
-            server, extra = None, {"group_timeout": args.group_timeout}
-            if workers > 1:
-                timeout = str(args.group_timeout)
-                pending = str(2 * rollouts)
-                flags = ("--group-timeout", timeout, "--max-pending", pending, "--no-warmup")
-                server = Server(*flags, backend="ranker", num_samples=None)
-                extra = {"cohort_url": server.base + "/cohort"}
-            try:
-                config = step_config(Path(tmp), args.prompts, args.n, workers, **extra)
-                manager = RewardLoopManager(config)
-                ray.get([w.__ray_ready__.remote() for w in manager.reward_loop_workers])
-                start = time.perf_counter()
-                outputs = stream(manager, data)
-                seconds = time.perf_counter() - start
-            finally:
-                if server is not None:
-                    server.stop()
-            infos = [out["reward_extra_info"] for out in outputs]
-            split = int(sum(info["rmr1_split"] for info in infos))
-            fallback = int(sum(info["rmr1_fallback"] for info in infos))
-            scores = [out["reward_score"] for out in outputs]
-            exact = all(abs(a - b) < 1e-9 for a, b in zip(scores, expected, strict=True))
-            path = "cohort" if workers > 1 else "in-process"
-            row = f"{workers:>7}  {path:<10} {split:>5}  {fallback:>8}  {exact!s:>5}"
-            print(f"{row}  {seconds:>15.1f}")
-            for worker in manager.reward_loop_workers:
-                ray.kill(worker)
+            for path in ("cohort", "ray") if workers > 1 else ("in-process",):
+                server, extra = None, {"group_timeout": args.group_timeout}
+                if path == "cohort":
+                    timeout = str(args.group_timeout)
+                    pending = str(2 * rollouts)
+                    flags = ("--group-timeout", timeout, "--max-pending", pending, "--no-warmup")
+                    server = Server(*flags, backend="ranker", num_samples=None)
+                    extra = {"cohort_url": server.base + "/cohort"}
+                elif path == "ray":
+                    extra["cohort"] = "ray"
+                try:
+                    config = step_config(Path(tmp), args.prompts, args.n, workers, **extra)
+                    manager = RewardLoopManager(config)
+                    ray.get([w.__ray_ready__.remote() for w in manager.reward_loop_workers])
+                    start = time.perf_counter()
+                    outputs = stream(manager, data)
+                    seconds = time.perf_counter() - start
+                finally:
+                    if server is not None:
+                        server.stop()
+                infos = [out["reward_extra_info"] for out in outputs]
+                split = int(sum(info["rmr1_split"] for info in infos))
+                fallback = int(sum(info["rmr1_fallback"] for info in infos))
+                scores = [out["reward_score"] for out in outputs]
+                exact = all(abs(a - b) < 1e-9 for a, b in zip(scores, expected, strict=True))
+                row = f"{workers:>7}  {path:<10} {split:>5}  {fallback:>8}  {exact!s:>5}"
+                print(f"{row}  {seconds:>15.1f}", flush=True)
+                for worker in manager.reward_loop_workers:
+                    ray.kill(worker)  # and the cohort actor, which ends with its creator
     ray.shutdown()
 
 

@@ -30,6 +30,8 @@ from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.metrics import sample_metrics
+from rmr1_plugins.rewards.ray_cohorts import RayCohortClient
+from rmr1_plugins.serve_cohort import CohortBodyError
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY_S = 0.5  # between retries when the server gives no Retry-After
@@ -84,6 +86,27 @@ class CohortClient:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+class RayCohorts(RayCohortClient):
+    """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.rewards.ray_cohorts`) in
+    place of ``rmr1 serve``. What ``/cohort`` answers with a 400 (other settings, a bad field),
+    no Ray cluster, or an actor that cannot start (its judge fails to load) is a setup error:
+    :class:`CohortRefused`."""
+
+    async def ask(self, body: dict[str, Any]) -> dict[str, Any]:
+        import ray
+        from ray.exceptions import RayActorError
+
+        if not ray.is_initialized():
+            raise CohortRefused("cohort=ray needs a Ray cluster: the manager runs outside Ray")
+        try:
+            return await super().ask(body)
+        except CohortBodyError as error:  # raised in the actor: Ray's copy keeps the cause
+            why = getattr(error, "cause", error)
+            raise CohortRefused(f"cohort actor {self.name} refused: {why}") from None
+        except RayActorError as error:
+            raise CohortRefused(f"cohort actor {self.name} cannot run: {error}") from None
 
 
 def retry_after(value: str | None, default: float) -> float:

@@ -16,14 +16,16 @@ a split is a setup error) is logged as an error and judged as ``reference``. A g
 still unanswered ``reward.timeout_s`` after its ``group_timeout`` gets the fallback
 (``timeout``).
 
-With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
-sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`), and
-without it an in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is
-set from the step and checked at start-up (:mod:`rmr1_verl.workers`).
+With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
+sends every rollout to one cohort actor in the trainer's Ray cluster
+(:mod:`rmr1_plugins.rewards.ray_cohorts`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
+cohort endpoint (:mod:`rmr1_verl.cohort`); without either an in-group strategy refuses to
+start. Ray's cap on a worker's concurrent calls is set from the step and checked at start-up
+(:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout``,
-``cohort_url``, ``cohort_timeout``, ``cohort_token`` and ``max_concurrency``.
+``cohort``, ``cohort_url``, ``cohort_timeout``, ``cohort_token`` and ``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.rewards.config import decisive_settings
+from rmr1_plugins.rewards.groups import SplitRule
 from rmr1_verl import workers as ray_workers
-from rmr1_verl.cohort import CohortClient, CohortRefused, cohort_body, cohort_result
+from rmr1_verl.cohort import CohortClient, CohortRefused, RayCohorts, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 
 logger = logging.getLogger(__name__)
@@ -130,7 +133,12 @@ class RMR1RewardManager(RewardManagerBase):
         self._local: CohortService | None = None  # the in-process groups, built on first use
         self._reported = ""  # the last split group logged (its rollouts are answered together)
         workers = int(_get(config, "reward", "num_workers", default=1))
-        self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
+        self.cohorts: CohortClient | RayCohorts | None
+        if own.get("cohort") is not None:
+            actor = self._cohort_actor(own, workers, config)  # checks the setting
+            self.cohorts = None if self.strategy.needs_reference else actor
+        else:
+            self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
         ray_workers.check(config, own, workers, _in_ray_actor())
         self.decisive = decisive_settings(self.reward_config)
         rollouts = ray_workers.step_rollouts(config)
@@ -194,20 +202,44 @@ class RMR1RewardManager(RewardManagerBase):
         split = extra_info.get("split") if hasattr(extra_info, "get") else None
         return self.val_group_size if split in VALIDATION_SPLITS else self.group_size
 
+    def _service_options(self) -> Any:
+        """The ``reward:`` options the cohort service runs with: ``group_timeout``, and the
+        judge's own time after it."""
+        timeout_s = 2 * self.group_timeout + self.options.timeout_s
+        update = {"group_timeout": self.group_timeout, "timeout_s": timeout_s}
+        return self.options.model_copy(update=update)
+
+    def _service_split(self) -> SplitRule:
+        """``on_split`` for the cohort service: ``error`` is ``reference`` here."""
+        return "drop" if self.on_split == "drop" else "reference"
+
     def local(self) -> CohortService:
         """The core's cohort service that holds this worker's groups (built on first use, so
-        ``group_timeout`` may be set until then); ``on_split: error`` is ``reference`` here."""
+        ``group_timeout`` may be set until then)."""
         if self._local is None:
-            timeout_s = 2 * self.group_timeout + self.options.timeout_s  # the judge's own time
-            update = {"group_timeout": self.group_timeout, "timeout_s": timeout_s}
             self._local = CohortService(
                 shared_scorer(self.reward_config),
-                self.options.model_copy(update=update),
+                self._service_options(),
                 max_pending=1 << 30,  # a whole step waits here; reward.max_pending_bytes bounds it
                 max_group_size=1 << 16,
-                on_split="drop" if self.on_split == "drop" else "reference",
+                on_split=self._service_split(),
             )
         return self._local
+
+    def _cohort_actor(self, own: dict[str, Any], workers: int, config: Any) -> RayCohorts:
+        """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.rewards.ray_cohorts`),
+        able to hold every worker's share of a step at once."""
+        if own["cohort"] != "ray":
+            got = own["cohort"]
+            raise ValueError(f"rmr1 reward manager: +reward.rmr1.cohort must be ray, got {got!r}")
+        if own.get("cohort_url"):
+            raise ValueError(
+                "rmr1 reward manager: set +reward.rmr1.cohort=ray or +reward.rmr1.cohort_url, "
+                "not both"
+            )
+        cap = int(own.get(ray_workers.MARK) or ray_workers.concurrency(config, own))
+        service = self.reward_config.model_copy(update={"reward": self._service_options()})
+        return RayCohorts(service, self._service_split(), max(1, workers) * cap)
 
     async def _join(self, sample: Sample) -> dict[str, Any]:
         member = Member(
@@ -269,6 +301,7 @@ def _cohort_client(
         )
         raise ValueError(
             f"rmr1 reward manager: reward.num_workers={workers} splits groups ({how}); set "
+            "+reward.rmr1.cohort=ray (one cohort actor in this Ray cluster), "
             "+reward.rmr1.cohort_url to an `rmr1 serve` /cohort endpoint (docs/verl.md) or "
             "reward.num_workers=1"
         )

@@ -51,6 +51,7 @@ ADAPTER_KEYS = (
     "order",
     "question_key",
     "group_timeout",
+    "cohort",
     "cohort_url",
     "cohort_timeout",
     "cohort_token",

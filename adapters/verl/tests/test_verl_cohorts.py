@@ -108,7 +108,7 @@ def test_one_worker_keeps_the_in_process_barrier(tokenizer):
 
 def test_several_workers_without_a_cohort_url_refuse_to_start(tokenizer):
     """Random workers (streaming) or completion-order chunks (colocated) split every group."""
-    with pytest.raises(ValueError, match=r"streaming.*set \+reward.rmr1.cohort_url"):
+    with pytest.raises(ValueError, match=r"streaming.*set \+reward.rmr1.cohort=ray.*cohort_url"):
         manager(tokenizer, workers=2)
     from verl.trainer.ppo.reward import load_reward_manager
 
@@ -117,6 +117,28 @@ def test_several_workers_without_a_cohort_url_refuse_to_start(tokenizer):
     config.reward.reward_model = {"enable": True, "enable_resource_pool": False}
     with pytest.raises(ValueError, match=r"colocated.*reward.num_workers=1"):
         load_reward_manager(config, tokenizer)
+
+
+def test_the_cohort_setting_is_ray_and_excludes_a_cohort_url(tokenizer):
+    from rmr1_verl.cohort import RayCohorts
+
+    assert isinstance(manager(tokenizer, cohort="ray").cohorts, RayCohorts)  # no actor yet
+    with pytest.raises(ValueError, match="cohort must be ray, got 'http'"):
+        manager(tokenizer, cohort="http")
+    with pytest.raises(ValueError, match=r"cohort=ray or .*cohort_url, not both"):
+        manager(tokenizer, cohort="ray", cohort_url="http://127.0.0.1:9/cohort")
+
+
+def test_cohort_ray_outside_a_ray_cluster_stops_the_step(tokenizer):
+    from rmr1_verl.cohort import CohortRefused
+
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()
+    worker = manager(tokenizer, cohort="ray")
+    data = rollouts(tokenizer, GROUPS)
+    with pytest.raises(CohortRefused, match="needs a Ray cluster"):
+        worker.loop.run_until_complete(worker.run_single(data[0:1]))
+    assert not ray.is_initialized()  # never started one by itself
 
 
 def test_colocated_rows_without_uid_are_grouped_by_prompt(tokenizer, monkeypatch):

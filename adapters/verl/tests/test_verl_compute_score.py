@@ -295,6 +295,27 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
     assert json.loads(json.dumps(manager.reward_config.scorer.sampling.model_dump()))
 
 
+def test_cohort_ray_as_docs_verl_md_shows_it_composes_and_loads(tokenizer, monkeypatch):
+    """``reward.num_workers=4 +reward.rmr1.cohort=ray`` (docs/verl.md) on ppo_trainer.yaml."""
+    import verl
+    from hydra import compose, initialize_config_dir
+    from rmr1_verl.cohort import RayCohorts
+    from rmr1_verl.workers import concurrency
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    monkeypatch.setenv("RMR1_CONFIG", str(ROOT / "examples" / "rmr1_judge.yaml"))
+    overrides = [*example_overrides(), f"actor_rollout_ref.model.path={tiny_llama()}"]
+    overrides += ["reward.num_workers=4", "+reward.rmr1.cohort=ray"]
+    config_dir = os.path.join(os.path.dirname(verl.__file__), "trainer", "config")
+    with initialize_config_dir(config_dir=config_dir, version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=overrides)
+    manager = load_reward_manager(config, tokenizer, reward_router_address="127.0.0.1:9")
+    assert isinstance(manager.cohorts, RayCohorts)  # no actor is made before the first rollout
+    assert manager.cohorts.max_concurrency == 4 * concurrency(config, {})
+    assert manager.cohorts.settings.reward.group_timeout == 120
+    assert manager.cohorts.on_split == "reference"
+
+
 def test_a_system_turn_reaches_the_judge_as_in_every_trainer(tmp_path, monkeypatch):
     """A chat question with a system turn gives the judge the Python API's prompt."""
     from rmr1_plugins import Scorer

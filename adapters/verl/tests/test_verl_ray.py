@@ -10,6 +10,7 @@ judges whole groups: no rollout may get a fallback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -37,7 +38,8 @@ def cluster():
             "env_vars": {
                 "PYTHONPATH": os.pathsep.join(sys.path),
                 "VERL_USE_EXTERNAL_MODULES": "scripted_judges",  # the ranker judge in workers
-            }
+            },
+            "worker_process_setup_hook": "serving.register",  # and in the cohort actor
         },
     )
     yield
@@ -111,3 +113,64 @@ def test_a_cap_below_the_step_refuses_to_start(cluster, tmp_path):
     with pytest.raises(ValueError, match="load the rmr1_verl plugin in the driver"):
         check(config, {}, workers=1, in_ray=True)
     check(config, {}, workers=1, in_ray=False)  # outside Ray there is no cap
+
+
+def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
+    """``cohort: ray``: 64 x 7 rollouts one by one to two random workers, one cohort actor."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopManager
+
+    from rmr1_plugins.rewards.ray_cohorts import PREFIX
+
+    prompts, n = 64, 7
+    data, expected = step(tokenizer, prompts, n)
+    config = step_config(tmp_path, prompts, n, 2, cohort="ray", group_timeout=300)
+    manager = RewardLoopManager(config)
+    outputs = stream(manager, data)
+    infos = [out["reward_extra_info"] for out in outputs]
+    assert sum(info["rmr1_split"] for info in infos) == 0
+    assert sum(info["rmr1_fallback"] for info in infos) == 0
+    assert [out["reward_score"] for out in outputs] == pytest.approx(expected)
+    assert all(info["rmr1_group"] == n for info in infos)
+    [name] = [a for a in ray.util.list_named_actors() if a.startswith(PREFIX)]
+    stats = ray.get(ray.get_actor(name).stats.remote())
+    assert stats["members"] == prompts * n and stats["complete_cohorts"] == prompts
+    assert stats.get("partial_cohorts", 0) == 0 and stats["held"] == 0
+    for worker in manager.reward_loop_workers:
+        ray.kill(worker)  # the actor ends with the worker that created it
+
+
+def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(cluster):
+    from rmr1_verl.cohort import CohortRefused, RayCohorts
+
+    from rmr1_plugins.rewards.config import RewardSettings, decisive_settings
+    from rmr1_plugins.rewards.ray_cohorts import actor_name, cohort_actor
+    from rmr1_plugins.serve_cohort import CohortBodyError
+
+    serving().register()  # the ranker judge, in this process too
+    base = RewardSettings.model_validate(
+        {"scorer": {"backend": {"name": "ranker"}}, "reward": {"strategy": "round-robin"}}
+    )
+    other = base.model_copy(update={"reward": base.reward.model_copy(update={"win": 2.0})})
+    assert actor_name(base, "reference") == actor_name(base.model_copy(), "reference")
+    assert actor_name(base, "reference") != actor_name(other, "reference")
+    assert actor_name(base, "reference") != actor_name(base, "drop")
+    actor = cohort_actor(base, "reference", max_concurrency=16)
+    assert cohort_actor(base, "reference", max_concurrency=16)._actor_id == actor._actor_id
+    body = {"key": "k", "size": 1, "prompt": "Pick.", "response": "pick 3", "reference": "pick 1"}
+    with pytest.raises(CohortBodyError, match=r"reward.win is 2.0 in the request, 1.0 here"):
+        ray.get(actor.cohort.remote({**body, "settings": decisive_settings(other)}))
+    answer = ray.get(actor.cohort.remote({**body, "settings": decisive_settings(base)}))
+    assert answer["reward"] == 1.0 and answer["group"] == 1 and not answer["fallback"]
+    client = RayCohorts(base, "reference", max_concurrency=16)  # the manager's client: same actor
+    with pytest.raises(CohortRefused, match=r"refused: settings differ.*reward.win is 2.0"):
+        asyncio.run(client.ask({**body, "id": "2", "settings": decisive_settings(other)}))
+    assert ray.get(actor.stats.remote())["members"] == 1  # the refused member was never held
+    ray.kill(actor)  # dead: the client makes it again (same name) and sends the member again
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(actor.stats.remote())
+    again = asyncio.run(client.ask({**body, "id": "3", "settings": decisive_settings(base)}))
+    assert again["reward"] == 1.0 and not again["fallback"]
+    revived = ray.get_actor(client.name)
+    assert revived._actor_id != actor._actor_id
+    assert ray.get(revived.stats.remote())["members"] == 1
+    ray.kill(revived)
