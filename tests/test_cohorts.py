@@ -504,3 +504,44 @@ def test_groups_are_scored_from_a_reward_config():
     [plain] = score(Scorer(ScriptedBackend(ranker)), groups, config)
     [awaited] = run(ascore(Scorer(ScriptedBackend(ranker)), groups, config))
     assert plain.rewards == awaited.rewards and None in plain.rewards  # "?": excluded
+
+
+class Clock:
+    """A fake monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budgets_of(deadline):
+    """The judge budget of a cohort opened at t=0 and complete at t=100 (timeout_s 5)."""
+    clock, budgets = Clock(), []
+    config = RewardConfig(group_timeout=1000, timeout_s=5.0)
+    svc = CohortService(Scorer(ScriptedBackend(ranker)), config, clock=clock, deadline=deadline)
+
+    async def rewards(cohort, budget):
+        budgets.append(budget)
+        return [svc._fallback("error", "not judged in this test")]
+
+    svc._rewards = rewards
+
+    async def go():
+        first = svc.submit(member("p", 1, size=2))
+        clock.now = 100.0
+        await asyncio.gather(first, svc.submit(member("p", 2, size=2)))
+        await svc.aclose()
+
+    run(go())
+    return svc, budgets
+
+
+def test_the_judge_deadline_counts_from_the_close_when_asked():
+    """deadline="close" (the veRL manager): reward.timeout_s after the cohort closed, and the
+    group_timeout wait is not capped; the default (rmr1 serve) counts from the first member."""
+    svc, [budget] = budgets_of("close")
+    assert budget == 5.0 and svc.wait_s == 1000
+    svc, [budget] = budgets_of("first")
+    assert budget == pytest.approx(0.001) and svc.wait_s == 2.5

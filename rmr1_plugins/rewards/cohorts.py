@@ -15,7 +15,8 @@ complete, judges the cohort with the configured strategy and answers every membe
   against its reference (``alone``; no reference: the fallback reward); a group of one
   (validation, n = 1) is judged against its reference at once;
 - **late members**: when a cohort closes at its deadline short of ``k`` members, the next ``k``
-  members with its key that arrive within ``timeout_s`` of the close are its late members: each
+  members with its key that arrive within ``timeout_s`` of the close (``deadline="close"``:
+  ``2 × group_timeout + timeout_s``) are its late members: each
   is answered at once, judged alone against its reference (``alone``, ``late``) or, without
   one, given the fallback (``no_reference``), never held for a new cohort. A key's later
   members open a new cohort as usual;
@@ -25,7 +26,9 @@ complete, judges the cohort with the configured strategy and answers every membe
 - every cohort's pairs go to the shared batching service
   (:class:`~rmr1_plugins.rewards.service.RewardService`), so many cohorts, and reference
   samples, share engine calls; every member is answered exactly once, within ``timeout_s`` of
-  its cohort's first member (the wait is capped at half of ``timeout_s``);
+  its cohort's first member (the wait is capped at half of ``timeout_s``; rmr1 serve's rule) or,
+  with ``deadline="close"`` (the veRL manager's), within ``timeout_s`` of its cohort's close
+  (complete, or at the end of its ``group_timeout`` wait, which is not capped);
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
   (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
   bounded by ``max_group_size``.
@@ -44,7 +47,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import RewardConfig
@@ -328,7 +331,8 @@ class CohortService:
     ``await service.aclose()`` at the end. Pairs are judged by ``service`` (a started or
     unstarted :class:`RewardService` shared with other callers), else by one of its own around
     ``scorer``. ``on_split`` is what a cohort closed short gets (``partial``, ``reference`` or
-    ``drop``; see :func:`~rmr1_plugins.rewards.groups.plan_group`).
+    ``drop``; see :func:`~rmr1_plugins.rewards.groups.plan_group`). ``deadline`` is where the
+    judge's ``timeout_s`` counts from: the cohort's first member (``"first"``) or its close.
     """
 
     def __init__(
@@ -342,22 +346,27 @@ class CohortService:
         recent: int = RECENT,
         clock: Any = time.monotonic,
         on_split: SplitRule = "partial",
+        deadline: Literal["first", "close"] = "first",
     ) -> None:
         if on_split not in ("partial", "reference", "drop"):
             raise ValueError(f"on_split must be partial, reference or drop, got {on_split!r}")
+        if deadline not in ("first", "close"):
+            raise ValueError(f"deadline must be first or close, got {deadline!r}")
         self.scorer = scorer
         self.on_split = on_split
         self.config = config or (service.config if service is not None else RewardConfig())
         self.judge = service or RewardService(scorer, self.config)
         self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
-        self.wait_s = min(self.config.group_timeout, self.config.timeout_s / 2)
+        self.deadline = deadline
+        timeout_s, group_timeout = self.config.timeout_s, self.config.group_timeout
+        self.wait_s = group_timeout if deadline == "close" else min(group_timeout, timeout_s / 2)
         self.table = CohortTable(
             self.wait_s,
             max_pending,
             max_group_size,
             max_bytes=self.config.max_pending_bytes,
-            late_s=self.config.timeout_s,
+            late_s=timeout_s if deadline == "first" else 2 * group_timeout + timeout_s,
             recent=recent,
         )
         self.stats: Counter[str] = Counter()
@@ -470,7 +479,8 @@ class CohortService:
         task.add_done_callback(self._tasks.discard)
 
     async def _judge(self, cohort: Cohort) -> None:
-        start = cohort.opened if not cohort.late else self._clock()
+        from_first = self.deadline == "first" and not cohort.late
+        start = cohort.opened if from_first else self._clock()  # else now: it just closed
         budget = max(start + self.config.timeout_s - self._clock(), 0.001)
         try:
             rewards = await asyncio.wait_for(self._rewards(cohort, budget), timeout=budget)

@@ -13,8 +13,8 @@ incomplete group is judged against its reference answer (``on_split: reference``
 here) or gets the ``fallback`` reward (``drop``); its rollouts that arrive later are answered at
 once the same way. A late rollout never fails a step: ``on_split: error`` (meant for TRL, where
 a split is a setup error) is logged as an error and judged as ``reference``. A group's judgment
-still unanswered ``reward.timeout_s`` after its ``group_timeout`` gets the fallback
-(``timeout``).
+still unanswered ``reward.timeout_s`` after the group closed (complete, or at its
+``group_timeout``) gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
 sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`), and
@@ -198,11 +198,11 @@ class RMR1RewardManager(RewardManagerBase):
         """The core's cohort service that holds this worker's groups (built on first use, so
         ``group_timeout`` may be set until then); ``on_split: error`` is ``reference`` here."""
         if self._local is None:
-            timeout_s = 2 * self.group_timeout + self.options.timeout_s  # the judge's own time
-            update = {"group_timeout": self.group_timeout, "timeout_s": timeout_s}
+            update = {"group_timeout": self.group_timeout}  # reward.timeout_s from the close
             self._local = CohortService(
                 shared_scorer(self.reward_config),
                 self.options.model_copy(update=update),
+                deadline="close",
                 max_pending=1 << 30,  # a whole step waits here; reward.max_pending_bytes bounds it
                 max_group_size=1 << 16,
                 on_split="drop" if self.on_split == "drop" else "reference",
