@@ -545,3 +545,23 @@ def test_the_judge_deadline_counts_from_the_close_when_asked():
     assert budget == 5.0 and svc.wait_s == 1000
     svc, [budget] = budgets_of("first")
     assert budget == pytest.approx(0.001) and svc.wait_s == 2.5
+
+
+def test_a_cancelled_caller_leaves_its_member_held_for_the_retry():
+    svc, backend = service(group_timeout=100, timeout_s=300)
+    first = replace(member("p", 1, size=2), id="p:0")
+
+    async def go():
+        caller = asyncio.ensure_future(svc.reward(first))
+        await asyncio.sleep(0)  # the caller submits, then its client goes away
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        retry = svc.submit(first)
+        assert svc.stats["members"] == 1 and svc.stats["repeats"] == 1
+        other = svc.submit(replace(member("p", 2, size=2), id="p:1"))
+        return await asyncio.gather(retry, other)
+
+    retry, other = run(go())
+    assert (retry.reward, other.reward, retry.group) == (0.0, 1.0, 2)
+    assert svc.stats["members"] == 2 and sum(len(b) for b in backend.batches) == 1

@@ -417,8 +417,9 @@ class CohortService:
         return future
 
     async def reward(self, member: Member) -> CohortReward:
-        """The member's reward once its cohort is judged (or its wait ended)."""
-        return await self.submit(member)
+        """The member's reward once its cohort is judged (or its wait ended); a cancelled caller
+        leaves the member held, so a retry with its ``id`` gets its answer."""
+        return await asyncio.shield(self.submit(member))
 
     async def aclose(self) -> None:
         """Judge no more: members still held get the fallback (``error``: shutting down)."""
