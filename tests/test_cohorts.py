@@ -565,3 +565,40 @@ def test_a_cancelled_caller_leaves_its_member_held_for_the_retry():
     retry, other = run(go())
     assert (retry.reward, other.reward, retry.group) == (0.0, 1.0, 2)
     assert svc.stats["members"] == 2 and sum(len(b) for b in backend.batches) == 1
+
+
+def test_a_reissued_id_with_a_new_response_is_a_new_member():
+    """veRL re-issues an interrupted rollout under its "<uid>:<session_id>" with a new response:
+    it gets its own reward, never the old response's."""
+    svc, _ = service(group_timeout=100, timeout_s=300)
+
+    async def go():
+        first = await asyncio.gather(
+            svc.submit(replace(member("p", 1, size=2), id="p:0")),
+            svc.submit(replace(member("p", 2, size=2), id="p:1")),
+        )
+        again = await asyncio.gather(
+            svc.submit(replace(member("p", 3, size=2), id="p:0")),  # re-issued: a new response
+            svc.submit(replace(member("p", 2, size=2), id="p:9")),
+        )
+        repeat = await svc.submit(replace(member("p", 3, size=2), id="p:0"))
+        return first, again, repeat
+
+    (old, _), (new, _), repeat = run(go())
+    assert (old.reward, new.reward, repeat.reward) == (0.0, 1.0, 1.0)
+    assert svc.stats["members"] == 4 and svc.stats["reissued"] == 1 and svc.stats["repeats"] == 1
+
+
+def test_a_reissued_id_replaces_a_held_one():
+    svc, _ = service(group_timeout=100, timeout_s=300)
+
+    async def go():
+        old = svc.submit(replace(member("p", 1, size=3), id="p:0"))
+        new = svc.submit(replace(member("p", 3, size=3), id="p:0"))  # before the old is judged
+        third = svc.submit(replace(member("p", 2, size=3), id="p:1"))
+        answers = await asyncio.gather(old, new, third)
+        return answers, await svc.submit(replace(member("p", 3, size=3), id="p:0"))
+
+    (old, new, _), repeat = run(go())
+    assert (old.reward, new.reward, repeat.reward) == (0.0, 1.0, 1.0)
+    assert svc.stats["members"] == 3 and svc.stats["reissued"] == 1

@@ -21,8 +21,11 @@ complete, judges the cohort with the configured strategy and answers every membe
   one, given the fallback (``no_reference``), never held for a new cohort. A key's later
   members open a new cohort as usual;
 - **repeats**: a member with an ``id`` (its identity within the key) that was already received
-  gets that member's answer, waiting for it while its cohort is open; it is never counted as a
-  new member. Answers of the last ``recent`` ids are kept;
+  with the same prompt and response gets that member's answer, waiting for it while its cohort
+  is open; it is never counted as a new member. With another response (veRL re-issues an
+  interrupted rollout under its id) it is a new member: the old answer is dropped for that id
+  (a held old member is still judged with its cohort). Answers of the last ``recent`` ids are
+  kept;
 - every cohort's pairs go to the shared batching service
   (:class:`~rmr1_plugins.rewards.service.RewardService`), so many cohorts, and reference
   samples, share engine calls; every member is answered exactly once, within ``timeout_s`` of
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import sys
 import time
@@ -374,8 +378,9 @@ class CohortService:
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ids: dict[str, asyncio.Future[CohortReward]] = {}  # received, not yet answered
-        self._answered: OrderedDict[str, CohortReward] = OrderedDict()
+        # by id: the digest of its prompt and response (see _content), and its answer
+        self._ids: dict[str, tuple[str, asyncio.Future[CohortReward]]] = {}  # not yet answered
+        self._answered: OrderedDict[str, tuple[str, CohortReward]] = OrderedDict()
         self._closed = False
 
     @property
@@ -394,9 +399,12 @@ class CohortService:
     def submit(self, member: Member) -> Awaitable[CohortReward]:
         """Accept ``member`` now (or raise, holding nothing); await the result for its reward.
 
-        A repeat of a received ``(key, id)`` is never refused and never counted again."""
-        if member.id is not None:
-            repeat = self._repeat(_digest(member.key, member.id))
+        A repeat of a received ``(key, id)`` with the same prompt and response is never refused
+        and never counted again; with another response it is a new member (a re-issued rollout)."""
+        name = None if member.id is None else _digest(member.key, member.id)
+        content = _content(member)
+        if name is not None:
+            repeat = self._repeat(name, content)
             if repeat is not None:
                 return repeat
         if self._closed:
@@ -407,10 +415,9 @@ class CohortService:
         future: asyncio.Future[CohortReward] = loop.create_future()
         closed = self.table.add(member, future, self._clock())  # raises before holding
         self.stats["members"] += 1
-        if member.id is not None:
-            name = _digest(member.key, member.id)
-            self._ids[name] = future
-            future.add_done_callback(lambda done: self._remember(name, done))
+        if name is not None:
+            self._ids[name] = (content, future)  # a re-issued member replaces the old one here
+            future.add_done_callback(lambda done: self._remember(name, content, done))
         if closed is not None:
             self._start(closed)
         self._arm()
@@ -436,24 +443,33 @@ class CohortService:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _repeat(self, name: str) -> Awaitable[CohortReward] | None:
+    def _repeat(self, name: str, content: str) -> Awaitable[CohortReward] | None:
+        """The answer to a repeat of id ``name``, or None: a new member (never received, or
+        re-issued with another prompt or response: the old answer is dropped)."""
         answered = self._answered.get(name)
+        waiting = self._ids.get(name)
+        found = answered if answered is not None else waiting
+        if found is not None and found[0] != content:
+            self.stats["reissued"] += 1
+            self._answered.pop(name, None)
+            return None
         if answered is not None:
             self.stats["repeats"] += 1
             done: asyncio.Future[CohortReward] = asyncio.get_running_loop().create_future()
-            done.set_result(_copy(answered))
+            done.set_result(_copy(answered[1]))
             return done
-        waiting = self._ids.get(name)
         if waiting is not None:
             self.stats["repeats"] += 1
-            return asyncio.shield(waiting)
+            return asyncio.shield(waiting[1])
         return None
 
-    def _remember(self, name: str, future: asyncio.Future[CohortReward]) -> None:
-        self._ids.pop(name, None)
+    def _remember(self, name: str, content: str, future: asyncio.Future[CohortReward]) -> None:
+        if self._ids.get(name, (None, None))[1] is not future:
+            return  # a re-issued member replaced it
+        del self._ids[name]
         if future.cancelled() or future.exception() is not None:
             return
-        self._answered[name] = future.result()
+        self._answered[name] = (content, future.result())
         while len(self._answered) > self.recent:
             self._answered.popitem(last=False)
 
@@ -578,6 +594,13 @@ class CohortService:
             if not future.done():
                 self.stats["answered"] += 1
                 future.set_result(reward)
+
+
+def _content(member: Member) -> str:
+    """A digest of what a member asks to be judged on: its prompt and response."""
+    prompt = member.prompt
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+    return _digest(text, member.response)
 
 
 def _copy(reward: CohortReward) -> CohortReward:
