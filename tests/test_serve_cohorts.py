@@ -187,3 +187,30 @@ def test_stats_and_the_summary_count_cohort_samples_and_their_judge_health():
     summary = running.logged().split("rmr1 serve: stopped; ", 1)[1]
     assert " 2 samples (2 in cohorts: 1 whole, 0 partial, 0 late" in summary
     assert "nothing judged yet" not in summary and "slot_a" in summary
+
+
+def test_the_summary_counts_dropped_cohort_members():
+    """on_split="drop" members are a fallback kind (metrics.FALLBACK_KINDS) the summary counts."""
+    import asyncio
+    from collections import Counter
+
+    from conftest import ScriptedBackend
+
+    from rmr1_plugins import Scorer
+    from rmr1_plugins.rewards.cohorts import CohortService, Member
+    from rmr1_plugins.rewards.config import RewardConfig
+    from rmr1_plugins.serve import _summary
+
+    cohorts = CohortService(
+        Scorer(ScriptedBackend()), RewardConfig(group_timeout=0.05), on_split="drop"
+    )
+
+    async def go():
+        members = [Member("p", 3, "Pick.", f"answer {v}", "answer 2") for v in (1, 2)]
+        answers = await asyncio.gather(*(cohorts.reward(m) for m in members))
+        await cohorts.aclose()
+        return answers
+
+    assert [a.kind for a in asyncio.run(go())] == ["dropped", "dropped"]
+    summary = _summary(cohorts.judge, Counter(), cohorts)
+    assert "2 fallbacks" in summary and "2 dropped" in summary

@@ -66,8 +66,8 @@ from rmr1_plugins.rewards.strategies import Strategy
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
 # reference, or one of the fallbacks (metrics.FALLBACK_KINDS; ``dropped`` with on_split="drop").
-KINDS = ("partial", "alone", "bad_input", "no_reference", "unparsed", "error", "timeout")
-FALLBACKS = KINDS[2:]  # kinds that give the fallback
+FALLBACKS = FALLBACK_KINDS  # kinds that give the fallback
+KINDS = ("partial", "alone", *FALLBACKS)
 RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept for late members
 
 
