@@ -131,7 +131,8 @@ class RMR1RewardManager(RewardManagerBase):
         self._reported = ""  # the last split group logged (its rollouts are answered together)
         workers = int(_get(config, "reward", "num_workers", default=1))
         self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
-        ray_workers.check(config, own, workers, _in_ray_actor())
+        if not self.strategy.needs_reference:  # else no rollout waits for its group
+            ray_workers.check(config, own, workers, _in_ray_actor())
         self.decisive = decisive_settings(self.reward_config)
         rollouts = ray_workers.step_rollouts(config)
         self.summary = StepSummary(max(1, rollouts // workers) if rollouts else STEP_DEFAULT)

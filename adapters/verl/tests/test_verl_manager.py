@@ -281,3 +281,19 @@ def test_manager_also_loads_by_importlib_source(tokenizer):
         },
     )
     assert isinstance(load_reward_manager(config, tokenizer), RMR1RewardManager)
+
+
+def test_the_concurrency_check_applies_only_when_rollouts_wait(tokenizer, monkeypatch):
+    """In a Ray worker under Ray's default cap, a step too large to hold is refused for an
+    in-group strategy; strategy: reference holds nothing, so it starts."""
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    monkeypatch.setattr("rmr1_verl.manager._in_ray_actor", lambda: True)
+    for strategy in ("round-robin", "reference"):
+        config = verl_config(tiny_llama(), n=3, rmr1={"strategy": strategy})
+        config.data = {"train_batch_size": 4096}  # 12288 rollouts over one worker
+        if strategy == "reference":
+            assert load_reward_manager(config, tokenizer).strategy.needs_reference
+        else:
+            with pytest.raises(ValueError, match="may hold 12288 waiting rollouts"):
+                load_reward_manager(config, tokenizer)
