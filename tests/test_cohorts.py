@@ -497,13 +497,15 @@ def test_the_group_plan_refuses_a_split_group_when_asked_and_ignores_it_for_refe
 
 def test_groups_are_scored_from_a_reward_config():
     from rmr1_plugins.rewards.engine import Group
-    from rmr1_plugins.rewards.groups import ascore, score
+    from rmr1_plugins.rewards.groups import scoring
 
     config = RewardConfig(strategy="pivot", on_unparsed="exclude", seed=3)
     groups = [Group("Pick a number.", ["answer 1", "answer 2?", "answer 3"])]
-    [plain] = score(Scorer(ScriptedBackend(ranker)), groups, config)
-    [awaited] = run(ascore(Scorer(ScriptedBackend(ranker)), groups, config))
-    assert plain.rewards == awaited.rewards and None in plain.rewards  # "?": excluded
+    scorer, run_ = Scorer(ScriptedBackend(ranker)), scoring(groups, config)
+    while not run_.done:
+        run_.feed(scorer.score(run_.examples()))
+    [judged] = run_.rewards()
+    assert None in judged.rewards  # "?": excluded (on_unparsed=exclude)
 
 
 class Clock:
