@@ -604,3 +604,24 @@ def test_a_reissued_id_replaces_a_held_one():
     (old, new, _), repeat = run(go())
     assert (old.reward, new.reward, repeat.reward) == (0.0, 1.0, 1.0)
     assert svc.stats["members"] == 3 and svc.stats["reissued"] == 1
+
+
+def test_a_members_on_split_decides_its_cohort_closed_short():
+    """rmr1 serve applies the on_split a client sends (the veRL manager's reference or drop)."""
+    from rmr1_plugins.serve_cohort import CohortBodyError, parse_member
+
+    body = {"key": "p", "size": 3, "prompt": "Pick a number.", "response": "answer 3"}
+    assert parse_member(body).on_split is None
+    assert parse_member({**body, "on_split": "drop"}).on_split == "drop"
+    with pytest.raises(CohortBodyError, match="field 'on_split'"):
+        parse_member({**body, "on_split": "error"})
+    svc, _ = service(group_timeout=0.05)  # the service's own rule: partial
+    asked = [
+        replace(member(key, v, size=3), on_split=rule)
+        for key, rule in (("a", "drop"), ("b", "reference"), ("c", None))
+        for v in (1, 3)
+    ]
+    answers = run(ask(svc, asked))
+    assert [a.kind for a in answers] == ["dropped"] * 2 + ["alone"] * 2 + ["partial"] * 2
+    with pytest.raises(ValueError, match="on_split"):
+        run(ask(svc, [replace(member("d", 1), on_split="error")]))

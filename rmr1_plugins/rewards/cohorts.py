@@ -68,6 +68,7 @@ logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # reference, or one of the fallbacks (metrics.FALLBACK_KINDS; ``dropped`` with on_split="drop").
 FALLBACKS = FALLBACK_KINDS  # kinds that give the fallback
 KINDS = ("partial", "alone", *FALLBACKS)
+SPLIT_RULES = ("partial", "reference", "drop")  # what a cohort closed short can get
 RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept for late members
 
 
@@ -85,7 +86,9 @@ class Member:
     """One rollout: its group, the group's expected size, the response, optionally a reference.
 
     ``prompt`` is a string or a chat message list (see :func:`~.inputs.as_context`); ``id``
-    names the rollout within its key (a retry with the same id gets the same answer).
+    names the rollout within its key (a retry with the same id gets the same answer);
+    ``on_split`` is what its cohort gets if it closes short (the first member's counts; None:
+    the service's).
     """
 
     key: str
@@ -95,6 +98,7 @@ class Member:
     reference: str | None = None
     clipped: bool = False  # the response was cut at max_response_chars
     id: str | None = None
+    on_split: SplitRule | None = None
 
 
 @dataclass
@@ -152,6 +156,7 @@ class Cohort:
     nbytes: int = 0
     late: bool = False  # the late member of a cohort already closed, alone
     finished: bool = False  # answered; no longer held
+    on_split: SplitRule | None = None  # its first member's; None: the service's
 
     @property
     def complete(self) -> bool:
@@ -249,11 +254,13 @@ class CohortTable:
         key = _digest(member.key)
         cohort = self._open.get(key)
         if cohort is None and self._late(key, now):
-            cohort = Cohort(key, member.size, now, member.prompt, late=True)
+            cohort = Cohort(
+                key, member.size, now, member.prompt, late=True, on_split=member.on_split
+            )
             self._hold(cohort, member, ticket, nbytes)
             return cohort
         if cohort is None:
-            cohort = Cohort(key, member.size, now, member.prompt)
+            cohort = Cohort(key, member.size, now, member.prompt, on_split=member.on_split)
             self._open[key] = cohort
         self._hold(cohort, member, ticket, nbytes)
         if cohort.complete:
@@ -335,7 +342,8 @@ class CohortService:
     ``await service.aclose()`` at the end. Pairs are judged by ``service`` (a started or
     unstarted :class:`RewardService` shared with other callers), else by one of its own around
     ``scorer``. ``on_split`` is what a cohort closed short gets (``partial``, ``reference`` or
-    ``drop``; see :func:`~rmr1_plugins.rewards.groups.plan_group`). ``deadline`` is where the
+    ``drop``; see :func:`~rmr1_plugins.rewards.groups.plan_group`), unless its first member
+    names one. ``deadline`` is where the
     judge's ``timeout_s`` counts from: the cohort's first member (``"first"``) or its close.
     """
 
@@ -352,7 +360,7 @@ class CohortService:
         on_split: SplitRule = "partial",
         deadline: Literal["first", "close"] = "first",
     ) -> None:
-        if on_split not in ("partial", "reference", "drop"):
+        if on_split not in SPLIT_RULES:
             raise ValueError(f"on_split must be partial, reference or drop, got {on_split!r}")
         if deadline not in ("first", "close"):
             raise ValueError(f"deadline must be first or close, got {deadline!r}")
@@ -409,6 +417,10 @@ class CohortService:
                 return repeat
         if self._closed:
             raise Overloaded("the cohort service is shutting down")
+        if member.on_split not in (None, *SPLIT_RULES):
+            raise ValueError(
+                f"on_split must be partial, reference or drop, got {member.on_split!r}"
+            )
         if self.strategy.needs_reference:  # nothing to wait for: each member vs its reference
             member = replace(member, size=1)
         loop = asyncio.get_running_loop()
@@ -514,8 +526,9 @@ class CohortService:
     async def _rewards(self, cohort: Cohort, budget: float) -> list[CohortReward]:
         size = len(cohort.responses)
         has_reference = cohort.reference is not None
+        on_split = cohort.on_split or self.on_split
         plan = plan_group(
-            size, cohort.size, self.strategy, has_reference=has_reference, on_split=self.on_split
+            size, cohort.size, self.strategy, has_reference=has_reference, on_split=on_split
         )
         if cohort.late:
             self.stats["late"] += size

@@ -17,7 +17,8 @@ still unanswered ``reward.timeout_s`` after the group closed (complete, or at it
 ``group_timeout``) gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort_url`` then
-sends every rollout to one ``rmr1 serve`` cohort endpoint instead (:mod:`rmr1_verl.cohort`), and
+sends every rollout, with its ``on_split``, to one ``rmr1 serve`` cohort endpoint instead
+(:mod:`rmr1_verl.cohort`), and
 without it an in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is
 set from the step and checked at start-up (:mod:`rmr1_verl.workers`).
 
@@ -41,6 +42,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
 from rmr1_plugins.rewards.config import decisive_settings
+from rmr1_plugins.rewards.groups import SplitRule
 from rmr1_verl import workers as ray_workers
 from rmr1_verl.cohort import CohortClient, CohortRefused, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
@@ -156,7 +158,8 @@ class RMR1RewardManager(RewardManagerBase):
     async def _ask_cohort(self, sample: Sample) -> dict[str, Any]:
         assert self.cohorts is not None
         try:
-            return cohort_result(await self.cohorts.ask(cohort_body(sample, self.decisive)))
+            body = cohort_body(sample, self.decisive, self._split_rule())
+            return cohort_result(await self.cohorts.ask(body))
         except CohortRefused as error:  # a setup error, the same for every rollout: stop
             logger.error("rmr1 reward manager: %s", error)
             raise
@@ -206,9 +209,14 @@ class RMR1RewardManager(RewardManagerBase):
                 deadline="close",
                 max_pending=1 << 30,  # a whole step waits here; reward.max_pending_bytes bounds it
                 max_group_size=1 << 16,
-                on_split="drop" if self.on_split == "drop" else "reference",
+                on_split=self._split_rule(),
             )
         return self._local
+
+    def _split_rule(self) -> SplitRule:
+        """What a group closed short gets, here or in the cohort service: ``error`` is
+        ``reference`` (a late rollout never fails a step)."""
+        return "drop" if self.on_split == "drop" else "reference"
 
     async def _join(self, sample: Sample) -> dict[str, Any]:
         member = Member(
