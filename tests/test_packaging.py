@@ -22,7 +22,7 @@ def wheels(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("packages")
     core = tmp / "core"
     core.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, core / name)
     shutil.copytree(ROOT / "rmr1_plugins", core / "rmr1_plugins", ignore=IGNORE)
     sources = {"rmr1-plugins": core}
@@ -61,6 +61,12 @@ def test_metadata_is_complete_and_versions_are_aligned(wheels):
         assert metadata["Summary"] and metadata["Description-Content-Type"] == "text/markdown"
         assert metadata.get_payload().startswith(f"# {metadata['Name']}")  # the README
         assert metadata.get_all("Classifier")
+
+
+def test_every_wheel_ships_the_license_text(wheels):
+    for name, (_, names, _) in wheels.items():
+        licenses = [n for n in names if n.endswith("licenses/LICENSE")]
+        assert licenses, f"{name}: no LICENSE in the wheel"
 
 
 def test_adapters_require_the_core_they_ship_with(wheels):
