@@ -103,6 +103,13 @@ def test_a_retried_rollout_gets_its_answer_and_is_counted_once(server):
     assert after["repeats"] - before.get("repeats", 0) == 1
 
 
+def test_a_cohort_closed_short_follows_the_on_split_its_first_rollout_sent(server):
+    status, answer, _ = post(server, "/cohort", rollout("drop", 3, on_split="drop"))
+    assert status == 200 and answer["kind"] == "dropped" and answer["logs"]["rmr1_dropped"] == 1
+    status, answer, _ = post(server, "/cohort", rollout("drop", 3, on_split="error"))
+    assert status == 400 and "on_split" in answer["error"]
+
+
 def test_a_late_rollout_is_answered_at_once(server):
     _, first, _ = post(server, "/cohort", rollout("late", 3))  # its partner misses the deadline
     assert first["kind"] == "alone" and not first["late"]
