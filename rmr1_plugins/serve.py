@@ -412,7 +412,7 @@ def _summary(
         f"(largest {stats['largest_batch']}), {sum(fallbacks.values())} fallbacks "
         f"({fallbacks['unparsed']} unparsed, {fallbacks['error']} errors, "
         f"{fallbacks['timeout']} timeouts, {fallbacks['bad_input']} bad inputs, "
-        f"{fallbacks['no_reference']} without a reference); "
+        f"{fallbacks['no_reference']} without a reference, {fallbacks['dropped']} dropped); "
         f"judge health: {format_rates(service.health.rates())}"
     )
 

@@ -26,7 +26,13 @@ from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop
-from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
+from rmr1_plugins.rewards.cohorts import (
+    SPLIT_RULES,
+    CohortReward,
+    CohortService,
+    Member,
+    Overloaded,
+)
 from rmr1_plugins.rewards.config import RewardConfig, decisive_values, settings_difference
 from rmr1_plugins.rewards.inputs import (
     Sample,
@@ -135,6 +141,9 @@ def parse_member(body: Any, settings: dict[str, Any] | None = None) -> Member:
     rollout = body.get("id")
     if rollout is not None and (not isinstance(rollout, str) or len(rollout) > MAX_ID_CHARS):
         raise CohortBodyError(f"field 'id': a string of at most {MAX_ID_CHARS} chars or null")
+    on_split = body.get("on_split")
+    if on_split is not None and on_split not in SPLIT_RULES:
+        raise CohortBodyError(f"field 'on_split': one of {', '.join(SPLIT_RULES)} or null")
     if settings is not None and body.get("settings") is not None:
         different = settings_difference(body["settings"], settings)
         if different is not None:
@@ -151,7 +160,8 @@ def parse_member(body: Any, settings: dict[str, Any] | None = None) -> Member:
     else:
         raise CohortBodyError("field 'prompt': a string or a non-empty list of messages")
     reference = clean_text(reference) if reference is not None and reference.strip() else None
-    return Member(key, size, context, clean_text(response), reference, id=rollout)
+    text = clean_text(response)
+    return Member(key, size, context, text, reference, id=rollout, on_split=on_split)
 
 
 def cohort_answer(reward: CohortReward) -> dict[str, Any]:

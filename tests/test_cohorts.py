@@ -497,10 +497,131 @@ def test_the_group_plan_refuses_a_split_group_when_asked_and_ignores_it_for_refe
 
 def test_groups_are_scored_from_a_reward_config():
     from rmr1_plugins.rewards.engine import Group
-    from rmr1_plugins.rewards.groups import ascore, score
+    from rmr1_plugins.rewards.groups import scoring
 
     config = RewardConfig(strategy="pivot", on_unparsed="exclude", seed=3)
     groups = [Group("Pick a number.", ["answer 1", "answer 2?", "answer 3"])]
-    [plain] = score(Scorer(ScriptedBackend(ranker)), groups, config)
-    [awaited] = run(ascore(Scorer(ScriptedBackend(ranker)), groups, config))
-    assert plain.rewards == awaited.rewards and None in plain.rewards  # "?": excluded
+    scorer, run_ = Scorer(ScriptedBackend(ranker)), scoring(groups, config)
+    while not run_.done:
+        run_.feed(scorer.score(run_.examples()))
+    [judged] = run_.rewards()
+    assert None in judged.rewards  # "?": excluded (on_unparsed=exclude)
+
+
+class Clock:
+    """A fake monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budgets_of(deadline):
+    """The judge budget of a cohort opened at t=0 and complete at t=100 (timeout_s 5)."""
+    clock, budgets = Clock(), []
+    config = RewardConfig(group_timeout=1000, timeout_s=5.0)
+    svc = CohortService(Scorer(ScriptedBackend(ranker)), config, clock=clock, deadline=deadline)
+
+    async def rewards(cohort, budget):
+        budgets.append(budget)
+        return [svc._fallback("error", "not judged in this test")]
+
+    svc._rewards = rewards
+
+    async def go():
+        first = svc.submit(member("p", 1, size=2))
+        clock.now = 100.0
+        await asyncio.gather(first, svc.submit(member("p", 2, size=2)))
+        await svc.aclose()
+
+    run(go())
+    return svc, budgets
+
+
+def test_the_judge_deadline_counts_from_the_close_when_asked():
+    """deadline="close" (the veRL manager): reward.timeout_s after the cohort closed, and the
+    group_timeout wait is not capped; the default (rmr1 serve) counts from the first member."""
+    svc, [budget] = budgets_of("close")
+    assert budget == 5.0 and svc.wait_s == 1000
+    svc, [budget] = budgets_of("first")
+    assert budget == pytest.approx(0.001) and svc.wait_s == 2.5
+
+
+def test_a_cancelled_caller_leaves_its_member_held_for_the_retry():
+    svc, backend = service(group_timeout=100, timeout_s=300)
+    first = replace(member("p", 1, size=2), id="p:0")
+
+    async def go():
+        caller = asyncio.ensure_future(svc.reward(first))
+        await asyncio.sleep(0)  # the caller submits, then its client goes away
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        retry = svc.submit(first)
+        assert svc.stats["members"] == 1 and svc.stats["repeats"] == 1
+        other = svc.submit(replace(member("p", 2, size=2), id="p:1"))
+        return await asyncio.gather(retry, other)
+
+    retry, other = run(go())
+    assert (retry.reward, other.reward, retry.group) == (0.0, 1.0, 2)
+    assert svc.stats["members"] == 2 and sum(len(b) for b in backend.batches) == 1
+
+
+def test_a_reissued_id_with_a_new_response_is_a_new_member():
+    """veRL re-issues an interrupted rollout under its "<uid>:<session_id>" with a new response:
+    it gets its own reward, never the old response's."""
+    svc, _ = service(group_timeout=100, timeout_s=300)
+
+    async def go():
+        first = await asyncio.gather(
+            svc.submit(replace(member("p", 1, size=2), id="p:0")),
+            svc.submit(replace(member("p", 2, size=2), id="p:1")),
+        )
+        again = await asyncio.gather(
+            svc.submit(replace(member("p", 3, size=2), id="p:0")),  # re-issued: a new response
+            svc.submit(replace(member("p", 2, size=2), id="p:9")),
+        )
+        repeat = await svc.submit(replace(member("p", 3, size=2), id="p:0"))
+        return first, again, repeat
+
+    (old, _), (new, _), repeat = run(go())
+    assert (old.reward, new.reward, repeat.reward) == (0.0, 1.0, 1.0)
+    assert svc.stats["members"] == 4 and svc.stats["reissued"] == 1 and svc.stats["repeats"] == 1
+
+
+def test_a_reissued_id_replaces_a_held_one():
+    svc, _ = service(group_timeout=100, timeout_s=300)
+
+    async def go():
+        old = svc.submit(replace(member("p", 1, size=3), id="p:0"))
+        new = svc.submit(replace(member("p", 3, size=3), id="p:0"))  # before the old is judged
+        third = svc.submit(replace(member("p", 2, size=3), id="p:1"))
+        answers = await asyncio.gather(old, new, third)
+        return answers, await svc.submit(replace(member("p", 3, size=3), id="p:0"))
+
+    (old, new, _), repeat = run(go())
+    assert (old.reward, new.reward, repeat.reward) == (0.0, 1.0, 1.0)
+    assert svc.stats["members"] == 3 and svc.stats["reissued"] == 1
+
+
+def test_a_members_on_split_decides_its_cohort_closed_short():
+    """rmr1 serve applies the on_split a client sends (the veRL manager's reference or drop)."""
+    from rmr1_plugins.serve_cohort import CohortBodyError, parse_member
+
+    body = {"key": "p", "size": 3, "prompt": "Pick a number.", "response": "answer 3"}
+    assert parse_member(body).on_split is None
+    assert parse_member({**body, "on_split": "drop"}).on_split == "drop"
+    with pytest.raises(CohortBodyError, match="field 'on_split'"):
+        parse_member({**body, "on_split": "error"})
+    svc, _ = service(group_timeout=0.05)  # the service's own rule: partial
+    asked = [
+        replace(member(key, v, size=3), on_split=rule)
+        for key, rule in (("a", "drop"), ("b", "reference"), ("c", None))
+        for v in (1, 3)
+    ]
+    answers = run(ask(svc, asked))
+    assert [a.kind for a in answers] == ["dropped"] * 2 + ["alone"] * 2 + ["partial"] * 2
+    with pytest.raises(ValueError, match="on_split"):
+        run(ask(svc, [replace(member("d", 1), on_split="error")]))

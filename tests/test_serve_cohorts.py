@@ -103,6 +103,13 @@ def test_a_retried_rollout_gets_its_answer_and_is_counted_once(server):
     assert after["repeats"] - before.get("repeats", 0) == 1
 
 
+def test_a_cohort_closed_short_follows_the_on_split_its_first_rollout_sent(server):
+    status, answer, _ = post(server, "/cohort", rollout("drop", 3, on_split="drop"))
+    assert status == 200 and answer["kind"] == "dropped" and answer["logs"]["rmr1_dropped"] == 1
+    status, answer, _ = post(server, "/cohort", rollout("drop", 3, on_split="error"))
+    assert status == 400 and "on_split" in answer["error"]
+
+
 def test_a_late_rollout_is_answered_at_once(server):
     _, first, _ = post(server, "/cohort", rollout("late", 3))  # its partner misses the deadline
     assert first["kind"] == "alone" and not first["late"]
@@ -187,3 +194,30 @@ def test_stats_and_the_summary_count_cohort_samples_and_their_judge_health():
     summary = running.logged().split("rmr1 serve: stopped; ", 1)[1]
     assert " 2 samples (2 in cohorts: 1 whole, 0 partial, 0 late" in summary
     assert "nothing judged yet" not in summary and "slot_a" in summary
+
+
+def test_the_summary_counts_dropped_cohort_members():
+    """on_split="drop" members are a fallback kind (metrics.FALLBACK_KINDS) the summary counts."""
+    import asyncio
+    from collections import Counter
+
+    from conftest import ScriptedBackend
+
+    from rmr1_plugins import Scorer
+    from rmr1_plugins.rewards.cohorts import CohortService, Member
+    from rmr1_plugins.rewards.config import RewardConfig
+    from rmr1_plugins.serve import _summary
+
+    cohorts = CohortService(
+        Scorer(ScriptedBackend()), RewardConfig(group_timeout=0.05), on_split="drop"
+    )
+
+    async def go():
+        members = [Member("p", 3, "Pick.", f"answer {v}", "answer 2") for v in (1, 2)]
+        answers = await asyncio.gather(*(cohorts.reward(m) for m in members))
+        await cohorts.aclose()
+        return answers
+
+    assert [a.kind for a in asyncio.run(go())] == ["dropped", "dropped"]
+    summary = _summary(cohorts.judge, Counter(), cohorts)
+    assert "2 fallbacks" in summary and "2 dropped" in summary

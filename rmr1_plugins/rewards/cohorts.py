@@ -15,17 +15,23 @@ complete, judges the cohort with the configured strategy and answers every membe
   against its reference (``alone``; no reference: the fallback reward); a group of one
   (validation, n = 1) is judged against its reference at once;
 - **late members**: when a cohort closes at its deadline short of ``k`` members, the next ``k``
-  members with its key that arrive within ``timeout_s`` of the close are its late members: each
+  members with its key that arrive within ``timeout_s`` of the close (``deadline="close"``:
+  ``2 × group_timeout + timeout_s``) are its late members: each
   is answered at once, judged alone against its reference (``alone``, ``late``) or, without
   one, given the fallback (``no_reference``), never held for a new cohort. A key's later
   members open a new cohort as usual;
 - **repeats**: a member with an ``id`` (its identity within the key) that was already received
-  gets that member's answer, waiting for it while its cohort is open; it is never counted as a
-  new member. Answers of the last ``recent`` ids are kept;
+  with the same prompt and response gets that member's answer, waiting for it while its cohort
+  is open; it is never counted as a new member. With another response (veRL re-issues an
+  interrupted rollout under its id) it is a new member: the old answer is dropped for that id
+  (a held old member is still judged with its cohort). Answers of the last ``recent`` ids are
+  kept;
 - every cohort's pairs go to the shared batching service
   (:class:`~rmr1_plugins.rewards.service.RewardService`), so many cohorts, and reference
   samples, share engine calls; every member is answered exactly once, within ``timeout_s`` of
-  its cohort's first member (the wait is capped at half of ``timeout_s``);
+  its cohort's first member (the wait is capped at half of ``timeout_s``; rmr1 serve's rule) or,
+  with ``deadline="close"`` (the veRL manager's), within ``timeout_s`` of its cohort's close
+  (complete, or at the end of its ``group_timeout`` wait, which is not capped);
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
   (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
   bounded by ``max_group_size``.
@@ -38,13 +44,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import sys
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop
@@ -60,8 +67,9 @@ from rmr1_plugins.rewards.strategies import Strategy
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
 # reference, or one of the fallbacks (metrics.FALLBACK_KINDS; ``dropped`` with on_split="drop").
-KINDS = ("partial", "alone", "bad_input", "no_reference", "unparsed", "error", "timeout")
-FALLBACKS = KINDS[2:]  # kinds that give the fallback
+FALLBACKS = FALLBACK_KINDS  # kinds that give the fallback
+KINDS = ("partial", "alone", *FALLBACKS)
+SPLIT_RULES = ("partial", "reference", "drop")  # what a cohort closed short can get
 RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept for late members
 
 
@@ -79,7 +87,9 @@ class Member:
     """One rollout: its group, the group's expected size, the response, optionally a reference.
 
     ``prompt`` is a string or a chat message list (see :func:`~.inputs.as_context`); ``id``
-    names the rollout within its key (a retry with the same id gets the same answer).
+    names the rollout within its key (a retry with the same id gets the same answer);
+    ``on_split`` is what its cohort gets if it closes short (the first member's counts; None:
+    the service's).
     """
 
     key: str
@@ -89,6 +99,7 @@ class Member:
     reference: str | None = None
     clipped: bool = False  # the response was cut at max_response_chars
     id: str | None = None
+    on_split: SplitRule | None = None
 
 
 @dataclass
@@ -146,6 +157,7 @@ class Cohort:
     nbytes: int = 0
     late: bool = False  # the late member of a cohort already closed, alone
     finished: bool = False  # answered; no longer held
+    on_split: SplitRule | None = None  # its first member's; None: the service's
 
     @property
     def complete(self) -> bool:
@@ -243,11 +255,13 @@ class CohortTable:
         key = _digest(member.key)
         cohort = self._open.get(key)
         if cohort is None and self._late(key, now):
-            cohort = Cohort(key, member.size, now, member.prompt, late=True)
+            cohort = Cohort(
+                key, member.size, now, member.prompt, late=True, on_split=member.on_split
+            )
             self._hold(cohort, member, ticket, nbytes)
             return cohort
         if cohort is None:
-            cohort = Cohort(key, member.size, now, member.prompt)
+            cohort = Cohort(key, member.size, now, member.prompt, on_split=member.on_split)
             self._open[key] = cohort
         self._hold(cohort, member, ticket, nbytes)
         if cohort.complete:
@@ -329,7 +343,9 @@ class CohortService:
     ``await service.aclose()`` at the end. Pairs are judged by ``service`` (a started or
     unstarted :class:`RewardService` shared with other callers), else by one of its own around
     ``scorer``. ``on_split`` is what a cohort closed short gets (``partial``, ``reference`` or
-    ``drop``; see :func:`~rmr1_plugins.rewards.groups.plan_group`).
+    ``drop``; see :func:`~rmr1_plugins.rewards.groups.plan_group`), unless its first member
+    names one. ``deadline`` is where the
+    judge's ``timeout_s`` counts from: the cohort's first member (``"first"``) or its close.
     """
 
     def __init__(
@@ -343,22 +359,27 @@ class CohortService:
         recent: int = RECENT,
         clock: Any = time.monotonic,
         on_split: SplitRule = "partial",
+        deadline: Literal["first", "close"] = "first",
     ) -> None:
-        if on_split not in ("partial", "reference", "drop"):
+        if on_split not in SPLIT_RULES:
             raise ValueError(f"on_split must be partial, reference or drop, got {on_split!r}")
+        if deadline not in ("first", "close"):
+            raise ValueError(f"deadline must be first or close, got {deadline!r}")
         self.scorer = scorer
         self.on_split = on_split
         self.config = config or (service.config if service is not None else RewardConfig())
         self.judge = service or RewardService(scorer, self.config)
         self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
-        self.wait_s = min(self.config.group_timeout, self.config.timeout_s / 2)
+        self.deadline = deadline
+        timeout_s, group_timeout = self.config.timeout_s, self.config.group_timeout
+        self.wait_s = group_timeout if deadline == "close" else min(group_timeout, timeout_s / 2)
         self.table = CohortTable(
             self.wait_s,
             max_pending,
             max_group_size,
             max_bytes=self.config.max_pending_bytes,
-            late_s=self.config.timeout_s,
+            late_s=timeout_s if deadline == "first" else 2 * group_timeout + timeout_s,
             recent=recent,
         )
         self.stats: Counter[str] = Counter()
@@ -366,8 +387,9 @@ class CohortService:
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ids: dict[str, asyncio.Future[CohortReward]] = {}  # received, not yet answered
-        self._answered: OrderedDict[str, CohortReward] = OrderedDict()
+        # by id: the digest of its prompt and response (see _content), and its answer
+        self._ids: dict[str, tuple[str, asyncio.Future[CohortReward]]] = {}  # not yet answered
+        self._answered: OrderedDict[str, tuple[str, CohortReward]] = OrderedDict()
         self._closed = False
 
     @property
@@ -386,31 +408,38 @@ class CohortService:
     def submit(self, member: Member) -> Awaitable[CohortReward]:
         """Accept ``member`` now (or raise, holding nothing); await the result for its reward.
 
-        A repeat of a received ``(key, id)`` is never refused and never counted again."""
-        if member.id is not None:
-            repeat = self._repeat(_digest(member.key, member.id))
+        A repeat of a received ``(key, id)`` with the same prompt and response is never refused
+        and never counted again; with another response it is a new member (a re-issued rollout)."""
+        name = None if member.id is None else _digest(member.key, member.id)
+        content = _content(member)
+        if name is not None:
+            repeat = self._repeat(name, content)
             if repeat is not None:
                 return repeat
         if self._closed:
             raise Overloaded("the cohort service is shutting down")
+        if member.on_split not in (None, *SPLIT_RULES):
+            raise ValueError(
+                f"on_split must be partial, reference or drop, got {member.on_split!r}"
+            )
         if self.strategy.needs_reference:  # nothing to wait for: each member vs its reference
             member = replace(member, size=1)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[CohortReward] = loop.create_future()
         closed = self.table.add(member, future, self._clock())  # raises before holding
         self.stats["members"] += 1
-        if member.id is not None:
-            name = _digest(member.key, member.id)
-            self._ids[name] = future
-            future.add_done_callback(lambda done: self._remember(name, done))
+        if name is not None:
+            self._ids[name] = (content, future)  # a re-issued member replaces the old one here
+            future.add_done_callback(lambda done: self._remember(name, content, done))
         if closed is not None:
             self._start(closed)
         self._arm()
         return future
 
     async def reward(self, member: Member) -> CohortReward:
-        """The member's reward once its cohort is judged (or its wait ended)."""
-        return await self.submit(member)
+        """The member's reward once its cohort is judged (or its wait ended); a cancelled caller
+        leaves the member held, so a retry with its ``id`` gets its answer."""
+        return await asyncio.shield(self.submit(member))
 
     async def aclose(self) -> None:
         """Judge no more: members still held get the fallback (``error``: shutting down)."""
@@ -427,24 +456,33 @@ class CohortService:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _repeat(self, name: str) -> Awaitable[CohortReward] | None:
+    def _repeat(self, name: str, content: str) -> Awaitable[CohortReward] | None:
+        """The answer to a repeat of id ``name``, or None: a new member (never received, or
+        re-issued with another prompt or response: the old answer is dropped)."""
         answered = self._answered.get(name)
+        waiting = self._ids.get(name)
+        found = answered if answered is not None else waiting
+        if found is not None and found[0] != content:
+            self.stats["reissued"] += 1
+            self._answered.pop(name, None)
+            return None
         if answered is not None:
             self.stats["repeats"] += 1
             done: asyncio.Future[CohortReward] = asyncio.get_running_loop().create_future()
-            done.set_result(_copy(answered))
+            done.set_result(_copy(answered[1]))
             return done
-        waiting = self._ids.get(name)
         if waiting is not None:
             self.stats["repeats"] += 1
-            return asyncio.shield(waiting)
+            return asyncio.shield(waiting[1])
         return None
 
-    def _remember(self, name: str, future: asyncio.Future[CohortReward]) -> None:
-        self._ids.pop(name, None)
+    def _remember(self, name: str, content: str, future: asyncio.Future[CohortReward]) -> None:
+        if self._ids.get(name, (None, None))[1] is not future:
+            return  # a re-issued member replaced it
+        del self._ids[name]
         if future.cancelled() or future.exception() is not None:
             return
-        self._answered[name] = future.result()
+        self._answered[name] = (content, future.result())
         while len(self._answered) > self.recent:
             self._answered.popitem(last=False)
 
@@ -471,7 +509,8 @@ class CohortService:
         task.add_done_callback(self._tasks.discard)
 
     async def _judge(self, cohort: Cohort) -> None:
-        start = cohort.opened if not cohort.late else self._clock()
+        from_first = self.deadline == "first" and not cohort.late
+        start = cohort.opened if from_first else self._clock()  # else now: it just closed
         budget = max(start + self.config.timeout_s - self._clock(), 0.001)
         try:
             rewards = await asyncio.wait_for(self._rewards(cohort, budget), timeout=budget)
@@ -488,8 +527,9 @@ class CohortService:
     async def _rewards(self, cohort: Cohort, budget: float) -> list[CohortReward]:
         size = len(cohort.responses)
         has_reference = cohort.reference is not None
+        on_split = cohort.on_split or self.on_split
         plan = plan_group(
-            size, cohort.size, self.strategy, has_reference=has_reference, on_split=self.on_split
+            size, cohort.size, self.strategy, has_reference=has_reference, on_split=on_split
         )
         if cohort.late:
             self.stats["late"] += size
@@ -575,6 +615,13 @@ class CohortService:
             if not future.done():
                 self.stats["answered"] += 1
                 future.set_result(reward)
+
+
+def _content(member: Member) -> str:
+    """A digest of what a member asks to be judged on: its prompt and response."""
+    prompt = member.prompt
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
+    return _digest(text, member.response)
 
 
 def _copy(reward: CohortReward) -> CohortReward:

@@ -35,11 +35,7 @@ from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import (
     Group,
-    GroupRewards,
     GroupScoring,
-    ScorerOrder,
-    ascore_groups,
-    score_groups,
 )
 from rmr1_plugins.rewards.strategies import ReferenceStrategy, Strategy
 
@@ -118,31 +114,3 @@ def scoring(
     configured one); a group that cannot be judged gets ``None`` rewards and an ``error``."""
     chosen = config.build_strategy() if strategy is None else strategy
     return GroupScoring(groups, chosen, skip_invalid=True, **group_options(config))
-
-
-def score(
-    scorer: Any,
-    groups: Sequence[Group],
-    config: RewardConfig,
-    *,
-    strategy: Strategy | None = None,
-    order: ScorerOrder | None = None,
-) -> list[GroupRewards]:
-    """:func:`~.engine.score_groups` with ``config``'s settings (``order``: the scorer's)."""
-    chosen = config.build_strategy() if strategy is None else strategy
-    options = group_options(config)
-    return score_groups(scorer, groups, chosen, order=order, skip_invalid=True, **options)
-
-
-async def ascore(
-    scorer: Any,
-    groups: Sequence[Group],
-    config: RewardConfig,
-    *,
-    strategy: Strategy | None = None,
-    order: ScorerOrder | None = None,
-) -> list[GroupRewards]:
-    """Async :func:`score`, awaiting ``scorer.ascore``."""
-    chosen = config.build_strategy() if strategy is None else strategy
-    options = group_options(config)
-    return await ascore_groups(scorer, groups, chosen, order=order, skip_invalid=True, **options)

@@ -55,6 +55,7 @@ class CohortActor:
                 max_pending=MAX_PENDING,
                 max_group_size=MAX_GROUP_SIZE,
                 on_split=self.on_split,  # type: ignore[arg-type]
+                deadline="close",  # the judge's timeout_s counts from a group's close
             )
         return self._service
 

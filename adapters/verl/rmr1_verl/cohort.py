@@ -118,11 +118,13 @@ def retry_after(value: str | None, default: float) -> float:
     return min(max(seconds, 0.0), 60.0) if seconds == seconds else default
 
 
-def cohort_body(sample: Any, settings: dict[str, Any]) -> dict[str, Any]:
+def cohort_body(sample: Any, settings: dict[str, Any], on_split: str) -> dict[str, Any]:
     """The ``/cohort`` request for a manager's sample: its key, id, group size, prompt,
-    response and reference, and the manager's decisive reward ``settings``."""
+    response and reference, the manager's decisive reward ``settings`` and what its group gets
+    if it closes short (``on_split``: ``reference`` or ``drop``)."""
     names = ("key", "id", "size", "prompt", "response", "reference")
-    return {**{name: getattr(sample, name) for name in names}, "settings": settings}
+    body = {name: getattr(sample, name) for name in names}
+    return {**body, "settings": settings, "on_split": on_split}
 
 
 def cohort_result(answer: dict[str, Any]) -> dict[str, Any]:

@@ -13,15 +13,15 @@ incomplete group is judged against its reference answer (``on_split: reference``
 here) or gets the ``fallback`` reward (``drop``); its rollouts that arrive later are answered at
 once the same way. A late rollout never fails a step: ``on_split: error`` (meant for TRL, where
 a split is a setup error) is logged as an error and judged as ``reference``. A group's judgment
-still unanswered ``reward.timeout_s`` after its ``group_timeout`` gets the fallback
-(``timeout``).
+still unanswered ``reward.timeout_s`` after the group closed (complete, or at its
+``group_timeout``) gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
 sends every rollout to one cohort actor in the trainer's Ray cluster
 (:mod:`rmr1_plugins.rewards.ray_cohorts`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
-cohort endpoint (:mod:`rmr1_verl.cohort`); without either an in-group strategy refuses to
-start. Ray's cap on a worker's concurrent calls is set from the step and checked at start-up
-(:mod:`rmr1_verl.workers`).
+cohort endpoint (:mod:`rmr1_verl.cohort`), each rollout with its ``on_split``; without either an
+in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is set from the
+step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout``,
@@ -139,7 +139,8 @@ class RMR1RewardManager(RewardManagerBase):
             self.cohorts = None if self.strategy.needs_reference else actor
         else:
             self.cohorts = _cohort_client(own, workers, config, self.strategy.needs_reference)
-        ray_workers.check(config, own, workers, _in_ray_actor())
+        if not self.strategy.needs_reference:  # else no rollout waits for its group
+            ray_workers.check(config, own, workers, _in_ray_actor())
         self.decisive = decisive_settings(self.reward_config)
         rollouts = ray_workers.step_rollouts(config)
         self.summary = StepSummary(max(1, rollouts // workers) if rollouts else STEP_DEFAULT)
@@ -163,7 +164,8 @@ class RMR1RewardManager(RewardManagerBase):
     async def _ask_cohort(self, sample: Sample) -> dict[str, Any]:
         assert self.cohorts is not None
         try:
-            return cohort_result(await self.cohorts.ask(cohort_body(sample, self.decisive)))
+            body = cohort_body(sample, self.decisive, self._split_rule())
+            return cohort_result(await self.cohorts.ask(body))
         except CohortRefused as error:  # a setup error, the same for every rollout: stop
             logger.error("rmr1 reward manager: %s", error)
             raise
@@ -203,15 +205,10 @@ class RMR1RewardManager(RewardManagerBase):
         return self.val_group_size if split in VALIDATION_SPLITS else self.group_size
 
     def _service_options(self) -> Any:
-        """The ``reward:`` options the cohort service runs with: ``group_timeout``, and the
-        judge's own time after it."""
-        timeout_s = 2 * self.group_timeout + self.options.timeout_s
-        update = {"group_timeout": self.group_timeout, "timeout_s": timeout_s}
-        return self.options.model_copy(update=update)
-
-    def _service_split(self) -> SplitRule:
-        """``on_split`` for the cohort service: ``error`` is ``reference`` here."""
-        return "drop" if self.on_split == "drop" else "reference"
+        """The ``reward:`` options the cohort service runs with: the manager's
+        ``group_timeout``; the judge gets ``reward.timeout_s`` from a group's close
+        (``deadline="close"``)."""
+        return self.options.model_copy(update={"group_timeout": self.group_timeout})
 
     def local(self) -> CohortService:
         """The core's cohort service that holds this worker's groups (built on first use, so
@@ -220,9 +217,10 @@ class RMR1RewardManager(RewardManagerBase):
             self._local = CohortService(
                 shared_scorer(self.reward_config),
                 self._service_options(),
+                deadline="close",
                 max_pending=1 << 30,  # a whole step waits here; reward.max_pending_bytes bounds it
                 max_group_size=1 << 16,
-                on_split=self._service_split(),
+                on_split=self._split_rule(),
             )
         return self._local
 
@@ -239,7 +237,12 @@ class RMR1RewardManager(RewardManagerBase):
             )
         cap = int(own.get(ray_workers.MARK) or ray_workers.concurrency(config, own))
         service = self.reward_config.model_copy(update={"reward": self._service_options()})
-        return RayCohorts(service, self._service_split(), max(1, workers) * cap)
+        return RayCohorts(service, self._split_rule(), max(1, workers) * cap)
+
+    def _split_rule(self) -> SplitRule:
+        """What a group closed short gets, here, in the cohort actor or in ``rmr1 serve``:
+        ``error`` is ``reference`` (a late rollout never fails a step)."""
+        return "drop" if self.on_split == "drop" else "reference"
 
     async def _join(self, sample: Sample) -> dict[str, Any]:
         member = Member(

@@ -79,13 +79,16 @@ def test_each_request_carries_the_rollout_id_and_the_managers_settings(tokenizer
     worker, outputs, bodies = run(tokenizer, ok, [0, 1, 3], win=2, loss=-1, order="given")
     assert [o["reward_score"] for o in outputs] == [0.75] * 3
     assert all(o["reward_extra_info"]["rmr1_group"] == 3.0 for o in outputs)
-    assert set(bodies[0]) == {"key", "id", "size", "prompt", "response", "reference", "settings"}
+    names = {"key", "id", "size", "prompt", "response", "reference", "settings", "on_split"}
+    assert set(bodies[0]) == names and {b["on_split"] for b in bodies} == {"reference"}
     assert sorted(b["key"] for b in bodies) == ["u1", "u1", "u2"] and bodies[0]["size"] == 3
     assert len({b["id"] for b in bodies}) == 3  # one identity per rollout (drawn: no session_id)
     settings = decisive_settings(worker.reward_config)
     assert all(b["settings"] == settings for b in bodies)
     assert settings["win"] == 2 and settings["loss"] == -1 and settings["order"] == "given"
     assert settings["strategy"] == "round-robin"
+    _, _, bodies = run(tokenizer, ok, [0], on_split="drop")  # the server applies it
+    assert bodies[0]["on_split"] == "drop"
 
 
 def test_the_rollout_id_is_its_uid_and_session_id(tokenizer):

@@ -105,7 +105,6 @@ def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatc
     manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1)
     data = rollouts(tokenizer, GROUPS[:1])
     score_all(manager, data, order=[0, 2])  # expires: two of three rollouts
-    manager.group_timeout = 3600  # a new group would now wait an hour
     late = manager.run_single(data[1:2])
     out = manager.loop.run_until_complete(asyncio.wait_for(late, timeout=60))
     info = out["reward_extra_info"]
@@ -137,8 +136,8 @@ def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, c
     with caplog.at_level("INFO", logger="rmr1_verl.manager"):
         score_all(manager, rollouts(tokenizer, GROUPS[:1]), order=[0, 1])  # one never comes
         assert "rollouts: split" not in caplog.text  # two of the step's three so far
-        manager.group_timeout = 3600
         score_all(manager, rollouts(tokenizer, GROUPS[:1]), order=[2])  # late: answered at once
+    assert manager.local().stats["late"] == 1  # not a new group of one
     [record] = [r for r in caplog.records if "rollouts: split" in r.getMessage()]
     assert record.levelname == "WARNING"
     assert "3 rollouts: split 3 (100.0%), fallback 0 (0.0%)" in record.getMessage()
@@ -173,6 +172,9 @@ def test_group_timeout_from_the_yaml_reward_section(tokenizer, monkeypatch, tmp_
     assert manager.group_timeout == 45
     manager, _ = load(tokenizer, monkeypatch, config=str(path), group_timeout=7)
     assert manager.group_timeout == 7  # +reward.rmr1.group_timeout wins
+    local = manager.local()  # the judge has reward.timeout_s after the group closes, unchanged
+    assert (local.wait_s, local.deadline) == (7, "close")
+    assert local.config.timeout_s == manager.options.timeout_s
     assert load(tokenizer, monkeypatch)[0].group_timeout == 600  # the manager's own default
 
 
@@ -279,3 +281,19 @@ def test_manager_also_loads_by_importlib_source(tokenizer):
         },
     )
     assert isinstance(load_reward_manager(config, tokenizer), RMR1RewardManager)
+
+
+def test_the_concurrency_check_applies_only_when_rollouts_wait(tokenizer, monkeypatch):
+    """In a Ray worker under Ray's default cap, a step too large to hold is refused for an
+    in-group strategy; strategy: reference holds nothing, so it starts."""
+    from verl.trainer.ppo.reward import load_reward_manager
+
+    monkeypatch.setattr("rmr1_verl.manager._in_ray_actor", lambda: True)
+    for strategy in ("round-robin", "reference"):
+        config = verl_config(tiny_llama(), n=3, rmr1={"strategy": strategy})
+        config.data = {"train_batch_size": 4096}  # 12288 rollouts over one worker
+        if strategy == "reference":
+            assert load_reward_manager(config, tokenizer).strategy.needs_reference
+        else:
+            with pytest.raises(ValueError, match="may hold 12288 waiting rollouts"):
+                load_reward_manager(config, tokenizer)
