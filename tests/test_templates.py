@@ -113,11 +113,18 @@ def test_text_is_inserted_without_escaping_or_stripping():
         ("Qwen/Qwen2.5-7B-Instruct", "rmr1-instruct", "the default"),
         ("/models/my-judge", "rmr1-instruct", "the default"),
         (None, "rmr1-instruct", "the default"),
-        # only the last path component counts: a folder's name says nothing of the model in it
+        # the last path component that names a family counts: the model's own name, not the
+        # folders above it; a checkpoint or snapshot folder follows the model folder it is in
         ("/data/instruct_evals/RM-R1-DeepSeek-Distilled-Qwen-7B", "rmr1-reasoning", "RM-R1's"),
         ("/data/deepseek-distilled/RM-R1-Qwen2.5-Instruct-7B/", "rmr1-instruct", "RM-R1's rule"),
         ("runs/rmr1-deepseek-distill-7b/checkpoint-100", "rmr1-instruct", "the default"),
-        ("/ckpt/DeepSeek-R1-Distill-Qwen-7B/step-9", "rmr1-instruct", "the default"),
+        ("/ckpt/DeepSeek-R1-Distill-Qwen-7B/step-9", "rmr1-reasoning", "DeepSeek distillation"),
+        ("/runs/RM-R1-DeepSeek-Distilled-Qwen-7B/checkpoint-500", "rmr1-reasoning", "RM-R1's"),
+        (
+            "/hf/hub/models--gaotang--RM-R1-DeepSeek-Distilled-Qwen-14B/snapshots/" + "a" * 40,
+            "rmr1-reasoning",
+            "RM-R1's rule",
+        ),
         ("C:\\models\\RM-R1-DeepSeek-Distilled-Qwen-7B", "rmr1-reasoning", "RM-R1's rule"),
         ("/models/RM-R1-Instruct/", "rmr1-instruct", "RM-R1's rule"),
     ],

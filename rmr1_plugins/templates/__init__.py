@@ -111,19 +111,30 @@ def template_for_model(model: str | None) -> tuple[str, str]:
 
     RM-R1's ``run_generative.py`` scripts choose the prompt from the model name: "RM-R1" and
     "Instruct" in it → the Instruct prompt, "RM-R1" and "DeepSeek-Distilled" → the reasoning
-    prompt. Here only the last path component is matched (a folder's name says nothing about the
-    model in it), without regard to case (local folders are often lower case), and a DeepSeek
-    distillation ("DeepSeek-R1-Distill", "DeepSeek-Distilled") also gets ``rmr1-reasoning``;
-    anything else the default.
+    prompt. Here the model's own name is matched, not the folders above it (a folder's name says
+    nothing about the model in it): the last path component that names a family, so a
+    checkpoint or snapshot folder inside a model's folder (``.../RM-R1-...-7B/checkpoint-500``,
+    the hub cache's ``models--org--name/snapshots/<sha>``) follows the model's folder. Case is
+    ignored (local folders are often lower case), and a DeepSeek distillation
+    ("DeepSeek-R1-Distill", "DeepSeek-Distilled") also gets ``rmr1-reasoning``; anything else
+    the default.
     """
-    name = (model or "").replace("\\", "/").rstrip("/").split("/")[-1].lower()
+    parts = (model or "").replace("\\", "/").rstrip("/").split("/")
+    for part in reversed(parts):
+        chosen = _family(part.lower().split("--")[-1])  # models--org--name: the name
+        if chosen is not None:
+            return chosen
+    return DEFAULT_TEMPLATE, "the default: the name names no family"
+
+
+def _family(name: str) -> tuple[str, str] | None:
     if "rm-r1" in name and "instruct" in name:
         return "rmr1-instruct", "RM-R1's rule: RM-R1 and Instruct in the name"
     if "rm-r1" in name and "deepseek-distilled" in name:
         return "rmr1-reasoning", "RM-R1's rule: RM-R1 and DeepSeek-Distilled in the name"
     if "deepseek-r1-distill" in name or "deepseek-distilled" in name:
         return "rmr1-reasoning", "a DeepSeek distillation by name"
-    return DEFAULT_TEMPLATE, "the default: the name names no family"
+    return None
 
 
 def render_histories(
