@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rmr1_plugins._imports import require
 from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.offload import off_loop
+from rmr1_plugins.offload import off_loop_request
 from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
 from rmr1_plugins.rewards.health import format_rates
@@ -197,7 +197,7 @@ def create_app(
         arrived = asyncio.get_running_loop().time()  # the deadline counts from here
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
         try:  # decoding grows with the body: off the event loop
-            samples = await off_loop(lambda: parse_body(edge.decode_json(raw)))
+            samples = await off_loop_request(lambda: parse_body(edge.decode_json(raw)))
         except BodyError as bad:
             return error(400, str(bad))
         if cohorts is not None and groups_samples(cohorts.config):
@@ -233,9 +233,11 @@ def create_app(
     async def cohort(request: Any) -> Any:
         assert cohorts is not None
         raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
-        body = await off_loop(lambda: edge.decode_json(raw))  # a ProtocolError (400), as ever
+        body = await off_loop_request(
+            lambda: edge.decode_json(raw)
+        )  # a ProtocolError (400), as ever
         try:
-            member = await off_loop(lambda: serve_cohort.parse_member(body, settings))
+            member = await off_loop_request(lambda: serve_cohort.parse_member(body, settings))
             waiting = cohorts.submit(member)  # accepted now, or refused holding nothing
         except serve_cohort.CohortBodyError as bad:
             return error(400, str(bad))

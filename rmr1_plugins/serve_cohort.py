@@ -25,7 +25,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.offload import off_loop
+from rmr1_plugins.offload import off_loop_request
 from rmr1_plugins.rewards.cohorts import (
     SPLIT_RULES,
     CohortReward,
@@ -70,7 +70,7 @@ async def openrlhf_rewards(
     """The ``/get_reward`` answer for ``samples`` and its HTTP status (200; 503 if full now,
     413 if the request could never fit)."""
     config = cohorts.config
-    members = await off_loop(_members, samples, config)  # grows with the texts
+    members = await off_loop_request(_members, samples, config)  # grows with the texts
     accepted = [m for m in members if isinstance(m, Member)]
     try:  # all or nothing, with no await until every member is held
         nbytes = sum(cohorts.table.cost(m) for m in accepted)

@@ -592,18 +592,24 @@ def test_a_reissued_id_with_a_new_response_is_a_new_member():
 
 
 def test_a_reissued_id_replaces_a_held_one():
+    # A rollout re-issued (new response, same id) while its old member waits takes the old
+    # member's place: the group keeps its size, is judged on the new response, and the old
+    # member's caller gets the new answer.
     svc, _ = service(group_timeout=100, timeout_s=300)
 
     async def go():
-        old = svc.submit(replace(member("p", 1, size=3), id="p:0"))
-        new = svc.submit(replace(member("p", 3, size=3), id="p:0"))  # before the old is judged
-        third = svc.submit(replace(member("p", 2, size=3), id="p:1"))
-        answers = await asyncio.gather(old, new, third)
-        return answers, await svc.submit(replace(member("p", 3, size=3), id="p:0"))
+        old = svc.submit(replace(member("p", 1, size=2), id="p:0"))
+        new = svc.submit(replace(member("p", 3, size=2), id="p:0"))  # before the old is judged
+        sibling = svc.submit(replace(member("p", 2, size=2), id="p:1"))
+        answers = await asyncio.gather(old, new, sibling)
+        return answers, await svc.submit(replace(member("p", 3, size=2), id="p:0"))
 
-    (old, new, _), repeat = run(go())
-    assert (old.reward, new.reward, repeat.reward) == (0.0, 1.0, 1.0)
-    assert svc.stats["members"] == 3 and svc.stats["reissued"] == 1
+    (old, new, sibling), repeat = run(go())
+    assert (new.reward, sibling.reward) == (1.0, 0.0)  # {answer 3, answer 2}: whole
+    assert old.reward == new.reward and repeat.reward == new.reward
+    assert new.kind is None and sibling.kind is None and not new.split
+    assert svc.stats["members"] == 2 and svc.stats["reissued"] == 1
+    assert svc.stats["complete_cohorts"] == 1 and svc.table.held == 0
 
 
 def test_a_members_on_split_decides_its_cohort_closed_short():

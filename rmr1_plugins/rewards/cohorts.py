@@ -304,6 +304,23 @@ class CohortTable:
             self.held -= len(cohort.responses)
             self.held_bytes -= cohort.nbytes
 
+    def replace(self, member: Member, old_ticket: Any, ticket: Any) -> bool:
+        """Put ``member`` in the place of the member holding ``old_ticket`` in its open cohort;
+        False if that member is in no open cohort (its cohort closed or was never held)."""
+        cohort = self._open.get(_digest(member.key))
+        if cohort is None or not any(t is old_ticket for t in cohort.tickets):
+            return False
+        index = next(i for i, t in enumerate(cohort.tickets) if t is old_ticket)
+        old = text_bytes(cohort.responses[index]) + text_bytes(cohort.references[index])
+        delta = self.cost(member) - old  # the cohort is open: the member's texts alone
+        cohort.responses[index] = member.response
+        cohort.references[index] = member.reference
+        cohort.clipped[index] = member.clipped
+        cohort.tickets[index] = ticket
+        cohort.nbytes += delta
+        self.held_bytes += delta
+        return True
+
     def _hold(self, cohort: Cohort, member: Member, ticket: Any, nbytes: int) -> None:
         cohort.responses.append(member.response)
         cohort.references.append(member.reference)
@@ -411,11 +428,14 @@ class CohortService:
         A repeat of a received ``(key, id)`` with the same prompt and response is never refused
         and never counted again; with another response it is a new member (a re-issued rollout)."""
         name = None if member.id is None else _digest(member.key, member.id)
-        content = _content(member)
+        content = "" if name is None else _content(member)  # only an id can repeat
         if name is not None:
             repeat = self._repeat(name, content)
             if repeat is not None:
                 return repeat
+            replaced = self._replace(name, content, member)
+            if replaced is not None:
+                return replaced
         if self._closed:
             raise Overloaded("the cohort service is shutting down")
         if member.on_split not in (None, *SPLIT_RULES):
@@ -475,6 +495,23 @@ class CohortService:
             self.stats["repeats"] += 1
             return asyncio.shield(waiting[1])
         return None
+
+    def _replace(
+        self, name: str, content: str, member: Member
+    ) -> asyncio.Future[CohortReward] | None:
+        """A re-issued id whose old member still waits in an open cohort takes the old member's
+        place there (the group keeps its size and its other members); None if it no longer
+        waits. The old caller, if still waiting, gets the new member's answer."""
+        waiting = self._ids.get(name)
+        if waiting is None:
+            return None
+        future: asyncio.Future[CohortReward] = asyncio.get_running_loop().create_future()
+        if not self.table.replace(member, waiting[1], future):
+            return None
+        self._ids[name] = (content, future)
+        future.add_done_callback(lambda done: self._remember(name, content, done))
+        future.add_done_callback(lambda done: _forward(done, waiting[1]))
+        return future
 
     def _remember(self, name: str, content: str, future: asyncio.Future[CohortReward]) -> None:
         if self._ids.get(name, (None, None))[1] is not future:
@@ -615,6 +652,12 @@ class CohortService:
             if not future.done():
                 self.stats["answered"] += 1
                 future.set_result(reward)
+
+
+def _forward(done: asyncio.Future[CohortReward], old: asyncio.Future[CohortReward]) -> None:
+    """Answer a replaced member's caller with its replacement's answer."""
+    if not old.done() and not done.cancelled() and done.exception() is None:
+        old.set_result(_copy(done.result()))
 
 
 def _content(member: Member) -> str:
