@@ -122,3 +122,5 @@ def test_rmr1_serve_judges_with_the_hard_verdict_and_counts_them(tmp_path, stub)
     assert status == 200 and "error" not in answer, answer
     assert answer["rewards"] == [1.0]  # [[A]] with the response in slot A, the hard verdict
     assert stats["scorer"]["invalid_probs"] >= 1
+    assert stats["health"]["invalid_probs"] == 1.0  # every judgment's, in judge health too
+    assert answer["extra_logs"]["rmr1_health/invalid_probs"] == [1.0]
