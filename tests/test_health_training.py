@@ -333,6 +333,7 @@ def test_training_rates_are_the_eval_report_numbers_as_fractions():
         ("orders_agree", "order_consistency"),
         ("unparsed", "unparsed_rate"),
         ("truncated", "truncated_rate"),
+        ("invalid_probs", "invalid_probs_rate"),
         ("longer_wins", "longer_wins"),
     ]:
         assert rates[name] * 100 == pytest.approx(report[key]), name

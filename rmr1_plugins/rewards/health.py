@@ -20,7 +20,7 @@ relative to the pair as stored, ``swapped`` when the judge saw the responses the
   characters), the percentage where the verdict picked the longer response (``longer_wins``);
   50 means no preference for length. ``longer_preferred`` is the same percentage for the label
   (the preferred response is the longer one), the value an always-right judge would have.
-- **invalid probabilities**: the share of judgments whose verdict log-probabilities were
+- **invalid probabilities rate**: the percentage of judgments whose verdict log-probabilities were
   impossible (NaN, above 0: ``prob_invalid``); they count as absent and the hard verdict stands.
 - **confidence**: the mean, over the judgments with a verdict probability (``prob_a``), of
   ``max(prob_a, 1 - prob_a)``: 0.5 is a coin flip, 1 a certain judge.
@@ -73,6 +73,10 @@ def unparsed_rate(judgments: Sequence[Any]) -> float | None:
 
 def truncated_rate(judgments: Sequence[Any]) -> float | None:
     return _percent(sum(_get(j, "finish_reason") == "length" for j in judgments), len(judgments))
+
+
+def invalid_probs_rate(judgments: Sequence[Any]) -> float | None:
+    return _percent(sum(bool(_get(j, "prob_invalid", False)) for j in judgments), len(judgments))
 
 
 def order_consistency(pairs: Iterable[Any]) -> float | None:
@@ -134,6 +138,7 @@ def summary(
         "both_orders": sum(_get(p, "orders_agree") is not None for p in pairs),
         "unparsed_rate": unparsed_rate(judgments),
         "truncated_rate": truncated_rate(judgments),
+        "invalid_probs_rate": invalid_probs_rate(judgments),
         "longer_wins": bias["longer_wins"],
         "length_decided": bias["decided"],
         "longer_preferred": bias["longer_preferred"],
