@@ -131,6 +131,11 @@ class Judgment(BaseModel):
         description="the judge's probability that response A (as given) is better, read at "
         "its verdict token; None when the backend reported none",
     )
+    prob_invalid: bool = Field(
+        False,
+        description="the backend's verdict log-probabilities were impossible (NaN, above 0): "
+        "treated as absent, counted in judge health",
+    )
 
 
 class PairResult(BaseModel):

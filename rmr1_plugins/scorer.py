@@ -281,7 +281,8 @@ class Scorer:
         raw = self.parser.parse(sample.text)
         # A probability counts only where it was read at the letter the parser took as verdict.
         prob_a = sample.prob_a if raw is not None and raw == sample.prob_letter else None
-        if _invalid_prob(sample):  # NaN, or outside [0, 1]: absent, the hard verdict stands
+        invalid = _invalid_prob(sample)
+        if invalid:  # NaN, or outside [0, 1]: absent, the hard verdict stands
             prob_a = None
         if prob_a is not None and swapped:
             prob_a = 1 - prob_a
@@ -292,6 +293,7 @@ class Scorer:
             finish_reason=sample.finish_reason,
             parts=parse_parts(sample.text),
             prob_a=prob_a,
+            prob_invalid=invalid,
         )
 
     def close(self) -> None:

@@ -14,7 +14,8 @@ as probability 0, so a judge sure of its letter gives 1.0 or 0.0.
 
 A log-probability a server should never send (NaN, +Infinity, or above 0: a probability over 1)
 makes the reading *invalid*: the verdict keeps no probability (the hard verdict stands), the
-scorer counts it (``stats["invalid_probs"]``), and nothing raises.
+scorer counts it (``stats["invalid_probs"]``, and judge health through the judgment's
+``prob_invalid``), and nothing raises.
 """
 
 from __future__ import annotations

@@ -110,6 +110,10 @@ def test_rmr1_eval_keeps_the_hard_verdicts(tmp_path, stub):
     records = [json.loads(line) for line in (out / "judgments.jsonl").read_text().splitlines()]
     assert records and all(j.get("prob_a") is None for r in records for j in r["judgments"])
     assert all(j["verdict"] in ("A", "B") for r in records for j in r["judgments"])
+    assert all(j["prob_invalid"] is True for r in records for j in r["judgments"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["metrics"]["health"]["overall"]["invalid_probs_rate"] == 100.0
+    assert "impossible log-probs" in (out / "report.md").read_text()
 
 
 def test_rmr1_serve_judges_with_the_hard_verdict_and_counts_them(tmp_path, stub):
@@ -122,3 +126,5 @@ def test_rmr1_serve_judges_with_the_hard_verdict_and_counts_them(tmp_path, stub)
     assert status == 200 and "error" not in answer, answer
     assert answer["rewards"] == [1.0]  # [[A]] with the response in slot A, the hard verdict
     assert stats["scorer"]["invalid_probs"] >= 1
+    assert stats["health"]["invalid_probs"] == 1.0  # every judgment's, in judge health too
+    assert answer["extra_logs"]["rmr1_health/invalid_probs"] == [1.0]

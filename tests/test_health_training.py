@@ -72,6 +72,7 @@ def test_an_always_a_judge_in_both_orders_shows_pure_position_bias():
         "unparsed": 0.0,
         "truncated": 0.0,
         "confidence": pytest.approx(0.9),
+        "invalid_probs": 0.0,
         "longer_wins": None,  # no comparison got a verdict
         "length_corr": None,  # all rewards equal
     }
@@ -82,6 +83,7 @@ def test_an_always_a_judge_in_both_orders_shows_pure_position_bias():
         PREFIX + "unparsed": 0.0,
         PREFIX + "truncated": 0.0,
         PREFIX + "confidence": pytest.approx(0.9),
+        PREFIX + "invalid_probs": 0.0,
         PREFIX + "longer_wins": 0.5,
         PREFIX + "length_corr": 0.0,
     }
@@ -105,7 +107,7 @@ def test_unparsed_and_truncated_are_fractions_of_judgments():
         Judgment(verdict=None, completion="cut", finish_reason="length"),
         Judgment(verdict="A", completion="<answer>[[A]]</answer>", finish_reason="stop"),
         Judgment(verdict="A", completion="<answer>[[B]]</answer>", swapped=True),
-        Judgment(verdict=None, completion="?", finish_reason="stop"),
+        Judgment(verdict=None, completion="?", finish_reason="stop", prob_invalid=True),
     ]
     pair = PairResult(verdict="A", votes={"A": 2, "B": 0, "none": 2}, judgments=judgments)
     tally = Tally()
@@ -116,10 +118,24 @@ def test_unparsed_and_truncated_are_fractions_of_judgments():
         "unparsed": 0.5,
         "truncated": 0.25,
         "confidence": None,
+        "invalid_probs": 0.25,  # one judgment's log-probabilities were impossible
         "longer_wins": 1.0,
         "length_corr": None,
     }
     assert set(Tally().sample_logs()) == {PREFIX + m for m in METRICS}
+
+
+def test_impossible_probabilities_count_in_health_and_the_hard_verdict_stands():
+    # Before: counted only in scorer.stats; judge health showed nothing (issue 21 item 4).
+    scorer = Scorer(AlwaysA(options={"prob": 1.5}))  # a probability above 1: impossible
+    group = Group("Say something.", ["x", "yy"])
+    [rewards] = score_groups(scorer, [group], "round-robin")
+    assert sorted(rewards.rewards) == [0.0, 1.0]  # the hard [[A]] verdict: a win and a loss
+    assert scorer.stats["invalid_probs"] == 1
+    rates = comparison_tally(rewards, texts_of(group)).rates()
+    assert rates["invalid_probs"] == 1.0 and rates["confidence"] is None
+    logs = comparison_tally(rewards, texts_of(group), index=0).sample_logs()
+    assert logs[PREFIX + "invalid_probs"] == 1.0
 
 
 # -- hard pairs ------------------------------------------------------------------------------
@@ -317,6 +333,7 @@ def test_training_rates_are_the_eval_report_numbers_as_fractions():
         ("orders_agree", "order_consistency"),
         ("unparsed", "unparsed_rate"),
         ("truncated", "truncated_rate"),
+        ("invalid_probs", "invalid_probs_rate"),
         ("longer_wins", "longer_wins"),
     ]:
         assert rates[name] * 100 == pytest.approx(report[key]), name

@@ -138,7 +138,7 @@ def body_for(reward):
     # reference in slot B is the longer text, one order is judged and no probability is given.
     longer_wins = 0.5 if reward == 0.5 else float(reward < 0.5)
     health = {"slot_a": reward, "orders_agree": 0.0, "unparsed": 0.0, "truncated": 0.0}
-    health.update(confidence=0.5, longer_wins=longer_wins, length_corr=0.0)
+    health.update(confidence=0.5, invalid_probs=0.0, longer_wins=longer_wins, length_corr=0.0)
     logs.update({f"rmr1_health/{name}": [value] for name, value in health.items()})
     return {"rewards": [reward], "scores": [reward], "extra_logs": logs}
 
@@ -355,6 +355,7 @@ def test_stats_and_summary_report_judge_health_and_order_flips_become_hard_pairs
         "unparsed": 0.0,
         "truncated": 0.0,
         "confidence": None,  # the judge gives no probabilities
+        "invalid_probs": 0.0,
         "longer_wins": 0.0,
         "length_corr": None,  # no groups in a reference-anchored service
     }

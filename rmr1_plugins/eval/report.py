@@ -35,6 +35,7 @@ HEALTH_COLUMNS = {  # key in health.summary -> column title
     "order_consistency": "order consistency",
     "unparsed_rate": "unparsed",
     "truncated_rate": "truncated",
+    "invalid_probs_rate": "impossible log-probs",
     "longer_wins": "longer wins",
     "longer_preferred": "longer preferred (labels)",
 }
@@ -204,6 +205,8 @@ def _health_table(health: Mapping[str, Any]) -> list[str]:
         "Percent. slot-A picks: parsed judgments choosing the response shown first (50 = no "
         "position bias); order consistency: comparisons judged in both orders whose orders "
         "agree; unparsed / truncated: judgments without a verdict / stopped at the token limit; "
+        "impossible log-probs: judgments whose verdict log-probabilities were NaN or above 0 "
+        "(the hard verdict stands); "
         "longer wins: decided comparisons won by the longer response (longer preferred: how "
         "often the label is the longer one). Definitions: docs/eval.md.",
     ]

@@ -147,6 +147,8 @@ def make_record(
                 "swapped": j.swapped,
                 "finish_reason": j.finish_reason,
                 "completion": j.completion,
+                # only where set: a normal judgment's record stays as it was
+                **({"prob_invalid": True} if j.prob_invalid else {}),
             }
             for j in result.judgments
         ],

@@ -20,6 +20,8 @@ relative to the pair as stored, ``swapped`` when the judge saw the responses the
   characters), the percentage where the verdict picked the longer response (``longer_wins``);
   50 means no preference for length. ``longer_preferred`` is the same percentage for the label
   (the preferred response is the longer one), the value an always-right judge would have.
+- **invalid probabilities rate**: the percentage of judgments whose verdict log-probabilities were
+  impossible (NaN, above 0: ``prob_invalid``); they count as absent and the hard verdict stands.
 - **confidence**: the mean, over the judgments with a verdict probability (``prob_a``), of
   ``max(prob_a, 1 - prob_a)``: 0.5 is a coin flip, 1 a certain judge.
 - **length correlation** (length bias within a group): the Pearson correlation between the
@@ -71,6 +73,10 @@ def unparsed_rate(judgments: Sequence[Any]) -> float | None:
 
 def truncated_rate(judgments: Sequence[Any]) -> float | None:
     return _percent(sum(_get(j, "finish_reason") == "length" for j in judgments), len(judgments))
+
+
+def invalid_probs_rate(judgments: Sequence[Any]) -> float | None:
+    return _percent(sum(bool(_get(j, "prob_invalid", False)) for j in judgments), len(judgments))
 
 
 def order_consistency(pairs: Iterable[Any]) -> float | None:
@@ -132,6 +138,7 @@ def summary(
         "both_orders": sum(_get(p, "orders_agree") is not None for p in pairs),
         "unparsed_rate": unparsed_rate(judgments),
         "truncated_rate": truncated_rate(judgments),
+        "invalid_probs_rate": invalid_probs_rate(judgments),
         "longer_wins": bias["longer_wins"],
         "length_decided": bias["decided"],
         "longer_preferred": bias["longer_preferred"],
@@ -166,6 +173,7 @@ METRICS = (
     "unparsed",
     "truncated",
     "confidence",
+    "invalid_probs",
     "longer_wins",
     "length_corr",
 )
@@ -192,6 +200,7 @@ class Tally:
     truncated: int = 0
     with_prob: int = 0
     confidence_sum: float = 0.0
+    invalid_probs: int = 0
     pairs: int = 0
     both_orders: int = 0
     agree: int = 0
@@ -214,6 +223,7 @@ class Tally:
             if (prob := _get(judgment, "prob_a")) is not None:
                 self.with_prob += 1
                 self.confidence_sum += max(prob, 1 - prob)
+            self.invalid_probs += bool(_get(judgment, "prob_invalid", False))
         if (agree := _get(pair, "orders_agree")) is not None:
             self.both_orders += 1
             self.agree += bool(agree)
@@ -244,6 +254,7 @@ class Tally:
             "unparsed": ratio(self.judgments - self.parsed, self.judgments),
             "truncated": ratio(self.truncated, self.judgments),
             "confidence": ratio(self.confidence_sum, self.with_prob),
+            "invalid_probs": ratio(self.invalid_probs, self.judgments),
             "longer_wins": ratio(self.longer_wins, self.length_decided),
             "length_corr": ratio(self.length_corr_sum, self.groups),
         }

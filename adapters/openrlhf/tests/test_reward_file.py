@@ -104,6 +104,7 @@ def test_judge_health_in_extra_logs_for_an_always_a_judge(configure, tmp_path):
     assert logs["rmr1_no_reference"] == [0.0, 1.0] and logs["rmr1_bad_input"] == [0.0, 0.0]
     assert {key: logs[key] for key in sorted(HEALTH_KEYS)} == {
         "rmr1_health/confidence": [0.5, 0.5],  # no verdict probabilities: neutral
+        "rmr1_health/invalid_probs": [0.0, 0.0],
         "rmr1_health/length_corr": [0.0, 0.0],
         "rmr1_health/longer_wins": [0.5, 0.5],  # no combined verdict: neutral
         "rmr1_health/orders_agree": [0.0, 0.0],

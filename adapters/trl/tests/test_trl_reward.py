@@ -311,6 +311,7 @@ def test_judge_health_is_logged_per_call_for_a_judge_with_known_bias(tmp_path):
         "rmr1_health/unparsed": [0.0],
         "rmr1_health/truncated": [0.0],
         "rmr1_health/confidence": [pytest.approx(0.9)],
+        "rmr1_health/invalid_probs": [0.0],
         # the batch means of the per-sample values (the metrics contract): what no comparison
         # measured keeps its neutral value (no verdict, equal rewards)
         "rmr1_health/longer_wins": [0.5],

@@ -68,6 +68,7 @@ def test_judge_health_of_a_slot_a_judge_in_the_extra_info(tmp_path):
         "rmr1_health/unparsed": 0.0,
         "rmr1_health/truncated": 0.0,
         "rmr1_health/confidence": 0.5,  # no verdict probabilities: neutral
+        "rmr1_health/invalid_probs": 0.0,
         "rmr1_health/longer_wins": 0.5,  # no combined verdict: neutral
         "rmr1_health/length_corr": 0.0,  # one rollout: no group
     }
