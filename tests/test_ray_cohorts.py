@@ -62,3 +62,12 @@ def test_a_member_with_other_settings_is_refused_naming_the_key():
     with pytest.raises(CohortBodyError, match=r"reward.loss is -1.0 in the request, 0.0 here"):
         asyncio.run(actor.cohort(body("0", "pick 1", other)))
     assert actor.stats().get("members", 0) == 0 and actor.stats()["held"] == 0
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_a_judge_that_loads_in_process_is_refused_for_the_actor(backend):
+    from rmr1_plugins.rewards.ray_cohorts import cohort_actor
+
+    settings = RewardSettings.model_validate({"scorer": {"backend": {"name": backend}}})
+    with pytest.raises(ValueError, match=r"no GPU reserved.*serve the judge over HTTP"):
+        cohort_actor(settings, "reference", max_concurrency=8)

@@ -28,6 +28,7 @@ from rmr1_plugins.serve_cohort import cohort_answer, own_settings, parse_member
 PREFIX = "rmr1-cohorts-"
 MAX_PENDING = 1 << 30  # a whole step waits here; reward.max_pending_bytes bounds it
 MAX_GROUP_SIZE = 1 << 16
+IN_PROCESS_ENGINES = ("hf", "vllm")  # judges that load a model in the actor's process
 
 
 def actor_name(settings: RewardSettings, on_split: str) -> str:
@@ -77,6 +78,19 @@ class CohortActor:
             await self._service.aclose()
 
 
+def check_backend(settings: RewardSettings) -> None:
+    """Refuse (ValueError) a judge that runs in process (``hf``, ``vllm``): the actor has no GPU
+    of its own, so such a judge would load onto the trainer's GPUs."""
+    backend = settings.scorer.backend.name
+    if backend in IN_PROCESS_ENGINES:
+        raise ValueError(
+            f"the cohort actor builds its judge in its own process with no GPU reserved; backend "
+            f"{backend!r} would load onto the trainer's GPUs: serve the judge over HTTP "
+            "(backend openai, e.g. vllm serve, or veRL's reward model router), or use cohort_url "
+            "with an rmr1 serve on its own GPUs"
+        )
+
+
 def cohort_actor(
     settings: RewardSettings,
     on_split: str,
@@ -87,6 +101,7 @@ def cohort_actor(
 
     ``max_concurrency`` must hold every member that can wait at once (a whole step's rollouts);
     it is set by whoever creates the actor. ``namespace`` None is the current job's."""
+    check_backend(settings)
     import ray
 
     actor = ray.remote(CohortActor).options(
@@ -107,6 +122,7 @@ class RayCohortClient:
     fill again. Other errors are raised as the actor raised them."""
 
     def __init__(self, settings: RewardSettings, on_split: str, max_concurrency: int) -> None:
+        check_backend(settings)  # at start-up, not at the first rollout
         self.settings = settings
         self.on_split = on_split
         self.max_concurrency = max_concurrency

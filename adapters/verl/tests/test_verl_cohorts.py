@@ -119,22 +119,32 @@ def test_several_workers_without_a_cohort_url_refuse_to_start(tokenizer):
         load_reward_manager(config, tokenizer)
 
 
-def test_the_cohort_setting_is_ray_and_excludes_a_cohort_url(tokenizer):
+def served_judge(tmp_path):
+    """A judge config the cohort actor takes (not one that loads a model in its process)."""
+    judge = tmp_path / "judge.yaml"
+    judge.write_text("backend: {name: constant}\n")
+    return str(judge)
+
+
+def test_the_cohort_setting_is_ray_and_excludes_a_cohort_url(tokenizer, tmp_path):
     from rmr1_verl.cohort import RayCohorts
 
-    assert isinstance(manager(tokenizer, cohort="ray").cohorts, RayCohorts)  # no actor yet
+    worker = manager(tokenizer, cohort="ray", config=served_judge(tmp_path))
+    assert isinstance(worker.cohorts, RayCohorts)  # no actor yet
+    with pytest.raises(ValueError, match="no GPU reserved"):  # the default hf judge, at start-up
+        manager(tokenizer, cohort="ray")
     with pytest.raises(ValueError, match="cohort must be ray, got 'http'"):
         manager(tokenizer, cohort="http")
     with pytest.raises(ValueError, match=r"cohort=ray or .*cohort_url, not both"):
         manager(tokenizer, cohort="ray", cohort_url="http://127.0.0.1:9/cohort")
 
 
-def test_cohort_ray_outside_a_ray_cluster_stops_the_step(tokenizer):
+def test_cohort_ray_outside_a_ray_cluster_stops_the_step(tokenizer, tmp_path):
     from rmr1_verl.cohort import CohortRefused
 
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()
-    worker = manager(tokenizer, cohort="ray")
+    worker = manager(tokenizer, cohort="ray", config=served_judge(tmp_path))
     data = rollouts(tokenizer, GROUPS)
     with pytest.raises(CohortRefused, match="needs a Ray cluster"):
         worker.loop.run_until_complete(worker.run_single(data[0:1]))
