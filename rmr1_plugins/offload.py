@@ -13,6 +13,7 @@ not inherit its parent's threads.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import os
 import threading
@@ -34,6 +35,12 @@ def _pool(kind: str) -> ThreadPoolExecutor:
             executor = ThreadPoolExecutor(WORKERS[kind], thread_name_prefix=f"rmr1-{kind}")
             found = _pools[kind] = (os.getpid(), executor)
         return found[1]
+
+
+def submit(func: Callable[..., T], /, *args: Any) -> concurrent.futures.Future[T]:
+    """``func(*args)`` in the judging work's pool, as a thread future: its callbacks run even
+    if the event loop that awaited it has closed."""
+    return _pool("work").submit(func, *args)
 
 
 def off_loop(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:

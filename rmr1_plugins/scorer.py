@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import threading
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
 from rmr1_plugins.guards import neutralize_example
-from rmr1_plugins.offload import off_loop
+from rmr1_plugins.offload import off_loop, submit
 from rmr1_plugins.parsing import VerdictParser, parse_parts
 from rmr1_plugins.plugins import get_parser, get_template
 from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample, Verdict
@@ -135,10 +136,11 @@ class Scorer:
         Guarding, rendering and parsing grow with the texts, so they run in a worker thread:
         the event loop stays free for other requests while a large one is prepared.
         """
-        planning = off_loop(self._plan, examples)
+        planning = submit(self._plan, examples)
         try:
-            plan = await asyncio.shield(planning)
-        except asyncio.CancelledError:  # the plan still registers its requests: release them
+            plan = await asyncio.shield(asyncio.wrap_future(planning))
+        except asyncio.CancelledError:  # the plan still registers its requests: release them,
+            # from the worker thread, so even when this event loop has closed by then
             planning.add_done_callback(self._abandon_planned)
             raise
         try:
@@ -154,7 +156,7 @@ class Scorer:
         shared = {key: await asyncio.wrap_future(f) for key, f in plan.waiting.items()}
         return await off_loop(self._finish, examples, plan, shared)
 
-    def _abandon_planned(self, planning: asyncio.Future[_Plan]) -> None:
+    def _abandon_planned(self, planning: concurrent.futures.Future[_Plan]) -> None:
         if not planning.cancelled() and planning.exception() is None:
             self._abandon(planning.result(), asyncio.CancelledError())
 

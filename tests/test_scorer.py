@@ -233,3 +233,38 @@ def test_backend_may_shorten_examples_before_rendering():
     prompts = [conversation[-1]["content"] for conversation in backend.batches[0]]
     assert all("123" in p and "1234" not in p for p in prompts)
     assert len(result.judgments) == 2
+
+
+def test_a_call_cancelled_while_planning_releases_its_requests_after_its_loop_closed():
+    import threading
+
+    scorer = Scorer(ScriptedBackend())
+    gate, planning, planned = threading.Event(), threading.Event(), threading.Event()
+    plan = scorer._plan
+
+    def slow_plan(examples):
+        planning.set()
+        gate.wait(30)
+        try:
+            return plan(examples)
+        finally:
+            planned.set()
+
+    scorer._plan = slow_plan
+
+    async def cancelled():
+        task = asyncio.ensure_future(scorer.ascore([pair()]))
+        await asyncio.to_thread(planning.wait, 30)
+        task.cancel()
+
+    asyncio.run(cancelled())  # the loop is closed before the plan registers its requests
+    gate.set()
+    assert planned.wait(30)
+    scorer._plan = plan
+    for _ in range(500):  # the release runs in the planning thread, just after the plan
+        if not scorer._inflight:
+            break
+        threading.Event().wait(0.01)
+    assert scorer._inflight == {}
+    [result] = asyncio.run(asyncio.wait_for(scorer.ascore([pair()]), 30))  # not left waiting
+    assert result.verdict == "A"
