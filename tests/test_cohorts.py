@@ -351,18 +351,22 @@ def cohort_load(judge, config, prompts, size):
     return run(go())
 
 
-@pytest.mark.parametrize(("strategy", "batch"), [("round-robin", 4096), ("circular", 64)])
-def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch):
+@pytest.mark.parametrize(
+    ("strategy", "batch", "reference_batch"), [("round-robin", 3000, 2000), ("circular", 50, 50)]
+)
+def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch, reference_batch):
     """500 prompts x 4 single-sample requests against a judge that serializes its calls: cohort
     mode makes at most 1.1x the engine calls of reference mode, and nothing times out. (Before
     the cohorts went through the batching service: one call per cohort and round, 500+.)
-    Round-robin's 6 pairs a group take 1.5x the judgments: calls match where a batch holds
-    them (here 4096); circular's 4 match reference mode's 4 at the default 64."""
-    config = RewardConfig(strategy=strategy, max_batch_size=batch, group_timeout=50, timeout_s=300)
-    reference_judge, cohort_judge = GatedRanker(), GatedRanker()
-    plain = reference_load(
-        reference_judge, config.model_copy(update={"strategy": "reference"}), 500, 4
+    Round-robin's 6 pairs a group take 1.5x the judgments: calls match where a batch holds them
+    (one call each); circular's 4 match reference mode's 4 at the same batch size. Batches are
+    sent when full (a long max_wait_ms): the counts do not depend on how fast pairs are built."""
+    config = RewardConfig(
+        strategy=strategy, max_batch_size=batch, max_wait_ms=60_000, group_timeout=50, timeout_s=300
     )
+    reference_judge, cohort_judge = GatedRanker(), GatedRanker()
+    update = {"strategy": "reference", "max_batch_size": reference_batch}
+    plain = reference_load(reference_judge, config.model_copy(update=update), 500, 4)
     grouped = cohort_load(cohort_judge, config, 500, 4)
     assert not any(a.error for a in plain) and not any(a.fallback for a in grouped)
     assert all(a.kind is None and a.group == 4 for a in grouped)
