@@ -11,6 +11,7 @@ judges whole groups: no rollout may get a fallback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -174,3 +175,44 @@ def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(clus
     assert revived._actor_id != actor._actor_id
     assert ray.get(revived.stats.remote())["members"] == 1
     ray.kill(revived)
+
+
+def test_a_full_cohort_actor_is_retried_and_then_answers(cluster):
+    """Overloaded raised in the actor reaches the client as Overloaded (nothing held): sent
+    again until ``cohort_timeout``; once the held group is judged, the member is accepted."""
+    from rmr1_verl.cohort import RayCohorts
+
+    from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
+    from rmr1_plugins.rewards.config import RewardSettings
+    from rmr1_plugins.rewards.ray_cohorts import cohort_actor
+
+    with contextlib.suppress(ValueError):  # registered by an earlier test
+        serving().register()  # the ranker judge, in this process too
+    opened = text_bytes("Pick.") + text_bytes("pick 1")
+    base = RewardSettings.model_validate(
+        {
+            "scorer": {"backend": {"name": "ranker"}},
+            "reward": {
+                "strategy": "round-robin",
+                "max_pending_bytes": opened + text_bytes("pick 2"),
+            },
+        }
+    )
+    actor = cohort_actor(base, "reference", max_concurrency=16)
+    member = {"size": 2, "prompt": "Pick.", "response": "pick 1"}
+    held = actor.cohort.remote({**member, "key": "a", "id": "0"}, "w")  # waits for its pair
+    for _ in range(100_000):  # until it is held (the actor prepares it off its loop first)
+        if ray.get(actor.stats.remote())["held"] == 1:
+            break
+    client = RayCohorts(base, "reference", max_concurrency=16, timeout=0.0)
+    client.worker = "w"  # the same worker: its share is full
+    with pytest.raises(Overloaded, match=r"still full after 0 s.*max_pending_bytes"):
+        asyncio.run(client.ask({**member, "key": "b", "id": "0"}))
+    pair = actor.cohort.remote({**member, "key": "a", "id": "1", "response": "pick 2"}, "w")
+    assert [a["group"] for a in ray.get([held, pair])] == [2, 2]
+    client.timeout = 600.0
+    answer = asyncio.run(
+        client.ask({**member, "key": "b", "id": "0", "size": 1, "reference": "pick 2"})
+    )
+    assert answer["group"] == 1 and not answer["fallback"]
+    ray.kill(actor)
