@@ -1,0 +1,137 @@
+"""OpenRLHF's reward file with whole-group rewards, in rollout actors on local Ray.
+
+OpenRLHF 0.11.2 loads the reward file in each ``RolloutRayActor`` (``async __init__``, through
+``SingleTurnAgentExecutor``) and calls ``reward_func`` per sample from the actor loop's default
+thread pool. Its ``RolloutRayActor`` imports vLLM, so :class:`Rollout` stands in for it with the
+same ``async __init__`` and ``generate_responses``; the executor, the reward file, Ray and the
+cohort actor are real. The ``ranker`` judge (tests/serving.py) makes exact round-robin rewards
+known in advance. Generations finish in a shuffled order (yields, no waits), so groups
+interleave in the thread pool as they do behind vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+agent = pytest.importorskip("openrlhf.utils.agent")
+transformers = pytest.importorskip("transformers")
+ray = pytest.importorskip("ray")
+
+from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
+
+PROMPTS, N = 32, 4  # OpenRLHF's step: rollout.batch_size x n_samples_per_prompt
+YAML = (
+    "backend: {name: ranker}\nreward: {strategy: round-robin, group_size: %d, group_timeout: 120}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return transformers.AutoTokenizer.from_pretrained(smollm2_checkpoint())
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    config = tmp_path_factory.mktemp("rmr1") / "rmr1.yaml"
+    config.write_text(YAML % N)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {"PYTHONPATH": os.pathsep.join(sys.path), "RMR1_CONFIG": str(config)},
+            "worker_process_setup_hook": "serving.register",  # the ranker judge
+        },
+    )
+    yield
+    ray.shutdown()
+
+
+class Rollout:
+    """Stands in for ``openrlhf.trainer.ray.vllm_engine.RolloutRayActor`` (which needs vLLM):
+    the k-th generation for a prompt answers "The answer is k."."""
+
+    async def __init__(self, reward_file: str, tokenizer, seed: int) -> None:
+        from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+        self.executor = SingleTurnAgentExecutor(reward_file)  # as RolloutRayActor.__init__
+        self.tokenizer = tokenizer
+        self.counts: dict[tuple[int, ...], int] = {}
+        self.random = random.Random(seed)
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        key = tuple(prompt_token_ids)
+        self.counts[key] = k = self.counts.get(key, 0) + 1
+        for _ in range(self.random.randrange(64)):  # finish in a shuffled order
+            await asyncio.sleep(0)
+        text = f"The answer is {k}."
+        ids = self.tokenizer(text + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        output = SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)
+        return SimpleNamespace(outputs=[output])
+
+    async def generate_responses(
+        self, prompt, label, sampling_params, max_length, hf_tokenizer, num_samples=1, images=None
+    ):
+        """OpenRLHF 0.11.2's ``RolloutRayActor.generate_responses``, verbatim."""
+        tasks = [
+            self.executor.execute(
+                prompt=prompt,
+                label=label,
+                sampling_params=sampling_params,
+                max_length=max_length,
+                hf_tokenizer=hf_tokenizer,
+                llm_engine=self,
+                images=images,
+            )
+            for _ in range(num_samples)
+        ]
+        return await asyncio.gather(*tasks)
+
+    async def cohorts(self) -> dict:
+        """The cohort actor's counts, through this engine's reward file."""
+        from rmr1_openrlhf.reward import get_runtime
+
+        client = get_runtime().client  # type: ignore[union-attr]
+        return {"name": client.name, **await client.actor().stats.remote()}
+
+    def threads(self) -> int:
+        """The most threads the event loop's default executor may run."""
+        return asyncio.get_running_loop()._default_executor._max_workers  # type: ignore[attr-defined]
+
+
+def test_reward_file_gets_whole_groups_through_the_cohort_actor(cluster, tokenizer):
+    from rmr1_openrlhf.reward import HELD_THREADS
+    from rmr1_openrlhf.reward_func import __file__ as reward_file
+
+    actor = ray.remote(Rollout).options(num_cpus=0)
+    engines = [actor.remote(reward_file, tokenizer, seed) for seed in range(2)]
+    params = SimpleNamespace(max_tokens=16, logprobs=None)
+
+    def chat(p: int) -> str:
+        turns = [{"role": "user", "content": f"Name a number, question {p}."}]
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+    refs = [  # as OpenRLHF's _dispatch_prompts_to_vllm: one call per prompt, engines in turn
+        engines[p % 2].generate_responses.remote(chat(p), "", params, 512, tokenizer, N)
+        for p in range(PROMPTS)
+    ]
+    outputs = [out for group in ray.get(refs) for out in group]
+    assert len(outputs) == PROMPTS * N
+    logs = [out["extra_logs"] for out in outputs]
+    assert sum(float(log["rmr1_split"][0]) for log in logs) == 0
+    assert sum(float(log["rmr1_fallback"][0]) for log in logs) == 0
+    assert all(float(log["rmr1_group"][0]) == N for log in logs)
+    rewards = [float(out["reward"][0]) for out in outputs]
+    assert rewards == pytest.approx([k / (N - 1) for _ in range(PROMPTS) for k in range(N)])
+    stats, other = ray.get([engine.cohorts.remote() for engine in engines])
+    assert stats == other  # one actor for both engines
+    assert stats["members"] == PROMPTS * N and stats["complete_cohorts"] == PROMPTS
+    assert stats["workers"] == 2 and stats["held"] == 0  # one byte bound share per engine
+    # the reward file made room in each engine's loop for every rollout that waits
+    assert ray.get([engine.threads.remote() for engine in engines]) == [HELD_THREADS] * 2
