@@ -84,6 +84,9 @@ class RayCohorts:
     def __init__(self, settings: RewardSettings) -> None:
         self.config = settings.reward
         self.client = RayCohortClient(settings, "partial", ACTOR_CONCURRENCY, COHORT_TIMEOUT_S)
+        # One event loop for every waiting sample's Ray call; OpenRLHF's threads only block.
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="rmr1-cohorts", daemon=True).start()
 
     def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
         """One reward per sample, each from its whole group; never raises."""
@@ -95,7 +98,7 @@ class RayCohorts:
         except Exception as error:  # SampleError, or an unforeseen input shape
             return fallback(self.config, "bad_input", str(error))
         try:
-            answer = asyncio.run(self.client.join(member))  # in OpenRLHF's thread: no loop here
+            answer = asyncio.run_coroutine_threadsafe(self.client.join(member), self._loop).result()
         except Exception as error:  # full past its timeout, or the actor cannot run
             logger.error("rmr1: cohort actor %s: %s", self.client.name, error)
             return fallback(self.config, "error", f"cohort actor: {error}")
@@ -105,7 +108,8 @@ class RayCohorts:
         return SampleReward(reward, self.config.to_score(reward), dict(answer["logs"]))
 
     def close(self) -> None:
-        """Nothing to close: the cohort actor ends with the process that created it."""
+        """Stop the loop; the cohort actor ends with the process that created it."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 def _on_ray() -> bool:

@@ -2,18 +2,16 @@
 
 OpenRLHF 0.11.2 loads the reward file in each ``RolloutRayActor`` (``async __init__``, through
 ``SingleTurnAgentExecutor``) and calls ``reward_func`` per sample from the actor loop's default
-thread pool. Its ``RolloutRayActor`` imports vLLM, so :class:`Rollout` stands in for it with the
-same ``async __init__`` and ``generate_responses``; the executor, the reward file, Ray and the
-cohort actor are real. The ``ranker`` judge (tests/serving.py) makes exact round-robin rewards
-known in advance. Generations finish in a shuffled order (yields, no waits), so groups
+thread pool. Its ``RolloutRayActor`` imports vLLM, so ``stand_ins.Rollout`` stands in for it
+with the same ``async __init__`` and ``generate_responses``; the executor, the reward file, Ray
+and the cohort actor are real. The ``ranker`` judge (tests/serving.py) makes exact round-robin
+rewards known in advance. Generations finish in a shuffled order (yields, no waits), so groups
 interleave in the thread pool as they do behind vLLM.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
 import sys
 from types import SimpleNamespace
 
@@ -22,6 +20,8 @@ import pytest
 agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
 ray = pytest.importorskip("ray")
+
+from stand_ins import Rollout  # noqa: E402
 
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
 
@@ -51,58 +51,6 @@ def cluster(tmp_path_factory):
     )
     yield
     ray.shutdown()
-
-
-class Rollout:
-    """Stands in for ``openrlhf.trainer.ray.vllm_engine.RolloutRayActor`` (which needs vLLM):
-    the k-th generation for a prompt answers "The answer is k."."""
-
-    async def __init__(self, reward_file: str, tokenizer, seed: int) -> None:
-        from openrlhf.utils.agent import SingleTurnAgentExecutor
-
-        self.executor = SingleTurnAgentExecutor(reward_file)  # as RolloutRayActor.__init__
-        self.tokenizer = tokenizer
-        self.counts: dict[tuple[int, ...], int] = {}
-        self.random = random.Random(seed)
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        key = tuple(prompt_token_ids)
-        self.counts[key] = k = self.counts.get(key, 0) + 1
-        for _ in range(self.random.randrange(64)):  # finish in a shuffled order
-            await asyncio.sleep(0)
-        text = f"The answer is {k}."
-        ids = self.tokenizer(text + "<|im_end|>", add_special_tokens=False)["input_ids"]
-        output = SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)
-        return SimpleNamespace(outputs=[output])
-
-    async def generate_responses(
-        self, prompt, label, sampling_params, max_length, hf_tokenizer, num_samples=1, images=None
-    ):
-        """OpenRLHF 0.11.2's ``RolloutRayActor.generate_responses``, verbatim."""
-        tasks = [
-            self.executor.execute(
-                prompt=prompt,
-                label=label,
-                sampling_params=sampling_params,
-                max_length=max_length,
-                hf_tokenizer=hf_tokenizer,
-                llm_engine=self,
-                images=images,
-            )
-            for _ in range(num_samples)
-        ]
-        return await asyncio.gather(*tasks)
-
-    async def cohorts(self) -> dict:
-        """The cohort actor's counts, through this engine's reward file."""
-        from rmr1_openrlhf.reward import get_runtime
-
-        client = get_runtime().client  # type: ignore[union-attr]
-        return {"name": client.name, **await client.actor().stats.remote()}
-
-    def threads(self) -> int:
-        """The most threads the event loop's default executor may run."""
-        return asyncio.get_running_loop()._default_executor._max_workers  # type: ignore[attr-defined]
 
 
 def test_reward_file_gets_whole_groups_through_the_cohort_actor(cluster, tokenizer):
