@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -113,12 +114,10 @@ class RayCohorts:
 
 
 def _on_ray() -> bool:
-    """Whether this process is connected to a Ray cluster (OpenRLHF's rollout actors are)."""
-    try:
-        import ray
-    except ImportError:
-        return False
-    return bool(ray.is_initialized())
+    """Whether this process is connected to a Ray cluster (OpenRLHF's rollout actors are; a
+    process that never imported ray is not, and does not import it here)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
 
 
 def hold_threads() -> None:

@@ -19,7 +19,6 @@ import pytest
 
 agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
-ray = pytest.importorskip("ray")
 
 from stand_ins import Rollout  # noqa: E402
 
@@ -38,6 +37,8 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """Local Ray (imported here: the other modules check that the reward file never does)."""
+    ray = pytest.importorskip("ray")
     config = tmp_path_factory.mktemp("rmr1") / "rmr1.yaml"
     config.write_text(YAML % N)
     ray.init(
@@ -49,11 +50,12 @@ def cluster(tmp_path_factory):
             "worker_process_setup_hook": "serving.register",  # the ranker judge
         },
     )
-    yield
+    yield ray
     ray.shutdown()
 
 
 def test_reward_file_gets_whole_groups_through_the_cohort_actor(cluster, tokenizer):
+    ray = cluster
     from rmr1_openrlhf.reward import HELD_THREADS
     from rmr1_openrlhf.reward_func import __file__ as reward_file
 
