@@ -1,6 +1,8 @@
 """The docs hold together: every relative link in a page reaches a file (and its heading, for an
-``#anchor``), and every ``docs/...md`` path named in code, tests and examples exists."""
+``#anchor``), every ``docs/...md`` path named in code, tests and examples exists, and the quick
+start's commands and Python session are ones that run."""
 
+import doctest
 import re
 from pathlib import Path
 
@@ -72,3 +74,25 @@ def test_every_docs_path_named_in_code_exists():
         if not (ROOT / name).exists()
     }
     assert missing == set()
+
+
+def bash_commands(page: Path) -> list[str]:
+    """The commands of a page's ``bash`` blocks: continuations joined, comments dropped."""
+    found = []
+    for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(), re.M | re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                found.append(" ".join(line.split()))
+    return found
+
+
+def test_quick_start_commands_are_the_readmes_which_its_tests_run():
+    quick = bash_commands(ROOT / "docs" / "quickstart.md")
+    assert quick and set(quick) <= set(bash_commands(ROOT / "README.md"))
+
+
+def test_quick_start_python_session_runs():
+    page = ROOT / "docs" / "quickstart.md"
+    result = doctest.testfile(str(page), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 5 and result.failed == 0
