@@ -97,7 +97,8 @@ def engines(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput benchmark (not a test): ``nox -s bench -- --quick``; see docs/performance.md."""
+    """Throughput benchmark (not a test): ``nox -s bench -- --quick``; see
+    docs/guides/performance.md."""
     install_engines(session)
     session.env.update(OFFLINE_ENV)
     session.run("python", "bench/throughput.py", *session.posargs)

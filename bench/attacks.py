@@ -1,5 +1,5 @@
-"""Re-run issue 21's attacks and print the figures docs/reliability.md quotes (a script, not a
-test: it measures wall-clock seconds on whatever machine runs it).
+"""Re-run issue 21's attacks and print the figures docs/guides/reliability.md quotes (a script, not
+a test: it measures wall-clock seconds on whatever machine runs it).
 
     python bench/attacks.py              # everything (about a minute on 2 CPU cores)
     python bench/attacks.py strategies   # one part: strategies, serve, cohorts, deadlines

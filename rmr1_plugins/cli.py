@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="versions of Python, the engines, trainers and plugins")
     env.set_defaults(func=cmd_env)
 
-    # eval, serve, recipe and plugins' commands: the rmr1_add_subcommands hook (docs/core.md)
+    # eval, serve, recipe and plugins' commands: the rmr1_add_subcommands hook (docs/plugins.md)
     get_plugins().add_subcommands(sub)
     show_defaults(parser)
     return parser

@@ -9,7 +9,8 @@ nested dict that :func:`rmr1_plugins.rewards.load_reward_settings` takes.
 
 A flag is the field's name with dashes, unless the :class:`Flag` says otherwise (``--backend``
 for ``backend.name``). An old spelling is a hidden alias (:func:`add_renamed`) that still works
-for one release and prints a warning naming the new flag; docs/core.md has the table.
+for one release and prints a warning naming the new flag; docs/concepts/configuration.md has the
+table.
 """
 
 from __future__ import annotations

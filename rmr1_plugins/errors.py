@@ -26,4 +26,5 @@ class UsageError(RMR1Error):
 
 
 class RMR1DeprecationWarning(DeprecationWarning):
-    """An old spelling that still works for one release (docs/core.md, "Renamed")."""
+    """An old spelling that still works for one release (docs/concepts/configuration.md,
+    "Renamed")."""

@@ -98,7 +98,7 @@ def test_config_file_comes_from_rmr1_config_everywhere(tmp_path, monkeypatch):
         (
             {"template": "rmr1-instrct"},
             r"template: unknown template 'rmr1-instrct'\. Did you mean "
-            r"'rmr1-instruct'\? Available: rmr1-instruct, rmr1-reasoning",
+            r"'rmr1-instruct'\? Available: .*rmr1-instruct, rmr1-reasoning",
         ),
         (
             {"parser": "strikt"},
@@ -108,7 +108,7 @@ def test_config_file_comes_from_rmr1_config_everywhere(tmp_path, monkeypatch):
         (
             {"backend": {"name": "vlm"}},
             r"backend\.name: unknown backend 'vlm'\. Did you mean "
-            r"'vllm'\? Available: constant, hf, openai, vllm",
+            r"'vllm'\? Available: constant, .*hf, openai, vllm",
         ),
     ],
 )

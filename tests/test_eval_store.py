@@ -292,7 +292,7 @@ def test_every_scorer_setting_is_recorded_or_listed_as_not_changing_a_judgment()
 
 
 # Each backend's options that can change a judgment. A new option must be placed here or in
-# SERVING_OPTIONS (docs/eval.md says why each is where it is).
+# SERVING_OPTIONS (docs/guides/eval.md says why each is where it is).
 JUDGING_OPTIONS = {
     "openai": {"stop_at_answer", "extra_body", "reasoning_model"},
     "vllm": {

@@ -1,6 +1,7 @@
 """The metrics contract's values for fallbacks, from every builder (not only the docs text).
 
-docs/rewards.md says a fallback logs ``rmr1_fallback=1``, its kind's flag, ``rmr1_reference=0``
+docs/concepts/rewards.md says a fallback logs ``rmr1_fallback=1``, its kind's flag,
+``rmr1_reference=0``
 and ``rmr1_group=0``; each builder is checked here with a sample that really fell back.
 """
 

@@ -1,6 +1,7 @@
 """A real ``rmr1 serve`` keeps answering while it works on a 2 MB hostile request.
 
-The hostile sample combines the three inputs that were quadratic (docs/reliability.md): a prompt
+The hostile sample combines the three inputs that were quadratic (docs/guides/reliability.md): a
+prompt
 ending in 30,000 unclosed ChatML turn starts, a response holding ``<`` and a million spaces (the
 guard, on by default in ``rmr1 serve``), and 100,000 trailing ``</s>``. The old code held the
 event loop (and the GIL) for hours on it; the client timeout is only a hang guard.

@@ -1,5 +1,5 @@
 """One word per concept: the new spellings work, and each old one still works for one release
-with a warning that names the new word (docs/core.md, "Renamed")."""
+with a warning that names the new word (docs/concepts/configuration.md, "Renamed")."""
 
 from __future__ import annotations
 

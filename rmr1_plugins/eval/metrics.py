@@ -3,7 +3,7 @@
 A record is one judged comparison as stored in the judgments file: ``label``, the combined
 ``verdict`` (``None`` when no verdict was parsed, or when the orders/samples tie), ``orders_agree``,
 ``meta`` from the loader and the per-sample ``judgments``. Every number is a percentage. Where
-each rule comes from is written next to it and in ``docs/eval.md``.
+each rule comes from is written next to it and in ``docs/guides/eval.md``.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def _health_table(health: Mapping[str, Any]) -> list[str]:
         "impossible log-probs: judgments whose verdict log-probabilities were NaN or above 0 "
         "(the hard verdict stands); "
         "longer wins: decided comparisons won by the longer response (longer preferred: how "
-        "often the label is the longer one). Definitions: docs/eval.md.",
+        "often the label is the longer one). Definitions: docs/guides/eval.md.",
     ]
     return rows
 

@@ -35,7 +35,7 @@ from rmr1_plugins.recipe.presets import (
     rollout_rl,
 )
 
-EPILOG = "See docs/recipe.md for what each stage writes and how to scale it."
+EPILOG = "See docs/guides/recipe.md for what each stage writes and how to scale it."
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:

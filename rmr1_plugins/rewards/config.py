@@ -19,8 +19,8 @@ to it and accepts the others, so one file can serve them all::
 
 The file comes from the ``path`` argument or ``$RMR1_CONFIG``. ``RMR1_*`` variables change the
 scorer part as usual and ``RMR1_REWARD__<KEY>`` the reward part (``RMR1_REWARD__STRATEGY=pivot``);
-explicit arguments win over both. docs/rewards.md has the table of keys. Nothing here imports a
-trainer.
+explicit arguments win over both. docs/concepts/rewards.md has the table of keys. Nothing here
+imports a trainer.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ relative to the pair as stored, ``swapped`` when the judge saw the responses the
   are all equal. Over several groups it is the plain mean of the groups where it is defined.
 
 Training metrics are fractions (0-1), not percentages, under :data:`PREFIX` (see
-:class:`Tally`); docs/rewards.md ("Judge health") lists the keys.
+:class:`Tally`); docs/concepts/health.md lists the keys.
 """
 
 from __future__ import annotations

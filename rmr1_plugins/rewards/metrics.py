@@ -5,8 +5,8 @@ manager's ``reward_extra_info``), OpenRLHF (the reward file's ``extra_logs``) an
 (``/get_reward``'s ``extra_logs``, cohort mode and ``/cohort`` too) log exactly :data:`KEYS`,
 for every sample: judged ones, fallbacks and set-up failures alike (trainers stack the keys of
 a batch, and OpenRLHF takes them from its first sample). Every value is a float; why a sample
-got the fallback is logged as text, never put in a metric. docs/rewards.md ("Metrics") lists the
-same table.
+got the fallback is logged as text, never put in a metric. docs/concepts/rewards.md ("Metrics")
+lists the same table.
 """
 
 from __future__ import annotations

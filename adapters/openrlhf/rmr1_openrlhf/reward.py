@@ -71,7 +71,7 @@ def get_runtime() -> BackgroundRewardService:
                     f"{settings.reward.group_size} asks for in-group rewards, which the reward "
                     "file cannot give (it runs in OpenRLHF's thread pool); serve the judge with "
                     "`rmr1 serve` and pass --reward.remote_url http://HOST:PORT/get_reward "
-                    "(docs/openrlhf.md), or unset reward.group_size for reference rewards",
+                    "(docs/trainers/openrlhf.md), or unset reward.group_size for reference rewards",
                     settings.reward,
                 )
             logger.info(

@@ -18,7 +18,7 @@ An unreachable or overloaded server (connection errors, 503 with its ``Retry-Aft
 retried until ``cohort_timeout``, then the rollout gets the fallback reward with ``rmr1_error``
 1.0 and a logged warning saying why. A refused request (any other 4xx but 413: wrong settings,
 token or URL) is the same for every rollout, so it raises :class:`CohortRefused` rather than
-hand out fallback rewards (docs/verl.md: what veRL does with it).
+hand out fallback rewards (docs/trainers/verl.md: what veRL does with it).
 """
 
 from __future__ import annotations

@@ -305,8 +305,8 @@ def _cohort_client(
         raise ValueError(
             f"rmr1 reward manager: reward.num_workers={workers} splits groups ({how}); set "
             "+reward.rmr1.cohort=ray (one cohort actor in this Ray cluster), "
-            "+reward.rmr1.cohort_url to an `rmr1 serve` /cohort endpoint (docs/verl.md) or "
-            "reward.num_workers=1"
+            "+reward.rmr1.cohort_url to an `rmr1 serve` /cohort endpoint (docs/trainers/verl.md) "
+            "or reward.num_workers=1"
         )
     return CohortClient(str(url), float(own.get("cohort_timeout", 600)), own.get("cohort_token"))
 

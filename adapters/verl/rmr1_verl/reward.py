@@ -16,7 +16,8 @@ it passes ``reward_router_address`` and the judge is reached through the ``opena
 ``http://<address>/v1``.
 
 Every call returns the same keys (veRL stacks them per batch): ``score`` and the metrics
-contract's keys (:mod:`rmr1_plugins.rewards.metrics`; docs/rewards.md, "Metrics"), all floats:
+contract's keys (:mod:`rmr1_plugins.rewards.metrics`; docs/concepts/rewards.md, "Metrics"), all
+floats:
 ``rmr1_fallback`` and the fallback kind's flag when the row got the ``fallback`` reward (why is
 logged as a warning), ``rmr1_reference``, ``rmr1_judgments``, the judge-health values
 ``rmr1_health/<metric>`` and the others. No row makes it raise.

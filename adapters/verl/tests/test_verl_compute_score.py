@@ -297,7 +297,8 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
 
 
 def test_cohort_ray_as_docs_verl_md_shows_it_composes_and_loads(tokenizer, monkeypatch):
-    """``reward.num_workers=4 +reward.rmr1.cohort=ray`` (docs/verl.md) on ppo_trainer.yaml."""
+    """``reward.num_workers=4 +reward.rmr1.cohort=ray`` (docs/trainers/verl.md) on
+    ppo_trainer.yaml."""
     import verl
     from hydra import compose, initialize_config_dir
     from rmr1_verl.cohort import RayCohorts
