@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
-from rmr1_plugins.config import ConfigError, ScorerConfig, load_config
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.errors import RMR1Error, UsageError
 from rmr1_plugins.parsing import parse_parts, train_reward
 from rmr1_plugins.plugins import (
@@ -23,7 +23,7 @@ from rmr1_plugins.plugins import (
     get_template,
     hookimpl,
 )
-from rmr1_plugins.rewards.config import RewardConfig, RewardSettings, load_reward_settings
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import (
     Group,
     GroupRewards,
@@ -35,6 +35,8 @@ from rmr1_plugins.rewards.strategies import Strategy
 from rmr1_plugins.rewards.verifiable import VerifiableReward, verifiable_reward
 from rmr1_plugins.schema import Judgment, Message, PairResult, PairwiseExample, ParsedParts
 from rmr1_plugins.scorer import Scorer
+from rmr1_plugins.scorer_config import ScorerConfig
+from rmr1_plugins.settings import RewardSettings, load_config, load_reward_settings
 
 try:
     __version__ = version("rmr1-plugins")

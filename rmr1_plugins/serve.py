@@ -47,12 +47,13 @@ from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop_request
 from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
-from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.health import format_rates
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.scorer import Scorer
+from rmr1_plugins.settings import load_reward_settings
 
 logger = logging.getLogger("rmr1_plugins.serve")
 TOKEN_ENV = "RMR1_SERVE_TOKEN"

@@ -159,9 +159,10 @@ def api(
     ``reward`` settings give the fallback cases (an empty reference is none: ``no_reference``)."""
     import asyncio
 
-    from rmr1_plugins.rewards import Group, ascore_groups, load_reward_settings, score_groups
+    from rmr1_plugins.rewards import Group, ascore_groups, score_groups
     from rmr1_plugins.rewards.engine import texts_of
     from rmr1_plugins.rewards.metrics import judged_metrics
+    from rmr1_plugins.settings import load_reward_settings
 
     register()
     config, record = write_config(folder, f"api-{strategy}-{driver}", **reward)

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from rmr1_plugins.rewards.config import RewardSettings, decisive_settings
 from rmr1_plugins.rewards.ray_cohorts import PREFIX, CohortActor, actor_name
 from rmr1_plugins.serve_cohort import CohortBodyError
+from rmr1_plugins.settings import RewardSettings, decisive_settings
 
 SETTINGS = RewardSettings.model_validate(
     {"scorer": {"backend": {"name": "constant"}}, "reward": {"strategy": "round-robin"}}

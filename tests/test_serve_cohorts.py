@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from serving import Server
 
-from rmr1_plugins.rewards.config import decisive_settings, load_reward_settings
+from rmr1_plugins.settings import decisive_settings, load_reward_settings
 
 pytest.importorskip("aiohttp")
 

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.offload import off_loop
+from rmr1_plugins.rewards.config import OnUnparsed, Outcome
 from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.strategies import (
     REFERENCE,
@@ -51,11 +52,6 @@ from rmr1_plugins.rewards.strategies import (
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
 
 ScorerOrder = Literal["given", "random", "both"]  # as ScorerConfig.order
-
-OnUnparsed = Literal["tie", "loss", "exclude"]
-
-
-Outcome = Literal["hard", "soft"]
 
 
 @dataclass

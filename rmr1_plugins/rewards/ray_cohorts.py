@@ -22,8 +22,9 @@ import json
 from typing import Any
 
 from rmr1_plugins.rewards.cohorts import CohortService
-from rmr1_plugins.rewards.config import LazyScorer, RewardSettings
+from rmr1_plugins.scorer_config import LazyScorer
 from rmr1_plugins.serve_cohort import cohort_answer, own_settings, parse_member
+from rmr1_plugins.settings import RewardSettings
 
 PREFIX = "rmr1-cohorts-"
 MAX_PENDING = 1 << 30  # a whole step waits here; reward.max_pending_bytes bounds it

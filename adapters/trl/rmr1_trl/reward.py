@@ -22,12 +22,7 @@ from typing import Any
 
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.rewards.config import (
-    LazyScorer,
-    RewardConfig,
-    RewardSettings,
-    load_reward_settings,
-)
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import (
     Group,
     GroupRewards,
@@ -41,6 +36,8 @@ from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, means, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import TRLVerifiableReward
+from rmr1_plugins.scorer_config import LazyScorer
+from rmr1_plugins.settings import RewardSettings, load_reward_settings
 
 RMR1VerifiableReward = TRLVerifiableReward  # RM-R1's verifiable reward, for training a judge
 
@@ -139,7 +136,7 @@ class RMR1Reward:
     """A TRL reward function that judges each prompt's completions with an RM-R1 judge.
 
     Args:
-        config: a :class:`~rmr1_plugins.rewards.RewardSettings`, a YAML path, or ``None`` to read
+        config: a :class:`~rmr1_plugins.settings.RewardSettings`, a YAML path, or ``None`` to read
             ``$RMR1_CONFIG`` and ``RMR1_*`` variables on first call.
         scorer: a ready :class:`rmr1_plugins.Scorer` to use instead of the config's judge.
         name: the ``__name__`` TRL logs under (``rewards/<name>/mean``).

@@ -42,8 +42,8 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
-from rmr1_plugins.rewards.config import decisive_settings
 from rmr1_plugins.rewards.groups import SplitRule
+from rmr1_plugins.settings import decisive_settings
 from rmr1_verl import workers as ray_workers
 from rmr1_verl.cohort import CohortClient, CohortRefused, RayCohorts, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer

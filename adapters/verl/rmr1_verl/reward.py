@@ -30,19 +30,15 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rmr1_plugins.config import ENV_PREFIX, BackendConfig
-from rmr1_plugins.rewards.config import (
-    CONFIG_ENV,
-    LazyScorer,
-    RewardConfig,
-    RewardSettings,
-    load_reward_settings,
-)
+from rmr1_plugins.config import ENV_PREFIX
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import verl_verifiable_score
+from rmr1_plugins.scorer_config import BackendConfig, LazyScorer
+from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
 
 logger = logging.getLogger(__name__)
 ADAPTER_KEYS = (
