@@ -12,29 +12,3 @@
 
 Nothing here imports a trainer.
 """
-
-from rmr1_plugins.rewards.config import RewardConfig
-from rmr1_plugins.rewards.engine import (
-    Comparison,
-    Group,
-    GroupRewards,
-    GroupScoring,
-    ascore_groups,
-    score_groups,
-)
-from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import VerifiableReward, verifiable_reward
-
-__all__ = [
-    "Comparison",
-    "Group",
-    "GroupRewards",
-    "GroupScoring",
-    "RewardConfig",
-    "Strategy",
-    "VerifiableReward",
-    "ascore_groups",
-    "resolve_strategy",
-    "score_groups",
-    "verifiable_reward",
-]
