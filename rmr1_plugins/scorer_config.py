@@ -155,7 +155,7 @@ class LazyScorer:
     a worker process cheaply; a scorer passed in directly is pickled as is.
     """
 
-    def __init__(self, config: ScorerConfig | None = None, scorer: Any = None) -> None:
+    def __init__(self, config: ScorerConfig | None = None, scorer: Scorer | None = None) -> None:
         if config is None and scorer is None:
             raise ValueError("LazyScorer needs a config or a scorer")
         self.config = config
@@ -163,7 +163,7 @@ class LazyScorer:
         self._scorer = scorer
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
+    def get(self) -> Scorer:
         with self._lock:
             if self._scorer is None:
                 assert self.config is not None

@@ -36,6 +36,7 @@ from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, means, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import TRLVerifiableReward
+from rmr1_plugins.scorer import Scorer
 from rmr1_plugins.scorer_config import LazyScorer
 from rmr1_plugins.settings import RewardSettings, load_reward_settings
 
@@ -172,7 +173,7 @@ class RMR1Reward:
         self,
         config: RewardSettings | str | Path | None = None,
         *,
-        scorer: Any = None,
+        scorer: Scorer | None = None,
         name: str = "rmr1_reward",
         **reward: Any,
     ) -> None:
@@ -202,7 +203,7 @@ class RMR1Reward:
         return self.config.reward
 
     @property
-    def scorer(self) -> Any:
+    def scorer(self) -> Scorer:
         """The judge, built (and its model loaded) on first use."""
         if self._scorer is None:
             self._scorer = LazyScorer(self.config.scorer)
@@ -356,9 +357,9 @@ class RMR1Reward:
             for position, row in enumerate(rows):
                 rewards[row] = self.options.scale(result.rewards[position], strategy)
                 verdicts[row] = result.error or result.summary(position)
-                first = next((c for c in result.involving(position) if c.result), None)
-                if first is not None and first.result.judgments:
-                    rationale[row] = first.result.judgments[0].completion
+                first = next((c.result for c in result.involving(position) if c.result), None)
+                if first is not None and first.judgments:
+                    rationale[row] = first.judgments[0].completion
         self._log(kwargs, [r for _, r in judged], verdicts, rationale)
         groups = [*job.groups, *job.fallback]
         if kwargs.get("log_metric") is not None:

@@ -72,8 +72,8 @@ class CohortClient:
             else:
                 if status == 200:
                     return answer
-                error = answer.get("error", answer) if isinstance(answer, dict) else answer
-                problem = f"HTTP {status}: {error}"
+                reason = answer.get("error", answer) if isinstance(answer, dict) else answer
+                problem = f"HTTP {status}: {reason}"
                 if 400 <= status < 500 and status not in PER_ROLLOUT:
                     raise CohortRefused(f"cohort service {self.url} refused: {problem}")
                 if status != 503:
