@@ -5,6 +5,17 @@ adapter that needs it is used. ``__all__`` is the public API that the docs use: 
 (:class:`Scorer` and its config), group scoring (:class:`Group`, :func:`score_groups`), the
 reward settings (:func:`load_reward_settings`, :class:`RewardConfig`), RM-R1's verifiable
 reward, the plugin getters and the error bases.
+
+Layers, lowest first; a module imports only its own layer and those below, without cycles
+(``tests/test_layers.py`` holds the table and checks it):
+
+- base: :mod:`.errors`, :mod:`.schema`, the plugin registry (:mod:`.plugins`, :mod:`.hookspecs`,
+  :mod:`.builtins`) and reading settings files and variables (:mod:`.config`);
+- judge: :mod:`.templates`, :mod:`.parsing`, :mod:`.guards`, :mod:`.backends`, :mod:`.scorer`
+  and its settings (:mod:`.scorer_config`);
+- rewards: :mod:`.rewards` (strategies, group scoring, per-sample and cohort services);
+- faces: the one settings loader (:mod:`.settings`), the CLI (:mod:`.cli`) and the servers
+  (:mod:`.serve`); then :mod:`.eval` and :mod:`.recipe`.
 """
 
 from __future__ import annotations
