@@ -21,13 +21,7 @@ from typing import Any
 
 from rmr1_plugins.backends.base import BackendError
 from rmr1_plugins.cli_options import Flag, add_flags, add_renamed, overrides
-from rmr1_plugins.config import (
-    BackendConfig,
-    ConfigError,
-    SamplingConfig,
-    ScorerConfig,
-    load_config,
-)
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.errors import UsageError
 from rmr1_plugins.jsonl import (
     InputError,
@@ -42,6 +36,8 @@ from rmr1_plugins.parsing import train_reward
 from rmr1_plugins.plugins import KINDS, get_parser, get_plugins, get_template
 from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.scorer import Progress
+from rmr1_plugins.scorer_config import BackendConfig, SamplingConfig, ScorerConfig
+from rmr1_plugins.settings import load_config
 from rmr1_plugins.templates import PromptTemplate, TemplateError
 
 # Modules that add their own subcommands through ``add_subcommand(subparsers)``.

@@ -5,7 +5,7 @@ and where its value goes in the loader's nested overrides (``("sampling", "max_n
 :func:`add_flags` takes the flag's type, its choices (a ``Literal``), its help and the default it
 shows from the field; every flag itself defaults to ``None``, so an unset flag leaves the YAML
 file and the ``RMR1_*`` variables alone. :func:`overrides` gathers the flags given into the
-nested dict that :func:`rmr1_plugins.rewards.load_reward_settings` takes.
+nested dict that :func:`rmr1_plugins.settings.load_reward_settings` takes.
 
 A flag is the field's name with dashes, unless the :class:`Flag` says otherwise (``--backend``
 for ``backend.name``). An old spelling is a hidden alias (:func:`add_renamed`) that still works

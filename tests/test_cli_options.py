@@ -11,9 +11,9 @@ import pytest
 from rmr1_plugins.backends.base import SamplingParams
 from rmr1_plugins.cli import SCORER_FLAGS, build_parser, main
 from rmr1_plugins.cli_options import Flag, add_flags, generated, overrides, shown, value_type
-from rmr1_plugins.config import SamplingConfig, ScorerConfig
 from rmr1_plugins.rewards.config import RewardConfig
-from rmr1_plugins.serve import REWARD_FLAGS, SERVER_FLAGS, ServeOptions
+from rmr1_plugins.scorer_config import SamplingConfig, ScorerConfig
+from rmr1_plugins.serve.app import REWARD_FLAGS, SERVER_FLAGS, ServeOptions
 
 # Flags named otherwise than their field, each for a reason (a nested key's short name).
 EXPLICIT_NAMES = {"backend": ("backend", "name"), "model": ("backend", "model")}

@@ -263,7 +263,7 @@ def test_a_group_that_cannot_be_judged_is_bad_input_not_unparsed():
 
 def test_a_clipped_response_is_logged_in_cohort_mode():
     from rmr1_plugins.rewards.inputs import Sample
-    from rmr1_plugins.serve_cohort import openrlhf_rewards
+    from rmr1_plugins.serve.cohort import openrlhf_rewards
 
     slot_a = "<eval>compared</eval>\n<answer>[[A]]</answer>"  # the cut text has no number
     svc, _ = service(lambda user, _: slot_a, group_size=2, max_response_chars=8)
@@ -618,7 +618,7 @@ def test_a_reissued_id_replaces_a_held_one():
 
 def test_a_members_on_split_decides_its_cohort_closed_short():
     """rmr1 serve applies the on_split a client sends (the veRL manager's reference or drop)."""
-    from rmr1_plugins.serve_cohort import CohortBodyError, parse_member
+    from rmr1_plugins.serve.cohort import CohortBodyError, parse_member
 
     body = {"key": "p", "size": 3, "prompt": "Pick a number.", "response": "answer 3"}
     assert parse_member(body).on_split is None

@@ -231,7 +231,7 @@ def test_apply_prefers_flags_then_config_then_the_protocol():
 
 
 def test_configured_reads_only_what_a_file_or_variable_set(tmp_path, monkeypatch):
-    from rmr1_plugins.config import load_config
+    from rmr1_plugins.settings import load_config
 
     assert protocols.configured(load_config()) == {}
     config = tmp_path / "rmr1.yaml"
@@ -276,8 +276,8 @@ def test_rm_bench_rm_r1_protocol_scores_as_rm_r1_published_and_compare_shows_bot
 
 
 def test_rm_r1_protocol_generates_and_tokenizes_as_rm_r1s_eval_did():
-    from rmr1_plugins.config import load_config
     from rmr1_plugins.eval.store import run_settings
+    from rmr1_plugins.settings import load_config
 
     rm_r1 = {"add_special_tokens": True, "stop_at_answer": False}
     vllm = protocols.rm_r1_backend_options(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rmr1_plugins.cli import main
-from rmr1_plugins.config import ConfigError, ScorerConfig
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.eval.store import (
     SERVING_OPTIONS,
     JudgmentFile,
@@ -23,6 +23,7 @@ from rmr1_plugins.eval.store import (
 )
 from rmr1_plugins.jsonl import InputError
 from rmr1_plugins.plugins import get_backend_class
+from rmr1_plugins.scorer_config import ScorerConfig
 
 DATA = Path(__file__).parent / "data" / "eval"
 JUDGEBENCH = str(DATA / "judgebench.jsonl")

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from rmr1_plugins.rewards.config import RewardSettings, decisive_settings
-from rmr1_plugins.rewards.ray_cohorts import PREFIX, CohortActor, actor_name
-from rmr1_plugins.serve_cohort import CohortBodyError
+from rmr1_plugins.serve.cohort import CohortBodyError
+from rmr1_plugins.serve.ray_actor import PREFIX, CohortActor, actor_name
+from rmr1_plugins.settings import RewardSettings, decisive_settings
 
 SETTINGS = RewardSettings.model_validate(
     {"scorer": {"backend": {"name": "constant"}}, "reward": {"strategy": "round-robin"}}
@@ -66,7 +66,7 @@ def test_a_member_with_other_settings_is_refused_naming_the_key():
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 def test_a_judge_that_loads_in_process_is_refused_for_the_actor(backend):
-    from rmr1_plugins.rewards.ray_cohorts import cohort_actor
+    from rmr1_plugins.serve.ray_actor import cohort_actor
 
     settings = RewardSettings.model_validate({"scorer": {"backend": {"name": backend}}})
     with pytest.raises(ValueError, match=r"no GPU reserved.*serve the judge over HTTP"):

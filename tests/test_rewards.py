@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from rmr1_plugins import ConfigError
-from rmr1_plugins.config import ScorerConfig
-from rmr1_plugins.rewards.config import LazyScorer, RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.strategies import resolve_strategy
+from rmr1_plugins.scorer_config import LazyScorer, ScorerConfig
+from rmr1_plugins.settings import load_reward_settings
 
 
 def write(tmp_path, text):

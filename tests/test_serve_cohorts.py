@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from serving import Server
 
-from rmr1_plugins.rewards.config import decisive_settings, load_reward_settings
+from rmr1_plugins.settings import decisive_settings, load_reward_settings
 
 pytest.importorskip("aiohttp")
 
@@ -206,7 +206,7 @@ def test_the_summary_counts_dropped_cohort_members():
     from rmr1_plugins import Scorer
     from rmr1_plugins.rewards.cohorts import CohortService, Member
     from rmr1_plugins.rewards.config import RewardConfig
-    from rmr1_plugins.serve import _summary
+    from rmr1_plugins.serve.app import _summary
 
     cohorts = CohortService(
         Scorer(ScriptedBackend()), RewardConfig(group_timeout=0.05), on_split="drop"

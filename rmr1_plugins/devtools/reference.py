@@ -19,7 +19,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 
 import rmr1_plugins
-from rmr1_plugins.config import ScorerConfig
+from rmr1_plugins.scorer_config import ScorerConfig
 from rmr1_plugins.hookspecs import HookSpecs
 from rmr1_plugins.rewards.config import RewardConfig
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rmr1_plugins.cli import Tally, add_scorer_flags, config_from_args, generated_tokens
 from rmr1_plugins.cli_options import add_renamed
-from rmr1_plugins.config import ConfigError, load_config
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.eval import protocols
 from rmr1_plugins.eval import report as reports
 from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load, usable
@@ -25,6 +25,7 @@ from rmr1_plugins.eval.store import (
     run_settings,
 )
 from rmr1_plugins.plugins import get_parser, get_template
+from rmr1_plugins.settings import load_config
 
 # The scorer settings an evaluation protocol fills when neither a flag nor the config sets them.
 PROTOCOL_KEYS = ("parser", "order", "max_new_tokens", "temperature", "top_p")

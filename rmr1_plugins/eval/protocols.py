@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rmr1_plugins.config import ScorerConfig
+from rmr1_plugins.scorer_config import ScorerConfig
 
 PROTOCOL_NAMES = ("benchmark", "rm-r1")
 DEFAULT_PROTOCOL = "benchmark"

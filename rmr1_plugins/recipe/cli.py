@@ -286,7 +286,8 @@ def teacher_config(
     Lowest to highest: ``defaults`` (RM-R1's teacher sampling), the YAML file, ``RMR1_*``
     variables, flags.
     """
-    from rmr1_plugins.config import deep_merge, load_config, read_config_file
+    from rmr1_plugins.config import deep_merge, read_config_file
+    from rmr1_plugins.settings import load_config
 
     path = getattr(args, prefix.replace("-", "_") + "config")
     from_file = read_config_file(path) if path else {}
@@ -300,7 +301,8 @@ def correction_config(args: argparse.Namespace, prefix: str, first: str) -> Any:
     It starts from the pass-1 teacher (``first`` is its prefix): its file unless
     ``--PREFIXconfig`` names another, and its flags, which this prefix's flags override.
     """
-    from rmr1_plugins.config import deep_merge, load_config, read_config_file
+    from rmr1_plugins.config import deep_merge, read_config_file
+    from rmr1_plugins.settings import load_config
 
     own = _teacher_flags(args, prefix)
     path = getattr(args, prefix.replace("-", "_") + "config")

@@ -25,12 +25,13 @@ from typing import Any
 import yaml
 
 from rmr1_plugins._imports import require
-from rmr1_plugins.config import ConfigError, ScorerConfig
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.recipe.emit_trl import grpo_config, sft_config
 from rmr1_plugins.recipe.prepare import PrepareConfig
 from rmr1_plugins.recipe.presets import PRESETS
 from rmr1_plugins.recipe.sources import SourceSpec
 from rmr1_plugins.recipe.stages import RLVRDefaults, SFTDefaults
+from rmr1_plugins.scorer_config import ScorerConfig
 
 CPU_TINY: dict[str, dict[str, Any]] = {
     "common": {

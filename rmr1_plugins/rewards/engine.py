@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.offload import off_loop
+from rmr1_plugins.rewards.config import OnUnparsed, Outcome
 from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.strategies import (
     REFERENCE,
@@ -49,13 +50,9 @@ from rmr1_plugins.rewards.strategies import (
     resolve_strategy,
 )
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
+from rmr1_plugins.scorer import AnyScorer, PairScorer
 
 ScorerOrder = Literal["given", "random", "both"]  # as ScorerConfig.order
-
-OnUnparsed = Literal["tie", "loss", "exclude"]
-
-
-Outcome = Literal["hard", "soft"]
 
 
 @dataclass
@@ -367,7 +364,7 @@ def _same_text_mean(texts: list[str], rewards: list[float | None]) -> list[float
     return values
 
 
-def with_both_orders(scorer: Any) -> Any:
+def with_both_orders(scorer: AnyScorer) -> AnyScorer:
     """``scorer`` itself if it judges both orders, else a view of it that does.
 
     The view is a shallow copy: it shares the backend, the cache and the statistics.
@@ -379,7 +376,9 @@ def with_both_orders(scorer: Any) -> Any:
     return view
 
 
-def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) -> Any:
+def with_order(
+    scorer: AnyScorer, order: ScorerOrder | None, both_orders: bool | None = None
+) -> AnyScorer:
     """``scorer``, or a view of it judging in ``order`` (``None``: the scorer's own).
 
     ``both_orders`` is the old spelling of ``order="both"``, kept one release with a warning.
@@ -403,20 +402,20 @@ def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) 
 
 
 def _scoring(
-    scorer: Any, groups: Sequence[Group], strategy: str | Strategy, **options: Any
-) -> tuple[Any, GroupScoring]:
+    scorer: PairScorer, groups: Sequence[Group], strategy: str | Strategy, **options: Any
+) -> tuple[PairScorer, GroupScoring]:
     """The scorer in the asked order and a :class:`GroupScoring` (shared by the two drivers)."""
     scorer = with_order(scorer, options.pop("order"), options.pop("both_orders"))
     return scorer, GroupScoring(groups, strategy, **options)
 
 
-def _ordered(scorer: Any, **options: Any) -> tuple[Any, dict[str, Any]]:
+def _ordered(scorer: PairScorer, **options: Any) -> tuple[PairScorer, dict[str, Any]]:
     """The scorer in the asked order and the options left (as :func:`_scoring`, same depth)."""
     return with_order(scorer, options.pop("order"), options.pop("both_orders")), options
 
 
 def score_groups(
-    scorer: Any,
+    scorer: PairScorer,
     groups: Sequence[Group],
     strategy: str | Strategy = "round-robin",
     *,
@@ -430,7 +429,7 @@ def score_groups(
     """Score many groups; each round of every group goes to ``scorer.score`` as one batch.
 
     Args:
-        scorer: a :class:`rmr1_plugins.Scorer`.
+        scorer: a :class:`rmr1_plugins.Scorer` (any :class:`~rmr1_plugins.scorer.PairScorer`).
         groups: the groups; a strategy that ``needs_reference`` needs ``Group.reference`` set.
         strategy: a registered strategy name or a :class:`Strategy` instance.
         order: ``"both"`` judges every pair in both A/B orders, ``"given"`` / ``"random"`` as
@@ -459,7 +458,7 @@ def score_groups(
 
 
 async def ascore_groups(
-    scorer: Any,
+    scorer: PairScorer,
     groups: Sequence[Group],
     strategy: str | Strategy = "round-robin",
     *,

@@ -37,11 +37,12 @@ from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.cohorts import groups_samples
-from rmr1_plugins.rewards.config import CONFIG_ENV, RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.samples import SampleReward, fallback
 from rmr1_plugins.rewards.service import BackgroundRewardService
+from rmr1_plugins.settings import CONFIG_ENV, load_reward_settings
 
 logger = logging.getLogger("rmr1_openrlhf")
 

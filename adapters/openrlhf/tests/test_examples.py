@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from rmr1_openrlhf import reward_file_path
 
-from rmr1_plugins.rewards.config import load_reward_settings
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.samples import build_example
+from rmr1_plugins.settings import load_reward_settings
 
 pytest.importorskip("openrlhf")
 from openrlhf.utils.config import hierarchize

@@ -22,12 +22,7 @@ from typing import Any
 
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.rewards.config import (
-    LazyScorer,
-    RewardConfig,
-    RewardSettings,
-    load_reward_settings,
-)
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import (
     Group,
     GroupRewards,
@@ -41,6 +36,9 @@ from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, means, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import TRLVerifiableReward
+from rmr1_plugins.scorer import Scorer
+from rmr1_plugins.scorer_config import LazyScorer
+from rmr1_plugins.settings import RewardSettings, load_reward_settings
 
 RMR1VerifiableReward = TRLVerifiableReward  # RM-R1's verifiable reward, for training a judge
 
@@ -139,7 +137,7 @@ class RMR1Reward:
     """A TRL reward function that judges each prompt's completions with an RM-R1 judge.
 
     Args:
-        config: a :class:`~rmr1_plugins.rewards.RewardSettings`, a YAML path, or ``None`` to read
+        config: a :class:`~rmr1_plugins.settings.RewardSettings`, a YAML path, or ``None`` to read
             ``$RMR1_CONFIG`` and ``RMR1_*`` variables on first call.
         scorer: a ready :class:`rmr1_plugins.Scorer` to use instead of the config's judge.
         name: the ``__name__`` TRL logs under (``rewards/<name>/mean``).
@@ -175,7 +173,7 @@ class RMR1Reward:
         self,
         config: RewardSettings | str | Path | None = None,
         *,
-        scorer: Any = None,
+        scorer: Scorer | None = None,
         name: str = "rmr1_reward",
         **reward: Any,
     ) -> None:
@@ -205,7 +203,7 @@ class RMR1Reward:
         return self.config.reward
 
     @property
-    def scorer(self) -> Any:
+    def scorer(self) -> Scorer:
         """The judge, built (and its model loaded) on first use."""
         if self._scorer is None:
             self._scorer = LazyScorer(self.config.scorer)
@@ -359,9 +357,9 @@ class RMR1Reward:
             for position, row in enumerate(rows):
                 rewards[row] = self.options.scale(result.rewards[position], strategy)
                 verdicts[row] = result.error or result.summary(position)
-                first = next((c for c in result.involving(position) if c.result), None)
-                if first is not None and first.result.judgments:
-                    rationale[row] = first.result.judgments[0].completion
+                first = next((c.result for c in result.involving(position) if c.result), None)
+                if first is not None and first.judgments:
+                    rationale[row] = first.judgments[0].completion
         self._log(kwargs, [r for _, r in judged], verdicts, rationale)
         groups = [*job.groups, *job.fallback]
         if kwargs.get("log_metric") is not None:

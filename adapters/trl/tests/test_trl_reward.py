@@ -18,8 +18,8 @@ from rmr1_trl import (
 from trl.trainer.utils import get_callable_name, is_async_callable
 
 from rmr1_plugins import ConfigError, Scorer
-from rmr1_plugins.rewards.config import RewardSettings, load_reward_settings
 from rmr1_plugins.rewards.strategies import Strategy
+from rmr1_plugins.settings import RewardSettings, load_reward_settings
 from rmr1_plugins.testing import AlwaysA, LongerWins
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.

@@ -69,7 +69,7 @@ def _compute_score() -> str:
 
 def _config() -> str:
     from rmr1_plugins.plugins import get_backend_class
-    from rmr1_plugins.rewards.config import load_reward_settings
+    from rmr1_plugins.settings import load_reward_settings
 
     config = load_reward_settings()
     strategy = config.reward.build_strategy()

@@ -18,7 +18,7 @@ still unanswered ``reward.timeout_s`` after the group closed (complete, or at it
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
 sends every rollout to one cohort actor in the trainer's Ray cluster
-(:mod:`rmr1_plugins.rewards.ray_cohorts`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
+(:mod:`rmr1_plugins.serve.ray_actor`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
 cohort endpoint (:mod:`rmr1_verl.cohort`), each rollout with its ``on_split``; without either an
 in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is set from the
 step and checked at start-up (:mod:`rmr1_verl.workers`).
@@ -42,8 +42,8 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
-from rmr1_plugins.rewards.config import decisive_settings
 from rmr1_plugins.rewards.groups import SplitRule
+from rmr1_plugins.settings import decisive_settings
 from rmr1_verl import workers as ray_workers
 from rmr1_verl.cohort import CohortClient, CohortRefused, RayCohorts, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
@@ -225,7 +225,7 @@ class RMR1RewardManager(RewardManagerBase):
         return self._local
 
     def _cohort_actor(self, own: dict[str, Any], workers: int, config: Any) -> RayCohorts:
-        """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.rewards.ray_cohorts`),
+        """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.serve.ray_actor`),
         able to hold every worker's share of a step at once."""
         if own["cohort"] != "ray":
             got = own["cohort"]

@@ -31,19 +31,16 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rmr1_plugins.config import ENV_PREFIX, BackendConfig
-from rmr1_plugins.rewards.config import (
-    CONFIG_ENV,
-    LazyScorer,
-    RewardConfig,
-    RewardSettings,
-    load_reward_settings,
-)
+from rmr1_plugins.config import ENV_PREFIX
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import verl_verifiable_score
+from rmr1_plugins.scorer import Scorer
+from rmr1_plugins.scorer_config import BackendConfig, LazyScorer
+from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
 
 logger = logging.getLogger(__name__)
 ADAPTER_KEYS = (
@@ -127,7 +124,7 @@ def _load_settings(
     return config, own
 
 
-def shared_scorer(config: RewardSettings) -> Any:
+def shared_scorer(config: RewardSettings) -> Scorer:
     """One scorer per process and judge configuration, built on first use."""
     key = json.dumps(config.scorer.model_dump(mode="json"), sort_keys=True)
     if key not in _SCORERS:
@@ -172,7 +169,7 @@ def result(
 def question_of(extra_info: Any, key: str) -> Any:
     """The prompt stored in ``extra_info`` (a string or a message list), or ``None``."""
     if isinstance(extra_info, Mapping):
-        value = extra_info.get(key)
+        value: Any = extra_info.get(key)
         if hasattr(value, "tolist"):  # numpy arrays of messages from parquet
             value = value.tolist()
         return value

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import rollouts
 from test_verl_cohorts import GROUPS, manager
 
-from rmr1_plugins.rewards.config import decisive_settings
+from rmr1_plugins.settings import decisive_settings
 
 ANSWER = {"reward": 0.75, "logs": {"rmr1_group": 3.0}}
 

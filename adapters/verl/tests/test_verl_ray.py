@@ -119,7 +119,7 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
     """``cohort: ray``: 64 x 7 rollouts one by one to two random workers, one cohort actor."""
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 
-    from rmr1_plugins.rewards.ray_cohorts import PREFIX
+    from rmr1_plugins.serve.ray_actor import PREFIX
 
     prompts, n = 64, 7
     data, expected = step(tokenizer, prompts, n)
@@ -142,9 +142,9 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
 def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(cluster):
     from rmr1_verl.cohort import CohortRefused, RayCohorts
 
-    from rmr1_plugins.rewards.config import RewardSettings, decisive_settings
-    from rmr1_plugins.rewards.ray_cohorts import actor_name, cohort_actor
-    from rmr1_plugins.serve_cohort import CohortBodyError
+    from rmr1_plugins.serve.cohort import CohortBodyError
+    from rmr1_plugins.serve.ray_actor import actor_name, cohort_actor
+    from rmr1_plugins.settings import RewardSettings, decisive_settings
 
     serving().register()  # the ranker judge, in this process too
     base = RewardSettings.model_validate(

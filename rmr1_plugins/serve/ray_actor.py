@@ -5,7 +5,7 @@ Several reward workers of one job (veRL's ``RewardLoopWorker`` actors) each call
 :class:`~rmr1_plugins.rewards.cohorts.CohortService`, the others get the same one
 (``get_if_exists``), so every rollout of a group meets in one place without a separate
 ``rmr1 serve``. :meth:`CohortActor.cohort` takes the fields of a ``/cohort`` body and returns the
-``/cohort`` answer (:mod:`rmr1_plugins.serve_cohort`), the body's ``settings`` checked the same
+``/cohort`` answer (:mod:`rmr1_plugins.serve.cohort`), the body's ``settings`` checked the same
 way.
 
 The actor's name is a digest of everything its service is built from (the judge, the ``reward:``
@@ -22,8 +22,9 @@ import json
 from typing import Any
 
 from rmr1_plugins.rewards.cohorts import CohortService
-from rmr1_plugins.rewards.config import LazyScorer, RewardSettings
-from rmr1_plugins.serve_cohort import cohort_answer, own_settings, parse_member
+from rmr1_plugins.scorer_config import LazyScorer
+from rmr1_plugins.serve.cohort import cohort_answer, own_settings, parse_member
+from rmr1_plugins.settings import RewardSettings
 
 PREFIX = "rmr1-cohorts-"
 MAX_PENDING = 1 << 30  # a whole step waits here; reward.max_pending_bytes bounds it
@@ -62,7 +63,7 @@ class CohortActor:
 
     async def cohort(self, body: dict[str, Any]) -> dict[str, Any]:
         """The ``/cohort`` answer for one member; raises
-        :class:`~rmr1_plugins.serve_cohort.CohortBodyError` (a bad field or other settings) or
+        :class:`~rmr1_plugins.serve.cohort.CohortBodyError` (a bad field or other settings) or
         :class:`~rmr1_plugins.rewards.cohorts.Overloaded`, holding nothing."""
         service = self.service()
         member = parse_member(body, own_settings(service))

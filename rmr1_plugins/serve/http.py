@@ -3,7 +3,7 @@
 Reading a body within a size limit and a deadline (``Content-Encoding`` decoded here, bounded),
 decoding its JSON, checking the token, logging without secrets, and binding the listening
 sockets before the judge loads, so that start-up errors come first. Every refusal is a
-:class:`ProtocolError` with its HTTP status; :mod:`rmr1_plugins.serve` answers it in JSON.
+:class:`ProtocolError` with its HTTP status; :mod:`rmr1_plugins.serve.app` answers it in JSON.
 This module needs aiohttp (the ``serve`` extra).
 """
 

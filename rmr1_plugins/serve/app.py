@@ -13,11 +13,11 @@ the server ever holds), 415 (an unsupported ``Content-Encoding``), 503 with ``Re
 (more than ``--max-pending`` samples, or ``reward.max_pending_bytes`` of cohort text, waiting,
 decided before anything of the request is held; or shutting down). ``GET /health`` and
 ``GET /stats`` report state; the HTTP edge (body limits, deadlines, token, logging) is
-:mod:`rmr1_plugins.serve_http`.
+:mod:`rmr1_plugins.serve.http`.
 
 With an in-group ``reward.strategy`` and ``reward.group_size`` over 1, ``/get_reward`` holds each
 sample until its prompt's group is whole and answers whole-group rewards; ``POST /cohort`` does
-the same for one JSON rollout (the veRL manager). Both are :mod:`rmr1_plugins.serve_cohort`.
+the same for one JSON rollout (the veRL manager). Both are :mod:`rmr1_plugins.serve.cohort`.
 
 The server binds 127.0.0.1 unless ``--host`` says otherwise. ``--token`` (or ``RMR1_SERVE_TOKEN``)
 requires ``Authorization: Bearer <token>`` or, for clients that cannot set headers (OpenRLHF's),
@@ -47,12 +47,13 @@ from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop_request
 from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
-from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.health import format_rates
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.scorer import Scorer
+from rmr1_plugins.settings import load_reward_settings
 
 logger = logging.getLogger("rmr1_plugins.serve")
 TOKEN_ENV = "RMR1_SERVE_TOKEN"
@@ -70,7 +71,7 @@ class ServeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = Field("127.0.0.1", description="address to bind")
-    port: int = Field(5000, description="port; 0 picks a free one")  # range: serve_http.bind
+    port: int = Field(5000, description="port; 0 picks a free one")  # range: serve.http.bind
     token: str | None = Field(None, description=f"require this bearer token (or set {TOKEN_ENV})")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest request body")
     max_pending: int = Field(
@@ -151,8 +152,8 @@ def create_app(
     ``template_choice`` (how the judge's template was chosen) is shown by ``/health``.
     """
     web = require("aiohttp.web", "serve")
-    from rmr1_plugins import serve_cohort
-    from rmr1_plugins import serve_http as edge
+    from rmr1_plugins.serve import cohort as serve_cohort
+    from rmr1_plugins.serve import http as edge
 
     options = options or ServeOptions()
     counts = Counter() if counts is None else counts
@@ -304,10 +305,10 @@ async def run_server(
     """Serve until SIGINT or SIGTERM, then drain: refuse new requests, stop accepting, let
     waiting requests finish (at most ``shutdown_timeout`` s), answer the rest with the
     fallback, close the judge. ``sockets`` are already bound (see
-    :func:`rmr1_plugins.serve_http.bind`); by default they are bound here.
+    :func:`rmr1_plugins.serve.http.bind`); by default they are bound here.
     ``template_choice`` says how the judge's template was chosen (for ``/health``)."""
     web = require("aiohttp.web", "serve")
-    from rmr1_plugins.serve_http import AccessLog, ConnectionLog, bind
+    from rmr1_plugins.serve.http import AccessLog, ConnectionLog, bind
 
     sockets = bind(options.host, options.port) if sockets is None else sockets
     service = RewardService(scorer, reward_config)
@@ -332,7 +333,7 @@ async def run_server(
             logger=ConnectionLog(logging.getLogger("aiohttp.server"), {}),
             keepalive_timeout=options.read_timeout,  # idle, and headers not yet complete
             lingering_time=0,  # a refused body is not read to its end
-            auto_decompress=False,  # serve_http decodes, within the body limit
+            auto_decompress=False,  # serve.http decodes, within the body limit
         )
         await runner.setup()
         sites = [web.SockSite(runner, sock) for sock in sockets]
@@ -463,7 +464,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             for problem in error.errors()
         ]
         raise ConfigError("\n".join(["invalid server flags:", *lines])) from None
-    from rmr1_plugins.serve_http import bind
+    from rmr1_plugins.serve.http import bind
 
     sockets = bind(options.host, options.port)  # before the judge loads: errors come first
     try:
