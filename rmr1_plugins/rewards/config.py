@@ -3,8 +3,8 @@
 Every integration reads the same section (through :mod:`rmr1_plugins.settings`, the one loader):
 the group strategies of the TRL and veRL extensions, the per-sample reference reward of
 ``rmr1 serve`` and the OpenRLHF reward file. Each reads the keys that apply to it and accepts the
-others, so one file can serve them all. Variables are ``RMR1_REWARD__<KEY>``; docs/concepts/rewards.md
-has the table of keys. Nothing here imports a trainer.
+others, so one file can serve them all. Variables are ``RMR1_REWARD__<KEY>``;
+docs/concepts/rewards.md has the table of keys. Nothing here imports a trainer.
 """
 
 from __future__ import annotations
