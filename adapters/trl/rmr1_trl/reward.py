@@ -181,7 +181,8 @@ class RMR1Reward:
 class AsyncRMR1Reward(RMR1Reward):
     """:class:`RMR1Reward` with ``async __call__``: TRL awaits it on its event-loop thread,
     concurrently with other async reward functions. Use it with a server backend (``openai``);
-    in-process engines run in a worker thread."""
+    in-process engines run in a worker thread. Its ``__call__`` is the sync one's async twin:
+    the same signature on purpose (TRL tells them apart by ``async`` alone)."""
 
     async def __call__(  # type: ignore[override]
         self,
