@@ -127,6 +127,9 @@ class Backend(ABC):
     # Each conversation is its own request (a server API): splitting a call costs nothing, so
     # the reward service sends one call per sample and a stuck request holds up no other.
     independent_requests: ClassVar[bool] = False
+    # A backend holding what cannot be pickled (an engine, a session, locks) sets this: a
+    # pickled copy keeps ``model`` and ``opts`` and builds the rest again with :meth:`_setup`.
+    pickles_settings_only: ClassVar[bool] = False
 
     def __init__(self, model: str | None = None, options: Mapping[str, Any] | None = None) -> None:
         if self.needs_model and not model:
@@ -135,6 +138,21 @@ class Backend(ABC):
             raise ValueError(missing)
         self.model = model
         self.opts = self.Options.model_validate(dict(options or {}))
+        self._setup()
+
+    def _setup(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Build what the backend holds at run time (locks, engines, sessions): called at the
+        end of ``__init__``, and after unpickling with :attr:`pickles_settings_only`."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.pickles_settings_only:
+            return {"model": self.model, "opts": self.opts}
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.pickles_settings_only:
+            self._setup()
 
     @abstractmethod
     def generate(

@@ -4,7 +4,8 @@ A policy trainer samples a *group* of completions per prompt and wants one numbe
 RM-R1 judge only says which of two answers is better. A strategy
 (:mod:`rmr1_plugins.rewards.strategies`) decides which pairs to judge; :class:`GroupScoring`
 plays every group's strategy round by round, without I/O, and :func:`score_groups` /
-:func:`ascore_groups` drive it with a scorer.
+:func:`ascore_groups` drive it with a scorer (a sync/async twin: their signatures repeat each
+other on purpose, so change both).
 
 Each comparison costs one judgment per order and sample: ×2 with ``order="both"`` (here or in
 the scorer), ×``sampling.num_samples`` when sampling several verdicts. A comparison of two

@@ -11,12 +11,12 @@ Ready-made instances for ``trl grpo --reward_funcs <dotted path>`` (configured b
 
 from __future__ import annotations
 
+from rmr1_plugins.rewards.batch import find_groups
 from rmr1_trl.reward import (
     AsyncRMR1Reward,
     RMR1Reward,
     RMR1VerifiableReward,
     SplitGroupError,
-    find_groups,
 )
 
 rmr1_reward = RMR1Reward()

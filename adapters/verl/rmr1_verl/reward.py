@@ -33,7 +33,8 @@ from typing import Any
 
 from rmr1_plugins.config import ENV_PREFIX
 from rmr1_plugins.rewards.config import RewardConfig
-from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
+from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
+from rmr1_plugins.rewards.groups import AGAINST_REFERENCE, ascore
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
@@ -213,15 +214,7 @@ async def compute_score(
         return result(None, 0, options, kind="no_reference", error=why)
     group = Group(question, [solution_str], reference=reference, id=str(data_source))
     try:
-        [rewards] = await ascore_groups(
-            shared_scorer(config),
-            [group],
-            "reference",
-            outcome=options.outcome,
-            on_unparsed=options.on_unparsed,
-            seed=options.seed,
-            skip_invalid=True,
-        )
+        [rewards] = await ascore(shared_scorer(config), [group], options, AGAINST_REFERENCE)
     except Exception as error:  # a judge that failed must not stop the run
         return result(None, 0, options, kind="error", error=f"judge failed: {error}")
     record_groups(options, [group], [rewards])
