@@ -90,13 +90,13 @@ class ServeOptions(BaseModel):
 SERVER_FLAGS = tuple(Flag(ServeOptions, name, (name,)) for name in ServeOptions.model_fields)
 # The reward: keys rmr1 serve takes as flags too (the others come from --config).
 REWARD_FLAGS = (
-    Flag(RewardConfig, "timeout_s", ("timeout_s",), renamed_from=("timeout",)),
+    Flag(RewardConfig, "timeout_s", ("timeout_s",)),
     Flag(RewardConfig, "max_batch_size", ("max_batch_size",)),
     Flag(RewardConfig, "max_wait_ms", ("max_wait_ms",)),
     Flag(RewardConfig, "max_concurrent_batches", ("max_concurrent_batches",)),
-    Flag(RewardConfig, "win", ("win",), renamed_from=("win-reward",)),
-    Flag(RewardConfig, "loss", ("loss",), renamed_from=("loss-reward",)),
-    Flag(RewardConfig, "fallback", ("fallback",), renamed_from=("fallback-reward",)),
+    Flag(RewardConfig, "win", ("win",)),
+    Flag(RewardConfig, "loss", ("loss",)),
+    Flag(RewardConfig, "fallback", ("fallback",)),
     Flag(RewardConfig, "strategy", ("strategy",)),
     Flag(RewardConfig, "group_size", ("group_size",)),
     Flag(RewardConfig, "group_timeout", ("group_timeout",)),

@@ -107,7 +107,7 @@ def test_health_and_small_requests_are_answered_while_a_huge_response_is_in_flig
     huge = "r3 " + "".join(map(chr, range(0xE000, 0xF8FF))) * 425 + f" gate:{port}"
     assert len(huge) > 2_700_000
     server = Server(
-        "--timeout",
+        "--timeout-s",
         "120",
         "--max-wait-ms",
         "5",

@@ -375,7 +375,7 @@ def _serve(*flags: str) -> subprocess.CompletedProcess:
             "--read-timeout: Input should be a finite number",
         ),
         (
-            ["--win-reward", "1e308", "--loss-reward=-1e308", "--port", "0"],
+            ["--win", "1e308", "--loss=-1e308", "--port", "0"],
             "their sum or difference overflows",
         ),
     ],

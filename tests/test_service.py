@@ -375,7 +375,7 @@ def kind_of(answer):
 def test_serve_a_slowly_failing_sample_among_64_costs_only_its_own_reward():
     texts = [f"r{i}" for i in range(64)]
     texts[20] = "r20 slow:0.7 boom"
-    flags = ("--timeout", "4", "--max-wait-ms", "300", "--max-batch-size", "64")
+    flags = ("--timeout-s", "4", "--max-wait-ms", "300", "--max-batch-size", "64")
     answers = serve_wave(*flags, texts=texts)
     for i, answer in enumerate(answers):
         if i != 20:
@@ -387,7 +387,7 @@ def test_serve_a_hung_request_costs_only_its_own_reward():
     texts = [f"r{i}" for i in range(16)]
     texts[3] = "r3 slow:30"  # hung
     texts[9] = "r9 slow:0.5 boom"  # fails slowly
-    answers = serve_wave("--backend", "votes-requests", "--timeout", "2", texts=texts)
+    answers = serve_wave("--backend", "votes-requests", "--timeout-s", "2", texts=texts)
     for i, answer in enumerate(answers):
         if i not in (3, 9):
             assert answer["rewards"] == [expected_reward(i)] and "error" not in answer, i

@@ -70,20 +70,3 @@ def test_one_grade_behind_every_trainer_shape_and_end_tokens_kept_for_openrlhf()
     assert score == {"score": 1.0, "acc": 1.0, "bad_label": 0.0}
     with pytest.raises(ValueError, match="rule must be one of"):
         grade("x", "A", rule="lenient")  # a wrong rule is a setup error, not a bad label
-
-
-def test_the_removed_fallback_argument_is_honoured_one_release_with_a_warning():
-    from rmr1_plugins.rewards.verifiable import (
-        TRLVerifiableReward,
-        VerifiableReward,
-        verl_verifiable_score,
-    )
-
-    with pytest.warns(DeprecationWarning, match="fallback=.... goes in the next release"):
-        assert VerifiableReward(fallback=0.0)(["<answer>[[A]]</answer>"], ["C"]) == [0.0]
-    with pytest.warns(DeprecationWarning):
-        trl = TRLVerifiableReward(fallback=-1.0)
-    assert trl(prompts=["p"], completions=["x"], winner=["bad"]) == [-1.0]
-    with pytest.warns(DeprecationWarning):
-        assert verl_verifiable_score("d", "x", "bad", fallback=-0.5)["score"] == -0.5
-    assert verl_verifiable_score("d", "x", "bad")["score"] == 0.0  # the one rule

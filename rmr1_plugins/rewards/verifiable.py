@@ -34,12 +34,10 @@ for a correct verdict, veRL's validation accuracy; ``bad_label``, 1.0 for an unu
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.parsing import StrictParser, train_reward
 from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.schema import normalize_label
@@ -125,36 +123,18 @@ def grade_all(
     return grades
 
 
-_UNSET: Any = object()
-
-
-def old_fallback(fallback: Any, where: str) -> float | None:
-    """The deprecated ``fallback=`` argument of a verifiable-reward shape: honoured this release,
-    with a warning (one rule now: ``None`` in TRL, :data:`NEUTRAL` in veRL and OpenRLHF)."""
-    warnings.warn(
-        f"{where}(fallback=...) goes in the next release: a bad label gets None in TRL and "
-        f"{NEUTRAL} in veRL and OpenRLHF (with bad_label 1.0)",
-        RMR1DeprecationWarning,
-        stacklevel=3,
-    )
-    return fallback
-
-
 class VerifiableReward:
     """The batch form: one score per row, ``None`` for a bad label (logged), never raising.
 
     Args:
         rule: ``rmr1-train`` or ``strict``.
-        fallback: deprecated (see :func:`old_fallback`).
     """
 
-    def __init__(self, rule: Rule = "rmr1-train", fallback: Any = _UNSET) -> None:
+    def __init__(self, rule: Rule = "rmr1-train") -> None:
         self.rule = check_rule(rule)
-        self.fallback = None if fallback is _UNSET else old_fallback(fallback, "VerifiableReward")
 
     def __call__(self, completions: Sequence[str], labels: Sequence[object]) -> list[float | None]:
-        grades = grade_all(completions, labels, self.rule)
-        return [self.fallback if g.bad_label else g.score for g in grades]
+        return [g.score for g in grade_all(completions, labels, self.rule)]
 
 
 class TRLVerifiableReward:
@@ -176,12 +156,10 @@ class TRLVerifiableReward:
         rule: Rule = "rmr1-train",
         label_key: str = "winner",
         name: str = "rmr1_verifiable_reward",
-        fallback: Any = _UNSET,
     ) -> None:
         self.__name__ = name
         self.label_key = label_key
         self.rule = check_rule(rule)
-        self.fallback = None if fallback is _UNSET else old_fallback(fallback, type(self).__name__)
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
@@ -193,8 +171,7 @@ class TRLVerifiableReward:
                 f"(model_a/model_b or A/B); the batch has columns {columns}"
             )
         texts = [as_text(c) for c in completions]
-        grades = grade_all(texts, kwargs[self.label_key], self.rule)
-        return [self.fallback if g.bad_label else g.score for g in grades]
+        return [g.score for g in grade_all(texts, kwargs[self.label_key], self.rule)]
 
 
 def verl_verifiable_score(
@@ -204,16 +181,11 @@ def verl_verifiable_score(
     extra_info: Any = None,
     *,
     rule: Rule = "rmr1-train",
-    fallback: Any = _UNSET,
     **_: Any,
 ) -> dict[str, float]:
-    """veRL ``compute_score``: ``ground_truth`` is the label; the same keys every call.
-    (``fallback`` is deprecated, see :func:`old_fallback`.)"""
+    """veRL ``compute_score``: ``ground_truth`` is the label; the same keys every call."""
     [graded] = grade_all([solution_str], [ground_truth], rule)
-    score = graded.reward
-    if fallback is not _UNSET and graded.bad_label:
-        score = float(old_fallback(fallback, "compute_verifiable_score") or NEUTRAL)
-    return {"score": score, **graded.logs()}
+    return {"score": graded.reward, **graded.logs()}
 
 
 def openrlhf_verifiable_reward(
