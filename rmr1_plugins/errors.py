@@ -23,5 +23,3 @@ class RMR1Error(Exception):
 
 class UsageError(RMR1Error):
     """A mistake the user can fix: bad input, a bad configuration, an unknown name."""
-
-
