@@ -268,7 +268,7 @@ def test_token_body_limit_and_overload():
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
-    running = Server("--shutdown-timeout", "10")
+    running = Server("--shutdown-timeout-s", "10")
 
     async def scenario():
         async with aiohttp.ClientSession() as session:

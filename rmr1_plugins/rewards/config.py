@@ -103,7 +103,7 @@ class RewardConfig(BaseModel):
     group_size: int | None = Field(
         None, ge=1, description="completions per prompt (TRL num_generations, veRL rollout.n)"
     )
-    group_timeout: float = Field(
+    group_timeout_s: float = Field(
         60.0,
         gt=0,
         description="seconds a group waits for its last member before it is judged with what "

@@ -105,7 +105,7 @@ METRICS: tuple[Metric, ...] = (
         "flag",
         (
             "its group arrived incomplete (split across processes or workers, or not whole "
-            "within `group_timeout`)"
+            "within `group_timeout_s`)"
         ),
         "0 or 1",
         "0 or 1",

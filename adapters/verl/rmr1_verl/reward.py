@@ -50,10 +50,10 @@ ADAPTER_KEYS = (
     "model",
     "order",
     "question_key",
-    "group_timeout",
+    "group_timeout_s",
     "cohort",
     "cohort_url",
-    "cohort_timeout",
+    "cohort_timeout_s",
     "cohort_token",
     "max_concurrency",
     "_max_concurrency",  # set by rmr1_verl.workers in the driver, not by users

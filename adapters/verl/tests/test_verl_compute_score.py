@@ -287,7 +287,7 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
         reward_model_tokenizer=type("T", (), {"name_or_path": "gaotang/RM-R1"})(),
     )
     assert isinstance(manager, RMR1RewardManager)
-    assert manager.group_size == 4 and manager.group_timeout == 120
+    assert manager.group_size == 4 and manager.group_timeout_s == 120
     assert manager.val_group_size == 4 and manager.on_split == "reference"
     assert manager.options.strategy == "round-robin"
     assert manager.reward_config.scorer.order == "both"
@@ -313,7 +313,7 @@ def test_cohort_ray_as_docs_verl_md_shows_it_composes_and_loads(tokenizer, monke
     manager = load_reward_manager(config, tokenizer, reward_router_address="127.0.0.1:9")
     assert isinstance(manager.cohorts, RayCohorts)  # no actor is made before the first rollout
     assert manager.cohorts.max_concurrency == 4 * concurrency(config, {})
-    assert manager.cohorts.settings.reward.group_timeout == 120
+    assert manager.cohorts.settings.reward.group_timeout_s == 120
     assert manager.cohorts.on_split == "reference"
 
 
