@@ -71,7 +71,7 @@ def test_a_failing_sample_costs_only_its_own_reward():
 
 
 def test_a_single_failure_is_retried_with_backoff():
-    service = RewardService(scorer(), RewardConfig(retries=2, retry_backoff_s=0.2))
+    service = RewardService(scorer(), RewardConfig(max_retries=2, retry_backoff_s=0.2))
     started = time.monotonic()
     [[flaky]] = run(serve_concurrently(service, [sample("r5 flaky")]))
     assert flaky.reward == expected_reward(5) and flaky.error is None
@@ -290,7 +290,7 @@ def test_a_hung_call_of_a_batch_engine_gives_its_batch_the_timeout_fallback():
 
 
 def test_retries_are_counted_and_stay_within_the_deadline():
-    config = RewardConfig(max_batch_size=32, retries=2, retry_backoff_s=0.01, timeout_s=30)
+    config = RewardConfig(max_batch_size=32, max_retries=2, retry_backoff_s=0.01, timeout_s=30)
     service = RewardService(scorer(), config)
     texts = [f"r{i}" for i in range(20)]
     texts[4] = "r4 boom"
@@ -303,7 +303,7 @@ def test_retries_are_counted_and_stay_within_the_deadline():
     assert service.stats["retries"] == 3 and service.stats["judge_errors"] == 1 + 1 + 3
 
     # Retries that would outlast the deadline stop at it: a timeout, the others unharmed.
-    config = RewardConfig(retries=50, retry_backoff_s=0.01, timeout_s=1.5, max_wait_ms=200)
+    config = RewardConfig(max_retries=50, retry_backoff_s=0.01, timeout_s=1.5, max_wait_ms=200)
     service = RewardService(scorer(), config)
     texts = [f"r{i}" for i in range(8)]
     texts[2] = "r2 slow:0.4 boom"
@@ -491,7 +491,7 @@ def test_preparing_a_request_counts_against_its_deadline(monkeypatch):
         loop = asyncio.get_running_loop()
         real = loop.time
         loop.time = lambda: real() + jump[0]
-        service = RewardService(Scorer(judge), RewardConfig(timeout_s=2, retries=0))
+        service = RewardService(Scorer(judge), RewardConfig(timeout_s=2, max_retries=0))
         await service.start(warmup=False)
         try:
             return await service.rewards([sample("r1")])
