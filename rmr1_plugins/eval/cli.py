@@ -13,7 +13,7 @@ from rmr1_plugins.config import ConfigError, load_config
 from rmr1_plugins.eval import protocols
 from rmr1_plugins.eval import report as reports
 from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load, usable
-from rmr1_plugins.eval.metrics import NO_VERDICT_POLICIES
+from rmr1_plugins.eval.metrics import ON_UNPARSED_POLICIES
 from rmr1_plugins.eval.runner import check_renderable, judge, pending
 from rmr1_plugins.eval.store import (
     JudgmentFile,
@@ -56,7 +56,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--on-unparsed",
-        choices=NO_VERDICT_POLICIES,
+        choices=ON_UNPARSED_POLICIES,
         help="what a comparison without a verdict scores: the benchmark's own rule, wrong (0, "
         "as in RM-R1's evaluation), or tie (0.5) (default: the protocol's)",
     )

@@ -55,7 +55,7 @@ def build_report(
         "benchmark": benchmark,
         "data": loaded.data if loaded else [],
         "run": run,
-        "no_verdict_policy": policy,
+        "on_unparsed": policy,
     }
     judged_ids = {r["id"] for r in records}
     counts: dict[str, Any] = {
@@ -138,13 +138,13 @@ def markdown(report: Mapping[str, Any]) -> str:
     for key in ("rows", "items", "malformed", "comparisons", "judged", "missing"):
         if c.get(key) is not None:
             lines.append(f"| {key} | {c[key]} |")
-    lines.append(f"| comparisons without a verdict | {judge['no_verdict']} |")
+    lines.append(f"| comparisons without a verdict | {judge['unparsed']} |")
     lines.append(f"| judgments without a parsed verdict | {judge['unparsed_judgments']} |")
     lines.append(f"| position consistency | {_num(judge['position_consistency'])} |")
-    policy = f"{report['no_verdict_policy']} (scores {judge['no_verdict_scores']})"
+    policy = f"{report['on_unparsed']} (scores {judge['unparsed_scores']})"
     if report["benchmark"] == "rewardbench2":
-        split = "a tie: 1/(k+1) for a row" if judge["no_verdict_scores"] else "a loss"
-        policy = f"{report['no_verdict_policy']} ({split}; Ties: no preference)"
+        split = "a tie: 1/(k+1) for a row" if judge["unparsed_scores"] else "a loss"
+        policy = f"{report['on_unparsed']} ({split}; Ties: no preference)"
         rows = m["rows"]
         lines.append(f"| rows scored / incomplete | {rows['complete']} / {rows['incomplete']} |")
     lines.append(f"| a comparison without a verdict counts as | {policy} |")
