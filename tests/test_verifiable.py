@@ -36,7 +36,7 @@ def test_official_rule_reproduces_rmr1_on_real_completions():
 )
 def test_rules(completion, label, official, strict):
     assert verifiable_reward(completion, label) == official
-    assert verifiable_reward(completion, label, rule="strict") == strict
+    assert verifiable_reward(completion, label, parser="strict") == strict
 
 
 def test_bad_label_raises_outside_training_and_is_neutral_inside(caplog):
@@ -51,8 +51,8 @@ def test_bad_label_raises_outside_training_and_is_neutral_inside(caplog):
 
 
 def test_unknown_rule_and_length_mismatch_are_errors():
-    with pytest.raises(ValueError, match="rule must be one of rmr1-train, strict"):
-        VerifiableReward(rule="lenient")
+    with pytest.raises(ValueError, match="parser must be one of rmr1-train, strict"):
+        VerifiableReward(parser="lenient")
     with pytest.raises(ValueError, match="2 completions but 1 labels"):
         VerifiableReward()(["a", "b"], ["A"])
 
@@ -68,5 +68,5 @@ def test_one_grade_behind_every_trainer_shape_and_end_tokens_kept_for_openrlhf()
     assert out["rewards"] == [-1.0] and out["extra_logs"] == {"acc": [0.0], "bad_label": [0.0]}
     score = verl_verifiable_score("d", completion, "A")
     assert score == {"score": 1.0, "acc": 1.0, "bad_label": 0.0}
-    with pytest.raises(ValueError, match="rule must be one of"):
-        grade("x", "A", rule="lenient")  # a wrong rule is a setup error, not a bad label
+    with pytest.raises(ValueError, match="parser must be one of"):
+        grade("x", "A", parser="lenient")  # a wrong rule is a setup error, not a bad label

@@ -6,7 +6,7 @@ which answer is right. The reward is +1.0 for the right verdict and -1.0 for any
 
 Rules:
 
-- ``rmr1-train`` (default, the official rule): only the last 80 characters count, and the right
+- ``rmr1-train`` (default, the official parser): only the last 80 characters count, and the right
   ``<answer>[[X]]</answer>`` must be there without the other one
   (:func:`rmr1_plugins.parsing.train_reward`). RM-R1 decoded completions *with* special tokens,
   so an end-of-sequence marker took part of the 80 characters; trainers that decode without them
@@ -42,33 +42,33 @@ from rmr1_plugins.parsing import StrictParser, train_reward
 from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.schema import normalize_label
 
-Rule = Literal["rmr1-train", "strict"]
-RULES: tuple[Rule, ...] = ("rmr1-train", "strict")
+ParserName = Literal["rmr1-train", "strict"]
+PARSERS: tuple[ParserName, ...] = ("rmr1-train", "strict")
 NEUTRAL = 0.0  # the reward of a bad label where the trainer cannot take None
 KEYS = ("acc", "bad_label")
 logger = logging.getLogger(__name__)
 
 
-def verifiable_reward(completion: str, label: object, rule: Rule = "rmr1-train") -> float:
+def verifiable_reward(completion: str, label: object, parser: ParserName = "rmr1-train") -> float:
     """+1.0 if the judge's ``completion`` picks ``label``, else -1.0; a bad label raises.
 
     Example:
         >>> verifiable_reward("<rubric>...</rubric><answer>[[B]]</answer>", "model_b")
         1.0
-        >>> verifiable_reward("<answer>[[B]]</answer> on reflection, A.", "B", rule="strict")
+        >>> verifiable_reward("<answer>[[B]]</answer> on reflection, A.", "B", parser="strict")
         1.0
     """
-    if rule == "rmr1-train":
+    if parser == "rmr1-train":
         return train_reward(completion, label)
-    if rule == "strict":
+    if parser == "strict":
         return 1.0 if StrictParser().parse(completion) == normalize_label(label) else -1.0
-    raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    raise ValueError(f"parser must be one of {', '.join(PARSERS)}, got {parser!r}")
 
 
-def check_rule(rule: str) -> Rule:
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    return rule
+def check_parser(parser: str) -> ParserName:
+    if parser not in PARSERS:
+        raise ValueError(f"parser must be one of {', '.join(PARSERS)}, got {parser!r}")
+    return parser
 
 
 @dataclass(frozen=True)
@@ -95,22 +95,22 @@ class Grade:
         return {"acc": float(self.correct), "bad_label": float(self.bad_label)}
 
 
-def grade(completion: str, label: object, rule: Rule = "rmr1-train") -> Grade:
+def grade(completion: str, label: object, parser: ParserName = "rmr1-train") -> Grade:
     """The verdict of ``completion`` against ``label``; never raises for a bad label."""
-    check_rule(rule)
+    check_parser(parser)
     try:
-        return Grade(verifiable_reward(completion, label, rule))
+        return Grade(verifiable_reward(completion, label, parser))
     except ValueError:
         return Grade(None)
 
 
 def grade_all(
-    completions: Sequence[str], labels: Sequence[object], rule: Rule = "rmr1-train"
+    completions: Sequence[str], labels: Sequence[object], parser: ParserName = "rmr1-train"
 ) -> list[Grade]:
     """:func:`grade` for each row, with one warning for the rows whose label is unusable."""
     if len(completions) != len(labels):
         raise ValueError(f"{len(completions)} completions but {len(labels)} labels")
-    grades = [grade(c, label, rule) for c, label in zip(completions, labels, strict=True)]
+    grades = [grade(c, label, parser) for c, label in zip(completions, labels, strict=True)]
     bad = [label for label, g in zip(labels, grades, strict=True) if g.bad_label]
     if bad:
         logger.warning(
@@ -127,14 +127,14 @@ class VerifiableReward:
     """The batch form: one score per row, ``None`` for a bad label (logged), never raising.
 
     Args:
-        rule: ``rmr1-train`` or ``strict``.
+        parser: ``rmr1-train`` or ``strict``.
     """
 
-    def __init__(self, rule: Rule = "rmr1-train") -> None:
-        self.rule = check_rule(rule)
+    def __init__(self, parser: ParserName = "rmr1-train") -> None:
+        self.parser = check_parser(parser)
 
     def __call__(self, completions: Sequence[str], labels: Sequence[object]) -> list[float | None]:
-        return [g.score for g in grade_all(completions, labels, self.rule)]
+        return [g.score for g in grade_all(completions, labels, self.parser)]
 
 
 class TRLVerifiableReward:
@@ -153,13 +153,13 @@ class TRLVerifiableReward:
 
     def __init__(
         self,
-        rule: Rule = "rmr1-train",
+        parser: ParserName = "rmr1-train",
         label_key: str = "winner",
         name: str = "rmr1_verifiable_reward",
     ) -> None:
         self.__name__ = name
         self.label_key = label_key
-        self.rule = check_rule(rule)
+        self.parser = check_parser(parser)
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
@@ -171,7 +171,7 @@ class TRLVerifiableReward:
                 f"(model_a/model_b or A/B); the batch has columns {columns}"
             )
         texts = [as_text(c) for c in completions]
-        return [g.score for g in grade_all(texts, kwargs[self.label_key], self.rule)]
+        return [g.score for g in grade_all(texts, kwargs[self.label_key], self.parser)]
 
 
 def verl_verifiable_score(
@@ -180,11 +180,11 @@ def verl_verifiable_score(
     ground_truth: Any,
     extra_info: Any = None,
     *,
-    rule: Rule = "rmr1-train",
+    parser: ParserName = "rmr1-train",
     **_: Any,
 ) -> dict[str, float]:
     """veRL ``compute_score``: ``ground_truth`` is the label; the same keys every call."""
-    [graded] = grade_all([solution_str], [ground_truth], rule)
+    [graded] = grade_all([solution_str], [ground_truth], parser)
     return {"score": graded.reward, **graded.logs()}
 
 
@@ -193,7 +193,7 @@ def openrlhf_verifiable_reward(
     prompts: Sequence[str],
     labels: Sequence[Any],
     *,
-    rule: Rule = "rmr1-train",
+    parser: ParserName = "rmr1-train",
     **_: Any,
 ) -> dict[str, Any]:
     """OpenRLHF ``reward_func``: ``queries`` are prompt + response decoded with special tokens.
@@ -206,7 +206,7 @@ def openrlhf_verifiable_reward(
         query[len(prompt) :] if query.startswith(prompt) else query
         for query, prompt in zip(queries, prompts, strict=True)
     ]
-    grades = grade_all(responses, labels, rule)
+    grades = grade_all(responses, labels, parser)
     rewards = [g.reward for g in grades]
     return {
         "rewards": rewards,

@@ -6,7 +6,7 @@ Ready-made instances for ``trl grpo --reward_funcs <dotted path>`` (configured b
 - ``rmr1_trl.rmr1_reward``: the judge compares each prompt's completions (sync);
 - ``rmr1_trl.rmr1_reward_async``: the same with ``async __call__`` (logged as ``rmr1_reward``);
 - ``rmr1_trl.rmr1_verifiable_reward`` / ``rmr1_verifiable_reward_strict``: RM-R1's verifiable
-  reward for training a judge against the ``winner`` column (official / strict rule).
+  reward for training a judge against the ``winner`` column (official / strict parser).
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ def test_verifiable_score_through_pkg_path():
     assert fn("d", "<answer>[[B]]</answer>", "A")["score"] == -1.0
     bad = compute_verifiable_score("d", "<answer>[[A]]</answer>", "tie")
     assert bad == {"score": 0.0, "acc": 0.0, "bad_label": 1.0}
-    assert fn("d", "<answer>[[A]]</answer> then more" * 4, "A", rule="strict")["acc"] == 1.0
+    assert fn("d", "<answer>[[A]]</answer> then more" * 4, "A", parser="strict")["acc"] == 1.0
 
 
 def example_overrides() -> list[str]:
