@@ -25,7 +25,7 @@ step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout_s``,
-``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``cohort_token`` and ``max_concurrency``.
+``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``token`` and ``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def _cohort_client(
             "+reward.rmr1.cohort_url to an `rmr1 serve` /cohort endpoint (docs/verl.md) or "
             "reward.num_workers=1"
         )
-    return CohortClient(str(url), float(own.get("cohort_timeout_s", 600)), own.get("cohort_token"))
+    return CohortClient(str(url), float(own.get("cohort_timeout_s", 600)), own.get("token"))
 
 
 def _in_ray_actor() -> bool:

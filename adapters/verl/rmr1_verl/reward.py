@@ -54,7 +54,7 @@ ADAPTER_KEYS = (
     "cohort",
     "cohort_url",
     "cohort_timeout_s",
-    "cohort_token",
+    "token",
     "max_concurrency",
     "_max_concurrency",  # set by rmr1_verl.workers in the driver, not by users
 )
