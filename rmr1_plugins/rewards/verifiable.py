@@ -17,15 +17,15 @@ Rules:
 A label that is not ``A``, ``B``, ``model_a`` or ``model_b`` is a dataset bug:
 :func:`verifiable_reward` raises ``ValueError``; :func:`grade` (for use inside a training run)
 says so instead, and one rule gives such a row its reward: ``None`` in TRL (TRL leaves the row
-out of the reward mean), :data:`NEUTRAL` (0.0) with ``bad_label`` 1.0 in veRL and OpenRLHF,
+out of the reward mean), :data:`NEUTRAL` (0.0) with ``rmr1_bad_input`` 1.0 in veRL and OpenRLHF,
 which cannot take ``None``; a warning is logged. One bad row never stops a run.
 
-The trainers' shapes, one each, all on :func:`grade` and one key set (:data:`KEYS`: ``acc``, 1.0
-for a correct verdict, veRL's validation accuracy; ``bad_label``, 1.0 for an unusable label):
+The trainers' shapes, one each, all on :func:`grade` and one key set (:data:`KEYS`: ``rmr1_correct``, 1.0
+for a correct verdict, veRL's validation accuracy; ``rmr1_bad_input``, 1.0 for an unusable label):
 
-- TRL: :class:`TRLVerifiableReward` (``rmr1_trl.RMR1VerifiableReward``, the recipe's
-  ``rmr1_train_reward``): the completion's text by :func:`~.inputs.as_text`.
-- veRL: :func:`verl_verifiable_score` (``rmr1_verl.reward.compute_verifiable_score``, the
+- TRL: :class:`TRLVerifiableReward` (``rmr1_trl.TRLVerifiableReward``, the recipe's
+  ``rmr1_verifiable_reward``): the completion's text by :func:`~.inputs.as_text`.
+- veRL: :func:`verl_verifiable_reward` (``rmr1_verl.reward.verl_verifiable_reward``, the
   recipe's ``compute_score``): ``solution_str`` as veRL decoded it.
 - OpenRLHF: :func:`openrlhf_verifiable_reward` (the recipe's ``reward_func``): what follows the
   prompt in the query, end-of-sequence tokens *kept*, as RM-R1 read it.
@@ -45,7 +45,7 @@ from rmr1_plugins.schema import normalize_label
 ParserName = Literal["rmr1-train", "strict"]
 PARSERS: tuple[ParserName, ...] = ("rmr1-train", "strict")
 NEUTRAL = 0.0  # the reward of a bad label where the trainer cannot take None
-KEYS = ("acc", "bad_label")
+KEYS = ("rmr1_correct", "rmr1_bad_input")
 logger = logging.getLogger(__name__)
 
 
@@ -82,7 +82,7 @@ class Grade:
         return self.score == 1.0
 
     @property
-    def bad_label(self) -> bool:
+    def bad_input(self) -> bool:
         return self.score is None
 
     @property
@@ -92,7 +92,7 @@ class Grade:
 
     def logs(self) -> dict[str, float]:
         """The :data:`KEYS`, as floats."""
-        return {"acc": float(self.correct), "bad_label": float(self.bad_label)}
+        return {"rmr1_correct": float(self.correct), "rmr1_bad_input": float(self.bad_input)}
 
 
 def grade(completion: str, label: object, parser: ParserName = "rmr1-train") -> Grade:
@@ -111,7 +111,7 @@ def grade_all(
     if len(completions) != len(labels):
         raise ValueError(f"{len(completions)} completions but {len(labels)} labels")
     grades = [grade(c, label, parser) for c, label in zip(completions, labels, strict=True)]
-    bad = [label for label, g in zip(labels, grades, strict=True) if g.bad_label]
+    bad = [label for label, g in zip(labels, grades, strict=True) if g.bad_input]
     if bad:
         logger.warning(
             "rmr1: %d of %d rows have a label other than A/B/model_a/model_b (first: %r); "
@@ -174,7 +174,7 @@ class TRLVerifiableReward:
         return [g.score for g in grade_all(texts, kwargs[self.label_key], self.parser)]
 
 
-def verl_verifiable_score(
+def verl_verifiable_reward(
     data_source: str,
     solution_str: str,
     ground_truth: Any,

@@ -14,20 +14,20 @@ from __future__ import annotations
 from rmr1_trl.reward import (
     AsyncRMR1Reward,
     RMR1Reward,
-    RMR1VerifiableReward,
+    TRLVerifiableReward,
     SplitGroupError,
     find_groups,
 )
 
 rmr1_reward = RMR1Reward()
 rmr1_reward_async = AsyncRMR1Reward()
-rmr1_verifiable_reward = RMR1VerifiableReward()
-rmr1_verifiable_reward_strict = RMR1VerifiableReward("strict", name="rmr1_verifiable_reward_strict")
+rmr1_verifiable_reward = TRLVerifiableReward()
+rmr1_verifiable_reward_strict = TRLVerifiableReward("strict", name="rmr1_verifiable_reward_strict")
 
 __all__ = [
     "AsyncRMR1Reward",
     "RMR1Reward",
-    "RMR1VerifiableReward",
+    "TRLVerifiableReward",
     "SplitGroupError",
     "find_groups",
     "rmr1_reward",

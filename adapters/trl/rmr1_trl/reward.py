@@ -40,9 +40,7 @@ from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, means, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import TRLVerifiableReward
-
-RMR1VerifiableReward = TRLVerifiableReward  # RM-R1's verifiable reward, for training a judge
+from rmr1_plugins.rewards.verifiable import TRLVerifiableReward as TRLVerifiableReward
 
 logger = logging.getLogger(__name__)
 JUDGE_FAILED = "the judge failed"

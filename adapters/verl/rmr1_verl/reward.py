@@ -42,7 +42,7 @@ from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, text
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import verl_verifiable_score
+from rmr1_plugins.rewards.verifiable import verl_verifiable_reward as verl_verifiable_reward
 
 logger = logging.getLogger(__name__)
 ADAPTER_KEYS = (
@@ -228,6 +228,3 @@ async def compute_score(
         return result(None, 0, options, kind="error", error=f"judge failed: {error}")
     record_groups(options, [group], [rewards])
     return result(rewards, 0, options, texts=texts_of(group))
-
-
-compute_verifiable_score = verl_verifiable_score  # RM-R1's verifiable reward (stage 2)
