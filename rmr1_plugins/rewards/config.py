@@ -104,10 +104,10 @@ class RewardConfig(BaseModel):
         None, ge=1, description="completions per prompt (TRL num_generations, veRL rollout.n)"
     )
     group_timeout_s: float = Field(
-        60.0,
+        600.0,
         gt=0,
         description="seconds a group waits for its last member before it is judged with what "
-        "arrived (rmr1 serve cohorts; capped at half of timeout_s)",
+        "arrived (rmr1 serve cohorts: capped at half of timeout_s)",
     )
     on_split: Literal["error", "reference", "drop"] = Field(
         "error", description="what to do with a group that arrives incomplete"

@@ -9,10 +9,10 @@ validation groups) — then judges the group with the configured strategy and an
 waiting rollout. The rollouts wait in the core's cohort service
 (:class:`~rmr1_plugins.rewards.cohorts.CohortService`) in this ``RewardLoopWorker`` process; its
 judge calls batch the pairs of every group ready at once. After ``group_timeout_s`` seconds an
-incomplete group is judged against its reference answer (``on_split: reference``, the default
-here) or gets the ``fallback`` reward (``drop``); its rollouts that arrive later are answered at
-once the same way. A late rollout never fails a step: ``on_split: error`` (meant for TRL, where
-a split is a setup error) is logged as an error and judged as ``reference``. A group's judgment
+incomplete group is judged against its reference answer (``on_split: reference``) or gets the
+``fallback`` reward (``drop``); its rollouts that arrive later are answered at once the same way.
+A late rollout never fails a step: ``on_split: error`` (the default, as in every trainer) is
+logged as an error and judged as ``reference``. A group's judgment
 still unanswered ``reward.timeout_s`` after the group closed (complete, or at its
 ``group_timeout_s``) gets the fallback (``timeout``).
 
@@ -50,7 +50,6 @@ from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 
 logger = logging.getLogger(__name__)
 VALIDATION_SPLITS = ("test", "val", "validation")
-DEFAULT_GROUP_TIMEOUT = 600.0
 STEP_DEFAULT = 1024  # rollouts per summary line when the step's size is unknown
 
 
@@ -122,11 +121,8 @@ class RMR1RewardManager(RewardManagerBase):
         self.reward_config, own = settings(raw, reward_router_address, reward_model_tokenizer)
         self.options = self.reward_config.reward
         self.strategy = self.options.build_strategy()
-        explicit = "on_split" in self.options.model_fields_set
-        self.on_split = self.options.on_split if explicit else "reference"
-        configured = "group_timeout_s" in self.options.model_fields_set  # the YAML's reward: key
-        default = self.options.group_timeout_s if configured else DEFAULT_GROUP_TIMEOUT
-        self.group_timeout_s = float(own.get("group_timeout_s", default))
+        self.on_split = self.options.on_split
+        self.group_timeout_s = float(own.get("group_timeout_s", self.options.group_timeout_s))
         rollout = config.actor_rollout_ref.rollout
         self.group_size = int(self.options.group_size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
