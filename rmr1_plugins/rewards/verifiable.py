@@ -20,8 +20,9 @@ says so instead, and one rule gives such a row its reward: ``None`` in TRL (TRL 
 out of the reward mean), :data:`NEUTRAL` (0.0) with ``rmr1_bad_input`` 1.0 in veRL and OpenRLHF,
 which cannot take ``None``; a warning is logged. One bad row never stops a run.
 
-The trainers' shapes, one each, all on :func:`grade` and one key set (:data:`KEYS`: ``rmr1_correct``, 1.0
-for a correct verdict, veRL's validation accuracy; ``rmr1_bad_input``, 1.0 for an unusable label):
+The trainers' shapes, one each, all on :func:`grade` and one key set, part of the metrics
+contract (:data:`KEYS`, :data:`rmr1_plugins.rewards.metrics.VERIFIABLE_METRICS`):
+``rmr1_correct``, 1.0 for a correct verdict; ``rmr1_bad_input``, 1.0 for an unusable label:
 
 - TRL: :class:`TRLVerifiableReward` (``rmr1_trl.TRLVerifiableReward``, the recipe's
   ``rmr1_verifiable_reward``): the completion's text by :func:`~.inputs.as_text`.
@@ -40,12 +41,13 @@ from typing import Any, Literal
 
 from rmr1_plugins.parsing import StrictParser, train_reward
 from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
+from rmr1_plugins.rewards.metrics import VERIFIABLE_METRICS
 from rmr1_plugins.schema import normalize_label
 
 ParserName = Literal["rmr1-train", "strict"]
 PARSERS: tuple[ParserName, ...] = ("rmr1-train", "strict")
 NEUTRAL = 0.0  # the reward of a bad label where the trainer cannot take None
-KEYS = ("rmr1_correct", "rmr1_bad_input")
+KEYS = tuple(m.name for m in VERIFIABLE_METRICS)
 logger = logging.getLogger(__name__)
 
 

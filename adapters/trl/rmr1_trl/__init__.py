@@ -14,8 +14,8 @@ from __future__ import annotations
 from rmr1_trl.reward import (
     AsyncRMR1Reward,
     RMR1Reward,
-    TRLVerifiableReward,
     SplitGroupError,
+    TRLVerifiableReward,
     find_groups,
 )
 
@@ -27,8 +27,8 @@ rmr1_verifiable_reward_strict = TRLVerifiableReward("strict", name="rmr1_verifia
 __all__ = [
     "AsyncRMR1Reward",
     "RMR1Reward",
-    "TRLVerifiableReward",
     "SplitGroupError",
+    "TRLVerifiableReward",
     "find_groups",
     "rmr1_reward",
     "rmr1_reward_async",

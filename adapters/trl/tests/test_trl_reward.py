@@ -11,8 +11,8 @@ import pytest
 from rmr1_trl import (
     AsyncRMR1Reward,
     RMR1Reward,
-    TRLVerifiableReward,
     SplitGroupError,
+    TRLVerifiableReward,
     find_groups,
 )
 from trl.trainer.utils import get_callable_name, is_async_callable

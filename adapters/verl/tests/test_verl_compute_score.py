@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import rollouts, verl_config
-from rmr1_verl.reward import compute_score, verl_verifiable_reward, settings
+from rmr1_verl.reward import compute_score, settings, verl_verifiable_reward
 
 from rmr1_plugins.plugins import UnknownNameError, get_backend_class
 from rmr1_plugins.rewards.metrics import KEYS as CONTRACT
