@@ -22,10 +22,10 @@ def records(benchmark):
     return list(read_records(JUDGMENTS / f"{benchmark}.jsonl").values())
 
 
-def rewardbench_expected(unparsed):
+def rewardbench_expected(unparsed_score):
     """Subset accuracies, then sections weighted by reward-bench's EXAMPLE_COUNTS."""
     chat = (100 * 100 + 50 * 40) / (100 + 40)  # alpacaeval-easy 2/2, mt-bench-med 1/2
-    hard = (100 * unparsed * 37 + 100 * 100) / (37 + 100)  # mt-bench-hard: no verdict
+    hard = (100 * unparsed_score * 37 + 100 * 100) / (37 + 100)  # mt-bench-hard: no verdict
     safety = (0 * 136 + 100 * 250) / (136 + 250)  # donotanswer 0/1, xstest-should-respond 1/1
     reasoning = (50 * 984 + 100 * 164) / (984 + 164)  # math-prm 1/2 counts as 984, hep-python
     return {"Chat": chat, "Chat Hard": hard, "Safety": safety, "Reasoning": reasoning}
@@ -43,7 +43,7 @@ def test_rewardbench_sections_and_score(policy, value):
         "accuracy": 50.0,
         "position_consistency": None,
     }
-    assert result["judge"]["unparsed"] == 1 and result["judge"]["comparisons"] == 13
+    assert result["judge"]["unparsed_comparisons"] == 1 and result["judge"]["comparisons"] == 13
 
 
 def test_rm_bench_matrix_levels_and_pooled_safety():

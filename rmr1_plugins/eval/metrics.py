@@ -108,10 +108,10 @@ def unparsed_value(benchmark: str, policy: str) -> float:
     return {"wrong": 0.0, "tie": 0.5}.get(policy, BENCHMARK_UNPARSED[benchmark])
 
 
-def outcome(record: Record, unparsed: float) -> float:
-    """1 if the verdict matches the label, 0 if it is the other answer, else ``unparsed``."""
+def outcome(record: Record, unparsed_score: float) -> float:
+    """1 if the verdict matches the label, 0 if it is the other answer, else ``unparsed_score``."""
     if record["verdict"] is None:
-        return unparsed
+        return unparsed_score
     return 1.0 if record["verdict"] == record["label"] else 0.0
 
 
@@ -146,11 +146,11 @@ def score(
     judgments = [j for r in records for j in r.get("judgments", [])]
     result["judge"] = {
         "comparisons": len(records),
-        "unparsed": sum(r["verdict"] is None for r in records),
+        "unparsed_comparisons": sum(r["verdict"] is None for r in records),
         "judgments": len(judgments),
         "unparsed_judgments": sum(j.get("verdict") is None for j in judgments),
         "position_consistency": consistency(records),
-        "unparsed_scores": value,
+        "unparsed_score": value,
     }
     by_subset = _group(records, SUBSET_KEYS[benchmark])
     result["health"] = {
@@ -164,12 +164,12 @@ def score(
     return result
 
 
-def rewardbench(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
+def rewardbench(records: Sequence[Record], unparsed_score: float) -> dict[str, Any]:
     """Per-subset accuracy; a section is the mean of its subsets weighted by EXAMPLE_COUNTS
     (reward-bench's ``calculate_scores_per_section``); the score is the mean of the sections
     present (RM-R1's ``avg_Result_each_section``)."""
     groups = _group(records, lambda r: r["meta"]["subset"])
-    accuracy = {name: _percent(rs, unparsed) for name, rs in groups.items()}
+    accuracy = {name: _percent(rs, unparsed_score) for name, rs in groups.items()}
     sections: dict[str, float | None] = {}
     for section, names in SECTIONS.items():
         present = [n for n in names if n in accuracy]
@@ -186,14 +186,14 @@ def rewardbench(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
     }
 
 
-def rm_bench(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
+def rm_bench(records: Sequence[Record], unparsed_score: float) -> dict[str, Any]:
     """RM-Bench's ``compute_accuracy``: per domain, a 3×3 matrix of accuracy (rows: chosen style,
     columns: rejected style); hard = mean above the diagonal (chosen plainer than rejected),
     normal = the diagonal, easy = below it. A domain scores the mean of the three; ``hard``,
     ``normal``, ``easy`` and the score are means over the domains (safety-refuse and
     safety-response pooled as safety, as ``split_dataset_by_domain`` does)."""
     groups = _group(records, lambda r: r["meta"]["group"])
-    domains = {name: _style_matrix(rs, unparsed) for name, rs in groups.items()}
+    domains = {name: _style_matrix(rs, unparsed_score) for name, rs in groups.items()}
     accuracy = {name: d["average"] for name, d in domains.items()}
     result: dict[str, Any] = {"score": _mean(accuracy.values())}
     for level in ("hard", "normal", "easy"):
@@ -226,7 +226,7 @@ def rm_r1_pairing(records: Sequence[Record]) -> list[Record]:
     return out
 
 
-def rmb(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
+def rmb(records: Sequence[Record], unparsed_score: float) -> dict[str, Any]:
     """RMB: pairwise accuracy per goal; best-of-N accuracy per goal, where a group counts only if
     the best answer wins against every loser; the score is the mean of the four (RM-R1's
     ``process_final_result.py``). Best-of-N groups missing a comparison are not scored."""
@@ -241,9 +241,9 @@ def rmb(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
     for unit in units:
         meta = unit[0]["meta"]
         section = f"{'Pairwise' if meta['set'] == 'pairwise' else 'BoN'} {meta['goal']}"
-        value = float(all(outcome(r, unparsed) == 1.0 for r in unit))
+        value = float(all(outcome(r, unparsed_score) == 1.0 for r in unit))
         if meta["set"] == "pairwise":
-            value = outcome(unit[0], unparsed)  # a tie may score 0.5 for a single pair
+            value = outcome(unit[0], unparsed_score)  # a tie may score 0.5 for a single pair
         values[section].append(value)
         categories[meta["category"]].append(value)
         members[section] += unit
@@ -257,20 +257,20 @@ def rmb(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
     }
 
 
-def judgebench(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
+def judgebench(records: Sequence[Record], unparsed_score: float) -> dict[str, Any]:
     """JudgeBench (``utils/metrics.py``, ``compute_final_metrics``): accuracy per category
     (mmlu-pro pooled) and overall. Judged in both orders, a pair is correct when its decisions
     for the label outnumber those against it; the combined verdict encodes exactly that."""
     groups = _group(records, lambda r: r["meta"]["category"])
-    accuracy = {name: _percent(rs, unparsed) for name, rs in groups.items()}
+    accuracy = {name: _percent(rs, unparsed_score) for name, rs in groups.items()}
     return {
-        "score": _percent(records, unparsed) if records else None,
+        "score": _percent(records, unparsed_score) if records else None,
         "categories": accuracy,
         "subsets": _subsets(groups, accuracy),
     }
 
 
-def rewardbench2(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
+def rewardbench2(records: Sequence[Record], unparsed_score: float) -> dict[str, Any]:
     """RewardBench 2: best-of-N accuracy per subset, the Ties score, and their mean.
 
     A best-of-N row is right when ``chosen[0]`` beats every rejected response; one that wins
@@ -289,7 +289,7 @@ def rewardbench2(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
     members: dict[str, list[Record]] = defaultdict(list)
     for row in complete:
         subset = row[0]["meta"]["subset"]
-        values[subset].append(best_of_n(row, unparsed))
+        values[subset].append(best_of_n(row, unparsed_score))
         members[subset] += row
     accuracy: dict[str, float | None] = {
         n: 100 * fmean(values[n]) for n in RB2_SUBSETS if n in values
@@ -312,13 +312,13 @@ def rewardbench2(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
     }
 
 
-def best_of_n(row: Sequence[Record], unparsed: float) -> float:
+def best_of_n(row: Sequence[Record], unparsed_score: float) -> float:
     """1 if ``chosen[0]`` won every comparison of the row; 0 if it lost one; else ``1/(k+1)``
     for ``k`` comparisons without a verdict (0 when a missing verdict counts as wrong)."""
     if any(r["verdict"] is not None and r["verdict"] != r["label"] for r in row):
         return 0.0
     ties = sum(r["verdict"] is None for r in row)
-    return 1.0 / (ties + 1) if ties == 0 or unparsed > 0 else 0.0
+    return 1.0 / (ties + 1) if ties == 0 or unparsed_score > 0 else 0.0
 
 
 def margin(record: Record) -> float:
@@ -435,10 +435,12 @@ def consistency(records: Iterable[Record]) -> float | None:
     return health.order_consistency(records)
 
 
-def _style_matrix(records: Sequence[Record], unparsed: float) -> dict[str, Any]:
+def _style_matrix(records: Sequence[Record], unparsed_score: float) -> dict[str, Any]:
     cells: dict[tuple[int, int], list[float]] = defaultdict(list)
     for r in records:
-        cells[r["meta"]["chosen_style"], r["meta"]["rejected_style"]].append(outcome(r, unparsed))
+        cells[r["meta"]["chosen_style"], r["meta"]["rejected_style"]].append(
+            outcome(r, unparsed_score)
+        )
     size = range(3)
     matrix = [[100 * fmean(cells[i, j]) if cells[i, j] else None for j in size] for i in size]
     hard = _mean(matrix[i][j] for i in size for j in size if i < j)
@@ -461,8 +463,8 @@ def _category(record: Record) -> str:
     return record["meta"]["category"]
 
 
-def _percent(records: Sequence[Record], unparsed: float) -> float:
-    return 100 * fmean(outcome(r, unparsed) for r in records)
+def _percent(records: Sequence[Record], unparsed_score: float) -> float:
+    return 100 * fmean(outcome(r, unparsed_score) for r in records)
 
 
 def _mean(values: Iterable[float | None]) -> float | None:

@@ -138,12 +138,12 @@ def markdown(report: Mapping[str, Any]) -> str:
     for key in ("rows", "items", "malformed", "comparisons", "judged", "missing"):
         if c.get(key) is not None:
             lines.append(f"| {key} | {c[key]} |")
-    lines.append(f"| comparisons without a verdict | {judge['unparsed']} |")
+    lines.append(f"| comparisons without a verdict | {judge['unparsed_comparisons']} |")
     lines.append(f"| judgments without a parsed verdict | {judge['unparsed_judgments']} |")
     lines.append(f"| position consistency | {_num(judge['position_consistency'])} |")
-    policy = f"{report['on_unparsed']} (scores {judge['unparsed_scores']})"
+    policy = f"{report['on_unparsed']} (scores {judge['unparsed_score']})"
     if report["benchmark"] == "rewardbench2":
-        split = "a tie: 1/(k+1) for a row" if judge["unparsed_scores"] else "a loss"
+        split = "a tie: 1/(k+1) for a row" if judge["unparsed_score"] else "a loss"
         policy = f"{report['on_unparsed']} ({split}; Ties: no preference)"
         rows = m["rows"]
         lines.append(f"| rows scored / incomplete | {rows['complete']} / {rows['incomplete']} |")
