@@ -41,7 +41,7 @@ def test_rewardbench_sections_and_score(policy, value):
     assert result["subsets"]["mt-bench-med"] == {
         "comparisons": 2,
         "accuracy": 50.0,
-        "position_consistency": None,
+        "orders_agree": None,
     }
     assert result["judge"]["unparsed_comparisons"] == 1 and result["judge"]["comparisons"] == 13
 
@@ -103,9 +103,9 @@ def test_judgebench_both_orders_and_position_consistency():
         "livecodebench": 0.0,
     }
     assert result["score"] == 50.0
-    assert result["judge"]["position_consistency"] == 50.0  # jb-1, jb-4, jb-6 agree
+    assert result["judge"]["orders_agree"] == 0.5  # jb-1, jb-4, jb-6 agree
     assert result["judge"]["unparsed_judgments"] == 3
-    assert result["subsets"]["mmlu-pro"]["position_consistency"] == 50.0
+    assert result["subsets"]["mmlu-pro"]["orders_agree"] == 0.5
 
 
 HEADLINES = {  # the hand-computed scores of the tests above

@@ -2,7 +2,8 @@
 
 A record is one judged comparison as stored in the judgments file: ``label``, the combined
 ``verdict`` (``None`` when no verdict was parsed, or when the orders/samples tie), ``orders_agree``,
-``meta`` from the loader and the per-sample ``judgments``. Every number is a percentage. Where
+``meta`` from the loader and the per-sample ``judgments``. Every score is a percentage (the
+benchmarks' own unit); judge health (``orders_agree``, ``health``) is in fractions (0-1). Where
 each rule comes from is written next to it and in ``docs/eval.md``.
 """
 
@@ -123,7 +124,7 @@ def score(
     pairing: str = "benchmark",
 ) -> dict[str, Any]:
     """Every number for ``benchmark``: the headline ``score``, its parts, which parts were
-    ``scored``, ``subsets`` (per-subset accuracy and position consistency), judge-level counts
+    ``scored``, ``subsets`` (per-subset accuracy and order consistency), judge-level counts
     and judge ``health`` overall and per subset (``sizes``: response lengths by comparison id,
     for the length bias). RM-Bench's headline follows ``pairing`` (:data:`PAIRINGS`); its
     ``pairings`` hold the score under both."""
@@ -149,7 +150,7 @@ def score(
         "unparsed_comparisons": sum(r["verdict"] is None for r in records),
         "judgments": len(judgments),
         "unparsed_judgments": sum(j.get("verdict") is None for j in judgments),
-        "position_consistency": consistency(records),
+        "orders_agree": consistency(records),
         "unparsed_score": value,
     }
     by_subset = _group(records, SUBSET_KEYS[benchmark])
@@ -431,7 +432,7 @@ def _parts(benchmark: str, result: Mapping[str, Any]) -> dict[str, float | None]
 
 
 def consistency(records: Iterable[Record]) -> float | None:
-    """Percent of comparisons judged in both orders whose two verdicts agree (``None`` if none)."""
+    """The fraction of comparisons judged in both orders whose verdicts agree (``None``: none)."""
     return health.order_consistency(records)
 
 
@@ -479,7 +480,7 @@ def _subsets(
         name: {
             "comparisons": len(groups.get(name, ())),
             "accuracy": accuracy[name],
-            "position_consistency": consistency(groups.get(name, ())),
+            "orders_agree": consistency(groups.get(name, ())),
         }
         for name in accuracy
     }
