@@ -154,7 +154,7 @@ def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
 
 
 def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeypatch, caplog):
-    """on_split: error (the shared example YAML's TRL setting) is the reference fallback here."""
+    """on_split: error (the default) is logged as an error and judged against the reference."""
     data = rollouts(tokenizer, GROUPS[:1])
     manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, on_split="error")
     with caplog.at_level("ERROR", logger="rmr1_verl.manager"):
@@ -175,7 +175,8 @@ def test_group_timeout_from_the_yaml_reward_section(tokenizer, monkeypatch, tmp_
     local = manager.local()  # the judge has reward.timeout_s after the group closes, unchanged
     assert (local.group_timeout_s, local.deadline) == (7, "close")
     assert local.config.timeout_s == manager.options.timeout_s
-    assert load(tokenizer, monkeypatch)[0].group_timeout_s == 600  # the manager's own default
+    default = load(tokenizer, monkeypatch)[0]  # the reward: section's defaults, as every trainer
+    assert (default.group_timeout_s, default.on_split) == (600, "error")
 
 
 def test_the_rows_rollout_n_sets_its_group_size(tokenizer, monkeypatch):
