@@ -205,14 +205,14 @@ def deadlines() -> None:
         )
     finally:
         server.stop()
-    server = Server("--shutdown-timeout", "2", backend="votes")
+    server = Server("--shutdown-timeout-s", "2", backend="votes")
     threading.Thread(target=lambda: _post(server.url, _sample("r1 stuck"), 60), daemon=True).start()
     server._wait_for("votes judge: stuck")
     start = time.perf_counter()
     server.terminate()
     code = server.process.wait(timeout=120)
     print(
-        f"deadlines: SIGTERM with --shutdown-timeout 2 and a judge thread that never returns: "
+        f"deadlines: SIGTERM with --shutdown-timeout-s 2 and a judge thread that never returns: "
         f"exit {code} after {time.perf_counter() - start:.1f} s"
     )
 

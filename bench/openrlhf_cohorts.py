@@ -2,7 +2,7 @@
 endpoint: splits, fallbacks, exact rewards and the step's reward time.
 
     python bench/openrlhf_cohorts.py                      # 1,024 prompts x 7 samples
-    python bench/openrlhf_cohorts.py --prompts 256 --group-timeout 60
+    python bench/openrlhf_cohorts.py --prompts 256 --group-timeout-s 60
 
 Runs in the ``openrlhf`` nox environment on CPU. Every sample of the step goes through its own
 ``SingleTurnAgentExecutor.execute`` (the real client: one HTTP request per sample), all in flight
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=1024)
     parser.add_argument("--n", type=int, default=7)
-    parser.add_argument("--group-timeout", type=float, default=600.0)
+    parser.add_argument("--group-timeout-s", type=float, default=600.0)
     args = parser.parse_args(argv)
 
     from steps import cohort_server, step, summary
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from rmr1_plugins.testing import smollm2_checkpoint
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_checkpoint())
-    server = cohort_server(args.prompts, args.n, args.group_timeout)
+    server = cohort_server(args.prompts, args.n, args.group_timeout_s)
     try:
         start = time.perf_counter()
         results = step(server.url, tokenizer, args.prompts, args.n)

@@ -9,7 +9,7 @@
 # other; docs/trainers/openrlhf.md): add --strategy round-robin --group-size 8 (= n_samples_per_prompt
 # below), and use this one server for the whole run. Evaluation (--eval.dataset) goes through the
 # same server and is not told apart from training: its samples per prompt must equal the group
-# size too (OpenRLHF's default is 4), or every eval group waits --group-timeout and is split.
+# size too (OpenRLHF's default is 4), or every eval group waits --group-timeout-s and is split.
 # DRY_RUN=1 prints the command instead of submitting it.
 set -euo pipefail
 

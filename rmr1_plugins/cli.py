@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rmr1_plugins.backends.base import BackendError
-from rmr1_plugins.cli_options import Flag, add_flags, add_renamed, overrides
+from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.errors import UsageError
 from rmr1_plugins.jsonl import (
@@ -124,10 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parse = sub.add_parser("parse", help="read verdicts from judge completions")
     parse.add_argument("file", nargs="?", default="-", help="JSONL of {completion, label?}")
-    parser_flag = parse.add_argument(
+    parse.add_argument(
         "--parser", default="strict", help="a registered verdict parser: strict, rmr1-train, ..."
     )
-    add_renamed(parse, "--rule", parser_flag)
     parse.set_defaults(func=cmd_parse)
 
     score = sub.add_parser(

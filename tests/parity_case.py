@@ -292,7 +292,7 @@ class Serve:
     def __init__(self, config: Path, *flags: str) -> None:
         argv = [sys.executable, str(LAUNCHER), "serve", "--config", str(config), "--port", "0"]
         self.process = subprocess.Popen(
-            [*argv, "--no-warmup", "--log-every", "0", *flags],
+            [*argv, "--no-warmup", "--log-every-s", "0", *flags],
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},

@@ -39,10 +39,10 @@ def test_installed_plugin_is_listed_with_its_package():
 
 
 def test_installed_plugin_parser_is_usable_and_blockable():
-    done = run("parse", "--rule", "final-line", stdin=json.dumps({"completion": "FINAL: B"}))
+    done = run("parse", "--parser", "final-line", stdin=json.dumps({"completion": "FINAL: B"}))
     assert json.loads(done.stdout) == {"id": "1", "verdict": "B"}  # no id: the line number
     blocked = run(
-        "parse", "--rule", "final-line", env={"RMR1_DISABLED_PLUGINS": "demo"}, stdin="{}"
+        "parse", "--parser", "final-line", env={"RMR1_DISABLED_PLUGINS": "demo"}, stdin="{}"
     )
     assert blocked.returncode == 2 and "unknown parser 'final-line'" in blocked.stderr
 

@@ -118,12 +118,6 @@ def test_benchmark_protocol_and_explicit_flags_score_otherwise(tmp_path, judgmen
     assert tie["protocol"]["overridden"] == ["on_unparsed"]
 
 
-def test_the_old_no_verdict_flag_still_works_for_a_release_and_says_so(tmp_path, judgments, capsys):
-    tie = rescore(tmp_path, judgments, "--protocol", "rm-r1", "--no-verdict", "tie")
-    assert tie["protocol"]["overridden"] == ["on_unparsed"]
-    assert "--no-verdict was renamed --on-unparsed" in capsys.readouterr().err
-
-
 def test_rescoring_warns_when_the_judgments_were_made_otherwise(tmp_path, judgments, capsys):
     rows = [json.loads(line) for line in judgments.read_text().splitlines()]
     for row in rows:

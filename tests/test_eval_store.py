@@ -325,7 +325,7 @@ def test_each_backend_option_is_either_judging_or_serving(backend):
     [
         (
             "openai",
-            {"base_url": ["http://10.0.0.1/v1", "http://10.0.0.2/v1"], "timeout": 5,
+            {"base_url": ["http://10.0.0.1/v1", "http://10.0.0.2/v1"], "timeout_s": 5,
              "max_concurrency": 8, "max_retries": 0, "headers": {"X-Trace": "1"}},
             {"stop_at_answer": False, "extra_body": {"chat_template_kwargs": {"x": 1}}},
         ),

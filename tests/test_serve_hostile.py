@@ -28,7 +28,7 @@ def hostile_body() -> dict:
 
 
 def test_small_requests_are_answered_while_a_hostile_megabyte_is_processed():
-    server = Server("--timeout", "60", "--max-wait-ms", "5")
+    server = Server("--timeout-s", "60", "--max-wait-ms", "5")
     try:
 
         async def scenario():
@@ -50,7 +50,7 @@ def test_small_requests_are_answered_while_a_hostile_megabyte_is_processed():
 
 def test_sigterm_ends_the_process_even_with_a_judge_thread_that_never_returns():
     # Before: Python joined the hung judge thread at exit, so the process never ended.
-    server = Server("--shutdown-timeout", "1", "--timeout", "300")
+    server = Server("--shutdown-timeout-s", "1", "--timeout-s", "300")
     answers: list = []
     client = threading.Thread(
         target=lambda: answers.append(server.post("/get_reward", body("r1 stuck")))

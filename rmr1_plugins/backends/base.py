@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from rmr1_plugins.errors import RMR1DeprecationWarning, RMR1Error
+from rmr1_plugins.errors import RMR1Error
 
 if TYPE_CHECKING:
     from rmr1_plugins.schema import PairwiseExample
@@ -23,13 +22,9 @@ ChatMessages = Sequence[dict[str, str]]
 _HUB_ID = re.compile(r"[\w.-]{1,96}(/[\w.-]{1,96})?")  # the hub's rule, roughly
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``num_samples`` completions are returned per conversation.
-
-    ``n`` is the old name of ``num_samples``: accepted and readable for one more release, with a
-    :class:`DeprecationWarning`.
-    """
+    """How to sample. ``num_samples`` completions are returned per conversation."""
 
     max_new_tokens: int = 4096
     temperature: float = 0.0
@@ -38,40 +33,6 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     verdict_probs: bool = False  # fill Generation.prob_a from the verdict token's logprobs
-
-    def __init__(
-        self,
-        max_new_tokens: int = 4096,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        num_samples: int = 1,
-        seed: int | None = None,
-        stop: tuple[str, ...] = (),
-        verdict_probs: bool = False,
-        *,
-        n: int | None = None,
-    ) -> None:
-        if n is not None:
-            warnings.warn(_RENAMED_N, RMR1DeprecationWarning, stacklevel=2)
-            num_samples = n
-        for name, value in (
-            ("max_new_tokens", max_new_tokens),
-            ("temperature", temperature),
-            ("top_p", top_p),
-            ("num_samples", num_samples),
-            ("seed", seed),
-            ("stop", stop),
-            ("verdict_probs", verdict_probs),
-        ):
-            object.__setattr__(self, name, value)
-
-    @property
-    def n(self) -> int:
-        warnings.warn(_RENAMED_N, RMR1DeprecationWarning, stacklevel=2)
-        return self.num_samples
-
-
-_RENAMED_N = "SamplingParams.n was renamed num_samples; the old name goes in the next release"
 
 
 @dataclass(frozen=True)

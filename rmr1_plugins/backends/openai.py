@@ -46,11 +46,11 @@ class OpenAIOptions(BackendOptions):
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the API key")
     max_concurrency: int = Field(256, ge=1, description="requests in flight per base URL")
-    timeout: float = Field(600.0, gt=0, description="seconds for one request, all included")
-    connect_timeout: float = Field(10.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0, description="seconds for one request, all included")
+    connect_timeout_s: float = Field(10.0, gt=0)
     max_retries: int = Field(4, ge=0, description="retries after the first attempt")
-    backoff: float = Field(0.5, ge=0, description="first retry delay in seconds; doubles")
-    max_backoff: float = Field(20.0, ge=0)
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay in seconds; doubles")
+    max_retry_backoff_s: float = Field(20.0, ge=0)
     stop_at_answer: bool = Field(True, description="end each judgment at its first </answer>")
     sort_prompts: bool = Field(True, description="send prompts sharing a prefix together")
     group_affinity: bool = Field(
@@ -327,7 +327,7 @@ class OpenAIBackend(Backend):
     async def _send(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
         aiohttp = require("aiohttp", "openai")
         timeout = aiohttp.ClientTimeout(
-            total=self.opts.timeout, sock_connect=self.opts.connect_timeout
+            total=self.opts.timeout_s, sock_connect=self.opts.connect_timeout_s
         )
         try:
             session = await self._client()
@@ -336,7 +336,7 @@ class OpenAIBackend(Backend):
                 status = reply.status
                 retry_after = _seconds(reply.headers.get("Retry-After"))
         except asyncio.TimeoutError as error:
-            raise _Retryable(f"{url}: no answer within {self.opts.timeout:g} s") from error
+            raise _Retryable(f"{url}: no answer within {self.opts.timeout_s:g} s") from error
         except aiohttp.ClientConnectorError as error:
             raise _Retryable(f"{url}: cannot connect ({error.os_error})", down=True) from error
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
@@ -367,8 +367,8 @@ class OpenAIBackend(Backend):
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, self.opts.max_backoff)
-        ceiling = min(self.opts.backoff * 2**attempt, self.opts.max_backoff)
+            return min(retry_after, self.opts.max_retry_backoff_s)
+        ceiling = min(self.opts.retry_backoff_s * 2**attempt, self.opts.max_retry_backoff_s)
         return random.uniform(ceiling / 2, ceiling)
 
     def _where(self) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1_plugins.cli import SCORER_FLAGS, overrides_from_args, say_done
-from rmr1_plugins.cli_options import add_flags, add_renamed
+from rmr1_plugins.cli_options import add_flags
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.recipe.prepare import PrepareConfig
 from rmr1_plugins.recipe.presets import (
@@ -149,14 +149,13 @@ def add_prepare_flags(parser: argparse.ArgumentParser, preset_help: bool = True)
         help=f"a registered template (default: {PREPARE_DEFAULTS.template}; a preset gives its "
         "own)",
     )
-    placement = parser.add_argument(
+    parser.add_argument(
         "--placement",
         choices=["alternate", "both"],
         default=PREPARE_DEFAULTS.placement,
         help="where the chosen answer goes: alternately in slot A and B (RM-R1), or each pair "
         "written twice, once in each order",
     )
-    add_renamed(parser, "--order", placement)
     parser.add_argument(
         "--distill-fraction",
         type=float,

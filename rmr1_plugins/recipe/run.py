@@ -149,7 +149,7 @@ def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) ->
     """
     trl = require("trl", "recipe")
     datasets = require("datasets", "recipe")
-    from rmr1_plugins.recipe.reward import rmr1_train_reward
+    from rmr1_plugins.recipe.reward import rmr1_verifiable_reward
 
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
     dataset = datasets.Dataset.from_list(
@@ -157,7 +157,7 @@ def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) ->
     )
     args = trl.GRPOConfig(output_dir=str(out_dir), **checkpointing_fields(trl.GRPOConfig, fields))
     trainer = trl.GRPOTrainer(
-        model=model, reward_funcs=[rmr1_train_reward], args=args, train_dataset=dataset
+        model=model, reward_funcs=[rmr1_verifiable_reward], args=args, train_dataset=dataset
     )
     trainer.train()
     trainer.save_model(str(out_dir))

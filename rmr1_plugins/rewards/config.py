@@ -71,11 +71,11 @@ class RewardConfig(BaseModel):
     group_size: int | None = Field(
         None, ge=1, description="completions per prompt (TRL num_generations, veRL rollout.n)"
     )
-    group_timeout: float = Field(
-        60.0,
+    group_timeout_s: float = Field(
+        600.0,
         gt=0,
         description="seconds a group waits for its last member before it is judged with what "
-        "arrived (rmr1 serve cohorts; capped at half of timeout_s)",
+        "arrived (rmr1 serve cohorts: capped at half of timeout_s)",
     )
     on_split: Literal["error", "reference", "drop"] = Field(
         "error", description="what to do with a group that arrives incomplete"
@@ -108,7 +108,7 @@ class RewardConfig(BaseModel):
     max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits to fill up")
     max_concurrent_batches: int = Field(1, gt=0, description="judge calls in flight at once")
     timeout_s: float = Field(150.0, gt=0, description="per-sample deadline, queueing included")
-    retries: int = Field(1, ge=0, description="retries of a single failing sample")
+    max_retries: int = Field(1, ge=0, description="retries of a single failing sample")
     retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each time")
     max_pending_bytes: int = Field(
         256 * 1024 * 1024,

@@ -33,12 +33,10 @@ import hashlib
 import json
 import math
 import random
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.offload import off_loop
 from rmr1_plugins.rewards.config import OnUnparsed, Outcome
 from rmr1_plugins.rewards.inputs import as_context, as_text
@@ -377,20 +375,8 @@ def with_both_orders(scorer: AnyScorer) -> AnyScorer:
     return view
 
 
-def with_order(
-    scorer: AnyScorer, order: ScorerOrder | None, both_orders: bool | None = None
-) -> AnyScorer:
-    """``scorer``, or a view of it judging in ``order`` (``None``: the scorer's own).
-
-    ``both_orders`` is the old spelling of ``order="both"``, kept one release with a warning.
-    """
-    if both_orders is not None:
-        warnings.warn(
-            "both_orders=True was renamed order='both'; the old name goes in the next release",
-            RMR1DeprecationWarning,
-            stacklevel=4,  # the caller of score_groups (via _scoring)
-        )
-        order = "both" if both_orders else order
+def with_order(scorer: AnyScorer, order: ScorerOrder | None) -> AnyScorer:
+    """``scorer``, or a view of it judging in ``order`` (``None``: the scorer's own)."""
     if order is None or order == scorer.order:
         return scorer
     if order == "both":
@@ -406,13 +392,13 @@ def _scoring(
     scorer: PairScorer, groups: Sequence[Group], strategy: str | Strategy, **options: Any
 ) -> tuple[PairScorer, GroupScoring]:
     """The scorer in the asked order and a :class:`GroupScoring` (shared by the two drivers)."""
-    scorer = with_order(scorer, options.pop("order"), options.pop("both_orders"))
+    scorer = with_order(scorer, options.pop("order"))
     return scorer, GroupScoring(groups, strategy, **options)
 
 
 def _ordered(scorer: PairScorer, **options: Any) -> tuple[PairScorer, dict[str, Any]]:
     """The scorer in the asked order and the options left (as :func:`_scoring`, same depth)."""
-    return with_order(scorer, options.pop("order"), options.pop("both_orders")), options
+    return with_order(scorer, options.pop("order")), options
 
 
 def score_groups(
@@ -421,7 +407,6 @@ def score_groups(
     strategy: str | Strategy = "round-robin",
     *,
     order: ScorerOrder | None = None,
-    both_orders: bool | None = None,
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,
@@ -435,7 +420,6 @@ def score_groups(
         strategy: a registered strategy name or a :class:`Strategy` instance.
         order: ``"both"`` judges every pair in both A/B orders, ``"given"`` / ``"random"`` as
             :class:`rmr1_plugins.Scorer` does; ``None`` keeps the scorer's own ``order``.
-            (``both_orders=True`` is the old spelling, deprecated.)
         on_unparsed: ``"tie"``, ``"loss"`` or ``"exclude"`` for a comparison with no verdict.
         seed: seeds the pivot choice and knockout brackets.
         skip_invalid: give a group that cannot be judged (a missing reference, a prompt not
@@ -464,7 +448,6 @@ async def ascore_groups(
     strategy: str | Strategy = "round-robin",
     *,
     order: ScorerOrder | None = None,
-    both_orders: bool | None = None,
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,

@@ -105,7 +105,7 @@ METRICS: tuple[Metric, ...] = (
         "flag",
         (
             "its group arrived incomplete (split across processes or workers, or not whole "
-            "within `group_timeout`)"
+            "within `group_timeout_s`)"
         ),
         "0 or 1",
         "0 or 1",
@@ -145,6 +145,19 @@ METRICS: tuple[Metric, ...] = (
 KEYS: tuple[str, ...] = (
     *(m.name for m in METRICS),
     *(PREFIX + name for name in HEALTH_METRICS),  # judge health (rewards/health.py)
+)
+# The verifiable reward's keys (training a judge, rewards/verifiable.py): "judged" is a row with
+# a usable label, "fallback" one without (its neutral reward). docs/concepts/rewards.md lists
+# them too.
+VERIFIABLE_METRICS: tuple[Metric, ...] = (
+    Metric("rmr1_correct", "flag", "the judge's verdict picks the labelled answer", "0 or 1", "0"),
+    Metric(
+        "rmr1_bad_input",
+        "flag",
+        "the label is not `A`, `B`, `model_a` or `model_b` (the row gets the neutral reward)",
+        "0",
+        "1",
+    ),
 )
 
 

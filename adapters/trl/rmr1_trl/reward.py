@@ -30,12 +30,9 @@ from rmr1_plugins.rewards.batch import (
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import TRL_KWARGS
 from rmr1_plugins.rewards.metrics import means
-from rmr1_plugins.rewards.verifiable import TRLVerifiableReward
 from rmr1_plugins.scorer import Scorer
 from rmr1_plugins.scorer_config import LazyScorer
 from rmr1_plugins.settings import RewardSettings, load_reward_settings
-
-RMR1VerifiableReward = TRLVerifiableReward  # RM-R1's verifiable reward, for training a judge
 
 
 class SplitGroupError(RMR1Error, RuntimeError):

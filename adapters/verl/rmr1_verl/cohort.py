@@ -15,7 +15,7 @@ connection pool has no limit: a group is held on the server until its last rollo
 any cap on open requests below the step's rollouts per worker would split groups.
 
 An unreachable or overloaded server (connection errors, 503 with its ``Retry-After``) is
-retried until ``cohort_timeout``, then the rollout gets the fallback reward with ``rmr1_error``
+retried until ``cohort_timeout_s``, then the rollout gets the fallback reward with ``rmr1_error``
 1.0 and a logged warning saying why. A refused request (any other 4xx but 413: wrong settings,
 token or URL) is the same for every rollout, so it raises :class:`CohortRefused` rather than
 hand out fallback rewards (docs/trainers/verl.md: what veRL does with it).

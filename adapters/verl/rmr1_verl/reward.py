@@ -38,7 +38,7 @@ from rmr1_plugins.rewards.groups import AGAINST_REFERENCE, ascore
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import verl_verifiable_score
+from rmr1_plugins.rewards.verifiable import verl_verifiable_reward as verl_verifiable_reward
 from rmr1_plugins.scorer import Scorer
 from rmr1_plugins.scorer_config import BackendConfig, LazyScorer
 from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
@@ -49,11 +49,11 @@ ADAPTER_KEYS = (
     "model",
     "order",
     "question_key",
-    "group_timeout",
+    "group_timeout_s",
     "cohort",
     "cohort_url",
-    "cohort_timeout",
-    "cohort_token",
+    "cohort_timeout_s",
+    "token",
     "max_concurrency",
     "_max_concurrency",  # set by rmr1_verl.workers in the driver, not by users
 )
@@ -219,6 +219,3 @@ async def compute_score(
         return result(None, 0, options, kind="error", error=f"judge failed: {error}")
     record_groups(options, [group], [rewards])
     return result(rewards, 0, options, texts=texts_of(group))
-
-
-compute_verifiable_score = verl_verifiable_score  # RM-R1's verifiable reward (stage 2)
