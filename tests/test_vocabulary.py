@@ -111,8 +111,9 @@ FIELDS = [(model, field) for model, names in settings_models().items() for field
 
 def test_the_walk_sees_every_settings_model_and_command():
     models = settings_models()
-    for name in ("scorer_config.ScorerConfig", "rewards.config.RewardConfig", "serve.app.ServeOptions",
-                 "backends.openai.OpenAIOptions", "recipe.prepare.PrepareConfig"):  # fmt: skip
+    for name in ("scorer_config.ScorerConfig", "rewards.config.RewardConfig",
+                 "serve.app.ServeOptions", "backends.openai.OpenAIOptions",
+                 "recipe.prepare.PrepareConfig"):  # fmt: skip
         assert f"rmr1_plugins.{name}" in models
     commands = {command for command, _ in FLAGS}
     assert {"rmr1 score", "rmr1 serve", "rmr1 eval", "rmr1 recipe prepare"} <= commands
