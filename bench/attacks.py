@@ -1,5 +1,5 @@
-"""Re-run issue 21's attacks and print the figures docs/reliability.md quotes (a script, not a
-test: it measures wall-clock seconds on whatever machine runs it).
+"""Re-run issue 21's attacks and print the figures docs/guides/reliability.md quotes (a script, not
+a test: it measures wall-clock seconds on whatever machine runs it).
 
     python bench/attacks.py              # everything (about a minute on 2 CPU cores)
     python bench/attacks.py strategies   # one part: strategies, serve, cohorts, deadlines
@@ -205,14 +205,14 @@ def deadlines() -> None:
         )
     finally:
         server.stop()
-    server = Server("--shutdown-timeout", "2", backend="votes")
+    server = Server("--shutdown-timeout-s", "2", backend="votes")
     threading.Thread(target=lambda: _post(server.url, _sample("r1 stuck"), 60), daemon=True).start()
     server._wait_for("votes judge: stuck")
     start = time.perf_counter()
     server.terminate()
     code = server.process.wait(timeout=120)
     print(
-        f"deadlines: SIGTERM with --shutdown-timeout 2 and a judge thread that never returns: "
+        f"deadlines: SIGTERM with --shutdown-timeout-s 2 and a judge thread that never returns: "
         f"exit {code} after {time.perf_counter() - start:.1f} s"
     )
 

@@ -183,7 +183,7 @@ def main() -> None:
     config = RewardConfig(
         strategy=args.strategy,
         max_batch_size=args.max_batch_size,
-        group_timeout=60,
+        group_timeout_s=60,
         timeout_s=600,
     )
     print(

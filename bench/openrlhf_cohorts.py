@@ -3,7 +3,7 @@ endpoint, or its reward file through the cohort actor on local Ray: splits, fall
 rewards and the step's reward time.
 
     python bench/openrlhf_cohorts.py                      # 1,024 prompts x 7 samples, HTTP
-    python bench/openrlhf_cohorts.py --prompts 256 --group-timeout 60
+    python bench/openrlhf_cohorts.py --prompts 256 --group-timeout-s 60
     python bench/openrlhf_cohorts.py --path ray           # the reward file in 2 rollout actors
 
 Runs in the ``openrlhf`` nox environment on CPU. Every sample of the step goes through its own
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=1024)
     parser.add_argument("--n", type=int, default=7)
-    parser.add_argument("--group-timeout", type=float, default=600.0)
+    parser.add_argument("--group-timeout-s", type=float, default=600.0)
     parser.add_argument("--path", choices=("http", "ray"), default="http")
     parser.add_argument("--engines", type=int, default=2, help="rollout actors (--path ray)")
     args = parser.parse_args(argv)
@@ -62,7 +62,7 @@ def http_step(args: Any, tokenizer: Any) -> tuple[list[Any], dict[str, int], flo
     """Every sample through the executor's HTTP client to one ``rmr1 serve``."""
     from steps import cohort_server, step
 
-    server = cohort_server(args.prompts, args.n, args.group_timeout)
+    server = cohort_server(args.prompts, args.n, args.group_timeout_s)
     try:
         start = time.perf_counter()
         results = step(server.url, tokenizer, args.prompts, args.n)
@@ -83,7 +83,7 @@ def ray_step(args: Any, tokenizer: Any) -> tuple[list[Any], dict[str, int], floa
     config.write_text(
         "backend: {name: ranker}\n"
         f"reward: {{strategy: round-robin, group_size: {args.n}, "
-        f"group_timeout: {args.group_timeout}, timeout_s: {2 * args.group_timeout}}}\n"
+        f"group_timeout_s: {args.group_timeout_s}, timeout_s: {2 * args.group_timeout_s}}}\n"
     )
     env = {"PYTHONPATH": os.pathsep.join(sys.path), "RMR1_CONFIG": str(config)}
     ray.init(

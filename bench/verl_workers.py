@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=1024)
     parser.add_argument("--n", type=int, default=7)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--group-timeout", type=float, default=120.0)
+    parser.add_argument("--group-timeout-s", type=float, default=120.0)
     args = parser.parse_args(argv)
 
     import ray
@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:
             for path in ("cohort", "ray") if workers > 1 else ("in-process",):
-                server, extra = None, {"group_timeout": args.group_timeout}
+                server, extra = None, {"group_timeout_s": args.group_timeout_s}
                 if path == "cohort":
-                    timeout = str(args.group_timeout)
+                    timeout = str(args.group_timeout_s)
                     pending = str(2 * rollouts)
-                    flags = ("--group-timeout", timeout, "--max-pending", pending, "--no-warmup")
+                    flags = ("--group-timeout-s", timeout, "--max-pending", pending, "--no-warmup")
                     server = Server(*flags, backend="ranker", num_samples=None)
                     extra = {"cohort_url": server.base + "/cohort"}
                 elif path == "ray":

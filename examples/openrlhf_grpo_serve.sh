@@ -6,10 +6,10 @@
 #   RMR1_SERVE_TOKEN=... rmr1 serve --config examples/rmr1-openrlhf.yaml --host 0.0.0.0 --port 5000
 # OpenRLHF's client cannot send headers, so the token goes in the URL (?token=...).
 # In-group rewards instead of reference rewards (the samples of a prompt judged against each
-# other; docs/openrlhf.md): add --strategy round-robin --group-size 8 (= n_samples_per_prompt
+# other; docs/trainers/openrlhf.md): add --strategy round-robin --group-size 8 (= n_samples_per_prompt
 # below), and use this one server for the whole run. Evaluation (--eval.dataset) goes through the
 # same server and is not told apart from training: its samples per prompt must equal the group
-# size too (OpenRLHF's default is 4), or every eval group waits --group-timeout and is split.
+# size too (OpenRLHF's default is 4), or every eval group waits --group-timeout-s and is split.
 # DRY_RUN=1 prints the command instead of submitting it.
 set -euo pipefail
 

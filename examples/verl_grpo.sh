@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # GRPO in veRL 0.9 with an RM-R1 judge served by veRL itself.
 #
-#   pip install -e . ./adapters/verl && python -m rmr1_verl check   # in a venv of its own (docs/verl.md)
+#   pip install -e . ./adapters/verl && python -m rmr1_verl check   # in a venv of its own (docs/trainers/verl.md)
 #   bash examples/verl_grpo.sh [more hydra overrides]
 #
 # The `rmr1` reward manager (registered by the package's verl.plugins entry point) holds each
 # prompt's rollout.n rollouts until all arrived, then judges them pairwise (round-robin win rate).
 # veRL starts the judge's vLLM server and passes its router address; the judge is reached through
-# rmr1's openai backend. Notes (docs/verl.md has the details):
+# rmr1's openai backend. Notes (docs/trainers/verl.md has the details):
 # - reward.custom_reward_function.path MUST be set when reward.reward_model.enable=True, or veRL
 #   takes its discriminative-RM path and never calls the manager.
 # - reward.num_workers=1 sends every rollout of a step to one reward worker, so groups are whole.
 #   With more workers, start `rmr1 serve` and add +reward.rmr1.cohort_url=http://HOST:PORT/cohort
-#   (docs/verl.md): every worker then sends its rollouts to that one cohort service.
+#   (docs/trainers/verl.md): every worker then sends its rollouts to that one cohort service.
 # - the batch sizes pass veRL's validate_config: 48 prompts x 4 rollouts = 192 rows divide by the
 #   6 actor GPUs, and the mini-batch (24 x 4 / 6 = 16 rows per GPU) by the micro-batch 4.
 # - validation samples val_kwargs.n=4 rollouts too, so its groups are whole (the reward worker is
-#   not told which rows are validation); group_timeout=120 bounds the wait of a split group, which
+#   not told which rows are validation); group_timeout_s=120 bounds the wait of a split group, which
 #   is then judged against its reference (on_split=reference: a late rollout never fails a step).
 # - only reward.* keys work: the legacy top-level custom_reward_function.* / reward_model.* keys
 #   are accepted by Hydra and silently ignored by veRL 0.9.1's main_ppo.
@@ -50,7 +50,7 @@ python -m verl.trainer.main_ppo \
     reward.num_workers=1 \
     +reward.rmr1.strategy=round-robin \
     +reward.rmr1.order=both \
-    +reward.rmr1.group_timeout=120 \
+    +reward.rmr1.group_timeout_s=120 \
     +reward.rmr1.on_split=reference \
     reward.reward_model.enable=True \
     reward.reward_model.model_path=gaotang/RM-R1-Qwen2.5-Instruct-7B \

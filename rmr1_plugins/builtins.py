@@ -11,7 +11,7 @@ import importlib
 
 from rmr1_plugins.hookspecs import Register, Subparsers, hookimpl
 
-SUBCOMMANDS = ("rmr1_plugins.eval.cli", "rmr1_plugins.serve", "rmr1_plugins.recipe.cli")
+SUBCOMMANDS = ("rmr1_plugins.eval.cli", "rmr1_plugins.serve.app", "rmr1_plugins.recipe.cli")
 
 
 @hookimpl

@@ -20,14 +20,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rmr1_plugins.backends.base import BackendError
-from rmr1_plugins.cli_options import Flag, add_flags, add_renamed, overrides
-from rmr1_plugins.config import (
-    BackendConfig,
-    ConfigError,
-    SamplingConfig,
-    ScorerConfig,
-    load_config,
-)
+from rmr1_plugins.cli_options import Flag, add_flags, overrides
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.errors import UsageError
 from rmr1_plugins.jsonl import (
     InputError,
@@ -42,6 +36,8 @@ from rmr1_plugins.parsing import train_reward
 from rmr1_plugins.plugins import KINDS, get_parser, get_plugins, get_template
 from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.scorer import Progress
+from rmr1_plugins.scorer_config import BackendConfig, SamplingConfig, ScorerConfig
+from rmr1_plugins.settings import load_config
 from rmr1_plugins.templates import PromptTemplate, TemplateError
 
 # Modules that add their own subcommands through ``add_subcommand(subparsers)``.
@@ -128,10 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parse = sub.add_parser("parse", help="read verdicts from judge completions")
     parse.add_argument("file", nargs="?", default="-", help="JSONL of {completion, label?}")
-    parser_flag = parse.add_argument(
+    parse.add_argument(
         "--parser", default="strict", help="a registered verdict parser: strict, rmr1-train, ..."
     )
-    add_renamed(parse, "--rule", parser_flag)
     parse.set_defaults(func=cmd_parse)
 
     score = sub.add_parser(
@@ -152,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="versions of Python, the engines, trainers and plugins")
     env.set_defaults(func=cmd_env)
 
-    # eval, serve, recipe and plugins' commands: the rmr1_add_subcommands hook (docs/core.md)
+    # eval, serve, recipe and plugins' commands: the rmr1_add_subcommands hook (docs/plugins.md)
     get_plugins().add_subcommands(sub)
     show_defaults(parser)
     return parser

@@ -5,19 +5,17 @@ and where its value goes in the loader's nested overrides (``("sampling", "max_n
 :func:`add_flags` takes the flag's type, its choices (a ``Literal``), its help and the default it
 shows from the field; every flag itself defaults to ``None``, so an unset flag leaves the YAML
 file and the ``RMR1_*`` variables alone. :func:`overrides` gathers the flags given into the
-nested dict that :func:`rmr1_plugins.rewards.load_reward_settings` takes.
+nested dict that :func:`rmr1_plugins.settings.load_reward_settings` takes.
 
 A flag is the field's name with dashes, unless the :class:`Flag` says otherwise (``--backend``
-for ``backend.name``). An old spelling is a hidden alias (:func:`add_renamed`) that still works
-for one release and prints a warning naming the new flag; docs/core.md has the table.
+for ``backend.name``).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -35,7 +33,6 @@ class Flag:
     field: str
     path: tuple[str, ...]
     name: str | None = None  # default: the field's name with dashes
-    renamed_from: tuple[str, ...] = ()  # old spellings, kept one release as aliases
 
     @property
     def info(self) -> FieldInfo:
@@ -120,46 +117,6 @@ def add_flags(
                 help=text,
             )
         setattr(action, FIELD_ATTRIBUTE, flag)
-        for old in flag.renamed_from:
-            add_renamed(parser, f"--{prefix}{old}", action)
-
-
-class _Renamed(argparse.Action):
-    """An old flag name: sets the new flag's value and warns once on stderr."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, new: str, **kwargs: Any):
-        self.new = new
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        print(
-            f"warning: {option_string} was renamed {self.new}; the old name goes in the next "
-            "release",
-            file=sys.stderr,
-        )
-        setattr(namespace, self.dest, values)
-
-
-def add_renamed(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, old: str, new: argparse.Action
-) -> None:
-    """``old`` as a hidden alias of the flag ``new`` (an action already added)."""
-    parser.add_argument(
-        old,
-        dest=new.dest,
-        action=_Renamed,
-        new=new.option_strings[0],
-        type=new.type or str,
-        choices=new.choices,
-        default=argparse.SUPPRESS,
-        help=argparse.SUPPRESS,
-    )
 
 
 def overrides(args: argparse.Namespace, flags: Iterable[Flag], prefix: str = "") -> dict:

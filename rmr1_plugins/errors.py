@@ -23,7 +23,3 @@ class RMR1Error(Exception):
 
 class UsageError(RMR1Error):
     """A mistake the user can fix: bad input, a bad configuration, an unknown name."""
-
-
-class RMR1DeprecationWarning(DeprecationWarning):
-    """An old spelling that still works for one release (docs/core.md, "Renamed")."""

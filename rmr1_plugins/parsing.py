@@ -9,7 +9,7 @@
 
 The two RM-R1 rules are kept exact: literal, case-sensitive strings, no whitespace inside.
 ``strict`` allows whitespace inside the markup, so ``<answer>[[ A ]]</answer>`` is A for it and
-no verdict for them (docs/core.md lists the disagreements). All run in linear time.
+no verdict for them (docs/concepts/judge.md lists the disagreements). All run in linear time.
 """
 
 from __future__ import annotations

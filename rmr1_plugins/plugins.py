@@ -173,6 +173,16 @@ def reset_plugins() -> None:
         _plugins = None
 
 
+def registered(kind: str, name: str) -> str:
+    """``name`` if a plugin registered it as one of ``kind``; else a :class:`ValueError` that
+    lists the registered names (a typo fails when the configuration loads, not at first use)."""
+    try:
+        get_plugins().get(kind, name)
+    except UnknownNameError as error:
+        raise ValueError(str(error)) from None
+    return name
+
+
 def _instance(target: Any) -> Any:
     return target() if isinstance(target, type) else target
 
@@ -189,7 +199,7 @@ def get_parser(name: str) -> Any:
 
 def get_backend_class(name: str) -> Any:
     """A backend class by name: backends are built with a model and options (see
-    :meth:`rmr1_plugins.config.ScorerConfig.build_backend`)."""
+    :meth:`rmr1_plugins.scorer_config.ScorerConfig.build_backend`)."""
     return get_plugins().get("backends", name)
 
 

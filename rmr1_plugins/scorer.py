@@ -11,7 +11,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
 from rmr1_plugins.guards import neutralize_example
@@ -24,6 +24,22 @@ from rmr1_plugins.templates import ChatMessages, PromptTemplate
 Order = Literal["given", "random", "both"]
 Progress = Callable[[int, int], None]  # (requests generated so far, requests to generate)
 _FLIP: dict[Verdict | None, Verdict | None] = {"A": "B", "B": "A", None: None}
+
+
+class PairScorer(Protocol):
+    """What group scoring asks of a judge: :class:`Scorer`, or a scripted fake in a test.
+
+    ``order`` is read, and set on a shallow copy (a view judging in another A/B order).
+    """
+
+    order: Order
+
+    def score(self, examples: Sequence[PairwiseExample]) -> list[PairResult]: ...
+
+    async def ascore(self, examples: Sequence[PairwiseExample]) -> list[PairResult]: ...
+
+
+AnyScorer = TypeVar("AnyScorer", bound=PairScorer)  # a view keeps its scorer's type
 
 
 @dataclass

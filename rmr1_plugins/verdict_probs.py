@@ -84,8 +84,10 @@ def verdict_prob_a(tokens: Sequence[TokenChoice]) -> VerdictProb | None:
     return None
 
 
-def probability_fields(read: VerdictProb | None) -> dict[str, Any]:
-    """``Generation`` fields for a verdict probability that was read (or not)."""
+def probability_fields(tokens: Sequence[TokenChoice] | None) -> dict[str, Any]:
+    """``Generation`` fields for the verdict probability read from a completion's ``tokens``
+    (``None``: no log-probabilities; each backend reads them from its engine's own shape)."""
+    read = None if tokens is None else verdict_prob_a(tokens)
     if read is None:
         return {"prob_a": None, "prob_letter": None}
     if read.prob_a is None:

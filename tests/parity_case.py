@@ -153,15 +153,16 @@ def api(
     reference: str = REFERENCE,
     **reward: Any,
 ) -> Outcome:
-    """The case through the Python API: :func:`~rmr1_plugins.rewards.score_groups` (or, with
+    """The case through the Python API: :func:`~rmr1_plugins.score_groups` (or, with
     ``driver="async"``, ``ascore_groups``) with the settings of the same YAML file every path
     reads, and the metrics contract's per-sample logs. ``completions``, ``reference`` and
     ``reward`` settings give the fallback cases (an empty reference is none: ``no_reference``)."""
     import asyncio
 
-    from rmr1_plugins.rewards import Group, ascore_groups, load_reward_settings, score_groups
+    from rmr1_plugins import Group, ascore_groups, score_groups
     from rmr1_plugins.rewards.engine import texts_of
     from rmr1_plugins.rewards.metrics import judged_metrics
+    from rmr1_plugins.settings import load_reward_settings
 
     register()
     config, record = write_config(folder, f"api-{strategy}-{driver}", **reward)
@@ -291,7 +292,7 @@ class Serve:
     def __init__(self, config: Path, *flags: str) -> None:
         argv = [sys.executable, str(LAUNCHER), "serve", "--config", str(config), "--port", "0"]
         self.process = subprocess.Popen(
-            [*argv, "--no-warmup", "--log-every", "0", *flags],
+            [*argv, "--no-warmup", "--log-every-s", "0", *flags],
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},

@@ -119,7 +119,7 @@ class Server:
     ) -> None:
         argv = [sys.executable, str(LAUNCHER), "serve", "--backend", backend, "--port", "0"]
         argv += ["--num-samples", str(num_samples)] if num_samples else []
-        argv += ["--log-every", "0", *flags]
+        argv += ["--log-every-s", "0", *flags]
         self.process = subprocess.Popen(
             argv,
             stderr=subprocess.PIPE,

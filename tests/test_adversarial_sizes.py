@@ -1,5 +1,6 @@
 """Megabyte-sized hostile inputs finish in linear time: the guard, response extraction, chat-turn
-recovery and the parsers. Each input took the old code minutes to hours (docs/reliability.md);
+recovery and the parsers. Each input took the old code minutes to hours
+(docs/guides/reliability.md);
 ``finishes`` fails the test after 30 s instead of hanging the suite."""
 
 from __future__ import annotations

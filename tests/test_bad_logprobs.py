@@ -112,7 +112,7 @@ def test_rmr1_eval_keeps_the_hard_verdicts(tmp_path, stub):
     assert all(j["verdict"] in ("A", "B") for r in records for j in r["judgments"])
     assert all(j["prob_invalid"] is True for r in records for j in r["judgments"])
     report = json.loads((out / "report.json").read_text())
-    assert report["metrics"]["health"]["overall"]["invalid_probs_rate"] == 100.0
+    assert report["metrics"]["health"]["overall"]["invalid_probs"] == 1.0
     assert "impossible log-probs" in (out / "report.md").read_text()
 
 

@@ -184,7 +184,8 @@ def test_config_errors_name_the_variable(tmp_path):
 
 
 def test_a_flag_over_a_variable_is_not_blamed_on_it(monkeypatch):
-    from rmr1_plugins.config import ConfigError, load_config
+    from rmr1_plugins.config import ConfigError
+    from rmr1_plugins.settings import load_config
 
     monkeypatch.setenv("RMR1_SAMPLING__TEMPERATURE", "0.5")
     with pytest.raises(ConfigError) as error:

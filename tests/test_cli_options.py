@@ -11,9 +11,9 @@ import pytest
 from rmr1_plugins.backends.base import SamplingParams
 from rmr1_plugins.cli import SCORER_FLAGS, build_parser, main
 from rmr1_plugins.cli_options import Flag, add_flags, generated, overrides, shown, value_type
-from rmr1_plugins.config import SamplingConfig, ScorerConfig
 from rmr1_plugins.rewards.config import RewardConfig
-from rmr1_plugins.serve import REWARD_FLAGS, SERVER_FLAGS, ServeOptions
+from rmr1_plugins.scorer_config import SamplingConfig, ScorerConfig
+from rmr1_plugins.serve.app import REWARD_FLAGS, SERVER_FLAGS, ServeOptions
 
 # Flags named otherwise than their field, each for a reason (a nested key's short name).
 EXPLICIT_NAMES = {"backend": ("backend", "name"), "model": ("backend", "model")}
@@ -100,34 +100,6 @@ def test_sampling_config_and_sampling_params_use_the_same_words_and_defaults():
     assert SamplingConfig(num_samples=3).params().num_samples == 3
 
 
-def test_the_old_sampling_params_name_still_works_for_a_release():
-    with pytest.warns(DeprecationWarning, match="SamplingParams.n was renamed num_samples"):
-        params = SamplingParams(n=3)
-    assert params.num_samples == 3
-    with pytest.warns(DeprecationWarning, match="renamed num_samples"):
-        assert params.n == 3
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "value"),
-    [
-        ("--timeout", "--timeout-s", "4"),
-        ("--win-reward", "--win", "2"),
-        ("--loss-reward", "--loss", "-1"),
-        ("--fallback-reward", "--fallback", "0.25"),
-    ],
-)
-def test_old_serve_flags_are_aliases_that_warn(old, new, value, capsys):
-    args = build_parser().parse_args(["serve", old, value])
-    assert getattr(args, new[2:].replace("-", "_")) == float(value)
-    assert f"{old} was renamed {new}" in capsys.readouterr().err
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
-    shown_options = {
-        o for a in serve._actions if a.help != argparse.SUPPRESS for o in a.option_strings
-    }
-    assert new in shown_options and old not in shown_options  # hidden from --help
-
-
 def test_prepare_flags_default_to_prepare_config():
     from rmr1_plugins.recipe.prepare import PrepareConfig
 
@@ -138,16 +110,6 @@ def test_prepare_flags_default_to_prepare_config():
             assert getattr(args, key) == getattr(defaults, key), (command, key)
     assert build_parser().parse_args(["recipe", "prepare", "-o", "x"]).eval_size == 0
     assert build_parser().parse_args(["recipe", "run", "-o", "x"]).eval_size == 16  # its own
-
-
-def test_the_recipes_placement_has_its_own_word_and_the_old_one_warns(tmp_path, capsys):
-    from rmr1_plugins.recipe.prepare import PrepareConfig
-
-    args = build_parser().parse_args(["recipe", "prepare", "-o", "x", "--order", "both"])
-    assert args.placement == "both"
-    assert "--order was renamed --placement" in capsys.readouterr().err
-    with pytest.warns(DeprecationWarning, match=r"PrepareConfig\(order=...\) was renamed"):
-        assert PrepareConfig(order="both").placement == "both"
 
 
 def test_teacher_flags_are_the_scorer_flags_with_a_prefix():
@@ -179,6 +141,6 @@ def test_no_flag_of_a_config_key_is_written_by_hand(command):
     parser = build_parser()._subparsers._group_actions[0].choices[command]
     for action in parser._actions:
         if action.help == argparse.SUPPRESS or not action.option_strings:
-            continue  # a renamed flag's hidden alias, or a positional
+            continue  # a positional
         if action.dest in fields - OWN_VALUES.get(command, set()):
             assert hasattr(action, FIELD_ATTRIBUTE), action.option_strings

@@ -24,7 +24,7 @@ def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
 
 def service(answer=ranker, **reward):
     backend = ScriptedBackend(answer)
-    options = {"group_timeout": 0.3, "timeout_s": 5.0, **reward}
+    options = {"group_timeout_s": 0.3, "timeout_s": 5.0, **reward}
     return CohortService(Scorer(backend), RewardConfig(**options)), backend
 
 
@@ -64,7 +64,7 @@ def test_a_group_is_judged_together_whatever_the_arrival_order():
 
 
 def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
-    svc, backend = service(group_timeout=0.2)
+    svc, backend = service(group_timeout_s=0.2)
     values = [1, 8, 2, 7, 3, 6]  # one prompt, two rollout groups of 3 in one step
 
     answers = run(ask(svc, [member("p", v, size=3) for v in values], [0.01 * i for i in range(6)]))
@@ -74,7 +74,7 @@ def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
 
 
 def test_a_group_of_one_is_judged_against_its_reference_at_once():
-    svc, backend = service(group_timeout=100, timeout_s=300)
+    svc, backend = service(group_timeout_s=100, timeout_s=300)
     [above, below] = run(ask(svc, [member("a", 3, size=1), member("b", 2, size=1)]))
     assert (above.reward, below.reward) == (1.0, 0.0)  # vs "answer 2.5"
     assert above.kind is None and above.group == 1 and svc.stats["partial_cohorts"] == 0
@@ -83,7 +83,7 @@ def test_a_group_of_one_is_judged_against_its_reference_at_once():
 
 
 def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
-    svc, backend = service(group_timeout=0.2)
+    svc, backend = service(group_timeout_s=0.2)
     answers = run(ask(svc, [member("p", v) for v in (1, 5, 3)]))  # 3 of 4 ever arrive
     assert [a.reward for a in answers] == pytest.approx([0.0, 1.0, 0.5])
     assert all(a.kind == "partial" and a.group == 3 and a.expected == 4 for a in answers)
@@ -96,7 +96,7 @@ def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
 def test_a_group_closed_short_follows_on_split_reference_or_drop():
     """The veRL manager's rules: each member against its reference, or the split fallback."""
     backend = ScriptedBackend(ranker)
-    config = RewardConfig(group_timeout=0.1, timeout_s=5.0, fallback=0.25)
+    config = RewardConfig(group_timeout_s=0.1, timeout_s=5.0, fallback=0.25)
     svc = CohortService(Scorer(backend), config, on_split="reference")
     answers = run(ask(svc, [member("p", v) for v in (1, 5)]))  # 2 of 4, reference 2.5
     assert [a.reward for a in answers] == [0.0, 1.0] and backend.batches[0] and svc.pending == 0
@@ -116,10 +116,10 @@ def test_a_group_closed_short_follows_on_split_reference_or_drop():
 
 
 def test_one_member_alone_gets_its_reference_or_the_fallback():
-    svc, _ = service(group_timeout=0.1)
+    svc, _ = service(group_timeout_s=0.1)
     [alone] = run(ask(svc, [member("p", 9)]))
     assert alone.reward == 1.0 and alone.kind == "alone" and not alone.fallback
-    svc, backend = service(group_timeout=0.1, fallback=0.25)
+    svc, backend = service(group_timeout_s=0.1, fallback=0.25)
     [lost] = run(ask(svc, [member("p", 9, reference=None)]))
     assert lost.reward == 0.25 and lost.kind == "no_reference" and lost.fallback
     assert "got 1 of 4" in lost.error and backend.batches == []
@@ -129,7 +129,7 @@ def test_the_judge_deadline_answers_every_member_with_the_fallback():
     async def slow(*_):
         await asyncio.sleep(30)
 
-    svc, _ = service(group_timeout=0.05, timeout_s=0.4)
+    svc, _ = service(group_timeout_s=0.05, timeout_s=0.4)
     svc.scorer.ascore = slow  # a judge that hangs
 
     answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))
@@ -167,7 +167,7 @@ def test_every_strategy_works(name):
 
 def test_pending_is_bounded_and_bad_sizes_are_refused():
     svc = CohortService(
-        Scorer(ScriptedBackend(ranker)), RewardConfig(group_timeout=0.1), max_pending=3
+        Scorer(ScriptedBackend(ranker)), RewardConfig(group_timeout_s=0.1), max_pending=3
     )
 
     async def go():
@@ -188,7 +188,7 @@ def test_pending_is_bounded_and_bad_sizes_are_refused():
 
 
 def test_closing_answers_every_held_member():
-    svc, _ = service(group_timeout=100, timeout_s=300)
+    svc, _ = service(group_timeout_s=100, timeout_s=300)
 
     async def go():
         held = [asyncio.create_task(svc.reward(member("p", v))) for v in (1, 2)]
@@ -203,7 +203,7 @@ def test_closing_answers_every_held_member():
 
 
 def test_the_table_closes_cohorts_by_size_then_by_deadline():
-    table = CohortTable(wait_s=10.0, max_pending=100)
+    table = CohortTable(group_timeout_s=10.0, max_pending=100)
     assert table.next_deadline() is None
     assert table.add(member("a", 1, size=2), "t1", now=0.0) is None
     assert table.add(member("b", 1, size=3), "t2", now=1.0) is None
@@ -224,7 +224,7 @@ def test_the_table_closes_cohorts_by_size_then_by_deadline():
 
 def test_many_cohorts_stay_linear():
     """100,000 members of 25,000 groups: each add and close is O(1) (a hang guard only)."""
-    table = CohortTable(wait_s=1.0, max_pending=200_000)
+    table = CohortTable(group_timeout_s=1.0, max_pending=200_000)
     closed = 0
     for i in range(100_000):
         cohort = table.add(member(f"k{i % 25_000}", 1), i, now=i * 1e-6)
@@ -263,7 +263,7 @@ def test_a_group_that_cannot_be_judged_is_bad_input_not_unparsed():
 
 def test_a_clipped_response_is_logged_in_cohort_mode():
     from rmr1_plugins.rewards.inputs import Sample
-    from rmr1_plugins.serve_cohort import openrlhf_rewards
+    from rmr1_plugins.serve.cohort import openrlhf_rewards
 
     slot_a = "<eval>compared</eval>\n<answer>[[A]]</answer>"  # the cut text has no number
     svc, _ = service(lambda user, _: slot_a, group_size=2, max_response_chars=8)
@@ -362,7 +362,11 @@ def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch, refe
     (one call each); circular's 4 match reference mode's 4 at the same batch size. Batches are
     sent when full (a long max_wait_ms): the counts do not depend on how fast pairs are built."""
     config = RewardConfig(
-        strategy=strategy, max_batch_size=batch, max_wait_ms=60_000, group_timeout=50, timeout_s=300
+        strategy=strategy,
+        max_batch_size=batch,
+        max_wait_ms=60_000,
+        group_timeout_s=50,
+        timeout_s=300,
     )
     reference_judge, cohort_judge = GatedRanker(), GatedRanker()
     update = {"strategy": "reference", "max_batch_size": reference_batch}
@@ -378,12 +382,12 @@ def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch, refe
 
 
 def test_a_late_member_is_answered_at_once_never_held_for_a_second_wait():
-    svc, _ = service(group_timeout=0.05, timeout_s=300)
+    svc, _ = service(group_timeout_s=0.05, timeout_s=300)
 
     async def go():
         [first] = await ask(svc, [member("p", 3, size=2)])  # its partner is late
         late = svc.submit(member("p", 2, size=2))
-        held = len(svc.table)  # before: a new cohort, waiting group_timeout again
+        held = len(svc.table)  # before: a new cohort, waiting group_timeout_s again
         second = await late
         after = svc.submit(member("p", 4, size=2))  # owed nothing more: a new cohort
         return first, second, held, len(svc.table), await after
@@ -393,7 +397,7 @@ def test_a_late_member_is_answered_at_once_never_held_for_a_second_wait():
     assert (second.kind, second.late, second.reward) == ("alone", True, 0.0)  # vs "answer 2.5"
     assert second.logs()["rmr1_split"] == second.logs()["rmr1_reference"] == 1.0
     assert held == 0 and opened == 1 and not third.late and svc.stats["late"] == 1
-    svc, _ = service(group_timeout=0.05)
+    svc, _ = service(group_timeout_s=0.05)
 
     async def without_reference():
         [alone] = await ask(svc, [member("q", 1, size=2, reference=None)])
@@ -405,7 +409,7 @@ def test_a_late_member_is_answered_at_once_never_held_for_a_second_wait():
 
 
 def test_the_table_counts_late_members_by_what_the_cohort_missed():
-    table = CohortTable(wait_s=1.0, late_s=10.0)
+    table = CohortTable(group_timeout_s=1.0, late_s=10.0)
     table.add(member("a", 1, size=3), "t1", now=0.0)
     [short] = table.due(1.0)  # 2 of 3 missing
     assert len(short.responses) == 1
@@ -417,7 +421,7 @@ def test_the_table_counts_late_members_by_what_the_cohort_missed():
 
 
 def test_a_repeated_id_gets_its_answer_and_is_never_counted_twice():
-    svc, backend = service(group_timeout=100, timeout_s=300)
+    svc, backend = service(group_timeout_s=100, timeout_s=300)
 
     async def go():
         first = svc.submit(replace(member("p", 1, size=2), id="p:0"))
@@ -436,7 +440,7 @@ def test_a_repeated_id_gets_its_answer_and_is_never_counted_twice():
 
 
 def test_held_text_is_bounded_by_bytes_before_anything_is_accepted():
-    svc, _ = service(group_timeout=100, timeout_s=300, max_pending_bytes=100_000)
+    svc, _ = service(group_timeout_s=100, timeout_s=300, max_pending_bytes=100_000)
     big = "9" * 40_000
 
     async def go():
@@ -525,7 +529,7 @@ class Clock:
 def budgets_of(deadline):
     """The judge budget of a cohort opened at t=0 and complete at t=100 (timeout_s 5)."""
     clock, budgets = Clock(), []
-    config = RewardConfig(group_timeout=1000, timeout_s=5.0)
+    config = RewardConfig(group_timeout_s=1000, timeout_s=5.0)
     svc = CohortService(Scorer(ScriptedBackend(ranker)), config, clock=clock, deadline=deadline)
 
     async def rewards(cohort, budget):
@@ -546,15 +550,15 @@ def budgets_of(deadline):
 
 def test_the_judge_deadline_counts_from_the_close_when_asked():
     """deadline="close" (the veRL manager): reward.timeout_s after the cohort closed, and the
-    group_timeout wait is not capped; the default (rmr1 serve) counts from the first member."""
+    group_timeout_s wait is not capped; the default (rmr1 serve) counts from the first member."""
     svc, [budget] = budgets_of("close")
-    assert budget == 5.0 and svc.wait_s == 1000
+    assert budget == 5.0 and svc.group_timeout_s == 1000
     svc, [budget] = budgets_of("first")
-    assert budget == pytest.approx(0.001) and svc.wait_s == 2.5
+    assert budget == pytest.approx(0.001) and svc.group_timeout_s == 2.5
 
 
 def test_a_cancelled_caller_leaves_its_member_held_for_the_retry():
-    svc, backend = service(group_timeout=100, timeout_s=300)
+    svc, backend = service(group_timeout_s=100, timeout_s=300)
     first = replace(member("p", 1, size=2), id="p:0")
 
     async def go():
@@ -576,7 +580,7 @@ def test_a_cancelled_caller_leaves_its_member_held_for_the_retry():
 def test_a_reissued_id_with_a_new_response_is_a_new_member():
     """veRL re-issues an interrupted rollout under its "<uid>:<session_id>" with a new response:
     it gets its own reward, never the old response's."""
-    svc, _ = service(group_timeout=100, timeout_s=300)
+    svc, _ = service(group_timeout_s=100, timeout_s=300)
 
     async def go():
         first = await asyncio.gather(
@@ -599,7 +603,7 @@ def test_a_reissued_id_replaces_a_held_one():
     # A rollout re-issued (new response, same id) while its old member waits takes the old
     # member's place: the group keeps its size, is judged on the new response, and the old
     # member's caller gets the new answer.
-    svc, _ = service(group_timeout=100, timeout_s=300)
+    svc, _ = service(group_timeout_s=100, timeout_s=300)
 
     async def go():
         old = svc.submit(replace(member("p", 1, size=2), id="p:0"))
@@ -618,14 +622,14 @@ def test_a_reissued_id_replaces_a_held_one():
 
 def test_a_members_on_split_decides_its_cohort_closed_short():
     """rmr1 serve applies the on_split a client sends (the veRL manager's reference or drop)."""
-    from rmr1_plugins.serve_cohort import CohortBodyError, parse_member
+    from rmr1_plugins.serve.cohort import CohortBodyError, parse_member
 
     body = {"key": "p", "size": 3, "prompt": "Pick a number.", "response": "answer 3"}
     assert parse_member(body).on_split is None
     assert parse_member({**body, "on_split": "drop"}).on_split == "drop"
     with pytest.raises(CohortBodyError, match="field 'on_split'"):
         parse_member({**body, "on_split": "error"})
-    svc, _ = service(group_timeout=0.05)  # the service's own rule: partial
+    svc, _ = service(group_timeout_s=0.05)  # the service's own rule: partial
     asked = [
         replace(member(key, v, size=3), on_split=rule)
         for key, rule in (("a", "drop"), ("b", "reference"), ("c", None))

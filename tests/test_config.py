@@ -65,7 +65,7 @@ def test_backend_options_are_validated():
 
 
 def test_one_file_builds_the_same_scorer_everywhere_but_for_the_training_guard(tmp_path):
-    from rmr1_plugins.rewards import load_reward_settings
+    from rmr1_plugins.settings import load_reward_settings
 
     path = tmp_path / "rmr1.yaml"
     path.write_text("order: both\nbackend: {name: constant}\nreward: {strategy: pivot}\n")
@@ -98,7 +98,7 @@ def test_config_file_comes_from_rmr1_config_everywhere(tmp_path, monkeypatch):
         (
             {"template": "rmr1-instrct"},
             r"template: unknown template 'rmr1-instrct'\. Did you mean "
-            r"'rmr1-instruct'\? Available: rmr1-instruct, rmr1-reasoning",
+            r"'rmr1-instruct'\? Available: .*rmr1-instruct, rmr1-reasoning",
         ),
         (
             {"parser": "strikt"},
@@ -108,7 +108,7 @@ def test_config_file_comes_from_rmr1_config_everywhere(tmp_path, monkeypatch):
         (
             {"backend": {"name": "vlm"}},
             r"backend\.name: unknown backend 'vlm'\. Did you mean "
-            r"'vllm'\? Available: constant, hf, openai, vllm",
+            r"'vllm'\? Available: constant, .*hf, openai, vllm",
         ),
     ],
 )
@@ -128,11 +128,8 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_decisive_settings_carry_the_reward_scale_strategy_and_order():
-    from rmr1_plugins.rewards.config import (
-        DECISIVE_REWARD_KEYS,
-        decisive_settings,
-        load_reward_settings,
-    )
+    from rmr1_plugins.rewards.config import DECISIVE_REWARD_KEYS
+    from rmr1_plugins.settings import decisive_settings, load_reward_settings
 
     settings = load_reward_settings(
         {"order": "given", "reward": {"strategy": "knockout", "win": 2, "loss": -1}}

@@ -4,8 +4,11 @@ The ``core`` nox session installs tests/plugins/rmr1_demo_plugin and sets
 RMR1_EXPECT_DEMO_PLUGIN=1, so there this test must run (it is skipped only outside nox).
 """
 
+import doctest
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -36,10 +39,10 @@ def test_installed_plugin_is_listed_with_its_package():
 
 
 def test_installed_plugin_parser_is_usable_and_blockable():
-    done = run("parse", "--rule", "final-line", stdin=json.dumps({"completion": "FINAL: B"}))
+    done = run("parse", "--parser", "final-line", stdin=json.dumps({"completion": "FINAL: B"}))
     assert json.loads(done.stdout) == {"id": "1", "verdict": "B"}  # no id: the line number
     blocked = run(
-        "parse", "--rule", "final-line", env={"RMR1_DISABLED_PLUGINS": "demo"}, stdin="{}"
+        "parse", "--parser", "final-line", env={"RMR1_DISABLED_PLUGINS": "demo"}, stdin="{}"
     )
     assert blocked.returncode == 2 and "unknown parser 'final-line'" in blocked.stderr
 
@@ -76,3 +79,47 @@ def test_plugin_usage_error_is_one_error_line_and_exit_2(tmp_path):
 def test_blocked_plugin_adds_no_subcommand():
     done = rmr1("demo-tally", "-", env={"RMR1_DISABLED_PLUGINS": "demo"})
     assert done.returncode == 2 and "invalid choice: 'demo-tally'" in done.stderr
+
+
+# docs/plugins.md is the plugin author's guide; its worked example is this package's code.
+GUIDE = Path(__file__).parents[1] / "docs" / "plugins.md"
+QUOTE = re.compile(r"<!-- quoted from (\S+) -->\n```\w*\n(.*?)^```", re.S | re.M)
+
+
+def test_the_guides_quotes_are_the_demo_plugins_code():
+    quotes = QUOTE.findall(GUIDE.read_text())
+    assert len(quotes) >= 8  # the entry point, imports, four kinds, the hooks, the subcommand
+    for path, code in quotes:
+        source = (GUIDE.parents[1] / path).read_text()
+        assert code in source, f"docs/plugins.md quotes {path} as it no longer is:\n{code}"
+
+
+def test_one_of_each_kind_is_registered_with_its_package():
+    listed = run("plugins").stdout
+    for kind, name in [
+        ("templates", "final-line"),
+        ("parsers", "final-line"),
+        ("backends", "demo-shorter"),
+        ("strategies", "demo-ladder"),
+    ]:
+        section = listed.split(f"{kind}:\n", 1)[1].split(":\n", 1)[0]
+        assert f"{name} " in section and "rmr1-demo-plugin" in section, (kind, section)
+
+
+def test_the_guides_python_session_runs():
+    result = doctest.testfile(str(GUIDE), module_relative=False)
+    assert result.attempted >= 6 and result.failed == 0
+
+
+def test_the_guides_command_judges_with_the_plugins_template_parser_and_backend():
+    [line] = [c for c in re.findall(r"^rmr1 score .*$", GUIDE.read_text(), re.M)]
+    done = rmr1(*shlex.split(line)[1:])
+    assert done.returncode == 0, done.stderr
+    rows = {row["id"]: row for row in map(json.loads, done.stdout.splitlines())}
+    # equal lengths: the tie-break answers A in both orders, so the orders disagree
+    assert rows["math-1"]["verdict"] is None and rows["math-1"]["orders_agree"] is False
+    assert rows["chat-1"]["verdict"] == "A" and rows["chat-1"]["orders_agree"] is True
+    completion = rows["chat-1"]["judgments"][0]["completion"]
+    assert completion == "FINAL: A"  # demo-shorter answered a final-line prompt
+    blocked = rmr1(*shlex.split(line)[1:], env={"RMR1_DISABLED_PLUGINS": "demo"})
+    assert blocked.returncode == 2 and "unknown template 'final-line'" in blocked.stderr

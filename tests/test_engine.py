@@ -241,3 +241,18 @@ def test_unknown_strategy_names_the_choices():
 
     with pytest.raises(UnknownNameError, match=r"unknown strategy 'round-robbin'\. Did you mean"):
         resolve_strategy("round-robbin")
+
+
+ORDER_GROUP = Group("Pick a number.", ["answer 1", "answer 2", "answer 3"])
+
+
+def test_score_groups_takes_the_scorers_word_for_the_order():
+    scorer = Scorer(ScriptedBackend())  # says A whatever it sees
+    [given] = score_groups(scorer, [ORDER_GROUP], "round-robin")
+    [both] = score_groups(scorer, [ORDER_GROUP], "round-robin", order="both")
+    assert (given.judgments, both.judgments) == (3, 6)
+    assert both.orders_agree == (0, 3) and scorer.order == "given"  # a view, not a change
+    [again] = score_groups(Scorer(ScriptedBackend(), order="both"), [ORDER_GROUP], order="given")
+    assert again.judgments == 3
+    with pytest.raises(ValueError, match="order must be 'given', 'random' or 'both'"):
+        score_groups(scorer, [ORDER_GROUP], order="both-ways")

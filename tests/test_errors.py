@@ -79,7 +79,7 @@ def test_every_exception_class_derives_from_the_base(monkeypatch):
         ("rmr1_plugins.backends.base.BackendError", RuntimeError),
         ("rmr1_plugins.rewards.cohorts.Overloaded", RuntimeError),
         ("rmr1_plugins.rewards.inputs.SampleError", ValueError),
-        ("rmr1_plugins.serve.BodyError", ValueError),
+        ("rmr1_plugins.serve.app.BodyError", ValueError),
     ],
 )
 def test_builtin_bases_are_kept(name, builtin):

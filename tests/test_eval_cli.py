@@ -117,9 +117,9 @@ def test_both_orders_report_position_consistency(tmp_path):
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     # The constant judge says A in both orders: the orders never agree, nothing wins.
-    assert report["metrics"]["judge"]["position_consistency"] == 0.0
-    assert report["metrics"]["subsets"]["math-prm"]["position_consistency"] == 0.0
-    assert report["metrics"]["judge"]["no_verdict"] == 13
+    assert report["metrics"]["judge"]["orders_agree"] == 0.0
+    assert report["metrics"]["subsets"]["math-prm"]["orders_agree"] == 0.0
+    assert report["metrics"]["judge"]["unparsed_comparisons"] == 13
     # RewardBench's own rule scores a comparison without a verdict as a tie
     assert report["metrics"]["score"] == 50.0
 

@@ -22,10 +22,10 @@ def records(benchmark):
     return list(read_records(JUDGMENTS / f"{benchmark}.jsonl").values())
 
 
-def rewardbench_expected(no_verdict):
+def rewardbench_expected(unparsed_score):
     """Subset accuracies, then sections weighted by reward-bench's EXAMPLE_COUNTS."""
     chat = (100 * 100 + 50 * 40) / (100 + 40)  # alpacaeval-easy 2/2, mt-bench-med 1/2
-    hard = (100 * no_verdict * 37 + 100 * 100) / (37 + 100)  # mt-bench-hard: no verdict
+    hard = (100 * unparsed_score * 37 + 100 * 100) / (37 + 100)  # mt-bench-hard: no verdict
     safety = (0 * 136 + 100 * 250) / (136 + 250)  # donotanswer 0/1, xstest-should-respond 1/1
     reasoning = (50 * 984 + 100 * 164) / (984 + 164)  # math-prm 1/2 counts as 984, hep-python
     return {"Chat": chat, "Chat Hard": hard, "Safety": safety, "Reasoning": reasoning}
@@ -41,9 +41,9 @@ def test_rewardbench_sections_and_score(policy, value):
     assert result["subsets"]["mt-bench-med"] == {
         "comparisons": 2,
         "accuracy": 50.0,
-        "position_consistency": None,
+        "orders_agree": None,
     }
-    assert result["judge"]["no_verdict"] == 1 and result["judge"]["comparisons"] == 13
+    assert result["judge"]["unparsed_comparisons"] == 1 and result["judge"]["comparisons"] == 13
 
 
 def test_rm_bench_matrix_levels_and_pooled_safety():
@@ -103,9 +103,9 @@ def test_judgebench_both_orders_and_position_consistency():
         "livecodebench": 0.0,
     }
     assert result["score"] == 50.0
-    assert result["judge"]["position_consistency"] == 50.0  # jb-1, jb-4, jb-6 agree
+    assert result["judge"]["orders_agree"] == 0.5  # jb-1, jb-4, jb-6 agree
     assert result["judge"]["unparsed_judgments"] == 3
-    assert result["subsets"]["mmlu-pro"]["position_consistency"] == 50.0
+    assert result["subsets"]["mmlu-pro"]["orders_agree"] == 0.5
 
 
 HEADLINES = {  # the hand-computed scores of the tests above
@@ -174,11 +174,11 @@ def test_reparse_maps_swapped_answers_back():
 
 
 def test_no_verdict_policy_values():
-    assert metrics.no_verdict_value("rewardbench", "benchmark") == 0.5
-    assert metrics.no_verdict_value("rmb", "benchmark") == 0.0
-    assert metrics.no_verdict_value("judgebench", "tie") == 0.5
-    with pytest.raises(ValueError, match="no-verdict policy"):
-        metrics.no_verdict_value("rmb", "half")
+    assert metrics.unparsed_value("rewardbench", "benchmark") == 0.5
+    assert metrics.unparsed_value("rmb", "benchmark") == 0.0
+    assert metrics.unparsed_value("judgebench", "tie") == 0.5
+    with pytest.raises(ValueError, match="on_unparsed policy"):
+        metrics.unparsed_value("rmb", "half")
 
 
 def process_final_result(records, read_rotation_2_from):

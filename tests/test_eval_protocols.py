@@ -118,12 +118,6 @@ def test_benchmark_protocol_and_explicit_flags_score_otherwise(tmp_path, judgmen
     assert tie["protocol"]["overridden"] == ["on_unparsed"]
 
 
-def test_the_old_no_verdict_flag_still_works_for_a_release_and_says_so(tmp_path, judgments, capsys):
-    tie = rescore(tmp_path, judgments, "--protocol", "rm-r1", "--no-verdict", "tie")
-    assert tie["protocol"]["overridden"] == ["on_unparsed"]
-    assert "--no-verdict was renamed --on-unparsed" in capsys.readouterr().err
-
-
 def test_rescoring_warns_when_the_judgments_were_made_otherwise(tmp_path, judgments, capsys):
     rows = [json.loads(line) for line in judgments.read_text().splitlines()]
     for row in rows:
@@ -231,7 +225,7 @@ def test_apply_prefers_flags_then_config_then_the_protocol():
 
 
 def test_configured_reads_only_what_a_file_or_variable_set(tmp_path, monkeypatch):
-    from rmr1_plugins.config import load_config
+    from rmr1_plugins.settings import load_config
 
     assert protocols.configured(load_config()) == {}
     config = tmp_path / "rmr1.yaml"
@@ -276,8 +270,8 @@ def test_rm_bench_rm_r1_protocol_scores_as_rm_r1_published_and_compare_shows_bot
 
 
 def test_rm_r1_protocol_generates_and_tokenizes_as_rm_r1s_eval_did():
-    from rmr1_plugins.config import load_config
     from rmr1_plugins.eval.store import run_settings
+    from rmr1_plugins.settings import load_config
 
     rm_r1 = {"add_special_tokens": True, "stop_at_answer": False}
     vllm = protocols.rm_r1_backend_options(

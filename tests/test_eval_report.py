@@ -41,16 +41,16 @@ SIZES = {"p1": (10, 4), "p2": (5, 5), "p3": (3, 30), "p4": (8, 2)}
 
 def test_health_definitions_on_hand_built_judgments():
     # shown slots: p1 A, B; p2 A, A; p3 A; p4 none -> 4 of 5 parsed pick slot A
-    assert health.slot_a_rate([j for p in PAIRS for j in p["judgments"]]) == pytest.approx(80.0)
-    assert health.order_consistency(PAIRS) == 50.0  # p1 agrees, p2 does not
+    assert health.slot_a_rate([j for p in PAIRS for j in p["judgments"]]) == pytest.approx(0.8)
+    assert health.order_consistency(PAIRS) == 0.5  # p1 agrees, p2 does not
     summary = health.summary(PAIRS, SIZES)
     assert summary["judgments"] == 6 and summary["pairs"] == 4 and summary["both_orders"] == 2
-    assert summary["unparsed_rate"] == pytest.approx(100 / 6)
-    assert summary["truncated_rate"] == pytest.approx(200 / 6)
+    assert summary["unparsed"] == pytest.approx(1 / 6)
+    assert summary["truncated"] == pytest.approx(2 / 6)
     # decided pairs of unequal length: p1 (A, the longer) and p3 (B, the longer): 2 of 2
-    assert summary["longer_wins"] == 100.0 and summary["length_decided"] == 2
+    assert summary["longer_wins"] == 1.0 and summary["length_decided"] == 2
     # labels (all A) of unequal-length pairs: p1 longer, p3 shorter, p4 longer -> 2 of 3
-    assert summary["longer_preferred"] == pytest.approx(200 / 3)
+    assert summary["longer_preferred"] == pytest.approx(2 / 3)
 
 
 def test_health_reads_scorer_results_too():
@@ -69,13 +69,13 @@ def test_health_reads_scorer_results_too():
         )
     ]
     summary = health.summary(results, {"x": (1, 9)})
-    assert summary["slot_a_rate"] == 50.0 and summary["order_consistency"] == 100.0
-    assert summary["truncated_rate"] == 50.0 and summary["longer_wins"] == 0.0
+    assert summary["slot_a"] == 0.5 and summary["orders_agree"] == 1.0
+    assert summary["truncated"] == 0.5 and summary["longer_wins"] == 0.0
 
 
 def test_nothing_measured_is_none_not_zero():
     assert health.slot_a_rate([]) is None and health.order_consistency(PAIRS[2:]) is None
-    assert health.summary([])["unparsed_rate"] is None
+    assert health.summary([])["unparsed"] is None
     assert health.length_bias(PAIRS)["longer_wins"] is None  # no lengths known
 
 
@@ -95,12 +95,8 @@ def test_report_has_health_overall_and_per_subset(tmp_path):
     )
     records = list(read_records(JUDGMENTS / "judgebench.jsonl").values())
     h = report["metrics"]["health"]
-    assert (
-        h["overall"]["order_consistency"]
-        == 50.0
-        == report["metrics"]["judge"]["position_consistency"]
-    )
-    assert h["overall"]["slot_a_rate"] == health.summary(records)["slot_a_rate"]
+    assert h["overall"]["orders_agree"] == 0.5 == report["metrics"]["judge"]["orders_agree"]
+    assert h["overall"]["slot_a"] == health.summary(records)["slot_a"]
     assert h["overall"]["longer_wins"] is not None  # lengths come from --data
     assert list(h["subsets"]) == list(report["metrics"]["subsets"])
     assert h["subsets"]["mmlu-pro"]["pairs"] == 2

@@ -45,7 +45,7 @@ def record(comparison, a, b, none=0, swapped=False):
 BEST_OF_4 = {
     "11": ["A", "A", "A"],  # wins all: 1
     "12": ["A", "B", "A"],  # loses one: 0
-    "21": ["A", "A", None],  # one tie: 1/2 (0 under --no-verdict wrong)
+    "21": ["A", "A", None],  # one tie: 1/2 (0 under --on-unparsed wrong)
     "31": [None, None, None],  # all tied: 1/4, RB2's generative error value 0.25
     "41": ["A", "A", "A"],  # 1
     "51": ["A", None, "B"],  # a loss beats a tie: 0

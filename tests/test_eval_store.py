@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rmr1_plugins.cli import main
-from rmr1_plugins.config import ConfigError, ScorerConfig
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.eval.store import (
     SERVING_OPTIONS,
     JudgmentFile,
@@ -23,6 +23,7 @@ from rmr1_plugins.eval.store import (
 )
 from rmr1_plugins.jsonl import InputError
 from rmr1_plugins.plugins import get_backend_class
+from rmr1_plugins.scorer_config import ScorerConfig
 
 DATA = Path(__file__).parent / "data" / "eval"
 JUDGEBENCH = str(DATA / "judgebench.jsonl")
@@ -292,7 +293,7 @@ def test_every_scorer_setting_is_recorded_or_listed_as_not_changing_a_judgment()
 
 
 # Each backend's options that can change a judgment. A new option must be placed here or in
-# SERVING_OPTIONS (docs/eval.md says why each is where it is).
+# SERVING_OPTIONS (docs/guides/eval.md says why each is where it is).
 JUDGING_OPTIONS = {
     "openai": {"stop_at_answer", "extra_body", "reasoning_model"},
     "vllm": {
@@ -324,7 +325,7 @@ def test_each_backend_option_is_either_judging_or_serving(backend):
     [
         (
             "openai",
-            {"base_url": ["http://10.0.0.1/v1", "http://10.0.0.2/v1"], "timeout": 5,
+            {"base_url": ["http://10.0.0.1/v1", "http://10.0.0.2/v1"], "timeout_s": 5,
              "max_concurrency": 8, "max_retries": 0, "headers": {"X-Trace": "1"}},
             {"stop_at_answer": False, "extra_body": {"chat_template_kwargs": {"x": 1}}},
         ),

@@ -86,7 +86,7 @@ def test_the_reward_service_guards_and_renders_off_the_loop(threads):
 
 def test_the_cohort_service_guards_renders_and_fits_off_the_loop(threads):
     scorer = Scorer(ScriptedBackend(ranker), neutralize_markup=True)
-    cohorts = CohortService(scorer, RewardConfig(strategy="bradley-terry", group_timeout=5))
+    cohorts = CohortService(scorer, RewardConfig(strategy="bradley-terry", group_timeout_s=5))
     members = [Member("p", 3, "Pick.", f"answer {v}", None) for v in (1, 2, 3)]
 
     async def go():
@@ -107,7 +107,7 @@ def test_health_and_small_requests_are_answered_while_a_huge_response_is_in_flig
     huge = "r3 " + "".join(map(chr, range(0xE000, 0xF8FF))) * 425 + f" gate:{port}"
     assert len(huge) > 2_700_000
     server = Server(
-        "--timeout",
+        "--timeout-s",
         "120",
         "--max-wait-ms",
         "5",

@@ -312,8 +312,8 @@ def test_reward_service_pools_health_and_writes_hard_pairs(tmp_path):
     assert row["id"].startswith("hard-low_confidence-") and row["response_a"] == "short"
 
 
-def test_training_rates_are_the_eval_report_numbers_as_fractions():
-    """One definition: Tally's pooled rates equal health.summary's percentages / 100."""
+def test_training_rates_are_the_eval_report_numbers():
+    """One definition, one unit: Tally's pooled rates are health.summary's, name for name."""
     from rmr1_plugins.rewards import health
 
     scorer = Scorer(LongerWins(), order="both")
@@ -327,13 +327,7 @@ def test_training_rates_are_the_eval_report_numbers_as_fractions():
             pairs.append(pair)
             sizes[pair.id] = (len(texts[c.first]), len(texts[c.second]))
     report, rates = health.summary(pairs, sizes), tally.rates()
-    assert report["unparsed_rate"] > 0  # the "??" pairs have no verdict
-    for name, key in [
-        ("slot_a", "slot_a_rate"),
-        ("orders_agree", "order_consistency"),
-        ("unparsed", "unparsed_rate"),
-        ("truncated", "truncated_rate"),
-        ("invalid_probs", "invalid_probs_rate"),
-        ("longer_wins", "longer_wins"),
-    ]:
-        assert rates[name] * 100 == pytest.approx(report[key]), name
+    assert report["unparsed"] > 0  # the "??" pairs have no verdict
+    names = ("slot_a", "orders_agree", "unparsed", "truncated", "invalid_probs", "longer_wins")
+    for name in names:
+        assert rates[name] == pytest.approx(report[name]), name

@@ -1,4 +1,5 @@
-"""The metrics contract: one definition in code, the same table in docs/rewards.md, every path."""
+"""The metrics contract: one definition in code, the same table in docs/concepts/rewards.md,
+every path."""
 
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from rmr1_plugins.rewards.metrics import (
     FALLBACK_KINDS,
     KEYS,
     METRICS,
+    VERIFIABLE_METRICS,
     columns,
     judged_metrics,
     means,
     sample_metrics,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "rewards.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "concepts" / "rewards.md"
+HEALTH_DOCS = DOCS.with_name("health.md")
 ROW = re.compile(r"^\| `(rmr1_[a-z_/]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", re.M)
 HEALTH_ROW = re.compile(r"^\| `(rmr1_health/[a-z_]+)` \|", re.M)
 
@@ -34,9 +37,24 @@ def test_the_docs_table_lists_exactly_the_codes_keys_with_their_definitions():
     rows = [tuple(cell.strip() for cell in row) for row in ROW.findall(metrics)]
     documented = [row for row in rows if not row[0].endswith("/*")]
     assert documented == [(m.name, m.type, m.meaning, m.judged, m.fallback) for m in METRICS]
-    health = text[text.index("## Judge health") :]
+    text = HEALTH_DOCS.read_text()
+    health = text[: text.index("## Hard pairs")]
     assert HEALTH_ROW.findall(health) == [PREFIX + name for name in HEALTH]
     assert [row[0] for row in documented] + HEALTH_ROW.findall(health) == list(KEYS)
+
+
+def test_the_verifiable_rewards_keys_are_in_the_contract_and_its_docs_table():
+    from rmr1_plugins.rewards.verifiable import KEYS as VERIFIABLE_KEYS
+    from rmr1_plugins.rewards.verifiable import grade
+
+    text = DOCS.read_text()
+    section = text[text.index("## Training a judge: the verifiable reward") :]
+    section = section[: section.index("\n## ")]
+    rows = [tuple(cell.strip() for cell in row) for row in ROW.findall(section)]
+    assert rows == [(m.name, m.type, m.meaning, m.judged, m.fallback) for m in VERIFIABLE_METRICS]
+    assert all(key.startswith("rmr1_") for key in VERIFIABLE_KEYS)
+    for completion, label in (("<answer>[[A]]</answer>", "A"), ("x", "A"), ("x", "tie")):
+        assert list(grade(completion, label).logs()) == list(VERIFIABLE_KEYS)
 
 
 def test_every_fallback_kind_gives_exactly_the_keys_as_floats():

@@ -1,6 +1,7 @@
 """The metrics contract's values for fallbacks, from every builder (not only the docs text).
 
-docs/rewards.md says a fallback logs ``rmr1_fallback=1``, its kind's flag, ``rmr1_reference=0``
+docs/concepts/rewards.md says a fallback logs ``rmr1_fallback=1``, its kind's flag,
+``rmr1_reference=0``
 and ``rmr1_group=0``; each builder is checked here with a sample that really fell back.
 """
 
@@ -73,7 +74,7 @@ def test_the_sample_path_unparsed_and_no_reference():
 
 
 def test_the_cohort_path_unparsed():
-    config = RewardConfig(on_unparsed="exclude", group_timeout=0.3, timeout_s=5.0)
+    config = RewardConfig(on_unparsed="exclude", group_timeout_s=0.3, timeout_s=5.0)
     service = CohortService(Scorer(ScriptedBackend(lambda u, i: MUTE)), config)
 
     async def go():

@@ -9,7 +9,7 @@ from pathlib import Path
 import rmr1_plugins
 
 ROOT = Path(__file__).parents[1]
-PAGES = sorted([ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("adapters/*/README.md")])
+PAGES = sorted([ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("adapters/*/README.md")])
 # What the docs use from Python: groups and group scoring, the settings loader, the reward
 # config, the verifiable reward, the error bases.
 DOCUMENTED = {

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from rmr1_plugins.rewards.config import RewardSettings, decisive_settings
-from rmr1_plugins.rewards.ray_cohorts import PREFIX, CohortActor, actor_name
-from rmr1_plugins.serve_cohort import CohortBodyError
+from rmr1_plugins.serve.cohort import CohortBodyError
+from rmr1_plugins.serve.ray_actor import PREFIX, CohortActor, actor_name
+from rmr1_plugins.settings import RewardSettings, decisive_settings
 
 SETTINGS = RewardSettings.model_validate(
     {"scorer": {"backend": {"name": "constant"}}, "reward": {"strategy": "round-robin"}}
@@ -29,7 +29,7 @@ def body(id: str, response: str, settings: RewardSettings = SETTINGS) -> dict:
 def test_the_name_follows_every_setting_the_service_is_built_from():
     other = SETTINGS.model_copy(update={"reward": SETTINGS.reward.model_copy(update={"seed": 3})})
     slower = SETTINGS.model_copy(
-        update={"reward": SETTINGS.reward.model_copy(update={"group_timeout": 9.0})}
+        update={"reward": SETTINGS.reward.model_copy(update={"group_timeout_s": 9.0})}
     )
     name = actor_name(SETTINGS, "reference")
     assert name.startswith(PREFIX) and name == actor_name(SETTINGS.model_copy(), "reference")
@@ -66,7 +66,7 @@ def test_a_member_with_other_settings_is_refused_naming_the_key():
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 def test_a_judge_that_loads_in_process_is_refused_for_the_actor(backend):
-    from rmr1_plugins.rewards.ray_cohorts import cohort_actor
+    from rmr1_plugins.serve.ray_actor import cohort_actor
 
     settings = RewardSettings.model_validate({"scorer": {"backend": {"name": backend}}})
     with pytest.raises(ValueError, match=r"no GPU reserved.*serve the judge over HTTP"):
@@ -121,8 +121,8 @@ class FullActor:
 
 def test_a_full_actor_is_asked_again_until_the_timeout(monkeypatch):
     """Overloaded from the actor (nothing held) is retried like a 503, never a fallback at once."""
-    from rmr1_plugins.rewards import ray_cohorts
     from rmr1_plugins.rewards.cohorts import Overloaded
+    from rmr1_plugins.serve import ray_actor as ray_cohorts
 
     monkeypatch.setattr(ray_cohorts, "RETRY_DELAY_S", 0.0)  # no waiting in a test
     client = ray_cohorts.RayCohortClient(SETTINGS, "reference", 8, timeout=600)

@@ -391,8 +391,8 @@ def test_script_quotes_survive_the_shell(data, tmp_path):
 
 
 def test_recipe_run_takes_the_checkpoint_presets_hyperparameters(tmp_path):
-    from rmr1_plugins.config import load_config
     from rmr1_plugins.recipe.run import RunConfig, stage_configs
+    from rmr1_plugins.settings import load_config
 
     def fields(preset):
         config = RunConfig(

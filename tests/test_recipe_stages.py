@@ -70,7 +70,7 @@ def test_trl_sft_config_has_rm_r1_defaults(tmp_path, sft_data):
 def test_trl_grpo_config_batches_like_veRL(tmp_path, rl_data):
     launch = Launch("sft-ckpt", rl_data, tmp_path / "trl", gpus_per_node=8, nodes=2)
     config = yaml.safe_load(emit("rlvr", "trl", launch).files["config"].read_text())
-    assert config["reward_funcs"] == ["rmr1_plugins.recipe.reward.rmr1_train_reward"]
+    assert config["reward_funcs"] == ["rmr1_plugins.recipe.reward.rmr1_verifiable_reward"]
     assert config["num_generations"] == 7
     assert config["generation_batch_size"] == 1024 * 7
     per_step = config["per_device_train_batch_size"] * config["gradient_accumulation_steps"] * 16

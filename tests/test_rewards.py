@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from rmr1_plugins import ConfigError
-from rmr1_plugins.config import ScorerConfig
-from rmr1_plugins.rewards.config import LazyScorer, RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.strategies import resolve_strategy
+from rmr1_plugins.scorer_config import LazyScorer, ScorerConfig
+from rmr1_plugins.settings import load_reward_settings
 
 
 def write(tmp_path, text):
@@ -87,7 +88,7 @@ def test_one_section_for_every_integration_and_unknown_keys_named(shared_config,
 
 
 def test_every_reward_key_is_documented_once_in_rewards_md():
-    text = (Path(__file__).parents[1] / "docs" / "rewards.md").read_text()
+    text = (Path(__file__).parents[1] / "docs" / "concepts" / "rewards.md").read_text()
     section = text.split("## The reward configuration file", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
     assert sorted(documented) == sorted(RewardConfig.model_fields)

@@ -26,7 +26,7 @@ LOAD_REQUESTS, LOAD_CLIENTS = 400, 100
 def server():
     # on_unparsed: exclude, so a judgment without a verdict gets the fallback (tie is the default)
     running = Server(
-        *("--timeout", "2", "--max-wait-ms", "5", "--model", "/srv/RM-R1-DeepSeek-Distilled-7B"),
+        *("--timeout-s", "2", "--max-wait-ms", "5", "--model", "/srv/RM-R1-DeepSeek-Distilled-7B"),
         env={"RMR1_REWARD__ON_UNPARSED": "exclude"},
     )
     yield running
@@ -268,7 +268,7 @@ def test_token_body_limit_and_overload():
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
-    running = Server("--shutdown-timeout", "10")
+    running = Server("--shutdown-timeout-s", "10")
 
     async def scenario():
         async with aiohttp.ClientSession() as session:
@@ -288,7 +288,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
     [
         (["--backend", "nope"], "unknown backend 'nope'"),
         (["--backend", "hf"], "cannot build backend 'hf': the hf backend needs a model"),
-        (["--backend", "constant", "--timeout", "-1"], "reward.timeout_s: Input should be"),
+        (["--backend", "constant", "--timeout-s", "-1"], "reward.timeout_s: Input should be"),
         (
             ["--backend", "constant", "--max-pending", "0"],
             "--max-pending: Input should be greater than or equal to 1",

@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from serving import Server
 
-from rmr1_plugins.rewards.config import decisive_settings, load_reward_settings
+from rmr1_plugins.settings import decisive_settings, load_reward_settings
 
 pytest.importorskip("aiohttp")
 
-GROUP_TIMEOUT = "5"
-REWARD = {"strategy": "round-robin", "group_size": 4, "group_timeout": 5.0}
+GROUP_TIMEOUT_S = "5"
+REWARD = {"strategy": "round-robin", "group_size": 4, "group_timeout_s": 5.0}
 MAX_BYTES = 1_000_000
 
 
@@ -25,7 +25,7 @@ MAX_BYTES = 1_000_000
 def server():
     running = Server(
         "--no-warmup", "--strategy", "round-robin", "--group-size", "4",
-        "--group-timeout", GROUP_TIMEOUT, "--max-pending", "8",
+        "--group-timeout-s", GROUP_TIMEOUT_S, "--max-pending", "8",
         env={"RMR1_REWARD__MAX_PENDING_BYTES": str(MAX_BYTES)},
         backend="ranker", num_samples=None,
     )  # fmt: skip
@@ -157,7 +157,7 @@ def test_memory_stays_flat_under_a_flood_of_large_rollouts():
     4,096 rollouts: all but a few are refused before they are held (held by count alone: 72 MB
     of text and more)."""
     running = Server(
-        "--no-warmup", "--group-size", "4", "--group-timeout", GROUP_TIMEOUT,
+        "--no-warmup", "--group-size", "4", "--group-timeout-s", GROUP_TIMEOUT_S,
         env={"RMR1_REWARD__MAX_PENDING_BYTES": str(MAX_BYTES)},
         backend="ranker", num_samples=None,
     )  # fmt: skip
@@ -206,10 +206,10 @@ def test_the_summary_counts_dropped_cohort_members():
     from rmr1_plugins import Scorer
     from rmr1_plugins.rewards.cohorts import CohortService, Member
     from rmr1_plugins.rewards.config import RewardConfig
-    from rmr1_plugins.serve import _summary
+    from rmr1_plugins.serve.app import _summary
 
     cohorts = CohortService(
-        Scorer(ScriptedBackend()), RewardConfig(group_timeout=0.05), on_split="drop"
+        Scorer(ScriptedBackend()), RewardConfig(group_timeout_s=0.05), on_split="drop"
     )
 
     async def go():

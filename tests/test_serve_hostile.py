@@ -1,6 +1,7 @@
 """A real ``rmr1 serve`` keeps answering while it works on a 2 MB hostile request.
 
-The hostile sample combines the three inputs that were quadratic (docs/reliability.md): a prompt
+The hostile sample combines the three inputs that were quadratic (docs/guides/reliability.md): a
+prompt
 ending in 30,000 unclosed ChatML turn starts, a response holding ``<`` and a million spaces (the
 guard, on by default in ``rmr1 serve``), and 100,000 trailing ``</s>``. The old code held the
 event loop (and the GIL) for hours on it; the client timeout is only a hang guard.
@@ -27,7 +28,7 @@ def hostile_body() -> dict:
 
 
 def test_small_requests_are_answered_while_a_hostile_megabyte_is_processed():
-    server = Server("--timeout", "60", "--max-wait-ms", "5")
+    server = Server("--timeout-s", "60", "--max-wait-ms", "5")
     try:
 
         async def scenario():
@@ -49,7 +50,7 @@ def test_small_requests_are_answered_while_a_hostile_megabyte_is_processed():
 
 def test_sigterm_ends_the_process_even_with_a_judge_thread_that_never_returns():
     # Before: Python joined the hung judge thread at exit, so the process never ended.
-    server = Server("--shutdown-timeout", "1", "--timeout", "300")
+    server = Server("--shutdown-timeout-s", "1", "--timeout-s", "300")
     answers: list = []
     client = threading.Thread(
         target=lambda: answers.append(server.post("/get_reward", body("r1 stuck")))

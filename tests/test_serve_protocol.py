@@ -293,7 +293,7 @@ def test_a_chunked_body_over_the_limit_gets_the_413(server, quiet):
 
 
 def test_idle_and_trickling_connections_are_cut_off():
-    running = Server("--read-timeout", "1")
+    running = Server("--read-timeout-s", "1")
     try:
         with connect(running) as idle:
             assert closed_by_server(idle)  # never sent a byte
@@ -334,7 +334,7 @@ def trickle(sock: socket.socket, data: bytes, every: float = 0.1) -> tuple[bool,
 
 
 def test_after_sigterm_a_keep_alive_connection_takes_no_new_request():
-    running = Server("--shutdown-timeout", "10")
+    running = Server("--shutdown-timeout-s", "10")
     with connect(running) as kept, connect(running) as slow:
         kept.sendall(request(payload("r2"), path="/"))
         assert read_response(kept)[0] == 200
@@ -371,11 +371,11 @@ def _serve(*flags: str) -> subprocess.CompletedProcess:
         ),
         # checked by ServeOptions, which the flag comes from
         (
-            ["--read-timeout", "inf", "--port", "0"],
-            "--read-timeout: Input should be a finite number",
+            ["--read-timeout-s", "inf", "--port", "0"],
+            "--read-timeout-s: Input should be a finite number",
         ),
         (
-            ["--win-reward", "1e308", "--loss-reward=-1e308", "--port", "0"],
+            ["--win", "1e308", "--loss=-1e308", "--port", "0"],
             "their sum or difference overflows",
         ),
     ],

@@ -71,7 +71,7 @@ def test_a_failing_sample_costs_only_its_own_reward():
 
 
 def test_a_single_failure_is_retried_with_backoff():
-    service = RewardService(scorer(), RewardConfig(retries=2, retry_backoff_s=0.2))
+    service = RewardService(scorer(), RewardConfig(max_retries=2, retry_backoff_s=0.2))
     started = time.monotonic()
     [[flaky]] = run(serve_concurrently(service, [sample("r5 flaky")]))
     assert flaky.reward == expected_reward(5) and flaky.error is None
@@ -290,7 +290,7 @@ def test_a_hung_call_of_a_batch_engine_gives_its_batch_the_timeout_fallback():
 
 
 def test_retries_are_counted_and_stay_within_the_deadline():
-    config = RewardConfig(max_batch_size=32, retries=2, retry_backoff_s=0.01, timeout_s=30)
+    config = RewardConfig(max_batch_size=32, max_retries=2, retry_backoff_s=0.01, timeout_s=30)
     service = RewardService(scorer(), config)
     texts = [f"r{i}" for i in range(20)]
     texts[4] = "r4 boom"
@@ -303,7 +303,7 @@ def test_retries_are_counted_and_stay_within_the_deadline():
     assert service.stats["retries"] == 3 and service.stats["judge_errors"] == 1 + 1 + 3
 
     # Retries that would outlast the deadline stop at it: a timeout, the others unharmed.
-    config = RewardConfig(retries=50, retry_backoff_s=0.01, timeout_s=1.5, max_wait_ms=200)
+    config = RewardConfig(max_retries=50, retry_backoff_s=0.01, timeout_s=1.5, max_wait_ms=200)
     service = RewardService(scorer(), config)
     texts = [f"r{i}" for i in range(8)]
     texts[2] = "r2 slow:0.4 boom"
@@ -375,7 +375,7 @@ def kind_of(answer):
 def test_serve_a_slowly_failing_sample_among_64_costs_only_its_own_reward():
     texts = [f"r{i}" for i in range(64)]
     texts[20] = "r20 slow:0.7 boom"
-    flags = ("--timeout", "4", "--max-wait-ms", "300", "--max-batch-size", "64")
+    flags = ("--timeout-s", "4", "--max-wait-ms", "300", "--max-batch-size", "64")
     answers = serve_wave(*flags, texts=texts)
     for i, answer in enumerate(answers):
         if i != 20:
@@ -387,7 +387,7 @@ def test_serve_a_hung_request_costs_only_its_own_reward():
     texts = [f"r{i}" for i in range(16)]
     texts[3] = "r3 slow:30"  # hung
     texts[9] = "r9 slow:0.5 boom"  # fails slowly
-    answers = serve_wave("--backend", "votes-requests", "--timeout", "2", texts=texts)
+    answers = serve_wave("--backend", "votes-requests", "--timeout-s", "2", texts=texts)
     for i, answer in enumerate(answers):
         if i not in (3, 9):
             assert answer["rewards"] == [expected_reward(i)] and "error" not in answer, i
@@ -491,7 +491,7 @@ def test_preparing_a_request_counts_against_its_deadline(monkeypatch):
         loop = asyncio.get_running_loop()
         real = loop.time
         loop.time = lambda: real() + jump[0]
-        service = RewardService(Scorer(judge), RewardConfig(timeout_s=2, retries=0))
+        service = RewardService(Scorer(judge), RewardConfig(timeout_s=2, max_retries=0))
         await service.start(warmup=False)
         try:
             return await service.rewards([sample("r1")])

@@ -20,8 +20,8 @@ from rmr1_plugins.rewards.engine import Group, score_groups
 from rmr1_plugins.rewards.inputs import Sample, SampleError, as_context, read_label, recover_turns
 from rmr1_plugins.rewards.samples import build_example
 from rmr1_plugins.rewards.service import RewardService
-from rmr1_plugins.serve import parse_body
-from rmr1_plugins.serve_cohort import member_of
+from rmr1_plugins.serve.app import parse_body
+from rmr1_plugins.serve.cohort import member_of
 
 CHAT = [
     {"role": "system", "content": "Be terse."},

@@ -130,7 +130,7 @@ def test_text_is_inserted_without_escaping_or_stripping():
     ],
 )
 def test_the_template_follows_the_model_name_as_rm_r1s_eval_does(model, template, rule):
-    from rmr1_plugins.config import load_config
+    from rmr1_plugins.settings import load_config
     from rmr1_plugins.templates import template_for_model
 
     assert template_for_model(model)[0] == template
@@ -160,7 +160,7 @@ def test_the_six_released_checkpoints_get_rm_r1s_own_case_sensitive_choice():
 
 
 def test_a_config_file_or_variable_template_wins_over_the_name(tmp_path, monkeypatch):
-    from rmr1_plugins.config import load_config
+    from rmr1_plugins.settings import load_config
 
     path = tmp_path / "judge.yaml"
     path.write_text("template: rmr1-instruct\nbackend: {name: constant}\n")

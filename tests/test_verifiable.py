@@ -9,7 +9,7 @@ from rmr1_plugins.rewards.verifiable import (
     grade,
     openrlhf_verifiable_reward,
     verifiable_reward,
-    verl_verifiable_score,
+    verl_verifiable_reward,
 )
 
 DEMO = [json.loads(line) for line in (Path(__file__).parent / "data" / "demo_outputs.jsonl").open()]
@@ -36,7 +36,7 @@ def test_official_rule_reproduces_rmr1_on_real_completions():
 )
 def test_rules(completion, label, official, strict):
     assert verifiable_reward(completion, label) == official
-    assert verifiable_reward(completion, label, rule="strict") == strict
+    assert verifiable_reward(completion, label, parser="strict") == strict
 
 
 def test_bad_label_raises_outside_training_and_is_neutral_inside(caplog):
@@ -47,12 +47,16 @@ def test_bad_label_raises_outside_training_and_is_neutral_inside(caplog):
         rewards = reward(["<answer>[[A]]</answer>"] * 3, ["model_a", None, "C"])
     assert rewards == [1.0, None, None]  # one rule: None, the neutral number where it cannot be
     assert "2 of 3 rows" in caplog.text
-    assert verl_verifiable_score("d", "x", 7) == {"score": 0.0, "acc": 0.0, "bad_label": 1.0}
+    assert verl_verifiable_reward("d", "x", 7) == {
+        "score": 0.0,
+        "rmr1_correct": 0.0,
+        "rmr1_bad_input": 1.0,
+    }
 
 
 def test_unknown_rule_and_length_mismatch_are_errors():
-    with pytest.raises(ValueError, match="rule must be one of rmr1-train, strict"):
-        VerifiableReward(rule="lenient")
+    with pytest.raises(ValueError, match="parser must be one of rmr1-train, strict"):
+        VerifiableReward(parser="lenient")
     with pytest.raises(ValueError, match="2 completions but 1 labels"):
         VerifiableReward()(["a", "b"], ["A"])
 
@@ -65,25 +69,11 @@ def test_one_grade_behind_every_trainer_shape_and_end_tokens_kept_for_openrlhf()
     assert grade(completion, "A").correct
     prompt = "<|im_start|>user\nWho wins?<|im_end|>\n<|im_start|>assistant\n"
     out = openrlhf_verifiable_reward([prompt + completion + "<|im_end|>"], [prompt], ["A"])
-    assert out["rewards"] == [-1.0] and out["extra_logs"] == {"acc": [0.0], "bad_label": [0.0]}
-    score = verl_verifiable_score("d", completion, "A")
-    assert score == {"score": 1.0, "acc": 1.0, "bad_label": 0.0}
-    with pytest.raises(ValueError, match="rule must be one of"):
-        grade("x", "A", rule="lenient")  # a wrong rule is a setup error, not a bad label
-
-
-def test_the_removed_fallback_argument_is_honoured_one_release_with_a_warning():
-    from rmr1_plugins.rewards.verifiable import (
-        TRLVerifiableReward,
-        VerifiableReward,
-        verl_verifiable_score,
-    )
-
-    with pytest.warns(DeprecationWarning, match="fallback=.... goes in the next release"):
-        assert VerifiableReward(fallback=0.0)(["<answer>[[A]]</answer>"], ["C"]) == [0.0]
-    with pytest.warns(DeprecationWarning):
-        trl = TRLVerifiableReward(fallback=-1.0)
-    assert trl(prompts=["p"], completions=["x"], winner=["bad"]) == [-1.0]
-    with pytest.warns(DeprecationWarning):
-        assert verl_verifiable_score("d", "x", "bad", fallback=-0.5)["score"] == -0.5
-    assert verl_verifiable_score("d", "x", "bad")["score"] == 0.0  # the one rule
+    assert out["rewards"] == [-1.0] and out["extra_logs"] == {
+        "rmr1_correct": [0.0],
+        "rmr1_bad_input": [0.0],
+    }
+    score = verl_verifiable_reward("d", completion, "A")
+    assert score == {"score": 1.0, "rmr1_correct": 1.0, "rmr1_bad_input": 0.0}
+    with pytest.raises(ValueError, match="parser must be one of"):
+        grade("x", "A", parser="lenient")  # a wrong rule is a setup error, not a bad label

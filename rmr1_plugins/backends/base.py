@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from rmr1_plugins.errors import RMR1DeprecationWarning, RMR1Error
+from rmr1_plugins.errors import RMR1Error
 
 if TYPE_CHECKING:
     from rmr1_plugins.schema import PairwiseExample
@@ -23,13 +22,9 @@ ChatMessages = Sequence[dict[str, str]]
 _HUB_ID = re.compile(r"[\w.-]{1,96}(/[\w.-]{1,96})?")  # the hub's rule, roughly
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``num_samples`` completions are returned per conversation.
-
-    ``n`` is the old name of ``num_samples``: accepted and readable for one more release, with a
-    :class:`DeprecationWarning`.
-    """
+    """How to sample. ``num_samples`` completions are returned per conversation."""
 
     max_new_tokens: int = 4096
     temperature: float = 0.0
@@ -38,40 +33,6 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     verdict_probs: bool = False  # fill Generation.prob_a from the verdict token's logprobs
-
-    def __init__(
-        self,
-        max_new_tokens: int = 4096,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        num_samples: int = 1,
-        seed: int | None = None,
-        stop: tuple[str, ...] = (),
-        verdict_probs: bool = False,
-        *,
-        n: int | None = None,
-    ) -> None:
-        if n is not None:
-            warnings.warn(_RENAMED_N, RMR1DeprecationWarning, stacklevel=2)
-            num_samples = n
-        for name, value in (
-            ("max_new_tokens", max_new_tokens),
-            ("temperature", temperature),
-            ("top_p", top_p),
-            ("num_samples", num_samples),
-            ("seed", seed),
-            ("stop", stop),
-            ("verdict_probs", verdict_probs),
-        ):
-            object.__setattr__(self, name, value)
-
-    @property
-    def n(self) -> int:
-        warnings.warn(_RENAMED_N, RMR1DeprecationWarning, stacklevel=2)
-        return self.num_samples
-
-
-_RENAMED_N = "SamplingParams.n was renamed num_samples; the old name goes in the next release"
 
 
 @dataclass(frozen=True)
@@ -127,6 +88,9 @@ class Backend(ABC):
     # Each conversation is its own request (a server API): splitting a call costs nothing, so
     # the reward service sends one call per sample and a stuck request holds up no other.
     independent_requests: ClassVar[bool] = False
+    # A backend holding what cannot be pickled (an engine, a session, locks) sets this: a
+    # pickled copy keeps ``model`` and ``opts`` and builds the rest again with :meth:`_setup`.
+    pickles_settings_only: ClassVar[bool] = False
 
     def __init__(self, model: str | None = None, options: Mapping[str, Any] | None = None) -> None:
         if self.needs_model and not model:
@@ -135,6 +99,21 @@ class Backend(ABC):
             raise ValueError(missing)
         self.model = model
         self.opts = self.Options.model_validate(dict(options or {}))
+        self._setup()
+
+    def _setup(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Build what the backend holds at run time (locks, engines, sessions): called at the
+        end of ``__init__``, and after unpickling with :attr:`pickles_settings_only`."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.pickles_settings_only:
+            return {"model": self.model, "opts": self.opts}
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.pickles_settings_only:
+            self._setup()
 
     @abstractmethod
     def generate(

@@ -16,13 +16,7 @@ from rmr1_plugins.backends.base import (
     Generation,
     SamplingParams,
 )
-from rmr1_plugins.verdict_probs import (
-    TOP_LOGPROBS,
-    TokenChoice,
-    VerdictProb,
-    probability_fields,
-    verdict_prob_a,
-)
+from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, probability_fields
 
 
 class HFOptions(BackendOptions):
@@ -46,8 +40,7 @@ class HFBackend(Backend):
     Options = HFOptions
     opts: HFOptions
 
-    def __init__(self, model: str | None = None, options: dict | None = None) -> None:
-        super().__init__(model, options)
+    def _setup(self) -> None:
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
 
@@ -133,7 +126,7 @@ class HFBackend(Backend):
                 )
                 if recorder is not None:
                     generation = replace(
-                        generation, **probability_fields(recorder.read(tokenizer, row, ids))
+                        generation, **probability_fields(recorder.tokens(tokenizer, row, ids))
                     )
                 results[chunk[row // params.num_samples]].append(generation)
         return results
@@ -181,8 +174,8 @@ class _TopLogprobs:
             self.chosen.append(chosen.cpu())
             self._last = None
 
-    def read(self, tokenizer: Any, row: int, ids: list[int]) -> VerdictProb | None:
-        """The verdict probability of one generated row."""
+    def tokens(self, tokenizer: Any, row: int, ids: list[int]) -> list[TokenChoice]:
+        """One generated row's tokens, each with its top alternatives."""
         tokens = []
         for step, token_id in enumerate(ids[: len(self.chosen)]):
             values, indices = self.top[step]
@@ -192,4 +185,4 @@ class _TopLogprobs:
             }
             text = tokenizer.decode([token_id], skip_special_tokens=True)
             tokens.append(TokenChoice(text, float(self.chosen[step][row]), alternatives))
-        return verdict_prob_a(tokens)
+        return tokens

@@ -34,13 +34,7 @@ from rmr1_plugins.backends.base import (
     SamplingParams,
 )
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.verdict_probs import (
-    TOP_LOGPROBS,
-    TokenChoice,
-    VerdictProb,
-    probability_fields,
-    verdict_prob_a,
-)
+from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, probability_fields
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 COOLDOWN_S = 5.0  # how long a URL that refused or dropped a connection is avoided
@@ -52,11 +46,11 @@ class OpenAIOptions(BackendOptions):
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="variable holding the API key")
     max_concurrency: int = Field(256, ge=1, description="requests in flight per base URL")
-    timeout: float = Field(600.0, gt=0, description="seconds for one request, all included")
-    connect_timeout: float = Field(10.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0, description="seconds for one request, all included")
+    connect_timeout_s: float = Field(10.0, gt=0)
     max_retries: int = Field(4, ge=0, description="retries after the first attempt")
-    backoff: float = Field(0.5, ge=0, description="first retry delay in seconds; doubles")
-    max_backoff: float = Field(20.0, ge=0)
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay in seconds; doubles")
+    max_retry_backoff_s: float = Field(20.0, ge=0)
     stop_at_answer: bool = Field(True, description="end each judgment at its first </answer>")
     sort_prompts: bool = Field(True, description="send prompts sharing a prefix together")
     group_affinity: bool = Field(
@@ -144,27 +138,17 @@ class OpenAIBackend(Backend):
     Options = OpenAIOptions
     independent_requests = True
     opts: OpenAIOptions
-
-    def __init__(self, model: str | None = None, options: dict | None = None) -> None:
-        super().__init__(model, options)
-        base = self.opts.base_url
-        self.urls = [url.rstrip("/") for url in ([base] if isinstance(base, str) else base)]
-        self._setup()
+    pickles_settings_only = True
 
     def _setup(self) -> None:
+        base = self.opts.base_url
+        self.urls = [url.rstrip("/") for url in ([base] if isinstance(base, str) else base)]
         self._lock = threading.Lock()
         self._runtime: _Runtime | None = None
         self._down_until = [0.0] * len(self.urls)
         self._next_url = 0
         self._served_model: str | None = self.model
         self.stats: Counter[str] = Counter()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {key: self.__dict__[key] for key in ("model", "opts", "urls")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._setup()
 
     # -- the private event loop --------------------------------------------------------------
 
@@ -304,7 +288,7 @@ class OpenAIBackend(Backend):
             finish = choice.get("finish_reason")
             # a reasoning model's request carries no stop, so nothing was stripped
             text = restore_answer_stop(text, finish, self.opts.stop_at_answer and "stop" in body)
-            read = _verdict_prob(choice) if params.verdict_probs else None
+            read = _tokens(choice) if params.verdict_probs else None
             generations.append(
                 Generation(text, finish, output_tokens, prompt_tokens, **probability_fields(read))
             )
@@ -343,7 +327,7 @@ class OpenAIBackend(Backend):
     async def _send(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
         aiohttp = require("aiohttp", "openai")
         timeout = aiohttp.ClientTimeout(
-            total=self.opts.timeout, sock_connect=self.opts.connect_timeout
+            total=self.opts.timeout_s, sock_connect=self.opts.connect_timeout_s
         )
         try:
             session = await self._client()
@@ -352,7 +336,7 @@ class OpenAIBackend(Backend):
                 status = reply.status
                 retry_after = _seconds(reply.headers.get("Retry-After"))
         except asyncio.TimeoutError as error:
-            raise _Retryable(f"{url}: no answer within {self.opts.timeout:g} s") from error
+            raise _Retryable(f"{url}: no answer within {self.opts.timeout_s:g} s") from error
         except aiohttp.ClientConnectorError as error:
             raise _Retryable(f"{url}: cannot connect ({error.os_error})", down=True) from error
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
@@ -383,8 +367,8 @@ class OpenAIBackend(Backend):
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, self.opts.max_backoff)
-        ceiling = min(self.opts.backoff * 2**attempt, self.opts.max_backoff)
+            return min(retry_after, self.opts.max_retry_backoff_s)
+        ceiling = min(self.opts.retry_backoff_s * 2**attempt, self.opts.max_retry_backoff_s)
         return random.uniform(ceiling / 2, ceiling)
 
     def _where(self) -> str:
@@ -420,8 +404,8 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-def _verdict_prob(choice: Mapping[str, Any]) -> VerdictProb | None:
-    """The verdict probability from a chat completion choice's ``logprobs.content``."""
+def _tokens(choice: Mapping[str, Any]) -> list[TokenChoice] | None:
+    """A chat completion choice's tokens with their top alternatives (``logprobs.content``)."""
     content = (choice.get("logprobs") or {}).get("content") or []
     tokens = []
     try:
@@ -431,4 +415,4 @@ def _verdict_prob(choice: Mapping[str, Any]) -> VerdictProb | None:
             tokens.append(TokenChoice(str(entry["token"]), written, top))
     except (AttributeError, KeyError, TypeError, ValueError):
         return None  # not the OpenAI shape: no probability rather than a wrong one
-    return verdict_prob_a(tokens)
+    return tokens

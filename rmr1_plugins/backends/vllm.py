@@ -39,13 +39,7 @@ from rmr1_plugins.backends.base import (
 )
 from rmr1_plugins.schema import PairwiseExample
 from rmr1_plugins.templates import PromptTemplate
-from rmr1_plugins.verdict_probs import (
-    TOP_LOGPROBS,
-    TokenChoice,
-    VerdictProb,
-    probability_fields,
-    verdict_prob_a,
-)
+from rmr1_plugins.verdict_probs import TOP_LOGPROBS, TokenChoice, probability_fields
 
 
 class VLLMOptions(BackendOptions):
@@ -158,10 +152,7 @@ class VLLMBackend(Backend):
     needs_model = True
     Options = VLLMOptions
     opts: VLLMOptions
-
-    def __init__(self, model: str | None = None, options: dict | None = None) -> None:
-        super().__init__(model, options)
-        self._setup()
+    pickles_settings_only = True
 
     def _setup(self) -> None:
         self._engine: _Engine | None = None
@@ -171,14 +162,6 @@ class VLLMBackend(Backend):
         self._draining = False
         # engine_calls, prompts, prompt_tokens, cached_prompt_tokens, output_tokens, fitted
         self.stats: Counter[str] = Counter()
-
-    def __getstate__(self) -> dict[str, Any]:
-        keep = ("model", "opts")
-        return {key: value for key, value in self.__dict__.items() if key in keep}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._setup()
 
     # -- engine ----------------------------------------------------------------------------
 
@@ -431,20 +414,20 @@ class VLLMBackend(Backend):
                     finish_reason="error" if finish == "abort" else finish,
                     output_tokens=len(sample.token_ids),
                     prompt_tokens=prompt_tokens,
-                    **probability_fields(_verdict_prob(sample) if sample.logprobs else None),
+                    **probability_fields(_tokens(sample) if sample.logprobs else None),
                 )
             )
         return generations
 
 
-def _verdict_prob(sample: Any) -> VerdictProb | None:
-    """The verdict probability of one vLLM completion from its per-token top logprobs."""
+def _tokens(sample: Any) -> list[TokenChoice]:
+    """One vLLM completion's tokens with their top alternatives (its per-token logprobs)."""
     tokens = []
     for token_id, top in zip(sample.token_ids, sample.logprobs, strict=False):
         chosen = top[token_id]
         alternatives = {lp.decoded_token or "": lp.logprob for lp in top.values()}
         tokens.append(TokenChoice(chosen.decoded_token or "", chosen.logprob, alternatives))
-    return verdict_prob_a(tokens)
+    return tokens
 
 
 def _as_backend_error(error: BaseException, model: str | None) -> BaseException:

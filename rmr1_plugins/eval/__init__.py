@@ -4,10 +4,5 @@
 with a :class:`~rmr1_plugins.Scorer` into a resumable judgments file (``store``), ``metrics``
 reproduces each benchmark's published scoring, and ``report`` writes JSON, Markdown and charts
 (judge health from :mod:`rmr1_plugins.rewards.health` included).
-The ``rmr1 eval`` command (``cli``) ties them together; see ``docs/eval.md``.
+The ``rmr1 eval`` command (``cli``) ties them together; see ``docs/guides/eval.md``.
 """
-
-from rmr1_plugins.eval.loaders import BENCHMARKS, Comparison, Item, Loaded, Malformed, load
-from rmr1_plugins.eval.metrics import score
-
-__all__ = ["BENCHMARKS", "Comparison", "Item", "Loaded", "Malformed", "load", "score"]

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 from rmr1_plugins.cli import Tally, add_scorer_flags, config_from_args, generated_tokens
-from rmr1_plugins.cli_options import add_renamed
-from rmr1_plugins.config import ConfigError, load_config
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.eval import protocols
 from rmr1_plugins.eval import report as reports
 from rmr1_plugins.eval.loaders import BENCHMARKS, Loaded, load, usable
-from rmr1_plugins.eval.metrics import NO_VERDICT_POLICIES
+from rmr1_plugins.eval.metrics import ON_UNPARSED_POLICIES
 from rmr1_plugins.eval.runner import check_renderable, judge, pending
 from rmr1_plugins.eval.store import (
     JudgmentFile,
@@ -25,6 +24,7 @@ from rmr1_plugins.eval.store import (
     run_settings,
 )
 from rmr1_plugins.plugins import get_parser, get_template
+from rmr1_plugins.settings import load_config
 
 # The scorer settings an evaluation protocol fills when neither a flag nor the config sets them.
 PROTOCOL_KEYS = ("parser", "order", "max_new_tokens", "temperature", "top_p")
@@ -55,13 +55,12 @@ def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
         help="recompute the report from recorded judgments, without a model (--data adds the "
         "completeness check; --parser parses the stored completions again)",
     )
-    on_unparsed = parser.add_argument(
+    parser.add_argument(
         "--on-unparsed",
-        choices=NO_VERDICT_POLICIES,
+        choices=ON_UNPARSED_POLICIES,
         help="what a comparison without a verdict scores: the benchmark's own rule, wrong (0, "
         "as in RM-R1's evaluation), or tie (0.5) (default: the protocol's)",
     )
-    add_renamed(parser, "--no-verdict", on_unparsed)
     protocols.add_flag(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="comparisons per backend call")
     add_scorer_flags(parser, notes=dict.fromkeys(PROTOCOL_KEYS, "the protocol's, see --protocol"))

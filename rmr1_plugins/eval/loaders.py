@@ -4,7 +4,7 @@ Every comparison puts the preferred response in slot A with ``label="A"`` (Judge
 own A/B order and label; a RewardBench 2 Ties pair of two correct answers has no label); the
 scorer's ``order`` option randomises or doubles the order. A row
 that cannot be used becomes a :class:`Malformed` entry with its id (or its place in the file);
-nothing is dropped silently. Formats and where they are defined: ``docs/eval.md``.
+nothing is dropped silently. Formats and where they are defined: ``docs/guides/eval.md``.
 """
 
 from __future__ import annotations

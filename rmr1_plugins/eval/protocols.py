@@ -1,4 +1,4 @@
-"""Evaluation protocols: parser, no-verdict rule, A/B order and token budget per benchmark.
+"""Evaluation protocols: parser, on_unparsed rule, A/B order and token budget per benchmark.
 
 ``rm-r1`` is RM-R1's evaluation (``eval/eval_one_command.sh`` and the ``run_generative.py``
 scripts it calls, RM-R1-UIUC/RM-R1 d4c2542): vLLM greedy decoding (temperature 0, top_p 1),
@@ -11,8 +11,8 @@ fills the 3×3 style matrix as RM-R1's ``process_final_result.py`` did (pairing 
 cells repeat others, see :func:`rmr1_plugins.eval.metrics.rm_r1_pairing`), which is where RM-R1's
 published RM-Bench numbers come from.
 
-``benchmark`` is each benchmark's authors' protocol: their no-verdict rule (see
-:data:`rmr1_plugins.eval.metrics.BENCHMARK_NO_VERDICT`) and order (JudgeBench: both orders, its
+``benchmark`` is each benchmark's authors' protocol: their on_unparsed rule (see
+:data:`rmr1_plugins.eval.metrics.BENCHMARK_UNPARSED`) and order (JudgeBench: both orders, its
 default; the others: one random order). Their parsers are written for their own judge prompts,
 so the parser and the token budget are left to the scorer config (default ``strict``, 4,096).
 RM-Bench's matrix holds each of the nine judged pairings in its own cell (pairing ``benchmark``).
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rmr1_plugins.config import ScorerConfig
+from rmr1_plugins.scorer_config import ScorerConfig
 
 PROTOCOL_NAMES = ("benchmark", "rm-r1")
 DEFAULT_PROTOCOL = "benchmark"
@@ -93,7 +93,7 @@ def apply(
     A flag (an ``args`` value other than ``None``) wins, then ``config`` (what a config file or
     variable set, :func:`configured`), then the protocol; ``args`` gets the value that wins.
     When ``rescoring`` without an explicit ``--protocol``, the recorded parse is kept (only the
-    no-verdict rule is filled in). Returns what the report states: the protocol's name, its
+    on_unparsed rule is filled in). Returns what the report states: the protocol's name, its
     settings, and which of them an explicit setting overrode.
     """
     name = args.protocol or DEFAULT_PROTOCOL
@@ -146,14 +146,14 @@ def add_flag(parser: argparse.ArgumentParser) -> None:
         help="rm-r1: RM-R1's parser (rmr1-eval), errors = 0, 50,000 tokens, greedy, one random "
         "order (JudgeBench: the given order), RM-Bench's matrix as RM-R1 filled it, no stop at "
         "</answer>, vllm prompts tokenized with special tokens added; benchmark (default): each "
-        "benchmark's own no-verdict rule and order. Flags and keys set by --config or RMR1_* "
+        "benchmark's own on_unparsed rule and order. Flags and keys set by --config or RMR1_* "
         "variables win",
     )
 
 
 def recorded_differences(protocol: dict, run: dict | None) -> list[str]:
     """Where recorded judgments were generated otherwise than the protocol says (rescoring can
-    change the parser and the no-verdict rule, not the order or the token budget)."""
+    change the parser and the on_unparsed rule, not the order or the token budget)."""
     if not run:
         return []
     settings = asdict(PROTOCOLS[protocol["name"]][protocol["benchmark"]])

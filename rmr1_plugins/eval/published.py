@@ -3,7 +3,7 @@
 Source: "RM-R1: Reward Modeling as Reasoning" (arXiv 2505.02387), main results table, as recorded
 in the project's RM-R1 reference notes. Their protocol: vLLM, greedy, ``max_tokens`` 50000, one
 random A/B order per comparison, RM-R1's answer rule and errors counted as wrong; in ``rmr1
-eval`` terms ``--order random --parser rmr1-eval --no-verdict wrong --max-new-tokens 50000``.
+eval`` terms ``--order random --parser rmr1-eval --on-unparsed wrong --max-new-tokens 50000``.
 The paper reports no JudgeBench or RewardBench 2 numbers for these checkpoints. Instruct-32B's
 RM-Bench score is RM-R1's own result file (``total_avg_acc`` 0.79236), not the paper's 79.1.
 The RM-Bench numbers fill the style matrix as RM-R1's ``process_final_result.py`` did (rotation 3

@@ -31,11 +31,11 @@ HEADLINES = {
 RM_BENCH_STYLE_NAMES = ("concise", "detailed", "markdown")
 HEALTH_COLUMNS = {  # key in health.summary -> column title
     "pairs": "comparisons",
-    "slot_a_rate": "slot-A picks",
-    "order_consistency": "order consistency",
-    "unparsed_rate": "unparsed",
-    "truncated_rate": "truncated",
-    "invalid_probs_rate": "impossible log-probs",
+    "slot_a": "slot-A picks",
+    "orders_agree": "order consistency",
+    "unparsed": "unparsed",
+    "truncated": "truncated",
+    "invalid_probs": "impossible log-probs",
     "longer_wins": "longer wins",
     "longer_preferred": "longer preferred (labels)",
 }
@@ -55,7 +55,7 @@ def build_report(
         "benchmark": benchmark,
         "data": loaded.data if loaded else [],
         "run": run,
-        "no_verdict_policy": policy,
+        "on_unparsed": policy,
     }
     judged_ids = {r["id"] for r in records}
     counts: dict[str, Any] = {
@@ -129,22 +129,22 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += ["", *_parts_table(benchmark, m), ""]
     if m.get("ties"):
         lines += [*_ties_table(m["ties"]), ""]
-    lines += ["| subset | comparisons | accuracy | position consistency |", "|---|---|---|---|"]
+    lines += ["| subset | comparisons | accuracy | order consistency |", "|---|---|---|---|"]
     for name, s in m["subsets"].items():
-        consistency = _num(s["position_consistency"])
+        consistency = _rate(s["orders_agree"])
         lines.append(f"| {name} | {s['comparisons']} | {_num(s['accuracy'])} | {consistency} |")
     c, judge = report["counts"], m["judge"]
     lines += ["", "| count | value |", "|---|---|"]
     for key in ("rows", "items", "malformed", "comparisons", "judged", "missing"):
         if c.get(key) is not None:
             lines.append(f"| {key} | {c[key]} |")
-    lines.append(f"| comparisons without a verdict | {judge['no_verdict']} |")
+    lines.append(f"| comparisons without a verdict | {judge['unparsed_comparisons']} |")
     lines.append(f"| judgments without a parsed verdict | {judge['unparsed_judgments']} |")
-    lines.append(f"| position consistency | {_num(judge['position_consistency'])} |")
-    policy = f"{report['no_verdict_policy']} (scores {judge['no_verdict_scores']})"
+    lines.append(f"| order consistency | {_rate(judge['orders_agree'])} |")
+    policy = f"{report['on_unparsed']} (scores {judge['unparsed_score']})"
     if report["benchmark"] == "rewardbench2":
-        split = "a tie: 1/(k+1) for a row" if judge["no_verdict_scores"] else "a loss"
-        policy = f"{report['no_verdict_policy']} ({split}; Ties: no preference)"
+        split = "a tie: 1/(k+1) for a row" if judge["unparsed_score"] else "a loss"
+        policy = f"{report['on_unparsed']} ({split}; Ties: no preference)"
         rows = m["rows"]
         lines.append(f"| rows scored / incomplete | {rows['complete']} / {rows['incomplete']} |")
     lines.append(f"| a comparison without a verdict counts as | {policy} |")
@@ -198,17 +198,18 @@ def _health_table(health: Mapping[str, Any]) -> list[str]:
     rows = ["| subset | " + " | ".join(HEALTH_COLUMNS.values()) + " |"]
     rows.append("|---" * (len(HEALTH_COLUMNS) + 1) + "|")
     for name, h in [("**all**", health["overall"]), *health["subsets"].items()]:
-        cells = [str(h[k]) if k == "pairs" else _num(h[k]) for k in HEALTH_COLUMNS]
+        cells = [str(h[k]) if k == "pairs" else _rate(h[k]) for k in HEALTH_COLUMNS]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     rows += [
         "",
-        "Percent. slot-A picks: parsed judgments choosing the response shown first (50 = no "
-        "position bias); order consistency: comparisons judged in both orders whose orders "
-        "agree; unparsed / truncated: judgments without a verdict / stopped at the token limit; "
+        "Fractions (0-1). slot-A picks: parsed judgments choosing the response shown first "
+        "(0.5 = no position bias); order consistency: comparisons judged in both orders whose "
+        "orders agree; unparsed / truncated: judgments without a verdict / stopped at the token "
+        "limit; "
         "impossible log-probs: judgments whose verdict log-probabilities were NaN or above 0 "
         "(the hard verdict stands); "
         "longer wins: decided comparisons won by the longer response (longer preferred: how "
-        "often the label is the longer one). Definitions: docs/eval.md.",
+        "often the label is the longer one). Definitions: docs/guides/eval.md.",
     ]
     return rows
 
@@ -250,13 +251,13 @@ def _bars(
 def chart(report: Mapping[str, Any], path: Path) -> Path:
     """The score's parts (when they are not the subsets themselves: RewardBench's four
     sections, say) with the score as a line, then per-subset accuracy and, when both orders
-    were judged, position consistency; every bar is labelled with its value."""
+    were judged, order consistency (as a percentage here); every bar is labelled with its value."""
     benchmark, m = report["benchmark"], report["metrics"]
     subsets = m["subsets"]
     parts = score_parts(benchmark, m)
     show_parts = bool(parts) and list(parts) != list(subsets)
     names = list(subsets)[::-1]
-    consistency = [subsets[n]["position_consistency"] for n in names]
+    consistency = [_percent(subsets[n]["orders_agree"]) for n in names]  # on the percent axis
     both = any(v is not None for v in consistency)
     panels = [len(parts)] if show_parts else []
     panels.append(len(names) * (2 if both else 1))
@@ -281,7 +282,7 @@ def chart(report: Mapping[str, Any], path: Path) -> Path:
     shift = height / 2 if both else 0
     _bars(axes, [r + shift for r in rows], accuracy, height, label="accuracy", color="tab:blue")
     if both:
-        look = {"label": "position consistency", "color": "tab:orange"}
+        look = {"label": "order consistency", "color": "tab:orange"}
         _bars(axes, [r - height / 2 for r in rows], consistency, height, **look)
     axes.set_yticks(rows, names)
     axes.set_xlim(0, 105)
@@ -300,20 +301,20 @@ def position_chart(report: Mapping[str, Any], path: Path) -> Path:
     health = report["metrics"]["health"]
     names = ["all", *health["subsets"]][::-1]
     parts = {"all": health["overall"], **health["subsets"]}
-    rates = [parts[n]["slot_a_rate"] for n in names]
+    rates = [parts[n]["slot_a"] for n in names]
     figure = _figure(8, 1.6 + 0.32 * len(names))
     axes = figure.add_subplot()
     rows = list(range(len(names)))
-    colours = ["tab:gray" if r is None else "tab:red" if r > 50 else "tab:blue" for r in rates]
-    axes.barh(rows, [0.0 if r is None else r - 50 for r in rates], 0.6, left=50, color=colours)
+    colours = ["tab:gray" if r is None else "tab:red" if r > 0.5 else "tab:blue" for r in rates]
+    axes.barh(rows, [0.0 if r is None else r - 0.5 for r in rates], 0.6, left=0.5, color=colours)
     for row, rate in zip(rows, rates, strict=True):
         axes.text(
-            50, row, f" {_num(rate)} ", va="center", ha="right" if (rate or 50) > 50 else "left"
+            0.5, row, f" {_rate(rate)} ", va="center", ha="right" if (rate or 0.5) > 0.5 else "left"
         )
-    axes.axvline(50, color="black", linewidth=1)
+    axes.axvline(0.5, color="black", linewidth=1)
     axes.set_yticks(rows, names)
-    axes.set_xlim(0, 100)
-    axes.set_xlabel("judgments picking the response shown in slot A (percent; 50 = unbiased)")
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("judgments picking the response shown in slot A (fraction; 0.5 = unbiased)")
     axes.set_title(f"{TITLES[report['benchmark']]}: position bias")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -421,8 +422,8 @@ def compare_markdown(table: Mapping[str, Any]) -> str:
     lines += ["|---|---|---|---|---|---|"]
     for row in table["rows"]:
         for b, h in row["health"].items():
-            keys = ("slot_a_rate", "order_consistency", "unparsed_rate", "truncated_rate")
-            cells = [_num(h[k]) for k in keys]
+            keys = ("slot_a", "orders_agree", "unparsed", "truncated")
+            cells = [_rate(h[k]) for k in keys]
             lines.append(f"| {row['label']} | {TITLES[b]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -472,6 +473,15 @@ def write_compare(table: Mapping[str, Any], out: str | Path) -> list[Path]:
 def _join(names: Sequence[str]) -> str:
     names = list(names)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _rate(value: float | None) -> str:
+    """A judge-health fraction (0-1), as the report shows it."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
 
 
 def _num(value: float | None) -> str:

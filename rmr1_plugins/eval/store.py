@@ -22,13 +22,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rmr1_plugins.config import ConfigError, ScorerConfig, error_lines
+from rmr1_plugins.config import ConfigError, error_lines
 from rmr1_plugins.eval.loaders import Comparison
 from rmr1_plugins.eval.sources import SourceError
 from rmr1_plugins.jsonl import InputError
 from rmr1_plugins.parsing import VerdictParser
 from rmr1_plugins.schema import Judgment, PairResult, PairwiseExample
 from rmr1_plugins.scorer import combine
+from rmr1_plugins.scorer_config import ScorerConfig
 
 try:
     import fcntl
@@ -54,11 +55,11 @@ SERVING_OPTIONS = {
         "api_key_env",
         "headers",
         "max_concurrency",
-        "timeout",
-        "connect_timeout",
+        "timeout_s",
+        "connect_timeout_s",
         "max_retries",
-        "backoff",
-        "max_backoff",
+        "retry_backoff_s",
+        "max_retry_backoff_s",
         "sort_prompts",
         "group_affinity",
     },

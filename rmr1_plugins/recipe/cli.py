@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rmr1_plugins.cli import SCORER_FLAGS, overrides_from_args, say_done
-from rmr1_plugins.cli_options import add_flags, add_renamed
+from rmr1_plugins.cli_options import add_flags
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.recipe.prepare import PrepareConfig
 from rmr1_plugins.recipe.presets import (
@@ -35,7 +35,7 @@ from rmr1_plugins.recipe.presets import (
     rollout_rl,
 )
 
-EPILOG = "See docs/recipe.md for what each stage writes and how to scale it."
+EPILOG = "See docs/guides/recipe.md for what each stage writes and how to scale it."
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction) -> None:
@@ -149,14 +149,13 @@ def add_prepare_flags(parser: argparse.ArgumentParser, preset_help: bool = True)
         help=f"a registered template (default: {PREPARE_DEFAULTS.template}; a preset gives its "
         "own)",
     )
-    placement = parser.add_argument(
+    parser.add_argument(
         "--placement",
         choices=["alternate", "both"],
         default=PREPARE_DEFAULTS.placement,
         help="where the chosen answer goes: alternately in slot A and B (RM-R1), or each pair "
         "written twice, once in each order",
     )
-    add_renamed(parser, "--order", placement)
     parser.add_argument(
         "--distill-fraction",
         type=float,
@@ -286,7 +285,8 @@ def teacher_config(
     Lowest to highest: ``defaults`` (RM-R1's teacher sampling), the YAML file, ``RMR1_*``
     variables, flags.
     """
-    from rmr1_plugins.config import deep_merge, load_config, read_config_file
+    from rmr1_plugins.config import deep_merge, read_config_file
+    from rmr1_plugins.settings import load_config
 
     path = getattr(args, prefix.replace("-", "_") + "config")
     from_file = read_config_file(path) if path else {}
@@ -300,7 +300,8 @@ def correction_config(args: argparse.Namespace, prefix: str, first: str) -> Any:
     It starts from the pass-1 teacher (``first`` is its prefix): its file unless
     ``--PREFIXconfig`` names another, and its flags, which this prefix's flags override.
     """
-    from rmr1_plugins.config import deep_merge, load_config, read_config_file
+    from rmr1_plugins.config import deep_merge, read_config_file
+    from rmr1_plugins.settings import load_config
 
     own = _teacher_flags(args, prefix)
     path = getattr(args, prefix.replace("-", "_") + "config")

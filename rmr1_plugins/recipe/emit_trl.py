@@ -19,7 +19,7 @@ from rmr1_plugins.recipe.stages import (
     sft_rows,
 )
 
-REWARD_FUNC = "rmr1_plugins.recipe.reward.rmr1_train_reward"
+REWARD_FUNC = "rmr1_plugins.recipe.reward.rmr1_verifiable_reward"
 # TRL's loss_type for RM-R1's aggregation: "grpo" averages each completion's tokens, then the
 # completions; "bnpo" averages the tokens of each per-device micro-batch, as veRL e49fb572 did.
 LOSS_TYPE = {"sequence": "grpo", "micro-batch": "bnpo"}

@@ -27,10 +27,9 @@ import itertools
 import json
 import random
 import sys
-import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import InitVar, asdict, dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +37,6 @@ from pydantic import ValidationError
 
 from rmr1_plugins._imports import require
 from rmr1_plugins.config import ConfigError
-from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.jsonl import InputError
 from rmr1_plugins.plugins import get_template
 from rmr1_plugins.recipe.sources import SourceSpec, iter_rows, source_name, write_jsonl
@@ -91,17 +89,6 @@ class PrepareConfig:
     limit: int | None = None
     skip_invalid: bool = False
     exclude: dict[str, str] = field(default_factory=dict)
-    order: InitVar[str | None] = None  # the old name of placement, kept one release
-
-    def __post_init__(self, order: str | None) -> None:
-        if order is not None:
-            warnings.warn(
-                "PrepareConfig(order=...) was renamed placement; the old name goes in the next "
-                "release",
-                RMR1DeprecationWarning,
-                stacklevel=3,
-            )
-            self.placement = order  # type: ignore[assignment]
 
 
 @dataclass

@@ -4,7 +4,8 @@ Every value comes from RM-R1's repository (RM-R1-UIUC/RM-R1, commit d4c2542); :d
 names the file for each. Paths below are relative to that repository. What RM-R1 left to the
 trainers' defaults (Adam betas, weight decay, gradient clipping) is taken from the trainer
 versions it pinned: OpenRLHF's ``train_sft`` for stage 1, veRL ``e49fb572``'s FSDP workers for
-stage 2. docs/recipe.md has the table per preset, with where each emitted config still differs.
+stage 2. docs/guides/recipe.md has the table per preset, with where each emitted config still
+differs.
 """
 
 from __future__ import annotations

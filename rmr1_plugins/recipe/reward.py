@@ -6,8 +6,8 @@ else -1.0. The label is the row's ``winner`` (``model_a``/``model_b``, or ``A``/
 here is the one shape of :mod:`rmr1_plugins.rewards.verifiable` for its trainer (the keys, the
 text each trainer gives and the neutral reward of a bad label are documented there):
 
-- TRL: ``rmr1_train_reward`` (``reward_funcs=[rmr1_train_reward]`` or
-  ``trl grpo --reward_funcs rmr1_plugins.recipe.reward.rmr1_train_reward``).
+- TRL: ``rmr1_verifiable_reward`` (``reward_funcs=[rmr1_verifiable_reward]`` or
+  ``trl grpo --reward_funcs rmr1_plugins.recipe.reward.rmr1_verifiable_reward``).
 - OpenRLHF: ``reward_func`` in a ``--reward.remote_url`` file (``rmr1 recipe rlvr`` writes one).
 - veRL: ``compute_score`` (``reward.custom_reward_function.path=pkg://rmr1_plugins.recipe.reward``).
 """
@@ -17,11 +17,11 @@ from __future__ import annotations
 from rmr1_plugins.rewards.verifiable import (
     TRLVerifiableReward,
     openrlhf_verifiable_reward,
-    verl_verifiable_score,
+    verl_verifiable_reward,
 )
 
-rmr1_train_reward = TRLVerifiableReward(name="rmr1_train_reward")
+rmr1_verifiable_reward = TRLVerifiableReward(name="rmr1_verifiable_reward")
 reward_func = openrlhf_verifiable_reward
-compute_score = verl_verifiable_score
+compute_score = verl_verifiable_reward
 
-__all__ = ["compute_score", "reward_func", "rmr1_train_reward"]
+__all__ = ["compute_score", "reward_func", "rmr1_verifiable_reward"]

@@ -25,12 +25,13 @@ from typing import Any
 import yaml
 
 from rmr1_plugins._imports import require
-from rmr1_plugins.config import ConfigError, ScorerConfig
+from rmr1_plugins.config import ConfigError
 from rmr1_plugins.recipe.emit_trl import grpo_config, sft_config
 from rmr1_plugins.recipe.prepare import PrepareConfig
 from rmr1_plugins.recipe.presets import PRESETS
 from rmr1_plugins.recipe.sources import SourceSpec
 from rmr1_plugins.recipe.stages import RLVRDefaults, SFTDefaults
+from rmr1_plugins.scorer_config import ScorerConfig
 
 CPU_TINY: dict[str, dict[str, Any]] = {
     "common": {
@@ -148,7 +149,7 @@ def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) ->
     """
     trl = require("trl", "recipe")
     datasets = require("datasets", "recipe")
-    from rmr1_plugins.recipe.reward import rmr1_train_reward
+    from rmr1_plugins.recipe.reward import rmr1_verifiable_reward
 
     rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
     dataset = datasets.Dataset.from_list(
@@ -156,7 +157,7 @@ def train_grpo(data: Path, model: str, out_dir: Path, fields: dict[str, Any]) ->
     )
     args = trl.GRPOConfig(output_dir=str(out_dir), **checkpointing_fields(trl.GRPOConfig, fields))
     trainer = trl.GRPOTrainer(
-        model=model, reward_funcs=[rmr1_train_reward], args=args, train_dataset=dataset
+        model=model, reward_funcs=[rmr1_verifiable_reward], args=args, train_dataset=dataset
     )
     trainer.train()
     trainer.save_model(str(out_dir))

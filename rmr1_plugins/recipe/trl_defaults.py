@@ -5,7 +5,7 @@ emitted config sets RM-R1's value (:func:`rmr1_plugins.recipe.emit_trl.grpo_conf
 TRL's default is what RM-R1 ran; ``n/a``: no effect on the run (logging, other modes, features
 RM-R1's run did not use and TRL leaves off); ``differs``: a difference no key removes.
 ``tests/engines/test_recipe_trl.py`` checks the table against TRL's own dataclass: every field
-listed, every default as written. docs/recipe.md renders it.
+listed, every default as written. docs/guides/recipe.md renders it.
 """
 
 from __future__ import annotations

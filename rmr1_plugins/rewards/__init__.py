@@ -2,8 +2,11 @@
 
 - :mod:`.strategies`: which pairs of a group to judge and how outcomes become rewards;
 - :mod:`.engine`: group scoring (:func:`score_groups`), sans-IO, one batch per round;
+- :mod:`.groups`: the one rule for an incomplete group or a group of one, and scoring with a
+  ``reward:`` section's settings; :mod:`.batch`: a trainer's batch of rows, scored group by
+  group, with per-row metrics (TRL's reward functions);
 - :mod:`.inputs`: trainer data → the judge's input (one text rule, one system-turn rule);
-- :mod:`.config`: the ``reward:`` section and the settings loader;
+- :mod:`.config`: the ``reward:`` section (read by :mod:`rmr1_plugins.settings`);
 - :mod:`.samples`, :mod:`.service`, :mod:`.cohorts`: rewards for trainers that send one rollout
   at a time (against a reference, batched; or held until their group is complete);
 - :mod:`.metrics`: the per-sample numbers every integration logs with a reward;
@@ -12,31 +15,3 @@
 
 Nothing here imports a trainer.
 """
-
-from rmr1_plugins.rewards.config import RewardConfig, RewardSettings, load_reward_settings
-from rmr1_plugins.rewards.engine import (
-    Comparison,
-    Group,
-    GroupRewards,
-    GroupScoring,
-    ascore_groups,
-    score_groups,
-)
-from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import VerifiableReward, verifiable_reward
-
-__all__ = [
-    "Comparison",
-    "Group",
-    "GroupRewards",
-    "GroupScoring",
-    "RewardConfig",
-    "RewardSettings",
-    "Strategy",
-    "VerifiableReward",
-    "ascore_groups",
-    "load_reward_settings",
-    "resolve_strategy",
-    "score_groups",
-    "verifiable_reward",
-]

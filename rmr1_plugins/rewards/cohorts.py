@@ -9,14 +9,14 @@ complete, judges the cohort with the configured strategy and answers every membe
 - members with the same key fill a cohort of ``size`` in arrival order, then the next one opens:
   a prompt repeated in one step gives several cohorts;
 - what a cohort's members get is :func:`~rmr1_plugins.rewards.groups.plan_group`'s rule: a
-  cohort not complete ``group_timeout`` seconds after its first member arrived is judged with
+  cohort not complete ``group_timeout_s`` seconds after its first member arrived is judged with
   the members it has (``partial``; ``on_split="reference"``: each against its reference,
   ``"drop"``: the fallback, as the veRL manager asks); below two members, the member is judged
   against its reference (``alone``; no reference: the fallback reward); a group of one
   (validation, n = 1) is judged against its reference at once;
 - **late members**: when a cohort closes at its deadline short of ``k`` members, the next ``k``
   members with its key that arrive within ``timeout_s`` of the close (``deadline="close"``:
-  ``2 × group_timeout + timeout_s``) are its late members: each
+  ``2 × group_timeout_s + timeout_s``) are its late members: each
   is answered at once, judged alone against its reference (``alone``, ``late``) or, without
   one, given the fallback (``no_reference``), never held for a new cohort. A key's later
   members open a new cohort as usual;
@@ -31,7 +31,7 @@ complete, judges the cohort with the configured strategy and answers every membe
   samples, share engine calls; every member is answered exactly once, within ``timeout_s`` of
   its cohort's first member (the wait is capped at half of ``timeout_s``; rmr1 serve's rule) or,
   with ``deadline="close"`` (the veRL manager's), within ``timeout_s`` of its cohort's close
-  (complete, or at the end of its ``group_timeout`` wait, which is not capped);
+  (complete, or at the end of its ``group_timeout_s`` wait, which is not capped);
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
   (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
   bounded by ``max_group_size``.
@@ -188,7 +188,7 @@ class CohortTable:
 
     def __init__(
         self,
-        wait_s: float,
+        group_timeout_s: float,
         max_pending: int = 4096,
         max_group_size: int = 256,
         *,
@@ -196,13 +196,15 @@ class CohortTable:
         late_s: float | None = None,
         recent: int = RECENT,
     ) -> None:
-        if wait_s <= 0 or max_pending < 1 or max_group_size < 1 or max_bytes < 1:
-            raise ValueError("wait_s, max_pending, max_bytes and max_group_size must be positive")
-        self.wait_s = wait_s
+        if group_timeout_s <= 0 or max_pending < 1 or max_group_size < 1 or max_bytes < 1:
+            raise ValueError(
+                "group_timeout_s, max_pending, max_bytes and max_group_size must be positive"
+            )
+        self.group_timeout_s = group_timeout_s
         self.max_pending = max_pending
         self.max_group_size = max_group_size
         self.max_bytes = max_bytes
-        self.late_s = 2 * wait_s if late_s is None else late_s
+        self.late_s = 2 * group_timeout_s if late_s is None else late_s
         self.recent = recent
         self.held = 0  # members accepted and not yet answered
         self.held_bytes = 0
@@ -274,7 +276,7 @@ class CohortTable:
         closed = []
         while self._open:
             cohort = next(iter(self._open.values()))
-            if cohort.opened + self.wait_s > now:
+            if cohort.opened + self.group_timeout_s > now:
                 break
             del self._open[cohort.key]
             missing = cohort.size - len(cohort.responses)
@@ -288,7 +290,7 @@ class CohortTable:
     def next_deadline(self) -> float | None:
         """When the oldest open cohort's wait ends, or None."""
         for cohort in self._open.values():
-            return cohort.opened + self.wait_s
+            return cohort.opened + self.group_timeout_s
         return None
 
     def drain(self) -> list[Cohort]:
@@ -389,14 +391,16 @@ class CohortService:
         self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
         self.deadline = deadline
-        timeout_s, group_timeout = self.config.timeout_s, self.config.group_timeout
-        self.wait_s = group_timeout if deadline == "close" else min(group_timeout, timeout_s / 2)
+        timeout_s, group_timeout_s = self.config.timeout_s, self.config.group_timeout_s
+        self.group_timeout_s = (
+            group_timeout_s if deadline == "close" else min(group_timeout_s, timeout_s / 2)
+        )
         self.table = CohortTable(
-            self.wait_s,
+            self.group_timeout_s,
             max_pending,
             max_group_size,
             max_bytes=self.config.max_pending_bytes,
-            late_s=timeout_s if deadline == "first" else 2 * group_timeout + timeout_s,
+            late_s=timeout_s if deadline == "first" else 2 * group_timeout_s + timeout_s,
             recent=recent,
         )
         self.stats: Counter[str] = Counter()

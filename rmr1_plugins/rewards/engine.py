@@ -4,7 +4,8 @@ A policy trainer samples a *group* of completions per prompt and wants one numbe
 RM-R1 judge only says which of two answers is better. A strategy
 (:mod:`rmr1_plugins.rewards.strategies`) decides which pairs to judge; :class:`GroupScoring`
 plays every group's strategy round by round, without I/O, and :func:`score_groups` /
-:func:`ascore_groups` drive it with a scorer.
+:func:`ascore_groups` drive it with a scorer (a sync/async twin: their signatures repeat each
+other on purpose, so change both).
 
 Each comparison costs one judgment per order and sample: ×2 with ``order="both"`` (here or in
 the scorer), ×``sampling.num_samples`` when sampling several verdicts. A comparison of two
@@ -32,13 +33,12 @@ import hashlib
 import json
 import math
 import random
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.offload import off_loop
+from rmr1_plugins.rewards.config import OnUnparsed, Outcome
 from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.strategies import (
     REFERENCE,
@@ -49,13 +49,9 @@ from rmr1_plugins.rewards.strategies import (
     resolve_strategy,
 )
 from rmr1_plugins.schema import Message, PairResult, PairwiseExample
+from rmr1_plugins.scorer import AnyScorer, PairScorer
 
 ScorerOrder = Literal["given", "random", "both"]  # as ScorerConfig.order
-
-OnUnparsed = Literal["tie", "loss", "exclude"]
-
-
-Outcome = Literal["hard", "soft"]
 
 
 @dataclass
@@ -367,7 +363,7 @@ def _same_text_mean(texts: list[str], rewards: list[float | None]) -> list[float
     return values
 
 
-def with_both_orders(scorer: Any) -> Any:
+def with_both_orders(scorer: AnyScorer) -> AnyScorer:
     """``scorer`` itself if it judges both orders, else a view of it that does.
 
     The view is a shallow copy: it shares the backend, the cache and the statistics.
@@ -379,18 +375,8 @@ def with_both_orders(scorer: Any) -> Any:
     return view
 
 
-def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) -> Any:
-    """``scorer``, or a view of it judging in ``order`` (``None``: the scorer's own).
-
-    ``both_orders`` is the old spelling of ``order="both"``, kept one release with a warning.
-    """
-    if both_orders is not None:
-        warnings.warn(
-            "both_orders=True was renamed order='both'; the old name goes in the next release",
-            RMR1DeprecationWarning,
-            stacklevel=4,  # the caller of score_groups (via _scoring)
-        )
-        order = "both" if both_orders else order
+def with_order(scorer: AnyScorer, order: ScorerOrder | None) -> AnyScorer:
+    """``scorer``, or a view of it judging in ``order`` (``None``: the scorer's own)."""
     if order is None or order == scorer.order:
         return scorer
     if order == "both":
@@ -403,25 +389,24 @@ def with_order(scorer: Any, order: str | None, both_orders: bool | None = None) 
 
 
 def _scoring(
-    scorer: Any, groups: Sequence[Group], strategy: str | Strategy, **options: Any
-) -> tuple[Any, GroupScoring]:
+    scorer: PairScorer, groups: Sequence[Group], strategy: str | Strategy, **options: Any
+) -> tuple[PairScorer, GroupScoring]:
     """The scorer in the asked order and a :class:`GroupScoring` (shared by the two drivers)."""
-    scorer = with_order(scorer, options.pop("order"), options.pop("both_orders"))
+    scorer = with_order(scorer, options.pop("order"))
     return scorer, GroupScoring(groups, strategy, **options)
 
 
-def _ordered(scorer: Any, **options: Any) -> tuple[Any, dict[str, Any]]:
+def _ordered(scorer: PairScorer, **options: Any) -> tuple[PairScorer, dict[str, Any]]:
     """The scorer in the asked order and the options left (as :func:`_scoring`, same depth)."""
-    return with_order(scorer, options.pop("order"), options.pop("both_orders")), options
+    return with_order(scorer, options.pop("order")), options
 
 
 def score_groups(
-    scorer: Any,
+    scorer: PairScorer,
     groups: Sequence[Group],
     strategy: str | Strategy = "round-robin",
     *,
     order: ScorerOrder | None = None,
-    both_orders: bool | None = None,
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,
@@ -430,12 +415,11 @@ def score_groups(
     """Score many groups; each round of every group goes to ``scorer.score`` as one batch.
 
     Args:
-        scorer: a :class:`rmr1_plugins.Scorer`.
+        scorer: a :class:`rmr1_plugins.Scorer` (any :class:`~rmr1_plugins.scorer.PairScorer`).
         groups: the groups; a strategy that ``needs_reference`` needs ``Group.reference`` set.
         strategy: a registered strategy name or a :class:`Strategy` instance.
         order: ``"both"`` judges every pair in both A/B orders, ``"given"`` / ``"random"`` as
             :class:`rmr1_plugins.Scorer` does; ``None`` keeps the scorer's own ``order``.
-            (``both_orders=True`` is the old spelling, deprecated.)
         on_unparsed: ``"tie"``, ``"loss"`` or ``"exclude"`` for a comparison with no verdict.
         seed: seeds the pivot choice and knockout brackets.
         skip_invalid: give a group that cannot be judged (a missing reference, a prompt not
@@ -459,12 +443,11 @@ def score_groups(
 
 
 async def ascore_groups(
-    scorer: Any,
+    scorer: PairScorer,
     groups: Sequence[Group],
     strategy: str | Strategy = "round-robin",
     *,
     order: ScorerOrder | None = None,
-    both_orders: bool | None = None,
     on_unparsed: OnUnparsed = "tie",
     seed: int = 0,
     skip_invalid: bool = False,

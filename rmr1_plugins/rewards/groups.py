@@ -35,7 +35,10 @@ from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import (
     Group,
+    GroupRewards,
     GroupScoring,
+    ascore_groups,
+    score_groups,
 )
 from rmr1_plugins.rewards.strategies import ReferenceStrategy, Strategy
 
@@ -114,3 +117,20 @@ def scoring(
     configured one); a group that cannot be judged gets ``None`` rewards and an ``error``."""
     chosen = config.build_strategy() if strategy is None else strategy
     return GroupScoring(groups, chosen, skip_invalid=True, **group_options(config))
+
+
+def score(
+    scorer: Any, groups: Sequence[Group], config: RewardConfig, strategy: Strategy | None = None
+) -> list[GroupRewards]:
+    """:func:`~rmr1_plugins.rewards.engine.score_groups` with ``config``'s settings, as
+    :func:`scoring`; :func:`ascore` is its async twin."""
+    chosen = config.build_strategy() if strategy is None else strategy
+    return score_groups(scorer, groups, chosen, skip_invalid=True, **group_options(config))
+
+
+async def ascore(
+    scorer: Any, groups: Sequence[Group], config: RewardConfig, strategy: Strategy | None = None
+) -> list[GroupRewards]:
+    """The async twin of :func:`score` (:func:`~rmr1_plugins.rewards.engine.ascore_groups`)."""
+    chosen = config.build_strategy() if strategy is None else strategy
+    return await ascore_groups(scorer, groups, chosen, skip_invalid=True, **group_options(config))

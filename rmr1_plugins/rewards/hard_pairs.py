@@ -10,7 +10,7 @@ and the hash of the pair, so a pair seen twice can be dropped.
 The judge was unsure, so its verdict is no label: the rows are written unlabelled. ``rmr1 score``
 judges them as they are (a stronger teacher's verdicts), and ``rmr1 recipe prepare`` takes them as
 a source once ``label`` is filled in (by a person or from those verdicts); it refuses unlabelled
-rows, naming the line. docs/rewards.md ("Hard pairs") has the workflow.
+rows, naming the line. docs/concepts/health.md ("Hard pairs for the next judge") has the workflow.
 
 Writing never slows or stops a training step: pairs go into a bounded queue (a full queue drops
 the pair, counted) and a background thread appends them. Each batch is one ``write`` of whole

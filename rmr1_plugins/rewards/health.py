@@ -6,21 +6,21 @@ Every function is pure and takes judged pairs as mappings (the judgments file's 
 :class:`~rmr1_plugins.schema.PairResult` objects. A *judgment* is one generation (``verdict``
 relative to the pair as stored, ``swapped`` when the judge saw the responses the other way round,
 ``finish_reason``); a *pair* is one comparison with its combined ``verdict``, ``orders_agree``,
-``label`` and ``judgments``. Every rate is a percentage, or ``None`` when nothing was measured.
+``label`` and ``judgments``. Every rate is a fraction (0-1), or ``None`` when nothing was measured.
 
-- **slot-A rate** (position bias): of the judgments with a parsed verdict, the percentage that
-  picked the response shown in slot A; 50 means no position bias.
+- **slot-A rate** (position bias): of the judgments with a parsed verdict, the fraction that
+  picked the response shown in slot A; 0.5 means no position bias.
 - **order consistency**: of the pairs judged in both orders where at least one order reached a
-  verdict (``orders_agree`` is not ``None``), the percentage whose two orders gave the same
+  verdict (``orders_agree`` is not ``None``), the fraction whose two orders gave the same
   verdict; a pair neither order could decide says nothing about position.
-- **unparsed rate**: the percentage of judgments without a parsed verdict.
-- **truncated rate**: the percentage of judgments whose generation stopped at the token limit
+- **unparsed rate**: the fraction of judgments without a parsed verdict.
+- **truncated rate**: the fraction of judgments whose generation stopped at the token limit
   (``finish_reason == "length"``).
 - **length bias**: of the pairs with a combined verdict whose two responses differ in length (in
-  characters), the percentage where the verdict picked the longer response (``longer_wins``);
-  50 means no preference for length. ``longer_preferred`` is the same percentage for the label
+  characters), the fraction where the verdict picked the longer response (``longer_wins``);
+  0.5 means no preference for length. ``longer_preferred`` is the same fraction for the label
   (the preferred response is the longer one), the value an always-right judge would have.
-- **invalid probabilities rate**: the percentage of judgments whose verdict log-probabilities were
+- **invalid probabilities rate**: the fraction of judgments whose verdict log-probabilities were
   impossible (NaN, above 0: ``prob_invalid``); they count as absent and the hard verdict stands.
 - **confidence**: the mean, over the judgments with a verdict probability (``prob_a``), of
   ``max(prob_a, 1 - prob_a)``: 0.5 is a coin flip, 1 a certain judge.
@@ -29,8 +29,9 @@ relative to the pair as stored, ``swapped`` when the judge saw the responses the
   a reward; undefined (``None``) with fewer than two of them or when the rewards or the lengths
   are all equal. Over several groups it is the plain mean of the groups where it is defined.
 
-Training metrics are fractions (0-1), not percentages, under :data:`PREFIX` (see
-:class:`Tally`); docs/rewards.md ("Judge health") lists the keys.
+``rmr1 eval`` reports (:func:`summary`) and the training metrics (under :data:`PREFIX`, see
+:class:`Tally`) use the same names and the same fractions; docs/concepts/health.md
+lists the keys.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def _get(thing: Any, key: str, default: Any = None) -> Any:
     return getattr(thing, key, default)
 
 
-def _percent(hits: int, total: int) -> float | None:
-    return 100 * hits / total if total else None
+def _fraction(hits: int, total: int) -> float | None:
+    return hits / total if total else None
 
 
 def shown_verdict(judgment: Any) -> str | None:
@@ -64,24 +65,24 @@ def shown_verdict(judgment: Any) -> str | None:
 
 def slot_a_rate(judgments: Iterable[Any]) -> float | None:
     shown = [v for v in map(shown_verdict, judgments) if v is not None]
-    return _percent(shown.count("A"), len(shown))
+    return _fraction(shown.count("A"), len(shown))
 
 
 def unparsed_rate(judgments: Sequence[Any]) -> float | None:
-    return _percent(sum(_get(j, "verdict") is None for j in judgments), len(judgments))
+    return _fraction(sum(_get(j, "verdict") is None for j in judgments), len(judgments))
 
 
 def truncated_rate(judgments: Sequence[Any]) -> float | None:
-    return _percent(sum(_get(j, "finish_reason") == "length" for j in judgments), len(judgments))
+    return _fraction(sum(_get(j, "finish_reason") == "length" for j in judgments), len(judgments))
 
 
 def invalid_probs_rate(judgments: Sequence[Any]) -> float | None:
-    return _percent(sum(bool(_get(j, "prob_invalid", False)) for j in judgments), len(judgments))
+    return _fraction(sum(bool(_get(j, "prob_invalid", False)) for j in judgments), len(judgments))
 
 
 def order_consistency(pairs: Iterable[Any]) -> float | None:
     agree = [a for a in (_get(p, "orders_agree") for p in pairs) if a is not None]
-    return _percent(sum(agree), len(agree))
+    return _fraction(sum(agree), len(agree))
 
 
 def lengths(
@@ -118,9 +119,9 @@ def length_bias(
             labelled += 1
             preferred += label == longer
     return {
-        "longer_wins": _percent(wins, decided),
+        "longer_wins": _fraction(wins, decided),
         "decided": decided,
-        "longer_preferred": _percent(preferred, labelled),
+        "longer_preferred": _fraction(preferred, labelled),
     }
 
 
@@ -133,12 +134,12 @@ def summary(
     return {
         "pairs": len(pairs),
         "judgments": len(judgments),
-        "slot_a_rate": slot_a_rate(judgments),
-        "order_consistency": order_consistency(pairs),
+        "slot_a": slot_a_rate(judgments),
+        "orders_agree": order_consistency(pairs),
         "both_orders": sum(_get(p, "orders_agree") is not None for p in pairs),
-        "unparsed_rate": unparsed_rate(judgments),
-        "truncated_rate": truncated_rate(judgments),
-        "invalid_probs_rate": invalid_probs_rate(judgments),
+        "unparsed": unparsed_rate(judgments),
+        "truncated": truncated_rate(judgments),
+        "invalid_probs": invalid_probs_rate(judgments),
         "longer_wins": bias["longer_wins"],
         "length_decided": bias["decided"],
         "longer_preferred": bias["longer_preferred"],

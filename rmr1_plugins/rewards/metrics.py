@@ -5,8 +5,8 @@ manager's ``reward_extra_info``), OpenRLHF (the reward file's ``extra_logs``) an
 (``/get_reward``'s ``extra_logs``, cohort mode and ``/cohort`` too) log exactly :data:`KEYS`,
 for every sample: judged ones, fallbacks and set-up failures alike (trainers stack the keys of
 a batch, and OpenRLHF takes them from its first sample). Every value is a float; why a sample
-got the fallback is logged as text, never put in a metric. docs/rewards.md ("Metrics") lists the
-same table.
+got the fallback is logged as text, never put in a metric. docs/concepts/rewards.md ("Metrics")
+lists the same table.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ METRICS: tuple[Metric, ...] = (
         "flag",
         (
             "its group arrived incomplete (split across processes or workers, or not whole "
-            "within `group_timeout`)"
+            "within `group_timeout_s`)"
         ),
         "0 or 1",
         "0 or 1",
@@ -145,6 +145,19 @@ METRICS: tuple[Metric, ...] = (
 KEYS: tuple[str, ...] = (
     *(m.name for m in METRICS),
     *(PREFIX + name for name in HEALTH_METRICS),  # judge health (rewards/health.py)
+)
+# The verifiable reward's keys (training a judge, rewards/verifiable.py): "judged" is a row with
+# a usable label, "fallback" one without (its neutral reward). docs/concepts/rewards.md lists
+# them too.
+VERIFIABLE_METRICS: tuple[Metric, ...] = (
+    Metric("rmr1_correct", "flag", "the judge's verdict picks the labelled answer", "0 or 1", "0"),
+    Metric(
+        "rmr1_bad_input",
+        "flag",
+        "the label is not `A`, `B`, `model_a` or `model_b` (the row gets the neutral reward)",
+        "0",
+        "1",
+    ),
 )
 
 

@@ -389,7 +389,7 @@ class RewardService:
         loop = asyncio.get_running_loop()
         failures = 0 if error is None else 1
         while not item.future.done():
-            if failures > self.config.retries:
+            if failures > self.config.max_retries:
                 message = f"the judge failed: {type(error).__name__}: {error}"
                 self._settle(item, Failure("error", message))
                 return

@@ -6,7 +6,7 @@ which answer is right. The reward is +1.0 for the right verdict and -1.0 for any
 
 Rules:
 
-- ``rmr1-train`` (default, the official rule): only the last 80 characters count, and the right
+- ``rmr1-train`` (default, the official parser): only the last 80 characters count, and the right
   ``<answer>[[X]]</answer>`` must be there without the other one
   (:func:`rmr1_plugins.parsing.train_reward`). RM-R1 decoded completions *with* special tokens,
   so an end-of-sequence marker took part of the 80 characters; trainers that decode without them
@@ -17,15 +17,16 @@ Rules:
 A label that is not ``A``, ``B``, ``model_a`` or ``model_b`` is a dataset bug:
 :func:`verifiable_reward` raises ``ValueError``; :func:`grade` (for use inside a training run)
 says so instead, and one rule gives such a row its reward: ``None`` in TRL (TRL leaves the row
-out of the reward mean), :data:`NEUTRAL` (0.0) with ``bad_label`` 1.0 in veRL and OpenRLHF,
+out of the reward mean), :data:`NEUTRAL` (0.0) with ``rmr1_bad_input`` 1.0 in veRL and OpenRLHF,
 which cannot take ``None``; a warning is logged. One bad row never stops a run.
 
-The trainers' shapes, one each, all on :func:`grade` and one key set (:data:`KEYS`: ``acc``, 1.0
-for a correct verdict, veRL's validation accuracy; ``bad_label``, 1.0 for an unusable label):
+The trainers' shapes, one each, all on :func:`grade` and one key set, part of the metrics
+contract (:data:`KEYS`, :data:`rmr1_plugins.rewards.metrics.VERIFIABLE_METRICS`):
+``rmr1_correct``, 1.0 for a correct verdict; ``rmr1_bad_input``, 1.0 for an unusable label:
 
-- TRL: :class:`TRLVerifiableReward` (``rmr1_trl.RMR1VerifiableReward``, the recipe's
-  ``rmr1_train_reward``): the completion's text by :func:`~.inputs.as_text`.
-- veRL: :func:`verl_verifiable_score` (``rmr1_verl.reward.compute_verifiable_score``, the
+- TRL: :class:`TRLVerifiableReward` (``rmr1_trl.TRLVerifiableReward``, the recipe's
+  ``rmr1_verifiable_reward``): the completion's text by :func:`~.inputs.as_text`.
+- veRL: :func:`verl_verifiable_reward` (``rmr1_verl.reward.verl_verifiable_reward``, the
   recipe's ``compute_score``): ``solution_str`` as veRL decoded it.
 - OpenRLHF: :func:`openrlhf_verifiable_reward` (the recipe's ``reward_func``): what follows the
   prompt in the query, end-of-sequence tokens *kept*, as RM-R1 read it.
@@ -34,43 +35,42 @@ for a correct verdict, veRL's validation accuracy; ``bad_label``, 1.0 for an unu
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rmr1_plugins.errors import RMR1DeprecationWarning
 from rmr1_plugins.parsing import StrictParser, train_reward
 from rmr1_plugins.rewards.inputs import TRL_KWARGS, as_text
+from rmr1_plugins.rewards.metrics import VERIFIABLE_METRICS
 from rmr1_plugins.schema import normalize_label
 
-Rule = Literal["rmr1-train", "strict"]
-RULES: tuple[Rule, ...] = ("rmr1-train", "strict")
+ParserName = Literal["rmr1-train", "strict"]
+PARSERS: tuple[ParserName, ...] = ("rmr1-train", "strict")
 NEUTRAL = 0.0  # the reward of a bad label where the trainer cannot take None
-KEYS = ("acc", "bad_label")
+KEYS = tuple(m.name for m in VERIFIABLE_METRICS)
 logger = logging.getLogger(__name__)
 
 
-def verifiable_reward(completion: str, label: object, rule: Rule = "rmr1-train") -> float:
+def verifiable_reward(completion: str, label: object, parser: ParserName = "rmr1-train") -> float:
     """+1.0 if the judge's ``completion`` picks ``label``, else -1.0; a bad label raises.
 
     Example:
         >>> verifiable_reward("<rubric>...</rubric><answer>[[B]]</answer>", "model_b")
         1.0
-        >>> verifiable_reward("<answer>[[B]]</answer> on reflection, A.", "B", rule="strict")
+        >>> verifiable_reward("<answer>[[B]]</answer> on reflection, A.", "B", parser="strict")
         1.0
     """
-    if rule == "rmr1-train":
+    if parser == "rmr1-train":
         return train_reward(completion, label)
-    if rule == "strict":
+    if parser == "strict":
         return 1.0 if StrictParser().parse(completion) == normalize_label(label) else -1.0
-    raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    raise ValueError(f"parser must be one of {', '.join(PARSERS)}, got {parser!r}")
 
 
-def check_rule(rule: str) -> Rule:
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    return rule
+def check_parser(parser: str) -> ParserName:
+    if parser not in PARSERS:
+        raise ValueError(f"parser must be one of {', '.join(PARSERS)}, got {parser!r}")
+    return parser
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Grade:
         return self.score == 1.0
 
     @property
-    def bad_label(self) -> bool:
+    def bad_input(self) -> bool:
         return self.score is None
 
     @property
@@ -94,26 +94,26 @@ class Grade:
 
     def logs(self) -> dict[str, float]:
         """The :data:`KEYS`, as floats."""
-        return {"acc": float(self.correct), "bad_label": float(self.bad_label)}
+        return {"rmr1_correct": float(self.correct), "rmr1_bad_input": float(self.bad_input)}
 
 
-def grade(completion: str, label: object, rule: Rule = "rmr1-train") -> Grade:
+def grade(completion: str, label: object, parser: ParserName = "rmr1-train") -> Grade:
     """The verdict of ``completion`` against ``label``; never raises for a bad label."""
-    check_rule(rule)
+    check_parser(parser)
     try:
-        return Grade(verifiable_reward(completion, label, rule))
+        return Grade(verifiable_reward(completion, label, parser))
     except ValueError:
         return Grade(None)
 
 
 def grade_all(
-    completions: Sequence[str], labels: Sequence[object], rule: Rule = "rmr1-train"
+    completions: Sequence[str], labels: Sequence[object], parser: ParserName = "rmr1-train"
 ) -> list[Grade]:
     """:func:`grade` for each row, with one warning for the rows whose label is unusable."""
     if len(completions) != len(labels):
         raise ValueError(f"{len(completions)} completions but {len(labels)} labels")
-    grades = [grade(c, label, rule) for c, label in zip(completions, labels, strict=True)]
-    bad = [label for label, g in zip(labels, grades, strict=True) if g.bad_label]
+    grades = [grade(c, label, parser) for c, label in zip(completions, labels, strict=True)]
+    bad = [label for label, g in zip(labels, grades, strict=True) if g.bad_input]
     if bad:
         logger.warning(
             "rmr1: %d of %d rows have a label other than A/B/model_a/model_b (first: %r); "
@@ -125,36 +125,18 @@ def grade_all(
     return grades
 
 
-_UNSET: Any = object()
-
-
-def old_fallback(fallback: Any, where: str) -> float | None:
-    """The deprecated ``fallback=`` argument of a verifiable-reward shape: honoured this release,
-    with a warning (one rule now: ``None`` in TRL, :data:`NEUTRAL` in veRL and OpenRLHF)."""
-    warnings.warn(
-        f"{where}(fallback=...) goes in the next release: a bad label gets None in TRL and "
-        f"{NEUTRAL} in veRL and OpenRLHF (with bad_label 1.0)",
-        RMR1DeprecationWarning,
-        stacklevel=3,
-    )
-    return fallback
-
-
 class VerifiableReward:
     """The batch form: one score per row, ``None`` for a bad label (logged), never raising.
 
     Args:
-        rule: ``rmr1-train`` or ``strict``.
-        fallback: deprecated (see :func:`old_fallback`).
+        parser: ``rmr1-train`` or ``strict``.
     """
 
-    def __init__(self, rule: Rule = "rmr1-train", fallback: Any = _UNSET) -> None:
-        self.rule = check_rule(rule)
-        self.fallback = None if fallback is _UNSET else old_fallback(fallback, "VerifiableReward")
+    def __init__(self, parser: ParserName = "rmr1-train") -> None:
+        self.parser = check_parser(parser)
 
     def __call__(self, completions: Sequence[str], labels: Sequence[object]) -> list[float | None]:
-        grades = grade_all(completions, labels, self.rule)
-        return [self.fallback if g.bad_label else g.score for g in grades]
+        return [g.score for g in grade_all(completions, labels, self.parser)]
 
 
 class TRLVerifiableReward:
@@ -173,15 +155,13 @@ class TRLVerifiableReward:
 
     def __init__(
         self,
-        rule: Rule = "rmr1-train",
+        parser: ParserName = "rmr1-train",
         label_key: str = "winner",
         name: str = "rmr1_verifiable_reward",
-        fallback: Any = _UNSET,
     ) -> None:
         self.__name__ = name
         self.label_key = label_key
-        self.rule = check_rule(rule)
-        self.fallback = None if fallback is _UNSET else old_fallback(fallback, type(self).__name__)
+        self.parser = check_parser(parser)
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
@@ -193,27 +173,21 @@ class TRLVerifiableReward:
                 f"(model_a/model_b or A/B); the batch has columns {columns}"
             )
         texts = [as_text(c) for c in completions]
-        grades = grade_all(texts, kwargs[self.label_key], self.rule)
-        return [self.fallback if g.bad_label else g.score for g in grades]
+        return [g.score for g in grade_all(texts, kwargs[self.label_key], self.parser)]
 
 
-def verl_verifiable_score(
+def verl_verifiable_reward(
     data_source: str,
     solution_str: str,
     ground_truth: Any,
     extra_info: Any = None,
     *,
-    rule: Rule = "rmr1-train",
-    fallback: Any = _UNSET,
+    parser: ParserName = "rmr1-train",
     **_: Any,
 ) -> dict[str, float]:
-    """veRL ``compute_score``: ``ground_truth`` is the label; the same keys every call.
-    (``fallback`` is deprecated, see :func:`old_fallback`.)"""
-    [graded] = grade_all([solution_str], [ground_truth], rule)
-    score = graded.reward
-    if fallback is not _UNSET and graded.bad_label:
-        score = float(old_fallback(fallback, "compute_verifiable_score") or NEUTRAL)
-    return {"score": score, **graded.logs()}
+    """veRL ``compute_score``: ``ground_truth`` is the label; the same keys every call."""
+    [graded] = grade_all([solution_str], [ground_truth], parser)
+    return {"score": graded.reward, **graded.logs()}
 
 
 def openrlhf_verifiable_reward(
@@ -221,7 +195,7 @@ def openrlhf_verifiable_reward(
     prompts: Sequence[str],
     labels: Sequence[Any],
     *,
-    rule: Rule = "rmr1-train",
+    parser: ParserName = "rmr1-train",
     **_: Any,
 ) -> dict[str, Any]:
     """OpenRLHF ``reward_func``: ``queries`` are prompt + response decoded with special tokens.
@@ -234,7 +208,7 @@ def openrlhf_verifiable_reward(
         query[len(prompt) :] if query.startswith(prompt) else query
         for query, prompt in zip(queries, prompts, strict=True)
     ]
-    grades = grade_all(responses, labels, rule)
+    grades = grade_all(responses, labels, parser)
     rewards = [g.reward for g in grades]
     return {
         "rewards": rewards,

@@ -20,7 +20,7 @@ from rmr1_plugins.backends.openai import OpenAIBackend
 
 CHAT = [{"role": "user", "content": "Say hello."}]
 SHORT = SamplingParams(max_new_tokens=16)
-FAST_RETRY = {"backoff": 0.01, "max_backoff": 0.05}
+FAST_RETRY = {"retry_backoff_s": 0.01, "max_retry_backoff_s": 0.05}
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_timeout_is_retried_then_reported(stub):
     server = stub(hang)
     start = time.monotonic()
     with pytest.raises(BackendError, match=r"no answer within 0.2 s"):
-        backend_for(server.url, timeout=0.2, max_retries=1).generate([CHAT], SHORT)
+        backend_for(server.url, timeout_s=0.2, max_retries=1).generate([CHAT], SHORT)
     assert len(server.bodies) == 2 and time.monotonic() - start < 3
 
 
@@ -277,7 +277,7 @@ def test_real_server_samples_rejects_too_long_prompts_and_times_out(vllm_server)
     assert backend.stats["retries"] == 0
 
     impatient = OpenAIBackend(
-        "smollm2", {"base_url": vllm_server.url, "timeout": 0.05, "max_retries": 1, **FAST_RETRY}
+        "smollm2", {"base_url": vllm_server.url, "timeout_s": 0.05, "max_retries": 1, **FAST_RETRY}
     )
     with pytest.raises(BackendError, match=r"failed after 2 attempt.*no answer within 0.05 s"):
         impatient.generate([CHAT], SamplingParams(max_new_tokens=32))

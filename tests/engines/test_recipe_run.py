@@ -84,7 +84,7 @@ def test_both_stages_trained_and_saved_a_checkpoint(run_dir):
     assert any(not student[k].equal(sft[k]) for k in student)  # the SFT steps moved the weights
     assert summary["sft_log"][0]["loss"] > 0
     assert (run_dir / "rlvr" / "model" / "tokenizer.json").exists()
-    rewards = [e["rewards/rmr1_train_reward/mean"] for e in summary["rl_log"] if "reward" in e]
+    rewards = [e["rewards/rmr1_verifiable_reward/mean"] for e in summary["rl_log"] if "reward" in e]
     assert len(rewards) == 2 and all(-1.0 <= r <= 1.0 for r in rewards)
 
 

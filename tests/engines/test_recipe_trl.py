@@ -15,7 +15,7 @@ import json
 import pytest
 
 from rmr1_plugins.recipe.prepare import PrepareConfig, prepare
-from rmr1_plugins.recipe.reward import rmr1_train_reward
+from rmr1_plugins.recipe.reward import rmr1_verifiable_reward
 from rmr1_plugins.recipe.sources import read_jsonl
 from rmr1_plugins.recipe.stages import Launch, emit
 
@@ -86,10 +86,10 @@ def test_trl_parses_the_emitted_grpo_config_and_imports_the_reward(tmp_path, dat
     assert training.max_completion_length == 8192
     (name,) = script.reward_funcs
     module, attr = name.rsplit(".", 1)  # how `trl grpo` resolves a dotted reward name
-    assert getattr(importlib.import_module(module), attr) is rmr1_train_reward
+    assert getattr(importlib.import_module(module), attr) is rmr1_verifiable_reward
     row = get_dataset(mixture)["train"][0]
     assert row == {"prompt": [{"role": "user", "content": "u"}], "winner": "model_b"}
-    assert rmr1_train_reward(
+    assert rmr1_verifiable_reward(
         prompts=[row["prompt"]], completions=["<answer>[[B]]</answer>"], winner=[row["winner"]]
     ) == [1.0]
 

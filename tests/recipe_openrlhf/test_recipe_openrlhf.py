@@ -154,7 +154,10 @@ def test_rlvr_flags_parse_and_the_reward_file_scores_through_openrlhf(tmp_path, 
         )
         assert info["rewards"] == [reward]
     (info,) = asyncio.run(executor._fetch_rewards_via_func([prompt + right], [prompt], [""]))
-    assert (info["rewards"], info["extra_logs"]) == ([0.0], {"acc": [0.0], "bad_label": [1.0]})
+    assert (info["rewards"], info["extra_logs"]) == (
+        [0.0],
+        {"rmr1_correct": [0.0], "rmr1_bad_input": [1.0]},
+    )
 
 
 @pytest.mark.parametrize("name", ["rm-r1-instruct-7b", "rm-r1-instruct-32b", "rm-r1-deepseek-32b"])

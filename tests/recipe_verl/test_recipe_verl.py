@@ -103,7 +103,7 @@ def test_rlvr_overrides_compose_validate_and_load(tmp_path, data, student, token
     right = "<answer>[[A]]</answer>" if winner == "model_a" else "<answer>[[B]]</answer>"
     assert get_custom_reward_fn(cfg)(
         data_source=item["data_source"], solution_str=right, ground_truth=winner
-    ) == {"score": 1.0, "acc": 1.0, "bad_label": 0.0}
+    ) == {"score": 1.0, "rmr1_correct": 1.0, "rmr1_bad_input": 0.0}
     assert reward_through_the_manager(cfg, tokenizer, item, right) == 1.0
     assert reward_through_the_manager(cfg, tokenizer, item, "no verdict") == -1.0
 
@@ -127,7 +127,7 @@ def reward_through_the_manager(cfg, tokenizer, item, response: str) -> float:
                      for key in ("data_source", "reward_model", "extra_info", "raw_prompt")},
     )  # fmt: skip
     result = manager.loop.run_until_complete(manager.run_single(data))
-    assert set(result["reward_extra_info"]) == {"score", "acc", "bad_label"}
+    assert set(result["reward_extra_info"]) == {"score", "rmr1_correct", "rmr1_bad_input"}
     return result["reward_score"]
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rmr1_openrlhf import reward_file_path
 from rmr1_openrlhf.reward import CONFIG_ENV, get_runtime, reset_runtime, reward_func
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = reward_func([prompt + args.response + "<|im_end|>"], [prompt], [args.reference])
     finally:
         reset_runtime()
-    shown = {
+    shown: dict[str, Any] = {
         "rewards": _plain(result["rewards"]),
         "scores": _plain(result["scores"]),
         "extra_logs": {key: _plain(value) for key, value in result["extra_logs"].items()},
@@ -48,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if shown["extra_logs"]["rmr1_fallback"] != [0.0] else 0
 
 
-def _plain(value: object) -> list[float]:
-    return value.tolist() if hasattr(value, "tolist") else list(value)  # type: ignore[arg-type]
+def _plain(value: Any) -> list[float]:
+    return value.tolist() if hasattr(value, "tolist") else list(value)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ forward environment variables: set them with ``ray job submit --runtime-env-json
 
 Whole-group rewards (an in-group ``strategy`` with ``group_size`` over 1) need OpenRLHF on Ray,
 where the reward file runs in each ``RolloutRayActor``: every rollout goes to the job's cohort
-actor (:mod:`rmr1_plugins.rewards.ray_cohorts`, named from the settings, so every rollout
+actor (:mod:`rmr1_plugins.serve.ray_actor`, named from the settings, so every rollout
 actor with the same configuration meets in one), which holds it until its group (the formatted
 prompt, ``group_size`` rollouts) is whole, as ``rmr1 serve``'s ``/get_reward`` does; a group
-short at ``group_timeout`` is judged with what arrived (``partial``). OpenRLHF runs the file in
+short at ``group_timeout_s`` is judged with what arrived (``partial``). OpenRLHF runs the file in
 the rollout actor's default thread pool (min(32, CPUs + 4) threads), where waiting rollouts
 would hold every thread, so when the file is loaded (in the actor's event loop) with such a
 configuration the loop's default executor is replaced by one of :data:`HELD_THREADS` threads
@@ -47,18 +47,14 @@ from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.cohorts import Member, groups_samples
-from rmr1_plugins.rewards.config import (
-    CONFIG_ENV,
-    RewardConfig,
-    RewardSettings,
-    load_reward_settings,
-)
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
-from rmr1_plugins.rewards.ray_cohorts import RayCohortClient
 from rmr1_plugins.rewards.samples import SampleReward, fallback
 from rmr1_plugins.rewards.service import BackgroundRewardService
-from rmr1_plugins.serve_cohort import member_of
+from rmr1_plugins.serve.cohort import member_of
+from rmr1_plugins.serve.ray_actor import RayCohortClient
+from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
 
 logger = logging.getLogger("rmr1_openrlhf")
 HELD_THREADS = 8192  # rollouts one rollout actor may hold in the cohort actor at once
@@ -148,7 +144,7 @@ def get_runtime() -> BackgroundRewardService | RayCohorts:
                         f"{settings.reward.group_size} asks for in-group rewards, which the "
                         "reward file gives only inside OpenRLHF's Ray rollout actors; serve the "
                         "judge with `rmr1 serve` and pass --reward.remote_url "
-                        "http://HOST:PORT/get_reward (docs/openrlhf.md), or unset "
+                        "http://HOST:PORT/get_reward (docs/trainers/openrlhf.md), or unset "
                         "reward.group_size for reference rewards",
                         settings.reward,
                     )

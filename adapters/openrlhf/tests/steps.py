@@ -17,11 +17,11 @@ from serving import Server
 from stand_ins import Engine
 
 
-def cohort_server(prompts: int, n: int, group_timeout: float = 600) -> Server:
+def cohort_server(prompts: int, n: int, group_timeout_s: float = 600) -> Server:
     """``rmr1 serve`` with cohorts of ``n`` (round-robin), room for every sample of the step."""
     return Server(
         "--no-warmup", "--group-size", str(n), "--strategy", "round-robin",
-        "--group-timeout", str(group_timeout), "--timeout-s", str(2 * group_timeout),
+        "--group-timeout-s", str(group_timeout_s), "--timeout-s", str(2 * group_timeout_s),
         "--max-pending", str(2 * prompts * n),
         backend="ranker", num_samples=None, startup_s=120,
     )  # fmt: skip

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from rmr1_openrlhf import reward_file_path
 
-from rmr1_plugins.rewards.config import load_reward_settings
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.samples import build_example
+from rmr1_plugins.settings import load_reward_settings
 
 pytest.importorskip("openrlhf")
 from openrlhf.utils.config import hierarchize
@@ -95,7 +95,7 @@ def test_example_rows_become_judgeable_pairs_the_way_openrlhf_builds_them():
             row, None, "prompt", "reference", tokenizer.apply_chat_template
         )
         example, _ = build_example(Sample(prompt + "An answer.<|im_end|>", prompt, label), reward)
-        # the template's default system turn is folded into the user turn (docs/rewards.md)
+        # the template's default system turn is folded into the user turn (docs/concepts/rewards.md)
         system = prompt.split("<|im_start|>system\n")[1].split("<|im_end|>")[0]
         assert example.context[-1].content == f"{system}\n\n{row['prompt']}"
         assert example.response_a == "An answer." and example.response_b == row["reference"]

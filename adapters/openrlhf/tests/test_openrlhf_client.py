@@ -98,7 +98,7 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
     assert len(users) == 2  # 8 samples, 2 distinct pairs: batched and de-duplicated
     assert users[0].startswith("[Client Question]\n2+2?\n")  # the label's question
     # recovered from the prompt: SmolLM2's template adds its default system turn, which is folded
-    # into the user turn (the one system-turn rule, docs/rewards.md "What the judge sees")
+    # into the user turn (the one system-turn rule, docs/concepts/rewards.md "What the judge sees")
     system = prompt.split("<|im_start|>system\n")[1].split("<|im_end|>")[0]
     assert users[1].startswith(f"[Client Question]\n{system}\n\n{QUESTION}\n")
     for user in users:  # the response without the chat template's end token

@@ -47,7 +47,7 @@ async def rollout(executor, tokenizer, prompt, label, response):
 
 def test_openrlhf_gets_in_group_rewards_for_concurrent_prompts(tokenizer):
     server = ranker_server(
-        "--group-size", "4", "--strategy", "round-robin", "--group-timeout", "60"
+        "--group-size", "4", "--strategy", "round-robin", "--group-timeout-s", "60"
     )
     try:
         executor = agent.SingleTurnAgentExecutor(server.url)
@@ -78,7 +78,7 @@ def test_partial_groups_and_deadlines_on_a_real_server(tokenizer):
     # One engine call per pair (as the openai backend makes): a hung judgment holds up no
     # other cohort's, which a batched engine call would.
     server = ranker_server(
-        "--group-size", "4", "--group-timeout", "1", "--timeout-s", "3", "--fallback", "0.25",
+        "--group-size", "4", "--group-timeout-s", "1", "--timeout-s", "3", "--fallback", "0.25",
         backend="ranker-requests",
     )  # fmt: skip
     try:
@@ -113,7 +113,7 @@ def test_partial_groups_and_deadlines_on_a_real_server(tokenizer):
 
 
 def test_the_cohort_endpoint_for_verl(tokenizer):
-    server = ranker_server("--group-timeout", "30", "--max-pending", "6")
+    server = ranker_server("--group-timeout-s", "30", "--max-pending", "6")
     try:
 
         def ask(value, key="uid-1", size=3, **extra):

@@ -26,7 +26,8 @@ from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
 
 PROMPTS, N = 32, 4  # OpenRLHF's step: rollout.batch_size x n_samples_per_prompt
 YAML = (
-    "backend: {name: ranker}\nreward: {strategy: round-robin, group_size: %d, group_timeout: 120}\n"
+    "backend: {name: ranker}\n"
+    "reward: {strategy: round-robin, group_size: %d, group_timeout_s: 120}\n"
 )
 
 

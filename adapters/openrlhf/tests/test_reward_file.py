@@ -119,8 +119,8 @@ def test_judge_health_in_extra_logs_for_an_always_a_judge(configure, tmp_path):
 
 
 def test_reward_settings_and_fallback_come_from_the_config(configure):
-    no_verdict = CONSTANT_A.replace("[[A]]", "none")
-    configure(no_verdict + "reward: {win: 1, loss: -1, on_unparsed: exclude}\n")
+    unparsed = CONSTANT_A.replace("[[A]]", "none")
+    configure(unparsed + "reward: {win: 1, loss: -1, on_unparsed: exclude}\n")
     result = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert result["rewards"].tolist() == [0.0] and result["scores"].tolist() == [0.5]
     assert result["extra_logs"]["rmr1_unparsed"].tolist() == [1.0]

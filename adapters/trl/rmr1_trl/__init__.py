@@ -6,29 +6,29 @@ Ready-made instances for ``trl grpo --reward_funcs <dotted path>`` (configured b
 - ``rmr1_trl.rmr1_reward``: the judge compares each prompt's completions (sync);
 - ``rmr1_trl.rmr1_reward_async``: the same with ``async __call__`` (logged as ``rmr1_reward``);
 - ``rmr1_trl.rmr1_verifiable_reward`` / ``rmr1_verifiable_reward_strict``: RM-R1's verifiable
-  reward for training a judge against the ``winner`` column (official / strict rule).
+  reward for training a judge against the ``winner`` column (official / strict parser).
 """
 
 from __future__ import annotations
 
+from rmr1_plugins.rewards.batch import find_groups
+from rmr1_plugins.rewards.verifiable import TRLVerifiableReward
 from rmr1_trl.reward import (
     AsyncRMR1Reward,
     RMR1Reward,
-    RMR1VerifiableReward,
     SplitGroupError,
-    find_groups,
 )
 
 rmr1_reward = RMR1Reward()
 rmr1_reward_async = AsyncRMR1Reward()
-rmr1_verifiable_reward = RMR1VerifiableReward()
-rmr1_verifiable_reward_strict = RMR1VerifiableReward("strict", name="rmr1_verifiable_reward_strict")
+rmr1_verifiable_reward = TRLVerifiableReward()
+rmr1_verifiable_reward_strict = TRLVerifiableReward("strict", name="rmr1_verifiable_reward_strict")
 
 __all__ = [
     "AsyncRMR1Reward",
     "RMR1Reward",
-    "RMR1VerifiableReward",
     "SplitGroupError",
+    "TRLVerifiableReward",
     "find_groups",
     "rmr1_reward",
     "rmr1_reward_async",

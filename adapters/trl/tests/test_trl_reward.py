@@ -11,15 +11,15 @@ import pytest
 from rmr1_trl import (
     AsyncRMR1Reward,
     RMR1Reward,
-    RMR1VerifiableReward,
     SplitGroupError,
+    TRLVerifiableReward,
     find_groups,
 )
 from trl.trainer.utils import get_callable_name, is_async_callable
 
 from rmr1_plugins import ConfigError, Scorer
-from rmr1_plugins.rewards.config import RewardSettings, load_reward_settings
 from rmr1_plugins.rewards.strategies import Strategy
+from rmr1_plugins.settings import RewardSettings, load_reward_settings
 from rmr1_plugins.testing import AlwaysA, LongerWins
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
@@ -256,7 +256,7 @@ def test_a_config_file_shared_with_the_reward_service(tmp_path):
 
 
 def test_verifiable_reward_for_training_a_judge():
-    reward = RMR1VerifiableReward()
+    reward = TRLVerifiableReward()
     completions = [
         [{"role": "assistant", "content": "<rubric>r</rubric><answer>[[A]]</answer>"}],
         "<answer>[[A]]</answer>",
@@ -265,7 +265,7 @@ def test_verifiable_reward_for_training_a_judge():
     assert reward(["p"] * 3, completions, winner=["model_a", "model_b", "tie"]) == [1.0, -1.0, None]
     with pytest.raises(ValueError, match="needs the dataset column 'winner'"):
         reward(["p"], ["x"], label=["A"])
-    strict = RMR1VerifiableReward("strict", label_key="label")
+    strict = TRLVerifiableReward("strict", label_key="label")
     assert strict(["p"], ["<answer>[[B]]</answer> and more text" * 5], label=["B"]) == [1.0]
 
 

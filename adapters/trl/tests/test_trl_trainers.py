@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from rmr1_trl import AsyncRMR1Reward, RMR1Reward
 
-from rmr1_plugins.config import ScorerConfig
-from rmr1_plugins.rewards.config import RewardConfig, RewardSettings
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.scorer_config import ScorerConfig
+from rmr1_plugins.settings import RewardSettings
 
 ROOT = Path(__file__).parents[3]
 EXAMPLES = ROOT / "examples"

@@ -1,7 +1,7 @@
 """rmr1-plugins-verl: RM-R1 reasoning reward models in veRL.
 
 - ``pkg://rmr1_verl.reward`` / ``compute_score``: judge each rollout against a reference answer.
-- ``pkg://rmr1_verl.reward`` / ``compute_verifiable_score``: RM-R1's verifiable reward, for
+- ``pkg://rmr1_verl.reward`` / ``verl_verifiable_reward``: RM-R1's verifiable reward, for
   training a judge.
 - reward manager ``rmr1`` (``reward.reward_manager.name=rmr1``): judge each prompt's rollouts
   together; registered on ``import verl`` through the ``verl.plugins`` entry point, or on

@@ -61,7 +61,7 @@ def _compute_score() -> str:
     from verl.utils.import_utils import load_extern_object
 
     found = []
-    for name in ("compute_score", "compute_verifiable_score"):
+    for name in ("compute_score", "verl_verifiable_reward"):
         fn = load_extern_object("pkg://rmr1_verl.reward", name)
         found.append(f"{name} ({'async' if inspect.iscoroutinefunction(fn) else 'sync'})")
     return "pkg://rmr1_verl.reward loads " + ", ".join(found)
@@ -69,7 +69,7 @@ def _compute_score() -> str:
 
 def _config() -> str:
     from rmr1_plugins.plugins import get_backend_class
-    from rmr1_plugins.rewards.config import load_reward_settings
+    from rmr1_plugins.settings import load_reward_settings
 
     config = load_reward_settings()
     strategy = config.reward.build_strategy()

@@ -15,10 +15,10 @@ connection pool has no limit: a group is held on the server until its last rollo
 any cap on open requests below the step's rollouts per worker would split groups.
 
 An unreachable or overloaded server (connection errors, 503 with its ``Retry-After``) is
-retried until ``cohort_timeout``, then the rollout gets the fallback reward with ``rmr1_error``
+retried until ``cohort_timeout_s``, then the rollout gets the fallback reward with ``rmr1_error``
 1.0 and a logged warning saying why. A refused request (any other 4xx but 413: wrong settings,
 token or URL) is the same for every rollout, so it raises :class:`CohortRefused` rather than
-hand out fallback rewards (docs/verl.md: what veRL does with it).
+hand out fallback rewards (docs/trainers/verl.md: what veRL does with it).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.metrics import sample_metrics
-from rmr1_plugins.rewards.ray_cohorts import RayCohortClient
-from rmr1_plugins.serve_cohort import CohortBodyError
+from rmr1_plugins.serve.cohort import CohortBodyError
+from rmr1_plugins.serve.ray_actor import RayCohortClient
 
 logger = logging.getLogger(__name__)
 RETRY_DELAY_S = 0.5  # between retries when the server gives no Retry-After
@@ -72,8 +72,8 @@ class CohortClient:
             else:
                 if status == 200:
                     return answer
-                error = answer.get("error", answer) if isinstance(answer, dict) else answer
-                problem = f"HTTP {status}: {error}"
+                reason = answer.get("error", answer) if isinstance(answer, dict) else answer
+                problem = f"HTTP {status}: {reason}"
                 if 400 <= status < 500 and status not in PER_ROLLOUT:
                     raise CohortRefused(f"cohort service {self.url} refused: {problem}")
                 if status != 503:
@@ -89,7 +89,7 @@ class CohortClient:
 
 
 class RayCohorts(RayCohortClient):
-    """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.rewards.ray_cohorts`) in
+    """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.serve.ray_actor`) in
     place of ``rmr1 serve``. What ``/cohort`` answers with a 400 (other settings, a bad field),
     no Ray cluster, or an actor that cannot start (its judge fails to load) is a setup error:
     :class:`CohortRefused`."""

@@ -8,24 +8,24 @@ reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` f
 validation groups) — then judges the group with the configured strategy and answers every
 waiting rollout. The rollouts wait in the core's cohort service
 (:class:`~rmr1_plugins.rewards.cohorts.CohortService`) in this ``RewardLoopWorker`` process; its
-judge calls batch the pairs of every group ready at once. After ``group_timeout`` seconds an
-incomplete group is judged against its reference answer (``on_split: reference``, the default
-here) or gets the ``fallback`` reward (``drop``); its rollouts that arrive later are answered at
-once the same way. A late rollout never fails a step: ``on_split: error`` (meant for TRL, where
-a split is a setup error) is logged as an error and judged as ``reference``. A group's judgment
+judge calls batch the pairs of every group ready at once. After ``group_timeout_s`` seconds an
+incomplete group is judged against its reference answer (``on_split: reference``) or gets the
+``fallback`` reward (``drop``); its rollouts that arrive later are answered at once the same way.
+A late rollout never fails a step: ``on_split: error`` (the default, as in every trainer) is
+logged as an error and judged as ``reference``. A group's judgment
 still unanswered ``reward.timeout_s`` after the group closed (complete, or at its
-``group_timeout``) gets the fallback (``timeout``).
+``group_timeout_s``) gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
 sends every rollout to one cohort actor in the trainer's Ray cluster
-(:mod:`rmr1_plugins.rewards.ray_cohorts`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
+(:mod:`rmr1_plugins.serve.ray_actor`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
 cohort endpoint (:mod:`rmr1_verl.cohort`), each rollout with its ``on_split``; without either an
 in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is set from the
 step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
-overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout``,
-``cohort``, ``cohort_url``, ``cohort_timeout``, ``cohort_token`` and ``max_concurrency``.
+overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout_s``,
+``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``token`` and ``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -42,15 +42,14 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
-from rmr1_plugins.rewards.config import decisive_settings
 from rmr1_plugins.rewards.groups import SplitRule
+from rmr1_plugins.settings import decisive_settings
 from rmr1_verl import workers as ray_workers
 from rmr1_verl.cohort import CohortClient, CohortRefused, RayCohorts, cohort_body, cohort_result
 from rmr1_verl.reward import reference_of, result, settings, shared_scorer
 
 logger = logging.getLogger(__name__)
 VALIDATION_SPLITS = ("test", "val", "validation")
-DEFAULT_GROUP_TIMEOUT = 600.0
 STEP_DEFAULT = 1024  # rollouts per summary line when the step's size is unknown
 
 
@@ -122,11 +121,8 @@ class RMR1RewardManager(RewardManagerBase):
         self.reward_config, own = settings(raw, reward_router_address, reward_model_tokenizer)
         self.options = self.reward_config.reward
         self.strategy = self.options.build_strategy()
-        explicit = "on_split" in self.options.model_fields_set
-        self.on_split = self.options.on_split if explicit else "reference"
-        configured = "group_timeout" in self.options.model_fields_set  # the YAML's reward: key
-        default = self.options.group_timeout if configured else DEFAULT_GROUP_TIMEOUT
-        self.group_timeout = float(own.get("group_timeout", default))
+        self.on_split = self.options.on_split
+        self.group_timeout_s = float(own.get("group_timeout_s", self.options.group_timeout_s))
         rollout = config.actor_rollout_ref.rollout
         self.group_size = int(self.options.group_size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
@@ -206,13 +202,13 @@ class RMR1RewardManager(RewardManagerBase):
 
     def _service_options(self) -> Any:
         """The ``reward:`` options the cohort service runs with: the manager's
-        ``group_timeout``; the judge gets ``reward.timeout_s`` from a group's close
+        ``group_timeout_s``; the judge gets ``reward.timeout_s`` from a group's close
         (``deadline="close"``)."""
-        return self.options.model_copy(update={"group_timeout": self.group_timeout})
+        return self.options.model_copy(update={"group_timeout_s": self.group_timeout_s})
 
     def local(self) -> CohortService:
         """The core's cohort service that holds this worker's groups (built on first use, so
-        ``group_timeout`` may be set until then)."""
+        ``group_timeout_s`` may be set until then)."""
         if self._local is None:
             self._local = CohortService(
                 shared_scorer(self.reward_config),
@@ -225,7 +221,7 @@ class RMR1RewardManager(RewardManagerBase):
         return self._local
 
     def _cohort_actor(self, own: dict[str, Any], workers: int, config: Any) -> RayCohorts:
-        """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.rewards.ray_cohorts`),
+        """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.serve.ray_actor`),
         able to hold every worker's share of a step at once."""
         if own["cohort"] != "ray":
             got = own["cohort"]
@@ -237,7 +233,7 @@ class RMR1RewardManager(RewardManagerBase):
             )
         cap = int(own.get(ray_workers.MARK) or ray_workers.concurrency(config, own))
         service = self.reward_config.model_copy(update={"reward": self._service_options()})
-        timeout = float(own.get("cohort_timeout", 600))  # how long a full actor is retried
+        timeout = float(own.get("cohort_timeout_s", 600))  # how long a full actor is retried
         return RayCohorts(service, self._split_rule(), max(1, workers) * cap, timeout)
 
     def _split_rule(self) -> SplitRule:
@@ -258,7 +254,7 @@ class RMR1RewardManager(RewardManagerBase):
             logger.warning("rmr1 reward manager: %s", answer.error)
         if answer.late:
             logger.warning(
-                "rmr1 reward manager: a rollout of group %s came after its group_timeout; "
+                "rmr1 reward manager: a rollout of group %s came after its group_timeout_s; "
                 "on_split=%s, answered at once",
                 sample.key,
                 self.on_split,
@@ -279,7 +275,7 @@ class RMR1RewardManager(RewardManagerBase):
             key,
             answer.arrived,
             answer.expected,
-            self.group_timeout,
+            self.group_timeout_s,
             self.on_split,
         )
 
@@ -306,10 +302,10 @@ def _cohort_client(
         raise ValueError(
             f"rmr1 reward manager: reward.num_workers={workers} splits groups ({how}); set "
             "+reward.rmr1.cohort=ray (one cohort actor in this Ray cluster), "
-            "+reward.rmr1.cohort_url to an `rmr1 serve` /cohort endpoint (docs/verl.md) or "
-            "reward.num_workers=1"
+            "+reward.rmr1.cohort_url to an `rmr1 serve` /cohort endpoint (docs/trainers/verl.md) "
+            "or reward.num_workers=1"
         )
-    return CohortClient(str(url), float(own.get("cohort_timeout", 600)), own.get("cohort_token"))
+    return CohortClient(str(url), float(own.get("cohort_timeout_s", 600)), own.get("token"))
 
 
 def _in_ray_actor() -> bool:

@@ -16,7 +16,8 @@ it passes ``reward_router_address`` and the judge is reached through the ``opena
 ``http://<address>/v1``.
 
 Every call returns the same keys (veRL stacks them per batch): ``score`` and the metrics
-contract's keys (:mod:`rmr1_plugins.rewards.metrics`; docs/rewards.md, "Metrics"), all floats:
+contract's keys (:mod:`rmr1_plugins.rewards.metrics`; docs/concepts/rewards.md, "Metrics"), all
+floats:
 ``rmr1_fallback`` and the fallback kind's flag when the row got the ``fallback`` reward (why is
 logged as a warning), ``rmr1_reference``, ``rmr1_judgments``, the judge-health values
 ``rmr1_health/<metric>`` and the others. No row makes it raise.
@@ -30,19 +31,17 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rmr1_plugins.config import ENV_PREFIX, BackendConfig
-from rmr1_plugins.rewards.config import (
-    CONFIG_ENV,
-    LazyScorer,
-    RewardConfig,
-    RewardSettings,
-    load_reward_settings,
-)
-from rmr1_plugins.rewards.engine import Group, GroupRewards, ascore_groups, texts_of
+from rmr1_plugins.config import ENV_PREFIX
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
+from rmr1_plugins.rewards.groups import AGAINST_REFERENCE, ascore
 from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
-from rmr1_plugins.rewards.verifiable import verl_verifiable_score
+from rmr1_plugins.rewards.verifiable import verl_verifiable_reward as verl_verifiable_reward
+from rmr1_plugins.scorer import Scorer
+from rmr1_plugins.scorer_config import BackendConfig, LazyScorer
+from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
 
 logger = logging.getLogger(__name__)
 ADAPTER_KEYS = (
@@ -50,11 +49,11 @@ ADAPTER_KEYS = (
     "model",
     "order",
     "question_key",
-    "group_timeout",
+    "group_timeout_s",
     "cohort",
     "cohort_url",
-    "cohort_timeout",
-    "cohort_token",
+    "cohort_timeout_s",
+    "token",
     "max_concurrency",
     "_max_concurrency",  # set by rmr1_verl.workers in the driver, not by users
 )
@@ -126,7 +125,7 @@ def _load_settings(
     return config, own
 
 
-def shared_scorer(config: RewardSettings) -> Any:
+def shared_scorer(config: RewardSettings) -> Scorer:
     """One scorer per process and judge configuration, built on first use."""
     key = json.dumps(config.scorer.model_dump(mode="json"), sort_keys=True)
     if key not in _SCORERS:
@@ -171,7 +170,7 @@ def result(
 def question_of(extra_info: Any, key: str) -> Any:
     """The prompt stored in ``extra_info`` (a string or a message list), or ``None``."""
     if isinstance(extra_info, Mapping):
-        value = extra_info.get(key)
+        value: Any = extra_info.get(key)
         if hasattr(value, "tolist"):  # numpy arrays of messages from parquet
             value = value.tolist()
         return value
@@ -215,19 +214,8 @@ async def compute_score(
         return result(None, 0, options, kind="no_reference", error=why)
     group = Group(question, [solution_str], reference=reference, id=str(data_source))
     try:
-        [rewards] = await ascore_groups(
-            shared_scorer(config),
-            [group],
-            "reference",
-            outcome=options.outcome,
-            on_unparsed=options.on_unparsed,
-            seed=options.seed,
-            skip_invalid=True,
-        )
+        [rewards] = await ascore(shared_scorer(config), [group], options, AGAINST_REFERENCE)
     except Exception as error:  # a judge that failed must not stop the run
         return result(None, 0, options, kind="error", error=f"judge failed: {error}")
     record_groups(options, [group], [rewards])
     return result(rewards, 0, options, texts=texts_of(group))
-
-
-compute_verifiable_score = verl_verifiable_score  # RM-R1's verifiable reward (stage 2)

@@ -10,7 +10,7 @@ import numpy as np
 from conftest import rollouts
 from test_verl_cohorts import GROUPS, manager
 
-from rmr1_plugins.rewards.config import decisive_settings
+from rmr1_plugins.settings import decisive_settings
 
 ANSWER = {"reward": 0.75, "logs": {"rmr1_group": 3.0}}
 
@@ -109,7 +109,7 @@ def test_an_overloaded_service_is_retried_after_its_retry_after(tokenizer, monke
             return 503, {"error": "overloaded"}, {"Retry-After": "3"}
         return 200, ANSWER, {}
 
-    _, [out], bodies = run(tokenizer, busy_twice, [0], cohort_timeout=60)
+    _, [out], bodies = run(tokenizer, busy_twice, [0], cohort_timeout_s=60)
     assert out["reward_score"] == 0.75 and out["reward_extra_info"]["rmr1_error"] == 0.0
     assert [d for d in delays if d] == [
         3.0,
@@ -150,6 +150,6 @@ def test_no_connection_cap_below_the_group_barrier(tokenizer):
         await everyone.wait()
         return 200, ANSWER, {}
 
-    _, outputs, bodies = run(tokenizer, barrier, [0] * held, cohort_timeout=20)
+    _, outputs, bodies = run(tokenizer, barrier, [0] * held, cohort_timeout_s=20)
     assert len(bodies) == held
     assert [o["reward_extra_info"]["rmr1_error"] for o in outputs] == [0.0] * held

@@ -35,7 +35,7 @@ def serving():
 
 @pytest.fixture(scope="module")
 def server():
-    running = serving().Server("--group-timeout", "30", "--no-warmup", backend="ranker")
+    running = serving().Server("--group-timeout-s", "30", "--no-warmup", backend="ranker")
     yield running
     assert running.stop() == 0
 
@@ -92,7 +92,7 @@ def test_settings_that_differ_from_the_servers_are_refused_naming_the_key(tokeni
 
 def test_an_unreachable_service_gives_the_fallback_without_raising(tokenizer, caplog):
     closed = serving().closed_port()
-    worker = manager(tokenizer, cohort_url=f"http://127.0.0.1:{closed}/cohort", cohort_timeout=1)
+    worker = manager(tokenizer, cohort_url=f"http://127.0.0.1:{closed}/cohort", cohort_timeout_s=1)
     data = rollouts(tokenizer, GROUPS[:1])
     out = worker.loop.run_until_complete(worker.run_single(data[0:1]))
     worker.loop.run_until_complete(worker.cohorts.aclose())

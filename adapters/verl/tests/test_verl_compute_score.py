@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import rollouts, verl_config
-from rmr1_verl.reward import compute_score, compute_verifiable_score, settings
+from rmr1_verl.reward import compute_score, settings, verl_verifiable_reward
 
 from rmr1_plugins.plugins import UnknownNameError, get_backend_class
 from rmr1_plugins.rewards.metrics import KEYS as CONTRACT
@@ -241,16 +241,18 @@ def test_compute_score_reaches_a_router_over_http(tokenizer):
 def test_verifiable_score_through_pkg_path():
     from verl.utils.import_utils import load_extern_object
 
-    fn = load_extern_object("pkg://rmr1_verl.reward", "compute_verifiable_score")
+    fn = load_extern_object("pkg://rmr1_verl.reward", "verl_verifiable_reward")
     assert fn("d", "<answer>[[B]]</answer>", "model_b") == {
         "score": 1.0,
-        "acc": 1.0,
-        "bad_label": 0.0,
+        "rmr1_correct": 1.0,
+        "rmr1_bad_input": 0.0,
     }  # the verifiable reward's one key set, as in every trainer
     assert fn("d", "<answer>[[B]]</answer>", "A")["score"] == -1.0
-    bad = compute_verifiable_score("d", "<answer>[[A]]</answer>", "tie")
-    assert bad == {"score": 0.0, "acc": 0.0, "bad_label": 1.0}
-    assert fn("d", "<answer>[[A]]</answer> then more" * 4, "A", rule="strict")["acc"] == 1.0
+    bad = verl_verifiable_reward("d", "<answer>[[A]]</answer>", "tie")
+    assert bad == {"score": 0.0, "rmr1_correct": 0.0, "rmr1_bad_input": 1.0}
+    assert (
+        fn("d", "<answer>[[A]]</answer> then more" * 4, "A", parser="strict")["rmr1_correct"] == 1.0
+    )
 
 
 def example_overrides() -> list[str]:
@@ -287,7 +289,7 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
         reward_model_tokenizer=type("T", (), {"name_or_path": "gaotang/RM-R1"})(),
     )
     assert isinstance(manager, RMR1RewardManager)
-    assert manager.group_size == 4 and manager.group_timeout == 120
+    assert manager.group_size == 4 and manager.group_timeout_s == 120
     assert manager.val_group_size == 4 and manager.on_split == "reference"
     assert manager.options.strategy == "round-robin"
     assert manager.reward_config.scorer.order == "both"
@@ -297,7 +299,8 @@ def test_example_overrides_compose_and_load_the_rmr1_manager(tokenizer, monkeypa
 
 
 def test_cohort_ray_as_docs_verl_md_shows_it_composes_and_loads(tokenizer, monkeypatch):
-    """``reward.num_workers=4 +reward.rmr1.cohort=ray`` (docs/verl.md) on ppo_trainer.yaml."""
+    """``reward.num_workers=4 +reward.rmr1.cohort=ray`` (docs/trainers/verl.md) on
+    ppo_trainer.yaml."""
     import verl
     from hydra import compose, initialize_config_dir
     from rmr1_verl.cohort import RayCohorts
@@ -313,7 +316,7 @@ def test_cohort_ray_as_docs_verl_md_shows_it_composes_and_loads(tokenizer, monke
     manager = load_reward_manager(config, tokenizer, reward_router_address="127.0.0.1:9")
     assert isinstance(manager.cohorts, RayCohorts)  # no actor is made before the first rollout
     assert manager.cohorts.max_concurrency == 4 * concurrency(config, {})
-    assert manager.cohorts.settings.reward.group_timeout == 120
+    assert manager.cohorts.settings.reward.group_timeout_s == 120
     assert manager.cohorts.on_split == "reference"
 
 

@@ -89,7 +89,7 @@ def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkey
 
 
 def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(tokenizer, monkeypatch):
-    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.2)
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.2)
     data = rollouts(tokenizer, GROUPS[:1])
     outputs = score_all(manager, data, order=[0, 1])  # the third rollout went elsewhere
     infos = [out["reward_extra_info"] for out in outputs]
@@ -101,8 +101,8 @@ def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(token
 
 
 def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatch, caplog):
-    """Never a second group_timeout: the late rollout does not open a new group."""
-    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1)
+    """Never a second group_timeout_s: the late rollout does not open a new group."""
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1)
     data = rollouts(tokenizer, GROUPS[:1])
     score_all(manager, data, order=[0, 2])  # expires: two of three rollouts
     late = manager.run_single(data[1:2])
@@ -112,7 +112,7 @@ def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatc
     assert info["rmr1_split"] == info["rmr1_reference"] == 1.0 and info["rmr1_fallback"] == 0.0
     assert manager.local().pending == 0  # every rollout of the group is accounted for
     assert manager.local().stats["late"] == 1
-    assert "came after its group_timeout" in caplog.text and backend.batches == [2, 1]
+    assert "came after its group_timeout_s" in caplog.text and backend.batches == [2, 1]
 
 
 def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, caplog):
@@ -132,7 +132,7 @@ def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, c
     caplog.clear()
     config.data = {"train_batch_size": 1}
     manager = load_reward_manager(config, tokenizer)
-    manager.group_timeout = 0.1
+    manager.group_timeout_s = 0.1
     with caplog.at_level("INFO", logger="rmr1_verl.manager"):
         score_all(manager, rollouts(tokenizer, GROUPS[:1]), order=[0, 1])  # one never comes
         assert "rollouts: split" not in caplog.text  # two of the step's three so far
@@ -145,7 +145,7 @@ def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, c
 
 def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
     data = rollouts(tokenizer, GROUPS[:1])
-    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="drop")
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, on_split="drop")
     outputs = score_all(manager, data, order=[0])
     assert outputs[0]["reward_score"] == 0.5  # the fallback: midpoint of [loss, win]
     info = outputs[0]["reward_extra_info"]
@@ -154,9 +154,9 @@ def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
 
 
 def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeypatch, caplog):
-    """on_split: error (the shared example YAML's TRL setting) is the reference fallback here."""
+    """on_split: error (the default) is logged as an error and judged against the reference."""
     data = rollouts(tokenizer, GROUPS[:1])
-    manager, backend = load(tokenizer, monkeypatch, group_timeout=0.1, on_split="error")
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, on_split="error")
     with caplog.at_level("ERROR", logger="rmr1_verl.manager"):
         [out] = score_all(manager, data, order=[0])  # two rollouts of three never come
     assert out["reward_score"] == 0.0  # "fig" against the reference "apple": shorter loses
@@ -167,19 +167,20 @@ def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeyp
 
 def test_group_timeout_from_the_yaml_reward_section(tokenizer, monkeypatch, tmp_path):
     path = tmp_path / "rmr1.yaml"
-    path.write_text("backend: {name: constant}\nreward: {group_timeout: 45}\n")
+    path.write_text("backend: {name: constant}\nreward: {group_timeout_s: 45}\n")
     manager, _ = load(tokenizer, monkeypatch, config=str(path))
-    assert manager.group_timeout == 45
-    manager, _ = load(tokenizer, monkeypatch, config=str(path), group_timeout=7)
-    assert manager.group_timeout == 7  # +reward.rmr1.group_timeout wins
+    assert manager.group_timeout_s == 45
+    manager, _ = load(tokenizer, monkeypatch, config=str(path), group_timeout_s=7)
+    assert manager.group_timeout_s == 7  # +reward.rmr1.group_timeout_s wins
     local = manager.local()  # the judge has reward.timeout_s after the group closes, unchanged
-    assert (local.wait_s, local.deadline) == (7, "close")
+    assert (local.group_timeout_s, local.deadline) == (7, "close")
     assert local.config.timeout_s == manager.options.timeout_s
-    assert load(tokenizer, monkeypatch)[0].group_timeout == 600  # the manager's own default
+    default = load(tokenizer, monkeypatch)[0]  # the reward: section's defaults, as every trainer
+    assert (default.group_timeout_s, default.on_split) == (600, "error")
 
 
 def test_the_rows_rollout_n_sets_its_group_size(tokenizer, monkeypatch):
-    manager, backend = load(tokenizer, monkeypatch, group_timeout=600)
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=600)
     data = rollouts(tokenizer, GROUPS[:1])
     data.non_tensor_batch["__rollout_n__"] = data.non_tensor_batch["uid"].copy()
     data.non_tensor_batch["__rollout_n__"][:] = 2  # a per-prompt n of 2, not rollout.n = 3

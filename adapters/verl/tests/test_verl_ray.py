@@ -50,7 +50,7 @@ def cluster():
 def test_reward_loop_manager_with_two_workers_gets_whole_groups(tokenizer, cluster):
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 
-    server = serving().Server("--group-timeout", "60", "--no-warmup", backend="ranker")
+    server = serving().Server("--group-timeout-s", "60", "--no-warmup", backend="ranker")
     try:
         base = server.url.rsplit("/", 1)[0]
         config = verl_config(
@@ -89,7 +89,7 @@ def test_one_worker_holds_a_whole_rmr1_step_of_1024_prompts_by_7(tokenizer, clus
 
     prompts, n = 1024, 7
     data, expected = step(tokenizer, prompts, n)
-    manager = RewardLoopManager(step_config(tmp_path, prompts, n, 1, group_timeout=300))
+    manager = RewardLoopManager(step_config(tmp_path, prompts, n, 1, group_timeout_s=300))
     outputs = stream(manager, data)
     infos = [out["reward_extra_info"] for out in outputs]
     assert sum(info["rmr1_split"] for info in infos) == 0
@@ -120,11 +120,11 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
     """``cohort: ray``: 64 x 7 rollouts one by one to two random workers, one cohort actor."""
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 
-    from rmr1_plugins.rewards.ray_cohorts import PREFIX
+    from rmr1_plugins.serve.ray_actor import PREFIX
 
     prompts, n = 64, 7
     data, expected = step(tokenizer, prompts, n)
-    config = step_config(tmp_path, prompts, n, 2, cohort="ray", group_timeout=300)
+    config = step_config(tmp_path, prompts, n, 2, cohort="ray", group_timeout_s=300)
     manager = RewardLoopManager(config)
     outputs = stream(manager, data)
     infos = [out["reward_extra_info"] for out in outputs]
@@ -143,9 +143,9 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
 def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(cluster):
     from rmr1_verl.cohort import CohortRefused, RayCohorts
 
-    from rmr1_plugins.rewards.config import RewardSettings, decisive_settings
-    from rmr1_plugins.rewards.ray_cohorts import actor_name, cohort_actor
-    from rmr1_plugins.serve_cohort import CohortBodyError
+    from rmr1_plugins.serve.cohort import CohortBodyError
+    from rmr1_plugins.serve.ray_actor import actor_name, cohort_actor
+    from rmr1_plugins.settings import RewardSettings, decisive_settings
 
     serving().register()  # the ranker judge, in this process too
     base = RewardSettings.model_validate(
@@ -184,7 +184,7 @@ def test_a_full_cohort_actor_is_retried_and_then_answers(cluster):
 
     from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
     from rmr1_plugins.rewards.config import RewardSettings
-    from rmr1_plugins.rewards.ray_cohorts import cohort_actor
+    from rmr1_plugins.serve.ray_actor import cohort_actor
 
     with contextlib.suppress(ValueError):  # registered by an earlier test
         serving().register()  # the ranker judge, in this process too

@@ -3,7 +3,7 @@
 Reading a body within a size limit and a deadline (``Content-Encoding`` decoded here, bounded),
 decoding its JSON, checking the token, logging without secrets, and binding the listening
 sockets before the judge loads, so that start-up errors come first. Every refusal is a
-:class:`ProtocolError` with its HTTP status; :mod:`rmr1_plugins.serve` answers it in JSON.
+:class:`ProtocolError` with its HTTP status; :mod:`rmr1_plugins.serve.app` answers it in JSON.
 This module needs aiohttp (the ``serve`` extra).
 """
 
@@ -47,9 +47,9 @@ class ClientGone(ProtocolError):
         super().__init__(400, f"connection closed after {received} bytes of the body", close=True)
 
 
-async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> bytes:
+async def read_body(request: web.BaseRequest, limit: int, timeout_s: float) -> bytes:
     """The decoded body: at most ``limit`` bytes before and after decoding, all received within
-    ``timeout`` seconds. Reading stops as soon as a limit is passed."""
+    ``timeout_s`` seconds. Reading stops as soon as a limit is passed."""
     if (request.content_length or 0) > limit:
         raise ProtocolError(413, f"body larger than {limit} bytes", close=True)
     codings = ", ".join(request.headers.getall("Content-Encoding", ()))  # two headers: two codings
@@ -59,9 +59,9 @@ async def read_body(request: web.BaseRequest, limit: int, timeout: float) -> byt
             415, f"Content-Encoding {coding[:40]!r} is not supported (identity, gzip or deflate)"
         )
     try:
-        return await asyncio.wait_for(_read(request, limit, CODINGS[coding]), timeout)
+        return await asyncio.wait_for(_read(request, limit, CODINGS[coding]), timeout_s)
     except asyncio.TimeoutError:
-        raise ProtocolError(408, f"body not received within {timeout:g} s", close=True) from None
+        raise ProtocolError(408, f"body not received within {timeout_s:g} s", close=True) from None
 
 
 async def _read(request: web.BaseRequest, limit: int, wbits: int | None) -> bytes:

@@ -8,16 +8,16 @@ once, within ``--timeout-s`` seconds (150 by default, under OpenRLHF's 180 s cli
 
 Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 or JSON, a missing
 or mistyped field, named), 401 (missing or wrong token), 408 (body not received within
-``--read-timeout``), 413 (body over ``--max-body-bytes``, or more samples, or cohort text, than
+``--read-timeout-s``), 413 (body over ``--max-body-bytes``, or more samples, or cohort text, than
 the server ever holds), 415 (an unsupported ``Content-Encoding``), 503 with ``Retry-After``
 (more than ``--max-pending`` samples, or ``reward.max_pending_bytes`` of cohort text, waiting,
 decided before anything of the request is held; or shutting down). ``GET /health`` and
 ``GET /stats`` report state; the HTTP edge (body limits, deadlines, token, logging) is
-:mod:`rmr1_plugins.serve_http`.
+:mod:`rmr1_plugins.serve.http`.
 
 With an in-group ``reward.strategy`` and ``reward.group_size`` over 1, ``/get_reward`` holds each
 sample until its prompt's group is whole and answers whole-group rewards; ``POST /cohort`` does
-the same for one JSON rollout (the veRL manager). Both are :mod:`rmr1_plugins.serve_cohort`.
+the same for one JSON rollout (the veRL manager). Both are :mod:`rmr1_plugins.serve.cohort`.
 
 The server binds 127.0.0.1 unless ``--host`` says otherwise. ``--token`` (or ``RMR1_SERVE_TOKEN``)
 requires ``Authorization: Bearer <token>`` or, for clients that cannot set headers (OpenRLHF's),
@@ -47,12 +47,13 @@ from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop_request
 from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
-from rmr1_plugins.rewards.config import RewardConfig, load_reward_settings
+from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.health import format_rates
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.scorer import Scorer
+from rmr1_plugins.settings import load_reward_settings
 
 logger = logging.getLogger("rmr1_plugins.serve")
 TOKEN_ENV = "RMR1_SERVE_TOKEN"
@@ -70,19 +71,19 @@ class ServeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = Field("127.0.0.1", description="address to bind")
-    port: int = Field(5000, description="port; 0 picks a free one")  # range: serve_http.bind
+    port: int = Field(5000, description="port; 0 picks a free one")  # range: serve.http.bind
     token: str | None = Field(None, description=f"require this bearer token (or set {TOKEN_ENV})")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest request body")
     max_pending: int = Field(
         4096, ge=1, description="samples waiting at most; more are answered 503"
     )
     warmup: bool = Field(True, description="load the judge and run one judgment before serving")
-    shutdown_timeout: float = Field(
+    shutdown_timeout_s: float = Field(
         30.0, ge=0, description="seconds waiting requests get to finish on SIGTERM"
     )
-    log_every: float = Field(60.0, description="seconds between stats lines; 0 turns them off")
+    log_every_s: float = Field(60.0, description="seconds between stats lines; 0 turns them off")
     access_log: bool = Field(False, description="log every request")
-    read_timeout: float = Field(
+    read_timeout_s: float = Field(
         60.0, gt=0, description="seconds for a request's headers, and again for its body"
     )
 
@@ -90,16 +91,16 @@ class ServeOptions(BaseModel):
 SERVER_FLAGS = tuple(Flag(ServeOptions, name, (name,)) for name in ServeOptions.model_fields)
 # The reward: keys rmr1 serve takes as flags too (the others come from --config).
 REWARD_FLAGS = (
-    Flag(RewardConfig, "timeout_s", ("timeout_s",), renamed_from=("timeout",)),
+    Flag(RewardConfig, "timeout_s", ("timeout_s",)),
     Flag(RewardConfig, "max_batch_size", ("max_batch_size",)),
     Flag(RewardConfig, "max_wait_ms", ("max_wait_ms",)),
     Flag(RewardConfig, "max_concurrent_batches", ("max_concurrent_batches",)),
-    Flag(RewardConfig, "win", ("win",), renamed_from=("win-reward",)),
-    Flag(RewardConfig, "loss", ("loss",), renamed_from=("loss-reward",)),
-    Flag(RewardConfig, "fallback", ("fallback",), renamed_from=("fallback-reward",)),
+    Flag(RewardConfig, "win", ("win",)),
+    Flag(RewardConfig, "loss", ("loss",)),
+    Flag(RewardConfig, "fallback", ("fallback",)),
     Flag(RewardConfig, "strategy", ("strategy",)),
     Flag(RewardConfig, "group_size", ("group_size",)),
-    Flag(RewardConfig, "group_timeout", ("group_timeout",)),
+    Flag(RewardConfig, "group_timeout_s", ("group_timeout_s",)),
 )
 
 
@@ -151,8 +152,8 @@ def create_app(
     ``template_choice`` (how the judge's template was chosen) is shown by ``/health``.
     """
     web = require("aiohttp.web", "serve")
-    from rmr1_plugins import serve_cohort
-    from rmr1_plugins import serve_http as edge
+    from rmr1_plugins.serve import cohort as serve_cohort
+    from rmr1_plugins.serve import http as edge
 
     options = options or ServeOptions()
     counts = Counter() if counts is None else counts
@@ -195,7 +196,7 @@ def create_app(
 
     async def reward(request: Any) -> Any:
         arrived = asyncio.get_running_loop().time()  # the deadline counts from here
-        raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
+        raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout_s)
         try:  # decoding grows with the body: off the event loop
             samples = await off_loop_request(lambda: parse_body(edge.decode_json(raw)))
         except BodyError as bad:
@@ -232,7 +233,7 @@ def create_app(
 
     async def cohort(request: Any) -> Any:
         assert cohorts is not None
-        raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout)
+        raw = await edge.read_body(request, options.max_body_bytes, options.read_timeout_s)
         body = await off_loop_request(
             lambda: edge.decode_json(raw)
         )  # a ProtocolError (400), as ever
@@ -302,12 +303,12 @@ async def run_server(
     template_choice: str | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then drain: refuse new requests, stop accepting, let
-    waiting requests finish (at most ``shutdown_timeout`` s), answer the rest with the
+    waiting requests finish (at most ``shutdown_timeout_s`` s), answer the rest with the
     fallback, close the judge. ``sockets`` are already bound (see
-    :func:`rmr1_plugins.serve_http.bind`); by default they are bound here.
+    :func:`rmr1_plugins.serve.http.bind`); by default they are bound here.
     ``template_choice`` says how the judge's template was chosen (for ``/health``)."""
     web = require("aiohttp.web", "serve")
-    from rmr1_plugins.serve_http import AccessLog, ConnectionLog, bind
+    from rmr1_plugins.serve.http import AccessLog, ConnectionLog, bind
 
     sockets = bind(options.host, options.port) if sockets is None else sockets
     service = RewardService(scorer, reward_config)
@@ -330,9 +331,9 @@ async def run_server(
             access_log=logger if options.access_log else None,
             access_log_class=AccessLog.with_token(options.token),
             logger=ConnectionLog(logging.getLogger("aiohttp.server"), {}),
-            keepalive_timeout=options.read_timeout,  # idle, and headers not yet complete
+            keepalive_timeout=options.read_timeout_s,  # idle, and headers not yet complete
             lingering_time=0,  # a refused body is not read to its end
-            auto_decompress=False,  # serve_http decodes, within the body limit
+            auto_decompress=False,  # serve.http decodes, within the body limit
         )
         await runner.setup()
         sites = [web.SockSite(runner, sock) for sock in sockets]
@@ -348,14 +349,14 @@ async def run_server(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        reporter = asyncio.create_task(_report(service, counts, options.log_every, cohorts))
+        reporter = asyncio.create_task(_report(service, counts, options.log_every_s, cohorts))
         await stop.wait()
         reporter.cancel()
         print("rmr1 serve: stopping", file=sys.stderr, flush=True)
-        _exit_after(options.shutdown_timeout + GRACE_S)
+        _exit_after(options.shutdown_timeout_s + GRACE_S)
         for site in sites:
             await site.stop()
-        deadline = loop.time() + options.shutdown_timeout
+        deadline = loop.time() + options.shutdown_timeout_s
         while (service.pending or cohorts.pending) and loop.time() < deadline:
             await asyncio.sleep(0.05)
     finally:
@@ -369,7 +370,7 @@ async def run_server(
     print(f"rmr1 serve: stopped; {_summary(service, counts, cohorts)}", file=sys.stderr)
 
 
-GRACE_S = 0.5  # after --shutdown-timeout: answering the rest, closing; then the exit is forced
+GRACE_S = 0.5  # after --shutdown-timeout-s: answering the rest, closing; then the exit is forced
 
 
 def _exit_after(seconds: float) -> None:
@@ -463,7 +464,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             for problem in error.errors()
         ]
         raise ConfigError("\n".join(["invalid server flags:", *lines])) from None
-    from rmr1_plugins.serve_http import bind
+    from rmr1_plugins.serve.http import bind
 
     sockets = bind(options.host, options.port)  # before the judge loads: errors come first
     try:

@@ -5,7 +5,7 @@ Several reward workers of one job (veRL's ``RewardLoopWorker`` actors) each call
 :class:`~rmr1_plugins.rewards.cohorts.CohortService`, the others get the same one
 (``get_if_exists``), so every rollout of a group meets in one place without a separate
 ``rmr1 serve``. :meth:`CohortActor.cohort` takes the fields of a ``/cohort`` body and returns the
-``/cohort`` answer (:mod:`rmr1_plugins.serve_cohort`), the body's ``settings`` checked the same
+``/cohort`` answer (:mod:`rmr1_plugins.serve.cohort`), the body's ``settings`` checked the same
 way; :meth:`CohortActor.join` takes a :class:`~rmr1_plugins.rewards.cohorts.Member` built by the
 caller (OpenRLHF's reward file).
 
@@ -33,8 +33,9 @@ import uuid
 from typing import Any
 
 from rmr1_plugins.rewards.cohorts import CohortService, Member, Overloaded
-from rmr1_plugins.rewards.config import LazyScorer, RewardSettings
-from rmr1_plugins.serve_cohort import cohort_answer, own_settings, parse_member
+from rmr1_plugins.scorer_config import LazyScorer
+from rmr1_plugins.serve.cohort import cohort_answer, own_settings, parse_member
+from rmr1_plugins.settings import RewardSettings
 
 PREFIX = "rmr1-cohorts-"
 MAX_PENDING = 1 << 30  # a whole step waits here; reward.max_pending_bytes bounds it
@@ -77,7 +78,7 @@ class CohortActor:
 
     async def cohort(self, body: dict[str, Any], worker: str | None = None) -> dict[str, Any]:
         """The ``/cohort`` answer for one member sent by ``worker``; raises
-        :class:`~rmr1_plugins.serve_cohort.CohortBodyError` (a bad field or other settings) or
+        :class:`~rmr1_plugins.serve.cohort.CohortBodyError` (a bad field or other settings) or
         :class:`~rmr1_plugins.rewards.cohorts.Overloaded`, holding nothing."""
         service = self.service()
         member = parse_member(body, own_settings(service))

@@ -12,7 +12,7 @@ Two ways in, one :class:`~rmr1_plugins.rewards.cohorts.CohortService` behind the
   "size": int, "prompt": str | [{"role", "content"}...], "response": str, "reference":
   str | null, "id": str, "settings": {...}}`` (``id`` and ``settings`` optional); the answer is
   ``{"reward", "win", "kind", "group", "expected", "fallback", "late", "error", "logs"}``.
-  ``settings`` must equal the server's :func:`~rmr1_plugins.rewards.config.decisive_settings`.
+  ``settings`` must equal the server's :func:`~rmr1_plugins.settings.decisive_settings`.
 
 Members are accepted or refused (503) before anything is held: a request never gets a 200 with
 a fallback reward because the server was full.
@@ -115,7 +115,7 @@ async def _one(
 
 
 def own_settings(cohorts: CohortService) -> dict[str, Any]:
-    """The server's :func:`~rmr1_plugins.rewards.config.decisive_settings`."""
+    """The server's :func:`~rmr1_plugins.settings.decisive_settings`."""
     return decisive_values(cohorts.config, cohorts.judge.order)
 
 
