@@ -168,7 +168,8 @@ def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(clus
     assert ray.get(actor.stats.remote())["members"] == 1  # the refused member was never held
     ray.kill(actor)  # dead: the client makes it again (same name) and sends the member again
     with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(actor.stats.remote())
+        for _ in range(10_000):  # ray.kill is asynchronous: a call sent at once may still run
+            ray.get(actor.stats.remote())
     again = asyncio.run(client.ask({**body, "id": "3", "settings": decisive_settings(base)}))
     assert again["reward"] == 1.0 and not again["fallback"]
     revived = ray.get_actor(client.name)
@@ -183,8 +184,8 @@ def test_a_full_cohort_actor_is_retried_and_then_answers(cluster):
     from rmr1_verl.cohort import RayCohorts
 
     from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
-    from rmr1_plugins.rewards.config import RewardSettings
     from rmr1_plugins.serve.ray_actor import cohort_actor
+    from rmr1_plugins.settings import RewardSettings
 
     with contextlib.suppress(ValueError):  # registered by an earlier test
         serving().register()  # the ranker judge, in this process too
