@@ -125,12 +125,12 @@ def test_a_full_actor_is_asked_again_until_the_timeout(monkeypatch):
     from rmr1_plugins.serve import ray_actor as ray_cohorts
 
     monkeypatch.setattr(ray_cohorts, "RETRY_DELAY_S", 0.0)  # no waiting in a test
-    client = ray_cohorts.RayCohortClient(SETTINGS, "reference", 8, timeout=600)
+    client = ray_cohorts.RayCohortClient(SETTINGS, "reference", 8, timeout_s=600)
     actor = FullActor(full=3)
     monkeypatch.setattr(client, "_send", actor.send)
     assert asyncio.run(client.ask(body("0", "pick 1"))) == {"reward": 1.0, "method": "cohort"}
     assert actor.calls == 4
-    client = ray_cohorts.RayCohortClient(SETTINGS, "reference", 8, timeout=0.0)
+    client = ray_cohorts.RayCohortClient(SETTINGS, "reference", 8, timeout_s=0.0)
     actor = FullActor(full=1)
     monkeypatch.setattr(client, "_send", actor.send)
     with pytest.raises(Overloaded, match=r"still full after 0 s: 1000 bytes of text waiting"):

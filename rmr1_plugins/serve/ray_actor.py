@@ -13,7 +13,7 @@ caller (OpenRLHF's reward file).
 bytes for each worker that has sent it a member (each :class:`RayCohortClient` is one worker), so
 a step split over more workers never hits a bound sized for one. A member that finds the actor
 full (:class:`~rmr1_plugins.rewards.cohorts.Overloaded`, nothing held) is sent again by the
-client with doubling backoff, like a 503 from ``rmr1 serve``, until its ``timeout``.
+client with doubling backoff, like a 503 from ``rmr1 serve``, until its ``timeout_s``.
 
 The actor's name is a digest of everything its service is built from (the judge, the ``reward:``
 section, ``on_split``), so jobs or workers with other settings get another actor, never one
@@ -150,7 +150,7 @@ class RayCohortClient:
     """One worker's way to the job's cohort actor (made on first use).
 
     A member the actor refuses as full (:class:`~rmr1_plugins.rewards.cohorts.Overloaded`) is
-    sent again after 0.5 s, doubling up to 8 s, until ``timeout`` seconds after the first try;
+    sent again after 0.5 s, doubling up to 8 s, until ``timeout_s`` seconds after the first try;
     then Overloaded is raised. An actor that died (its creator ended, or it crashed) is made
     again once and the member sent again: its held members' callers do the same, with the same
     ids, so their groups fill again. Other errors are raised as the actor raised them."""
@@ -160,13 +160,13 @@ class RayCohortClient:
         settings: RewardSettings,
         on_split: str,
         max_concurrency: int,
-        timeout: float = 600.0,
+        timeout_s: float = 600.0,
     ) -> None:
         check_backend(settings)  # at start-up, not at the first rollout
         self.settings = settings
         self.on_split = on_split
         self.max_concurrency = max_concurrency
-        self.timeout = timeout
+        self.timeout_s = timeout_s
         self.name = actor_name(settings, on_split)
         self.worker = uuid.uuid4().hex  # this worker's share of the actor's byte bound
         self._actor: Any = None
@@ -189,8 +189,8 @@ class RayCohortClient:
         return await self._retried("join", member)
 
     async def _retried(self, method: str, arg: Any) -> dict[str, Any]:
-        """``method(arg)`` on the actor, sent again while it is full, until ``timeout``."""
-        deadline = time.monotonic() + self.timeout
+        """``method(arg)`` on the actor, sent again while it is full, until ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
         delay = RETRY_DELAY_S
         while True:
             try:
@@ -199,7 +199,7 @@ class RayCohortClient:
                 why = getattr(full, "cause", full)
                 if deadline - time.monotonic() <= delay:
                     raise Overloaded(
-                        f"cohort actor {self.name} still full after {self.timeout:g} s: {why}"
+                        f"cohort actor {self.name} still full after {self.timeout_s:g} s: {why}"
                     ) from None
             await asyncio.sleep(delay)
             delay = min(2 * delay, MAX_RETRY_DELAY_S)

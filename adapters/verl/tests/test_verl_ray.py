@@ -180,7 +180,7 @@ def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(clus
 
 def test_a_full_cohort_actor_is_retried_and_then_answers(cluster):
     """Overloaded raised in the actor reaches the client as Overloaded (nothing held): sent
-    again until ``cohort_timeout``; once the held group is judged, the member is accepted."""
+    again until ``cohort_timeout_s``; once the held group is judged, the member is accepted."""
     from rmr1_verl.cohort import RayCohorts
 
     from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
@@ -205,13 +205,13 @@ def test_a_full_cohort_actor_is_retried_and_then_answers(cluster):
     for _ in range(100_000):  # until it is held (the actor prepares it off its loop first)
         if ray.get(actor.stats.remote())["held"] == 1:
             break
-    client = RayCohorts(base, "reference", max_concurrency=16, timeout=0.0)
+    client = RayCohorts(base, "reference", max_concurrency=16, timeout_s=0.0)
     client.worker = "w"  # the same worker: its share is full
     with pytest.raises(Overloaded, match=r"still full after 0 s.*max_pending_bytes"):
         asyncio.run(client.ask({**member, "key": "b", "id": "0"}))
     pair = actor.cohort.remote({**member, "key": "a", "id": "1", "response": "pick 2"}, "w")
     assert [a["group"] for a in ray.get([held, pair])] == [2, 2]
-    client.timeout = 600.0
+    client.timeout_s = 600.0
     answer = asyncio.run(
         client.ask({**member, "key": "b", "id": "0", "size": 1, "reference": "pick 2"})
     )
