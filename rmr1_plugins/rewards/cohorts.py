@@ -310,6 +310,10 @@ class CohortTable:
         """The open cohort of ``key`` (a member's key), or None."""
         return self._open.get(_digest(key))
 
+    def is_open(self, cohort: Cohort) -> bool:
+        """Whether ``cohort`` still waits for members."""
+        return self._open.get(cohort.key) is cohort
+
     def drain(self) -> list[Cohort]:
         """Close and return every open cohort."""
         closed = list(self._open.values())
@@ -601,10 +605,17 @@ class CohortService:
         # the latest time its cohort could still use them (_judge's deadline)
         close = cohort.opened + (self.wait_s if self.deadline == "close" else 0.0)
         budget = max(close + self.config.timeout_s - self._clock(), 0.001)
-        task = asyncio.ensure_future(self.judge.judge(examples, budget, early=id(cohort)))
+        task = asyncio.ensure_future(self._early(cohort, examples, budget))
         self.stats["early_pairs"] += len(examples)
         for position, key in enumerate(keys):
             cohort.early[key] = (task, position)
+
+    async def _early(
+        self, cohort: Cohort, examples: list[PairwiseExample], budget: float
+    ) -> list[PairResult | Failure]:
+        """Early pairs, queued as early work unless their cohort closed meanwhile."""
+        tag = id(cohort) if self.table.is_open(cohort) else None
+        return await self.judge.judge(examples, budget, early=tag)
 
     def _start(self, cohort: Cohort) -> None:
         if cohort.early:
@@ -665,9 +676,9 @@ class CohortService:
     async def _verdicts(
         self, cohort: Cohort, examples: list[PairwiseExample], timeout_s: float
     ) -> list[PairResult | Failure]:
-        """The results of a round's ``examples``: early verdicts where the cohort has them, the
-        judge's for the others (one call)."""
-        early = [cohort.early.get((e.response_a, e.response_b)) for e in examples]
+        """The results of a round's ``examples``: early verdicts where the cohort has them (each
+        used once: a pair asked again is judged again), the judge's for the others (one call)."""
+        early = [cohort.early.pop((e.response_a, e.response_b), None) for e in examples]
         fresh = [e for e, known in zip(examples, early, strict=True) if known is None]
         judged = iter(await self.judge.judge(fresh, timeout_s) if fresh else [])
         results: list[PairResult | Failure] = []
