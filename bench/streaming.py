@@ -160,7 +160,8 @@ async def step(
     last_arrival = max(r for r, _, _ in done)
     last_answer = max(a for _, a, _ in done)
     generating = last_arrival - started
-    quantiles = statistics.quantiles(after_group, n=20) if len(after_group) > 1 else after_group
+    many = len(after_group) > 1
+    quantiles = statistics.quantiles(after_group, n=20, method="inclusive") if many else after_group
     return {
         "group_p50": statistics.median(after_group),
         "group_p95": quantiles[-1],
