@@ -255,6 +255,25 @@ def test_a_reissued_member_s_early_verdicts_are_ignored():
     assert len(texts) == 4 and stats["early_used"] == 1  # (1, 2) early; (2, 5), (5, 1) at the end
 
 
+def test_a_prompt_that_cannot_be_judged_streams_nothing():
+    """A chat prompt not ending in a user turn: nothing is sent early, and the group gets what
+    it gets without streaming (bad_input)."""
+    prompt = [{"role": "assistant", "content": "Hi."}]
+
+    async def go(stream):
+        svc, backend = cohorts(stream_pairs=stream)
+        futures = [svc.submit(Member("p", 3, prompt, f"answer {v}", REFERENCE)) for v in (1, 2)]
+        await drained(svc)
+        futures.append(svc.submit(Member("p", 3, prompt, "answer 3", REFERENCE)))
+        answers = await asyncio.gather(*futures)
+        await svc.aclose()
+        return [(a.reward, a.kind) for a in answers], judgments(backend), svc.stats
+
+    streamed, total, stats = asyncio.run(go(True))
+    assert (streamed, total) == asyncio.run(go(False))[:2]
+    assert total == stats["early_pairs"] == 0 and {k for _, k in streamed} == {"bad_input"}
+
+
 def test_streaming_off_judges_nothing_before_the_group_is_complete():
     async def go():
         svc, backend = cohorts(stream_pairs=False)
@@ -294,23 +313,26 @@ def test_early_pairs_still_queued_when_a_cohort_is_dropped_are_withdrawn():
 
 
 def test_early_pairs_of_many_filling_groups_do_not_starve_a_complete_group():
-    """10 groups of 8 with 7 members each queue 210 early pairs; a group of 4 then completes:
-    its pairs (its own early ones included) are judged right after the call in flight."""
+    """10 groups of 8 with 7 members each queue 210 early pairs; a group of 4 fills behind them
+    and completes: its pairs, its own early ones included (hurried), are judged right after
+    the call in flight."""
     backend = Gated()
 
     async def go():
         svc = CohortService(Scorer(backend), config(max_batch_size=4))
-        urgent = asyncio.Event()
         judge = svc.judge.judge
-
-        queued = []
+        mine = {True: 0, False: 0}  # the complete group's pairs queued, early or not
+        ready = {True: asyncio.Event(), False: asyncio.Event()}
 
         async def spy(examples, timeout_s, *, early=None):
-            if early is None:  # the complete group's: queued in this same step
-                queued.extend(examples)
-                if len(queued) == 6:
-                    urgent.set()
+            ours = sum("The complete one." in str(e.context) for e in examples)
+            mine[early is not None] += ours
+            if ours and mine[early is not None] == 3:
+                ready[early is not None].set()  # queued in this same step
             return await judge(examples, timeout_s, early=early)
+
+        def complete(value):
+            return svc.submit(Member("c", 4, "The complete one.", f"answer {value}", REFERENCE))
 
         svc.judge.judge = spy
         filling = [
@@ -318,22 +340,21 @@ def test_early_pairs_of_many_filling_groups_do_not_starve_a_complete_group():
             for k in range(10)
             for v in range(7)
         ]
-        complete = [
-            svc.submit(Member("complete", 4, "The complete one.", f"answer {v}", REFERENCE))
-            for v in (3, 1, 4, 2)
-        ]
-        await urgent.wait()  # its 3 early pairs and 3 more, all queued
+        futures = [complete(v) for v in (3, 1, 4)]
+        await ready[True].wait()  # its 3 early pairs, behind the 210
+        futures.append(complete(2))
+        await ready[False].wait()  # its 3 other pairs, after it completed
         backend.gate.set()
-        answers = await asyncio.gather(*complete)
+        answers = await asyncio.gather(*futures)
         seen = [conv[-1]["content"] for batch in backend.batches for conv in batch]
         for future in filling:
             future.cancel()
         await svc.aclose()
-        return answers, seen
+        return answers, seen, svc.stats
 
-    answers, seen = asyncio.run(go())
-    assert [a.reward for a in answers] == [2 / 3, 0.0, 1.0, 1 / 3]
+    answers, seen, stats = asyncio.run(go())
+    assert [a.reward for a in answers] == [2 / 3, 0.0, 1.0, 1 / 3] and stats["early_used"] == 3
     last = max(i for i, text in enumerate(seen) if "The complete one." in text)
     before = sum("The complete one." not in text for text in seen[:last])
     # the call in flight, and the rest of the last batch; first in, first out would be 210
-    assert before < 2 * 4
+    assert sum("The complete one." in text for text in seen) == 6 and before < 2 * 4

@@ -173,6 +173,7 @@ class Cohort:
     finished: bool = False  # answered; no longer held
     on_split: SplitRule | None = None  # its first member's; None: the service's
     early: dict[Any, Any] = field(default_factory=dict)  # the driver's early verdicts, by texts
+    context: Any = None  # the prompt as judged, once streamed (False: not a valid prompt)
 
     @property
     def complete(self) -> bool:
@@ -584,14 +585,18 @@ class CohortService:
         to the batching service, queued as early work; the verdicts wait in ``cohort.early``."""
         if pairs is None:
             pairs = [p for i in indices for p in self.strategy.early_pairs(i, cohort.size)]
-        texts = [as_text(r) for r in cohort.responses]
-        try:
-            context = as_context(cohort.prompt)
-        except ValueError:
-            return  # judged (and refused) with the whole group
+        if not pairs or cohort.context is False:
+            return
+        if cohort.context is None:
+            try:
+                cohort.context = as_context(cohort.prompt)
+            except ValueError:
+                cohort.context = False  # judged (and refused) with the whole group
+                return
+        context = cohort.context
         examples, keys = [], []
         for first, second in pairs:
-            a, b = texts[first], texts[second]
+            a, b = as_text(cohort.responses[first]), as_text(cohort.responses[second])
             if a == b or (a, b) in cohort.early:  # a tie without the judge, or already sent
                 continue
             keys.append((a, b))

@@ -99,7 +99,7 @@ class RewardService:
         self._hard_pairs = writer_for(self.config)
         self._queue: deque[_Item] = deque()  # first: samples, complete groups' pairs
         self._early: deque[_Item] = deque()  # then: early pairs of filling groups
-        self._tagged: dict[Any, list[_Item]] = {}  # early items by tag, for hurry()
+        self._tagged: dict[Any, dict[int, _Item]] = {}  # early items by tag, for hurry()
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._last_log: dict[str, float] = {}
@@ -223,7 +223,7 @@ class RewardService:
         self.stats["pairs"] += len(items)
         if early is not None:
             self.stats["early_pairs"] += len(items)
-            self._tagged.setdefault(early, []).extend(items)
+            self._tagged.setdefault(early, {}).update((id(item), item) for item in items)
         for item in items:
             item.early = early
             self._submit(item)
@@ -239,7 +239,7 @@ class RewardService:
     def hurry(self, tag: Any) -> None:
         """Move the early pairs of ``tag`` still queued in front of other early pairs (its
         group is complete and waits for them); later ones with the tag are queued early."""
-        for item in self._tagged.pop(tag, []):
+        for item in self._tagged.pop(tag, {}).values():
             if item.early is not None and not item.future.done():
                 item.early = None  # its entry in the early queue is skipped from now on
                 self._queue.append(item)
@@ -288,8 +288,8 @@ class RewardService:
         tagged = self._tagged.get(tag)
         if tagged is None:
             return
-        gone = {id(item) for item in items}
-        tagged[:] = [item for item in tagged if id(item) not in gone]
+        for item in items:
+            tagged.pop(id(item), None)
         if not tagged:
             del self._tagged[tag]
 
