@@ -42,7 +42,7 @@ async def ask(svc, members, delays=None):
 
 
 def test_a_group_is_judged_together_whatever_the_arrival_order():
-    svc, backend = service()
+    svc, backend = service(stream_pairs=False)  # both cohorts' pairs in one call
     members = [member(key, v, prompt=key) for key in ("p", "q") for v in (1, 2, 3, 4)]
     order = list(range(8))
     random.Random(1).shuffle(order)  # the two prompts' rollouts interleave
@@ -64,7 +64,7 @@ def test_a_group_is_judged_together_whatever_the_arrival_order():
 
 
 def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
-    svc, backend = service(group_timeout_s=0.2)
+    svc, backend = service(group_timeout_s=0.2, stream_pairs=False)  # one call per cohort
     values = [1, 8, 2, 7, 3, 6]  # one prompt, two rollout groups of 3 in one step
 
     answers = run(ask(svc, [member("p", v, size=3) for v in values], [0.01 * i for i in range(6)]))
@@ -96,7 +96,8 @@ def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
 def test_a_group_closed_short_follows_on_split_reference_or_drop():
     """The veRL manager's rules: each member against its reference, or the split fallback."""
     backend = ScriptedBackend(ranker)
-    config = RewardConfig(group_timeout_s=0.1, timeout_s=5.0, fallback=0.25)
+    # without streaming: a dropped group costs no judgment (test_streaming: with it)
+    config = RewardConfig(group_timeout_s=0.1, timeout_s=5.0, fallback=0.25, stream_pairs=False)
     svc = CohortService(Scorer(backend), config, on_split="reference")
     answers = run(ask(svc, [member("p", v) for v in (1, 5)]))  # 2 of 4, reference 2.5
     assert [a.reward for a in answers] == [0.0, 1.0] and backend.batches[0] and svc.pending == 0

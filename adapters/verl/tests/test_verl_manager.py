@@ -67,7 +67,9 @@ def test_check_command_passes(capsys, monkeypatch):
 def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkeypatch):
     from rmr1_verl.manager import RMR1RewardManager
 
-    manager, backend = load(tokenizer, monkeypatch)
+    # without streaming, so that both groups' pairs meet in one call (streamed, pairs go out
+    # as rollouts arrive: tests/test_streaming.py)
+    manager, backend = load(tokenizer, monkeypatch, stream_pairs=False)
     assert isinstance(manager, RMR1RewardManager) and manager.group_size == 3
     data = rollouts(tokenizer, GROUPS)
     order = list(range(6))
@@ -89,7 +91,8 @@ def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkey
 
 
 def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(tokenizer, monkeypatch):
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.2)
+    # without streaming, the reference rule's judgments alone (streamed: tests/test_streaming.py)
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.2, stream_pairs=False)
     data = rollouts(tokenizer, GROUPS[:1])
     outputs = score_all(manager, data, order=[0, 1])  # the third rollout went elsewhere
     infos = [out["reward_extra_info"] for out in outputs]
@@ -102,7 +105,7 @@ def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(token
 
 def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatch, caplog):
     """Never a second group_timeout_s: the late rollout does not open a new group."""
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1)
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, stream_pairs=False)
     data = rollouts(tokenizer, GROUPS[:1])
     score_all(manager, data, order=[0, 2])  # expires: two of three rollouts
     late = manager.run_single(data[1:2])
