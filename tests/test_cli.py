@@ -408,10 +408,9 @@ def test_orders_agree_is_none_when_neither_order_gave_a_verdict(tmp_path):
 
 
 def test_orders_agree_values():
-    from conftest import pair
-
     from rmr1_plugins.schema import Judgment
     from rmr1_plugins.scorer import combine
+    from rmr1_plugins.testing import pair
 
     def result(given, swapped):
         judgments = [

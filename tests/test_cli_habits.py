@@ -216,7 +216,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
 def test_the_docs_openai_config_serves_with_another_backend():
-    from serving import PROMPT, Server
+    from rmr1_plugins.testing.serving import PROMPT, Server
 
     running = Server(
         "--config", str(EXAMPLES / "rmr1-openrlhf.yaml"), backend="constant", num_samples=None

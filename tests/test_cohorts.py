@@ -7,8 +7,6 @@ import random
 from dataclasses import replace
 
 import pytest
-from conftest import ScriptedBackend
-from test_engine import NAMES, ranker
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.backends.base import Backend, Generation
@@ -16,6 +14,9 @@ from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Ove
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.metrics import KEYS
 from rmr1_plugins.rewards.service import RewardService
+from rmr1_plugins.testing import GROUP_STRATEGIES as NAMES
+from rmr1_plugins.testing import ScriptedJudge
+from rmr1_plugins.testing.judges import ranker
 
 
 def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
@@ -23,7 +24,7 @@ def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
 
 
 def service(answer=ranker, **reward):
-    backend = ScriptedBackend(answer)
+    backend = ScriptedJudge(answer)
     options = {"group_timeout": 0.3, "timeout_s": 5.0, **reward}
     return CohortService(Scorer(backend), RewardConfig(**options)), backend
 
@@ -95,7 +96,7 @@ def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
 
 def test_a_group_closed_short_follows_on_split_reference_or_drop():
     """The veRL manager's rules: each member against its reference, or the split fallback."""
-    backend = ScriptedBackend(ranker)
+    backend = ScriptedJudge(ranker)
     config = RewardConfig(group_timeout=0.1, timeout_s=5.0, fallback=0.25)
     svc = CohortService(Scorer(backend), config, on_split="reference")
     answers = run(ask(svc, [member("p", v) for v in (1, 5)]))  # 2 of 4, reference 2.5
@@ -104,7 +105,7 @@ def test_a_group_closed_short_follows_on_split_reference_or_drop():
     logs = answers[0].logs()
     assert (logs["rmr1_split"], logs["rmr1_reference"], logs["rmr1_group"]) == (1.0, 1.0, 1.0)
 
-    backend = ScriptedBackend(ranker)
+    backend = ScriptedJudge(ranker)
     svc = CohortService(Scorer(backend), config, on_split="drop")
     answers = run(ask(svc, [member("p", v) for v in (1, 5)]))
     assert [a.reward for a in answers] == [0.25, 0.25] and backend.batches == []
@@ -167,7 +168,7 @@ def test_every_strategy_works(name):
 
 def test_pending_is_bounded_and_bad_sizes_are_refused():
     svc = CohortService(
-        Scorer(ScriptedBackend(ranker)), RewardConfig(group_timeout=0.1), max_pending=3
+        Scorer(ScriptedJudge(ranker)), RewardConfig(group_timeout=0.1), max_pending=3
     )
 
     async def go():
@@ -505,7 +506,7 @@ def test_groups_are_scored_from_a_reward_config():
 
     config = RewardConfig(strategy="pivot", on_unparsed="exclude", seed=3)
     groups = [Group("Pick a number.", ["answer 1", "answer 2?", "answer 3"])]
-    scorer, run_ = Scorer(ScriptedBackend(ranker)), scoring(groups, config)
+    scorer, run_ = Scorer(ScriptedJudge(ranker)), scoring(groups, config)
     while not run_.done:
         run_.feed(scorer.score(run_.examples()))
     [judged] = run_.rewards()
@@ -526,7 +527,7 @@ def budgets_of(deadline):
     """The judge budget of a cohort opened at t=0 and complete at t=100 (timeout_s 5)."""
     clock, budgets = Clock(), []
     config = RewardConfig(group_timeout=1000, timeout_s=5.0)
-    svc = CohortService(Scorer(ScriptedBackend(ranker)), config, clock=clock, deadline=deadline)
+    svc = CohortService(Scorer(ScriptedJudge(ranker)), config, clock=clock, deadline=deadline)
 
     async def rewards(cohort, budget):
         budgets.append(budget)

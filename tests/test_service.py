@@ -1,13 +1,10 @@
 """The batching reward service: every sample answered once, right, and on time."""
 
 import asyncio
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from serving import RequestsJudge, VotesJudge, expected_reward
 
 from rmr1_plugins import SamplingParams, Scorer
 from rmr1_plugins.backends.base import Backend, Generation
@@ -15,6 +12,7 @@ from rmr1_plugins.backends.openai import OpenAIBackend
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.service import BackgroundRewardService, RewardService
+from rmr1_plugins.testing.judges import RequestsJudge, VotesJudge, expected_reward
 
 PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -315,8 +313,7 @@ def test_retries_are_counted_and_stay_within_the_deadline():
 def test_a_hung_request_to_a_real_http_server_costs_only_its_own_reward():
     # The real openai backend against a local OpenAI-style server that never answers one prompt.
     pytest.importorskip("aiohttp")
-    sys.path.insert(0, str(Path(__file__).parent / "engines"))
-    from openai_stub import StubServer, completion
+    from rmr1_plugins.testing.openai_stub import StubServer, completion
 
     release = asyncio.Event()  # bound to the stub's loop when it is first awaited there
 
@@ -346,7 +343,7 @@ def test_a_hung_request_to_a_real_http_server_costs_only_its_own_reward():
 
 
 def serve_wave(*flags, texts):
-    from test_serve import Server, body, post
+    from rmr1_plugins.testing.serving import Server, body, post
 
     aiohttp = pytest.importorskip("aiohttp")
     server = Server(*flags)
