@@ -33,13 +33,9 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
-async def ask(svc, members, delays=None):
-    async def one(m, delay):
-        await asyncio.sleep(delay)
-        return await svc.reward(m)
-
-    delays = delays or [0.0] * len(members)
-    return await asyncio.gather(*(one(m, d) for m, d in zip(members, delays, strict=True)))
+async def ask(svc, members):
+    """Every member's answer; they arrive in list order (each task submits before it awaits)."""
+    return await asyncio.gather(*(svc.reward(m) for m in members))
 
 
 def test_a_group_is_judged_together_whatever_the_arrival_order():
@@ -68,10 +64,11 @@ def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
     svc, backend = service(group_timeout=0.2)
     values = [1, 8, 2, 7, 3, 6]  # one prompt, two rollout groups of 3 in one step
 
-    answers = run(ask(svc, [member("p", v, size=3) for v in values], [0.01 * i for i in range(6)]))
+    answers = run(ask(svc, [member("p", v, size=3) for v in values]))
     assert [a.group for a in answers] == [3] * 6
     assert [a.reward for a in answers] == pytest.approx([0, 1, 0.5, 1, 0, 0.5])
-    assert len(backend.batches) == 2 and svc.stats["complete_cohorts"] == 2
+    # two cohorts of three, three pairs each (batched together: they arrive at once)
+    assert sum(map(len, backend.batches)) == 6 and svc.stats["complete_cohorts"] == 2
 
 
 def test_a_group_of_one_is_judged_against_its_reference_at_once():
@@ -128,7 +125,7 @@ def test_one_member_alone_gets_its_reference_or_the_fallback():
 
 def test_the_judge_deadline_answers_every_member_with_the_fallback():
     async def slow(*_):
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never set: a judge that hangs until cancelled
 
     svc, _ = service(group_timeout=0.05, timeout_s=0.4)
     svc.scorer.ascore = slow  # a judge that hangs

@@ -1,10 +1,14 @@
 import asyncio
+import threading
+import time
 
 import pytest
 
 from rmr1_plugins import SamplingParams, Scorer
 from rmr1_plugins.backends.constant import ConstantBackend
 from rmr1_plugins.testing import ScriptedJudge, pair
+
+GUARD_S = 30  # a hang guard: past it a test fails instead of waiting forever
 
 
 def prefers(text):
@@ -149,19 +153,19 @@ def test_truncated_judgments_are_counted():
     assert scorer.stats["truncated"] == 1
 
 
-class Slow(ScriptedJudge):
-    """Takes a while, so that concurrent calls overlap; can be told to fail."""
+class Gated(ScriptedJudge):
+    """Holds every call until ``gate`` is set, so that concurrent calls overlap for as long as a
+    test needs (no clock); can be told to fail."""
 
     def __init__(self, fail=False):
         super().__init__()
         self.fail = fail
         self.calls = 0
+        self.gate = threading.Event()
 
     def generate(self, conversations, params):
-        import time
-
         self.calls += 1
-        time.sleep(0.2)
+        assert self.gate.wait(GUARD_S), "the test never opened the gate"
         if self.fail:
             from rmr1_plugins import BackendError
 
@@ -169,22 +173,36 @@ class Slow(ScriptedJudge):
         return super().generate(conversations, params)
 
 
+def until(condition):
+    """Poll ``condition()`` until it holds; a hang guard (GUARD_S), not a timing."""
+    deadline = time.monotonic() + GUARD_S
+    while not condition():
+        assert time.monotonic() < deadline, "condition never met"
+        time.sleep(0.001)
+
+
+async def held_until(scorer, hits, *calls):
+    """Run ``calls`` concurrently, opening the judge's gate once ``hits`` of them have found a
+    request already in flight (so they overlap, whatever the machine's speed)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.to_thread(until, lambda: scorer.stats["inflight_hits"] >= hits)
+    scorer.backend.gate.set()
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def test_concurrent_calls_share_a_request_in_flight():
-    backend = Slow()
+    backend = Gated()
     scorer = Scorer(backend, cache_size=0)  # no cache: sharing comes from the in-flight table
-
-    async def main():
-        return await asyncio.gather(scorer.ascore([pair()]), scorer.ascore([pair(), pair(b="6")]))
-
-    first, second = asyncio.run(main())
+    first, second = asyncio.run(
+        held_until(scorer, 1, scorer.ascore([pair()]), scorer.ascore([pair(), pair(b="6")]))
+    )
     # the shared request went out once (the two calls plan in worker threads, in either order)
     assert sum(len(b) for b in backend.batches) == 2 and len(backend.batches) in (1, 2)
     sent = len(backend.batches)
     assert first[0].model_dump() == second[0].model_dump()
     assert scorer.stats["inflight_hits"] == 1 and not scorer._inflight
 
-    import threading
-
+    backend.gate.clear()
     results = []
     threads = [
         threading.Thread(target=lambda: results.append(scorer.score([pair(b="7")])))
@@ -192,6 +210,8 @@ def test_concurrent_calls_share_a_request_in_flight():
     ]
     for thread in threads:
         thread.start()
+    until(lambda: scorer.stats["inflight_hits"] == 2)  # the second thread waits on the first
+    backend.gate.set()
     for thread in threads:
         thread.join()
     assert len(results) == 2 and len(backend.batches) == sent + 1  # one more, judged once
@@ -200,18 +220,15 @@ def test_concurrent_calls_share_a_request_in_flight():
 def test_a_failed_request_fails_its_concurrent_waiters_and_is_not_cached():
     from rmr1_plugins import BackendError
 
-    backend = Slow(fail=True)
+    backend = Gated(fail=True)
+    backend.gate.set()
     scorer = Scorer(backend)
     with pytest.raises(BackendError):
         scorer.score([pair()])  # alone: nothing waits on it, nothing must stay in flight
     assert not scorer._inflight
 
-    async def main():
-        return await asyncio.gather(
-            scorer.ascore([pair()]), scorer.ascore([pair()]), return_exceptions=True
-        )
-
-    errors = asyncio.run(main())
+    backend.gate.clear()
+    errors = asyncio.run(held_until(scorer, 1, scorer.ascore([pair()]), scorer.ascore([pair()])))
     assert all(isinstance(e, BackendError) for e in errors) and backend.calls == 2
     assert not scorer._inflight and scorer.cache_info()["size"] == 0
     backend.fail = False
@@ -232,8 +249,6 @@ def test_backend_may_shorten_examples_before_rendering():
 
 
 def test_a_call_cancelled_while_planning_releases_its_requests_after_its_loop_closed():
-    import threading
-
     scorer = Scorer(ScriptedJudge())
     gate, planning, planned = threading.Event(), threading.Event(), threading.Event()
     plan = scorer._plan

@@ -403,7 +403,7 @@ def test_hung_judge_threads_do_not_starve_the_preparation_of_new_requests():
         def generate(self, conversations, params):
             if len(conversations) > 1:
                 raise RuntimeError("poison in the batch")
-            release.wait(60)
+            release.wait()
             return [[Generation("<answer>[[A]]</answer>", "stop")] for _ in conversations]
 
     config = RewardConfig(timeout_s=1, max_wait_ms=50, max_batch_size=64)
@@ -411,15 +411,17 @@ def test_hung_judge_threads_do_not_starve_the_preparation_of_new_requests():
 
     async def scenario():
         await service.start(warmup=False)
-        first = await service.rewards([sample(f"r{i}") for i in range(40)])
-        late = await asyncio.wait_for(service.rewards([sample("r1")]), 20)  # hang guard
+        try:
+            first = await service.rewards([sample(f"r{i}") for i in range(40)])
+            late = await asyncio.wait_for(service.rewards([sample("r1")]), 20)  # hang guard
+        finally:
+            # Both answers are in: let the hung calls return, so that closing the loop (which
+            # joins its default thread pool) does not wait for them.
+            release.set()
         await service.aclose()
         return first, late
 
-    try:
-        first, [late] = run(scenario())
-    finally:
-        release.set()
+    first, [late] = run(scenario())
     assert {a.kind for a in first} == {"timeout"}
     assert late.kind == "timeout"
 
