@@ -336,6 +336,18 @@ def registered(plugin: object, name: str) -> Iterator[None]:
                 registry._resolved.pop(added, None)
 
 
+def backends_registered(backends: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
+    """A test's own backends (``{name: class}``) registered as one plugin for the block."""
+
+    class TestBackends:
+        @hookimpl
+        def rmr1_register_backends(self, register: Register) -> None:
+            for name, target in backends.items():
+                register(name, target)
+
+    return registered(TestBackends(), "test-backends: " + ", ".join(sorted(backends)))
+
+
 def fake_judges() -> contextlib.AbstractContextManager[None]:
     """The judges above registered by name for the block (the ``fake_judges`` fixture)."""
     return registered(sys.modules[__name__], PLUGIN_NAME)
