@@ -258,3 +258,16 @@ def test_a_test_module_that_registers_at_import_stops_the_run(tmp_path):
     )  # fmt: skip
     assert run.returncode != 0
     assert "changed the plugin registry at import: backends 'sneaky'" in run.stdout + run.stderr
+
+
+def test_judges_registered_in_a_worker_stay_registered():
+    # A Ray worker's setup hook registers them for good (in a child: never in the test process).
+    code = (
+        "import gc\n"
+        "from rmr1_plugins.testing.judges import register_in_worker\n"
+        "from rmr1_plugins.plugins import get_backend_class\n"
+        "register_in_worker(); gc.collect()\n"
+        "print(get_backend_class('ranker').name)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ranker", run.stderr

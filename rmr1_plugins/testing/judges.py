@@ -353,7 +353,12 @@ def fake_judges() -> contextlib.AbstractContextManager[None]:
     return registered(sys.modules[__name__], PLUGIN_NAME)
 
 
+_FOR_GOOD: list[contextlib.AbstractContextManager[None]] = []
+
+
 def register_in_worker() -> None:
     """Register the judges for the rest of the process: for a worker process that a test
     starts (a Ray worker's setup hook), never for the test process itself."""
-    fake_judges().__enter__()
+    block = fake_judges()
+    block.__enter__()
+    _FOR_GOOD.append(block)  # kept: a collected block would close, unregistering the judges
