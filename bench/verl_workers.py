@@ -43,14 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     from rmr1_plugins.testing.serving import Server
     from rmr1_plugins.testing.verl import step, step_config, stream
 
-    os.environ["VERL_USE_EXTERNAL_MODULES"] = "rmr1_plugins.testing.in_workers"
     ray.init(
         num_cpus=max(2, max(args.workers)),
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={
             "env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)},
-            # the ranker in the cohort actor
+            # the ranker in every Ray worker: the reward workers and the cohort actor
             "worker_process_setup_hook": "rmr1_plugins.testing.judges.register_in_worker",
         },
     )

@@ -3,9 +3,9 @@ a training step at scale for its real ``RewardLoopManager`` on local Ray (tests,
 
 veRL, torch and numpy are imported inside the functions. A step's rollouts are built from one
 tokenised prompt and tiled, so 1,024 x 7 rows take no time to make; the ``ranker`` judge of
-:mod:`rmr1_plugins.testing.judges` (registered in every Ray process by
-:mod:`rmr1_plugins.testing.in_workers` through ``VERL_USE_EXTERNAL_MODULES``) makes exact
-in-group rewards known in advance.
+:mod:`rmr1_plugins.testing.judges` (registered in every Ray worker by Ray's
+``worker_process_setup_hook``: :func:`~rmr1_plugins.testing.judges.register_in_worker`) makes
+exact in-group rewards known in advance.
 """
 
 from __future__ import annotations

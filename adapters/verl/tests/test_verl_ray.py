@@ -34,10 +34,8 @@ def cluster():
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={
-            "env_vars": {
-                "PYTHONPATH": os.pathsep.join(sys.path),
-                "VERL_USE_EXTERNAL_MODULES": "rmr1_plugins.testing.in_workers",  # fake judges
-            },
+            "env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)},
+            # the scripted judges in every Ray worker: the reward workers and the cohort actor
             "worker_process_setup_hook": "rmr1_plugins.testing.judges.register_in_worker",
         },
     )
