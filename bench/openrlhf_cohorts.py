@@ -7,7 +7,7 @@ endpoint: splits, fallbacks, exact rewards and the step's reward time.
 Runs in the ``openrlhf`` nox environment on CPU. Every sample of the step goes through its own
 ``SingleTurnAgentExecutor.execute`` (the real client: one HTTP request per sample), all in flight
 at once and groups interleaved, to a real ``rmr1 serve --group-size N`` on 127.0.0.1 with the
-zero-cost scripted ``ranker`` judge of tests/serving.py (exact in-group rewards known in
+zero-cost scripted ``ranker`` judge of rmr1_plugins.testing.judges (exact in-group rewards known in
 advance). The CI test ``test_a_step_of_128_prompts_x_7_keeps_every_group_whole`` is the same step
 at 128 × 7.
 """
@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "adapters" / "openrlhf" / "tests"
-sys.path[:0] = [str(ROOT), str(ROOT / "adapters" / "openrlhf"), str(TESTS), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "adapters" / "openrlhf")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,10 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group-timeout-s", type=float, default=600.0)
     args = parser.parse_args(argv)
 
-    from steps import cohort_server, step, summary
     from transformers import AutoTokenizer
 
     from rmr1_plugins.testing import smollm2_checkpoint
+    from rmr1_plugins.testing.openrlhf import cohort_server, step, summary
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_checkpoint())
     server = cohort_server(args.prompts, args.n, args.group_timeout_s)

@@ -10,9 +10,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from serving import Server
 
 from rmr1_plugins.settings import decisive_settings, load_reward_settings
+from rmr1_plugins.testing.serving import Server
 
 pytest.importorskip("aiohttp")
 
@@ -201,15 +201,14 @@ def test_the_summary_counts_dropped_cohort_members():
     import asyncio
     from collections import Counter
 
-    from conftest import ScriptedBackend
-
     from rmr1_plugins import Scorer
     from rmr1_plugins.rewards.cohorts import CohortService, Member
     from rmr1_plugins.rewards.config import RewardConfig
     from rmr1_plugins.serve.app import _summary
+    from rmr1_plugins.testing import ScriptedJudge
 
     cohorts = CohortService(
-        Scorer(ScriptedBackend()), RewardConfig(group_timeout_s=0.05), on_split="drop"
+        Scorer(ScriptedJudge()), RewardConfig(group_timeout_s=0.05), on_split="drop"
     )
 
     async def go():

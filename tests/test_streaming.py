@@ -12,10 +12,8 @@ import hashlib
 import threading
 
 import pytest
-from conftest import ScriptedBackend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_engine import ranker, slots
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.plugins import get_plugins
@@ -23,6 +21,9 @@ from rmr1_plugins.rewards.cohorts import CohortService, Member
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, score_groups
 from rmr1_plugins.rewards.groups import group_options
+from rmr1_plugins.testing import ScriptedJudge
+from rmr1_plugins.testing.judges import ranker
+from rmr1_plugins.testing.judges import response_slots as slots
 
 NAMES = get_plugins().registries["strategies"].names()
 REFERENCE = "answer 4.5"
@@ -54,7 +55,7 @@ class Clock:
 
 
 def cohorts(answer=ranker, clock=None, on_split="partial", **options):
-    backend = ScriptedBackend(answer)
+    backend = ScriptedJudge(answer)
     svc = CohortService(
         Scorer(backend), config(**options), clock=clock or Clock(), on_split=on_split
     )
@@ -68,7 +69,7 @@ async def drained(svc: CohortService, key: str = "p") -> None:
         await asyncio.gather(*{task for task, _ in cohort.early.values()})
 
 
-def judgments(backend: ScriptedBackend) -> int:
+def judgments(backend: ScriptedJudge) -> int:
     return sum(len(batch) for batch in backend.batches)
 
 
@@ -78,12 +79,12 @@ def whole_group(name, values, answer=ranker, **options):
     strategy = cfg.build_strategy()
     strategy = strategy if not cfg.stream_pairs else strategy.streamed()
     group = Group("Pick a number.", [f"answer {v}" for v in values], reference=REFERENCE)
-    scorer = Scorer(ScriptedBackend(answer))
+    scorer = Scorer(ScriptedJudge(answer))
     [result] = score_groups(scorer, [group], strategy, **group_options(cfg))
     return result.rewards
 
 
-class Gated(ScriptedBackend):
+class Gated(ScriptedJudge):
     """``ranker``, whose first call waits until the test opens the gate."""
 
     def __init__(self) -> None:

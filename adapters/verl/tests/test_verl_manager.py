@@ -9,10 +9,11 @@ import random
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import longer_wins_scorer, rollouts, verl_config
 
+from rmr1_plugins import Scorer
 from rmr1_plugins.rewards.metrics import KEYS as CONTRACT
-from rmr1_plugins.testing import tiny_llama
+from rmr1_plugins.testing import LongerWins, tiny_llama
+from rmr1_plugins.testing.verl import rollouts, verl_config
 
 KEYS = {"score", *CONTRACT}  # the metrics contract (rmr1_plugins.rewards.metrics)
 GROUPS = [
@@ -37,7 +38,8 @@ def load(tokenizer, monkeypatch=None, scripted=True, **rmr1):
     from verl.trainer.ppo.reward import load_reward_manager
 
     if scripted:  # the judge: longer wins (exact rewards); the manager code is all real
-        scorer, backend = longer_wins_scorer()
+        backend = LongerWins()
+        scorer = Scorer(backend)
         monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     else:
         backend = None
@@ -122,7 +124,8 @@ def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, c
     """veRL 0.9.1 logs no training-step means of reward extra info: the manager logs its own."""
     from verl.trainer.ppo.reward import load_reward_manager
 
-    scorer, _ = longer_wins_scorer()
+    backend = LongerWins()
+    scorer = Scorer(backend)
     monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     config = verl_config(tiny_llama(), n=3, rmr1={"strategy": "round-robin"})
     config.data = {"train_batch_size": 2}  # a step: 2 prompts x 3 rollouts

@@ -1,9 +1,11 @@
-"""An OpenRLHF training step at scale through its real reward client (tests, bench).
+"""OpenRLHF's side of the tests: a stand-in for the GPU part of its rollout, so its real reward
+client runs on CPU, and a training step at scale through that client (tests, bench).
 
 OpenRLHF 0.11.2's ``SingleTurnAgentExecutor`` asks for each sample's reward on its own, over
-HTTP; here every sample of a step (``prompts`` × ``n``) is in flight at once, as when all rollout
-actors finish together. The ``ranker`` judge of tests/serving.py (the larger number wins) costs
-nothing and makes the exact round-robin rewards known in advance.
+HTTP; :func:`step` has every sample of a step (``prompts`` x ``n``) in flight at once, as when all
+rollout actors finish together. The ``ranker`` judge of :mod:`rmr1_plugins.testing.judges` (the
+larger number wins) costs nothing and makes the exact round-robin rewards known in advance.
+OpenRLHF is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -13,8 +15,24 @@ import random
 from types import SimpleNamespace
 from typing import Any
 
-from serving import Server
-from stand_ins import Engine
+from rmr1_plugins.testing.serving import Server
+
+
+class Engine:
+    """Stands in for OpenRLHF's vLLM engine: answers every prompt with ``response`` + the end of
+    turn token."""
+
+    def __init__(self, tokenizer, response: str) -> None:
+        # SmolLM2-Instruct ends a turn with <|im_end|> (its eos id); not tokenizer.eos_token,
+        # which transformers 5.15's GGUF conversion sets to <|im_start|>.
+        self.ids = tokenizer(response + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        self.text = response
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        output = SimpleNamespace(
+            token_ids=self.ids, text=self.text, finish_reason="stop", logprobs=None
+        )
+        return SimpleNamespace(outputs=[output])
 
 
 def cohort_server(prompts: int, n: int, group_timeout_s: float = 600) -> Server:
