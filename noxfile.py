@@ -47,10 +47,9 @@ def install(session: nox.Session, *args: str) -> None:
 
 
 def pytest(session: nox.Session, *paths: str, options: tuple[str, ...] = ()) -> None:
-    """One pytest run per test folder: each folder's conftest.py is imported as ``conftest``."""
+    """One pytest run over ``paths`` (pyproject.toml: importlib import mode, shared fixtures)."""
     session.env.update(OFFLINE_ENV)
-    for path in paths:
-        session.run("pytest", "-q", "-p", "no:cacheprovider", path, *options, *session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *paths, *options, *session.posargs)
 
 
 @nox.session
@@ -71,10 +70,10 @@ def core(session: nox.Session) -> None:
     install(session, "-e", ".[serve,test,eval]", "./tests/plugins/rmr1_demo_plugin")
     session.env["RMR1_EXPECT_DEMO_PLUGIN"] = "1"
     ignored = ("engines", "recipe_verl", "recipe_openrlhf")
-    pytest(session, "tests", options=tuple(f"--ignore=tests/{d}" for d in ignored))
-    # The examples in docstrings; every module imports without an engine (they import theirs
-    # on first use), so all of them are collected.
-    pytest(session, "rmr1_plugins", options=("--doctest-modules",))
+    # With the examples in docstrings: every module imports without an engine (they import
+    # theirs on first use), so all of them are collected.
+    options = ("--doctest-modules", *(f"--ignore=tests/{d}" for d in ignored))
+    pytest(session, "tests", "rmr1_plugins", options=options)
 
 
 def install_engines(session: nox.Session) -> None:

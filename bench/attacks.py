@@ -8,8 +8,8 @@ a test: it measures wall-clock seconds on whatever machine runs it).
 unparsed share 0/30/100% (two seeds) through the real engine and counts the cases that fail: a
 raise, a non-finite or out-of-range reward, or identical completions rewarded differently.
 The other parts start a real ``rmr1 serve`` on 127.0.0.1 with the scripted judges of
-``tests/serving.py`` and time ``/health`` (polled every 50 ms) while hostile requests are in
-flight.
+``rmr1_plugins.testing.judges`` and time ``/health`` (polled every 50 ms) while hostile requests
+are in flight.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from serving import PROMPT, Server  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 from rmr1_plugins.plugins import get_plugins, get_strategy  # noqa: E402
 from rmr1_plugins.rewards.engine import Group, GroupScoring  # noqa: E402
 from rmr1_plugins.schema import PairResult  # noqa: E402
+from rmr1_plugins.testing.serving import PROMPT, Server  # noqa: E402
 
 PRIVATE = "".join(map(chr, range(0xE000, 0xF8FF)))
 
@@ -220,8 +219,8 @@ def deadlines() -> None:
 PARTS = {"strategies": strategies, "serve": serve, "cohorts": cohorts, "deadlines": deadlines}
 
 if __name__ == "__main__":
-    from serving import register
+    from rmr1_plugins.testing.judges import register_in_worker
 
-    register()
+    register_in_worker()  # the scripted judges, for this benchmark process
     for part in sys.argv[1:] or PARTS:
         PARTS[part]()

@@ -130,13 +130,13 @@ async def cohort_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> di
 def naive_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
     """veRL's ``naive`` manager with ``rmr1_verl.reward.compute_score``, every rollout at once."""
     root = Path(__file__).resolve().parents[1]
-    sys.path[:0] = [str(root / "adapters" / "verl"), str(root / "adapters" / "verl" / "tests")]
+    sys.path[:0] = [str(root / "adapters" / "verl")]
     import rmr1_verl.reward as verl_reward
-    from steps import step
     from transformers import AutoTokenizer
     from verl.experimental.reward_loop.reward_manager.naive import NaiveRewardManager
 
     from rmr1_plugins.testing import tiny_llama
+    from rmr1_plugins.testing.verl import step
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama())
     data, _ = step(tokenizer, args.prompts, args.rollouts)  # "pick k", reference "pick 5"

@@ -9,7 +9,7 @@ rewards and the step's reward time.
 Runs in the ``openrlhf`` nox environment on CPU. Every sample of the step goes through its own
 ``SingleTurnAgentExecutor.execute`` (the real client: one HTTP request per sample), all in flight
 at once and groups interleaved, to a real ``rmr1 serve --group-size N`` on 127.0.0.1 with the
-zero-cost scripted ``ranker`` judge of tests/serving.py (exact in-group rewards known in
+zero-cost scripted ``ranker`` judge of rmr1_plugins.testing.judges (exact in-group rewards known in
 advance). The CI test ``test_a_step_of_128_prompts_x_7_keeps_every_group_whole`` is the same step
 at 128 × 7.
 """
@@ -26,8 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "adapters" / "openrlhf" / "tests"
-sys.path[:0] = [str(ROOT), str(ROOT / "adapters" / "openrlhf"), str(TESTS), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "adapters" / "openrlhf")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,10 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engines", type=int, default=2, help="rollout actors (--path ray)")
     args = parser.parse_args(argv)
 
-    from steps import summary
     from transformers import AutoTokenizer
 
     from rmr1_plugins.testing import smollm2_checkpoint
+    from rmr1_plugins.testing.openrlhf import summary
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_checkpoint())
     run = http_step if args.path == "http" else ray_step
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def http_step(args: Any, tokenizer: Any) -> tuple[list[Any], dict[str, int], float]:
     """Every sample through the executor's HTTP client to one ``rmr1 serve``."""
-    from steps import cohort_server, step
+    from rmr1_plugins.testing.openrlhf import cohort_server, step
 
     server = cohort_server(args.prompts, args.n, args.group_timeout_s)
     try:
@@ -72,12 +71,16 @@ def http_step(args: Any, tokenizer: Any) -> tuple[list[Any], dict[str, int], flo
         server.stop()
 
 
+HOOK = "rmr1_plugins.testing.judges.register_in_worker"  # the ranker judge in Ray's workers
+
+
 def ray_step(args: Any, tokenizer: Any) -> tuple[list[Any], dict[str, int], float]:
     """Every prompt to a rollout actor whose reward file sends its samples to the cohort actor
     (timed once the rollout actors are up; the cohort actor starts with the first sample)."""
     import ray
     from rmr1_openrlhf.reward_func import __file__ as reward_file
-    from stand_ins import Rollout
+
+    from rmr1_plugins.testing.openrlhf import Rollout
 
     config = Path(tempfile.mkdtemp()) / "rmr1.yaml"
     config.write_text(
@@ -90,7 +93,10 @@ def ray_step(args: Any, tokenizer: Any) -> tuple[list[Any], dict[str, int], floa
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": env, "worker_process_setup_hook": "serving.register"},
+        runtime_env={
+            "env_vars": env,
+            "worker_process_setup_hook": "rmr1_plugins.testing.judges.register_in_worker",
+        },
     )
     try:
         actor = ray.remote(Rollout).options(num_cpus=0)

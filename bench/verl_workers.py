@@ -4,11 +4,11 @@
     python bench/verl_workers.py --prompts 256 --workers 2
 
 Runs in the ``verl`` nox environment (verl 0.9.1, Ray) on CPU, with a zero-cost scripted judge
-(the ``ranker`` of tests/serving.py: exact in-group rewards known in advance). Ray starts once;
-for each worker count a ``RewardLoopManager`` starts its ``RewardLoopWorker`` actors, and every
-rollout of one step goes, one by one, to a random worker, as veRL's agent loop sends them. One
-worker judges in process (the core's cohort service in the worker); several send their rollouts
-to one ``rmr1 serve`` cohort endpoint (``cohort``), then to the job's cohort actor
+(the ``ranker`` of rmr1_plugins.testing.judges: exact in-group rewards known in advance). Ray
+starts once; for each worker count a ``RewardLoopManager`` starts its ``RewardLoopWorker``
+actors, and every rollout of one step goes, one by one, to a random worker, as veRL's agent loop
+sends them. One worker judges in process (the core's cohort service in the worker); several send
+their rollouts to one ``rmr1 serve`` cohort endpoint (``cohort``), then to the job's cohort actor
 (``cohort: ray``, ``ray``). Prints, per worker count and path: rollouts judged outside their whole
 group (split), fallbacks, whether every reward is the exact in-group one, and the step's reward
 time (first rollout sent to last reward back).
@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "adapters" / "verl" / "tests"
-sys.path[:0] = [str(ROOT), str(ROOT / "adapters" / "verl"), str(TESTS), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "adapters" / "verl")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,21 +36,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import ray
-    from serving import Server
-    from steps import step, step_config, stream
     from transformers import AutoTokenizer
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 
     from rmr1_plugins.testing import tiny_llama
+    from rmr1_plugins.testing.serving import Server
+    from rmr1_plugins.testing.verl import step, step_config, stream
 
-    os.environ["VERL_USE_EXTERNAL_MODULES"] = "scripted_judges"
     ray.init(
         num_cpus=max(2, max(args.workers)),
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={
             "env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)},
-            "worker_process_setup_hook": "serving.register",  # the ranker in the cohort actor
+            # the ranker in every Ray worker: the reward workers and the cohort actor
+            "worker_process_setup_hook": "rmr1_plugins.testing.judges.register_in_worker",
         },
     )
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama())

@@ -4,8 +4,6 @@ import math
 import random
 
 import pytest
-from conftest import ScriptedBackend
-from test_engine import group, ranker, slots, value
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.backends.base import Backend, Generation
@@ -15,6 +13,9 @@ from rmr1_plugins.rewards.engine import Group, outcome_scores, score_groups
 from rmr1_plugins.rewards.strategies import resolve_strategy
 from rmr1_plugins.schema import Judgment, PairwiseExample
 from rmr1_plugins.scorer import combine
+from rmr1_plugins.testing import ScriptedJudge, group, value
+from rmr1_plugins.testing import response_slots as slots
+from rmr1_plugins.testing.judges import ranker
 
 
 def sigmoid(x: float) -> float:
@@ -42,15 +43,15 @@ def test_fit_skips_excluded_outcomes_and_double_losses():
 def test_a_judge_that_always_says_a_is_pure_position_bias():
     # One order per pair: round-robin alternates slots to cancel the bias; adaptive estimates it.
     six = [group([1, 2, 3, 4, 5, 6])]
-    [biased] = score_groups(Scorer(ScriptedBackend()), six, AdaptiveStrategy())  # always [[A]]
-    [ranked] = score_groups(Scorer(ScriptedBackend(ranker)), six, AdaptiveStrategy())
+    [biased] = score_groups(Scorer(ScriptedJudge()), six, AdaptiveStrategy())  # always [[A]]
+    [ranked] = score_groups(Scorer(ScriptedJudge(ranker)), six, AdaptiveStrategy())
     spread = max(biased.rewards) - min(biased.rewards)
     assert spread < 0.05 * (max(ranked.rewards) - min(ranked.rewards))  # the slot-A term took it
     assert biased.judgments == 12  # the default budget: twice the group size
 
 
 def test_adaptive_ranks_a_perfect_judge_and_spends_its_budget_in_batched_rounds():
-    backend = ScriptedBackend(ranker)
+    backend = ScriptedJudge(ranker)
     groups = [group(random.Random(seed).sample(range(100), 8), id=str(seed)) for seed in range(3)]
     results = score_groups(Scorer(backend), groups, AdaptiveStrategy(budget=16))
     # 8 opening comparisons, then rounds of 4 disjoint pairs: 3 backend calls for all groups
@@ -72,7 +73,7 @@ def test_rounds_are_disjoint_and_a_repeated_pair_swaps_slots():
         sent[-1].append(slots(user))
         return ranker(user, _)
 
-    class Recording(ScriptedBackend):
+    class Recording(ScriptedJudge):
         def generate(self, conversations, params):
             sent.append([])
             return super().generate(conversations, params)
@@ -96,7 +97,7 @@ def test_budget_and_prior_are_checked():
         fit_strengths(2, [(0, 1)], [(1.0, 0.0)], prior=1e-300)
     assert AdaptiveStrategy(budget=5).comparisons(8) == 5
     assert AdaptiveStrategy().comparisons(1) == 0
-    [result] = score_groups(Scorer(ScriptedBackend()), [group([1])], AdaptiveStrategy())
+    [result] = score_groups(Scorer(ScriptedJudge()), [group([1])], AdaptiveStrategy())
     assert result.rewards == [None]
 
 
@@ -164,11 +165,11 @@ def test_completions_without_a_counted_comparison_get_none():
         return "no verdict" if "answer 0" in (a, b) else ranker(user, _)
 
     groups = [group([0, 1, 2, 3])]
-    [result] = score_groups(Scorer(ScriptedBackend(judge)), groups, AdaptiveStrategy(),
+    [result] = score_groups(Scorer(ScriptedJudge(judge)), groups, AdaptiveStrategy(),
                             on_unparsed="exclude")  # fmt: skip
     assert result.rewards[0] is None and all(r is not None for r in result.rewards[1:])
     # a budget below the group size leaves some completions undrawn
-    [short] = score_groups(Scorer(ScriptedBackend(ranker)), [group(range(6))], AdaptiveStrategy(2))
+    [short] = score_groups(Scorer(ScriptedJudge(ranker)), [group(range(6))], AdaptiveStrategy(2))
     assert sum(r is None for r in short.rewards) == 3  # a chain of 2 comparisons reaches 3 of 6
 
 

@@ -6,13 +6,13 @@ recovery and the parsers. Each input took the old code minutes to hours
 from __future__ import annotations
 
 import pytest
-from hang_guard import finishes
 
 from rmr1_plugins import get_parser, parse_parts
 from rmr1_plugins.guards import neutralize_example, neutralize_markup
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample, extract_response, recover_turns
 from rmr1_plugins.rewards.samples import build_example
+from rmr1_plugins.testing.hang_guard import finishes
 
 MB = 1_000_000
 SPACES = " " * MB

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,10 @@ from rmr1_plugins.cli import main
 from rmr1_plugins.verdict_probs import TokenChoice, verdict_prob_a
 
 aiohttp = pytest.importorskip("aiohttp")
-sys.path.insert(0, str(Path(__file__).parent / "engines"))
 from aiohttp import web  # noqa: E402
-from openai_stub import StubServer  # noqa: E402
-from serving import Server  # noqa: E402
-from test_serve import body  # noqa: E402
+
+from rmr1_plugins.testing.openai_stub import StubServer  # noqa: E402
+from rmr1_plugins.testing.serving import Server, body  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "eval"
 BAD = [math.nan, math.inf, 1000.0]  # what json.loads reads from NaN, Infinity, 1000

@@ -9,7 +9,7 @@ import pytest
 
 from rmr1_plugins.backends.base import Backend, BackendOptions, Generation
 from rmr1_plugins.cli import main
-from rmr1_plugins.plugins import get_plugins, reset_plugins
+from rmr1_plugins.testing.judges import backends_registered
 
 PAIR = {
     "id": "p1",
@@ -185,14 +185,12 @@ def test_console_script_entry_point(tmp_path):
 # -- user errors: one `error:` line, exit code 2, no traceback (issue 10, item 6) -----------
 
 PREFERENCES = str(Path(__file__).parents[1] / "examples" / "recipe" / "preferences.jsonl")
-SERVING = Path(__file__).with_name("serving.py")  # the real CLI with the `votes` judge added
+SERVING = "rmr1_plugins.testing.serving"  # the real CLI with the `votes` judge added
 SYSTEM_PAIR = {**PAIR, "id": "s", "context": [{"role": "system", "content": "s"}, *PAIR["context"]]}
 
 
 def rmr1(*args, stdout=None, script=None):
-    command = (
-        [sys.executable, str(script)] if script else [sys.executable, "-m", "rmr1_plugins.cli"]
-    )
+    command = [sys.executable, "-m", script or "rmr1_plugins.cli"]
     kwargs = {"stdout": stdout} if stdout is not None else {"stdout": subprocess.PIPE}
     return subprocess.run(
         [*command, *map(str, args)], stderr=subprocess.PIPE, text=True, timeout=120, **kwargs
@@ -366,10 +364,9 @@ class SubBatchJudge(Backend):
 
 @pytest.fixture
 def sub_batch_judge():
-    get_plugins().registries["backends"].add("sub-batch", SubBatchJudge, "tests/test_cli.py")
     SubBatchJudge.calls = []
-    yield SubBatchJudge
-    reset_plugins()
+    with backends_registered({"sub-batch": SubBatchJudge}):
+        yield SubBatchJudge
 
 
 def test_progress_bar_has_a_label_and_moves_after_every_backend_call(
@@ -408,10 +405,9 @@ def test_orders_agree_is_none_when_neither_order_gave_a_verdict(tmp_path):
 
 
 def test_orders_agree_values():
-    from conftest import pair
-
     from rmr1_plugins.schema import Judgment
     from rmr1_plugins.scorer import combine
+    from rmr1_plugins.testing import pair
 
     def result(given, swapped):
         judgments = [

@@ -11,8 +11,8 @@ import pytest
 
 from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.cli import Tally, main
-from rmr1_plugins.plugins import get_plugins, reset_plugins
 from rmr1_plugins.testing import response_slots
+from rmr1_plugins.testing.judges import backends_registered
 
 
 def pair(a, b, **extra):
@@ -40,9 +40,8 @@ class Counted(Backend):
 
 @pytest.fixture
 def counted():
-    get_plugins().registries["backends"].add("counted", Counted, "tests/test_cli_habits.py")
-    yield
-    reset_plugins()
+    with backends_registered({"counted": Counted}):
+        yield
 
 
 def summary(err, command):
@@ -217,7 +216,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
 def test_the_docs_openai_config_serves_with_another_backend():
-    from serving import PROMPT, Server
+    from rmr1_plugins.testing.serving import PROMPT, Server
 
     running = Server(
         "--config", str(EXAMPLES / "rmr1-openrlhf.yaml"), backend="constant", num_samples=None

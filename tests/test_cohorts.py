@@ -7,8 +7,6 @@ import random
 from dataclasses import replace
 
 import pytest
-from conftest import ScriptedBackend
-from test_engine import NAMES, ranker
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.backends.base import Backend, Generation
@@ -16,6 +14,9 @@ from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Ove
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.metrics import KEYS
 from rmr1_plugins.rewards.service import RewardService
+from rmr1_plugins.testing import GROUP_STRATEGIES as NAMES
+from rmr1_plugins.testing import ScriptedJudge
+from rmr1_plugins.testing.judges import ranker
 
 
 def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
@@ -23,7 +24,7 @@ def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
 
 
 def service(answer=ranker, **reward):
-    backend = ScriptedBackend(answer)
+    backend = ScriptedJudge(answer)
     options = {"group_timeout_s": 0.3, "timeout_s": 5.0, **reward}
     return CohortService(Scorer(backend), RewardConfig(**options)), backend
 
@@ -32,17 +33,13 @@ def run(coroutine):
     return asyncio.run(coroutine)
 
 
-async def ask(svc, members, delays=None):
-    async def one(m, delay):
-        await asyncio.sleep(delay)
-        return await svc.reward(m)
-
-    delays = delays or [0.0] * len(members)
-    return await asyncio.gather(*(one(m, d) for m, d in zip(members, delays, strict=True)))
+async def ask(svc, members):
+    """Every member's answer; they arrive in list order (each task submits before it awaits)."""
+    return await asyncio.gather(*(svc.reward(m) for m in members))
 
 
 def test_a_group_is_judged_together_whatever_the_arrival_order():
-    svc, backend = service()
+    svc, backend = service(stream_pairs=False)  # both cohorts' pairs in one call
     members = [member(key, v, prompt=key) for key in ("p", "q") for v in (1, 2, 3, 4)]
     order = list(range(8))
     random.Random(1).shuffle(order)  # the two prompts' rollouts interleave
@@ -64,13 +61,14 @@ def test_a_group_is_judged_together_whatever_the_arrival_order():
 
 
 def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
-    svc, backend = service(group_timeout_s=0.2)
+    svc, backend = service(group_timeout_s=0.2, stream_pairs=False)  # one call per cohort
     values = [1, 8, 2, 7, 3, 6]  # one prompt, two rollout groups of 3 in one step
 
-    answers = run(ask(svc, [member("p", v, size=3) for v in values], [0.01 * i for i in range(6)]))
+    answers = run(ask(svc, [member("p", v, size=3) for v in values]))
     assert [a.group for a in answers] == [3] * 6
     assert [a.reward for a in answers] == pytest.approx([0, 1, 0.5, 1, 0, 0.5])
-    assert len(backend.batches) == 2 and svc.stats["complete_cohorts"] == 2
+    # two cohorts of three, three pairs each (batched together: they arrive at once)
+    assert sum(map(len, backend.batches)) == 6 and svc.stats["complete_cohorts"] == 2
 
 
 def test_a_group_of_one_is_judged_against_its_reference_at_once():
@@ -95,8 +93,9 @@ def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
 
 def test_a_group_closed_short_follows_on_split_reference_or_drop():
     """The veRL manager's rules: each member against its reference, or the split fallback."""
-    backend = ScriptedBackend(ranker)
-    config = RewardConfig(group_timeout_s=0.1, timeout_s=5.0, fallback=0.25)
+    backend = ScriptedJudge(ranker)
+    # without streaming: a dropped group costs no judgment (test_streaming: with it)
+    config = RewardConfig(group_timeout_s=0.1, timeout_s=5.0, fallback=0.25, stream_pairs=False)
     svc = CohortService(Scorer(backend), config, on_split="reference")
     answers = run(ask(svc, [member("p", v) for v in (1, 5)]))  # 2 of 4, reference 2.5
     assert [a.reward for a in answers] == [0.0, 1.0] and backend.batches[0] and svc.pending == 0
@@ -104,7 +103,7 @@ def test_a_group_closed_short_follows_on_split_reference_or_drop():
     logs = answers[0].logs()
     assert (logs["rmr1_split"], logs["rmr1_reference"], logs["rmr1_group"]) == (1.0, 1.0, 1.0)
 
-    backend = ScriptedBackend(ranker)
+    backend = ScriptedJudge(ranker)
     svc = CohortService(Scorer(backend), config, on_split="drop")
     answers = run(ask(svc, [member("p", v) for v in (1, 5)]))
     assert [a.reward for a in answers] == [0.25, 0.25] and backend.batches == []
@@ -127,7 +126,7 @@ def test_one_member_alone_gets_its_reference_or_the_fallback():
 
 def test_the_judge_deadline_answers_every_member_with_the_fallback():
     async def slow(*_):
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never set: a judge that hangs until cancelled
 
     svc, _ = service(group_timeout_s=0.05, timeout_s=0.4)
     svc.scorer.ascore = slow  # a judge that hangs
@@ -167,7 +166,7 @@ def test_every_strategy_works(name):
 
 def test_pending_is_bounded_and_bad_sizes_are_refused():
     svc = CohortService(
-        Scorer(ScriptedBackend(ranker)), RewardConfig(group_timeout_s=0.1), max_pending=3
+        Scorer(ScriptedJudge(ranker)), RewardConfig(group_timeout_s=0.1), max_pending=3
     )
 
     async def go():
@@ -509,7 +508,7 @@ def test_groups_are_scored_from_a_reward_config():
 
     config = RewardConfig(strategy="pivot", on_unparsed="exclude", seed=3)
     groups = [Group("Pick a number.", ["answer 1", "answer 2?", "answer 3"])]
-    scorer, run_ = Scorer(ScriptedBackend(ranker)), scoring(groups, config)
+    scorer, run_ = Scorer(ScriptedJudge(ranker)), scoring(groups, config)
     while not run_.done:
         run_.feed(scorer.score(run_.examples()))
     [judged] = run_.rewards()
@@ -530,7 +529,7 @@ def budgets_of(deadline):
     """The judge budget of a cohort opened at t=0 and complete at t=100 (timeout_s 5)."""
     clock, budgets = Clock(), []
     config = RewardConfig(group_timeout_s=1000, timeout_s=5.0)
-    svc = CohortService(Scorer(ScriptedBackend(ranker)), config, clock=clock, deadline=deadline)
+    svc = CohortService(Scorer(ScriptedJudge(ranker)), config, clock=clock, deadline=deadline)
 
     async def rewards(cohort, budget):
         budgets.append(budget)

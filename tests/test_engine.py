@@ -2,44 +2,18 @@ import asyncio
 import math
 
 import pytest
-from conftest import ScriptedBackend
 
 from rmr1_plugins import Scorer, get_strategy
 from rmr1_plugins.rewards.engine import Group, ascore_groups, score_groups
 from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.strategies import REFERENCE, Strategy, resolve_strategy
-
-NAMES = ["reference", "pivot", "circular", "round-robin", "bradley-terry", "knockout"]
-
-
-def slots(user: str) -> tuple[str, str]:
-    def between(start: str, end: str) -> str:
-        return user.split(start)[1].split(end)[0]
-
-    return (
-        between("[The Start of Chatbot A's Response]\n", "\n[The End of Chatbot A"),
-        between("[The Start of Chatbot B's Response]\n", "\n[The End of Chatbot B"),
-    )
-
-
-def value(text: str) -> float:
-    return float(text.split()[-1])
-
-
-def ranker(user: str, _: int) -> str:
-    """A perfect judge: the answer with the larger number wins; ``?`` answers break it."""
-    a, b = slots(user)
-    if "?" in a or "?" in b:
-        return "I cannot decide."
-    return f"<eval>compared</eval>\n<answer>[[{'A' if value(a) > value(b) else 'B'}]]</answer>"
-
-
-def group(values, reference=None, prompt="Pick a number.", id=None):
-    return Group(prompt, [f"answer {v}" for v in values], reference=reference, id=id)
+from rmr1_plugins.testing import GROUP_STRATEGIES as NAMES
+from rmr1_plugins.testing import ScriptedJudge, group
+from rmr1_plugins.testing.judges import ranker
 
 
 def run(strategy, groups, **kwargs):
-    backend = ScriptedBackend(ranker)
+    backend = ScriptedJudge(ranker)
     results = score_groups(Scorer(backend), groups, strategy, **kwargs)
     return results, backend
 
@@ -128,7 +102,7 @@ def test_both_orders_doubles_judgments_and_exposes_position_bias():
     assert result.rewards == pytest.approx([2 / 3, 0.0, 1.0, 1 / 3])
     assert result.judgments == 12 and result.orders_agree == (6, 6)
 
-    always_a = ScriptedBackend()  # says A whatever it sees
+    always_a = ScriptedJudge()  # says A whatever it sees
     [biased] = score_groups(Scorer(always_a), [group(VALUES)], "round-robin", order="both")
     assert biased.rewards == [0.5] * 4 and biased.orders_agree == (0, 6)
 
@@ -193,7 +167,7 @@ def test_missing_reference_is_a_clear_error_or_skipped():
 def test_async_matches_sync():
     groups = [group(VALUES, prompt=f"q{i}") for i in range(2)]
     sync = [r.rewards for r in run("knockout", groups, seed=5)[0]]
-    backend = ScriptedBackend(ranker)
+    backend = ScriptedJudge(ranker)
     results = asyncio.run(ascore_groups(Scorer(backend), groups, "knockout", seed=5))
     assert [r.rewards for r in results] == sync
 
@@ -227,7 +201,7 @@ def test_prompts_and_completions_in_chat_format():
 def test_both_orders_view_shares_the_scorer_cache():
     from rmr1_plugins.rewards.engine import with_both_orders
 
-    backend = ScriptedBackend(ranker)
+    backend = ScriptedJudge(ranker)
     scorer = Scorer(backend)
     view = with_both_orders(scorer)
     assert view.order == "both" and scorer.order == "given" and with_both_orders(view) is view
@@ -247,12 +221,12 @@ ORDER_GROUP = Group("Pick a number.", ["answer 1", "answer 2", "answer 3"])
 
 
 def test_score_groups_takes_the_scorers_word_for_the_order():
-    scorer = Scorer(ScriptedBackend())  # says A whatever it sees
+    scorer = Scorer(ScriptedJudge())  # says A whatever it sees
     [given] = score_groups(scorer, [ORDER_GROUP], "round-robin")
     [both] = score_groups(scorer, [ORDER_GROUP], "round-robin", order="both")
     assert (given.judgments, both.judgments) == (3, 6)
     assert both.orders_agree == (0, 3) and scorer.order == "given"  # a view, not a change
-    [again] = score_groups(Scorer(ScriptedBackend(), order="both"), [ORDER_GROUP], order="given")
+    [again] = score_groups(Scorer(ScriptedJudge(), order="both"), [ORDER_GROUP], order="given")
     assert again.judgments == 3
     with pytest.raises(ValueError, match="order must be 'given', 'random' or 'both'"):
         score_groups(scorer, [ORDER_GROUP], order="both-ways")

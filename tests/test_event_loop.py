@@ -16,9 +16,6 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import ScriptedBackend
-from serving import Server, expected_reward
-from test_engine import NAMES, ranker
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.rewards import engine
@@ -28,6 +25,10 @@ from rmr1_plugins.rewards.engine import Group, ascore_groups
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.templates import InstructTemplate
+from rmr1_plugins.testing import GROUP_STRATEGIES as NAMES
+from rmr1_plugins.testing import ScriptedJudge
+from rmr1_plugins.testing.judges import expected_reward, ranker
+from rmr1_plugins.testing.serving import Server
 
 PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -60,7 +61,7 @@ async def on_loop_thread(coroutine):
 
 @pytest.mark.parametrize("name", [*NAMES, "adaptive"])
 def test_group_scoring_guards_renders_and_fits_off_the_loop(threads, name):
-    scorer = Scorer(ScriptedBackend(ranker), neutralize_markup=True)
+    scorer = Scorer(ScriptedJudge(ranker), neutralize_markup=True)
     group = Group("Pick.", [f"answer {v}" for v in (3, 1, 2, 0)], reference="answer 1.5")
     loop_thread, [result] = asyncio.run(on_loop_thread(ascore_groups(scorer, [group], name)))
     assert result.error is None and len(result.rewards) == 4
@@ -69,7 +70,7 @@ def test_group_scoring_guards_renders_and_fits_off_the_loop(threads, name):
 
 
 def test_the_reward_service_guards_and_renders_off_the_loop(threads):
-    service = RewardService(Scorer(ScriptedBackend(), neutralize_markup=True), RewardConfig())
+    service = RewardService(Scorer(ScriptedJudge(), neutralize_markup=True), RewardConfig())
 
     async def go():
         await service.start(warmup=False)
@@ -85,7 +86,7 @@ def test_the_reward_service_guards_and_renders_off_the_loop(threads):
 
 
 def test_the_cohort_service_guards_renders_and_fits_off_the_loop(threads):
-    scorer = Scorer(ScriptedBackend(ranker), neutralize_markup=True)
+    scorer = Scorer(ScriptedJudge(ranker), neutralize_markup=True)
     cohorts = CohortService(scorer, RewardConfig(strategy="bradley-terry", group_timeout_s=5))
     members = [Member("p", 3, "Pick.", f"answer {v}", None) for v in (1, 2, 3)]
 
@@ -153,7 +154,7 @@ def _post(server: Server, payload: dict) -> tuple[int, dict]:
         return response.status, json.load(response)
 
 
-class AsyncRanker(ScriptedBackend):
+class AsyncRanker(ScriptedJudge):
     """``ranker`` answering in ``agenerate`` itself: no thread of the loop's default pool."""
 
     async def agenerate(self, conversations, params):

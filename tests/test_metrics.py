@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ScriptedBackend
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.rewards.engine import Group, ascore_groups, score_groups
@@ -24,6 +23,7 @@ from rmr1_plugins.rewards.metrics import (
     means,
     sample_metrics,
 )
+from rmr1_plugins.testing import ScriptedJudge
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "concepts" / "rewards.md"
 HEALTH_DOCS = DOCS.with_name("health.md")
@@ -94,7 +94,7 @@ GROUPS = [
 
 @pytest.mark.parametrize("strategy", ["round-robin", "knockout", "adaptive", "pivot"])
 def test_score_groups_and_ascore_groups_give_identical_results(strategy):
-    sync_backend, async_backend = ScriptedBackend(votes), ScriptedBackend(votes)
+    sync_backend, async_backend = ScriptedJudge(votes), ScriptedJudge(votes)
     kwargs = {"order": "both", "seed": 7, "skip_invalid": True}
     expected = score_groups(Scorer(sync_backend), GROUPS, strategy, **kwargs)
     got = asyncio.run(ascore_groups(Scorer(async_backend), GROUPS, strategy, **kwargs))

@@ -8,7 +8,6 @@ and ``rmr1_group=0``; each builder is checked here with a sample that really fel
 import asyncio
 
 import pytest
-from conftest import ScriptedBackend
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.rewards.cohorts import CohortService, Member
@@ -17,6 +16,7 @@ from rmr1_plugins.rewards.engine import Group, GroupRewards, score_groups, texts
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, KEYS, judged_metrics, sample_metrics
 from rmr1_plugins.rewards.service import RewardService
+from rmr1_plugins.testing import ScriptedJudge
 
 MUTE = "I cannot decide."  # no verdict: every comparison unparsed
 PROMPT = "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
@@ -46,7 +46,7 @@ def test_sample_metrics_gives_group_0_for_every_fallback(kind):
 def test_an_excluded_group_in_the_engine():
     group = Group("2+2?", ["4", "5", "6"])
     [rewards] = score_groups(
-        Scorer(ScriptedBackend(lambda u, i: MUTE)), [group], "round-robin", on_unparsed="exclude"
+        Scorer(ScriptedJudge(lambda u, i: MUTE)), [group], "round-robin", on_unparsed="exclude"
     )
     for index in range(3):
         metrics = judged_metrics(rewards, index, texts_of(group), reference=False)
@@ -56,7 +56,7 @@ def test_an_excluded_group_in_the_engine():
 
 def test_the_sample_path_unparsed_and_no_reference():
     config = RewardConfig(on_unparsed="exclude")
-    service = RewardService(Scorer(ScriptedBackend(lambda u, i: MUTE)), config)
+    service = RewardService(Scorer(ScriptedJudge(lambda u, i: MUTE)), config)
 
     async def go():
         try:
@@ -75,7 +75,7 @@ def test_the_sample_path_unparsed_and_no_reference():
 
 def test_the_cohort_path_unparsed():
     config = RewardConfig(on_unparsed="exclude", group_timeout_s=0.3, timeout_s=5.0)
-    service = CohortService(Scorer(ScriptedBackend(lambda u, i: MUTE)), config)
+    service = CohortService(Scorer(ScriptedJudge(lambda u, i: MUTE)), config)
 
     async def go():
         members = [Member("p", 2, "2+2?", text) for text in ("4", "5")]

@@ -1,5 +1,5 @@
 """Parity in the core environment: the Python API and ``rmr1 serve`` give the same judge prompts,
-rewards and logged keys for the parity case (tests/parity_case.py).
+rewards and logged keys for the parity case (rmr1_plugins.testing.parity).
 
 ``rmr1 serve`` runs in a subprocess on 127.0.0.1 with the recording judge registered, and is
 asked the way OpenRLHF asks: one request per rollout, all at once, with the templated strings of
@@ -11,7 +11,9 @@ as a group (cohort mode). The trainers' own paths are in each adapter's ``test_*
 from __future__ import annotations
 
 import pytest
-from parity_case import (
+
+from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.testing.parity import (
     COMPLETIONS,
     EXCLUDE,
     EXPECTED,
@@ -27,8 +29,6 @@ from parity_case import (
     post_each,
     write_config,
 )
-
-from rmr1_plugins.rewards.config import RewardConfig
 
 FALLBACK = RewardConfig().fallback_reward  # what the OpenRLHF paths give for a fallback
 

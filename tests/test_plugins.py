@@ -214,3 +214,61 @@ def test_hook_markers_and_errors_are_leaf_modules_with_no_cycle():
         )
 
     assert not [name for name in modules if reaches(name, name)]
+
+
+def test_fake_judges_register_as_a_plugin_for_the_block_only():
+    from rmr1_plugins.plugins import get_backend_class
+    from rmr1_plugins.testing.judges import PLUGIN_NAME, VotesJudge, fake_judges
+    from rmr1_plugins.testing.parity import RecordingJudge
+
+    backends = get_plugins().registries["backends"]
+    before = backends.names()
+    with fake_judges():
+        assert get_backend_class("votes") is VotesJudge
+        assert get_backend_class("parity-judge") is RecordingJudge  # a lazy "module:attr"
+        assert backends.entries["votes"].plugin == PLUGIN_NAME  # who registered it
+        with fake_judges():  # re-entrant: the inner block leaves the outer's judges alone
+            pass
+        assert get_backend_class("ranker").name == "ranker"
+    assert backends.names() == before
+    assert get_plugins().manager.get_plugin(PLUGIN_NAME) is None
+    with pytest.raises(UnknownNameError, match="unknown backend 'votes'"):
+        get_backend_class("votes")
+
+
+def test_the_fake_judges_fixture_registers_them_for_one_test(fake_judges):
+    from rmr1_plugins.plugins import get_backend_class
+    from rmr1_plugins.testing.judges import ScriptedByName
+
+    judge = get_backend_class("scripted")(None, {})  # built as a configuration builds it
+    assert isinstance(judge, ScriptedByName) and judge.model == "scripted-model"
+
+
+def test_a_test_module_that_registers_at_import_stops_the_run(tmp_path):
+    # rmr1_plugins.testing.fixtures compares the registry after collection with a fresh one.
+    (tmp_path / "test_bad.py").write_text(
+        "from rmr1_plugins.plugins import get_plugins\n"
+        "from rmr1_plugins.testing import LongerWins\n"
+        "get_plugins().registries['backends'].add('sneaky', LongerWins, 'test_bad')\n"
+        "def test_nothing():\n    pass\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+         "rmr1_plugins.testing.fixtures", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "changed the plugin registry at import: backends 'sneaky'" in run.stdout + run.stderr
+
+
+def test_judges_registered_in_a_worker_stay_registered():
+    # A Ray worker's setup hook registers them for good (in a child: never in the test process).
+    code = (
+        "import gc\n"
+        "from rmr1_plugins.testing.judges import register_in_worker\n"
+        "from rmr1_plugins.plugins import get_backend_class\n"
+        "register_in_worker(); gc.collect()\n"
+        "print(get_backend_class('ranker').name)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ranker", run.stderr

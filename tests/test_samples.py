@@ -4,7 +4,6 @@ import json
 import re
 
 import pytest
-from conftest import ScriptedBackend
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +21,7 @@ from rmr1_plugins.rewards.inputs import (
 )
 from rmr1_plugins.rewards.metrics import KEYS
 from rmr1_plugins.rewards.samples import build_example, fallback, prepare
+from rmr1_plugins.testing import ScriptedJudge
 
 CHATML = (
     "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
@@ -123,7 +123,7 @@ def test_lone_surrogates_are_replaced():
 def judged(*completions, order="given", config=None):
     """The reward of one sample whose judge answers ``completions`` in turn."""
     texts = iter(completions)
-    backend = ScriptedBackend(lambda user, i: next(texts))
+    backend = ScriptedJudge(lambda user, i: next(texts))
     scorer = Scorer(backend, order=order)
     config = config or RewardConfig()
     judging = prepare(Sample(CHATML + "four", CHATML, "4"), config)
@@ -214,7 +214,7 @@ def test_building_a_pair_never_raises_anything_but_a_sample_error(query, prompt,
         return
     assert example.context[-1].role == "user"
     for template in ("rmr1-instruct", "rmr1-reasoning"):
-        Scorer(ScriptedBackend(), template).template.render(example)
+        Scorer(ScriptedJudge(), template).template.render(example)
 
 
 def strip_one_by_one(response: str, tokens: tuple[str, ...]) -> str:

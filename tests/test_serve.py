@@ -1,7 +1,7 @@
 """``rmr1 serve`` as a real process on 127.0.0.1: load, injected faults, protocol errors.
 
-The judge is the scripted ``votes`` backend from tests/serving.py, registered the way a plugin
-would be, so every request's right reward is known and differs from most others'.
+The judge is the scripted ``votes`` backend of rmr1_plugins.testing.judges, registered the way a
+plugin would be, so every request's right reward is known and differs from most others'.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import sys
 import time
 
 import pytest
-from serving import PROMPT, Server, expected_reward
 
 from rmr1_plugins.rewards.metrics import sample_metrics
+from rmr1_plugins.testing.judges import expected_reward
+from rmr1_plugins.testing.serving import Server, body, post
 
 aiohttp = pytest.importorskip("aiohttp")
 
@@ -31,19 +32,6 @@ def server():
     )
     yield running
     assert running.stop() == 0
-
-
-def body(*texts: str, label: object = "reference") -> dict:
-    return {
-        "query": [PROMPT + t + "<|im_end|>" for t in texts],
-        "prompts": [PROMPT] * len(texts),
-        "labels": [label] * len(texts),
-    }
-
-
-async def post(session, url, payload=None, data=None, headers=None):
-    async with session.post(url, json=payload, data=data, headers=headers) as response:
-        return response.status, await response.json()
 
 
 async def get(session, url, **kwargs):

@@ -10,9 +10,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from serving import Server
 
 from rmr1_plugins.settings import decisive_settings, load_reward_settings
+from rmr1_plugins.testing.serving import Server
 
 pytest.importorskip("aiohttp")
 
@@ -201,15 +201,14 @@ def test_the_summary_counts_dropped_cohort_members():
     import asyncio
     from collections import Counter
 
-    from conftest import ScriptedBackend
-
     from rmr1_plugins import Scorer
     from rmr1_plugins.rewards.cohorts import CohortService, Member
     from rmr1_plugins.rewards.config import RewardConfig
     from rmr1_plugins.serve.app import _summary
+    from rmr1_plugins.testing import ScriptedJudge
 
     cohorts = CohortService(
-        Scorer(ScriptedBackend()), RewardConfig(group_timeout_s=0.05), on_split="drop"
+        Scorer(ScriptedJudge()), RewardConfig(group_timeout_s=0.05), on_split="drop"
     )
 
     async def go():
@@ -221,3 +220,30 @@ def test_the_summary_counts_dropped_cohort_members():
     assert [a.kind for a in asyncio.run(go())] == ["dropped", "dropped"]
     summary = _summary(cohorts.judge, Counter(), cohorts)
     assert "2 fallbacks" in summary and "2 dropped" in summary
+
+
+def test_a_cohort_s_pairs_are_judged_while_it_fills(server):
+    """Streaming (``reward.stream_pairs``, on by default): the judge has answered the pairs of
+    the first three rollouts before the fourth arrives, and the group's rewards use them."""
+    before = server.get("/stats")
+    start = {part: dict(before[part]) for part in ("reward", "cohorts")}
+
+    def grew(stats, part, key, by):
+        return stats[part].get(key, 0) - start[part].get(key, 0) >= by
+
+    with ThreadPoolExecutor(3) as pool:
+        waiting = [
+            pool.submit(post, server, "/cohort", rollout("fill", v, size=4)) for v in (3, 1, 4)
+        ]
+        # round-robin's 3 pairs among the first three, judged (batched) with one still missing
+        stats = wait_for(
+            server,
+            lambda s: grew(s, "cohorts", "early_pairs", 3) and grew(s, "reward", "resolved", 3),
+        )
+        assert stats["cohorts"]["members"] - start["cohorts"].get("members", 0) == 3
+        _, last, _ = post(server, "/cohort", rollout("fill", 2, size=4))
+        answers = [future.result()[1] for future in waiting] + [last]
+    assert [a["reward"] for a in answers] == [2 / 3, 0.0, 1.0, 1 / 3]
+    assert all(a["group"] == 4 and a["kind"] is None for a in answers)
+    after = server.get("/stats")
+    assert after["cohorts"]["early_used"] - start["cohorts"].get("early_used", 0) == 3

@@ -13,8 +13,9 @@ import asyncio
 import threading
 
 import pytest
-from serving import expected_reward
-from test_serve import PROMPT, Server, body, post
+
+from rmr1_plugins.testing.judges import expected_reward
+from rmr1_plugins.testing.serving import PROMPT, Server, body, post
 
 aiohttp = pytest.importorskip("aiohttp")
 

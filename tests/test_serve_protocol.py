@@ -16,9 +16,10 @@ import zlib
 
 import pytest
 from pydantic import ValidationError
-from serving import PROMPT, Server, expected_reward
 
 from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.testing.judges import expected_reward
+from rmr1_plugins.testing.serving import PROMPT, Server
 
 pytest.importorskip("aiohttp")
 

@@ -1,13 +1,10 @@
 """The batching reward service: every sample answered once, right, and on time."""
 
 import asyncio
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from serving import RequestsJudge, VotesJudge, expected_reward
 
 from rmr1_plugins import SamplingParams, Scorer
 from rmr1_plugins.backends.base import Backend, Generation
@@ -15,6 +12,7 @@ from rmr1_plugins.backends.openai import OpenAIBackend
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.service import BackgroundRewardService, RewardService
+from rmr1_plugins.testing.judges import RequestsJudge, VotesJudge, expected_reward
 
 PROMPT = "<|im_start|>user\nSay something.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -315,8 +313,7 @@ def test_retries_are_counted_and_stay_within_the_deadline():
 def test_a_hung_request_to_a_real_http_server_costs_only_its_own_reward():
     # The real openai backend against a local OpenAI-style server that never answers one prompt.
     pytest.importorskip("aiohttp")
-    sys.path.insert(0, str(Path(__file__).parent / "engines"))
-    from openai_stub import StubServer, completion
+    from rmr1_plugins.testing.openai_stub import StubServer, completion
 
     release = asyncio.Event()  # bound to the stub's loop when it is first awaited there
 
@@ -346,7 +343,7 @@ def test_a_hung_request_to_a_real_http_server_costs_only_its_own_reward():
 
 
 def serve_wave(*flags, texts):
-    from test_serve import Server, body, post
+    from rmr1_plugins.testing.serving import Server, body, post
 
     aiohttp = pytest.importorskip("aiohttp")
     server = Server(*flags)
@@ -406,7 +403,7 @@ def test_hung_judge_threads_do_not_starve_the_preparation_of_new_requests():
         def generate(self, conversations, params):
             if len(conversations) > 1:
                 raise RuntimeError("poison in the batch")
-            release.wait(60)
+            release.wait()
             return [[Generation("<answer>[[A]]</answer>", "stop")] for _ in conversations]
 
     config = RewardConfig(timeout_s=1, max_wait_ms=50, max_batch_size=64)
@@ -414,15 +411,17 @@ def test_hung_judge_threads_do_not_starve_the_preparation_of_new_requests():
 
     async def scenario():
         await service.start(warmup=False)
-        first = await service.rewards([sample(f"r{i}") for i in range(40)])
-        late = await asyncio.wait_for(service.rewards([sample("r1")]), 20)  # hang guard
+        try:
+            first = await service.rewards([sample(f"r{i}") for i in range(40)])
+            late = await asyncio.wait_for(service.rewards([sample("r1")]), 20)  # hang guard
+        finally:
+            # Both answers are in: let the hung calls return, so that closing the loop (which
+            # joins its default thread pool) does not wait for them.
+            release.set()
         await service.aclose()
         return first, late
 
-    try:
-        first, [late] = run(scenario())
-    finally:
-        release.set()
+    first, [late] = run(scenario())
     assert {a.kind for a in first} == {"timeout"}
     assert late.kind == "timeout"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import ScriptedBackend
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.rewards.cohorts import CohortService
@@ -22,6 +21,7 @@ from rmr1_plugins.rewards.samples import build_example
 from rmr1_plugins.rewards.service import RewardService
 from rmr1_plugins.serve.app import parse_body
 from rmr1_plugins.serve.cohort import member_of
+from rmr1_plugins.testing import ScriptedJudge
 
 CHAT = [
     {"role": "system", "content": "Be terse."},
@@ -34,14 +34,14 @@ TEMPLATED = (
 
 
 def judge_prompt_from_the_api() -> list:
-    backend = ScriptedBackend()
+    backend = ScriptedJudge()
     score_groups(Scorer(backend), [Group(CHAT, ["4"], reference="5")], "reference")
     [[conversation]] = backend.batches
     return conversation
 
 
 def judge_prompts_from_the_service(samples: list[Sample]) -> list[list]:
-    backend = ScriptedBackend()
+    backend = ScriptedJudge()
 
     async def go():
         service = RewardService(Scorer(backend), RewardConfig(max_wait_ms=0))
@@ -77,7 +77,7 @@ def test_a_cohort_member_gets_the_context_build_example_gives():
         member = member_of(Sample(TEMPLATED + "4", TEMPLATED, label), config)
         example, _ = build_example(Sample(TEMPLATED + "4", TEMPLATED, label), config)
         assert member.prompt == [m.model_dump() for m in example.context]
-    backend = ScriptedBackend()
+    backend = ScriptedJudge()
 
     async def go():
         service = CohortService(Scorer(backend), RewardConfig(strategy="reference"))

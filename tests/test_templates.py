@@ -174,7 +174,7 @@ def test_a_config_file_or_variable_template_wins_over_the_name(tmp_path, monkeyp
 def recorded():
     """A ``recorded`` backend that keeps every conversation it is sent."""
     from rmr1_plugins.backends.base import Backend, Generation
-    from rmr1_plugins.plugins import get_plugins, reset_plugins
+    from rmr1_plugins.testing.judges import backends_registered
 
     sent = []
 
@@ -185,9 +185,8 @@ def recorded():
             sent.extend(conversations)
             return [[Generation("<answer>[[A]]</answer>", "stop", 1)] for _ in conversations]
 
-    get_plugins().registries["backends"].add("recorded", Recorded, "tests/test_templates.py")
-    yield sent
-    reset_plugins()
+    with backends_registered({"recorded": Recorded}):
+        yield sent
 
 
 def test_score_and_render_say_the_template_and_render_what_score_sends(tmp_path, capsys, recorded):

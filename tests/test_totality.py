@@ -5,7 +5,6 @@ import math
 import random
 
 import pytest
-from conftest import ScriptedBackend
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +14,7 @@ from rmr1_plugins.plugins import get_plugins, get_strategy
 from rmr1_plugins.rewards.engine import Group, GroupScoring, score_groups
 from rmr1_plugins.rewards.strategies import BradleyTerryStrategy, Strategy, all_pairs
 from rmr1_plugins.schema import PairResult
+from rmr1_plugins.testing import ScriptedJudge
 
 NAMES = get_plugins().registries["strategies"].names()
 
@@ -186,7 +186,7 @@ class Infinite(Broken):
 @pytest.mark.parametrize("strategy", [Broken(), Infinite()])
 def test_a_failing_group_gets_none_and_the_others_their_rewards(strategy):
     groups = [Group("q", ["a", "b"]), Group("q", ["a", "b", "c"]), Group("r", ["c", "d", "e", "f"])]
-    results = score_groups(Scorer(ScriptedBackend()), groups, strategy)
+    results = score_groups(Scorer(ScriptedJudge()), groups, strategy)
     assert results[1].rewards == [None] * 3 and "'" + strategy.name + "' failed" in results[1].error
     assert results[0].error is None and results[2].error is None
     assert results[0].rewards[0] == 1.0 and len(results[2].rewards) == 4

@@ -118,10 +118,12 @@ class AdaptiveStrategy(Strategy):
     budget is below the group size) gets ``None``. ``budget`` defaults to twice the group size;
     one comparison costs one judgment per order and sample judged, so with the scorer's
     ``order: given`` the budget is the number of judgments (the strategy chooses the slots).
+    :meth:`streamed`: the opening circle follows the group's order instead of a seeded shuffle.
     """
 
     name = "adaptive"
     bounded = False
+    draws_positions = True
 
     def __init__(self, budget: int | None = None, prior: float = 0.5) -> None:
         if budget is not None and budget < 1:
@@ -133,12 +135,20 @@ class AdaptiveStrategy(Strategy):
     def comparisons(self, size: int) -> int:
         return 0 if size < 2 else (2 * size if self.budget is None else self.budget)
 
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        if not self.in_order or size < 2:
+            return []
+        opening = [(k, (k + 1) % size) for k in range(size if size > 2 else 1)]
+        opening = opening[: self.comparisons(size)]
+        return [pair for pair in opening if max(pair) == index]
+
     def play(self, size: int, rng: random.Random) -> Play:
         if size < 2:
             return [None] * size
         left = self.comparisons(size)
         order = list(range(size))
-        rng.shuffle(order)
+        if not self.in_order:
+            rng.shuffle(order)
         opening = [(order[k], order[(k + 1) % size]) for k in range(size if size > 2 else 1)]
         pairs: list[Pair] = opening[:left]
         outcomes: list[Scores | None] = list((yield list(pairs)))

@@ -34,7 +34,19 @@ complete, judges the cohort with the configured strategy and answers every membe
   (complete, or at the end of its ``group_timeout_s`` wait, which is not capped);
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
   (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
-  bounded by ``max_group_size``.
+  bounded by ``max_group_size``;
+- **streaming** (``reward.stream_pairs``, default on): while a cohort fills, each pair the
+  strategy knows early (:meth:`~rmr1_plugins.rewards.strategies.Strategy.early_pairs`) goes to
+  the batching service as soon as both of its members have arrived, queued behind the work of
+  complete groups. When the cohort closes, its strategy is played as for the whole group; a pair
+  already judged early (same prompt, same two texts in the same slots) takes its early verdict,
+  the others and later rounds are judged then. Positions the strategy would draw at random are
+  arrival positions (:meth:`~rmr1_plugins.rewards.strategies.Strategy.streamed`: the pivot is
+  the first arrival). A cohort closed short is judged by the same rule as without streaming;
+  its early verdicts are reused by ``partial`` (never more judgments than it uses) and wasted
+  with ``reference`` / ``drop`` (at most those ``partial`` would use); early pairs still queued
+  when a cohort is answered are withdrawn. A re-issued member's early verdicts are ignored (its
+  new text is paired again).
 
 :class:`CohortTable` is the bookkeeping without I/O or clocks (times are passed in);
 :class:`CohortService` drives it on an asyncio loop. No trainer is imported.
@@ -60,9 +72,11 @@ from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
 from rmr1_plugins.rewards.groups import GroupPlan, SplitRule, plan_group, scoring
 from rmr1_plugins.rewards.health import PREFIX as HEALTH_PREFIX
 from rmr1_plugins.rewards.health import Tally
+from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_metrics
 from rmr1_plugins.rewards.service import Failure, RewardService
-from rmr1_plugins.rewards.strategies import Strategy
+from rmr1_plugins.rewards.strategies import Pair, Strategy
+from rmr1_plugins.schema import PairResult, PairwiseExample
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
@@ -158,6 +172,8 @@ class Cohort:
     late: bool = False  # the late member of a cohort already closed, alone
     finished: bool = False  # answered; no longer held
     on_split: SplitRule | None = None  # its first member's; None: the service's
+    early: dict[Any, Any] = field(default_factory=dict)  # the driver's early verdicts, by texts
+    context: Any = None  # the prompt as judged, once streamed (False: not a valid prompt)
 
     @property
     def complete(self) -> bool:
@@ -293,6 +309,14 @@ class CohortTable:
             return cohort.opened + self.group_timeout_s
         return None
 
+    def open_cohort(self, key: str) -> Cohort | None:
+        """The open cohort of ``key`` (a member's key), or None."""
+        return self._open.get(_digest(key))
+
+    def is_open(self, cohort: Cohort) -> bool:
+        """Whether ``cohort`` still waits for members."""
+        return self._open.get(cohort.key) is cohort
+
     def drain(self) -> list[Cohort]:
         """Close and return every open cohort."""
         closed = list(self._open.values())
@@ -390,6 +414,10 @@ class CohortService:
         self.judge = service or RewardService(scorer, self.config)
         self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
+        # each member against its reference is judged at once anyway: nothing to stream
+        self.stream = self.config.stream_pairs and not self.strategy.needs_reference
+        if self.stream:
+            self.strategy = self.strategy.streamed()
         self.deadline = deadline
         timeout_s, group_timeout_s = self.config.timeout_s, self.config.group_timeout_s
         self.group_timeout_s = (
@@ -457,6 +485,10 @@ class CohortService:
             future.add_done_callback(lambda done: self._remember(name, content, done))
         if closed is not None:
             self._start(closed)
+        elif self.stream:
+            cohort = self.table.open_cohort(member.key)
+            assert cohort is not None
+            self._stream(cohort, [len(cohort.responses) - 1])
         self._arm()
         return future
 
@@ -512,6 +544,12 @@ class CohortService:
         future: asyncio.Future[CohortReward] = asyncio.get_running_loop().create_future()
         if not self.table.replace(member, waiting[1], future):
             return None
+        cohort = self.table.open_cohort(member.key)
+        if self.stream and cohort is not None:  # pair the new text again; old verdicts unused
+            index = next(i for i, t in enumerate(cohort.tickets) if t is future)
+            arrived = range(len(cohort.responses))
+            known = {p for k in arrived for p in self.strategy.early_pairs(k, cohort.size)}
+            self._stream(cohort, [index], [p for p in known if index in p])
         self._ids[name] = (content, future)
         future.add_done_callback(lambda done: self._remember(name, content, done))
         future.add_done_callback(lambda done: _forward(done, waiting[1]))
@@ -544,7 +582,53 @@ class CohortService:
             self._start(cohort)
         self._arm()
 
+    def _stream(
+        self, cohort: Cohort, indices: Sequence[int], pairs: Sequence[Pair] | None = None
+    ) -> None:
+        """Send the pairs that the arrival of members ``indices`` made known (``pairs``: these)
+        to the batching service, queued as early work; the verdicts wait in ``cohort.early``."""
+        if pairs is None:
+            pairs = [p for i in indices for p in self.strategy.early_pairs(i, cohort.size)]
+        if not pairs or cohort.context is False:
+            return
+        if cohort.context is None:
+            try:
+                cohort.context = as_context(cohort.prompt)
+            except ValueError:
+                cohort.context = False  # judged (and refused) with the whole group
+                return
+        context = cohort.context
+        examples, keys = [], []
+        for first, second in pairs:
+            a, b = as_text(cohort.responses[first]), as_text(cohort.responses[second])
+            if a == b or (a, b) in cohort.early:  # a tie without the judge, or already sent
+                continue
+            keys.append((a, b))
+            examples.append(
+                PairwiseExample(
+                    id=f"0:{first}:{second}", context=context, response_a=a, response_b=b
+                )
+            )
+        if not examples:
+            return
+        # the latest time its cohort could still use them (_judge's deadline)
+        close = cohort.opened + (self.group_timeout_s if self.deadline == "close" else 0.0)
+        budget = max(close + self.config.timeout_s - self._clock(), 0.001)
+        task = asyncio.ensure_future(self._early(cohort, examples, budget))
+        self.stats["early_pairs"] += len(examples)
+        for position, key in enumerate(keys):
+            cohort.early[key] = (task, position)
+
+    async def _early(
+        self, cohort: Cohort, examples: list[PairwiseExample], budget: float
+    ) -> list[PairResult | Failure]:
+        """Early pairs, queued as early work unless their cohort closed meanwhile."""
+        tag = id(cohort) if self.table.is_open(cohort) else None
+        return await self.judge.judge(examples, budget, early=tag)
+
     def _start(self, cohort: Cohort) -> None:
+        if cohort.early:
+            self.judge.hurry(id(cohort))  # it waits for them now
         task = asyncio.ensure_future(self._judge(cohort))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -590,13 +674,31 @@ class CohortService:
         while not run.done:
             examples = await off_loop(run.examples)
             remaining = end - asyncio.get_running_loop().time()
-            results = await self.judge.judge(examples, remaining) if examples else []
+            results = await self._verdicts(cohort, examples, remaining)
             failed = next((r for r in results if isinstance(r, Failure)), None)
             if failed is not None:
                 return [self._fallback(failed.kind, failed.message)]
             await off_loop(run.feed, [r for r in results if not isinstance(r, Failure)])
         [judged] = run.rewards()
         return await off_loop(self._members, judged, plan, cohort, group)
+
+    async def _verdicts(
+        self, cohort: Cohort, examples: list[PairwiseExample], timeout_s: float
+    ) -> list[PairResult | Failure]:
+        """The results of a round's ``examples``: early verdicts where the cohort has them (each
+        used once: a pair asked again is judged again), the judge's for the others (one call)."""
+        early = [cohort.early.pop((e.response_a, e.response_b), None) for e in examples]
+        fresh = [e for e, known in zip(examples, early, strict=True) if known is None]
+        judged = iter(await self.judge.judge(fresh, timeout_s) if fresh else [])
+        results: list[PairResult | Failure] = []
+        for known in early:
+            if known is None:
+                results.append(next(judged))
+                continue
+            task, position = known
+            results.append((await task)[position])
+            self.stats["early_used"] += 1
+        return results
 
     def _members(
         self, judged: GroupRewards, plan: GroupPlan, cohort: Cohort, group: Group
@@ -646,6 +748,9 @@ class CohortService:
         if len(rewards) == 1 and len(cohort.tickets) > 1:
             rewards = [_copy(rewards[0]) for _ in cohort.tickets]
         self.table.finish(cohort)
+        for task, _ in cohort.early.values():  # unused early pairs still queued: withdrawn
+            task.cancel()
+        cohort.early = {}
         for future, reward, clipped in zip(cohort.tickets, rewards, cohort.clipped, strict=True):
             reward.expected = reward.expected or cohort.size
             reward.clipped = clipped

@@ -80,6 +80,11 @@ class RewardConfig(BaseModel):
     on_split: Literal["error", "reference", "drop"] = Field(
         "error", description="what to do with a group that arrives incomplete"
     )
+    stream_pairs: bool = Field(
+        True,
+        description="judge a cohort's pairs as soon as both rollouts have arrived, not when the "
+        "group is complete (rmr1 serve cohorts, veRL manager; pivot: the first arrival)",
+    )
     # One response against its reference (rmr1 serve, OpenRLHF).
     end_tokens: list[str] = Field(
         default_factory=lambda: list(DEFAULT_END_TOKENS),
@@ -175,6 +180,7 @@ DECISIVE_REWARD_KEYS: tuple[str, ...] = (
     "outcome",
     "on_unparsed",
     "seed",
+    "stream_pairs",
 )
 
 

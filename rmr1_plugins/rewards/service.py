@@ -27,6 +27,11 @@ exception:
   (:mod:`rmr1_plugins.rewards.samples`): ``tie``, ``loss``, or ``exclude``, the fallback
   (``unparsed``).
 
+Work is taken in two queues: samples and the pairs of groups that are complete first, then the
+*early* pairs of cohorts still filling (``judge(..., early=tag)``), so judging while groups fill
+never holds up a group that waits for its answer; :meth:`RewardService.hurry` moves a group's
+early pairs still queued to the front when the group completes.
+
 Each judged sample adds to :attr:`RewardService.health` (the judge-health counts of
 :mod:`rmr1_plugins.rewards.health`), and its hard pairs go to ``reward.hard_pairs_path`` when set.
 Each fallback is counted in :attr:`RewardService.stats` and in the sample's extra logs, and logged
@@ -75,6 +80,7 @@ class _Item:
     future: asyncio.Future[PairResult | Failure]
     deadline: float
     judging: Judging | None  # None: a pair of a group (:meth:`RewardService.judge`)
+    early: Any = None  # the tag of a filling group's early pair, until it is hurried
 
 
 class RewardService:
@@ -91,7 +97,9 @@ class RewardService:
         self.stats: Counter[str] = Counter()
         self.health = Tally()  # judge health of every judged sample (rmr1 serve's /stats)
         self._hard_pairs = writer_for(self.config)
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[_Item] = deque()  # first: samples, complete groups' pairs
+        self._early: deque[_Item] = deque()  # then: early pairs of filling groups
+        self._tagged: dict[Any, dict[int, _Item]] = {}  # early items by tag, for hurry()
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._last_log: dict[str, float] = {}
@@ -199,10 +207,13 @@ class RewardService:
         return [a or self._fallback("error", "internal: no answer") for a in answers]
 
     async def judge(
-        self, examples: Sequence[PairwiseExample], timeout_s: float
+        self, examples: Sequence[PairwiseExample], timeout_s: float, *, early: Any = None
     ) -> list[PairResult | Failure]:
         """Judge pairs in the same batches as every other sample (a cohort's round), each a
-        result or a :class:`Failure` within ``timeout_s`` seconds; never raises."""
+        result or a :class:`Failure` within ``timeout_s`` seconds; never raises.
+
+        ``early`` (a hashable tag, e.g. the cohort) queues them behind all other work, as the
+        pairs of a group still filling, until :meth:`hurry` is called with the tag."""
         if self._closed:
             return [Failure("error", "the reward service stopped") for _ in examples]
         await self.start(warmup=False)
@@ -210,7 +221,11 @@ class RewardService:
         deadline = loop.time() + timeout_s
         items = [_Item(example, loop.create_future(), deadline, None) for example in examples]
         self.stats["pairs"] += len(items)
+        if early is not None:
+            self.stats["early_pairs"] += len(items)
+            self._tagged.setdefault(early, {}).update((id(item), item) for item in items)
         for item in items:
+            item.early = early
             self._submit(item)
         try:
             return list(await asyncio.gather(*(self._outcome(item) for item in items)))
@@ -218,6 +233,20 @@ class RewardService:
             for item in items:
                 if not item.future.done():
                     item.future.cancel()
+            if early is not None:
+                self._untag(early, items)
+
+    def hurry(self, tag: Any) -> None:
+        """Move the early pairs of ``tag`` still queued in front of other early pairs (its
+        group is complete and waits for them); later ones with the tag are queued early."""
+        for item in self._tagged.pop(tag, {}).values():
+            if item.early is not None and not item.future.done():
+                item.early = None  # its entry in the early queue is skipped from now on
+                self._queue.append(item)
+        if self._queue and hasattr(self, "_wakeup"):
+            self._wakeup.set()
+            if len(self._queue) >= self.config.max_batch_size:
+                self._full.set()
 
     async def aclose(self) -> None:
         """Stop batching; samples still waiting get the fallback (``error``: shutting down)."""
@@ -226,8 +255,9 @@ class RewardService:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        while self._queue:
-            self._settle(self._queue.popleft(), Failure("error", "the reward service stopped"))
+        for queue in (self._queue, self._early):
+            while queue:
+                self._settle(queue.popleft(), Failure("error", "the reward service stopped"))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -248,10 +278,20 @@ class RewardService:
     def _submit(self, item: _Item) -> None:
         self.stats["submitted"] += 1
         item.future.add_done_callback(lambda _: self.stats.update(resolved=1))
-        self._queue.append(item)
+        (self._queue if item.early is None else self._early).append(item)
         self._wakeup.set()
-        if len(self._queue) >= self.config.max_batch_size:
+        if len(self._queue) + len(self._early) >= self.config.max_batch_size:
             self._full.set()
+
+    def _untag(self, tag: Any, items: list[_Item]) -> None:
+        """Forget ``items`` under ``tag`` (answered or given up)."""
+        tagged = self._tagged.get(tag)
+        if tagged is None:
+            return
+        for item in items:
+            tagged.pop(id(item), None)
+        if not tagged:
+            del self._tagged[tag]
 
     async def _answer(self, item: _Item) -> SampleReward:
         outcome = await self._outcome(item)
@@ -332,17 +372,23 @@ class RewardService:
     async def _next_batch(self, size: int | None = None) -> list[_Item]:
         size = size or self.config.max_batch_size
         while True:
-            while not self._queue:
+            while not self._queue and not self._early:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if len(self._queue) < size and self.config.max_wait_ms > 0:
+            if len(self._queue) + len(self._early) < size and self.config.max_wait_ms > 0:
                 self._full.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.config.max_wait_ms / 1000)
             batch: list[_Item] = []
-            while self._queue and len(batch) < size:
+            while self._queue and len(batch) < size:  # samples and complete groups first
                 item = self._queue.popleft()
                 if not item.future.done():  # its caller already gave up
+                    batch.append(item)
+            while self._early and len(batch) < size:
+                item = self._early.popleft()
+                # hurried ones are in the first queue now; given-up ones are dropped
+                if item.early is not None and not item.future.done():
+                    item.early = None  # taken: hurry() leaves it alone
                     batch.append(item)
             if batch:
                 return batch

@@ -28,10 +28,21 @@ group the mean of their rewards, and a strategy that raises anyway costs only it
 A strategy is a generator (:meth:`Strategy.play`): it yields rounds of pairs and receives their
 outcomes, without I/O, so :mod:`rmr1_plugins.rewards.engine` can batch every group's round into
 one judge call. Strategies are registered plugins (``rmr1 plugins`` lists them).
+
+A group that arrives one completion at a time (a cohort, :mod:`rmr1_plugins.rewards.cohorts`)
+can be judged while it fills: :meth:`Strategy.early_pairs` names the pairs of the first round
+that the arrival of completion ``i`` makes known (``reference``: ``i`` against the reference;
+``pivot``: ``i`` against the first arrival; ``circular``: ``i`` against ``i − 1``, and the
+last one against the first; ``round-robin``, ``bradley-terry``: ``i`` against every earlier
+one; ``knockout``: odd ``i`` against ``i − 1``; ``adaptive``: its opening circle, as
+``circular``, within the budget). A strategy that draws positions at random (the pivot, the
+bracket, the adaptive opening's shuffle) takes them from the group's order instead in
+:meth:`Strategy.streamed`, so they are known before the group is complete.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from abc import ABC, abstractmethod
@@ -63,6 +74,25 @@ class Strategy(ABC):
     name: ClassVar[str]
     needs_reference: ClassVar[bool] = False
     bounded: ClassVar[bool] = True  # rewards lie in [0, 1]
+    draws_positions: ClassVar[bool] = False  # its first round depends on ``rng``
+    in_order = False  # (streamed) positions drawn at random are taken from the group's order
+
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        """The pairs of the first round of :meth:`play` for a group of ``size`` between
+        completion ``index`` and earlier ones (or the reference): known once the first
+        ``index + 1`` completions exist, whatever the verdicts. None by default (and for a
+        strategy that draws positions, unless :meth:`streamed`)."""
+        return []
+
+    def streamed(self) -> Strategy:
+        """This strategy with the positions it draws at random taken from the group's order
+        (the pivot is the first completion, the bracket and the adaptive opening follow the
+        order), so that :meth:`early_pairs` can name them; itself if it draws none."""
+        if not self.draws_positions or self.in_order:
+            return self
+        twin = copy.copy(self)
+        twin.in_order = True
+        return twin
 
     @abstractmethod
     def play(self, size: int, rng: random.Random) -> Play:
@@ -96,6 +126,9 @@ class ReferenceStrategy(Strategy):
     name = "reference"
     needs_reference = True
 
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        return [(index, REFERENCE)]
+
     def play(self, size: int, rng: random.Random) -> Play:
         pairs = [(i, REFERENCE) for i in range(size)]
         outcomes = yield pairs
@@ -109,12 +142,17 @@ class PivotStrategy(Strategy):
     """Each completion against one completion of the group drawn at random (seeded).
 
     The pivot's own reward is 0.5, a tie with itself (Writing-Zero's bootstrapped reference).
+    :meth:`streamed`: the pivot is the first completion (a cohort's first arrival).
     """
 
     name = "pivot"
+    draws_positions = True
+
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        return [(index, 0)] if self.in_order and index > 0 else []
 
     def play(self, size: int, rng: random.Random) -> Play:
-        pivot = rng.randrange(size)
+        pivot = 0 if self.in_order else rng.randrange(size)
         pairs = [(i, pivot) for i in range(size) if i != pivot]
         outcomes = yield pairs
         credit = _credit(size, pairs, outcomes)
@@ -131,6 +169,10 @@ class CircularStrategy(Strategy):
     """Completion i against i+1 (mod G): each is judged twice, once in each slot."""
 
     name = "circular"
+
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        pairs = [(index - 1, index)] if index > 0 else []
+        return pairs + ([(index, 0)] if index == size - 1 and size > 1 else [])
 
     def play(self, size: int, rng: random.Random) -> Play:
         if size < 2:
@@ -149,10 +191,18 @@ def all_pairs(size: int) -> list[Pair]:
     return [(i, j) if (i + j) % 2 == 0 else (j, i) for i in range(size) for j in range(i + 1, size)]
 
 
+def newcomer_pairs(index: int) -> list[Pair]:
+    """The pairs of :func:`all_pairs` between completion ``index`` and the ones before it."""
+    return [(i, index) if (i + index) % 2 == 0 else (index, i) for i in range(index)]
+
+
 class RoundRobinStrategy(Strategy):
     """All pairs; the reward is the win rate (ties count one half)."""
 
     name = "round-robin"
+
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        return newcomer_pairs(index)
 
     def play(self, size: int, rng: random.Random) -> Play:
         pairs = all_pairs(size)
@@ -176,6 +226,9 @@ class BradleyTerryStrategy(Strategy):
 
     name = "bradley-terry"
     bounded = False
+
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        return newcomer_pairs(index)
 
     def __init__(self, prior: float = 1.0, max_iter: int = 500, tol: float = 1e-10) -> None:
         if not (prior > 0 and math.isfinite(prior)):
@@ -246,15 +299,21 @@ class KnockoutStrategy(Strategy):
     The winner of a match has the higher score; a tie goes to the one listed first in the bracket;
     a double loss (``on_unparsed="loss"``) eliminates both, and an excluded match removes both with
     reward ``None``. An odd one out gets a bye. The last completion standing gets 1.0.
+    :meth:`streamed`: the bracket is the group's order (``0`` v ``1``, ``2`` v ``3``, ...).
     """
 
     name = "knockout"
+    draws_positions = True
+
+    def early_pairs(self, index: int, size: int) -> list[Pair]:
+        return [(index - 1, index)] if self.in_order and index % 2 and size > 1 else []
 
     def play(self, size: int, rng: random.Random) -> Play:
         rounds = math.ceil(math.log2(size)) if size > 1 else 0
         survived: list[float | None] = [0.0] * size
         alive = list(range(size))
-        rng.shuffle(alive)
+        if not self.in_order:
+            rng.shuffle(alive)
         for round_ in range(rounds):
             if len(alive) < 2:
                 break

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -132,3 +135,52 @@ def _wait_until_ready(url: str, process: subprocess.Popen, log: Path) -> None:
 
 def _tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+ROOT = Path(__file__).parents[2]  # the README's shell commands, read from README.md itself
+README = ROOT / "README.md"
+BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def commands(text: str | None = None) -> list[str]:
+    """Every command of the README's ``bash`` blocks: continuation lines joined, comments and
+    blank lines dropped."""
+    text = README.read_text(encoding="utf-8") if text is None else text
+    found = []
+    for block in BLOCK.findall(text):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                found.append(" ".join(line.split()))
+    return found
+
+
+def command(prefix: str) -> str:
+    """The one README command that starts with ``prefix``."""
+    [found] = [c for c in commands() if c.startswith(prefix)]
+    return found
+
+
+def substitutions(line: str) -> list[str]:
+    """The ``$(...)`` command substitutions of a line, as written."""
+    return re.findall(r"\$\(([^()]*)\)", line)
+
+
+def argv(line: str, values: dict[str, str]) -> list[str]:
+    """``line`` split as the shell would, each ``"$(...)"`` replaced by ``values[...]``
+    (the command's output), without the leading program name."""
+    for inner in substitutions(line):
+        line = line.replace(f'"$({inner})"', shlex.quote(values[inner]))
+    words = shlex.split(line)
+    return words[1:]
+
+
+@pytest.fixture(scope="session")
+def readme():
+    """The README's shell commands, read from README.md itself, so that the tests that run them
+    break when the README changes: ``commands()``, ``command(prefix)``, ``substitutions(line)``,
+    ``argv(line, values)`` and ``ROOT``, the repository."""
+    return SimpleNamespace(
+        ROOT=ROOT, commands=commands, command=command, substitutions=substitutions, argv=argv
+    )

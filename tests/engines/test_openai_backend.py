@@ -9,14 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from aiohttp import web
-from openai_stub import StubServer, completion
 
 from rmr1_plugins import BackendError, PairwiseExample, SamplingParams, Scorer, get_template
 from rmr1_plugins.backends.openai import OpenAIBackend
+from rmr1_plugins.testing.openai_stub import StubServer, completion
 
 CHAT = [{"role": "user", "content": "Say hello."}]
 SHORT = SamplingParams(max_new_tokens=16)
@@ -290,7 +289,7 @@ def test_real_server_samples_rejects_too_long_prompts_and_times_out(vllm_server)
 def test_real_server_survives_a_refused_and_a_killed_replica(vllm_server):
     port = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
     doomed = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("openai_stub.py")), str(port)],
+        [sys.executable, "-m", "rmr1_plugins.testing.openai_stub", str(port)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import readme
 
 from rmr1_plugins.cli import main
 from rmr1_plugins.recipe.distill import is_correct
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, smollm2_dir):
+def run_dir(tmp_path_factory, smollm2_dir, readme):
     """The README's demo command, as written there (with this run's folder for -o)."""
     out = tmp_path_factory.mktemp("recipe-run")
     models = {

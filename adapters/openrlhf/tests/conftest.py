@@ -1,14 +1,8 @@
-"""Shared by the OpenRLHF adapter tests: the RMR1_CONFIG fixture and the core tests' ``rmr1 serve``
-launcher (tests/serving.py, with its scripted judges)."""
+"""Shared by the OpenRLHF adapter tests: the RMR1_CONFIG fixture."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parents[3] / "tests"))  # for ``from serving import Server``
 
 
 @pytest.fixture

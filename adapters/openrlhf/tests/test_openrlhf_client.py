@@ -15,7 +15,6 @@ import json
 import sys
 import urllib.request
 from types import SimpleNamespace
-from typing import ClassVar
 
 import pytest
 
@@ -24,32 +23,13 @@ transformers = pytest.importorskip("transformers")
 
 from rmr1_openrlhf import reward_file_path  # noqa: E402
 from rmr1_openrlhf.reward import get_runtime  # noqa: E402
-from serving import Server  # noqa: E402
-from stand_ins import Engine  # noqa: E402
 
-from rmr1_plugins.backends.base import Backend, Generation  # noqa: E402
-from rmr1_plugins.plugins import get_plugins  # noqa: E402
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
+from rmr1_plugins.testing.openrlhf import Engine  # noqa: E402
+from rmr1_plugins.testing.serving import Server  # noqa: E402
 
 QUESTION = "What is 2+2?"
 RESPONSE = "The answer is 4."
-
-
-class RecordingJudge(Backend):
-    """Prefers the response (slot A) and keeps every conversation it was sent."""
-
-    name = "recording"
-    seen: ClassVar[list] = []
-
-    def generate(self, conversations, params):
-        RecordingJudge.seen.extend(conversations)
-        return [
-            [Generation("<answer>[[A]]</answer>", "stop")] * params.num_samples
-            for _ in conversations
-        ]
-
-
-get_plugins().registries["backends"].add("recording", RecordingJudge, "adapter tests")
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +56,8 @@ async def rollout(executor, tokenizer, prompt, label, engine=None):
     )
 
 
-def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
-    configure("backend: {name: recording}\nreward: {max_wait_ms: 50}\n")
-    RecordingJudge.seen.clear()
+def test_reward_file_through_openrlhf_rollouts(configure, tokenizer, fake_judges):
+    configure("backend: {name: scripted}\nreward: {max_wait_ms: 50}\n")  # always [[A]]
     executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
     prompt = chat_prompt(tokenizer)
     labels = ["4", json.dumps({"reference": "4", "question": "2+2?"})] * 4
@@ -94,7 +73,8 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
         assert output["extra_logs"]["rmr1_health/slot_a"].tolist() == [1.0]
         assert output["extra_logs"]["rmr1_health/longer_wins"].tolist() == [1.0]
         assert output["extra_logs"]["rmr1_health/orders_agree"].tolist() == [0.0]  # one order
-    users = sorted(c[-1]["content"] for c in RecordingJudge.seen if c[0]["role"] == "system")
+    seen = [c for batch in get_runtime().scorer.backend.batches for c in batch]
+    users = sorted(c[-1]["content"] for c in seen if c[0]["role"] == "system")
     assert len(users) == 2  # 8 samples, 2 distinct pairs: batched and de-duplicated
     assert users[0].startswith("[Client Question]\n2+2?\n")  # the label's question
     # recovered from the prompt: SmolLM2's template adds its default system turn, which is folded

@@ -3,8 +3,8 @@
 OpenRLHF 0.11.2's ``SingleTurnAgentExecutor`` asks for each sample's reward on its own, over
 HTTP (``_fetch_rewards_via_http``). With ``reward.group_size`` set and an in-group strategy, the
 server holds each sample until its prompt's group is whole. The server runs the scripted
-``ranker`` judge of tests/serving.py (the larger number wins: exact round-robin rewards); the
-client, the server, HTTP and the cohort service are real.
+``ranker`` judge of rmr1_plugins.testing.judges (the larger number wins: exact round-robin
+rewards); the client, the server, HTTP and the cohort service are real.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import pytest
 agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
 
-from serving import Server  # noqa: E402
-from stand_ins import Engine  # noqa: E402
-
 from rmr1_plugins.rewards.metrics import KEYS  # noqa: E402
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
+from rmr1_plugins.testing.openrlhf import Engine  # noqa: E402
+from rmr1_plugins.testing.serving import Server  # noqa: E402
 
 
 def ranker_server(*flags: str, backend: str = "ranker") -> Server:
-    """``rmr1 serve --backend ranker`` (tests/serving.py) in its own process, on 127.0.0.1."""
+    """``rmr1 serve --backend ranker`` (rmr1_plugins.testing.judges) in its own process."""
     return Server("--no-warmup", *flags, backend=backend, num_samples=None, startup_s=120)
 
 
@@ -141,7 +140,7 @@ def test_the_cohort_endpoint_for_verl(tokenizer):
 def test_a_step_of_128_prompts_x_7_keeps_every_group_whole(tokenizer):
     """RM-R1's group size with every sample of the step in flight at once through the real
     client: no split, no fallback, exact rewards (1,024 x 7: bench/openrlhf_cohorts.py)."""
-    from steps import cohort_server, step, summary
+    from rmr1_plugins.testing.openrlhf import cohort_server, step, summary
 
     server = cohort_server(128, 7)
     try:

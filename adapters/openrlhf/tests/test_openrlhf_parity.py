@@ -1,9 +1,9 @@
 """Parity: OpenRLHF's reward client gets the Python API's judge prompts, rewards and logged keys.
 
 OpenRLHF 0.11.2's ``SingleTurnAgentExecutor`` (what its rollout actors run) formats the parity
-case's chat (tests/parity_case.py) with SmolLM2's chat template, takes each completion from a
-stand-in engine, decodes prompt + response with special tokens and asks for the reward: from the
-reward file (``_fetch_rewards_via_func``) or from ``rmr1 serve`` over 127.0.0.1
+case's chat (rmr1_plugins.testing.parity) with SmolLM2's chat template, takes each completion
+from a stand-in engine, decodes prompt + response with special tokens and asks for the reward:
+from the reward file (``_fetch_rewards_via_func``) or from ``rmr1 serve`` over 127.0.0.1
 (``_fetch_rewards_via_http``; reference rewards, and whole-group rewards in cohort mode). The
 three rollouts of the prompt run concurrently, as in ``generate_responses``.
 
@@ -27,14 +27,11 @@ transformers = pytest.importorskip("transformers")
 
 from rmr1_openrlhf import reward_file_path  # noqa: E402
 from rmr1_openrlhf.reward import reset_runtime  # noqa: E402
-from stand_ins import Engine  # noqa: E402
 
+from rmr1_plugins.testing import parity as case  # noqa: E402
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
-
-ROOT = Path(__file__).parents[3]
-
-
-case = importlib.import_module("parity_case")  # tests/parity_case.py (conftest's path)
+from rmr1_plugins.testing.judges import fake_judges  # noqa: E402
+from rmr1_plugins.testing.openrlhf import Engine  # noqa: E402
 
 
 def load(name: str, path: Path):
@@ -54,9 +51,9 @@ def tokenizer():
 
 @pytest.fixture(autouse=True)
 def judge():
-    case.register()
     reset_runtime()
-    yield
+    with fake_judges():
+        yield
     reset_runtime()
 
 

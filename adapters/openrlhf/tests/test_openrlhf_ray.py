@@ -2,11 +2,12 @@
 
 OpenRLHF 0.11.2 loads the reward file in each ``RolloutRayActor`` (``async __init__``, through
 ``SingleTurnAgentExecutor``) and calls ``reward_func`` per sample from the actor loop's default
-thread pool. Its ``RolloutRayActor`` imports vLLM, so ``stand_ins.Rollout`` stands in for it
-with the same ``async __init__`` and ``generate_responses``; the executor, the reward file, Ray
-and the cohort actor are real. The ``ranker`` judge (tests/serving.py) makes exact round-robin
-rewards known in advance. Generations finish in a shuffled order (yields, no waits), so groups
-interleave in the thread pool as they do behind vLLM.
+thread pool. Its ``RolloutRayActor`` imports vLLM, so ``rmr1_plugins.testing.openrlhf.Rollout``
+stands in for it with the same ``async __init__`` and ``generate_responses``; the executor, the
+reward file, Ray and the cohort actor are real. The ``ranker`` judge
+(:mod:`rmr1_plugins.testing.judges`) makes exact round-robin rewards known in advance.
+Generations finish in a shuffled order (yields, no waits), so groups interleave in the thread
+pool as they do behind vLLM.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import pytest
 agent = pytest.importorskip("openrlhf.utils.agent")
 transformers = pytest.importorskip("transformers")
 
-from stand_ins import Rollout  # noqa: E402
 
 from rmr1_plugins.testing import smollm2_checkpoint  # noqa: E402
+from rmr1_plugins.testing.openrlhf import Rollout  # noqa: E402
 
 PROMPTS, N = 32, 4  # OpenRLHF's step: rollout.batch_size x n_samples_per_prompt
 YAML = (
@@ -48,7 +49,7 @@ def cluster(tmp_path_factory):
         log_to_driver=False,
         runtime_env={
             "env_vars": {"PYTHONPATH": os.pathsep.join(sys.path), "RMR1_CONFIG": str(config)},
-            "worker_process_setup_hook": "serving.register",  # the ranker judge
+            "worker_process_setup_hook": "rmr1_plugins.testing.judges.register_in_worker",
         },
     )
     yield ray

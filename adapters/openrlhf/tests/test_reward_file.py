@@ -18,10 +18,9 @@ from rmr1_openrlhf import reward_file_path
 from rmr1_openrlhf.__main__ import main
 from rmr1_openrlhf.reward import get_runtime, reward_func
 
-from rmr1_plugins.backends.base import Backend, Generation
-from rmr1_plugins.plugins import get_plugins
 from rmr1_plugins.rewards.health import METRICS
 from rmr1_plugins.rewards.metrics import KEYS, sample_metrics
+from rmr1_plugins.testing.judges import VotesJudge
 
 PROMPT = "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
 HEALTH_KEYS = {f"rmr1_health/{name}" for name in METRICS}
@@ -29,34 +28,6 @@ LOG_KEYS = set(KEYS) - HEALTH_KEYS  # the metrics contract
 
 # One reward: section with the keys of every integration, shared by the three adapters' tests.
 SHARED = (Path(__file__).parents[3] / "tests" / "data" / "shared_reward_config.yaml").read_text()
-
-
-class VotesJudge(Backend):
-    """Of ``n`` samples for response ``r<i>``, the first ``i % 9`` prefer it: reward (i % 9)/8."""
-
-    name = "orlhf-votes"
-
-    def __init__(self, model=None, options=None):
-        super().__init__(model, options)
-        self.batches, self.seen = [], []
-
-    def generate(self, conversations, params):
-        self.batches.append(len(conversations))
-        self.seen.extend(conversations)
-        out = []
-        for conversation in conversations:
-            user = conversation[-1]["content"]
-            wins = int(re.search(r"Chatbot A's Response\]\nr(\d+)", user).group(1)) % 9
-            out.append(
-                [
-                    Generation(f"<answer>[[{'A' if j < wins else 'B'}]]</answer>")
-                    for j in range(params.num_samples)
-                ]
-            )
-        return out
-
-
-get_plugins().registries["backends"].add("orlhf-votes", VotesJudge, "adapter tests")
 
 
 CONSTANT_A = "backend:\n  name: constant\n  options: {completion: '<answer>[[A]]</answer>'}\n"
@@ -126,10 +97,8 @@ def test_reward_settings_and_fallback_come_from_the_config(configure):
     assert result["extra_logs"]["rmr1_unparsed"].tolist() == [1.0]
 
 
-def test_concurrent_calls_from_threads_are_batched_and_not_mixed_up(configure):
-    configure(
-        "backend: {name: orlhf-votes}\nsampling: {num_samples: 8}\nreward: {max_wait_ms: 50}\n"
-    )
+def test_concurrent_calls_from_threads_are_batched_and_not_mixed_up(configure, fake_judges):
+    configure("backend: {name: votes}\nsampling: {num_samples: 8}\nreward: {max_wait_ms: 50}\n")
     results = {}
 
     def call(i):
@@ -245,7 +214,7 @@ def test_every_path_gives_the_same_keys_so_openrlhf_can_batch_them(configure):
     assert [v.item() for v in batch.info["rmr1_health/orders_agree"]] == [0.0, 0.0]
 
 
-def test_a_system_turn_reaches_the_judge_as_in_every_trainer(configure):
+def test_a_system_turn_reaches_the_judge_as_in_every_trainer(configure, fake_judges):
     """A templated prompt with a system turn gives the judge the Python API's prompt."""
     from rmr1_plugins import Scorer
     from rmr1_plugins.rewards.engine import Group, score_groups
@@ -257,11 +226,11 @@ def test_a_system_turn_reaches_the_judge_as_in_every_trainer(configure):
     )
     api = VotesJudge()  # response r8: 8 of 8 votes for slot A
     score_groups(Scorer(api), [Group(chat, ["r8"], reference="5")], "reference")
-    [expected] = api.seen
+    [expected] = api.conversations
     assert "Be terse.\n\n2+2?" in expected[-1]["content"]
-    configure("backend: {name: orlhf-votes}\nreward: {max_wait_ms: 0}\n")
+    configure("backend: {name: votes}\nreward: {max_wait_ms: 0}\n")
     labels = ["5", json.dumps({"reference": "5", "question": chat})]
     for label in labels:
         assert reward_func([templated + "r8<|im_end|>"], [templated], [label])["rewards"] == 1.0
     # the same pair both times: the judge saw it once, the scorer's cache answered the second
-    assert get_runtime().scorer.backend.seen[1:] == [expected]  # after the warm-up call
+    assert get_runtime().scorer.backend.conversations[1:] == [expected]  # after the warm-up call

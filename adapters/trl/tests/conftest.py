@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.testing import LongerWins
-
-sys.path.insert(0, str(Path(__file__).parents[3] / "tests"))  # the core tests' shared cases
 
 
 @pytest.fixture

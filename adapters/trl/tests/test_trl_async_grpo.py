@@ -76,15 +76,9 @@ def score_group(loop, completions=COMPLETIONS):
 
 
 @pytest.fixture
-def config(tmp_path):
+def config(tmp_path, fake_judges):
     """The judge by configuration, as the child must get it: the scripted ``longer-wins`` judge,
     registered as a plugin registers a backend."""
-    from rmr1_plugins.plugins import get_plugins
-    from rmr1_plugins.testing import LongerWins
-
-    backends = get_plugins().registries["backends"]
-    if "longer-wins" not in backends.names():
-        backends.add("longer-wins", LongerWins, "adapters/trl/tests")
     path = tmp_path / "rmr1.yaml"
     path.write_text("backend: {name: longer-wins}\nreward: {strategy: round-robin}\n")
     return path

@@ -5,21 +5,23 @@ through its own ``_calculate_rewards``: the parity case's conversational prompt 
 turn) repeated for its three completions, the ``reference`` column, and TRL's ``trainer_state``,
 ``log_extra`` and ``log_metric``. Four reward functions run in that one call: the sync and async
 drivers, each with the reference and the round-robin strategy, each with its own recording
-judge (tests/parity_case.py).
+judge (rmr1_plugins.testing.parity).
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).parents[3]
+from rmr1_plugins.testing import parity as case
+from rmr1_plugins.testing.judges import fake_judges
 
-
-case = importlib.import_module("parity_case")  # tests/parity_case.py (conftest's path)
 DRIVERS = ("sync", "async")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def judges():
+    with fake_judges():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,6 @@ def trainer(tiny_policy, tmp_path_factory):
     from rmr1_trl import AsyncRMR1Reward, RMR1Reward
     from trl import GRPOConfig, GRPOTrainer
 
-    case.register()
     folder = tmp_path_factory.mktemp("trl-parity")
     funcs, records = {}, {}
     for driver in DRIVERS:
@@ -104,7 +105,6 @@ def test_trl_fallbacks_match_the_python_api(driver, strategy, tmp_path):
 
     from rmr1_plugins.rewards.metrics import means
 
-    case.register()
     cls = RMR1Reward if driver == "sync" else AsyncRMR1Reward
     for name, completions, reference, reward in [
         ("mute", case.FALLBACK_COMPLETIONS, case.REFERENCE, case.EXCLUDE),

@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from conftest import rollouts
-from test_verl_cohorts import GROUPS, manager
 
 from rmr1_plugins.settings import decisive_settings
+from rmr1_plugins.testing.verl import GROUPS, manager, rollouts
 
 ANSWER = {"reward": 0.75, "logs": {"rmr1_group": 3.0}}
 

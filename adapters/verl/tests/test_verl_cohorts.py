@@ -3,49 +3,28 @@
 veRL sends each finished rollout to a random ``RewardLoopWorker``. Here two ``rmr1`` managers
 (two workers' managers, built by veRL's ``load_reward_manager``) receive the rollouts of two
 groups at random and send them to a real ``rmr1 serve`` process (the scripted ``ranker`` judge of
-tests/serving.py: the larger number wins), which judges each group whole.
+rmr1_plugins.testing.judges: the larger number wins), which judges each group whole.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import random
-from pathlib import Path
 
 import pytest
-from conftest import rollouts, verl_config
 
 from rmr1_plugins.rewards.metrics import KEYS
 from rmr1_plugins.testing import tiny_llama
-
-ROOT = Path(__file__).parents[3]
-GROUPS = [
-    ("u1", "Pick a number.", "pick 5", ["pick 3", "pick 9", "pick 1"]),
-    ("u2", "Pick a number.", "pick 5", ["pick 7", "pick 2", "pick 8"]),  # same prompt, new uid
-]
-
-
-def serving():
-    spec = importlib.util.spec_from_file_location("serving", ROOT / "tests" / "serving.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from rmr1_plugins.testing.judges import closed_port
+from rmr1_plugins.testing.serving import Server
+from rmr1_plugins.testing.verl import GROUPS, manager, rollouts, verl_config
 
 
 @pytest.fixture(scope="module")
 def server():
-    running = serving().Server("--group-timeout-s", "30", "--no-warmup", backend="ranker")
+    running = Server("--group-timeout-s", "30", "--no-warmup", backend="ranker")
     yield running
     assert running.stop() == 0
-
-
-def manager(tokenizer, workers=2, **rmr1):
-    from verl.trainer.ppo.reward import load_reward_manager
-
-    config = verl_config(tiny_llama(), n=3, rmr1={"strategy": "round-robin", **rmr1})
-    config.reward.num_workers = workers
-    return load_reward_manager(config, tokenizer)
 
 
 def test_rollouts_sent_to_random_workers_get_whole_group_rewards(tokenizer, server):
@@ -91,7 +70,7 @@ def test_settings_that_differ_from_the_servers_are_refused_naming_the_key(tokeni
 
 
 def test_an_unreachable_service_gives_the_fallback_without_raising(tokenizer, caplog):
-    closed = serving().closed_port()
+    closed = closed_port()
     worker = manager(tokenizer, cohort_url=f"http://127.0.0.1:{closed}/cohort", cohort_timeout_s=1)
     data = rollouts(tokenizer, GROUPS[:1])
     out = worker.loop.run_until_complete(worker.run_single(data[0:1]))
@@ -154,9 +133,12 @@ def test_cohort_ray_outside_a_ray_cluster_stops_the_step(tokenizer, tmp_path):
 def test_colocated_rows_without_uid_are_grouped_by_prompt(tokenizer, monkeypatch):
     """veRL's colocated path passes only raw_prompt: no uid, reward_model or extra_info."""
     import verl  # noqa: F401 - first, so its plugin import registers the manager
-    from conftest import longer_wins_scorer
 
-    scorer, backend = longer_wins_scorer()
+    from rmr1_plugins import Scorer
+    from rmr1_plugins.testing import LongerWins
+
+    backend = LongerWins()
+    scorer = Scorer(backend)
     monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     worker = manager(tokenizer, workers=1)
     groups = [("", "Name a fruit.", "", ["fig", "banana", "kiwi!"])]

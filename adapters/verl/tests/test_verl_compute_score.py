@@ -10,12 +10,12 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import rollouts, verl_config
 from rmr1_verl.reward import compute_score, settings, verl_verifiable_reward
 
 from rmr1_plugins.plugins import UnknownNameError, get_backend_class
 from rmr1_plugins.rewards.metrics import KEYS as CONTRACT
 from rmr1_plugins.testing import tiny_llama
+from rmr1_plugins.testing.verl import rollouts, verl_config
 
 ROOT = Path(__file__).parents[3]
 KEYS = {"score", *CONTRACT}  # the metrics contract (rmr1_plugins.rewards.metrics)

@@ -9,10 +9,11 @@ import random
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import longer_wins_scorer, rollouts, verl_config
 
+from rmr1_plugins import Scorer
 from rmr1_plugins.rewards.metrics import KEYS as CONTRACT
-from rmr1_plugins.testing import tiny_llama
+from rmr1_plugins.testing import LongerWins, tiny_llama
+from rmr1_plugins.testing.verl import rollouts, verl_config
 
 KEYS = {"score", *CONTRACT}  # the metrics contract (rmr1_plugins.rewards.metrics)
 GROUPS = [
@@ -37,7 +38,8 @@ def load(tokenizer, monkeypatch=None, scripted=True, **rmr1):
     from verl.trainer.ppo.reward import load_reward_manager
 
     if scripted:  # the judge: longer wins (exact rewards); the manager code is all real
-        scorer, backend = longer_wins_scorer()
+        backend = LongerWins()
+        scorer = Scorer(backend)
         monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     else:
         backend = None
@@ -67,7 +69,9 @@ def test_check_command_passes(capsys, monkeypatch):
 def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkeypatch):
     from rmr1_verl.manager import RMR1RewardManager
 
-    manager, backend = load(tokenizer, monkeypatch)
+    # without streaming, so that both groups' pairs meet in one call (streamed, pairs go out
+    # as rollouts arrive: tests/test_streaming.py)
+    manager, backend = load(tokenizer, monkeypatch, stream_pairs=False)
     assert isinstance(manager, RMR1RewardManager) and manager.group_size == 3
     data = rollouts(tokenizer, GROUPS)
     order = list(range(6))
@@ -89,7 +93,8 @@ def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkey
 
 
 def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(tokenizer, monkeypatch):
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.2)
+    # without streaming, the reference rule's judgments alone (streamed: tests/test_streaming.py)
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.2, stream_pairs=False)
     data = rollouts(tokenizer, GROUPS[:1])
     outputs = score_all(manager, data, order=[0, 1])  # the third rollout went elsewhere
     infos = [out["reward_extra_info"] for out in outputs]
@@ -102,7 +107,7 @@ def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(token
 
 def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatch, caplog):
     """Never a second group_timeout_s: the late rollout does not open a new group."""
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1)
+    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, stream_pairs=False)
     data = rollouts(tokenizer, GROUPS[:1])
     score_all(manager, data, order=[0, 2])  # expires: two of three rollouts
     late = manager.run_single(data[1:2])
@@ -119,7 +124,8 @@ def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, c
     """veRL 0.9.1 logs no training-step means of reward extra info: the manager logs its own."""
     from verl.trainer.ppo.reward import load_reward_manager
 
-    scorer, _ = longer_wins_scorer()
+    backend = LongerWins()
+    scorer = Scorer(backend)
     monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     config = verl_config(tiny_llama(), n=3, rmr1={"strategy": "round-robin"})
     config.data = {"train_batch_size": 2}  # a step: 2 prompts x 3 rollouts

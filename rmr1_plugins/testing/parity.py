@@ -5,11 +5,12 @@ case through its trainer's calling convention and compares what it got with the 
 (:func:`api`): the judge prompts (the exact chat messages the template rendered), the rewards, and
 the logged keys of the metrics contract with their values must be equal (:func:`assert_same`).
 
-The judge (``parity-judge``, registered by :func:`register`) prefers a correct answer (one that
+The judge (``parity-judge``) prefers a correct answer (one that
 says 4), then the shorter one, whatever the order: ``4`` > ``The answer is four.`` > ``5``. It
 appends every pair it is asked to judge to the JSONL file in its ``record`` option, so prompts
-judged in a server subprocess are recorded too. ``python tests/parity_case.py serve ...`` runs
-``rmr1 serve`` with it registered.
+judged in a server subprocess are recorded too. It is one of the judges that
+:func:`~rmr1_plugins.testing.judges.fake_judges` registers; :class:`Serve` runs ``rmr1 serve``
+with them (:mod:`rmr1_plugins.testing.serving`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from rmr1_plugins.backends.base import Backend, BackendOptions, Generation, SamplingParams
-from rmr1_plugins.testing import response_slots
+from rmr1_plugins.testing.judges import fake_judges, response_slots
 
-LAUNCHER = Path(__file__).resolve()
 SYSTEM = "Be terse."
 QUESTION = "What is 2+2?"
 PROMPT = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
@@ -97,15 +97,6 @@ def verdict(user: str) -> Generation:
     return Generation(f"<eval>{a!r} vs {b!r}</eval>\n<answer>[[{winner}]]</answer>", "stop")
 
 
-def register() -> None:
-    """Register ``parity-judge`` (once per process, however often this file is loaded)."""
-    from rmr1_plugins.plugins import get_plugins
-
-    backends = get_plugins().registries["backends"]
-    if "parity-judge" not in backends.entries:
-        backends.add("parity-judge", RecordingJudge, "tests/parity_case.py")
-
-
 def write_config(folder: Path, name: str, **reward: Any) -> tuple[Path, Path]:
     """A YAML config for one path (judge both orders, record to ``<name>.jsonl``), and the record.
 
@@ -164,19 +155,19 @@ def api(
     from rmr1_plugins.rewards.metrics import judged_metrics
     from rmr1_plugins.settings import load_reward_settings
 
-    register()
     config, record = write_config(folder, f"api-{strategy}-{driver}", **reward)
-    settings = load_reward_settings(config, reward={"strategy": strategy})
+    with fake_judges():
+        settings = load_reward_settings(config, reward={"strategy": strategy})
+        scorer = settings.scorer.build_scorer()
     options = settings.reward
     group = Group(PROMPT, completions, reference=reference if reference.strip() else None)
-    arguments = {
+    arguments: dict[str, Any] = {
         "strategy": options.build_strategy(),
         "on_unparsed": options.on_unparsed,
         "seed": options.seed,
         "outcome": options.outcome,
         "skip_invalid": True,  # a group without its reference: rewards None, not an exception
     }
-    scorer = settings.scorer.build_scorer()
     if driver == "sync":
         [result] = score_groups(scorer, [group], **arguments)
     else:
@@ -255,7 +246,7 @@ def openrlhf_body(completions: list[str], label: Any = REFERENCE) -> dict[str, A
 
 def from_openrlhf(record: Path, answers: list[dict[str, Any]]) -> Outcome:
     """The outcome of one OpenRLHF answer per completion (the reward file's or the server's)."""
-    rewards = [float(_item(answer["rewards"], 0)) for answer in answers]
+    rewards: list[float | None] = [float(_item(answer["rewards"], 0)) for answer in answers]
     return Outcome(judge_prompts(record), rewards, [openrlhf_logs(answer) for answer in answers])
 
 
@@ -290,7 +281,16 @@ class Serve:
     """``rmr1 serve --config CONFIG`` with ``parity-judge`` registered, on 127.0.0.1."""
 
     def __init__(self, config: Path, *flags: str) -> None:
-        argv = [sys.executable, str(LAUNCHER), "serve", "--config", str(config), "--port", "0"]
+        argv = [
+            sys.executable,
+            "-m",
+            "rmr1_plugins.testing.serving",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            "0",
+        ]
         self.process = subprocess.Popen(
             [*argv, "--no-warmup", "--log-every-s", "0", *flags],
             stderr=subprocess.PIPE,
@@ -298,9 +298,9 @@ class Serve:
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(x) for x in self.process.stderr], daemon=True
-        ).start()
+        stderr = self.process.stderr
+        assert stderr is not None
+        threading.Thread(target=lambda: [*map(lines.put, stderr)], daemon=True).start()
         seen: list[str] = []
         end = time.monotonic() + 60
         while time.monotonic() < end and self.process.poll() is None:
@@ -329,10 +329,3 @@ class Serve:
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
-
-
-if __name__ == "__main__":
-    from rmr1_plugins.cli import main
-
-    register()
-    sys.exit(main(sys.argv[1:]))

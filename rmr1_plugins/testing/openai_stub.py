@@ -1,8 +1,8 @@
 """A tiny OpenAI-style server on 127.0.0.1 for fault-injection tests of the openai backend.
 
 In a thread (``StubServer``) it answers from a scripted async function; run as a script
-(``python openai_stub.py PORT``) it accepts chat requests and never answers, so a test can kill
-the process while requests are in flight.
+(``python -m rmr1_plugins.testing.openai_stub PORT``) it accepts chat requests and never
+answers, so a test can kill the process while requests are in flight.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class StubServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return f"http://127.0.0.1:{port}/v1"
 
     async def _chat(self, request: web.Request) -> web.Response:
