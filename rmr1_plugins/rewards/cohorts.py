@@ -35,18 +35,20 @@ complete, judges the cohort with the configured strategy and answers every membe
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
   (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
   bounded by ``max_group_size``;
-- **streaming** (``reward.stream_pairs``, default on): while a cohort fills, each pair the
+- **streaming** (``reward.stream_pairs``; :func:`streams`): while a cohort fills, each pair the
   strategy knows early (:meth:`~rmr1_plugins.rewards.strategies.Strategy.early_pairs`) goes to
-  the batching service as soon as both of its members have arrived, queued behind the work of
-  complete groups. When the cohort closes, its strategy is played as for the whole group; a pair
-  already judged early (same prompt, same two texts in the same slots) takes its early verdict,
-  the others and later rounds are judged then. Positions the strategy would draw at random are
-  arrival positions (:meth:`~rmr1_plugins.rewards.strategies.Strategy.streamed`: the pivot is
-  the first arrival). A cohort closed short is judged by the same rule as without streaming;
-  its early verdicts are reused by ``partial`` (never more judgments than it uses) and wasted
-  with ``reference`` / ``drop`` (at most those ``partial`` would use); early pairs still queued
-  when a cohort is answered are withdrawn. A re-issued member's early verdicts are ignored (its
-  new text is paired again).
+  the batching service as soon as both of its members have arrived (identical text pairs once),
+  queued behind the work of complete groups. When the cohort closes, its strategy is played as
+  for the whole group; a pair already judged early (same prompt, same two texts in the same
+  slots) takes its early verdict (kept without the judge's text), the others and later rounds
+  are judged then. By default only strategies that draw no positions at random stream (their
+  rewards are unchanged); with ``stream_pairs`` true the others take those positions from
+  arrival order (:meth:`~rmr1_plugins.rewards.strategies.Strategy.streamed`: the pivot is the
+  first arrival). A cohort closed short is judged by the same rule as without streaming; its
+  early verdicts are reused by ``partial`` (never more judgments than it uses), and withdrawn
+  with ``reference`` / ``drop`` (at most those ``partial`` would use are wasted); early pairs
+  still queued when a cohort is answered are withdrawn. A re-issued member's early verdicts are
+  ignored and its pairs with members already there are judged at the close, not sent again.
 
 :class:`CohortTable` is the bookkeeping without I/O or clocks (times are passed in);
 :class:`CohortService` drives it on an asyncio loop. No trainer is imported.

@@ -222,7 +222,7 @@ class RewardService:
         items = [_Item(example, loop.create_future(), deadline, None) for example in examples]
         self.stats["pairs"] += len(items)
         if early is not None:
-            self.stats["early_pairs"] += len(items)
+            self.stats["early_queued"] += len(items)  # behind other work while groups fill
             self._tagged.setdefault(early, {}).update((id(item), item) for item in items)
         for item in items:
             item.early = early
