@@ -463,11 +463,10 @@ def test_a_reissued_member_is_held_within_max_pending_bytes():
     assert refused is not None or held <= 10_000, held
 
 
-def test_early_verdicts_count_against_max_pending_bytes():
-    """docs/concepts/cohorts.md: streaming 'holds no more text'. Each early verdict keeps the
-    judge's completions (RM-R1 reasoning, KBs each) until the group is answered (up to
-    group_timeout_s), outside reward.max_pending_bytes: 21 early verdicts of 20 kB each are held
-    for a group of 8 whose members' text was accepted under a 100 kB limit."""
+def test_early_verdicts_hold_no_judge_text():
+    """Early verdicts wait until their group is answered (up to group_timeout_s), outside
+    reward.max_pending_bytes: they keep no judge text (RM-R1 reasoning, KBs each; before, 21
+    verdicts of ~18 kB were held for a group of 8 accepted under a 100 kB limit)."""
 
     def verbose(user, index):
         return "thinking " * 2_000 + ranker(user, index)  # ~18 kB of reasoning per verdict
@@ -543,3 +542,23 @@ def test_by_default_only_strategies_whose_rewards_are_unchanged_stream():
     arrival = asyncio.run(go(stream_pairs=True))
     assert arrival == (whole_group("pivot", values, seed=1, stream_pairs=True), 4)
     assert arrival[0] != seeded  # the draw differs from the first arrival here
+
+
+def test_slim_early_verdicts_give_the_same_metrics_as_the_whole_group():
+    """What an early verdict keeps is what the rewards and the members' metrics read."""
+
+    def verbose(user, index):
+        return "thinking " * 50 + hashed(user, index)
+
+    async def go(stream):
+        svc, _ = cohorts(verbose, stream_pairs=stream)
+        futures = []
+        for value in (3, 1, 4, 1, 5):
+            futures.append(svc.submit(member(value, 5)))
+            await drained(svc)
+        answers = await asyncio.gather(*futures)
+        await svc.aclose()
+        return [(a.reward, a.logs()) for a in answers], svc.stats["early_used"]
+
+    streamed, used = asyncio.run(go(True))
+    assert used > 0 and streamed == asyncio.run(go(False))[0]
