@@ -640,7 +640,11 @@ class CohortService:
 
     def _start(self, cohort: Cohort) -> None:
         if cohort.early:
-            if self._plan(cohort).kind in ("whole", "partial"):
+            try:
+                in_group = self._plan(cohort).kind in ("whole", "partial")
+            except ValueError:  # _rewards meets it again and answers with the fallback
+                in_group = False
+            if in_group:
                 self.judge.hurry(id(cohort))  # it waits for them now
             else:  # judged against the reference or the fallback: in-group pairs are unused
                 self._withdraw(cohort)
