@@ -42,7 +42,7 @@ SIZES = {"p1": (10, 4), "p2": (5, 5), "p3": (3, 30), "p4": (8, 2)}
 def test_health_definitions_on_hand_built_judgments():
     # shown slots: p1 A, B; p2 A, A; p3 A; p4 none -> 4 of 5 parsed pick slot A
     assert health.slot_a_rate([j for p in PAIRS for j in p["judgments"]]) == pytest.approx(0.8)
-    assert health.order_consistency(PAIRS) == 0.5  # p1 agrees, p2 does not
+    assert health.orders_agree_rate(PAIRS) == 0.5  # p1 agrees, p2 does not
     summary = health.summary(PAIRS, SIZES)
     assert summary["judgments"] == 6 and summary["pairs"] == 4 and summary["both_orders"] == 2
     assert summary["unparsed"] == pytest.approx(1 / 6)
@@ -74,7 +74,7 @@ def test_health_reads_scorer_results_too():
 
 
 def test_nothing_measured_is_none_not_zero():
-    assert health.slot_a_rate([]) is None and health.order_consistency(PAIRS[2:]) is None
+    assert health.slot_a_rate([]) is None and health.orders_agree_rate(PAIRS[2:]) is None
     assert health.summary([])["unparsed"] is None
     assert health.length_bias(PAIRS)["longer_wins"] is None  # no lengths known
 

@@ -223,8 +223,9 @@ def test_the_summary_counts_dropped_cohort_members():
 
 
 def test_a_cohort_s_pairs_are_judged_while_it_fills(server):
-    """Streaming (``reward.stream_pairs``, on by default): the judge has answered the pairs of
-    the first three rollouts before the fourth arrives, and the group's rewards use them."""
+    """Streaming (``reward.stream_pairs``, on by default for round-robin): the judge has
+    answered the pairs of the first three rollouts before the fourth arrives, and the group's
+    rewards use them."""
     before = server.get("/stats")
     start = {part: dict(before[part]) for part in ("reward", "cohorts")}
 
@@ -247,3 +248,5 @@ def test_a_cohort_s_pairs_are_judged_while_it_fills(server):
     assert all(a["group"] == 4 and a["kind"] is None for a in answers)
     after = server.get("/stats")
     assert after["cohorts"]["early_used"] - start["cohorts"].get("early_used", 0) == 3
+    # the batching service's count has its own name: pairs it queued as early work
+    assert grew(after, "reward", "early_queued", 3) and "early_pairs" not in after["reward"]

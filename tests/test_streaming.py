@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.plugins import get_plugins
-from rmr1_plugins.rewards.cohorts import CohortService, Member
+from rmr1_plugins.rewards.cohorts import CohortService, Member, streams
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, score_groups
 from rmr1_plugins.rewards.groups import group_options
@@ -77,7 +77,7 @@ def whole_group(name, values, answer=ranker, **options):
     """The whole-group strategy's values (before scaling) for ``values`` in arrival order."""
     cfg = config(strategy=name, **options)
     strategy = cfg.build_strategy()
-    strategy = strategy if not cfg.stream_pairs else strategy.streamed()
+    strategy = strategy.streamed() if streams(cfg.stream_pairs, strategy) else strategy
     group = Group("Pick a number.", [f"answer {v}" for v in values], reference=REFERENCE)
     scorer = Scorer(ScriptedJudge(answer))
     [result] = score_groups(scorer, [group], strategy, **group_options(cfg))
@@ -127,7 +127,7 @@ def test_streamed_rewards_are_the_whole_group_strategy_s_for_any_arrival(
         return [a.win for a in answers], svc.stats
 
     streamed, stats = asyncio.run(go(True))
-    assert streamed == whole_group(name, values, hashed, seed=seed)
+    assert streamed == whole_group(name, values, hashed, seed=seed, stream_pairs=True)
     if not config(strategy=name).build_strategy().draws_positions:
         assert streamed == asyncio.run(go(False))[0]
     assert stats["early_used"] <= stats["early_pairs"]
@@ -145,7 +145,7 @@ def test_a_late_eighth_rollout_is_answered_in_a_quarter_of_the_judging(
     comes late, only its own pairs are left (at most half of all eight arriving together)."""
 
     async def go(late):
-        svc, backend = cohorts(strategy=name)
+        svc, backend = cohorts(strategy=name, stream_pairs=True)  # pivot: asked for
         futures = [svc.submit(member(v, 8)) for v in (5, 2, 7, 1, 6, 3, 8)]
         if late:
             await drained(svc)  # the judge had the time to judge what it knew
@@ -184,7 +184,7 @@ def test_a_cohort_closed_short_is_judged_partial_reusing_its_early_verdicts(name
 
     streamed, after_close, total = asyncio.run(go(True))
     _, _, total_off = asyncio.run(go(False))
-    assert [a.win for a in streamed] == whole_group(name, [3, 1, 2])
+    assert [a.win for a in streamed] == whole_group(name, [3, 1, 2], stream_pairs=True)
     assert all(a.kind == "partial" and a.logs()["rmr1_split"] and a.group == 3 for a in streamed)
     assert after_close == closing and total == total_off  # no judgment more than partial uses
 
@@ -232,7 +232,8 @@ def test_a_late_member_is_answered_at_once_alone_under_streaming():
 
 def test_a_reissued_member_s_early_verdicts_are_ignored():
     """veRL re-issues an interrupted rollout under its id with another response: it takes the
-    old member's place, is paired again, and the group's rewards are those of its final texts."""
+    old member's place, its pairs are judged when the group closes (not sent early again), and
+    the group's rewards are those of its final texts."""
 
     async def go():
         svc, backend = cohorts(hashed)
@@ -253,7 +254,8 @@ def test_a_reissued_member_s_early_verdicts_are_ignored():
     assert stats["members"] == 3 and stats["repeats"] == 1 and stats["reissued"] == 1
     texts = [slots(conv[-1]["content"]) for batch in backend.batches for conv in batch]
     assert ("answer 1", "answer 9") in texts  # judged early, then unused
-    assert len(texts) == 4 and stats["early_used"] == 1  # (1, 2) early; (2, 5), (5, 1) at the end
+    # not sent again on the re-issue: (1, 2), (2, 5), (5, 1) judged when c completes the group
+    assert len(texts) == 4 and stats["early_used"] == 0 and stats["early_pairs"] == 1
 
 
 def test_a_prompt_that_cannot_be_judged_streams_nothing():
@@ -359,3 +361,204 @@ def test_early_pairs_of_many_filling_groups_do_not_starve_a_complete_group():
     before = sum("The complete one." not in text for text in seen[:last])
     # the call in flight, and the rest of the last batch; first in, first out would be 210
     assert sum("The complete one." in text for text in seen) == 6 and before < 2 * 4
+
+
+# -- review findings (issue 20): bounded work and memory ---------------------------------------
+
+
+def test_duplicate_texts_in_one_arrival_are_sent_early_once():
+    """Round-robin, 5 members, members 0 and 2 identical: member 3's arrival knows (3,0) and
+    (3,2), the same two texts in the same slots. Streaming must cost no judgment more than the
+    whole group (which judges that text pair twice), but _stream sends it twice early and uses
+    one early verdict, so the second is judged again at the close."""
+
+    async def go(stream):
+        svc, backend = cohorts(stream_pairs=stream)
+        futures = []
+        for value in (3, 1, 3, 2, 5):
+            futures.append(svc.submit(member(value, 5)))
+            await drained(svc)
+        answers = await asyncio.gather(*futures)
+        await svc.aclose()
+        return [a.reward for a in answers], judgments(backend), svc.stats
+
+    streamed, total, stats = asyncio.run(go(True))
+    whole, total_off, _ = asyncio.run(go(False))
+    assert streamed == whole
+    assert stats["early_used"] == stats["early_pairs"], stats  # 4 used of 5 sent
+    assert total == total_off  # 10 vs 9
+
+
+def test_unusable_early_pairs_are_not_hurried_ahead_of_the_reference_pairs():
+    """on_split=reference: a group of 4 closes with 3 members; one early pair is in flight
+    (the judge is blocked), two queued. The rule never uses them, yet _start hurries them to
+    the front queue, so they are judged before the cohort's own reference pairs (and before
+    any group that completes after), instead of being withdrawn."""
+    backend = Gated()
+
+    async def go():
+        clock = Clock()
+        svc = CohortService(
+            Scorer(backend), config(max_batch_size=1), clock=clock, on_split="reference"
+        )
+        futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
+        while len(svc.judge._early) < 2:  # one pair taken (blocked in the judge), two queued
+            await asyncio.sleep(0)  # a yield to the loop, not a timed wait
+        clock.now = 100.0
+        svc._expire()
+        backend.gate.set()
+        answers = await asyncio.gather(*futures)
+        await svc.aclose()
+        seen = [conv[-1]["content"] for batch in backend.batches for conv in batch]
+        return answers, seen, svc.judge.stats
+
+    answers, seen, judge = asyncio.run(go())
+    assert {a.kind for a in answers} == {"alone"}
+    # 1 early pair in flight + 3 reference pairs; the 2 queued early pairs withdrawn
+    assert len(seen) == 4, (len(seen), judge)
+
+
+def test_reissuing_an_id_again_and_again_does_not_multiply_judgments():
+    """A client (buggy or hostile) re-issues one rollout id of a filling group of 8 with a new
+    response 20 times. Without streaming that costs nothing until the group closes; with
+    streaming each re-issue sends the member's 6 pairs again, all of them wasted: judge work
+    grows without bound with the number of re-issues (no cap, no room() check)."""
+
+    async def go(stream):
+        svc, backend = cohorts(stream_pairs=stream)
+        futures = [svc.submit(member(v, 8, id=f"m{v}")) for v in range(7)]
+        await drained(svc)
+        for attempt in range(20):
+            svc.submit(member(100 + attempt, 8, id="m0"))
+            await drained(svc)
+        futures.append(svc.submit(member(7, 8, id="m7")))
+        await asyncio.gather(*futures[1:])
+        await svc.aclose()
+        return judgments(backend), svc.stats
+
+    streamed, stats = asyncio.run(go(True))
+    whole, _ = asyncio.run(go(False))
+    # the whole group judges 28 pairs; streaming may waste the re-issued member's pairs once
+    assert streamed <= whole + 6, (streamed, whole, stats)
+
+
+def test_a_reissued_member_is_held_within_max_pending_bytes():
+    """CohortTable.replace adds the new text's bytes without room(): one re-issue with a large
+    response takes held_bytes past reward.max_pending_bytes (a new member that size is refused)."""
+
+    async def go():
+        svc, _ = cohorts(max_pending_bytes=10_000)
+        svc.submit(member(1, 4, id="a"))
+        svc.submit(member(2, 4, id="b"))
+        big = member("x" * 50_000, 4, id="a")  # re-issue of "a"
+        try:
+            svc.submit(big)
+        except Exception as refused:  # Overloaded / ValueError: what a new member gets
+            return svc.table.held_bytes, refused
+        held = svc.table.held_bytes
+        await svc.aclose()
+        return held, None
+
+    held, refused = asyncio.run(go())
+    assert refused is not None or held <= 10_000, held
+
+
+def test_early_verdicts_hold_no_judge_text():
+    """Early verdicts wait until their group is answered (up to group_timeout_s), outside
+    reward.max_pending_bytes: they keep no judge text (RM-R1 reasoning, KBs each; before, 21
+    verdicts of ~18 kB were held for a group of 8 accepted under a 100 kB limit)."""
+
+    def verbose(user, index):
+        return "thinking " * 2_000 + ranker(user, index)  # ~18 kB of reasoning per verdict
+
+    async def go():
+        svc, _ = cohorts(verbose, max_pending_bytes=100_000)
+        futures = [svc.submit(member(v, 8)) for v in range(7)]
+        await drained(svc)
+        cohort = svc.table.open_cohort("p")
+        held = sum(
+            len(j.completion)
+            for task, position in cohort.early.values()
+            for j in task.result()[position].judgments
+        )
+        limit, accounted = svc.table.max_bytes, svc.table.held_bytes
+        for future in futures:
+            future.cancel()
+        await svc.aclose()
+        return held, accounted, limit
+
+    held, accounted, limit = asyncio.run(go())
+    assert accounted + held <= limit, (held, accounted, limit)
+
+
+def test_hurried_early_pairs_leave_no_stale_entries_behind():
+    """hurry() appends a group's queued early items to the first queue but leaves them in the
+    early deque too: until the first queue runs dry they stay referenced there (texts of groups
+    already answered), and len(_queue) + len(_early) counts them twice when deciding that a
+    batch is full (_submit, _next_batch)."""
+    backend = Gated()
+
+    async def go():
+        svc = CohortService(Scorer(backend), config(max_batch_size=1), clock=Clock())
+        futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
+        while len(svc.judge._early) < 2:  # one pair taken (blocked in the judge), two queued
+            await asyncio.sleep(0)  # a yield to the loop, not a timed wait
+        futures.append(svc.submit(member(4, 4)))  # completes: its early pairs are hurried
+        queued = len(svc.judge._queue), len(svc.judge._early)
+        backend.gate.set()
+        await asyncio.gather(*futures)
+        await svc.aclose()
+        return queued
+
+    queued = asyncio.run(go())
+    assert queued[1] == 0, queued  # before: (3, 3), the same three items in both queues
+
+
+def test_by_default_only_strategies_whose_rewards_are_unchanged_stream():
+    """``stream_pairs`` unset: pivot, knockout and adaptive keep their seeded draw in cohorts,
+    as TRL's whole group does (one ``reward:`` section, one reward whatever the trainer); the
+    others stream. The first arrival (the shortest answer, say) is not made the pivot."""
+    for name in NAMES:
+        strategy = config(strategy=name).build_strategy()
+        svc, _ = cohorts(strategy=name)
+        assert svc.stream == (not strategy.draws_positions and not strategy.needs_reference)
+        assert cohorts(strategy=name, stream_pairs=False)[0].stream is False
+        assert cohorts(strategy=name, stream_pairs=True)[0].stream != strategy.needs_reference
+
+    values = [0, 5, 3, 4, 1, 2]
+
+    async def go(**options):
+        svc, _ = cohorts(strategy="pivot", seed=1, **options)
+        futures = []
+        for value in values:
+            futures.append(svc.submit(member(value, len(values))))
+            await drained(svc)
+        answers = await asyncio.gather(*futures)
+        await svc.aclose()
+        return [a.win for a in answers], svc.stats["early_pairs"]
+
+    seeded = whole_group("pivot", values, seed=1, stream_pairs=False)
+    assert asyncio.run(go()) == (seeded, 0)
+    arrival = asyncio.run(go(stream_pairs=True))
+    assert arrival == (whole_group("pivot", values, seed=1, stream_pairs=True), 4)
+    assert arrival[0] != seeded  # the draw differs from the first arrival here
+
+
+def test_slim_early_verdicts_give_the_same_metrics_as_the_whole_group():
+    """What an early verdict keeps is what the rewards and the members' metrics read."""
+
+    def verbose(user, index):
+        return "thinking " * 50 + hashed(user, index)
+
+    async def go(stream):
+        svc, _ = cohorts(verbose, stream_pairs=stream)
+        futures = []
+        for value in (3, 1, 4, 1, 5):
+            futures.append(svc.submit(member(value, 5)))
+            await drained(svc)
+        answers = await asyncio.gather(*futures)
+        await svc.aclose()
+        return [(a.reward, a.logs()) for a in answers], svc.stats["early_used"]
+
+    streamed, used = asyncio.run(go(True))
+    assert used > 0 and streamed == asyncio.run(go(False))[0]

@@ -433,7 +433,7 @@ def _parts(benchmark: str, result: Mapping[str, Any]) -> dict[str, float | None]
 
 def consistency(records: Iterable[Record]) -> float | None:
     """The fraction of comparisons judged in both orders whose verdicts agree (``None``: none)."""
-    return health.order_consistency(records)
+    return health.orders_agree_rate(records)
 
 
 def _style_matrix(records: Sequence[Record], unparsed_score: float) -> dict[str, Any]:

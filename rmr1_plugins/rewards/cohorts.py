@@ -35,18 +35,20 @@ complete, judges the cohort with the configured strategy and answers every membe
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
   (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
   bounded by ``max_group_size``;
-- **streaming** (``reward.stream_pairs``, default on): while a cohort fills, each pair the
+- **streaming** (``reward.stream_pairs``; :func:`streams`): while a cohort fills, each pair the
   strategy knows early (:meth:`~rmr1_plugins.rewards.strategies.Strategy.early_pairs`) goes to
-  the batching service as soon as both of its members have arrived, queued behind the work of
-  complete groups. When the cohort closes, its strategy is played as for the whole group; a pair
-  already judged early (same prompt, same two texts in the same slots) takes its early verdict,
-  the others and later rounds are judged then. Positions the strategy would draw at random are
-  arrival positions (:meth:`~rmr1_plugins.rewards.strategies.Strategy.streamed`: the pivot is
-  the first arrival). A cohort closed short is judged by the same rule as without streaming;
-  its early verdicts are reused by ``partial`` (never more judgments than it uses) and wasted
-  with ``reference`` / ``drop`` (at most those ``partial`` would use); early pairs still queued
-  when a cohort is answered are withdrawn. A re-issued member's early verdicts are ignored (its
-  new text is paired again).
+  the batching service as soon as both of its members have arrived (identical text pairs once),
+  queued behind the work of complete groups. When the cohort closes, its strategy is played as
+  for the whole group; a pair already judged early (same prompt, same two texts in the same
+  slots) takes its early verdict (kept without the judge's text), the others and later rounds
+  are judged then. By default only strategies that draw no positions at random stream (their
+  rewards are unchanged); with ``stream_pairs`` true the others take those positions from
+  arrival order (:meth:`~rmr1_plugins.rewards.strategies.Strategy.streamed`: the pivot is the
+  first arrival). A cohort closed short is judged by the same rule as without streaming; its
+  early verdicts are reused by ``partial`` (never more judgments than it uses), and withdrawn
+  with ``reference`` / ``drop`` (at most those ``partial`` would use are wasted); early pairs
+  still queued when a cohort is answered are withdrawn. A re-issued member's early verdicts are
+  ignored and its pairs with members already there are judged at the close, not sent again.
 
 :class:`CohortTable` is the bookkeeping without I/O or clocks (times are passed in);
 :class:`CohortService` drives it on an asyncio loop. No trainer is imported.
@@ -76,7 +78,7 @@ from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_metrics
 from rmr1_plugins.rewards.service import Failure, RewardService
 from rmr1_plugins.rewards.strategies import Pair, Strategy
-from rmr1_plugins.schema import PairResult, PairwiseExample
+from rmr1_plugins.schema import PairResult, PairwiseExample, ParsedParts
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
@@ -85,6 +87,15 @@ FALLBACKS = FALLBACK_KINDS  # kinds that give the fallback
 KINDS = ("partial", "alone", *FALLBACKS)
 SPLIT_RULES = ("partial", "reference", "drop")  # what a cohort closed short can get
 RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept for late members
+
+
+def streams(stream_pairs: bool | None, strategy: Strategy) -> bool:
+    """Whether cohorts judge ``strategy``'s pairs while they fill: ``stream_pairs`` true, or
+    None (the default) and the strategy draws no positions at random (its rewards are then the
+    same streamed or not). A strategy against the reference is judged at once anyway."""
+    if strategy.needs_reference or stream_pairs is False:
+        return False
+    return stream_pairs is True or not strategy.draws_positions
 
 
 def groups_samples(config: RewardConfig) -> bool:
@@ -332,13 +343,16 @@ class CohortTable:
 
     def replace(self, member: Member, old_ticket: Any, ticket: Any) -> bool:
         """Put ``member`` in the place of the member holding ``old_ticket`` in its open cohort;
-        False if that member is in no open cohort (its cohort closed or was never held)."""
+        False if that member is in no open cohort (its cohort closed or was never held). Raises
+        as :meth:`room` when its larger text does not fit (nothing changed)."""
         cohort = self._open.get(_digest(member.key))
         if cohort is None or not any(t is old_ticket for t in cohort.tickets):
             return False
         index = next(i for i, t in enumerate(cohort.tickets) if t is old_ticket)
         old = text_bytes(cohort.responses[index]) + text_bytes(cohort.references[index])
         delta = self.cost(member) - old  # the cohort is open: the member's texts alone
+        if delta > 0:
+            self.room(0, delta)  # raises before changing anything, as for a new member
         cohort.responses[index] = member.response
         cohort.references[index] = member.reference
         cohort.clipped[index] = member.clipped
@@ -414,8 +428,7 @@ class CohortService:
         self.judge = service or RewardService(scorer, self.config)
         self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
-        # each member against its reference is judged at once anyway: nothing to stream
-        self.stream = self.config.stream_pairs and not self.strategy.needs_reference
+        self.stream = streams(self.config.stream_pairs, self.strategy)
         if self.stream:
             self.strategy = self.strategy.streamed()
         self.deadline = deadline
@@ -544,12 +557,8 @@ class CohortService:
         future: asyncio.Future[CohortReward] = asyncio.get_running_loop().create_future()
         if not self.table.replace(member, waiting[1], future):
             return None
-        cohort = self.table.open_cohort(member.key)
-        if self.stream and cohort is not None:  # pair the new text again; old verdicts unused
-            index = next(i for i, t in enumerate(cohort.tickets) if t is future)
-            arrived = range(len(cohort.responses))
-            known = {p for k in arrived for p in self.strategy.early_pairs(k, cohort.size)}
-            self._stream(cohort, [index], [p for p in known if index in p])
+        # Its pairs with members already there are not sent again (judged when the cohort
+        # closes): re-issuing an id many times costs no more judgments than once.
         self._ids[name] = (content, future)
         future.add_done_callback(lambda done: self._remember(name, content, done))
         future.add_done_callback(lambda done: _forward(done, waiting[1]))
@@ -598,11 +607,12 @@ class CohortService:
                 cohort.context = False  # judged (and refused) with the whole group
                 return
         context = cohort.context
-        examples, keys = [], []
+        examples, keys, seen = [], [], set(cohort.early)
         for first, second in pairs:
             a, b = as_text(cohort.responses[first]), as_text(cohort.responses[second])
-            if a == b or (a, b) in cohort.early:  # a tie without the judge, or already sent
+            if a == b or (a, b) in seen:  # a tie without the judge, or already sent
                 continue
+            seen.add((a, b))
             keys.append((a, b))
             examples.append(
                 PairwiseExample(
@@ -622,13 +632,22 @@ class CohortService:
     async def _early(
         self, cohort: Cohort, examples: list[PairwiseExample], budget: float
     ) -> list[PairResult | Failure]:
-        """Early pairs, queued as early work unless their cohort closed meanwhile."""
+        """Early pairs, queued as early work unless their cohort closed meanwhile; their
+        verdicts without the judge's text (the judge health and hard pairs took it already)."""
         tag = id(cohort) if self.table.is_open(cohort) else None
-        return await self.judge.judge(examples, budget, early=tag)
+        results = await self.judge.judge(examples, budget, early=tag)
+        return [_verdict_only(r) for r in results]  # held until the cohort closes
 
     def _start(self, cohort: Cohort) -> None:
         if cohort.early:
-            self.judge.hurry(id(cohort))  # it waits for them now
+            try:
+                in_group = self._plan(cohort).kind in ("whole", "partial")
+            except ValueError:  # _rewards meets it again and answers with the fallback
+                in_group = False
+            if in_group:
+                self.judge.hurry(id(cohort))  # it waits for them now
+            else:  # judged against the reference or the fallback: in-group pairs are unused
+                self._withdraw(cohort)
         task = asyncio.ensure_future(self._judge(cohort))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -649,13 +668,26 @@ class CohortService:
             rewards = [self._fallback("error", f"judge failed: {type(error).__name__}: {error}")]
         self._settle(cohort, rewards)
 
+    def _plan(self, cohort: Cohort) -> GroupPlan:
+        on_split = cohort.on_split or self.on_split
+        return plan_group(
+            len(cohort.responses),
+            cohort.size,
+            self.strategy,
+            has_reference=cohort.reference is not None,
+            on_split=on_split,
+        )
+
+    @staticmethod
+    def _withdraw(cohort: Cohort) -> None:
+        """Cancel the cohort's early pairs: queued ones are never judged, verdicts dropped."""
+        for task, _ in cohort.early.values():
+            task.cancel()
+        cohort.early = {}
+
     async def _rewards(self, cohort: Cohort, budget: float) -> list[CohortReward]:
         size = len(cohort.responses)
-        has_reference = cohort.reference is not None
-        on_split = cohort.on_split or self.on_split
-        plan = plan_group(
-            size, cohort.size, self.strategy, has_reference=has_reference, on_split=on_split
-        )
+        plan = self._plan(cohort)
         if cohort.late:
             self.stats["late"] += size
         elif plan.split:
@@ -748,9 +780,7 @@ class CohortService:
         if len(rewards) == 1 and len(cohort.tickets) > 1:
             rewards = [_copy(rewards[0]) for _ in cohort.tickets]
         self.table.finish(cohort)
-        for task, _ in cohort.early.values():  # unused early pairs still queued: withdrawn
-            task.cancel()
-        cohort.early = {}
+        self._withdraw(cohort)  # unused early pairs still queued
         for future, reward, clipped in zip(cohort.tickets, rewards, cohort.clipped, strict=True):
             reward.expected = reward.expected or cohort.size
             reward.clipped = clipped
@@ -774,6 +804,17 @@ def _content(member: Member) -> str:
     prompt = member.prompt
     text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
     return _digest(text, member.response)
+
+
+def _verdict_only(result: PairResult | Failure) -> PairResult | Failure:
+    """``result`` without its judgments' text (completion, parsed sections): what the engine
+    and the metrics read (verdicts, votes, slots, finish reasons, probabilities) is kept."""
+    if isinstance(result, Failure):
+        return result
+    slim = [
+        j.model_copy(update={"completion": "", "parts": ParsedParts()}) for j in result.judgments
+    ]
+    return result.model_copy(update={"judgments": slim})
 
 
 def _copy(reward: CohortReward) -> CohortReward:

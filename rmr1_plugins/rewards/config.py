@@ -80,10 +80,13 @@ class RewardConfig(BaseModel):
     on_split: Literal["error", "reference", "drop"] = Field(
         "error", description="what to do with a group that arrives incomplete"
     )
-    stream_pairs: bool = Field(
-        True,
+    stream_pairs: bool | None = Field(
+        None,
         description="judge a cohort's pairs as soon as both rollouts have arrived, not when the "
-        "group is complete (rmr1 serve cohorts, veRL manager; pivot: the first arrival)",
+        "group is complete (rmr1 serve cohorts, veRL manager). None: for the strategies whose "
+        "rewards it leaves unchanged (not pivot, knockout, adaptive); true: for every strategy, "
+        "positions drawn at random taken from arrival order (pivot: the first arrival); false: "
+        "never",
     )
     # One response against its reference (rmr1 serve, OpenRLHF).
     end_tokens: list[str] = Field(

@@ -80,7 +80,7 @@ def invalid_probs_rate(judgments: Sequence[Any]) -> float | None:
     return _fraction(sum(bool(_get(j, "prob_invalid", False)) for j in judgments), len(judgments))
 
 
-def order_consistency(pairs: Iterable[Any]) -> float | None:
+def orders_agree_rate(pairs: Iterable[Any]) -> float | None:
     agree = [a for a in (_get(p, "orders_agree") for p in pairs) if a is not None]
     return _fraction(sum(agree), len(agree))
 
@@ -135,7 +135,7 @@ def summary(
         "pairs": len(pairs),
         "judgments": len(judgments),
         "slot_a": slot_a_rate(judgments),
-        "orders_agree": order_consistency(pairs),
+        "orders_agree": orders_agree_rate(pairs),
         "both_orders": sum(_get(p, "orders_agree") is not None for p in pairs),
         "unparsed": unparsed_rate(judgments),
         "truncated": truncated_rate(judgments),

@@ -222,7 +222,7 @@ class RewardService:
         items = [_Item(example, loop.create_future(), deadline, None) for example in examples]
         self.stats["pairs"] += len(items)
         if early is not None:
-            self.stats["early_pairs"] += len(items)
+            self.stats["early_queued"] += len(items)  # behind other work while groups fill
             self._tagged.setdefault(early, {}).update((id(item), item) for item in items)
         for item in items:
             item.early = early
@@ -239,10 +239,16 @@ class RewardService:
     def hurry(self, tag: Any) -> None:
         """Move the early pairs of ``tag`` still queued in front of other early pairs (its
         group is complete and waits for them); later ones with the tag are queued early."""
+        moved = 0
         for item in self._tagged.pop(tag, {}).values():
             if item.early is not None and not item.future.done():
-                item.early = None  # its entry in the early queue is skipped from now on
+                item.early = None
                 self._queue.append(item)
+                moved += 1
+        if moved:  # out of the early queue (with given-up ones): counted and held once
+            self._early = deque(
+                item for item in self._early if item.early is not None and not item.future.done()
+            )
         if self._queue and hasattr(self, "_wakeup"):
             self._wakeup.set()
             if len(self._queue) >= self.config.max_batch_size:
