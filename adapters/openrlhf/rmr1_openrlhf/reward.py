@@ -14,10 +14,17 @@ keys and a ``reward:`` section) and ``RMR1_*`` variables; later calls share it, 
 concurrent calls are batched into one judge call. OpenRLHF passes no arguments and Ray does not
 forward environment variables: set them with ``ray job submit --runtime-env-json``.
 
-The reward file judges against references only. OpenRLHF runs it in the actor's default thread
-pool (min(32, CPUs + 4) threads), where samples waiting for their group would hold every thread:
-a configuration asking for whole-group rewards (an in-group ``strategy`` with ``group_size``
-over 1) is refused, every sample gets the fallback and the error points to ``rmr1 serve``.
+Whole-group rewards (an in-group ``strategy`` with ``group_size`` over 1) need OpenRLHF on Ray,
+where the reward file runs in each ``RolloutRayActor``: every rollout goes to the job's cohort
+actor (:mod:`rmr1_plugins.serve.ray_actor`, named from the settings, so every rollout
+actor with the same configuration meets in one), which holds it until its group (the formatted
+prompt, ``group_size`` rollouts) is whole, as ``rmr1 serve``'s ``/get_reward`` does; a group
+short at ``group_timeout_s`` is judged with what arrived (``partial``). OpenRLHF runs the file in
+the rollout actor's default thread pool (min(32, CPUs + 4) threads), where waiting rollouts
+would hold every thread, so when the file is loaded (in the actor's event loop) with such a
+configuration the loop's default executor is replaced by one of :data:`HELD_THREADS` threads
+(made only when used). Outside Ray in-group rewards are refused: every sample gets the
+fallback and the error points to ``rmr1 serve``.
 
 ``reward_func`` never raises and never returns ``None``. A sample that gets no verdict (bad
 label, an unparseable judgment with ``on_unparsed: exclude``, judge error, timeout, a
@@ -28,26 +35,34 @@ same keys for every sample, set-up failures included) and the reason in a logged
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
+import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.rewards.cohorts import groups_samples
+from rmr1_plugins.rewards.cohorts import Member, groups_samples
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.samples import SampleReward, fallback
 from rmr1_plugins.rewards.service import BackgroundRewardService
-from rmr1_plugins.settings import CONFIG_ENV, load_reward_settings
+from rmr1_plugins.serve.cohort import member_of
+from rmr1_plugins.serve.ray_actor import RayCohortClient
+from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
 
 logger = logging.getLogger("rmr1_openrlhf")
+HELD_THREADS = 8192  # rollouts one rollout actor may hold in the cohort actor at once
+ACTOR_CONCURRENCY = 1 << 16  # members the cohort actor holds at once, all rollout actors
+COHORT_TIMEOUT_S = 600.0  # how long a rollout retries a full cohort actor
 
 _lock = threading.Lock()
-_runtime: BackgroundRewardService | None = None
+_runtime: BackgroundRewardService | RayCohorts | None = None
 _last_setup_log = -float("inf")
 
 
@@ -60,21 +75,84 @@ class SetupError(RMR1Error, RuntimeError):
         self.reward = reward
 
 
-def get_runtime() -> BackgroundRewardService:
-    """This process's judge, built on first use; raises if the configuration is invalid."""
+class RayCohorts:
+    """Whole-group rewards from this process: each sample waits in the job's cohort actor."""
+
+    def __init__(self, settings: RewardSettings) -> None:
+        self.config = settings.reward
+        self.client = RayCohortClient(settings, "partial", ACTOR_CONCURRENCY, COHORT_TIMEOUT_S)
+        # One event loop for every waiting sample's Ray call; OpenRLHF's threads only block.
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="rmr1-cohorts", daemon=True).start()
+
+    def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
+        """One reward per sample, each from its whole group; never raises."""
+        return [self._one(sample) for sample in samples]  # OpenRLHF sends one at a time
+
+    def _one(self, sample: Sample) -> SampleReward:
+        try:
+            member: Member = member_of(sample, self.config)
+        except Exception as error:  # SampleError, or an unforeseen input shape
+            return fallback(self.config, "bad_input", str(error))
+        try:
+            answer = asyncio.run_coroutine_threadsafe(self.client.join(member), self._loop).result()
+        except Exception as error:  # full past its timeout, or the actor cannot run
+            logger.error("rmr1: cohort actor %s: %s", self.client.name, error)
+            return fallback(self.config, "error", f"cohort actor: {error}")
+        if answer.get("error"):
+            logger.warning("rmr1: cohort actor: %s", answer["error"])
+        reward = float(answer["reward"])
+        return SampleReward(reward, self.config.to_score(reward), dict(answer["logs"]))
+
+    def close(self) -> None:
+        """Stop the loop; the cohort actor ends with the process that created it."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def _on_ray() -> bool:
+    """Whether this process is connected to a Ray cluster (OpenRLHF's rollout actors are; a
+    process that never imported ray is not, and does not import it here)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
+def hold_threads() -> None:
+    """Where OpenRLHF loads the reward file (``RolloutRayActor.__init__``, in the actor's event
+    loop): with whole-group rewards on Ray, give the loop's default executor, which runs
+    ``reward_func``, a thread for every rollout that may wait for its group."""
+    try:
+        loop = asyncio.get_running_loop()
+        settings = load_reward_settings()
+    except Exception:  # no loop here, or a configuration the first call reports
+        return
+    if groups_samples(settings.reward) and _on_ray():
+        executor = ThreadPoolExecutor(HELD_THREADS, thread_name_prefix="rmr1-reward")
+        loop.set_default_executor(executor)
+
+
+def get_runtime() -> BackgroundRewardService | RayCohorts:
+    """This process's judge (or, for whole groups on Ray, its way to the cohort actor), built
+    on first use; raises if the configuration is invalid."""
     global _runtime
     with _lock:
         if _runtime is None:
             settings = load_reward_settings()  # $RMR1_CONFIG and the RMR1_* variables
             if groups_samples(settings.reward):
-                raise SetupError(
-                    f"reward.strategy {settings.reward.strategy!r} with reward.group_size "
-                    f"{settings.reward.group_size} asks for in-group rewards, which the reward "
-                    "file cannot give (it runs in OpenRLHF's thread pool); serve the judge with "
-                    "`rmr1 serve` and pass --reward.remote_url http://HOST:PORT/get_reward "
-                    "(docs/trainers/openrlhf.md), or unset reward.group_size for reference rewards",
-                    settings.reward,
-                )
+                if not _on_ray():
+                    raise SetupError(
+                        f"reward.strategy {settings.reward.strategy!r} with reward.group_size "
+                        f"{settings.reward.group_size} asks for in-group rewards, which the "
+                        "reward file gives only inside OpenRLHF's Ray rollout actors; serve the "
+                        "judge with `rmr1 serve` and pass --reward.remote_url "
+                        "http://HOST:PORT/get_reward (docs/trainers/openrlhf.md), or unset "
+                        "reward.group_size for reference rewards",
+                        settings.reward,
+                    )
+                try:
+                    _runtime = RayCohorts(settings)
+                except Exception as error:  # a judge the cohort actor cannot run (hf, vllm)
+                    raise SetupError(str(error), settings.reward) from error
+                return _runtime
             logger.info(
                 "rmr1: loading judge %s (%s backend) for OpenRLHF rewards",
                 settings.scorer.backend.model,

@@ -233,7 +233,8 @@ class RMR1RewardManager(RewardManagerBase):
             )
         cap = int(own.get(ray_workers.MARK) or ray_workers.concurrency(config, own))
         service = self.reward_config.model_copy(update={"reward": self._service_options()})
-        return RayCohorts(service, self._split_rule(), max(1, workers) * cap)
+        timeout = float(own.get("cohort_timeout_s", 600))  # how long a full actor is retried
+        return RayCohorts(service, self._split_rule(), max(1, workers) * cap, timeout)
 
     def _split_rule(self) -> SplitRule:
         """What a group closed short gets, here, in the cohort actor or in ``rmr1 serve``:

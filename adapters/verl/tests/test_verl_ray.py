@@ -163,10 +163,50 @@ def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(clus
     assert ray.get(actor.stats.remote())["members"] == 1  # the refused member was never held
     ray.kill(actor)  # dead: the client makes it again (same name) and sends the member again
     with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(actor.stats.remote())
+        for _ in range(10_000):  # ray.kill is asynchronous: a call sent at once may still run
+            ray.get(actor.stats.remote())
     again = asyncio.run(client.ask({**body, "id": "3", "settings": decisive_settings(base)}))
     assert again["reward"] == 1.0 and not again["fallback"]
     revived = ray.get_actor(client.name)
     assert revived._actor_id != actor._actor_id
     assert ray.get(revived.stats.remote())["members"] == 1
     ray.kill(revived)
+
+
+def test_a_full_cohort_actor_is_retried_and_then_answers(cluster, fake_judges):
+    """Overloaded raised in the actor reaches the client as Overloaded (nothing held): sent
+    again until ``cohort_timeout_s``; once the held group is judged, the member is accepted."""
+    from rmr1_verl.cohort import RayCohorts
+
+    from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
+    from rmr1_plugins.serve.ray_actor import cohort_actor
+    from rmr1_plugins.settings import RewardSettings
+
+    opened = text_bytes("Pick.") + text_bytes("pick 1")
+    base = RewardSettings.model_validate(
+        {
+            "scorer": {"backend": {"name": "ranker"}},
+            "reward": {
+                "strategy": "round-robin",
+                "max_pending_bytes": opened + text_bytes("pick 2"),
+            },
+        }
+    )
+    actor = cohort_actor(base, "reference", max_concurrency=16)
+    member = {"size": 2, "prompt": "Pick.", "response": "pick 1"}
+    held = actor.cohort.remote({**member, "key": "a", "id": "0"}, "w")  # waits for its pair
+    for _ in range(100_000):  # until it is held (the actor prepares it off its loop first)
+        if ray.get(actor.stats.remote())["held"] == 1:
+            break
+    client = RayCohorts(base, "reference", max_concurrency=16, timeout_s=0.0)
+    client.worker = "w"  # the same worker: its share is full
+    with pytest.raises(Overloaded, match=r"still full after 0 s.*max_pending_bytes"):
+        asyncio.run(client.ask({**member, "key": "b", "id": "0"}))
+    pair = actor.cohort.remote({**member, "key": "a", "id": "1", "response": "pick 2"}, "w")
+    assert [a["group"] for a in ray.get([held, pair])] == [2, 2]
+    client.timeout_s = 600.0
+    answer = asyncio.run(
+        client.ask({**member, "key": "b", "id": "0", "size": 1, "reference": "pick 2"})
+    )
+    assert answer["group"] == 1 and not answer["fallback"]
+    ray.kill(actor)
