@@ -57,6 +57,7 @@ async def rollout(executor, tokenizer, prompt, label, engine=None):
 
 
 def test_reward_file_through_openrlhf_rollouts(configure, tokenizer, fake_judges):
+    imported = set(sys.modules)
     configure("backend: {name: scripted}\nreward: {max_wait_ms: 50}\n")  # always [[A]]
     executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
     prompt = chat_prompt(tokenizer)
@@ -84,7 +85,9 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer, fake_judges
     for user in users:  # the response without the chat template's end token
         assert f"[The Start of Chatbot A's Response]\n{RESPONSE}\n[The End" in user
         assert "[The Start of Chatbot B's Response]\n4\n[The End" in user
-    assert "ray" not in sys.modules and "vllm" not in sys.modules
+    # the reward path imports neither (checked on what it added: another test may load Ray first)
+    added = {name.split(".")[0] for name in set(sys.modules) - imported}
+    assert not added & {"ray", "vllm"}
 
 
 def test_reward_file_with_a_real_judge(configure, tokenizer, judge_dir):
