@@ -138,7 +138,8 @@ async def step(
         max_concurrent_batches=args.max_concurrent_batches,
     )
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens)
-    cohorts = CohortService(Scorer(backend, sampling=sampling, cache_size=0), config)
+    scorer = Scorer(backend, sampling=sampling, cache_size=0)
+    cohorts = CohortService(scorer, config, max_pending=1 << 20)  # a whole step waits here
     await cohorts.judge.start(warmup=False)
     calls, judgments = busy.calls, busy.judgments
     started = time.monotonic()
@@ -146,7 +147,7 @@ async def step(
     async def rollout(i: int, j: int) -> tuple[float, float, float]:
         await asyncio.sleep(times[i][j])
         arrived = time.monotonic()
-        value = (7 * j + 3 * i) % args.rollouts + 1  # distinct numbers within a group
+        value = (j + 3 * i) % args.rollouts + 1  # distinct numbers within a group, any size
         member = Member(f"p{i}", args.rollouts, f"Pick a number, prompt {i}.", f"{value}0", None)
         answer = await cohorts.reward(member)
         return arrived, time.monotonic(), answer.reward
