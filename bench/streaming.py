@@ -14,7 +14,9 @@ at most ``--max-batch-size`` (a throughput-bound engine); ``--judge vllm-serve``
 Printed per mode (streaming on, off): the reward time after each group's last rollout (p50,
 p95), the reward time after the step's last rollout, the judge's busy fraction while rollouts
 were still being generated, the total step time, judgments and engine calls, then the ratios
-on / off, one judgment batch's latency, and whether both modes gave the same rewards.
+on / off, one judgment batch's latency, and whether both modes gave the same rewards; with
+``--memory``, the peak of the memory Python allocated in each mode (``tracemalloc``, which
+slows both down: compare times from runs without it).
 Nothing here touches the network but 127.0.0.1.
 """
 
@@ -27,6 +29,7 @@ import random
 import statistics
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +194,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-concurrent-batches", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=16, help="vllm-serve: per verdict")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory", action="store_true", help="peak traced memory per mode")
     parser.add_argument("--model", help="vllm-serve: checkpoint (default: SmolLM2-135M)")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--max-model-len", type=int, default=2048)
@@ -215,6 +219,8 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], batch_s
         ("engine calls", "calls", "{}"),
         ("pairs sent early", "early", "{}"),
     ]
+    if "peak_mib" in on:
+        rows.append(("peak traced memory (MiB)", "peak_mib", "{:.0f}"))
     print(f"  {'':52} {'stream on':>10} {'stream off':>10} {'on/off':>8}")
     for label, key, fmt in rows:
         a, b = on[key], off[key]
@@ -272,7 +278,12 @@ def main(argv: list[str] | None = None) -> None:
             results = {}
             for mode in ("on", "off"):
                 print(f"streaming {mode} ...", flush=True)
+                if args.memory:
+                    tracemalloc.start()
                 results[mode] = await step(args, backend, busy, mode == "on", times)
+                if args.memory:
+                    results[mode]["peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+                    tracemalloc.stop()
             return results, batch_s
 
         results, batch_s = asyncio.run(run())
