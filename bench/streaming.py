@@ -13,10 +13,10 @@ at most ``--max-batch-size`` (a throughput-bound engine); ``--judge vllm-serve``
 
 Printed per mode (streaming on, off): the reward time after each group's last rollout (p50,
 p95), the reward time after the step's last rollout, the judge's busy fraction while rollouts
-were still being generated, the total step time, judgments and engine calls, then the ratios
-on / off, one judgment batch's latency, and whether both modes gave the same rewards; with
-``--memory``, the peak of the memory Python allocated in each mode (``tracemalloc``, which
-slows both down: compare times from runs without it).
+were still being generated, the total step time, judgments and engine calls, fallbacks and
+split members, then the ratios on / off, one judgment batch's latency, and whether both modes
+gave the same rewards; with ``--memory``, the peak of the memory Python allocated in each mode
+(``tracemalloc``, which slows both down: compare times from runs without it).
 Nothing here touches the network but 127.0.0.1.
 """
 
@@ -147,22 +147,23 @@ async def step(
     calls, judgments = busy.calls, busy.judgments
     started = time.monotonic()
 
-    async def rollout(i: int, j: int) -> tuple[float, float, float]:
+    async def rollout(i: int, j: int) -> tuple[float, float, float, bool, bool]:
         await asyncio.sleep(times[i][j])
         arrived = time.monotonic()
         value = (j + 3 * i) % args.rollouts + 1  # distinct numbers within a group, any size
         member = Member(f"p{i}", args.rollouts, f"Pick a number, prompt {i}.", f"{value}0", None)
         answer = await cohorts.reward(member)
-        return arrived, time.monotonic(), answer.reward
+        split = answer.kind in ("partial", "alone")
+        return arrived, time.monotonic(), answer.reward, answer.fallback, split
 
     done = await asyncio.gather(
         *(rollout(i, j) for i in range(args.prompts) for j in range(args.rollouts))
     )
     await cohorts.aclose()
     groups = [done[i * args.rollouts : (i + 1) * args.rollouts] for i in range(args.prompts)]
-    after_group = [max(a for _, a, _ in g) - max(r for r, _, _ in g) for g in groups]
-    last_arrival = max(r for r, _, _ in done)
-    last_answer = max(a for _, a, _ in done)
+    after_group = [max(d[1] for d in g) - max(d[0] for d in g) for g in groups]
+    last_arrival = max(d[0] for d in done)
+    last_answer = max(d[1] for d in done)
     generating = last_arrival - started
     many = len(after_group) > 1
     quantiles = statistics.quantiles(after_group, n=20, method="inclusive") if many else after_group
@@ -175,7 +176,9 @@ async def step(
         "judgments": busy.judgments - judgments,
         "calls": busy.calls - calls,
         "early": cohorts.stats["early_pairs"],
-        "rewards": [reward for _, _, reward in done],
+        "fallbacks": sum(d[3] for d in done),
+        "split": sum(d[4] for d in done),
+        "rewards": [d[2] for d in done],
     }
 
 
@@ -218,6 +221,8 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]], batch_s
         ("judgments", "judgments", "{}"),
         ("engine calls", "calls", "{}"),
         ("pairs sent early", "early", "{}"),
+        ("fallbacks (timeouts included)", "fallbacks", "{}"),
+        ("members judged without their whole group (split)", "split", "{}"),
     ]
     if "peak_mib" in on:
         rows.append(("peak traced memory (MiB)", "peak_mib", "{:.0f}"))
