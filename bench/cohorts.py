@@ -7,19 +7,22 @@ Each rollout is its own request, as OpenRLHF and veRL's reward workers send them
 at once (``--spread S`` spreads them evenly over S seconds). Reference mode judges each against
 a reference answer (``RewardService.rewards``); cohort mode holds them until their group of
 ``--rollouts`` is whole and judges it with ``--strategy`` (``CohortService``), through the same
-batching service. The judge is scripted (the larger number wins) and serializes its calls:
+batching service, judging each pair as soon as both of its rollouts are there
+(``reward.stream_pairs``, the default); ``whole`` is cohort mode with streaming off. The judge
+is scripted (the larger number wins) and serializes its calls:
 once with no cost, once with ``--cost`` seconds a call, whatever its size (as ``hf`` and the
 offline ``vllm`` engine roughly behave for small batches).
 
-With veRL installed (the ``verl`` nox environment), a third mode, ``naive``, is veRL 0.9.1's own
+With veRL installed (the ``verl`` nox environment), one more mode, ``naive``, is veRL 0.9.1's own
 per-sample ``naive`` reward manager (``NaiveRewardManager.run_single``, tokenised rollouts) with
 ``rmr1_verl``'s ``compute_score``: each rollout judged against its reference in a call of its own,
 with no batching across rollouts (``--no-naive`` leaves it out).
 
 Printed per mode and judge: engine calls, judgments (pairs sent), fallbacks, members judged
-without their whole group (split), and the reward
-time after the last rollout (from the last request's arrival to its last answer), then the
-ratios cohort / reference. Nothing here touches the network.
+without their whole group (split), the reward time after the last rollout (from the last
+request's arrival to its last answer) and, with ``--memory``, the peak of the memory Python
+allocated during the mode (``tracemalloc``; it slows every mode down), then the ratios
+cohort / reference. Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import functools
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +111,14 @@ async def reference_mode(judge: SerialJudge, config: RewardConfig, args: Any) ->
 
 
 async def cohort_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
+    return await cohorts_mode(judge, config, args)
+
+
+async def whole_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
+    return await cohorts_mode(judge, config.model_copy(update={"stream_pairs": False}), args)
+
+
+async def cohorts_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
     cohorts = CohortService(Scorer(judge), config, max_pending=1 << 20)
     total = args.prompts * args.rollouts
     started, last = time.monotonic(), [0.0]
@@ -172,8 +184,13 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--spread", type=float, default=0.0, help="arrivals over S seconds")
     parser.add_argument("--no-naive", action="store_true", help="leave out veRL's naive manager")
+    parser.add_argument("--memory", action="store_true", help="peak traced memory per mode")
     args = parser.parse_args()
-    modes: list[tuple[str, Any]] = [("reference", reference_mode), ("cohort", cohort_mode)]
+    modes: list[tuple[str, Any]] = [
+        ("reference", reference_mode),
+        ("cohort", cohort_mode),
+        ("whole", whole_mode),
+    ]
     try:
         import verl  # noqa: F401
     except ImportError:
@@ -191,23 +208,32 @@ def main() -> None:
         f"{args.strategy}, max_batch_size {args.max_batch_size}, arrivals over {args.spread:g} s"
     )
     header = f"{'judge':>14} {'mode':>10} {'calls':>7} {'judgments':>10} {'fallbacks':>9}"
-    print(header + f" {'split':>6} {'s after last':>13}")
+    print(header + f" {'split':>6} {'s after last':>13}" + (" peak MiB" if args.memory else ""))
     for cost in (0.0, args.cost):
         rows = {}
         for mode, run in modes:
+            if args.memory:
+                tracemalloc.start()
             if mode == "naive":  # on veRL's own event loop, as its reward workers run it
                 rows[mode] = run(SerialJudge(cost), config, args)
             else:
                 rows[mode] = asyncio.run(run(SerialJudge(cost), config, args))
             r = rows[mode]
             name = f"{cost:g} s/call"
-            print(
+            line = (
                 f"{name:>14} {mode:>10} {r['calls']:>7} {r['judgments']:>10} "
                 f"{r['fallbacks']:>9} {r['split']:>6} {r['s']:>13.2f}"
             )
+            if args.memory:
+                line += f" {tracemalloc.get_traced_memory()[1] / 2**20:>8.0f}"
+                tracemalloc.stop()
+            print(line)
         ratio = rows["cohort"]["calls"] / max(rows["reference"]["calls"], 1)
         per_judgment = rows["cohort"]["judgments"] / max(rows["reference"]["judgments"], 1)
         print(f"{'':>14} cohort / reference: {ratio:.2f}x calls, {per_judgment:.2f}x judgments")
+        calls = rows["cohort"]["calls"] / max(rows["whole"]["calls"], 1)
+        seconds = rows["cohort"]["s"] / max(rows["whole"]["s"], 1e-9)
+        print(f"{'':>14} cohort / whole: {calls:.2f}x calls, {seconds:.2f}x s after last")
         if "naive" in rows:
             calls = rows["naive"]["calls"] / max(rows["cohort"]["calls"], 1)
             seconds = rows["naive"]["s"] / max(rows["cohort"]["s"], 1e-9)

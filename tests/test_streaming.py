@@ -562,3 +562,36 @@ def test_slim_early_verdicts_give_the_same_metrics_as_the_whole_group():
 
     streamed, used = asyncio.run(go(True))
     assert used > 0 and streamed == asyncio.run(go(False))[0]
+
+
+def test_hurried_early_pairs_count_once_toward_a_full_batch():
+    """A batch waits (``max_wait_ms``) until it holds ``max_batch_size`` pairs; early pairs moved
+    to the front by ``hurry`` still have their skipped entry in the early queue, which must not
+    count again and send the batch short."""
+    from rmr1_plugins.rewards.inputs import as_context
+    from rmr1_plugins.rewards.service import RewardService
+    from rmr1_plugins.schema import PairResult, PairwiseExample
+
+    backend = ScriptedJudge(ranker)
+    service = RewardService(Scorer(backend), config(max_batch_size=4, max_wait_ms=3_000))
+    context = as_context("Pick a number.")
+    pairs = [
+        PairwiseExample(id=str(i), context=context, response_a=f"answer {i}", response_b="answer 9")
+        for i in range(4)
+    ]
+
+    async def go():
+        await service.start(warmup=False)
+        early = asyncio.ensure_future(service.judge(pairs[:2], 1000.0, early="g"))
+        while service.stats["submitted"] < 2:
+            await asyncio.sleep(0)  # let it queue (a yield, not a wait)
+        service.hurry("g")  # its group completed: two pairs in front, two skipped entries
+        rest = [asyncio.ensure_future(service.judge([p], 1000.0)) for p in pairs[2:]]
+        results = await asyncio.gather(early, *rest)
+        await service.aclose()
+        return results
+
+    results = asyncio.run(go())
+    # one full call; counting the skipped entries twice sent 3 at once, then 1 at max_wait_ms
+    assert [len(batch) for batch in backend.batches] == [4]
+    assert all(isinstance(r, PairResult) for batch in results for r in batch)

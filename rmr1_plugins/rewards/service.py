@@ -99,6 +99,7 @@ class RewardService:
         self._hard_pairs = writer_for(self.config)
         self._queue: deque[_Item] = deque()  # first: samples, complete groups' pairs
         self._early: deque[_Item] = deque()  # then: early pairs of filling groups
+        self._early_waiting = 0  # those in _early still early (not hurried, taken or given up)
         self._tagged: dict[Any, dict[int, _Item]] = {}  # early items by tag, for hurry()
         self._tasks: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
@@ -233,22 +234,20 @@ class RewardService:
             for item in items:
                 if not item.future.done():
                     item.future.cancel()
+                if item.early is not None:  # given up while still queued early
+                    self._unearly(item)
             if early is not None:
                 self._untag(early, items)
 
     def hurry(self, tag: Any) -> None:
         """Move the early pairs of ``tag`` still queued in front of other early pairs (its
         group is complete and waits for them); later ones with the tag are queued early."""
-        moved = 0
         for item in self._tagged.pop(tag, {}).values():
             if item.early is not None and not item.future.done():
-                item.early = None
+                self._unearly(item)
                 self._queue.append(item)
-                moved += 1
-        if moved:  # out of the early queue (with given-up ones): counted and held once
-            self._early = deque(
-                item for item in self._early if item.early is not None and not item.future.done()
-            )
+        if len(self._early) > self._early_waiting:  # hurried or given up: held and counted once
+            self._early = deque(item for item in self._early if item.early is not None)
         if self._queue and hasattr(self, "_wakeup"):
             self._wakeup.set()
             if len(self._queue) >= self.config.max_batch_size:
@@ -284,10 +283,23 @@ class RewardService:
     def _submit(self, item: _Item) -> None:
         self.stats["submitted"] += 1
         item.future.add_done_callback(lambda _: self.stats.update(resolved=1))
-        (self._queue if item.early is None else self._early).append(item)
+        if item.early is None:
+            self._queue.append(item)
+        else:
+            self._early.append(item)
+            self._early_waiting += 1
         self._wakeup.set()
-        if len(self._queue) + len(self._early) >= self.config.max_batch_size:
+        if self._queued() >= self.config.max_batch_size:
             self._full.set()
+
+    def _queued(self) -> int:
+        """Items waiting for a batch (an early entry skipped later counts once, in _queue)."""
+        return len(self._queue) + self._early_waiting
+
+    def _unearly(self, item: _Item) -> None:
+        """``item`` leaves the early work: hurried, taken into a batch or given up."""
+        item.early = None
+        self._early_waiting -= 1
 
     def _untag(self, tag: Any, items: list[_Item]) -> None:
         """Forget ``items`` under ``tag`` (answered or given up)."""
@@ -381,7 +393,7 @@ class RewardService:
             while not self._queue and not self._early:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if len(self._queue) + len(self._early) < size and self.config.max_wait_ms > 0:
+            if self._queued() < size and self.config.max_wait_ms > 0:
                 self._full.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.config.max_wait_ms / 1000)
@@ -394,7 +406,7 @@ class RewardService:
                 item = self._early.popleft()
                 # hurried ones are in the first queue now; given-up ones are dropped
                 if item.early is not None and not item.future.done():
-                    item.early = None  # taken: hurry() leaves it alone
+                    self._unearly(item)  # taken: hurry() leaves it alone
                     batch.append(item)
             if batch:
                 return batch
@@ -421,10 +433,9 @@ class RewardService:
             return
         try:
             results = await self._call(live, budget)
-        except asyncio.TimeoutError:
-            for item in live:
-                message = f"the judge call did not finish within {budget:.1f} s"
-                self._settle(item, Failure("timeout", message))
+        except asyncio.TimeoutError:  # at the latest deadline: each caller's own timeout's
+            for item in live:  # failure, whichever of the two timers fires first
+                self._settle(item, self._too_late())
             return
         except Exception as error:
             if len(live) == 1:
@@ -455,9 +466,8 @@ class RewardService:
                 return
             try:
                 [result] = await self._call([item], budget)
-            except asyncio.TimeoutError:
-                message = f"the judge call did not finish within {budget:.1f} s"
-                self._settle(item, Failure("timeout", message))
+            except asyncio.TimeoutError:  # at its deadline, as its caller's own timeout
+                self._settle(item, self._too_late())
                 return
             except Exception as failed:
                 error, failures = failed, failures + 1

@@ -69,9 +69,8 @@ def test_check_command_passes(capsys, monkeypatch):
 def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkeypatch):
     from rmr1_verl.manager import RMR1RewardManager
 
-    # without streaming, so that both groups' pairs meet in one call (streamed, pairs go out
-    # as rollouts arrive: tests/test_streaming.py)
-    manager, backend = load(tokenizer, monkeypatch, stream_pairs=False)
+    # a call goes out once it holds all six pairs (streamed or not): no race with the clock
+    manager, backend = load(tokenizer, monkeypatch, max_batch_size=6, max_wait_ms=60_000)
     assert isinstance(manager, RMR1RewardManager) and manager.group_size == 3
     data = rollouts(tokenizer, GROUPS)
     order = list(range(6))
