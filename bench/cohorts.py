@@ -182,9 +182,8 @@ def main() -> None:
         modes.append(("naive", naive_mode))
     config = RewardConfig(
         strategy=args.strategy,
-        max_batch_size=args.max_batch_size,
-        group_timeout_s=60,
-        timeout_s=600,
+        service={"max_batch_size": args.max_batch_size, "timeout_s": 600},
+        group={"timeout_s": 60},
     )
     print(
         f"{args.prompts} prompts x {args.rollouts} rollouts, one request each; strategy "

@@ -16,7 +16,7 @@ from rmr1_plugins.rewards.samples import build_example
 
 MB = 1_000_000
 SPACES = " " * MB
-END = RewardConfig().end_tokens
+END = RewardConfig().inputs.end_tokens
 PARSERS = ("strict", "rmr1-eval", "rmr1-train")
 
 

@@ -62,7 +62,7 @@ def test_help_shows_the_models_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    fields = RewardConfig.model_fields
+    fields = RewardConfig.model_fields["service"].annotation.model_fields
     assert (
         f"per-sample deadline, queueing included (default: {fields['timeout_s'].default})" in text
     )

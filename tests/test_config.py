@@ -138,4 +138,5 @@ def test_decisive_settings_carry_the_reward_scale_strategy_and_order():
     assert values["strategy"] == "knockout"
     assert (values["win"], values["loss"], values["fallback"]) == (2.0, -1.0, 0.5)
     assert values["order"] == "given"
-    assert set(values) == {*DECISIVE_REWARD_KEYS, "order"}
+    assert set(values) == {key.split(".")[0] for key in (*DECISIVE_REWARD_KEYS, "order")}
+    assert values["group"] == {"stream_pairs": True}  # a section's decisive key, nested as in YAML

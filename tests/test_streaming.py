@@ -1,4 +1,4 @@
-"""Judging while a group fills (``reward.stream_pairs``): a cohort's pairs go to the judge as
+"""Judging while a group fills (``reward.group.stream_pairs``): a cohort's pairs go to the judge as
 soon as both members have arrived, with exactly the rewards of the whole-group strategy.
 
 No sleeps and no clocks: the judge's work is counted in judgments (a judge with a fixed cost per
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from test_engine import ranker, slots
 
 from rmr1_plugins import Scorer
+from rmr1_plugins.config import deep_merge
 from rmr1_plugins.plugins import get_plugins
 from rmr1_plugins.rewards.cohorts import CohortService, Member
 from rmr1_plugins.rewards.config import RewardConfig
@@ -37,8 +38,8 @@ def hashed(user: str, _: int) -> str:
 
 def config(**options) -> RewardConfig:
     """Deadlines that a test reaches only by moving the fake clock."""
-    base = {"group_timeout_s": 100.0, "timeout_s": 1000.0, "max_wait_ms": 0.0}
-    return RewardConfig(**{**base, **options})
+    base = {"group": {"timeout_s": 100.0}, "service": {"timeout_s": 1000.0, "max_wait_ms": 0.0}}
+    return RewardConfig(**deep_merge(base, options))
 
 
 def member(value, size, key="p", **extra) -> Member:
@@ -76,7 +77,7 @@ def whole_group(name, values, answer=ranker, **options):
     """The whole-group strategy's values (before scaling) for ``values`` in arrival order."""
     cfg = config(strategy=name, **options)
     strategy = cfg.build_strategy()
-    strategy = strategy if not cfg.stream_pairs else strategy.streamed()
+    strategy = strategy if not cfg.group.stream_pairs else strategy.streamed()
     group = Group("Pick a number.", [f"answer {v}" for v in values], reference=REFERENCE)
     scorer = Scorer(ScriptedBackend(answer))
     [result] = score_groups(scorer, [group], strategy, **group_options(cfg))
@@ -115,7 +116,7 @@ def test_streamed_rewards_are_the_whole_group_strategy_s_for_any_arrival(
     size = len(values)
 
     async def go(stream):
-        svc, _ = cohorts(hashed, strategy=name, seed=seed, stream_pairs=stream)
+        svc, _ = cohorts(hashed, strategy=name, seed=seed, group={"stream_pairs": stream})
         futures = []
         for value, drain in zip(values, drains, strict=False):
             futures.append(svc.submit(member(value, size)))
@@ -171,7 +172,7 @@ def test_a_cohort_closed_short_is_judged_partial_reusing_its_early_verdicts(name
 
     async def go(stream):
         clock = Clock()
-        svc, backend = cohorts(clock=clock, strategy=name, stream_pairs=stream)
+        svc, backend = cohorts(clock=clock, strategy=name, group={"stream_pairs": stream})
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 2)]
         await drained(svc)
         before = judgments(backend)
@@ -192,7 +193,7 @@ def test_a_cohort_closed_short_is_judged_partial_reusing_its_early_verdicts(name
 def test_a_cohort_that_never_completes_wastes_at_most_what_partial_would_judge(rule):
     async def go(stream):
         clock = Clock()
-        svc, backend = cohorts(clock=clock, on_split=rule, stream_pairs=stream)
+        svc, backend = cohorts(clock=clock, on_split=rule, group={"stream_pairs": stream})
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
         await drained(svc)
         clock.now = 100.0
@@ -261,7 +262,7 @@ def test_a_prompt_that_cannot_be_judged_streams_nothing():
     prompt = [{"role": "assistant", "content": "Hi."}]
 
     async def go(stream):
-        svc, backend = cohorts(stream_pairs=stream)
+        svc, backend = cohorts(group={"stream_pairs": stream})
         futures = [svc.submit(Member("p", 3, prompt, f"answer {v}", REFERENCE)) for v in (1, 2)]
         await drained(svc)
         futures.append(svc.submit(Member("p", 3, prompt, "answer 3", REFERENCE)))
@@ -276,7 +277,7 @@ def test_a_prompt_that_cannot_be_judged_streams_nothing():
 
 def test_streaming_off_judges_nothing_before_the_group_is_complete():
     async def go():
-        svc, backend = cohorts(stream_pairs=False)
+        svc, backend = cohorts(group={"stream_pairs": False})
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 2)]
         await drained(svc)
         before = judgments(backend)
@@ -295,7 +296,9 @@ def test_early_pairs_still_queued_when_a_cohort_is_dropped_are_withdrawn():
 
     async def go():
         clock = Clock()
-        svc = CohortService(Scorer(backend), config(max_batch_size=1), clock=clock, on_split="drop")
+        svc = CohortService(
+            Scorer(backend), config(service={"max_batch_size": 1}), clock=clock, on_split="drop"
+        )
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
         clock.now = 100.0
         svc._expire()
@@ -319,7 +322,7 @@ def test_early_pairs_of_many_filling_groups_do_not_starve_a_complete_group():
     backend = Gated()
 
     async def go():
-        svc = CohortService(Scorer(backend), config(max_batch_size=4))
+        svc = CohortService(Scorer(backend), config(service={"max_batch_size": 4}))
         judge = svc.judge.judge
         mine = {True: 0, False: 0}  # the complete group's pairs queued, early or not
         ready = {True: asyncio.Event(), False: asyncio.Event()}

@@ -33,9 +33,9 @@ complete, judges the cohort with the configured strategy and answers every membe
   with ``deadline="close"`` (the veRL manager's), within ``timeout_s`` of its cohort's close
   (complete, or at the end of its ``group_timeout_s`` wait, which is not capped);
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
-  (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
-  bounded by ``max_group_size``;
-- **streaming** (``reward.stream_pairs``, default on): while a cohort fills, each pair the
+  (``reward.service.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's
+  size is bounded by ``max_group_size``;
+- **streaming** (``reward.group.stream_pairs``, default on): while a cohort fills, each pair the
   strategy knows early (:meth:`~rmr1_plugins.rewards.strategies.Strategy.early_pairs`) goes to
   the batching service as soon as both of its members have arrived, queued behind the work of
   complete groups. When the cohort closes, its strategy is played as for the whole group; a pair
@@ -89,7 +89,7 @@ RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept 
 
 def groups_samples(config: RewardConfig) -> bool:
     """Whether ``config`` asks for whole-group rewards: an in-group strategy, a group size > 1."""
-    return not config.build_strategy().needs_reference and (config.group_size or 1) > 1
+    return not config.build_strategy().needs_reference and (config.group.size or 1) > 1
 
 
 class Overloaded(RMR1Error, RuntimeError):
@@ -242,7 +242,8 @@ class CohortTable:
         ValueError when they never could."""
         if nbytes > self.max_bytes:
             raise ValueError(
-                f"{nbytes} bytes of text, more than reward.max_pending_bytes {self.max_bytes}: "
+                f"{nbytes} bytes of text, more than reward.service.max_pending_bytes "
+                f"{self.max_bytes}: "
                 "it can never be accepted"
             )
         if self.held + count > self.max_pending:
@@ -250,7 +251,7 @@ class CohortTable:
         if self.held_bytes + nbytes > self.max_bytes:
             raise Overloaded(
                 f"{self.held_bytes} bytes of text waiting, {nbytes} more would pass "
-                f"reward.max_pending_bytes {self.max_bytes}"
+                f"reward.service.max_pending_bytes {self.max_bytes}"
             )
 
     def cost(self, member: Member) -> int:
@@ -415,11 +416,11 @@ class CohortService:
         self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
         # each member against its reference is judged at once anyway: nothing to stream
-        self.stream = self.config.stream_pairs and not self.strategy.needs_reference
+        self.stream = self.config.group.stream_pairs and not self.strategy.needs_reference
         if self.stream:
             self.strategy = self.strategy.streamed()
         self.deadline = deadline
-        timeout_s, group_timeout_s = self.config.timeout_s, self.config.group_timeout_s
+        timeout_s, group_timeout_s = self.config.service.timeout_s, self.config.group.timeout_s
         self.group_timeout_s = (
             group_timeout_s if deadline == "close" else min(group_timeout_s, timeout_s / 2)
         )
@@ -427,7 +428,7 @@ class CohortService:
             self.group_timeout_s,
             max_pending,
             max_group_size,
-            max_bytes=self.config.max_pending_bytes,
+            max_bytes=self.config.service.max_pending_bytes,
             late_s=timeout_s if deadline == "first" else 2 * group_timeout_s + timeout_s,
             recent=recent,
         )
@@ -613,7 +614,7 @@ class CohortService:
             return
         # the latest time its cohort could still use them (_judge's deadline)
         close = cohort.opened + (self.group_timeout_s if self.deadline == "close" else 0.0)
-        budget = max(close + self.config.timeout_s - self._clock(), 0.001)
+        budget = max(close + self.config.service.timeout_s - self._clock(), 0.001)
         task = asyncio.ensure_future(self._early(cohort, examples, budget))
         self.stats["early_pairs"] += len(examples)
         for position, key in enumerate(keys):
@@ -636,7 +637,7 @@ class CohortService:
     async def _judge(self, cohort: Cohort) -> None:
         from_first = self.deadline == "first" and not cohort.late
         start = cohort.opened if from_first else self._clock()  # else now: it just closed
-        budget = max(start + self.config.timeout_s - self._clock(), 0.001)
+        budget = max(start + self.config.service.timeout_s - self._clock(), 0.001)
         try:
             rewards = await asyncio.wait_for(self._rewards(cohort, budget), timeout=budget)
         except asyncio.TimeoutError:

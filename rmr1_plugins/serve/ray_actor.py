@@ -27,7 +27,7 @@ from rmr1_plugins.serve.cohort import cohort_answer, own_settings, parse_member
 from rmr1_plugins.settings import RewardSettings
 
 PREFIX = "rmr1-cohorts-"
-MAX_PENDING = 1 << 30  # a whole step waits here; reward.max_pending_bytes bounds it
+MAX_PENDING = 1 << 30  # a whole step waits here; reward.service.max_pending_bytes bounds it
 MAX_GROUP_SIZE = 1 << 16
 IN_PROCESS_ENGINES = ("hf", "vllm")  # judges that load a model in the actor's process
 

@@ -68,11 +68,11 @@ def get_runtime() -> BackgroundRewardService:
             settings = load_reward_settings()  # $RMR1_CONFIG and the RMR1_* variables
             if groups_samples(settings.reward):
                 raise SetupError(
-                    f"reward.strategy {settings.reward.strategy!r} with reward.group_size "
-                    f"{settings.reward.group_size} asks for in-group rewards, which the reward "
+                    f"reward.strategy {settings.reward.strategy!r} with reward.group.size "
+                    f"{settings.reward.group.size} asks for in-group rewards, which the reward "
                     "file cannot give (it runs in OpenRLHF's thread pool); serve the judge with "
                     "`rmr1 serve` and pass --reward.remote_url http://HOST:PORT/get_reward "
-                    "(docs/trainers/openrlhf.md), or unset reward.group_size for reference rewards",
+                    "(docs/trainers/openrlhf.md), or unset reward.group.size for reference rewards",
                     settings.reward,
                 )
             logger.info(

@@ -77,7 +77,7 @@ async def rollout(executor, tokenizer, prompt, label, engine=None):
 
 
 def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
-    configure("backend: {name: recording}\nreward: {max_wait_ms: 50}\n")
+    configure("backend: {name: recording}\nreward: {service: {max_wait_ms: 50}}\n")
     RecordingJudge.seen.clear()
     executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
     prompt = chat_prompt(tokenizer)
@@ -110,7 +110,7 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer):
 def test_reward_file_with_a_real_judge(configure, tokenizer, judge_dir):
     configure(
         f"backend:\n  name: hf\n  model: {judge_dir}\n  options: {{dtype: float32}}\n"
-        "sampling: {max_new_tokens: 16}\nreward: {timeout_s: 600}\n"  # a slow shared CPU
+        "sampling: {max_new_tokens: 16}\nreward: {service: {timeout_s: 600}}\n"  # a slow shared CPU
     )
     executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
     output = asyncio.run(rollout(executor, tokenizer, chat_prompt(tokenizer), "4"))

@@ -13,7 +13,7 @@ incomplete group is judged against its reference answer (``on_split: reference``
 ``fallback`` reward (``drop``); its rollouts that arrive later are answered at once the same way.
 A late rollout never fails a step: ``on_split: error`` (the default, as in every trainer) is
 logged as an error and judged as ``reference``. A group's judgment
-still unanswered ``reward.timeout_s`` after the group closed (complete, or at its
+still unanswered ``reward.service.timeout_s`` after the group closed (complete, or at its
 ``group_timeout_s``) gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
@@ -121,10 +121,10 @@ class RMR1RewardManager(RewardManagerBase):
         self.reward_config, own = settings(raw, reward_router_address, reward_model_tokenizer)
         self.options = self.reward_config.reward
         self.strategy = self.options.build_strategy()
-        self.on_split = self.options.on_split
-        self.group_timeout_s = float(own.get("group_timeout_s", self.options.group_timeout_s))
+        self.on_split = self.options.group.on_split
+        self.group_timeout_s = self.options.group.timeout_s
         rollout = config.actor_rollout_ref.rollout
-        self.group_size = int(self.options.group_size or rollout.n)
+        self.group_size = int(self.options.group.size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
         self._local: CohortService | None = None  # the in-process groups, built on first use
         self._reported = ""  # the last split group logged (its rollouts are answered together)
@@ -181,7 +181,7 @@ class RMR1RewardManager(RewardManagerBase):
         prompt = prompt if isinstance(prompt, str) else [dict(m) for m in list(prompt)]
         reward_model = extra.get("reward_model") or {}
         reference = reference_of(
-            reward_model.get("ground_truth"), extra_info, self.options.reference_key
+            reward_model.get("ground_truth"), extra_info, self.options.inputs.reference_key
         )
         uid = extra.get("uid")
         key = str(uid) if uid is not None else json.dumps(prompt, sort_keys=True, default=str)
@@ -202,9 +202,10 @@ class RMR1RewardManager(RewardManagerBase):
 
     def _service_options(self) -> Any:
         """The ``reward:`` options the cohort service runs with: the manager's
-        ``group_timeout_s``; the judge gets ``reward.timeout_s`` from a group's close
+        ``group_timeout_s``; the judge gets ``reward.service.timeout_s`` from a group's close
         (``deadline="close"``)."""
-        return self.options.model_copy(update={"group_timeout_s": self.group_timeout_s})
+        group = self.options.group.model_copy(update={"timeout_s": self.group_timeout_s})
+        return self.options.model_copy(update={"group": group})
 
     def local(self) -> CohortService:
         """The core's cohort service that holds this worker's groups (built on first use, so
@@ -214,7 +215,8 @@ class RMR1RewardManager(RewardManagerBase):
                 shared_scorer(self.reward_config),
                 self._service_options(),
                 deadline="close",
-                max_pending=1 << 30,  # a whole step waits here; reward.max_pending_bytes bounds it
+                max_pending=1
+                << 30,  # a whole step waits here; reward.service.max_pending_bytes bounds it
                 max_group_size=1 << 16,
                 on_split=self._split_rule(),
             )
@@ -246,7 +248,10 @@ class RMR1RewardManager(RewardManagerBase):
         )
         try:
             answer = await self.local().reward(member)
-        except (Overloaded, ValueError) as error:  # over reward.max_pending_bytes: the fallback
+        except (
+            Overloaded,
+            ValueError,
+        ) as error:  # over reward.service.max_pending_bytes: the fallback
             logger.error("rmr1 reward manager: rollout of group %s refused: %s", sample.key, error)
             return result(None, 0, self.options, kind="error", error=f"reward manager: {error}")
         if answer.error:

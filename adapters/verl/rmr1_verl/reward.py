@@ -49,7 +49,6 @@ ADAPTER_KEYS = (
     "model",
     "order",
     "question_key",
-    "group_timeout_s",
     "cohort",
     "cohort_url",
     "cohort_timeout_s",
@@ -206,7 +205,7 @@ async def compute_score(
         raise ValueError(f"rmr1 compute_score: {error}") from error
     options = config.reward
     question = question_of(extra_info, own.get("question_key", "question"))
-    reference = reference_of(ground_truth, extra_info, options.reference_key)
+    reference = reference_of(ground_truth, extra_info, options.inputs.reference_key)
     if question is None:
         return result(None, 0, options, kind="bad_input", error="no question in extra_info")
     if reference is None:
