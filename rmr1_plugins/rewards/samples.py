@@ -19,8 +19,9 @@ naming the field, and :func:`fallback` turns any failure into the configured neu
 (default: the midpoint of ``[loss, win]``) with ``rmr1_fallback=1`` in the logs (the metrics
 contract, :mod:`rmr1_plugins.rewards.metrics`).
 
-The settings (the scale, ``end_tokens``, ``question``, ``max_response_chars``) are the ``reward:``
-section of the YAML file, :class:`rmr1_plugins.rewards.config.RewardConfig`.
+The settings (the scale and the ``inputs`` section: ``end_tokens``, ``question``,
+``max_response_chars``) are the ``reward:`` section of the YAML file,
+:class:`rmr1_plugins.rewards.config.RewardConfig`.
 """
 
 from __future__ import annotations

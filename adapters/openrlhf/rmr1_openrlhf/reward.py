@@ -16,7 +16,7 @@ forward environment variables: set them with ``ray job submit --runtime-env-json
 
 The reward file judges against references only. OpenRLHF runs it in the actor's default thread
 pool (min(32, CPUs + 4) threads), where samples waiting for their group would hold every thread:
-a configuration asking for whole-group rewards (an in-group ``strategy`` with ``group_size``
+a configuration asking for whole-group rewards (an in-group ``strategy`` with ``group.size``
 over 1) is refused, every sample gets the fallback and the error points to ``rmr1 serve``.
 
 ``reward_func`` never raises and never returns ``None``. A sample that gets no verdict (bad

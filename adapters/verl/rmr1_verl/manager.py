@@ -8,13 +8,13 @@ reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` f
 validation groups) — then judges the group with the configured strategy and answers every
 waiting rollout. The rollouts wait in the core's cohort service
 (:class:`~rmr1_plugins.rewards.cohorts.CohortService`) in this ``RewardLoopWorker`` process; its
-judge calls batch the pairs of every group ready at once. After ``group_timeout_s`` seconds an
-incomplete group is judged against its reference answer (``on_split: reference``) or gets the
+judge calls batch the pairs of every group ready at once. After ``group.timeout_s`` seconds an
+incomplete group is judged against its reference answer (``group.on_split: reference``) or gets the
 ``fallback`` reward (``drop``); its rollouts that arrive later are answered at once the same way.
-A late rollout never fails a step: ``on_split: error`` (the default, as in every trainer) is
+A late rollout never fails a step: ``group.on_split: error`` (the default, as in every trainer) is
 logged as an error and judged as ``reference``. A group's judgment
 still unanswered ``reward.service.timeout_s`` after the group closed (complete, or at its
-``group_timeout_s``) gets the fallback (``timeout``).
+``group.timeout_s``) gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
 sends every rollout to one cohort actor in the trainer's Ray cluster
@@ -24,8 +24,9 @@ in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is 
 step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
-overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout_s``,
-``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``token`` and ``max_concurrency``.
+overrides: any ``reward:`` option (a section's key dotted: ``group.timeout_s``) plus ``config``,
+``model``, ``order``, ``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``token`` and
+``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -202,8 +203,8 @@ class RMR1RewardManager(RewardManagerBase):
 
     def _service_options(self) -> Any:
         """The ``reward:`` options the cohort service runs with: the manager's
-        ``group_timeout_s``; the judge gets ``reward.service.timeout_s`` from a group's close
-        (``deadline="close"``)."""
+        group wait (``group_timeout_s``); the judge gets ``reward.service.timeout_s`` from a
+        group's close (``deadline="close"``)."""
         group = self.options.group.model_copy(update={"timeout_s": self.group_timeout_s})
         return self.options.model_copy(update={"group": group})
 
@@ -258,7 +259,7 @@ class RMR1RewardManager(RewardManagerBase):
             logger.warning("rmr1 reward manager: %s", answer.error)
         if answer.late:
             logger.warning(
-                "rmr1 reward manager: a rollout of group %s came after its group_timeout_s; "
+                "rmr1 reward manager: a rollout of group %s came after its group.timeout_s; "
                 "on_split=%s, answered at once",
                 sample.key,
                 self.on_split,

@@ -115,7 +115,7 @@ def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatc
     assert info["rmr1_split"] == info["rmr1_reference"] == 1.0 and info["rmr1_fallback"] == 0.0
     assert manager.local().pending == 0  # every rollout of the group is accounted for
     assert manager.local().stats["late"] == 1
-    assert "came after its group_timeout_s" in caplog.text and backend.batches == [2, 1]
+    assert "came after its group.timeout_s" in caplog.text and backend.batches == [2, 1]
 
 
 def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, caplog):
