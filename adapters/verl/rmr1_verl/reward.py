@@ -3,9 +3,9 @@
 veRL scores one rollout per call and does not pass the prompt, so :func:`compute_score` judges the
 rollout against a reference answer: ``ground_truth`` (the dataset's
 ``reward_model.ground_truth``), or ``extra_info[<inputs.reference_key>]`` when that key is
-present. The question comes from ``extra_info[question_key]`` (``question``), a string or a chat message list.
-To compare a prompt's rollouts with each other, use the ``rmr1`` reward manager instead
-(:mod:`rmr1_verl.manager`).
+present. The question comes from ``extra_info[question_key]`` (``question``), a string or a
+chat message list. To compare a prompt's rollouts with each other, use the ``rmr1`` reward
+manager instead (:mod:`rmr1_verl.manager`).
 
 Options arrive as ``+reward.custom_reward_function.reward_kwargs.<key>=...``: ``config`` (a YAML
 path, else ``$RMR1_CONFIG``), ``model`` (the served judge name), ``order`` (``both`` judges both
