@@ -44,6 +44,7 @@ from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.inputs import as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy
+from rmr1_plugins.scorer import PairScorer
 
 logger = logging.getLogger(__name__)
 JUDGE_FAILED = "the judge failed"
@@ -188,14 +189,14 @@ def plan_batch(
     return batch
 
 
-def score_batch(plan: BatchPlan, get_scorer: Callable[[], Any]) -> BatchRewards:
+def score_batch(plan: BatchPlan, get_scorer: Callable[[], PairScorer]) -> BatchRewards:
     """Judge ``plan`` with the scorer ``get_scorer()`` builds (only when a group needs it)."""
     main = _score(plan.groups, plan.config, None, get_scorer)
     alone = _score(plan.alone, plan.config, AGAINST_REFERENCE, get_scorer)
     return _finish(plan, main, alone)
 
 
-async def ascore_batch(plan: BatchPlan, get_scorer: Callable[[], Any]) -> BatchRewards:
+async def ascore_batch(plan: BatchPlan, get_scorer: Callable[[], PairScorer]) -> BatchRewards:
     """The async twin of :func:`score_batch`: the two judgings run concurrently, and the scorer
     is built in a worker thread, off the event loop."""
     main, alone = await asyncio.gather(
@@ -206,7 +207,10 @@ async def ascore_batch(plan: BatchPlan, get_scorer: Callable[[], Any]) -> BatchR
 
 
 def _score(
-    groups: list[Group], config: RewardConfig, strategy: Strategy | None, get_scorer: Any
+    groups: list[Group],
+    config: RewardConfig,
+    strategy: Strategy | None,
+    get_scorer: Callable[[], PairScorer],
 ) -> list[GroupRewards]:
     if not groups:
         return []
@@ -219,7 +223,10 @@ def _score(
 
 
 async def _ascore(
-    groups: list[Group], config: RewardConfig, strategy: Strategy | None, get_scorer: Any
+    groups: list[Group],
+    config: RewardConfig,
+    strategy: Strategy | None,
+    get_scorer: Callable[[], PairScorer],
 ) -> list[GroupRewards]:
     if not groups:
         return []

@@ -77,6 +77,7 @@ from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_
 from rmr1_plugins.rewards.service import Failure, RewardService
 from rmr1_plugins.rewards.strategies import Pair, Strategy
 from rmr1_plugins.schema import PairResult, PairwiseExample
+from rmr1_plugins.scorer import Scorer
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
@@ -394,7 +395,7 @@ class CohortService:
 
     def __init__(
         self,
-        scorer: Any,
+        scorer: Scorer,
         config: RewardConfig | None = None,
         *,
         service: RewardService | None = None,

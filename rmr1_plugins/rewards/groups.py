@@ -41,6 +41,7 @@ from rmr1_plugins.rewards.engine import (
     score_groups,
 )
 from rmr1_plugins.rewards.strategies import ReferenceStrategy, Strategy
+from rmr1_plugins.scorer import PairScorer
 
 PlanKind = Literal["whole", "partial", "alone", "fallback"]
 SplitRule = Literal["partial", "reference", "drop", "error"]
@@ -120,7 +121,10 @@ def scoring(
 
 
 def score(
-    scorer: Any, groups: Sequence[Group], config: RewardConfig, strategy: Strategy | None = None
+    scorer: PairScorer,
+    groups: Sequence[Group],
+    config: RewardConfig,
+    strategy: Strategy | None = None,
 ) -> list[GroupRewards]:
     """:func:`~rmr1_plugins.rewards.engine.score_groups` with ``config``'s settings, as
     :func:`scoring`; :func:`ascore` is its async twin."""
@@ -129,7 +133,10 @@ def score(
 
 
 async def ascore(
-    scorer: Any, groups: Sequence[Group], config: RewardConfig, strategy: Strategy | None = None
+    scorer: PairScorer,
+    groups: Sequence[Group],
+    config: RewardConfig,
+    strategy: Strategy | None = None,
 ) -> list[GroupRewards]:
     """The async twin of :func:`score` (:func:`~rmr1_plugins.rewards.engine.ascore_groups`)."""
     chosen = config.build_strategy() if strategy is None else strategy
