@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from rmr1_plugins.backends.base import Backend, Generation, SamplingParams
+from rmr1_plugins.config import deep_merge
 from rmr1_plugins.guards import neutralize_markup
 
 neutralize_markup("é")  # build the guard's code point table once, not inside a timed example
@@ -63,7 +64,7 @@ def shared_config(tmp_path):
         config = yaml.safe_load((EXAMPLES / "rmr1_judge.yaml").read_text())
         service = yaml.safe_load((EXAMPLES / "rmr1-openrlhf.yaml").read_text())["reward"]
         config["backend"] = {"name": "constant"}
-        config["reward"] = {**config["reward"], **service, **reward}
+        config["reward"] = deep_merge(deep_merge(config["reward"], service), reward)
         path = tmp_path / "shared.yaml"
         path.write_text(yaml.safe_dump(config))
         return path

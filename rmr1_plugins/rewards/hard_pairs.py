@@ -188,7 +188,7 @@ def _count_lines(path: Path, size: int) -> int:
 
 def writer_for(options: Any) -> HardPairWriter | None:
     """This process's writer for ``options`` (a :class:`~rmr1_plugins.rewards.config.RewardConfig`),
-    or ``None`` when ``hard_pairs_path`` is not set."""
+    or ``None`` when ``hard_pairs.path`` is not set."""
     path = options.hard_pairs.path
     if not path:
         return None
@@ -202,7 +202,7 @@ def writer_for(options: Any) -> HardPairWriter | None:
 
 def record_groups(options: Any, groups: Sequence[Any], results: Sequence[Any]) -> None:
     """Offer every judged comparison of ``groups`` (with their
-    :class:`~rmr1_plugins.rewards.engine.GroupRewards`); a no-op without ``hard_pairs_path``."""
+    :class:`~rmr1_plugins.rewards.engine.GroupRewards`); a no-op without ``hard_pairs.path``."""
     writer = writer_for(options)
     if writer is None:
         return

@@ -289,7 +289,8 @@ def sample_texts(sample: Sample) -> tuple[str, str]:
 
 
 def clipped_response(query: str, prompt: str, config: RewardConfig) -> tuple[str, bool]:
-    """The response (:func:`extract_response`) cut at ``max_response_chars``, and whether it was."""
+    """The response (:func:`extract_response`) cut at ``inputs.max_response_chars``, and whether
+    it was."""
     response = extract_response(query, prompt, config.inputs.end_tokens)
     clipped = (
         config.inputs.max_response_chars is not None

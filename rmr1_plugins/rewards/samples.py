@@ -62,7 +62,7 @@ class SampleReward:
 def build_group(sample: Sample, config: RewardConfig) -> tuple[Group, bool]:
     """The group of one to judge: the sample's context, its response, its reference.
 
-    Returns the group and whether the response was cut at ``max_response_chars``; raises
+    Returns the group and whether the response was cut at ``inputs.max_response_chars``; raises
     :class:`~.inputs.SampleError` naming the field.
     """
     query, prompt = sample_texts(sample)

@@ -176,7 +176,7 @@ def test_group_size_setting_does_not_override_the_eval_group_size(judge):
     evaluation = FakeTrainer(2, training=False)
     evaluation.num_generations_eval = 3
     assert reward(prompts, completions, **evaluation.kwargs()) == [0.0, 0.5, 1.0] * 2
-    with pytest.raises(SplitGroupError):  # in training, group_size=2 holds: runs of 3 split
+    with pytest.raises(SplitGroupError):  # in training, group.size=2 holds: runs of 3 split
         reward(prompts, completions, **FakeTrainer(2).kwargs())
 
 
