@@ -154,7 +154,7 @@ def serve() -> None:
 def cohorts() -> None:
     for strategy, size, text in (("round-robin", 8, PRIVATE * 158), ("adaptive", 256, None)):
         config = ROOT / "bench" / f".attacks-{strategy}.yaml"
-        config.write_text(json.dumps({"reward": {"strategy": strategy, "group_size": size}}))
+        config.write_text(json.dumps({"reward": {"strategy": strategy, "group": {"size": size}}}))
         server = Server(
             "--config",
             str(config),

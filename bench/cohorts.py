@@ -8,7 +8,7 @@ at once (``--spread S`` spreads them evenly over S seconds). Reference mode judg
 a reference answer (``RewardService.rewards``); cohort mode holds them until their group of
 ``--rollouts`` is whole and judges it with ``--strategy`` (``CohortService``), through the same
 batching service, judging each pair as soon as both of its rollouts are there
-(``reward.stream_pairs``, the default); ``whole`` is cohort mode with streaming off. The judge
+(``reward.group.stream_pairs``, the default); ``whole`` is cohort mode with streaming off. The judge
 is scripted (the larger number wins) and serializes its calls:
 once with no cost, once with ``--cost`` seconds a call, whatever its size (as ``hf`` and the
 offline ``vllm`` engine roughly behave for small batches).
@@ -199,9 +199,8 @@ def main() -> None:
         modes.append(("naive", naive_mode))
     config = RewardConfig(
         strategy=args.strategy,
-        max_batch_size=args.max_batch_size,
-        group_timeout_s=60,
-        timeout_s=600,
+        service={"max_batch_size": args.max_batch_size, "timeout_s": 600},
+        group={"timeout_s": 60},
     )
     print(
         f"{args.prompts} prompts x {args.rollouts} rollouts, one request each; strategy "

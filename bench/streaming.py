@@ -1,4 +1,5 @@
-"""Judging while groups fill (``reward.stream_pairs``) against judging complete groups, in one run.
+"""Judging while groups fill (``reward.group.stream_pairs``) against judging complete groups,
+in one run.
 
     python bench/streaming.py                          # 32 prompts x 8 rollouts, scripted judge
     python bench/streaming.py --prompts 64 --strategy pivot --per-judgment 0.004
@@ -133,12 +134,13 @@ async def step(
 ) -> dict[str, Any]:
     config = RewardConfig(
         strategy=args.strategy,
-        stream_pairs=stream,
-        max_batch_size=args.max_batch_size,
-        max_wait_ms=args.max_wait_ms,
-        group_timeout_s=600.0,
-        timeout_s=3600.0,
-        max_concurrent_batches=args.max_concurrent_batches,
+        group={"stream_pairs": stream, "timeout_s": 600.0},
+        service={
+            "max_batch_size": args.max_batch_size,
+            "max_wait_ms": args.max_wait_ms,
+            "timeout_s": 3600.0,
+            "max_concurrent_batches": args.max_concurrent_batches,
+        },
     )
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens)
     scorer = Scorer(backend, sampling=sampling, cache_size=0)

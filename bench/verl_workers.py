@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:
             for path in ("cohort", "ray") if workers > 1 else ("in-process",):
-                server, extra = None, {"group_timeout_s": args.group_timeout_s}
+                server, extra = None, {"group": {"timeout_s": args.group_timeout_s}}
                 if path == "cohort":
                     timeout = str(args.group_timeout_s)
                     pending = str(2 * rollouts)

@@ -50,8 +50,8 @@ python -m verl.trainer.main_ppo \
     reward.num_workers=1 \
     +reward.rmr1.strategy=round-robin \
     +reward.rmr1.order=both \
-    +reward.rmr1.group_timeout_s=120 \
-    +reward.rmr1.on_split=reference \
+    +reward.rmr1.group.timeout_s=120 \
+    +reward.rmr1.group.on_split=reference \
     reward.reward_model.enable=True \
     reward.reward_model.model_path=gaotang/RM-R1-Qwen2.5-Instruct-7B \
     reward.reward_model.rollout.name=vllm \

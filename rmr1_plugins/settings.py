@@ -96,8 +96,8 @@ def load_reward_settings(
             they win over ``RMR1_*`` variables, which win over the file.
 
     Raises:
-        ConfigError: naming every invalid key (``backend.nmae``, ``reward.timeout_s``) or name
-            (``parser: unknown parser 'strikt' ...``) and the file.
+        ConfigError: naming every invalid key (``backend.nmae``, ``reward.service.timeout_s``) or
+            name (``parser: unknown parser 'strikt' ...``) and the file.
     """
     if isinstance(path, Mapping):
         raw, path = dict(path), None

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rmr1_plugins.config import deep_merge
 from rmr1_plugins.guards import neutralize_markup
 from rmr1_plugins.testing import ScriptedJudge
 
@@ -30,7 +31,7 @@ def shared_config(tmp_path):
         config = yaml.safe_load((EXAMPLES / "rmr1_judge.yaml").read_text())
         service = yaml.safe_load((EXAMPLES / "rmr1-openrlhf.yaml").read_text())["reward"]
         config["backend"] = {"name": "constant"}
-        config["reward"] = {**config["reward"], **service, **reward}
+        config["reward"] = deep_merge(deep_merge(config["reward"], service), reward)
         path = tmp_path / "shared.yaml"
         path.write_text(yaml.safe_dump(config))
         return path

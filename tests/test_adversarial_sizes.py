@@ -16,7 +16,7 @@ from rmr1_plugins.testing.hang_guard import finishes
 
 MB = 1_000_000
 SPACES = " " * MB
-END = RewardConfig().end_tokens
+END = RewardConfig().inputs.end_tokens
 PARSERS = ("strict", "rmr1-eval", "rmr1-train")
 
 

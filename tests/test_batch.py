@@ -34,7 +34,7 @@ def test_find_groups_marks_runs_that_are_not_whole_groups():
 
 def test_each_row_gets_its_reward_verdict_and_metrics():
     backend = LongerWins()
-    config = RewardConfig(on_split="reference")
+    config = RewardConfig(group={"on_split": "reference"})
     references = {"reference": ["b", "b", "", "", "", "", "", ""]}  # q3 has none
     plan = plan_batch(PROMPTS, COMPLETIONS, config, references, 4, name="judge")
     result = score_batch(plan, lambda: Scorer(backend))
@@ -52,7 +52,7 @@ def test_each_row_gets_its_reward_verdict_and_metrics():
 
 
 def test_the_async_twin_agrees_and_builds_the_scorer_only_when_needed():
-    config = RewardConfig(on_split="drop")
+    config = RewardConfig(group={"on_split": "drop"})
     plan = plan_batch(PROMPTS, COMPLETIONS, config, {}, 4)
     built: list[Scorer] = []
 
@@ -69,9 +69,9 @@ def test_the_async_twin_agrees_and_builds_the_scorer_only_when_needed():
 
 def test_split_groups_and_missing_columns_are_errors_that_say_where():
     with pytest.raises(SplitRows) as error:
-        plan_batch(PROMPTS, COMPLETIONS, RewardConfig(on_split="error"), {}, 4)
+        plan_batch(PROMPTS, COMPLETIONS, RewardConfig(group={"on_split": "error"}), {}, 4)
     assert [(r.start, r.stop) for r in error.value.rows] == [(0, 2), (6, 8)]
-    config = RewardConfig(on_split="reference")
+    config = RewardConfig(group={"on_split": "reference"})
     with pytest.raises(ValueError, match=r"judge: .*column 'reference'.*columns \['gold'\]"):
         plan_batch(PROMPTS, COMPLETIONS, config, {"gold": [""] * 8}, 4, name="judge")
     with pytest.raises(ValueError, match="2 prompts but 1 completions"):

@@ -174,12 +174,15 @@ def test_a_mistyped_flag_gets_a_suggestion(argv, hint):
 
 def test_config_errors_name_the_variable(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [pair("a", "b")])
-    env = {"RMR1_SAMPLING__TEMPERATURE": "abc", "RMR1_REWARD__TIMEOUT_S": "x"}
+    env = {"RMR1_SAMPLING__TEMPERATURE": "abc", "RMR1_REWARD__SERVICE__TIMEOUT_S": "x"}
     done = rmr1("score", src, "--backend", "constant", env={**os.environ, **env})
     assert done.returncode == 2
     assert "sampling.temperature: " in done.stderr
     assert "(from RMR1_SAMPLING__TEMPERATURE)" in done.stderr
-    assert "reward.timeout_s: " in done.stderr and "(from RMR1_REWARD__TIMEOUT_S)" in done.stderr
+    assert (
+        "reward.service.timeout_s: " in done.stderr
+        and "(from RMR1_REWARD__SERVICE__TIMEOUT_S)" in done.stderr
+    )
 
 
 def test_a_flag_over_a_variable_is_not_blamed_on_it(monkeypatch):

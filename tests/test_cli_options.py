@@ -15,8 +15,14 @@ from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.scorer_config import SamplingConfig, ScorerConfig
 from rmr1_plugins.serve.app import REWARD_FLAGS, SERVER_FLAGS, ServeOptions
 
-# Flags named otherwise than their field, each for a reason (a nested key's short name).
-EXPLICIT_NAMES = {"backend": ("backend", "name"), "model": ("backend", "model")}
+# Flags named otherwise than their field, each for a reason (a nested key's short name, or a
+# section's key that keeps its section's word).
+EXPLICIT_NAMES = {
+    "backend": ("backend", "name"),
+    "model": ("backend", "model"),
+    "group-size": ("group", "size"),
+    "group-timeout-s": ("group", "timeout_s"),
+}
 
 
 def every_flag():
@@ -62,7 +68,7 @@ def test_help_shows_the_models_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    fields = RewardConfig.model_fields
+    fields = RewardConfig.model_fields["service"].annotation.model_fields
     assert (
         f"per-sample deadline, queueing included (default: {fields['timeout_s'].default})" in text
     )
@@ -89,8 +95,11 @@ def test_each_option_default_matches_its_field_even_if_a_default_changes():
 
 def test_reward_and_server_flags_cover_their_models():
     assert {f.field for f in SERVER_FLAGS} == set(ServeOptions.model_fields)
-    for flag in REWARD_FLAGS:
-        assert flag.path == (flag.field,) and flag.field in RewardConfig.model_fields
+    for flag in REWARD_FLAGS:  # each sets the field it is generated from, at its path
+        model = RewardConfig
+        for section in flag.path[:-1]:
+            model = model.model_fields[section].annotation
+        assert flag.model is model and flag.path[-1] == flag.field in model.model_fields
 
 
 def test_sampling_config_and_sampling_params_use_the_same_words_and_defaults():

@@ -10,6 +10,7 @@ import pytest
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.backends.base import Backend, Generation
+from rmr1_plugins.config import deep_merge
 from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Overloaded
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.metrics import KEYS
@@ -25,8 +26,8 @@ def member(key, value, size=4, reference="answer 2.5", prompt="Pick a number."):
 
 def service(answer=ranker, **reward):
     backend = ScriptedJudge(answer)
-    options = {"group_timeout_s": 0.3, "timeout_s": 5.0, **reward}
-    return CohortService(Scorer(backend), RewardConfig(**options)), backend
+    options = {"group": {"timeout_s": 0.3}, "service": {"timeout_s": 5.0}}
+    return CohortService(Scorer(backend), RewardConfig(**deep_merge(options, reward))), backend
 
 
 def run(coroutine):
@@ -39,7 +40,7 @@ async def ask(svc, members):
 
 
 def test_a_group_is_judged_together_whatever_the_arrival_order():
-    svc, backend = service(stream_pairs=False)  # both cohorts' pairs in one call
+    svc, backend = service(group={"stream_pairs": False})  # both cohorts' pairs in one call
     members = [member(key, v, prompt=key) for key in ("p", "q") for v in (1, 2, 3, 4)]
     order = list(range(8))
     random.Random(1).shuffle(order)  # the two prompts' rollouts interleave
@@ -61,7 +62,7 @@ def test_a_group_is_judged_together_whatever_the_arrival_order():
 
 
 def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
-    svc, backend = service(group_timeout_s=0.2, stream_pairs=False)  # one call per cohort
+    svc, backend = service(group={"timeout_s": 0.2, "stream_pairs": False})  # one call per cohort
     values = [1, 8, 2, 7, 3, 6]  # one prompt, two rollout groups of 3 in one step
 
     answers = run(ask(svc, [member("p", v, size=3) for v in values]))
@@ -72,7 +73,7 @@ def test_a_repeated_prompt_splits_into_cohorts_in_arrival_order():
 
 
 def test_a_group_of_one_is_judged_against_its_reference_at_once():
-    svc, backend = service(group_timeout_s=100, timeout_s=300)
+    svc, backend = service(group={"timeout_s": 100}, service={"timeout_s": 300})
     [above, below] = run(ask(svc, [member("a", 3, size=1), member("b", 2, size=1)]))
     assert (above.reward, below.reward) == (1.0, 0.0)  # vs "answer 2.5"
     assert above.kind is None and above.group == 1 and svc.stats["partial_cohorts"] == 0
@@ -81,7 +82,7 @@ def test_a_group_of_one_is_judged_against_its_reference_at_once():
 
 
 def test_a_partial_group_is_judged_with_what_arrived_after_its_deadline():
-    svc, backend = service(group_timeout_s=0.2)
+    svc, backend = service(group={"timeout_s": 0.2})
     answers = run(ask(svc, [member("p", v) for v in (1, 5, 3)]))  # 3 of 4 ever arrive
     assert [a.reward for a in answers] == pytest.approx([0.0, 1.0, 0.5])
     assert all(a.kind == "partial" and a.group == 3 and a.expected == 4 for a in answers)
@@ -95,7 +96,9 @@ def test_a_group_closed_short_follows_on_split_reference_or_drop():
     """The veRL manager's rules: each member against its reference, or the split fallback."""
     backend = ScriptedJudge(ranker)
     # without streaming: a dropped group costs no judgment (test_streaming: with it)
-    config = RewardConfig(group_timeout_s=0.1, timeout_s=5.0, fallback=0.25, stream_pairs=False)
+    config = RewardConfig(
+        fallback=0.25, group={"timeout_s": 0.1, "stream_pairs": False}, service={"timeout_s": 5.0}
+    )
     svc = CohortService(Scorer(backend), config, on_split="reference")
     answers = run(ask(svc, [member("p", v) for v in (1, 5)]))  # 2 of 4, reference 2.5
     assert [a.reward for a in answers] == [0.0, 1.0] and backend.batches[0] and svc.pending == 0
@@ -115,10 +118,10 @@ def test_a_group_closed_short_follows_on_split_reference_or_drop():
 
 
 def test_one_member_alone_gets_its_reference_or_the_fallback():
-    svc, _ = service(group_timeout_s=0.1)
+    svc, _ = service(group={"timeout_s": 0.1})
     [alone] = run(ask(svc, [member("p", 9)]))
     assert alone.reward == 1.0 and alone.kind == "alone" and not alone.fallback
-    svc, backend = service(group_timeout_s=0.1, fallback=0.25)
+    svc, backend = service(fallback=0.25, group={"timeout_s": 0.1})
     [lost] = run(ask(svc, [member("p", 9, reference=None)]))
     assert lost.reward == 0.25 and lost.kind == "no_reference" and lost.fallback
     assert "got 1 of 4" in lost.error and backend.batches == []
@@ -128,7 +131,7 @@ def test_the_judge_deadline_answers_every_member_with_the_fallback():
     async def slow(*_):
         await asyncio.Event().wait()  # never set: a judge that hangs until cancelled
 
-    svc, _ = service(group_timeout_s=0.05, timeout_s=0.4)
+    svc, _ = service(group={"timeout_s": 0.05}, service={"timeout_s": 0.4})
     svc.scorer.ascore = slow  # a judge that hangs
 
     answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))
@@ -166,7 +169,7 @@ def test_every_strategy_works(name):
 
 def test_pending_is_bounded_and_bad_sizes_are_refused():
     svc = CohortService(
-        Scorer(ScriptedJudge(ranker)), RewardConfig(group_timeout_s=0.1), max_pending=3
+        Scorer(ScriptedJudge(ranker)), RewardConfig(group={"timeout_s": 0.1}), max_pending=3
     )
 
     async def go():
@@ -187,7 +190,7 @@ def test_pending_is_bounded_and_bad_sizes_are_refused():
 
 
 def test_closing_answers_every_held_member():
-    svc, _ = service(group_timeout_s=100, timeout_s=300)
+    svc, _ = service(group={"timeout_s": 100}, service={"timeout_s": 300})
 
     async def go():
         held = [asyncio.create_task(svc.reward(member("p", v))) for v in (1, 2)]
@@ -265,7 +268,7 @@ def test_a_clipped_response_is_logged_in_cohort_mode():
     from rmr1_plugins.serve.cohort import openrlhf_rewards
 
     slot_a = "<eval>compared</eval>\n<answer>[[A]]</answer>"  # the cut text has no number
-    svc, _ = service(lambda user, _: slot_a, group_size=2, max_response_chars=8)
+    svc, _ = service(lambda user, _: slot_a, group={"size": 2}, inputs={"max_response_chars": 8})
     prompt = "Pick a number."
     samples = [
         Sample(prompt + " answer 1 and more words", prompt),
@@ -362,10 +365,8 @@ def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch, refe
     sent when full (a long max_wait_ms): the counts do not depend on how fast pairs are built."""
     config = RewardConfig(
         strategy=strategy,
-        max_batch_size=batch,
-        max_wait_ms=60_000,
-        group_timeout_s=50,
-        timeout_s=300,
+        service={"max_batch_size": batch, "max_wait_ms": 60_000, "timeout_s": 300},
+        group={"timeout_s": 50},
     )
     reference_judge, cohort_judge = GatedRanker(), GatedRanker()
     update = {"strategy": "reference", "max_batch_size": reference_batch}
@@ -381,7 +382,7 @@ def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch, refe
 
 
 def test_a_late_member_is_answered_at_once_never_held_for_a_second_wait():
-    svc, _ = service(group_timeout_s=0.05, timeout_s=300)
+    svc, _ = service(group={"timeout_s": 0.05}, service={"timeout_s": 300})
 
     async def go():
         [first] = await ask(svc, [member("p", 3, size=2)])  # its partner is late
@@ -396,7 +397,7 @@ def test_a_late_member_is_answered_at_once_never_held_for_a_second_wait():
     assert (second.kind, second.late, second.reward) == ("alone", True, 0.0)  # vs "answer 2.5"
     assert second.logs()["rmr1_split"] == second.logs()["rmr1_reference"] == 1.0
     assert held == 0 and opened == 1 and not third.late and svc.stats["late"] == 1
-    svc, _ = service(group_timeout_s=0.05)
+    svc, _ = service(group={"timeout_s": 0.05})
 
     async def without_reference():
         [alone] = await ask(svc, [member("q", 1, size=2, reference=None)])
@@ -420,7 +421,7 @@ def test_the_table_counts_late_members_by_what_the_cohort_missed():
 
 
 def test_a_repeated_id_gets_its_answer_and_is_never_counted_twice():
-    svc, backend = service(group_timeout_s=100, timeout_s=300)
+    svc, backend = service(group={"timeout_s": 100}, service={"timeout_s": 300})
 
     async def go():
         first = svc.submit(replace(member("p", 1, size=2), id="p:0"))
@@ -439,7 +440,9 @@ def test_a_repeated_id_gets_its_answer_and_is_never_counted_twice():
 
 
 def test_held_text_is_bounded_by_bytes_before_anything_is_accepted():
-    svc, _ = service(group_timeout_s=100, timeout_s=300, max_pending_bytes=100_000)
+    svc, _ = service(
+        group={"timeout_s": 100}, service={"timeout_s": 300, "max_pending_bytes": 100_000}
+    )
     big = "9" * 40_000
 
     async def go():
@@ -459,7 +462,7 @@ def test_cohort_pairs_add_to_the_judge_health_and_the_hard_pairs(tmp_path):
     from rmr1_plugins.rewards.hard_pairs import writer_for
 
     path = tmp_path / "hard.jsonl"
-    svc, _ = service(lambda user, i: "<answer>[[A]]</answer>", hard_pairs_path=str(path))
+    svc, _ = service(lambda user, i: "<answer>[[A]]</answer>", hard_pairs={"path": str(path)})
     svc.judge.scorer.order = "both"  # a judge that always says A flips with the order
     answers = run(ask(svc, [member("p", v) for v in (1, 2, 3, 4)]))
     assert all(a.kind is None for a in answers)
@@ -528,7 +531,7 @@ class Clock:
 def budgets_of(deadline):
     """The judge budget of a cohort opened at t=0 and complete at t=100 (timeout_s 5)."""
     clock, budgets = Clock(), []
-    config = RewardConfig(group_timeout_s=1000, timeout_s=5.0)
+    config = RewardConfig(group={"timeout_s": 1000}, service={"timeout_s": 5.0})
     svc = CohortService(Scorer(ScriptedJudge(ranker)), config, clock=clock, deadline=deadline)
 
     async def rewards(cohort, budget):
@@ -548,8 +551,9 @@ def budgets_of(deadline):
 
 
 def test_the_judge_deadline_counts_from_the_close_when_asked():
-    """deadline="close" (the veRL manager): reward.timeout_s after the cohort closed, and the
-    group_timeout_s wait is not capped; the default (rmr1 serve) counts from the first member."""
+    """deadline="close" (the veRL manager): reward.service.timeout_s after the cohort closed, and
+    the group.timeout_s wait is not capped; the default (rmr1 serve) counts from the first
+    member."""
     svc, [budget] = budgets_of("close")
     assert budget == 5.0 and svc.group_timeout_s == 1000
     svc, [budget] = budgets_of("first")
@@ -557,7 +561,7 @@ def test_the_judge_deadline_counts_from_the_close_when_asked():
 
 
 def test_a_cancelled_caller_leaves_its_member_held_for_the_retry():
-    svc, backend = service(group_timeout_s=100, timeout_s=300)
+    svc, backend = service(group={"timeout_s": 100}, service={"timeout_s": 300})
     first = replace(member("p", 1, size=2), id="p:0")
 
     async def go():
@@ -579,7 +583,7 @@ def test_a_cancelled_caller_leaves_its_member_held_for_the_retry():
 def test_a_reissued_id_with_a_new_response_is_a_new_member():
     """veRL re-issues an interrupted rollout under its "<uid>:<session_id>" with a new response:
     it gets its own reward, never the old response's."""
-    svc, _ = service(group_timeout_s=100, timeout_s=300)
+    svc, _ = service(group={"timeout_s": 100}, service={"timeout_s": 300})
 
     async def go():
         first = await asyncio.gather(
@@ -602,7 +606,7 @@ def test_a_reissued_id_replaces_a_held_one():
     # A rollout re-issued (new response, same id) while its old member waits takes the old
     # member's place: the group keeps its size, is judged on the new response, and the old
     # member's caller gets the new answer.
-    svc, _ = service(group_timeout_s=100, timeout_s=300)
+    svc, _ = service(group={"timeout_s": 100}, service={"timeout_s": 300})
 
     async def go():
         old = svc.submit(replace(member("p", 1, size=2), id="p:0"))
@@ -628,7 +632,7 @@ def test_a_members_on_split_decides_its_cohort_closed_short():
     assert parse_member({**body, "on_split": "drop"}).on_split == "drop"
     with pytest.raises(CohortBodyError, match="field 'on_split'"):
         parse_member({**body, "on_split": "error"})
-    svc, _ = service(group_timeout_s=0.05)  # the service's own rule: partial
+    svc, _ = service(group={"timeout_s": 0.05})  # the service's own rule: partial
     asked = [
         replace(member(key, v, size=3), on_split=rule)
         for key, rule in (("a", "drop"), ("b", "reference"), ("c", None))

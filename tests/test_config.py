@@ -138,4 +138,25 @@ def test_decisive_settings_carry_the_reward_scale_strategy_and_order():
     assert values["strategy"] == "knockout"
     assert (values["win"], values["loss"], values["fallback"]) == (2.0, -1.0, 0.5)
     assert values["order"] == "given"
-    assert set(values) == {*DECISIVE_REWARD_KEYS, "order"}
+    assert set(values) == {key.split(".")[0] for key in (*DECISIVE_REWARD_KEYS, "order")}
+    assert values["group"] == {"stream_pairs": None}  # a section's decisive key, nested as in YAML
+
+
+def test_a_differing_section_key_is_named_with_its_section():
+    from rmr1_plugins.rewards.config import RewardConfig, decisive_values, settings_difference
+
+    own = decisive_values(RewardConfig(), "both")
+    assert settings_difference(own, own) is None
+    off = {**own, "group": {"stream_pairs": False}}
+    assert settings_difference(off, own) == (
+        "settings differ from this server's: reward.group.stream_pairs is False in the request, "
+        "None here"
+    )
+    assert settings_difference({**own, "group": {}}, own) == (
+        "settings differ from this server's: reward.group.stream_pairs is missing in the request"
+    )
+    assert settings_difference({**own, "group": [1]}, own) == (
+        "settings.group must be an object, got list"
+    )
+    unknown = settings_difference({**own, "group": {"stream_pairs": True, "size": 4}}, own)
+    assert unknown is not None and unknown.startswith("settings.group has an unknown key 'size'")

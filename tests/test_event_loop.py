@@ -87,7 +87,7 @@ def test_the_reward_service_guards_and_renders_off_the_loop(threads):
 
 def test_the_cohort_service_guards_renders_and_fits_off_the_loop(threads):
     scorer = Scorer(ScriptedJudge(ranker), neutralize_markup=True)
-    cohorts = CohortService(scorer, RewardConfig(strategy="bradley-terry", group_timeout_s=5))
+    cohorts = CohortService(scorer, RewardConfig(strategy="bradley-terry", group={"timeout_s": 5}))
     members = [Member("p", 3, "Pick.", f"answer {v}", None) for v in (1, 2, 3)]
 
     async def go():

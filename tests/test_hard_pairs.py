@@ -158,11 +158,11 @@ def test_one_writer_per_settings_and_none_without_a_path(tmp_path, monkeypatch):
     monkeypatch.setattr(hard_pairs, "_WRITERS", {})
     assert hard_pairs.writer_for(RewardConfig()) is None
     path = str(tmp_path / "hard.jsonl")
-    first = hard_pairs.writer_for(RewardConfig(hard_pairs_path=path))
+    first = hard_pairs.writer_for(RewardConfig(hard_pairs={"path": path}))
     try:
-        assert hard_pairs.writer_for(RewardConfig(hard_pairs_path=path)) is first
+        assert hard_pairs.writer_for(RewardConfig(hard_pairs={"path": path})) is first
         assert first.confidence == 0.6 and first.max_records == 100_000  # the defaults
-        other = hard_pairs.writer_for(RewardConfig(hard_pairs_path=path, hard_pairs_confidence=0.9))
+        other = hard_pairs.writer_for(RewardConfig(hard_pairs={"path": path, "confidence": 0.9}))
         assert other is not first and other.confidence == 0.9
         other.close()
     finally:
@@ -172,7 +172,7 @@ def test_one_writer_per_settings_and_none_without_a_path(tmp_path, monkeypatch):
 def test_record_groups_writes_every_comparison_of_a_group_with_a_hard_one(tmp_path, monkeypatch):
     monkeypatch.setattr(hard_pairs, "_WRITERS", {})
     path = tmp_path / "hard.jsonl"
-    options = RewardConfig(hard_pairs_path=str(path))
+    options = RewardConfig(hard_pairs={"path": str(path)})
     # Always [[A]] in both orders: every comparison flips with the order.
     scorer = Scorer(ScriptedJudge(), order="both")
     groups = [group([1, 2, 3], prompt="Pick a number.")]

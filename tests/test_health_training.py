@@ -166,7 +166,7 @@ def writer_rows(path):
 
 def test_hard_pairs_from_real_groups_are_native_pairs_rmr1_score_reads(tmp_path):
     path = tmp_path / "hard.jsonl"
-    options = RewardConfig(hard_pairs_path=str(path))
+    options = RewardConfig(hard_pairs={"path": str(path)})
     scorer = Scorer(AlwaysA(), order="both")
     groups = [Group("Say something.", ["x", "yy", "zzz"]), Group("Other?", ["p", "p"])]
     results = score_groups(scorer, groups, "round-robin")
@@ -289,7 +289,7 @@ def test_a_write_error_is_counted_not_raised(tmp_path):
 
 def test_reward_service_pools_health_and_writes_hard_pairs(tmp_path):
     path = tmp_path / "hard.jsonl"
-    config = RewardConfig(hard_pairs_path=str(path), hard_pairs_confidence=0.95)
+    config = RewardConfig(hard_pairs={"path": str(path), "confidence": 0.95})
     scorer = Scorer(AlwaysA(options={"prob": 0.9}))  # one order: low confidence is the signal
 
     async def scenario():

@@ -74,7 +74,9 @@ def test_the_sample_path_unparsed_and_no_reference():
 
 
 def test_the_cohort_path_unparsed():
-    config = RewardConfig(on_unparsed="exclude", group_timeout_s=0.3, timeout_s=5.0)
+    config = RewardConfig(
+        on_unparsed="exclude", group={"timeout_s": 0.3}, service={"timeout_s": 5.0}
+    )
     service = CohortService(Scorer(ScriptedJudge(lambda u, i: MUTE)), config)
 
     async def go():

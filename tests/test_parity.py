@@ -4,7 +4,7 @@ rewards and logged keys for the parity case (rmr1_plugins.testing.parity).
 ``rmr1 serve`` runs in a subprocess on 127.0.0.1 with the recording judge registered, and is
 asked the way OpenRLHF asks: one request per rollout, all at once, with the templated strings of
 SmolLM2's chat template. Without a group size it judges each rollout against the label's
-reference; with ``group_size: 3`` and ``round-robin`` it holds the three rollouts and judges them
+reference; with ``group: {size: 3}`` and ``round-robin`` it holds the three rollouts and judges them
 as a group (cohort mode). The trainers' own paths are in each adapter's ``test_*_parity.py``.
 """
 
@@ -65,7 +65,7 @@ def test_rmr1_serve_reference_rewards_match_the_python_api(reference_api, tmp_pa
 
 
 def test_rmr1_serve_cohorts_match_the_python_api(reference_api, tmp_path):
-    config, record = write_config(tmp_path, "cohort", strategy="round-robin", group_size=3)
+    config, record = write_config(tmp_path, "cohort", strategy="round-robin", group={"size": 3})
     with Serve(config) as server:
         answers = post_each(server.url, COMPLETIONS)
     assert all("error" not in a for a in answers), [a.get("error") for a in answers]
@@ -105,7 +105,7 @@ def test_rmr1_serve_fallbacks_match_the_python_api(tmp_path):
 
 
 def test_rmr1_serve_cohort_fallbacks_match_the_python_api(tmp_path):
-    reward = {"strategy": "round-robin", "group_size": 3, **EXCLUDE}
+    reward = {"strategy": "round-robin", "group": {"size": 3}, **EXCLUDE}
     config, record = write_config(tmp_path, "cohort-fallback", **reward)
     with Serve(config) as server:
         answers = post_each(server.url, FALLBACK_COMPLETIONS)

@@ -29,7 +29,11 @@ def body(id: str, response: str, settings: RewardSettings = SETTINGS) -> dict:
 def test_the_name_follows_every_setting_the_service_is_built_from():
     other = SETTINGS.model_copy(update={"reward": SETTINGS.reward.model_copy(update={"seed": 3})})
     slower = SETTINGS.model_copy(
-        update={"reward": SETTINGS.reward.model_copy(update={"group_timeout_s": 9.0})}
+        update={
+            "reward": SETTINGS.reward.model_copy(
+                update={"group": SETTINGS.reward.group.model_copy(update={"timeout_s": 9.0})}
+            )
+        }
     )
     name = actor_name(SETTINGS, "reference")
     assert name.startswith(PREFIX) and name == actor_name(SETTINGS.model_copy(), "reference")
@@ -74,7 +78,8 @@ def test_a_judge_that_loads_in_process_is_refused_for_the_actor(backend):
 
 
 def small(max_pending_bytes: int) -> RewardSettings:
-    reward = SETTINGS.reward.model_copy(update={"max_pending_bytes": max_pending_bytes})
+    service = SETTINGS.reward.service.model_copy(update={"max_pending_bytes": max_pending_bytes})
+    reward = SETTINGS.reward.model_copy(update={"service": service})
     return SETTINGS.model_copy(update={"reward": reward})
 
 

@@ -33,7 +33,9 @@ def test_file_then_variables_then_arguments(tmp_path, monkeypatch):
 
 
 def test_reward_service_keys_are_accepted_and_unknown_keys_named(tmp_path):
-    shared = write(tmp_path, "reward: {timeout_s: 120, max_batch_size: 8, fallback: 0.0}\n")
+    shared = write(
+        tmp_path, "reward: {service: {timeout_s: 120, max_batch_size: 8}, fallback: 0.0}\n"
+    )
     assert load_reward_settings(shared).reward.fallback_reward == 0.0
     typo = write(tmp_path, "reward: {stratgy: pivot}\n")
     with pytest.raises(ConfigError, match=r"reward\.stratgy: unknown key"):
@@ -44,12 +46,18 @@ def test_reward_service_keys_are_accepted_and_unknown_keys_named(tmp_path):
 
 def test_settings_file_env_and_overrides(tmp_path, monkeypatch):
     path = tmp_path / "rmr1.yaml"
-    path.write_text("backend: {name: constant}\nreward:\n  fallback: 0.1\n  timeout_s: 30\n")
-    monkeypatch.setenv("RMR1_REWARD__TIMEOUT_S", "20")
-    settings = load_reward_settings(path, reward={"max_batch_size": 8})
+    path.write_text(
+        "backend: {name: constant}\nreward:\n  fallback: 0.1\n  service: {timeout_s: 30}\n"
+    )
+    monkeypatch.setenv("RMR1_REWARD__SERVICE__TIMEOUT_S", "20")
+    settings = load_reward_settings(path, reward={"service": {"max_batch_size": 8}})
     scorer, reward = settings.scorer, settings.reward
     assert scorer.backend.name == "constant" and scorer.neutralize_markup is True
-    assert (reward.fallback, reward.timeout_s, reward.max_batch_size) == (0.1, 20, 8)
+    assert (reward.fallback, reward.service.timeout_s, reward.service.max_batch_size) == (
+        0.1,
+        20,
+        8,
+    )
     scorer = load_reward_settings(path, neutralize_markup=False).scorer
     assert scorer.neutralize_markup is False
     assert load_reward_settings(path, training=False).scorer.neutralize_markup is False
@@ -72,12 +80,16 @@ def test_one_section_for_every_integration_and_unknown_keys_named(shared_config,
     settings = load_reward_settings(path)
     reward = settings.reward
     # group keys (TRL, veRL) and per-sample service keys (rmr1 serve, OpenRLHF) side by side
-    assert (reward.strategy, reward.on_split, reward.reference_key) == (
+    assert (reward.strategy, reward.group.on_split, reward.inputs.reference_key) == (
         "round-robin",
         "error",
         "reference",
     )
-    assert (reward.timeout_s, reward.max_batch_size, reward.max_concurrent_batches) == (150, 64, 4)
+    assert (
+        reward.service.timeout_s,
+        reward.service.max_batch_size,
+        reward.service.max_concurrent_batches,
+    ) == (150, 64, 4)
     assert reward.fallback_reward == 0.5 and reward.to_score(0.75) == 0.75
     assert settings.scorer.order == "both" and settings.scorer.neutralize_markup is True
     monkeypatch.setenv("RMR1_CONFIG", str(path))
@@ -90,8 +102,12 @@ def test_one_section_for_every_integration_and_unknown_keys_named(shared_config,
 def test_every_reward_key_is_documented_once_in_rewards_md():
     text = (Path(__file__).parents[1] / "docs" / "concepts" / "rewards.md").read_text()
     section = text.split("## The reward configuration file", 1)[1].split("\n## ", 1)[0]
-    documented = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
-    assert sorted(documented) == sorted(RewardConfig.model_fields)
+    documented = re.findall(r"^\| `([\w.]+)` \|", section, flags=re.MULTILINE)
+    keys = []
+    for name, info in RewardConfig.model_fields.items():  # a section's keys dotted
+        fields = getattr(info.annotation, "model_fields", None)
+        keys += [f"{name}.{key}" for key in fields] if fields else [name]
+    assert sorted(documented) == sorted(keys)
 
 
 def test_scale_and_fallback():

@@ -33,7 +33,7 @@ LLAMA3 = (
     "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"
     "<|start_header_id|>assistant<|end_header_id|>\n\n"
 )
-END = RewardConfig().end_tokens
+END = RewardConfig().inputs.end_tokens
 
 
 def test_response_is_what_follows_the_prompt_without_end_tokens():
@@ -91,7 +91,9 @@ def test_question_comes_from_the_label_else_the_chat_turns_else_the_prompt():
     assert labelled[0].context[0].content == "Q"
     plain = build_example(Sample("Q: 2+2? A: 4", "Q: 2+2? A:", "4"), config)[0]
     assert plain.context[0].content == "Q: 2+2? A:" and plain.response_a == "4"
-    as_written = build_example(Sample(CHATML + "4", CHATML, "4"), RewardConfig(question="prompt"))
+    as_written = build_example(
+        Sample(CHATML + "4", CHATML, "4"), RewardConfig(inputs={"question": "prompt"})
+    )
     assert as_written[0].context[0].content == CHATML.strip()
     system_question = {
         "reference": "4",
@@ -107,7 +109,7 @@ def test_question_comes_from_the_label_else_the_chat_turns_else_the_prompt():
 def test_response_in_slot_a_reference_in_slot_b_and_clipping():
     example, clipped = build_example(Sample(CHATML + "five", CHATML, "4"), RewardConfig())
     assert (example.response_a, example.response_b, clipped) == ("five", "4", False)
-    config = RewardConfig(max_response_chars=3)
+    config = RewardConfig(inputs={"max_response_chars": 3})
     example, clipped = build_example(Sample(CHATML + "abcdef", CHATML, "4"), config)
     assert clipped and example.response_a == "abc\n[... 3 characters cut]"
 

@@ -276,7 +276,10 @@ def test_sigterm_drains_in_flight_requests_then_exits_cleanly():
     [
         (["--backend", "nope"], "unknown backend 'nope'"),
         (["--backend", "hf"], "cannot build backend 'hf': the hf backend needs a model"),
-        (["--backend", "constant", "--timeout-s", "-1"], "reward.timeout_s: Input should be"),
+        (
+            ["--backend", "constant", "--timeout-s", "-1"],
+            "reward.service.timeout_s: Input should be",
+        ),
         (
             ["--backend", "constant", "--max-pending", "0"],
             "--max-pending: Input should be greater than or equal to 1",
@@ -292,7 +295,9 @@ def test_a_bad_configuration_stops_the_server_at_start_with_a_clear_error(flags,
 
 def test_serves_from_a_file_shared_with_the_group_extensions(shared_config):
     # The TRL/veRL group keys sit next to the service keys; flags still win over the file.
-    path = shared_config(win=2.0, loss=-2.0, fallback=-1.5, timeout_s=5, on_unparsed="exclude")
+    path = shared_config(
+        win=2.0, loss=-2.0, fallback=-1.5, on_unparsed="exclude", service={"timeout_s": 5}
+    )
     running = Server("--config", str(path), "--order", "given")
 
     async def scenario():
@@ -321,7 +326,7 @@ def test_stats_and_summary_report_judge_health_and_order_flips_become_hard_pairs
     always loses in the given order, but the swapped order shows the reference in slot A, which
     the judge then rejects too: the two orders disagree, an order flip."""
     hard = tmp_path / "hard.jsonl"
-    running = Server("--order", "both", env={"RMR1_REWARD__HARD_PAIRS_PATH": str(hard)})
+    running = Server("--order", "both", env={"RMR1_REWARD__HARD_PAIRS__PATH": str(hard)})
 
     async def scenario():
         async with aiohttp.ClientSession() as session:

@@ -17,7 +17,7 @@ from rmr1_plugins.testing.serving import Server
 pytest.importorskip("aiohttp")
 
 GROUP_TIMEOUT_S = "5"
-REWARD = {"strategy": "round-robin", "group_size": 4, "group_timeout_s": 5.0}
+REWARD = {"strategy": "round-robin", "group": {"size": 4, "timeout_s": 5.0}}
 MAX_BYTES = 1_000_000
 
 
@@ -26,7 +26,7 @@ def server():
     running = Server(
         "--no-warmup", "--strategy", "round-robin", "--group-size", "4",
         "--group-timeout-s", GROUP_TIMEOUT_S, "--max-pending", "8",
-        env={"RMR1_REWARD__MAX_PENDING_BYTES": str(MAX_BYTES)},
+        env={"RMR1_REWARD__SERVICE__MAX_PENDING_BYTES": str(MAX_BYTES)},
         backend="ranker", num_samples=None,
     )  # fmt: skip
     yield running
@@ -158,7 +158,7 @@ def test_memory_stays_flat_under_a_flood_of_large_rollouts():
     of text and more)."""
     running = Server(
         "--no-warmup", "--group-size", "4", "--group-timeout-s", GROUP_TIMEOUT_S,
-        env={"RMR1_REWARD__MAX_PENDING_BYTES": str(MAX_BYTES)},
+        env={"RMR1_REWARD__SERVICE__MAX_PENDING_BYTES": str(MAX_BYTES)},
         backend="ranker", num_samples=None,
     )  # fmt: skip
     try:
@@ -208,7 +208,7 @@ def test_the_summary_counts_dropped_cohort_members():
     from rmr1_plugins.testing import ScriptedJudge
 
     cohorts = CohortService(
-        Scorer(ScriptedJudge()), RewardConfig(group_timeout_s=0.05), on_split="drop"
+        Scorer(ScriptedJudge()), RewardConfig(group={"timeout_s": 0.05}), on_split="drop"
     )
 
     async def go():
@@ -223,7 +223,7 @@ def test_the_summary_counts_dropped_cohort_members():
 
 
 def test_a_cohort_s_pairs_are_judged_while_it_fills(server):
-    """Streaming (``reward.stream_pairs``, on by default for round-robin): the judge has
+    """Streaming (``reward.group.stream_pairs``, on by default for round-robin): the judge has
     answered the pairs of the first three rollouts before the fourth arrives, and the group's
     rewards use them."""
     before = server.get("/stats")

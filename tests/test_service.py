@@ -38,7 +38,9 @@ async def serve_concurrently(service, samples):
 
 
 def test_concurrent_single_samples_are_batched_and_each_gets_its_own_reward():
-    service = RewardService(scorer(), RewardConfig(max_batch_size=16, max_wait_ms=20))
+    service = RewardService(
+        scorer(), RewardConfig(service={"max_batch_size": 16, "max_wait_ms": 20})
+    )
     answers = run(serve_concurrently(service, [sample(f"r{i}") for i in range(100)]))
     assert [a[0].reward for a in answers] == [expected_reward(i) for i in range(100)]
     assert all(a[0].error is None for a in answers)
@@ -50,7 +52,9 @@ def test_concurrent_single_samples_are_batched_and_each_gets_its_own_reward():
 
 
 def test_a_failing_sample_costs_only_its_own_reward():
-    service = RewardService(scorer(), RewardConfig(max_batch_size=32, retry_backoff_s=0.01))
+    service = RewardService(
+        scorer(), RewardConfig(service={"max_batch_size": 32, "retry_backoff_s": 0.01})
+    )
     texts = [f"r{i}" for i in range(20)]
     texts[7] = "r7 boom"
     texts[12] = "r12 refused"
@@ -69,7 +73,9 @@ def test_a_failing_sample_costs_only_its_own_reward():
 
 
 def test_a_single_failure_is_retried_with_backoff():
-    service = RewardService(scorer(), RewardConfig(max_retries=2, retry_backoff_s=0.2))
+    service = RewardService(
+        scorer(), RewardConfig(service={"max_retries": 2, "retry_backoff_s": 0.2})
+    )
     started = time.monotonic()
     [[flaky]] = run(serve_concurrently(service, [sample("r5 flaky")]))
     assert flaky.reward == expected_reward(5) and flaky.error is None
@@ -77,7 +83,7 @@ def test_a_single_failure_is_retried_with_backoff():
 
 
 def test_a_slow_judge_gives_the_timeout_fallback_on_time():
-    config = RewardConfig(timeout_s=0.5, max_wait_ms=0)
+    config = RewardConfig(service={"timeout_s": 0.5, "max_wait_ms": 0})
     service = RewardService(scorer(), config)
 
     async def scenario():
@@ -126,7 +132,7 @@ def test_an_unparsed_sample_follows_on_unparsed_like_a_group():
 
 
 def test_closing_answers_waiting_samples_and_later_calls():
-    service = RewardService(scorer(), RewardConfig(timeout_s=30))
+    service = RewardService(scorer(), RewardConfig(service={"timeout_s": 30}))
 
     async def scenario():
         await service.start(warmup=False)
@@ -155,7 +161,9 @@ def test_warmup_loads_the_judge_and_reports_failure():
 
 
 def test_background_service_batches_calls_from_many_threads():
-    background = BackgroundRewardService(scorer(), RewardConfig(max_wait_ms=50), warmup=False)
+    background = BackgroundRewardService(
+        scorer(), RewardConfig(service={"max_wait_ms": 50}), warmup=False
+    )
     results = {}
 
     def call(i):
@@ -189,7 +197,9 @@ def test_a_slowly_failing_sample_in_a_batch_of_64_costs_only_its_own_reward():
     # Each call with the bad sample takes 1 s, then raises. Bisection paid that at every level
     # and lost the 7 neighbours still sharing a call at the 4 s deadline; now each sample of
     # the failed batch is judged alone, all at once: one extra second for the healthy ones.
-    config = RewardConfig(max_batch_size=64, max_wait_ms=500, timeout_s=4, retry_backoff_s=0.01)
+    config = RewardConfig(
+        service={"max_batch_size": 64, "max_wait_ms": 500, "timeout_s": 4, "retry_backoff_s": 0.01}
+    )
     service = RewardService(scorer(), config)
     texts = [f"r{i}" for i in range(64)]
     texts[20] = "r20 slow:1 boom"
@@ -204,7 +214,9 @@ def test_a_slowly_failing_sample_in_a_batch_of_64_costs_only_its_own_reward():
 def test_a_hung_request_costs_only_its_own_reward():
     # A backend of independent requests (a server API) gets one call per sample, so the hung
     # one holds up neither its batch nor the samples that arrive after it.
-    config = RewardConfig(max_batch_size=4, max_concurrent_batches=1, timeout_s=3)
+    config = RewardConfig(
+        service={"max_batch_size": 4, "max_concurrent_batches": 1, "timeout_s": 3}
+    )
     service = RewardService(scorer(RequestsJudge), config)
 
     async def scenario():
@@ -243,7 +255,9 @@ class CountingJudge(RequestsJudge):
 
 
 def test_abandoned_calls_are_bounded_and_cancelled_at_their_deadline():
-    config = RewardConfig(max_batch_size=2, max_concurrent_batches=2, timeout_s=1)
+    config = RewardConfig(
+        service={"max_batch_size": 2, "max_concurrent_batches": 2, "timeout_s": 1}
+    )
     service = RewardService(scorer(CountingJudge), config)
     judge = service.scorer.backend
 
@@ -273,7 +287,7 @@ def test_abandoned_calls_are_bounded_and_cancelled_at_their_deadline():
 def test_a_hung_call_of_a_batch_engine_gives_its_batch_the_timeout_fallback():
     # One engine call per batch (vllm): the call is abandoned at the batch's deadline and the
     # judge is free again for the next batch.
-    config = RewardConfig(max_batch_size=8, max_wait_ms=200, timeout_s=1)
+    config = RewardConfig(service={"max_batch_size": 8, "max_wait_ms": 200, "timeout_s": 1})
     service = RewardService(scorer(), config)
 
     async def scenario():
@@ -291,7 +305,9 @@ def test_a_hung_call_of_a_batch_engine_gives_its_batch_the_timeout_fallback():
 
 
 def test_retries_are_counted_and_stay_within_the_deadline():
-    config = RewardConfig(max_batch_size=32, max_retries=2, retry_backoff_s=0.01, timeout_s=30)
+    config = RewardConfig(
+        service={"max_batch_size": 32, "max_retries": 2, "retry_backoff_s": 0.01, "timeout_s": 30}
+    )
     service = RewardService(scorer(), config)
     texts = [f"r{i}" for i in range(20)]
     texts[4] = "r4 boom"
@@ -304,7 +320,9 @@ def test_retries_are_counted_and_stay_within_the_deadline():
     assert service.stats["retries"] == 3 and service.stats["judge_errors"] == 1 + 1 + 3
 
     # Retries that would outlast the deadline stop at it: a timeout, the others unharmed.
-    config = RewardConfig(max_retries=50, retry_backoff_s=0.01, timeout_s=1.5, max_wait_ms=200)
+    config = RewardConfig(
+        service={"max_retries": 50, "retry_backoff_s": 0.01, "timeout_s": 1.5, "max_wait_ms": 200}
+    )
     service = RewardService(scorer(), config)
     texts = [f"r{i}" for i in range(8)]
     texts[2] = "r2 slow:0.4 boom"
@@ -328,7 +346,9 @@ def test_a_hung_request_to_a_real_http_server_costs_only_its_own_reward():
     stub = StubServer(handler)
     options = {"base_url": stub.url, "max_retries": 0}
     judge = Scorer(OpenAIBackend("stub-model", options), sampling=SamplingParams(num_samples=4))
-    service = RewardService(judge, RewardConfig(max_batch_size=16, max_wait_ms=100, timeout_s=2))
+    service = RewardService(
+        judge, RewardConfig(service={"max_batch_size": 16, "max_wait_ms": 100, "timeout_s": 2})
+    )
     texts = [f"r{i}" for i in range(12)]
     texts[5] = "r5 hang"
     try:
@@ -409,7 +429,7 @@ def test_hung_judge_threads_do_not_starve_the_preparation_of_new_requests():
             release.wait()
             return [[Generation("<answer>[[A]]</answer>", "stop")] for _ in conversations]
 
-    config = RewardConfig(timeout_s=1, max_wait_ms=50, max_batch_size=64)
+    config = RewardConfig(service={"timeout_s": 1, "max_wait_ms": 50, "max_batch_size": 64})
     service = RewardService(Scorer(Hung("hung-model")), config)
 
     async def scenario():
@@ -455,7 +475,7 @@ def test_a_call_abandoned_at_its_deadline_gives_the_caller_s_timeout_failure():
     from rmr1_plugins.rewards.samples import prepare
     from rmr1_plugins.rewards.service import _Item
 
-    service = RewardService(scorer(), RewardConfig(timeout_s=0.5))
+    service = RewardService(scorer(), RewardConfig(service={"timeout_s": 0.5}))
 
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -513,7 +533,9 @@ def test_preparing_a_request_counts_against_its_deadline(monkeypatch):
         loop = asyncio.get_running_loop()
         real = loop.time
         loop.time = lambda: real() + jump[0]
-        service = RewardService(Scorer(judge), RewardConfig(timeout_s=2, max_retries=0))
+        service = RewardService(
+            Scorer(judge), RewardConfig(service={"timeout_s": 2, "max_retries": 0})
+        )
         await service.start(warmup=False)
         try:
             return await service.rewards([sample("r1")])

@@ -1,4 +1,4 @@
-"""Judging while a group fills (``reward.stream_pairs``): a cohort's pairs go to the judge as
+"""Judging while a group fills (``reward.group.stream_pairs``): a cohort's pairs go to the judge as
 soon as both members have arrived, with exactly the rewards of the whole-group strategy.
 
 No sleeps and no clocks: the judge's work is counted in judgments (a judge with a fixed cost per
@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rmr1_plugins import Scorer
+from rmr1_plugins.config import deep_merge
 from rmr1_plugins.plugins import get_plugins
 from rmr1_plugins.rewards.cohorts import CohortService, Member, streams
 from rmr1_plugins.rewards.config import RewardConfig
@@ -38,8 +39,8 @@ def hashed(user: str, _: int) -> str:
 
 def config(**options) -> RewardConfig:
     """Deadlines that a test reaches only by moving the fake clock."""
-    base = {"group_timeout_s": 100.0, "timeout_s": 1000.0, "max_wait_ms": 0.0}
-    return RewardConfig(**{**base, **options})
+    base = {"group": {"timeout_s": 100.0}, "service": {"timeout_s": 1000.0, "max_wait_ms": 0.0}}
+    return RewardConfig(**deep_merge(base, options))
 
 
 def member(value, size, key="p", **extra) -> Member:
@@ -77,7 +78,7 @@ def whole_group(name, values, answer=ranker, **options):
     """The whole-group strategy's values (before scaling) for ``values`` in arrival order."""
     cfg = config(strategy=name, **options)
     strategy = cfg.build_strategy()
-    strategy = strategy.streamed() if streams(cfg.stream_pairs, strategy) else strategy
+    strategy = strategy.streamed() if streams(cfg.group.stream_pairs, strategy) else strategy
     group = Group("Pick a number.", [f"answer {v}" for v in values], reference=REFERENCE)
     scorer = Scorer(ScriptedJudge(answer))
     [result] = score_groups(scorer, [group], strategy, **group_options(cfg))
@@ -116,7 +117,7 @@ def test_streamed_rewards_are_the_whole_group_strategy_s_for_any_arrival(
     size = len(values)
 
     async def go(stream):
-        svc, _ = cohorts(hashed, strategy=name, seed=seed, stream_pairs=stream)
+        svc, _ = cohorts(hashed, strategy=name, seed=seed, group={"stream_pairs": stream})
         futures = []
         for value, drain in zip(values, drains, strict=False):
             futures.append(svc.submit(member(value, size)))
@@ -127,7 +128,7 @@ def test_streamed_rewards_are_the_whole_group_strategy_s_for_any_arrival(
         return [a.win for a in answers], svc.stats
 
     streamed, stats = asyncio.run(go(True))
-    assert streamed == whole_group(name, values, hashed, seed=seed, stream_pairs=True)
+    assert streamed == whole_group(name, values, hashed, seed=seed, group={"stream_pairs": True})
     if not config(strategy=name).build_strategy().draws_positions:
         assert streamed == asyncio.run(go(False))[0]
     assert stats["early_used"] <= stats["early_pairs"]
@@ -145,7 +146,7 @@ def test_a_late_eighth_rollout_is_answered_in_a_quarter_of_the_judging(
     comes late, only its own pairs are left (at most half of all eight arriving together)."""
 
     async def go(late):
-        svc, backend = cohorts(strategy=name, stream_pairs=True)  # pivot: asked for
+        svc, backend = cohorts(strategy=name, group={"stream_pairs": True})  # pivot: asked for
         futures = [svc.submit(member(v, 8)) for v in (5, 2, 7, 1, 6, 3, 8)]
         if late:
             await drained(svc)  # the judge had the time to judge what it knew
@@ -172,7 +173,7 @@ def test_a_cohort_closed_short_is_judged_partial_reusing_its_early_verdicts(name
 
     async def go(stream):
         clock = Clock()
-        svc, backend = cohorts(clock=clock, strategy=name, stream_pairs=stream)
+        svc, backend = cohorts(clock=clock, strategy=name, group={"stream_pairs": stream})
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 2)]
         await drained(svc)
         before = judgments(backend)
@@ -184,7 +185,7 @@ def test_a_cohort_closed_short_is_judged_partial_reusing_its_early_verdicts(name
 
     streamed, after_close, total = asyncio.run(go(True))
     _, _, total_off = asyncio.run(go(False))
-    assert [a.win for a in streamed] == whole_group(name, [3, 1, 2], stream_pairs=True)
+    assert [a.win for a in streamed] == whole_group(name, [3, 1, 2], group={"stream_pairs": True})
     assert all(a.kind == "partial" and a.logs()["rmr1_split"] and a.group == 3 for a in streamed)
     assert after_close == closing and total == total_off  # no judgment more than partial uses
 
@@ -193,7 +194,7 @@ def test_a_cohort_closed_short_is_judged_partial_reusing_its_early_verdicts(name
 def test_a_cohort_that_never_completes_wastes_at_most_what_partial_would_judge(rule):
     async def go(stream):
         clock = Clock()
-        svc, backend = cohorts(clock=clock, on_split=rule, stream_pairs=stream)
+        svc, backend = cohorts(clock=clock, on_split=rule, group={"stream_pairs": stream})
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
         await drained(svc)
         clock.now = 100.0
@@ -264,7 +265,7 @@ def test_a_prompt_that_cannot_be_judged_streams_nothing():
     prompt = [{"role": "assistant", "content": "Hi."}]
 
     async def go(stream):
-        svc, backend = cohorts(stream_pairs=stream)
+        svc, backend = cohorts(group={"stream_pairs": stream})
         futures = [svc.submit(Member("p", 3, prompt, f"answer {v}", REFERENCE)) for v in (1, 2)]
         await drained(svc)
         futures.append(svc.submit(Member("p", 3, prompt, "answer 3", REFERENCE)))
@@ -279,7 +280,7 @@ def test_a_prompt_that_cannot_be_judged_streams_nothing():
 
 def test_streaming_off_judges_nothing_before_the_group_is_complete():
     async def go():
-        svc, backend = cohorts(stream_pairs=False)
+        svc, backend = cohorts(group={"stream_pairs": False})
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 2)]
         await drained(svc)
         before = judgments(backend)
@@ -298,7 +299,9 @@ def test_early_pairs_still_queued_when_a_cohort_is_dropped_are_withdrawn():
 
     async def go():
         clock = Clock()
-        svc = CohortService(Scorer(backend), config(max_batch_size=1), clock=clock, on_split="drop")
+        svc = CohortService(
+            Scorer(backend), config(service={"max_batch_size": 1}), clock=clock, on_split="drop"
+        )
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
         clock.now = 100.0
         svc._expire()
@@ -322,7 +325,7 @@ def test_early_pairs_of_many_filling_groups_do_not_starve_a_complete_group():
     backend = Gated()
 
     async def go():
-        svc = CohortService(Scorer(backend), config(max_batch_size=4))
+        svc = CohortService(Scorer(backend), config(service={"max_batch_size": 4}))
         judge = svc.judge.judge
         mine = {True: 0, False: 0}  # the complete group's pairs queued, early or not
         ready = {True: asyncio.Event(), False: asyncio.Event()}
@@ -373,7 +376,7 @@ def test_duplicate_texts_in_one_arrival_are_sent_early_once():
     one early verdict, so the second is judged again at the close."""
 
     async def go(stream):
-        svc, backend = cohorts(stream_pairs=stream)
+        svc, backend = cohorts(group={"stream_pairs": stream})
         futures = []
         for value in (3, 1, 3, 2, 5):
             futures.append(svc.submit(member(value, 5)))
@@ -399,7 +402,10 @@ def test_unusable_early_pairs_are_not_hurried_ahead_of_the_reference_pairs():
     async def go():
         clock = Clock()
         svc = CohortService(
-            Scorer(backend), config(max_batch_size=1), clock=clock, on_split="reference"
+            Scorer(backend),
+            config(service={"max_batch_size": 1}),
+            clock=clock,
+            on_split="reference",
         )
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
         while len(svc.judge._early) < 2:  # one pair taken (blocked in the judge), two queued
@@ -425,7 +431,7 @@ def test_reissuing_an_id_again_and_again_does_not_multiply_judgments():
     grows without bound with the number of re-issues (no cap, no room() check)."""
 
     async def go(stream):
-        svc, backend = cohorts(stream_pairs=stream)
+        svc, backend = cohorts(group={"stream_pairs": stream})
         futures = [svc.submit(member(v, 8, id=f"m{v}")) for v in range(7)]
         await drained(svc)
         for attempt in range(20):
@@ -444,10 +450,11 @@ def test_reissuing_an_id_again_and_again_does_not_multiply_judgments():
 
 def test_a_reissued_member_is_held_within_max_pending_bytes():
     """CohortTable.replace adds the new text's bytes without room(): one re-issue with a large
-    response takes held_bytes past reward.max_pending_bytes (a new member that size is refused)."""
+    response takes held_bytes past reward.service.max_pending_bytes (a new member that size is
+    refused)."""
 
     async def go():
-        svc, _ = cohorts(max_pending_bytes=10_000)
+        svc, _ = cohorts(service={"max_pending_bytes": 10_000})
         svc.submit(member(1, 4, id="a"))
         svc.submit(member(2, 4, id="b"))
         big = member("x" * 50_000, 4, id="a")  # re-issue of "a"
@@ -465,14 +472,14 @@ def test_a_reissued_member_is_held_within_max_pending_bytes():
 
 def test_early_verdicts_hold_no_judge_text():
     """Early verdicts wait until their group is answered (up to group_timeout_s), outside
-    reward.max_pending_bytes: they keep no judge text (RM-R1 reasoning, KBs each; before, 21
+    reward.service.max_pending_bytes: they keep no judge text (RM-R1 reasoning, KBs each; before, 21
     verdicts of ~18 kB were held for a group of 8 accepted under a 100 kB limit)."""
 
     def verbose(user, index):
         return "thinking " * 2_000 + ranker(user, index)  # ~18 kB of reasoning per verdict
 
     async def go():
-        svc, _ = cohorts(verbose, max_pending_bytes=100_000)
+        svc, _ = cohorts(verbose, service={"max_pending_bytes": 100_000})
         futures = [svc.submit(member(v, 8)) for v in range(7)]
         await drained(svc)
         cohort = svc.table.open_cohort("p")
@@ -499,7 +506,7 @@ def test_hurried_early_pairs_leave_no_stale_entries_behind():
     backend = Gated()
 
     async def go():
-        svc = CohortService(Scorer(backend), config(max_batch_size=1), clock=Clock())
+        svc = CohortService(Scorer(backend), config(service={"max_batch_size": 1}), clock=Clock())
         futures = [svc.submit(member(v, 4)) for v in (3, 1, 5)]
         while len(svc.judge._early) < 2:  # one pair taken (blocked in the judge), two queued
             await asyncio.sleep(0)  # a yield to the loop, not a timed wait
@@ -522,8 +529,11 @@ def test_by_default_only_strategies_whose_rewards_are_unchanged_stream():
         strategy = config(strategy=name).build_strategy()
         svc, _ = cohorts(strategy=name)
         assert svc.stream == (not strategy.draws_positions and not strategy.needs_reference)
-        assert cohorts(strategy=name, stream_pairs=False)[0].stream is False
-        assert cohorts(strategy=name, stream_pairs=True)[0].stream != strategy.needs_reference
+        assert cohorts(strategy=name, group={"stream_pairs": False})[0].stream is False
+        assert (
+            cohorts(strategy=name, group={"stream_pairs": True})[0].stream
+            != strategy.needs_reference
+        )
 
     values = [0, 5, 3, 4, 1, 2]
 
@@ -537,10 +547,10 @@ def test_by_default_only_strategies_whose_rewards_are_unchanged_stream():
         await svc.aclose()
         return [a.win for a in answers], svc.stats["early_pairs"]
 
-    seeded = whole_group("pivot", values, seed=1, stream_pairs=False)
+    seeded = whole_group("pivot", values, seed=1, group={"stream_pairs": False})
     assert asyncio.run(go()) == (seeded, 0)
-    arrival = asyncio.run(go(stream_pairs=True))
-    assert arrival == (whole_group("pivot", values, seed=1, stream_pairs=True), 4)
+    arrival = asyncio.run(go(group={"stream_pairs": True}))
+    assert arrival == (whole_group("pivot", values, seed=1, group={"stream_pairs": True}), 4)
     assert arrival[0] != seeded  # the draw differs from the first arrival here
 
 
@@ -551,7 +561,7 @@ def test_slim_early_verdicts_give_the_same_metrics_as_the_whole_group():
         return "thinking " * 50 + hashed(user, index)
 
     async def go(stream):
-        svc, _ = cohorts(verbose, stream_pairs=stream)
+        svc, _ = cohorts(verbose, group={"stream_pairs": stream})
         futures = []
         for value in (3, 1, 4, 1, 5):
             futures.append(svc.submit(member(value, 5)))
@@ -573,7 +583,9 @@ def test_hurried_early_pairs_count_once_toward_a_full_batch():
     from rmr1_plugins.schema import PairResult, PairwiseExample
 
     backend = ScriptedJudge(ranker)
-    service = RewardService(Scorer(backend), config(max_batch_size=4, max_wait_ms=3_000))
+    service = RewardService(
+        Scorer(backend), config(service={"max_batch_size": 4, "max_wait_ms": 3_000})
+    )
     context = as_context("Pick a number.")
     pairs = [
         PairwiseExample(id=str(i), context=context, response_a=f"answer {i}", response_b="answer 9")

@@ -44,7 +44,7 @@ def judge_prompts_from_the_service(samples: list[Sample]) -> list[list]:
     backend = ScriptedJudge()
 
     async def go():
-        service = RewardService(Scorer(backend), RewardConfig(max_wait_ms=0))
+        service = RewardService(Scorer(backend), RewardConfig(service={"max_wait_ms": 0}))
         await service.start(warmup=False)
         try:
             return await service.rewards(samples)

@@ -189,22 +189,39 @@ def test_a_flag_and_its_key_spell_the_same_word():
     [(ENV_PREFIX, ScorerConfig, None), (REWARD_ENV_PREFIX, RewardConfig, "reward")],
 )
 def test_a_variable_and_its_key_spell_the_same_word(monkeypatch, prefix, model, section):
-    """``RMR1_<KEY>`` (scorer) and ``RMR1_REWARD__<KEY>`` set the key of that name, checked
-    by loading: each scalar key set through its variable to a value other than its default."""
+    """``RMR1_<KEY>`` (scorer) and ``RMR1_REWARD__<KEY>`` / ``RMR1_REWARD__<SECTION>__<KEY>``
+    set the key of that name, checked by loading: each scalar key, sections walked into, set
+    through its variable to a value other than its default."""
     changed = {"float": "0.75", "int": "3", "bool": "true", "str": None}
-    tried = 0
-    for name, info in model.model_fields.items():
+    tried: list[tuple] = []
+    for path, info in _scalar_keys(model):
         kind = getattr(info.annotation, "__name__", str(info.annotation))
         value = changed.get(kind)
-        if value is None or name in ("win", "loss", "seed", "strategy"):
+        if value is None or path[-1] in ("win", "loss", "seed", "strategy"):
             continue  # a free string, or a key that must stay apart from another
-        monkeypatch.setenv(prefix + name.upper(), value)
+        variable = prefix + "__".join(path).upper()
+        monkeypatch.setenv(variable, value)
         settings = load_reward_settings(None)
-        monkeypatch.delenv(prefix + name.upper())
-        got = getattr(settings.reward if section else settings.scorer, name)
-        assert str(got).lower() == value or got == pytest.approx(float(value)), name
-        tried += 1
-    assert tried >= 3
+        monkeypatch.delenv(variable)
+        got: Any = settings.reward if section else settings.scorer
+        for part in path:
+            got = getattr(got, part)
+        assert str(got).lower() == value or got == pytest.approx(float(value)), path
+        tried.append(path)
+    assert len(tried) >= 3
+    if section:  # the reward: section's sections are walked into
+        assert {"group", "service", "hard_pairs"} <= {path[0] for path in tried if len(path) > 1}
+
+
+def _scalar_keys(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple]:
+    """Every key of ``model`` as a path, nested models walked into."""
+    keys = []
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            keys += _scalar_keys(info.annotation, (*prefix, name))
+        else:
+            keys.append(((*prefix, name), info))
+    return keys
 
 
 def test_every_rmr1_variable_in_the_code_is_a_key_or_listed():

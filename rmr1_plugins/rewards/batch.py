@@ -8,8 +8,8 @@ trainer:
 - :func:`find_groups` cuts the rows into groups (runs of consecutive identical prompts, of
   ``group_size`` rows when known) and marks the incomplete ones;
 - :func:`plan_batch` gives each group its plan (:func:`~rmr1_plugins.rewards.groups.plan_group`
-  with ``reward.on_split``): judged with the strategy, judged alone against its reference, or a
-  fallback. It raises :class:`SplitRows` for ``on_split="error"`` and a ``ValueError`` naming
+  with ``reward.group.on_split``): judged with the strategy, judged alone against its reference,
+  or a fallback. It raises :class:`SplitRows` for ``on_split="error"`` and a ``ValueError`` naming
   the column when judging needs a reference column the batch lacks;
 - :func:`score_batch` and :func:`ascore_batch` (sync/async twins) judge the plan and give
   :class:`BatchRewards`: per row the reward on ``[loss, win]`` (``None``: not judged; a warning
@@ -44,6 +44,7 @@ from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.inputs import as_text
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy
+from rmr1_plugins.scorer import PairScorer
 
 logger = logging.getLogger(__name__)
 JUDGE_FAILED = "the judge failed"
@@ -145,7 +146,7 @@ def plan_batch(
     """The plan of a batch whose groups are runs of identical prompts (:func:`find_groups`).
 
     ``columns`` are the batch's dataset columns (the reference answer is
-    ``columns[config.reference_key]``); ``name`` prefixes errors and warnings.
+    ``columns[config.inputs.reference_key]``); ``name`` prefixes errors and warnings.
     """
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
@@ -162,7 +163,7 @@ def plan_batch(
     # A group of one (a prompt seen once) is judged against the reference column when there is
     # one; a split group or a reference strategy needs it.
     needed = any(p.reference and (p.split or strategy.needs_reference) for p in plans)
-    wanted = any(p.reference for p in plans) and config.reference_key in columns
+    wanted = any(p.reference for p in plans) and config.inputs.reference_key in columns
     references = _references(columns, config, len(prompts), name) if needed or wanted else None
     batch = BatchPlan(config, len(prompts), name)
     for run in runs:
@@ -188,14 +189,14 @@ def plan_batch(
     return batch
 
 
-def score_batch(plan: BatchPlan, get_scorer: Callable[[], Any]) -> BatchRewards:
+def score_batch(plan: BatchPlan, get_scorer: Callable[[], PairScorer]) -> BatchRewards:
     """Judge ``plan`` with the scorer ``get_scorer()`` builds (only when a group needs it)."""
     main = _score(plan.groups, plan.config, None, get_scorer)
     alone = _score(plan.alone, plan.config, AGAINST_REFERENCE, get_scorer)
     return _finish(plan, main, alone)
 
 
-async def ascore_batch(plan: BatchPlan, get_scorer: Callable[[], Any]) -> BatchRewards:
+async def ascore_batch(plan: BatchPlan, get_scorer: Callable[[], PairScorer]) -> BatchRewards:
     """The async twin of :func:`score_batch`: the two judgings run concurrently, and the scorer
     is built in a worker thread, off the event loop."""
     main, alone = await asyncio.gather(
@@ -206,7 +207,10 @@ async def ascore_batch(plan: BatchPlan, get_scorer: Callable[[], Any]) -> BatchR
 
 
 def _score(
-    groups: list[Group], config: RewardConfig, strategy: Strategy | None, get_scorer: Any
+    groups: list[Group],
+    config: RewardConfig,
+    strategy: Strategy | None,
+    get_scorer: Callable[[], PairScorer],
 ) -> list[GroupRewards]:
     if not groups:
         return []
@@ -219,7 +223,10 @@ def _score(
 
 
 async def _ascore(
-    groups: list[Group], config: RewardConfig, strategy: Strategy | None, get_scorer: Any
+    groups: list[Group],
+    config: RewardConfig,
+    strategy: Strategy | None,
+    get_scorer: Callable[[], PairScorer],
 ) -> list[GroupRewards]:
     if not groups:
         return []
@@ -241,19 +248,19 @@ def _failed(groups: Sequence[Group], error: Exception) -> list[GroupRewards]:
 def _plan(run: Rows, strategy: Strategy, config: RewardConfig, has_reference: bool) -> GroupPlan:
     expected = run.expected or run.size
     return plan_group(
-        run.size, expected, strategy, has_reference=has_reference, on_split=config.on_split
+        run.size, expected, strategy, has_reference=has_reference, on_split=config.group.on_split
     )
 
 
 def _references(
     columns: Mapping[str, Sequence[Any]], config: RewardConfig, size: int, name: str
 ) -> Sequence[Any]:
-    key = config.reference_key
+    key = config.inputs.reference_key
     if key not in columns:
         raise ValueError(
             f"{name}: strategy {config.strategy!r} (or on_split='reference') needs the dataset "
             f"column {key!r} with a reference answer; the batch has columns {sorted(columns)}. "
-            "Set reward.reference_key (RMR1_REWARD__REFERENCE_KEY)."
+            "Set reward.inputs.reference_key (RMR1_REWARD__INPUTS__REFERENCE_KEY)."
         )
     values = columns[key]
     if len(values) != size:
@@ -274,7 +281,7 @@ def _finish(plan: BatchPlan, main: list[GroupRewards], alone: list[GroupRewards]
     for rows, group_plan in plan.unjudged:
         why = group_plan.reason
         if group_plan.fallback == "no_reference":
-            key = config.reference_key
+            key = config.inputs.reference_key
             why = f"rows {rows[0]}-{rows[-1]}: judging needs a reference answer ({key!r}): {why}"
             logger.warning("%s: %s; its rows get reward None", name, why)
         for row in rows:

@@ -33,10 +33,11 @@ complete, judges the cohort with the configured strategy and answers every membe
   with ``deadline="close"`` (the veRL manager's), within ``timeout_s`` of its cohort's close
   (complete, or at the end of its ``group_timeout_s`` wait, which is not capped);
 - members held or being judged are bounded by count (``max_pending``) and by their text's size
-  (``reward.max_pending_bytes``): :class:`Overloaded` before one is accepted; a cohort's size is
-  bounded by ``max_group_size``;
-- **streaming** (``reward.stream_pairs``; :func:`streams`): while a cohort fills, each pair the
-  strategy knows early (:meth:`~rmr1_plugins.rewards.strategies.Strategy.early_pairs`) goes to
+  (``reward.service.max_pending_bytes``): :class:`Overloaded` before one is accepted; a
+  cohort's size is bounded by ``max_group_size``;
+- **streaming** (``reward.group.stream_pairs``; :func:`streams`): while a cohort fills, each
+  pair the strategy knows early
+  (:meth:`~rmr1_plugins.rewards.strategies.Strategy.early_pairs`) goes to
   the batching service as soon as both of its members have arrived (identical text pairs once),
   queued behind the work of complete groups. When the cohort closes, its strategy is played as
   for the whole group; a pair already judged early (same prompt, same two texts in the same
@@ -79,6 +80,7 @@ from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_
 from rmr1_plugins.rewards.service import Failure, RewardService
 from rmr1_plugins.rewards.strategies import Pair, Strategy
 from rmr1_plugins.schema import PairResult, PairwiseExample, ParsedParts
+from rmr1_plugins.scorer import Scorer
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 # What can happen to a member: judged with part of its group, judged alone against the
@@ -100,7 +102,7 @@ def streams(stream_pairs: bool | None, strategy: Strategy) -> bool:
 
 def groups_samples(config: RewardConfig) -> bool:
     """Whether ``config`` asks for whole-group rewards: an in-group strategy, a group size > 1."""
-    return not config.build_strategy().needs_reference and (config.group_size or 1) > 1
+    return not config.build_strategy().needs_reference and (config.group.size or 1) > 1
 
 
 class Overloaded(RMR1Error, RuntimeError):
@@ -253,7 +255,8 @@ class CohortTable:
         ValueError when they never could."""
         if nbytes > self.max_bytes:
             raise ValueError(
-                f"{nbytes} bytes of text, more than reward.max_pending_bytes {self.max_bytes}: "
+                f"{nbytes} bytes of text, more than reward.service.max_pending_bytes "
+                f"{self.max_bytes}: "
                 "it can never be accepted"
             )
         if self.held + count > self.max_pending:
@@ -261,7 +264,7 @@ class CohortTable:
         if self.held_bytes + nbytes > self.max_bytes:
             raise Overloaded(
                 f"{self.held_bytes} bytes of text waiting, {nbytes} more would pass "
-                f"reward.max_pending_bytes {self.max_bytes}"
+                f"reward.service.max_pending_bytes {self.max_bytes}"
             )
 
     def cost(self, member: Member) -> int:
@@ -407,7 +410,7 @@ class CohortService:
 
     def __init__(
         self,
-        scorer: Any,
+        scorer: Scorer,
         config: RewardConfig | None = None,
         *,
         service: RewardService | None = None,
@@ -428,11 +431,11 @@ class CohortService:
         self.judge = service or RewardService(scorer, self.config)
         self._owns_judge = service is None
         self.strategy: Strategy = self.config.build_strategy()
-        self.stream = streams(self.config.stream_pairs, self.strategy)
+        self.stream = streams(self.config.group.stream_pairs, self.strategy)
         if self.stream:
             self.strategy = self.strategy.streamed()
         self.deadline = deadline
-        timeout_s, group_timeout_s = self.config.timeout_s, self.config.group_timeout_s
+        timeout_s, group_timeout_s = self.config.service.timeout_s, self.config.group.timeout_s
         self.group_timeout_s = (
             group_timeout_s if deadline == "close" else min(group_timeout_s, timeout_s / 2)
         )
@@ -440,7 +443,7 @@ class CohortService:
             self.group_timeout_s,
             max_pending,
             max_group_size,
-            max_bytes=self.config.max_pending_bytes,
+            max_bytes=self.config.service.max_pending_bytes,
             late_s=timeout_s if deadline == "first" else 2 * group_timeout_s + timeout_s,
             recent=recent,
         )
@@ -623,7 +626,7 @@ class CohortService:
             return
         # the latest time its cohort could still use them (_judge's deadline)
         close = cohort.opened + (self.group_timeout_s if self.deadline == "close" else 0.0)
-        budget = max(close + self.config.timeout_s - self._clock(), 0.001)
+        budget = max(close + self.config.service.timeout_s - self._clock(), 0.001)
         task = asyncio.ensure_future(self._early(cohort, examples, budget))
         self.stats["early_pairs"] += len(examples)
         for position, key in enumerate(keys):
@@ -655,7 +658,7 @@ class CohortService:
     async def _judge(self, cohort: Cohort) -> None:
         from_first = self.deadline == "first" and not cohort.late
         start = cohort.opened if from_first else self._clock()  # else now: it just closed
-        budget = max(start + self.config.timeout_s - self._clock(), 0.001)
+        budget = max(start + self.config.service.timeout_s - self._clock(), 0.001)
         try:
             rewards = await asyncio.wait_for(self._rewards(cohort, budget), timeout=budget)
         except asyncio.TimeoutError:

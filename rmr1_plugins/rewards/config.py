@@ -32,50 +32,19 @@ DEFAULT_END_TOKENS = (
 )
 
 
-class RewardConfig(BaseModel):
-    """How judgments become rewards: the ``reward:`` section, for every trainer integration.
-
-    The scale (``win``, ``loss``, ``fallback``) means the same everywhere. The group keys are
-    read by the TRL and veRL extensions (:mod:`~.engine`), the per-sample keys by the
-    reference reward of ``rmr1 serve`` and the OpenRLHF reward file
-    (:mod:`rmr1_plugins.rewards.samples`, :mod:`rmr1_plugins.rewards.service`); an integration
-    ignores the keys of the others. Variables are ``RMR1_REWARD__<KEY>``.
-    """
+class GroupConfig(BaseModel):
+    """``reward.group``: comparing a group of completions of one prompt (TRL, veRL, cohorts)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    # The reward scale, everywhere.
-    win: float = Field(1.0, description="reward for winning every comparison")
-    loss: float = Field(0.0, description="reward for losing every comparison")
-    fallback: float | None = Field(
-        None,
-        description="reward of a sample with no verdict where the trainer cannot take None "
-        "(default: the midpoint of loss and win)",
-    )
-    # Comparing a group of completions (TRL, veRL).
-    strategy: str = Field("round-robin", description="a registered grouping strategy")
-    strategy_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="the strategy's arguments, e.g. {budget: 16} for adaptive",
-    )
-    outcome: Outcome = Field(
-        "hard", description="hard: vote shares; soft: the judge's verdict probabilities"
-    )
-    on_unparsed: OnUnparsed = Field(
-        "tie", description="a comparison without a parseable verdict: tie, loss or exclude"
-    )
-    seed: int = Field(0, description="seeds pivot choices and knockout brackets")
-    reference_key: str = Field(
-        "reference", description="dataset column (TRL) / extra_info key (veRL) of a reference"
-    )
-    group_size: int | None = Field(
+    size: int | None = Field(
         None, ge=1, description="completions per prompt (TRL num_generations, veRL rollout.n)"
     )
-    group_timeout_s: float = Field(
+    timeout_s: float = Field(
         600.0,
         gt=0,
         description="seconds a group waits for its last member before it is judged with what "
-        "arrived (rmr1 serve cohorts: capped at half of timeout_s)",
+        "arrived (rmr1 serve cohorts: capped at half of service.timeout_s)",
     )
     on_split: Literal["error", "reference", "drop"] = Field(
         "error", description="what to do with a group that arrives incomplete"
@@ -88,7 +57,16 @@ class RewardConfig(BaseModel):
         "positions drawn at random taken from arrival order (pivot: the first arrival); false: "
         "never",
     )
-    # One response against its reference (rmr1 serve, OpenRLHF).
+
+
+class InputsConfig(BaseModel):
+    """``reward.inputs``: what the judge is shown of a sample (every integration)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    reference_key: str = Field(
+        "reference", description="dataset column (TRL) / extra_info key (veRL) of a reference"
+    )
     end_tokens: list[str] = Field(
         default_factory=lambda: list(DEFAULT_END_TOKENS),
         description="special tokens stripped from the end of the response",
@@ -101,17 +79,13 @@ class RewardConfig(BaseModel):
     max_response_chars: int | None = Field(
         None, gt=0, description="cut longer responses (counted in rmr1_clipped)"
     )
-    # Hard pairs for the next judge (every integration; rmr1_plugins.rewards.hard_pairs).
-    hard_pairs_path: str | None = Field(
-        None, description="append order-inconsistent and low-confidence pairs to this JSONL"
-    )
-    hard_pairs_max_records: int = Field(
-        100_000, gt=0, description="stop appending once the file holds this many pairs"
-    )
-    hard_pairs_confidence: float = Field(
-        0.6, ge=0.5, le=1.0, description="low confidence: max(prob_a, 1 - prob_a) below this"
-    )
-    # The batching reward service (rmr1 serve, OpenRLHF).
+
+
+class ServiceConfig(BaseModel):
+    """``reward.service``: the batching reward service (rmr1 serve, OpenRLHF, veRL cohorts)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
     max_batch_size: int = Field(64, gt=0, description="samples per judge call")
     max_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits to fill up")
     max_concurrent_batches: int = Field(1, gt=0, description="judge calls in flight at once")
@@ -123,6 +97,64 @@ class RewardConfig(BaseModel):
         gt=0,
         description="text held for cohorts at most (prompts, responses, references; rmr1 serve "
         "answers 503 beyond it)",
+    )
+
+
+class HardPairsConfig(BaseModel):
+    """``reward.hard_pairs``: hard pairs for the next judge (:mod:`~.hard_pairs`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    path: str | None = Field(
+        None, description="append order-inconsistent and low-confidence pairs to this JSONL"
+    )
+    max_records: int = Field(
+        100_000, gt=0, description="stop appending once the file holds this many pairs"
+    )
+    confidence: float = Field(
+        0.6, ge=0.5, le=1.0, description="low confidence: max(prob_a, 1 - prob_a) below this"
+    )
+
+
+class RewardConfig(BaseModel):
+    """How judgments become rewards: the ``reward:`` section, for every trainer integration.
+
+    The top-level keys are the judging rule, the same everywhere: the scale (``win``, ``loss``,
+    ``fallback``) and how a group's verdicts make rewards (``strategy`` ... ``seed``). The
+    sections hold one concern each: ``group`` (TRL and veRL groups, ``rmr1 serve`` cohorts),
+    ``inputs`` (what the judge is shown), ``service`` (the batching service of ``rmr1 serve``
+    and OpenRLHF) and ``hard_pairs``; an integration ignores what does not apply to it.
+    Variables are ``RMR1_REWARD__<KEY>`` and ``RMR1_REWARD__<SECTION>__<KEY>``.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    win: float = Field(1.0, description="reward for winning every comparison")
+    loss: float = Field(0.0, description="reward for losing every comparison")
+    fallback: float | None = Field(
+        None,
+        description="reward of a sample with no verdict where the trainer cannot take None "
+        "(default: the midpoint of loss and win)",
+    )
+    strategy: str = Field("round-robin", description="a registered grouping strategy")
+    strategy_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the strategy's arguments, e.g. {budget: 16} for adaptive",
+    )
+    outcome: Outcome = Field(
+        "hard", description="hard: vote shares; soft: the judge's verdict probabilities"
+    )
+    on_unparsed: OnUnparsed = Field(
+        "tie", description="a comparison without a parseable verdict: tie, loss or exclude"
+    )
+    seed: int = Field(0, description="seeds pivot choices and knockout brackets")
+    group: GroupConfig = Field(default_factory=GroupConfig, description="a group of completions")
+    inputs: InputsConfig = Field(default_factory=InputsConfig, description="what is judged")
+    service: ServiceConfig = Field(
+        default_factory=ServiceConfig, description="the batching reward service"
+    )
+    hard_pairs: HardPairsConfig = Field(
+        default_factory=HardPairsConfig, description="hard pairs for the next judge"
     )
 
     @model_validator(mode="after")
@@ -173,7 +205,8 @@ class RewardConfig(BaseModel):
 
 
 # The settings that decide a reward in a group: a cohort request carries them (rmr1 serve's
-# ``/cohort``, field ``settings``) so a client and a server cannot silently disagree.
+# ``/cohort``, field ``settings``, shaped as the ``reward:`` section) so a client and a server
+# cannot silently disagree. A dotted key is a section's key.
 DECISIVE_REWARD_KEYS: tuple[str, ...] = (
     "strategy",
     "strategy_options",
@@ -183,34 +216,49 @@ DECISIVE_REWARD_KEYS: tuple[str, ...] = (
     "outcome",
     "on_unparsed",
     "seed",
-    "stream_pairs",
+    "group.stream_pairs",
 )
 
 
 def decisive_values(reward: RewardConfig, order: str) -> dict[str, Any]:
-    """The settings that decide a group's rewards (:data:`DECISIVE_REWARD_KEYS`, ``fallback``
-    resolved to its value) and the scorer's A/B ``order``, as plain JSON values; see
-    :func:`rmr1_plugins.settings.decisive_settings`."""
-    values = reward.model_dump(mode="json", include=set(DECISIVE_REWARD_KEYS))
+    """The settings that decide a group's rewards (:data:`DECISIVE_REWARD_KEYS`, nested as in
+    the YAML, ``fallback`` resolved to its value) and the scorer's A/B ``order``, as plain JSON
+    values; see :func:`rmr1_plugins.settings.decisive_settings`."""
+    dumped = reward.model_dump(mode="json")
+    values: dict[str, Any] = {}
+    for key in DECISIVE_REWARD_KEYS:
+        *sections, name = key.split(".")
+        source, target = dumped, values
+        for section in sections:
+            source, target = source[section], target.setdefault(section, {})
+        target[name] = source[name]
     values["fallback"] = reward.fallback_reward
     values["order"] = order
     return values
 
 
-def settings_difference(given: Any, own: Mapping[str, Any]) -> str | None:
+_SECTIONS = {key.split(".")[0] for key in DECISIVE_REWARD_KEYS if "." in key}
+
+
+def settings_difference(given: Any, own: Mapping[str, Any], where: str = "") -> str | None:
     """Why a request's ``settings`` differ from ``own`` (:func:`decisive_values`), naming the
     first differing key with both values; ``None`` when they agree. Every key must be there."""
+    label = f"settings.{where[:-1]}" if where else "settings"
     if not isinstance(given, Mapping):
-        return f"settings must be an object, got {type(given).__name__}"
+        return f"{label} must be an object, got {type(given).__name__}"
     unknown = [key for key in given if key not in own]
     if unknown:
         known = ", ".join(own)
-        return f"settings has an unknown key {str(unknown[0])[:80]!r} (known: {known})"
+        return f"{label} has an unknown key {str(unknown[0])[:80]!r} (known: {known})"
     for key, value in own.items():
-        name = "order" if key == "order" else f"reward.{key}"
+        name = "order" if key == "order" and not where else f"reward.{where}{key}"
         if key not in given:
             return f"settings differ from this server's: {name} is missing in the request"
-        if not _same(given[key], value):
+        if not where and key in _SECTIONS:
+            problem = settings_difference(given[key], value, f"{key}.")
+            if problem is not None:
+                return problem
+        elif not _same(given[key], value):
             return (
                 f"settings differ from this server's: {name} is {_shown(given[key])} in the "
                 f"request, {_shown(value)} here"

@@ -18,7 +18,7 @@ incomplete, ``on_split="error"``             raises :class:`SplitGroup`
 
 Judging against the reference without one is the fallback ``no_reference``. ``partial`` is the
 cohort service's rule (a group that missed its deadline is judged with the members it has);
-``reference``, ``drop`` and ``error`` are ``reward.on_split``'s (TRL, veRL).
+``reference``, ``drop`` and ``error`` are ``reward.group.on_split``'s (TRL, veRL).
 
 :func:`scoring`, :func:`score` and :func:`ascore` score groups with the settings of a
 :class:`~rmr1_plugins.rewards.config.RewardConfig` (``outcome``, ``on_unparsed``, ``seed``,
@@ -41,6 +41,7 @@ from rmr1_plugins.rewards.engine import (
     score_groups,
 )
 from rmr1_plugins.rewards.strategies import ReferenceStrategy, Strategy
+from rmr1_plugins.scorer import PairScorer
 
 PlanKind = Literal["whole", "partial", "alone", "fallback"]
 SplitRule = Literal["partial", "reference", "drop", "error"]
@@ -88,7 +89,7 @@ def plan_group(
     split = size < expected and not strategy.needs_reference
     got = f"the group got {size} of {expected} completions"
     if split and on_split == "error":
-        raise SplitGroup(f"{got}; reward.on_split is 'error'")
+        raise SplitGroup(f"{got}; reward.group.on_split is 'error'")
     if split and on_split == "drop":
         return GroupPlan("fallback", None, size, expected, True, "dropped", f"{got} (dropped)")
     if strategy.needs_reference:
@@ -120,7 +121,10 @@ def scoring(
 
 
 def score(
-    scorer: Any, groups: Sequence[Group], config: RewardConfig, strategy: Strategy | None = None
+    scorer: PairScorer,
+    groups: Sequence[Group],
+    config: RewardConfig,
+    strategy: Strategy | None = None,
 ) -> list[GroupRewards]:
     """:func:`~rmr1_plugins.rewards.engine.score_groups` with ``config``'s settings, as
     :func:`scoring`; :func:`ascore` is its async twin."""
@@ -129,7 +133,10 @@ def score(
 
 
 async def ascore(
-    scorer: Any, groups: Sequence[Group], config: RewardConfig, strategy: Strategy | None = None
+    scorer: PairScorer,
+    groups: Sequence[Group],
+    config: RewardConfig,
+    strategy: Strategy | None = None,
 ) -> list[GroupRewards]:
     """The async twin of :func:`score` (:func:`~rmr1_plugins.rewards.engine.ascore_groups`)."""
     chosen = config.build_strategy() if strategy is None else strategy

@@ -1,8 +1,8 @@
 """Hard pairs for the next judge: comparisons the judge got unsure about during policy RL.
 
-With ``reward.hard_pairs_path`` set, every integration appends the comparisons it judged that are
+With ``reward.hard_pairs.path`` set, every integration appends the comparisons it judged that are
 *order-inconsistent* (judged in both orders, and the two orders disagree) or *low-confidence*
-(``max(prob_a, 1 - prob_a)`` below ``reward.hard_pairs_confidence``; needs verdict probabilities)
+(``max(prob_a, 1 - prob_a)`` below ``reward.hard_pairs.confidence``; needs verdict probabilities)
 to a JSONL file of native pairs: ``id``, ``context``, ``response_a``, ``response_b`` and
 ``label: null``. The id names the reason (``hard-order_flip-<hash>``, ``hard-low_confidence-...``)
 and the hash of the pair, so a pair seen twice can be dropped.
@@ -16,7 +16,7 @@ Writing never slows or stops a training step: pairs go into a bounded queue (a f
 the pair, counted) and a background thread appends them. Each batch is one ``write`` of whole
 lines on an ``O_APPEND`` descriptor under an exclusive ``flock``, so processes sharing the file
 never interleave lines; a line left incomplete by a crash is cut off before the next append. The
-file holds at most ``reward.hard_pairs_max_records`` lines (counted again when another process
+file holds at most ``reward.hard_pairs.max_records`` lines (counted again when another process
 has written), and a record over :data:`MAX_RECORD_BYTES` is skipped.
 """
 
@@ -188,11 +188,11 @@ def _count_lines(path: Path, size: int) -> int:
 
 def writer_for(options: Any) -> HardPairWriter | None:
     """This process's writer for ``options`` (a :class:`~rmr1_plugins.rewards.config.RewardConfig`),
-    or ``None`` when ``hard_pairs_path`` is not set."""
-    path = getattr(options, "hard_pairs_path", None)
+    or ``None`` when ``hard_pairs.path`` is not set."""
+    path = options.hard_pairs.path
     if not path:
         return None
-    key = (str(path), options.hard_pairs_max_records, options.hard_pairs_confidence)
+    key = (str(path), options.hard_pairs.max_records, options.hard_pairs.confidence)
     with _LOCK:
         if key not in _WRITERS:
             _WRITERS[key] = HardPairWriter(*key)
@@ -202,7 +202,7 @@ def writer_for(options: Any) -> HardPairWriter | None:
 
 def record_groups(options: Any, groups: Sequence[Any], results: Sequence[Any]) -> None:
     """Offer every judged comparison of ``groups`` (with their
-    :class:`~rmr1_plugins.rewards.engine.GroupRewards`); a no-op without ``hard_pairs_path``."""
+    :class:`~rmr1_plugins.rewards.engine.GroupRewards`); a no-op without ``hard_pairs.path``."""
     writer = writer_for(options)
     if writer is None:
         return

@@ -276,7 +276,7 @@ def sample_context(
     cohorts."""
     if question is not None:
         return as_context(question if isinstance(question, list) else clean_text(question))
-    turns = recover_turns(prompt) if config.question == "auto" else None
+    turns = recover_turns(prompt) if config.inputs.question == "auto" else None
     return turns or [Message(role="user", content=prompt.strip())]
 
 
@@ -289,10 +289,14 @@ def sample_texts(sample: Sample) -> tuple[str, str]:
 
 
 def clipped_response(query: str, prompt: str, config: RewardConfig) -> tuple[str, bool]:
-    """The response (:func:`extract_response`) cut at ``max_response_chars``, and whether it was."""
-    response = extract_response(query, prompt, config.end_tokens)
-    clipped = config.max_response_chars is not None and len(response) > config.max_response_chars
+    """The response (:func:`extract_response`) cut at ``inputs.max_response_chars``, and whether
+    it was."""
+    response = extract_response(query, prompt, config.inputs.end_tokens)
+    clipped = (
+        config.inputs.max_response_chars is not None
+        and len(response) > config.inputs.max_response_chars
+    )
     if clipped:
-        cut = len(response) - config.max_response_chars  # type: ignore[operator]
-        response = response[: config.max_response_chars] + f"\n[... {cut} characters cut]"
+        cut = len(response) - config.inputs.max_response_chars  # type: ignore[operator]
+        response = response[: config.inputs.max_response_chars] + f"\n[... {cut} characters cut]"
     return response, clipped

@@ -105,7 +105,7 @@ METRICS: tuple[Metric, ...] = (
         "flag",
         (
             "its group arrived incomplete (split across processes or workers, or not whole "
-            "within `group_timeout_s`)"
+            "within `group.timeout_s`)"
         ),
         "0 or 1",
         "0 or 1",
@@ -113,7 +113,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "rmr1_clipped",
         "flag",
-        "the response was cut at `max_response_chars` (OpenRLHF and `rmr1 serve` samples)",
+        "the response was cut at `inputs.max_response_chars` (OpenRLHF and `rmr1 serve` samples)",
         "0 or 1",
         "0 or 1",
     ),

@@ -19,8 +19,9 @@ naming the field, and :func:`fallback` turns any failure into the configured neu
 (default: the midpoint of ``[loss, win]``) with ``rmr1_fallback=1`` in the logs (the metrics
 contract, :mod:`rmr1_plugins.rewards.metrics`).
 
-The settings (the scale, ``end_tokens``, ``question``, ``max_response_chars``) are the ``reward:``
-section of the YAML file, :class:`rmr1_plugins.rewards.config.RewardConfig`.
+The settings (the scale and the ``inputs`` section: ``end_tokens``, ``question``,
+``max_response_chars``) are the ``reward:`` section of the YAML file,
+:class:`rmr1_plugins.rewards.config.RewardConfig`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class SampleReward:
 def build_group(sample: Sample, config: RewardConfig) -> tuple[Group, bool]:
     """The group of one to judge: the sample's context, its response, its reference.
 
-    Returns the group and whether the response was cut at ``max_response_chars``; raises
+    Returns the group and whether the response was cut at ``inputs.max_response_chars``; raises
     :class:`~.inputs.SampleError` naming the field.
     """
     query, prompt = sample_texts(sample)

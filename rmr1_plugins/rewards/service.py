@@ -33,7 +33,7 @@ never holds up a group that waits for its answer; :meth:`RewardService.hurry` mo
 early pairs still queued to the front when the group completes.
 
 Each judged sample adds to :attr:`RewardService.health` (the judge-health counts of
-:mod:`rmr1_plugins.rewards.health`), and its hard pairs go to ``reward.hard_pairs_path`` when set.
+:mod:`rmr1_plugins.rewards.health`), and its hard pairs go to ``reward.hard_pairs.path`` when set.
 Each fallback is counted in :attr:`RewardService.stats` and in the sample's extra logs, and logged
 (a warning at most every 30 s per kind, with running counts). :class:`BackgroundRewardService`
 runs the service on its own event-loop thread for synchronous callers.
@@ -130,9 +130,9 @@ class RewardService:
             return
         self._wakeup = asyncio.Event()
         self._full = asyncio.Event()
-        slots = self.config.max_concurrent_batches
+        slots = self.config.service.max_concurrent_batches
         if self.per_sample:
-            slots *= self.config.max_batch_size
+            slots *= self.config.service.max_batch_size
         self._slots = asyncio.Semaphore(slots)
         if warmup:
             self.warmup_error = await self.warmup()
@@ -162,7 +162,7 @@ class RewardService:
             return self._unjudged(samples, "error", "the reward service stopped")
         guard = self.scorer.neutralize_markup
         loop = asyncio.get_running_loop()
-        deadline = (loop.time() if arrived is None else arrived) + self.config.timeout_s
+        deadline = (loop.time() if arrived is None else arrived) + self.config.service.timeout_s
         self._building += len(samples)  # counted as pending meanwhile
         try:
             preparing = loop.run_in_executor(
@@ -170,7 +170,9 @@ class RewardService:
             )
             built = await asyncio.wait_for(preparing, max(deadline - loop.time(), 0.0))
         except asyncio.TimeoutError:
-            message = f"preparing the request took more than timeout_s={self.config.timeout_s}"
+            message = (
+                f"preparing the request took more than timeout_s={self.config.service.timeout_s}"
+            )
             return self._unjudged(samples, "timeout", message)
         finally:
             self._building -= len(samples)
@@ -250,7 +252,7 @@ class RewardService:
             self._early = deque(item for item in self._early if item.early is not None)
         if self._queue and hasattr(self, "_wakeup"):
             self._wakeup.set()
-            if len(self._queue) >= self.config.max_batch_size:
+            if len(self._queue) >= self.config.service.max_batch_size:
                 self._full.set()
 
     async def aclose(self) -> None:
@@ -289,7 +291,7 @@ class RewardService:
             self._early.append(item)
             self._early_waiting += 1
         self._wakeup.set()
-        if self._queued() >= self.config.max_batch_size:
+        if self._queued() >= self.config.service.max_batch_size:
             self._full.set()
 
     def _queued(self) -> int:
@@ -337,8 +339,8 @@ class RewardService:
     def _too_late(self) -> Failure:
         return Failure(
             "timeout",
-            f"no verdict within {self.config.timeout_s:g} s (the judge is too slow or "
-            "overloaded; raise reward.timeout_s or add judge capacity)",
+            f"no verdict within {self.config.service.timeout_s:g} s (the judge is too slow or "
+            "overloaded; raise reward.service.timeout_s or add judge capacity)",
         )
 
     def _judged(self, judging: Judging, result: PairResult | None) -> SampleReward:
@@ -388,15 +390,17 @@ class RewardService:
             logger.error("rmr1: batch failed unexpectedly", exc_info=task.exception())
 
     async def _next_batch(self, size: int | None = None) -> list[_Item]:
-        size = size or self.config.max_batch_size
+        size = size or self.config.service.max_batch_size
         while True:
             while not self._queue and not self._early:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if self._queued() < size and self.config.max_wait_ms > 0:
+            if self._queued() < size and self.config.service.max_wait_ms > 0:
                 self._full.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.config.max_wait_ms / 1000)
+                    await asyncio.wait_for(
+                        self._full.wait(), self.config.service.max_wait_ms / 1000
+                    )
             batch: list[_Item] = []
             while self._queue and len(batch) < size:  # samples and complete groups first
                 item = self._queue.popleft()
@@ -452,13 +456,13 @@ class RewardService:
         loop = asyncio.get_running_loop()
         failures = 0 if error is None else 1
         while not item.future.done():
-            if failures > self.config.max_retries:
+            if failures > self.config.service.max_retries:
                 message = f"the judge failed: {type(error).__name__}: {error}"
                 self._settle(item, Failure("error", message))
                 return
             if failures:
                 self.stats["retries"] += 1
-                delay = self.config.retry_backoff_s * 2 ** (failures - 1)
+                delay = self.config.service.retry_backoff_s * 2 ** (failures - 1)
                 await asyncio.sleep(max(0.0, min(delay, item.deadline - loop.time())))
             budget = item.deadline - loop.time()
             if budget <= 0:
@@ -519,7 +523,7 @@ class BackgroundRewardService:
         """One reward per sample (blocking); never raises."""
         future = asyncio.run_coroutine_threadsafe(self.service.rewards(samples), self._loop)
         try:
-            return future.result(timeout=self.service.config.timeout_s + 30)
+            return future.result(timeout=self.service.config.service.timeout_s + 30)
         except Exception as error:  # the loop itself is stuck or gone
             future.cancel()
             message = f"the reward service did not answer: {type(error).__name__}: {error}"

@@ -10,12 +10,12 @@ Protocol errors get a JSON ``{"error": ...}`` and a status: 400 (invalid UTF-8 o
 or mistyped field, named), 401 (missing or wrong token), 408 (body not received within
 ``--read-timeout-s``), 413 (body over ``--max-body-bytes``, or more samples, or cohort text, than
 the server ever holds), 415 (an unsupported ``Content-Encoding``), 503 with ``Retry-After``
-(more than ``--max-pending`` samples, or ``reward.max_pending_bytes`` of cohort text, waiting,
-decided before anything of the request is held; or shutting down). ``GET /health`` and
+(more than ``--max-pending`` samples, or ``reward.service.max_pending_bytes`` of cohort text,
+waiting, decided before anything of the request is held; or shutting down). ``GET /health`` and
 ``GET /stats`` report state; the HTTP edge (body limits, deadlines, token, logging) is
 :mod:`rmr1_plugins.serve.http`.
 
-With an in-group ``reward.strategy`` and ``reward.group_size`` over 1, ``/get_reward`` holds each
+With an in-group ``reward.strategy`` and ``reward.group.size`` over 1, ``/get_reward`` holds each
 sample until its prompt's group is whole and answers whole-group rewards; ``POST /cohort`` does
 the same for one JSON rollout (the veRL manager). Both are :mod:`rmr1_plugins.serve.cohort`.
 
@@ -47,7 +47,7 @@ from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop_request
 from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
-from rmr1_plugins.rewards.config import RewardConfig
+from rmr1_plugins.rewards.config import GroupConfig, RewardConfig, ServiceConfig
 from rmr1_plugins.rewards.health import format_rates
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
@@ -91,16 +91,16 @@ class ServeOptions(BaseModel):
 SERVER_FLAGS = tuple(Flag(ServeOptions, name, (name,)) for name in ServeOptions.model_fields)
 # The reward: keys rmr1 serve takes as flags too (the others come from --config).
 REWARD_FLAGS = (
-    Flag(RewardConfig, "timeout_s", ("timeout_s",)),
-    Flag(RewardConfig, "max_batch_size", ("max_batch_size",)),
-    Flag(RewardConfig, "max_wait_ms", ("max_wait_ms",)),
-    Flag(RewardConfig, "max_concurrent_batches", ("max_concurrent_batches",)),
+    Flag(ServiceConfig, "timeout_s", ("service", "timeout_s")),
+    Flag(ServiceConfig, "max_batch_size", ("service", "max_batch_size")),
+    Flag(ServiceConfig, "max_wait_ms", ("service", "max_wait_ms")),
+    Flag(ServiceConfig, "max_concurrent_batches", ("service", "max_concurrent_batches")),
     Flag(RewardConfig, "win", ("win",)),
     Flag(RewardConfig, "loss", ("loss",)),
     Flag(RewardConfig, "fallback", ("fallback",)),
     Flag(RewardConfig, "strategy", ("strategy",)),
-    Flag(RewardConfig, "group_size", ("group_size",)),
-    Flag(RewardConfig, "group_timeout_s", ("group_timeout_s",)),
+    Flag(GroupConfig, "size", ("group", "size"), name="group-size"),
+    Flag(GroupConfig, "timeout_s", ("group", "timeout_s"), name="group-timeout-s"),
 )
 
 

@@ -3,7 +3,7 @@
 Two ways in, one :class:`~rmr1_plugins.rewards.cohorts.CohortService` behind them:
 
 - ``POST /get_reward`` (OpenRLHF) when :func:`~rmr1_plugins.rewards.cohorts.groups_samples` holds:
-  the reward strategy compares within the group and ``reward.group_size`` (OpenRLHF's
+  the reward strategy compares within the group and ``reward.group.size`` (OpenRLHF's
   ``n_samples_per_prompt``) is over 1.
   The group key is the formatted prompt; the label, when not empty, is the reference answer
   (a string, or ``{"reference": ..., "question": ...}``). The answer has OpenRLHF's shape, with
@@ -61,7 +61,7 @@ def member_of(sample: Sample, config: RewardConfig) -> Member:
     if reference is not None:
         reference = clean_text(reference)
     context = [turn.model_dump() for turn in sample_context(prompt, question, config)]
-    return Member(prompt, int(config.group_size or 1), context, response, reference, clipped)
+    return Member(prompt, int(config.group.size or 1), context, response, reference, clipped)
 
 
 async def openrlhf_rewards(
@@ -74,7 +74,7 @@ async def openrlhf_rewards(
     accepted = [m for m in members if isinstance(m, Member)]
     try:  # all or nothing, with no await until every member is held
         nbytes = sum(cohorts.table.cost(m) for m in accepted)
-        cohorts.check(int(config.group_size or 1), len(accepted), nbytes)
+        cohorts.check(int(config.group.size or 1), len(accepted), nbytes)
         waiting = [m if isinstance(m, Exception) else cohorts.submit(m) for m in members]
     except Overloaded as full:
         return {"error": f"overloaded: {full}; retry later"}, 503

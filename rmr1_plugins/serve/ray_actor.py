@@ -9,8 +9,9 @@ Several reward workers of one job (veRL's ``RewardLoopWorker`` actors) each call
 way; :meth:`CohortActor.join` takes a :class:`~rmr1_plugins.rewards.cohorts.Member` built by the
 caller (OpenRLHF's reward file).
 
-``reward.max_pending_bytes`` bounds what **one worker** holds: the actor holds up to that many
-bytes for each worker that has sent it a member (each :class:`RayCohortClient` is one worker), so
+``reward.service.max_pending_bytes`` bounds what **one worker** holds: the actor holds up to
+that many bytes for each worker that has sent it a member (each :class:`RayCohortClient` is one
+worker), so
 a step split over more workers never hits a bound sized for one. A member that finds the actor
 full (:class:`~rmr1_plugins.rewards.cohorts.Overloaded`, nothing held) is sent again by the
 client with doubling backoff, like a 503 from ``rmr1 serve``, until its ``timeout_s``.
@@ -38,7 +39,7 @@ from rmr1_plugins.serve.cohort import cohort_answer, own_settings, parse_member
 from rmr1_plugins.settings import RewardSettings
 
 PREFIX = "rmr1-cohorts-"
-MAX_PENDING = 1 << 30  # a whole step waits here; reward.max_pending_bytes bounds it
+MAX_PENDING = 1 << 30  # a whole step waits here; reward.service.max_pending_bytes bounds it
 MAX_GROUP_SIZE = 1 << 16
 IN_PROCESS_ENGINES = ("hf", "vllm")  # judges that load a model in the actor's process
 RETRY_DELAY_S = 0.5  # first wait after Overloaded; doubles up to MAX_RETRY_DELAY_S
@@ -59,7 +60,7 @@ class CohortActor:
         self.settings = settings
         self.on_split = on_split
         self.scorer = LazyScorer(settings.scorer).get()  # a judge that cannot load fails here
-        self.per_worker = settings.reward.max_pending_bytes
+        self.per_worker = settings.reward.service.max_pending_bytes
         self.workers: set[str] = set()  # the clients that have sent a member
         self._service: CohortService | None = None
 

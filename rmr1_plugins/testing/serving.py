@@ -70,7 +70,7 @@ class Server:
             env={
                 **os.environ,
                 "PYTHONPATH": os.pathsep.join(sys.path),  # the test run's own imports
-                "RMR1_REWARD__RETRY_BACKOFF_S": "0.05",
+                "RMR1_REWARD__SERVICE__RETRY_BACKOFF_S": "0.05",
                 **(env or {}),
             },
         )

@@ -19,7 +19,9 @@ def test_a_sample_too_long_for_the_engine_costs_only_its_own_reward(vllm_backend
     texts[5] = " ".join(f"step {i}: add {i} to the total." for i in range(400))  # > 2048 tokens
     samples = [Sample(PROMPT + text + "<|im_end|>", PROMPT, "79800") for text in texts]
     scorer = Scorer(vllm_backend, sampling=SamplingParams(max_new_tokens=16))
-    config = RewardConfig(max_batch_size=8, max_wait_ms=500, timeout_s=300, max_retries=0)
+    config = RewardConfig(
+        service={"max_batch_size": 8, "max_wait_ms": 500, "timeout_s": 300, "max_retries": 0}
+    )
     service = RewardService(scorer, config)
     calls = vllm_backend.stats["engine_calls"]
 

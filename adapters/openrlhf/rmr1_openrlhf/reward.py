@@ -14,12 +14,12 @@ keys and a ``reward:`` section) and ``RMR1_*`` variables; later calls share it, 
 concurrent calls are batched into one judge call. OpenRLHF passes no arguments and Ray does not
 forward environment variables: set them with ``ray job submit --runtime-env-json``.
 
-Whole-group rewards (an in-group ``strategy`` with ``group_size`` over 1) need OpenRLHF on Ray,
+Whole-group rewards (an in-group ``strategy`` with ``group.size`` over 1) need OpenRLHF on Ray,
 where the reward file runs in each ``RolloutRayActor``: every rollout goes to the job's cohort
 actor (:mod:`rmr1_plugins.serve.ray_actor`, named from the settings, so every rollout
 actor with the same configuration meets in one), which holds it until its group (the formatted
-prompt, ``group_size`` rollouts) is whole, as ``rmr1 serve``'s ``/get_reward`` does; a group
-short at ``group_timeout_s`` is judged with what arrived (``partial``). OpenRLHF runs the file in
+prompt, ``group.size`` rollouts) is whole, as ``rmr1 serve``'s ``/get_reward`` does; a group
+short at ``group.timeout_s`` is judged with what arrived (``partial``). OpenRLHF runs the file in
 the rollout actor's default thread pool (min(32, CPUs + 4) threads), where waiting rollouts
 would hold every thread, so when the file is loaded (in the actor's event loop) with such a
 configuration the loop's default executor is replaced by one of :data:`HELD_THREADS` threads
@@ -140,12 +140,12 @@ def get_runtime() -> BackgroundRewardService | RayCohorts:
             if groups_samples(settings.reward):
                 if not _on_ray():
                     raise SetupError(
-                        f"reward.strategy {settings.reward.strategy!r} with reward.group_size "
-                        f"{settings.reward.group_size} asks for in-group rewards, which the "
+                        f"reward.strategy {settings.reward.strategy!r} with reward.group.size "
+                        f"{settings.reward.group.size} asks for in-group rewards, which the "
                         "reward file gives only inside OpenRLHF's Ray rollout actors; serve the "
                         "judge with `rmr1 serve` and pass --reward.remote_url "
                         "http://HOST:PORT/get_reward (docs/trainers/openrlhf.md), or unset "
-                        "reward.group_size for reference rewards",
+                        "reward.group.size for reference rewards",
                         settings.reward,
                     )
                 try:

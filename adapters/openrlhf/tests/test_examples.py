@@ -80,7 +80,7 @@ def test_example_config_loads_with_training_settings():
     settings = load_reward_settings(EXAMPLES / "rmr1-openrlhf.yaml")
     scorer, reward = settings.scorer, settings.reward
     assert scorer.order == "both" and scorer.neutralize_markup is True
-    assert scorer.backend.name == "openai" and reward.timeout_s < 180
+    assert scorer.backend.name == "openai" and reward.service.timeout_s < 180
 
 
 def test_example_rows_become_judgeable_pairs_the_way_openrlhf_builds_them():

@@ -58,7 +58,7 @@ async def rollout(executor, tokenizer, prompt, label, engine=None):
 
 def test_reward_file_through_openrlhf_rollouts(configure, tokenizer, fake_judges):
     imported = set(sys.modules)
-    configure("backend: {name: scripted}\nreward: {max_wait_ms: 50}\n")  # always [[A]]
+    configure("backend: {name: scripted}\nreward: {service: {max_wait_ms: 50}}\n")  # always [[A]]
     executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
     prompt = chat_prompt(tokenizer)
     labels = ["4", json.dumps({"reference": "4", "question": "2+2?"})] * 4
@@ -93,7 +93,7 @@ def test_reward_file_through_openrlhf_rollouts(configure, tokenizer, fake_judges
 def test_reward_file_with_a_real_judge(configure, tokenizer, judge_dir):
     configure(
         f"backend:\n  name: hf\n  model: {judge_dir}\n  options: {{dtype: float32}}\n"
-        "sampling: {max_new_tokens: 16}\nreward: {timeout_s: 600}\n"  # a slow shared CPU
+        "sampling: {max_new_tokens: 16}\nreward: {service: {timeout_s: 600}}\n"  # a slow shared CPU
     )
     executor = agent.SingleTurnAgentExecutor(str(reward_file_path()))
     output = asyncio.run(rollout(executor, tokenizer, chat_prompt(tokenizer), "4"))

@@ -1,7 +1,7 @@
 """Whole-group rewards for OpenRLHF from a real ``rmr1 serve`` process.
 
 OpenRLHF 0.11.2's ``SingleTurnAgentExecutor`` asks for each sample's reward on its own, over
-HTTP (``_fetch_rewards_via_http``). With ``reward.group_size`` set and an in-group strategy, the
+HTTP (``_fetch_rewards_via_http``). With ``reward.group.size`` set and an in-group strategy, the
 server holds each sample until its prompt's group is whole. The server runs the scripted
 ``ranker`` judge of rmr1_plugins.testing.judges (the larger number wins: exact round-robin
 rewards); the client, the server, HTTP and the cohort service are real.

@@ -114,7 +114,7 @@ def test_reward_file_fallbacks(tokenizer, tmp_path, monkeypatch, name):
 @pytest.mark.parametrize("strategy", case.STRATEGIES)
 def test_rmr1_serve(tokenizer, tmp_path, strategy):
     # reference: each rollout against its label; round-robin: the server holds the group of 3
-    group = {} if strategy == "reference" else {"strategy": strategy, "group_size": 3}
+    group = {} if strategy == "reference" else {"strategy": strategy, "group": {"size": 3}}
     config, record = case.write_config(tmp_path, f"serve-{strategy}", **group)
     with case.Serve(config) as server:
         outputs = rollouts(agent.SingleTurnAgentExecutor(server.url), tokenizer)

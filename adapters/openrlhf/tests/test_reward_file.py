@@ -68,7 +68,7 @@ def test_judge_health_in_extra_logs_for_an_always_a_judge(configure, tmp_path):
     """Slot-A rate 1 and, with both orders, no agreement; the same keys on a fallback sample;
     the order flips go to the hard-pairs file."""
     hard = tmp_path / "hard.jsonl"
-    configure(CONSTANT_A + f"order: both\nreward: {{hard_pairs_path: '{hard}'}}\n")
+    configure(CONSTANT_A + f"order: both\nreward: {{hard_pairs: {{path: '{hard}'}}}}\n")
     result = reward_func([PROMPT + "four<|im_end|>", PROMPT + "x"], [PROMPT, PROMPT], ["4", ""])
     logs = {key: values.tolist() for key, values in result["extra_logs"].items()}
     assert result["rewards"].tolist() == [0.5, 0.5]  # a tie, then the empty reference's fallback
@@ -98,7 +98,9 @@ def test_reward_settings_and_fallback_come_from_the_config(configure):
 
 
 def test_concurrent_calls_from_threads_are_batched_and_not_mixed_up(configure, fake_judges):
-    configure("backend: {name: votes}\nsampling: {num_samples: 8}\nreward: {max_wait_ms: 50}\n")
+    configure(
+        "backend: {name: votes}\nsampling: {num_samples: 8}\nreward: {service: {max_wait_ms: 50}}\n"
+    )
     results = {}
 
     def call(i):
@@ -127,7 +129,7 @@ def test_a_refused_configuration_falls_back_on_its_own_scale(configure, caplog):
     counts, not the default scale's 0.5."""
     configure(
         "backend: {name: constant}\n"
-        "reward: {strategy: round-robin, group_size: 4, win: 1, loss: -1, fallback: -0.25}\n"
+        "reward: {strategy: round-robin, group: {size: 4}, win: 1, loss: -1, fallback: -0.25}\n"
     )
     result = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert result["rewards"].tolist() == [-0.25]
@@ -139,12 +141,12 @@ def test_a_refused_configuration_falls_back_on_its_own_scale(configure, caplog):
 def test_in_group_rewards_are_refused_with_a_pointer_to_rmr1_serve(configure, caplog, monkeypatch):
     """Waiting for a group inside OpenRLHF's reward thread pool could hold every thread."""
     monkeypatch.setattr("rmr1_openrlhf.reward._last_setup_log", -float("inf"))  # log it now
-    configure("backend: {name: constant}\nreward: {strategy: round-robin, group_size: 4}\n")
+    configure("backend: {name: constant}\nreward: {strategy: round-robin, group: {size: 4}}\n")
     result = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert result["rewards"].tolist() == [0.5]
     assert result["extra_logs"]["rmr1_error"].tolist() == [1.0]
     assert "rmr1 serve" in caplog.text and "in-group rewards" in caplog.text
-    configure("backend: {name: constant}\nreward: {strategy: reference, group_size: 4}\n")
+    configure("backend: {name: constant}\nreward: {strategy: reference, group: {size: 4}}\n")
     assert reward_func([PROMPT + "4"], [PROMPT], ["four"])["rewards"].tolist() == [1.0]
 
 
@@ -164,7 +166,11 @@ def test_a_config_file_shared_with_the_group_extensions(configure, capsys):
     assert result["extra_logs"]["rmr1_fallback"].tolist() == [0.0]
     assert reward_func([PROMPT + "4"], [PROMPT], [""])["rewards"].tolist() == [0.25]  # bad label
     config = get_runtime().service.config
-    assert (config.timeout_s, config.max_concurrent_batches, config.end_tokens) == (60, 4, ["</s>"])
+    assert (
+        config.service.timeout_s,
+        config.service.max_concurrent_batches,
+        config.inputs.end_tokens,
+    ) == (60, 4, ["</s>"])
     configure(SHARED + "  stratgy: knockout\n")
     broken = reward_func([PROMPT + "4"], [PROMPT], ["four"])
     assert broken["rewards"].tolist() == [0.5]  # the default fallback: the file did not load
@@ -228,7 +234,7 @@ def test_a_system_turn_reaches_the_judge_as_in_every_trainer(configure, fake_jud
     score_groups(Scorer(api), [Group(chat, ["r8"], reference="5")], "reference")
     [expected] = api.conversations
     assert "Be terse.\n\n2+2?" in expected[-1]["content"]
-    configure("backend: {name: votes}\nreward: {max_wait_ms: 0}\n")
+    configure("backend: {name: votes}\nreward: {service: {max_wait_ms: 0}}\n")
     labels = ["5", json.dumps({"reference": "5", "question": chat})]
     for label in labels:
         assert reward_func([templated + "r8<|im_end|>"], [templated], [label])["rewards"] == 1.0

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rmr1_plugins.config import deep_merge
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.rewards.batch import (
     BatchPlan,
@@ -40,7 +41,7 @@ class SplitGroupError(RMR1Error, RuntimeError):
 
 
 def group_size_for(configured: int | None, log_metric: Any) -> int | None:
-    """The group size of this call: in training ``reward.group_size``, else the trainer's
+    """The group size of this call: in training ``reward.group.size``, else the trainer's
     ``num_generations``; in evaluation always its ``num_generations_eval`` (it usually differs).
 
     TRL passes its bound ``_log_metric`` method as ``log_metric``, which leads to the trainer.
@@ -61,15 +62,16 @@ class RMR1Reward:
         scorer: a ready :class:`rmr1_plugins.Scorer` to use instead of the config's judge.
         name: the ``__name__`` TRL logs under (``rewards/<name>/mean``).
         **reward: overrides for :class:`~rmr1_plugins.rewards.config.RewardConfig` (``strategy``,
-            ``on_unparsed``, ``seed``, ``reference_key``, ``group_size``, ``on_split``,
-            ``win``, ``loss``). Both A/B orders are judged when the scorer's ``order`` is
+            ``on_unparsed``, ``seed``, ``win``, ``loss``; a section as a dict:
+            ``group={"size": 8, "on_split": "drop"}``, ``inputs={"reference_key": "answer"}``,
+            merged into the file's). Both A/B orders are judged when the scorer's ``order`` is
             ``both``.
 
     Returns one reward per completion (the strategy's value on ``[loss, win]``, see
     :mod:`~rmr1_plugins.rewards.engine`), or ``None`` for a row that cannot be judged (a prompt with
     a ``tool`` turn, a missing reference, a failed judge call: logged as warnings) or that
-    ``on_split="drop"`` leaves out. A group of one (``num_generations_eval=1``, a prompt seen
-    once) is judged against the ``reference_key`` column when the batch has it
+    ``group.on_split: drop`` leaves out. A group of one (``num_generations_eval=1``, a prompt seen
+    once) is judged against the ``inputs.reference_key`` column when the batch has it
     (``rmr1_reference=1``), else gets ``None`` (``rmr1_no_reference``). A configuration that
     cannot work raises on the first call. Nothing is loaded until then; pickling keeps the
     configuration only, so instances survive TRL's spawned reward workers.
@@ -79,7 +81,7 @@ class RMR1Reward:
     ``rmr1_health/<metric>``; a row returned as ``None`` counts as a fallback), and the
     completion-table columns ``<name>_verdicts`` (opponents, outcomes, votes) and
     ``<name>_rationale`` (the judge's text for the completion's first comparison). With
-    ``reward.hard_pairs_path`` set, hard comparisons are appended there
+    ``reward.hard_pairs.path`` set, hard comparisons are appended there
     (:mod:`rmr1_plugins.rewards.hard_pairs`).
 
     Example:
@@ -103,7 +105,7 @@ class RMR1Reward:
         self._scorer: LazyScorer | None = LazyScorer(scorer=scorer) if scorer is not None else None
         if isinstance(config, RewardSettings):
             self._config = config.model_copy(
-                update={"reward": RewardConfig(**{**config.reward.model_dump(), **reward})}
+                update={"reward": RewardConfig(**deep_merge(config.reward.model_dump(), reward))}
             )
 
     def __repr__(self) -> str:
@@ -140,7 +142,7 @@ class RMR1Reward:
 
     def _plan(self, prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict) -> BatchPlan:
         """The batch's plan: TRL's group size, and the dataset columns among its kwargs."""
-        size = group_size_for(self.options.group_size, kwargs.get("log_metric"))
+        size = group_size_for(self.options.group.size, kwargs.get("log_metric"))
         columns = {key: value for key, value in kwargs.items() if key not in TRL_KWARGS}
         try:
             return plan_batch(prompts, completions, self.options, columns, size, name=self.__name__)
@@ -154,7 +156,8 @@ class RMR1Reward:
             f"{self.__name__}: the completions at {where} do not form whole groups of "
             f"{expected}: a prompt's group was split across processes, and pairwise strategies "
             "need the whole group. Make per_device_train_batch_size * steps_per_generation a "
-            "multiple of num_generations, or set reward.on_split (RMR1_REWARD__ON_SPLIT) to "
+            "multiple of num_generations, or set reward.group.on_split "
+            "(RMR1_REWARD__GROUP__ON_SPLIT) to "
             "'reference' (judge those rows against the reference column) or 'drop' (reward None)."
         )
 

@@ -98,10 +98,10 @@ def test_each_group_is_judged_whole_in_one_call(cls, config):
 
 
 def test_a_configured_group_size_must_match_num_generations(config):
-    """No trainer to read num_generations from: ``reward.group_size``, when set, is checked
+    """No trainer to read num_generations from: ``reward.group.size``, when set, is checked
     against the group TRL hands over (one whole group per call)."""
-    loop = rollout_loop(RMR1Reward(config, group_size=8), 4)
+    loop = rollout_loop(RMR1Reward(config, group={"size": 8}), 4)
     with pytest.raises(Exception, match="num_generations=8"):
         score_group(loop)
-    loop = rollout_loop(RMR1Reward(config, group_size=4), 4)
+    loop = rollout_loop(RMR1Reward(config, group={"size": 4}), 4)
     assert [s.metrics["rewards/rmr1_reward"] for s in score_group(loop)] == pytest.approx(WIN_RATES)

@@ -97,7 +97,7 @@ def test_conversational_format_and_both_orders(judge):
 
 def test_reference_strategy_reads_the_reference_column(judge):
     scorer, _ = judge
-    reward = RMR1Reward(scorer=scorer, strategy="reference", reference_key="gold")
+    reward = RMR1Reward(scorer=scorer, strategy="reference", inputs={"reference_key": "gold"})
     prompts, completions = batch(("q", ["aaaa", "a"]))
     assert reward(prompts, completions, gold=["aa", "aa"]) == [1.0, 0.0]
     with pytest.raises(ValueError, match=r"needs the dataset column 'gold'.*columns \['answer'\]"):
@@ -117,12 +117,14 @@ def test_split_groups_error_or_fall_back(judge):
     ):
         RMR1Reward(scorer=scorer)(prompts, completions, **trainer.kwargs())
 
-    dropped = RMR1Reward(scorer=scorer, on_split="drop")(prompts, completions, **trainer.kwargs())
+    dropped = RMR1Reward(scorer=scorer, group={"on_split": "drop"})(
+        prompts, completions, **trainer.kwargs()
+    )
     assert dropped[:2] == [None, None] and dropped[6:] == [None, None]
     assert dropped[2:6] == pytest.approx([0, 1 / 3, 2 / 3, 1])
     assert trainer.metrics["rmr1_split"] == [0.5]  # 4 of the 8 rows
 
-    reference = RMR1Reward(scorer=scorer, on_split="reference")
+    reference = RMR1Reward(scorer=scorer, group={"on_split": "reference"})
     refs = ["b"] * 2 + ["unused"] * 4 + ["c"] * 2
     rewards = reference(prompts, completions, reference=refs, **trainer.kwargs())
     assert rewards[:2] == [0.0, 1.0]  # "a" loses to "b" (slot B wins ties), "aa" beats it
@@ -144,7 +146,7 @@ def test_each_rows_outcome_is_the_core_group_plan(judge):
     prompts, completions = batch(("q1", ["a", "aa"]), ("q2", q2), ("q3", ["cc", "c"]))
     trainer = FakeTrainer(num_generations=4)
     refs = [""] * 2 + ["unused"] * 4 + ["c"] * 2  # q1's split group has no reference
-    reward = RMR1Reward(scorer=scorer, on_split="reference")
+    reward = RMR1Reward(scorer=scorer, group={"on_split": "reference"})
     rewards = reward(prompts, completions, reference=refs, **trainer.kwargs())
     strategy = resolve_strategy("round-robin")
     plan = plan_group(2, 4, strategy, has_reference=False, on_split="reference")
@@ -170,11 +172,11 @@ def test_group_size_comes_from_the_trainer_in_training_only(judge):
 def test_group_size_setting_does_not_override_the_eval_group_size(judge):
     scorer, _ = judge
     prompts, completions = batch(("q1", ["a", "aa", "aaa"]), ("q2", ["b", "bb", "bbb"]))
-    reward = RMR1Reward(scorer=scorer, group_size=2)  # the training groups
+    reward = RMR1Reward(scorer=scorer, group={"size": 2})  # the training groups
     evaluation = FakeTrainer(2, training=False)
     evaluation.num_generations_eval = 3
     assert reward(prompts, completions, **evaluation.kwargs()) == [0.0, 0.5, 1.0] * 2
-    with pytest.raises(SplitGroupError):  # in training, group_size=2 holds: runs of 3 split
+    with pytest.raises(SplitGroupError):  # in training, group.size=2 holds: runs of 3 split
         reward(prompts, completions, **FakeTrainer(2).kwargs())
 
 
@@ -248,8 +250,8 @@ def test_a_config_file_shared_with_the_reward_service(tmp_path):
     config.write_text(SHARED)
     reward = RMR1Reward(config)
     assert sorted(reward(["q", "q", "q"], ["a", "b", "c"])) == [0.5, 1.0, 1.0]
-    assert (reward.options.strategy, reward.options.on_split) == ("pivot", "drop")
-    assert reward.options.timeout_s == 60  # read, unused by TRL
+    assert (reward.options.strategy, reward.options.group.on_split) == ("pivot", "drop")
+    assert reward.options.service.timeout_s == 60  # read, unused by TRL
     config.write_text(SHARED + "  stratgy: knockout\n")
     with pytest.raises(ConfigError, match=r"reward\.stratgy: unknown key\n  \(in .*rmr1.yaml\)"):
         RMR1Reward(config)(["q"], ["a"])
@@ -301,7 +303,7 @@ def test_judge_health_is_logged_per_call_for_a_judge_with_known_bias(tmp_path):
     hard = tmp_path / "hard.jsonl"
     scorer = Scorer(AlwaysA(options={"prob": 0.9}), order="both")
     trainer = FakeTrainer(num_generations=3)
-    reward = RMR1Reward(scorer=scorer, hard_pairs_path=str(hard))
+    reward = RMR1Reward(scorer=scorer, hard_pairs={"path": str(hard)})
     prompts, completions = batch(("q1", ["x", "yy", "zzz"]), ("q2", ["a", "bb", "ccc"]))
     assert reward(prompts, completions, **trainer.kwargs()) == [0.5] * 6
     health = {k: v for k, v in trainer.metrics.items() if k.startswith("rmr1_health/")}
@@ -337,7 +339,7 @@ def test_the_metrics_contract_is_logged_as_batch_means_for_every_kind_of_row():
 
     trainer = FakeTrainer(num_generations=2)
     prompts, completions = batch(("q1", ["a", "aa"]), ("q2", ["b", "bb"]), ("q3", ["c"]))
-    reward = RMR1Reward(scorer=Scorer(LongerWins()), on_split="drop")
+    reward = RMR1Reward(scorer=Scorer(LongerWins()), group={"on_split": "drop"})
     assert reward(prompts, completions, **trainer.kwargs()) == [0.0, 1.0, 0.0, 1.0, None]
     logged = {k: v for k, v in trainer.metrics.items() if not k.startswith("rmr1_reward/")}
     assert list(logged) == list(KEYS)

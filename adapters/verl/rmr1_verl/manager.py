@@ -8,13 +8,13 @@ reward worker which rows are validation: set ``val_kwargs.n`` to ``rollout.n`` f
 validation groups) — then judges the group with the configured strategy and answers every
 waiting rollout. The rollouts wait in the core's cohort service
 (:class:`~rmr1_plugins.rewards.cohorts.CohortService`) in this ``RewardLoopWorker`` process; its
-judge calls batch the pairs of every group ready at once. After ``group_timeout_s`` seconds an
-incomplete group is judged against its reference answer (``on_split: reference``) or gets the
+judge calls batch the pairs of every group ready at once. After ``group.timeout_s`` seconds an
+incomplete group is judged against its reference answer (``group.on_split: reference``) or gets the
 ``fallback`` reward (``drop``); its rollouts that arrive later are answered at once the same way.
-A late rollout never fails a step: ``on_split: error`` (the default, as in every trainer) is
+A late rollout never fails a step: ``group.on_split: error`` (the default, as in every trainer) is
 logged as an error and judged as ``reference``. A group's judgment
-still unanswered ``reward.timeout_s`` after the group closed (complete, or at its
-``group_timeout_s``) gets the fallback (``timeout``).
+still unanswered ``reward.service.timeout_s`` after the group closed (complete, or at its
+``group.timeout_s``) gets the fallback (``timeout``).
 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
 sends every rollout to one cohort actor in the trainer's Ray cluster
@@ -24,8 +24,9 @@ in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is 
 step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
-overrides: any ``reward:`` option plus ``config``, ``model``, ``order``, ``group_timeout_s``,
-``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``token`` and ``max_concurrency``.
+overrides: any ``reward:`` option (a section's key dotted: ``group.timeout_s``) plus ``config``,
+``model``, ``order``, ``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``token`` and
+``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -121,10 +122,10 @@ class RMR1RewardManager(RewardManagerBase):
         self.reward_config, own = settings(raw, reward_router_address, reward_model_tokenizer)
         self.options = self.reward_config.reward
         self.strategy = self.options.build_strategy()
-        self.on_split = self.options.on_split
-        self.group_timeout_s = float(own.get("group_timeout_s", self.options.group_timeout_s))
+        self.on_split = self.options.group.on_split
+        self.group_timeout_s = self.options.group.timeout_s
         rollout = config.actor_rollout_ref.rollout
-        self.group_size = int(self.options.group_size or rollout.n)
+        self.group_size = int(self.options.group.size or rollout.n)
         self.val_group_size = int(_get(rollout, "val_kwargs", "n", default=1))
         self._local: CohortService | None = None  # the in-process groups, built on first use
         self._reported = ""  # the last split group logged (its rollouts are answered together)
@@ -181,7 +182,7 @@ class RMR1RewardManager(RewardManagerBase):
         prompt = prompt if isinstance(prompt, str) else [dict(m) for m in list(prompt)]
         reward_model = extra.get("reward_model") or {}
         reference = reference_of(
-            reward_model.get("ground_truth"), extra_info, self.options.reference_key
+            reward_model.get("ground_truth"), extra_info, self.options.inputs.reference_key
         )
         uid = extra.get("uid")
         key = str(uid) if uid is not None else json.dumps(prompt, sort_keys=True, default=str)
@@ -202,9 +203,10 @@ class RMR1RewardManager(RewardManagerBase):
 
     def _service_options(self) -> Any:
         """The ``reward:`` options the cohort service runs with: the manager's
-        ``group_timeout_s``; the judge gets ``reward.timeout_s`` from a group's close
-        (``deadline="close"``)."""
-        return self.options.model_copy(update={"group_timeout_s": self.group_timeout_s})
+        group wait (``group_timeout_s``); the judge gets ``reward.service.timeout_s`` from a
+        group's close (``deadline="close"``)."""
+        group = self.options.group.model_copy(update={"timeout_s": self.group_timeout_s})
+        return self.options.model_copy(update={"group": group})
 
     def local(self) -> CohortService:
         """The core's cohort service that holds this worker's groups (built on first use, so
@@ -214,7 +216,8 @@ class RMR1RewardManager(RewardManagerBase):
                 shared_scorer(self.reward_config),
                 self._service_options(),
                 deadline="close",
-                max_pending=1 << 30,  # a whole step waits here; reward.max_pending_bytes bounds it
+                max_pending=1
+                << 30,  # a whole step waits here; reward.service.max_pending_bytes bounds it
                 max_group_size=1 << 16,
                 on_split=self._split_rule(),
             )
@@ -247,14 +250,17 @@ class RMR1RewardManager(RewardManagerBase):
         )
         try:
             answer = await self.local().reward(member)
-        except (Overloaded, ValueError) as error:  # over reward.max_pending_bytes: the fallback
+        except (
+            Overloaded,
+            ValueError,
+        ) as error:  # over reward.service.max_pending_bytes: the fallback
             logger.error("rmr1 reward manager: rollout of group %s refused: %s", sample.key, error)
             return result(None, 0, self.options, kind="error", error=f"reward manager: {error}")
         if answer.error:
             logger.warning("rmr1 reward manager: %s", answer.error)
         if answer.late:
             logger.warning(
-                "rmr1 reward manager: a rollout of group %s came after its group_timeout_s; "
+                "rmr1 reward manager: a rollout of group %s came after its group.timeout_s; "
                 "on_split=%s, answered at once",
                 sample.key,
                 self.on_split,

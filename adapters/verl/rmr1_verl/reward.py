@@ -2,18 +2,18 @@
 
 veRL scores one rollout per call and does not pass the prompt, so :func:`compute_score` judges the
 rollout against a reference answer: ``ground_truth`` (the dataset's
-``reward_model.ground_truth``), or ``extra_info[reference_key]`` when that key is present. The
-question comes from ``extra_info[question_key]`` (``question``), a string or a chat message list.
-To compare a prompt's rollouts with each other, use the ``rmr1`` reward manager instead
-(:mod:`rmr1_verl.manager`).
+``reward_model.ground_truth``), or ``extra_info[<inputs.reference_key>]`` when that key is
+present. The question comes from ``extra_info[question_key]`` (``question``), a string or a
+chat message list. To compare a prompt's rollouts with each other, use the ``rmr1`` reward
+manager instead (:mod:`rmr1_verl.manager`).
 
 Options arrive as ``+reward.custom_reward_function.reward_kwargs.<key>=...``: ``config`` (a YAML
 path, else ``$RMR1_CONFIG``), ``model`` (the served judge name), ``order`` (``both`` judges both
 A/B orders), ``question_key``, and any ``reward:`` option of
-:class:`rmr1_plugins.rewards.config.RewardConfig` (``on_unparsed``, ``reference_key``, ``win``,
-``loss``, ``fallback``). When veRL serves the judge itself (``reward.reward_model.enable=True``)
-it passes ``reward_router_address`` and the judge is reached through the ``openai`` backend at
-``http://<address>/v1``.
+:class:`rmr1_plugins.rewards.config.RewardConfig` (``on_unparsed``, ``win``, ``loss``,
+``fallback``, a section's key dotted: ``inputs.reference_key``). When veRL serves the judge
+itself (``reward.reward_model.enable=True``) it passes ``reward_router_address`` and the judge is
+reached through the ``openai`` backend at ``http://<address>/v1``.
 
 Every call returns the same keys (veRL stacks them per batch): ``score`` and the metrics
 contract's keys (:mod:`rmr1_plugins.rewards.metrics`; docs/concepts/rewards.md, "Metrics"), all
@@ -49,7 +49,6 @@ ADAPTER_KEYS = (
     "model",
     "order",
     "question_key",
-    "group_timeout_s",
     "cohort",
     "cohort_url",
     "cohort_timeout_s",
@@ -206,7 +205,7 @@ async def compute_score(
         raise ValueError(f"rmr1 compute_score: {error}") from error
     options = config.reward
     question = question_of(extra_info, own.get("question_key", "question"))
-    reference = reference_of(ground_truth, extra_info, options.reference_key)
+    reference = reference_of(ground_truth, extra_info, options.inputs.reference_key)
     if question is None:
         return result(None, 0, options, kind="bad_input", error="no question in extra_info")
     if reference is None:

@@ -86,7 +86,7 @@ def test_each_request_carries_the_rollout_id_and_the_managers_settings(tokenizer
     assert all(b["settings"] == settings for b in bodies)
     assert settings["win"] == 2 and settings["loss"] == -1 and settings["order"] == "given"
     assert settings["strategy"] == "round-robin"
-    _, _, bodies = run(tokenizer, ok, [0], on_split="drop")  # the server applies it
+    _, _, bodies = run(tokenizer, ok, [0], group={"on_split": "drop"})  # the server applies it
     assert bodies[0]["on_split"] == "drop"
 
 

@@ -75,13 +75,19 @@ def test_judge_health_of_a_slot_a_judge_in_the_extra_info(tmp_path):
     hard = tmp_path / "hard.jsonl"
     run(
         compute_score(
-            "demo", "4", "five", QUESTION, config=config, order="both", hard_pairs_path=str(hard)
+            "demo",
+            "4",
+            "five",
+            QUESTION,
+            config=config,
+            order="both",
+            hard_pairs={"path": str(hard)},
         )
     )
     from rmr1_plugins.rewards.config import RewardConfig
     from rmr1_plugins.rewards.hard_pairs import writer_for
 
-    writer_for(RewardConfig(hard_pairs_path=str(hard))).flush()
+    writer_for(RewardConfig(hard_pairs={"path": str(hard)})).flush()
     [row] = [json.loads(line) for line in hard.read_text().splitlines()]
     assert row["response_a"] == "4" and row["response_b"] == "five" and row["label"] is None
 
@@ -142,7 +148,7 @@ def test_a_config_file_shared_with_the_reward_service(tmp_path):
     assert run(compute_score("demo", "4", "5", QUESTION, config=config))["score"] == 1.0
     assert run(compute_score("demo", "4", "5", {}, config=config))["score"] == 0.25  # fallback
     settings_, _ = settings({"config": config})
-    assert settings_.reward.strategy == "pivot" and settings_.reward.timeout_s == 60
+    assert settings_.reward.strategy == "pivot" and settings_.reward.service.timeout_s == 60
     config = judge_file(tmp_path, SHARED + "  stratgy: knockout\n")
     with pytest.raises(ValueError, match=r"reward\.stratgy: unknown key\n  \(in .*rmr1.yaml\)"):
         run(compute_score("demo", "4", "4", QUESTION, config=config))
@@ -316,7 +322,7 @@ def test_cohort_ray_as_docs_verl_md_shows_it_composes_and_loads(tokenizer, monke
     manager = load_reward_manager(config, tokenizer, reward_router_address="127.0.0.1:9")
     assert isinstance(manager.cohorts, RayCohorts)  # no actor is made before the first rollout
     assert manager.cohorts.max_concurrency == 4 * concurrency(config, {})
-    assert manager.cohorts.settings.reward.group_timeout_s == 120
+    assert manager.cohorts.settings.reward.group.timeout_s == 120
     assert manager.cohorts.on_split == "reference"
 
 

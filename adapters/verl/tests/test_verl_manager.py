@@ -70,7 +70,9 @@ def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkey
     from rmr1_verl.manager import RMR1RewardManager
 
     # a call goes out once it holds all six pairs (streamed or not): no race with the clock
-    manager, backend = load(tokenizer, monkeypatch, max_batch_size=6, max_wait_ms=60_000)
+    manager, backend = load(
+        tokenizer, monkeypatch, service={"max_batch_size": 6, "max_wait_ms": 60_000}
+    )
     assert isinstance(manager, RMR1RewardManager) and manager.group_size == 3
     data = rollouts(tokenizer, GROUPS)
     order = list(range(6))
@@ -93,7 +95,7 @@ def test_groups_are_judged_together_whatever_the_arrival_order(tokenizer, monkey
 
 def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(tokenizer, monkeypatch):
     # without streaming, the reference rule's judgments alone (streamed: tests/test_streaming.py)
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.2, stream_pairs=False)
+    manager, backend = load(tokenizer, monkeypatch, group={"timeout_s": 0.2, "stream_pairs": False})
     data = rollouts(tokenizer, GROUPS[:1])
     outputs = score_all(manager, data, order=[0, 1])  # the third rollout went elsewhere
     infos = [out["reward_extra_info"] for out in outputs]
@@ -106,7 +108,7 @@ def test_an_incomplete_group_falls_back_to_the_reference_after_the_timeout(token
 
 def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatch, caplog):
     """Never a second group_timeout_s: the late rollout does not open a new group."""
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, stream_pairs=False)
+    manager, backend = load(tokenizer, monkeypatch, group={"timeout_s": 0.1, "stream_pairs": False})
     data = rollouts(tokenizer, GROUPS[:1])
     score_all(manager, data, order=[0, 2])  # expires: two of three rollouts
     late = manager.run_single(data[1:2])
@@ -116,7 +118,7 @@ def test_a_rollout_of_an_expired_group_is_answered_at_once(tokenizer, monkeypatc
     assert info["rmr1_split"] == info["rmr1_reference"] == 1.0 and info["rmr1_fallback"] == 0.0
     assert manager.local().pending == 0  # every rollout of the group is accounted for
     assert manager.local().stats["late"] == 1
-    assert "came after its group_timeout_s" in caplog.text and backend.batches == [2, 1]
+    assert "came after its group.timeout_s" in caplog.text and backend.batches == [2, 1]
 
 
 def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, caplog):
@@ -150,7 +152,7 @@ def test_each_steps_rollouts_are_summarised_in_the_log(tokenizer, monkeypatch, c
 
 def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
     data = rollouts(tokenizer, GROUPS[:1])
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, on_split="drop")
+    manager, backend = load(tokenizer, monkeypatch, group={"timeout_s": 0.1, "on_split": "drop"})
     outputs = score_all(manager, data, order=[0])
     assert outputs[0]["reward_score"] == 0.5  # the fallback: midpoint of [loss, win]
     info = outputs[0]["reward_extra_info"]
@@ -161,7 +163,7 @@ def test_incomplete_group_drop_or_error(tokenizer, monkeypatch, caplog):
 def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeypatch, caplog):
     """on_split: error (the default) is logged as an error and judged against the reference."""
     data = rollouts(tokenizer, GROUPS[:1])
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=0.1, on_split="error")
+    manager, backend = load(tokenizer, monkeypatch, group={"timeout_s": 0.1, "on_split": "error"})
     with caplog.at_level("ERROR", logger="rmr1_verl.manager"):
         [out] = score_all(manager, data, order=[0])  # two rollouts of three never come
     assert out["reward_score"] == 0.0  # "fig" against the reference "apple": shorter loses
@@ -172,20 +174,22 @@ def test_a_late_rollout_never_raises_even_with_on_split_error(tokenizer, monkeyp
 
 def test_group_timeout_from_the_yaml_reward_section(tokenizer, monkeypatch, tmp_path):
     path = tmp_path / "rmr1.yaml"
-    path.write_text("backend: {name: constant}\nreward: {group_timeout_s: 45}\n")
+    path.write_text("backend: {name: constant}\nreward: {group: {timeout_s: 45}}\n")
     manager, _ = load(tokenizer, monkeypatch, config=str(path))
     assert manager.group_timeout_s == 45
-    manager, _ = load(tokenizer, monkeypatch, config=str(path), group_timeout_s=7)
-    assert manager.group_timeout_s == 7  # +reward.rmr1.group_timeout_s wins
-    local = manager.local()  # the judge has reward.timeout_s after the group closes, unchanged
+    manager, _ = load(tokenizer, monkeypatch, config=str(path), group={"timeout_s": 7})
+    assert manager.group_timeout_s == 7  # +reward.rmr1.group.timeout_s wins
+    local = (
+        manager.local()
+    )  # the judge has reward.service.timeout_s after the group closes, unchanged
     assert (local.group_timeout_s, local.deadline) == (7, "close")
-    assert local.config.timeout_s == manager.options.timeout_s
+    assert local.config.service.timeout_s == manager.options.service.timeout_s
     default = load(tokenizer, monkeypatch)[0]  # the reward: section's defaults, as every trainer
     assert (default.group_timeout_s, default.on_split) == (600, "error")
 
 
 def test_the_rows_rollout_n_sets_its_group_size(tokenizer, monkeypatch):
-    manager, backend = load(tokenizer, monkeypatch, group_timeout_s=600)
+    manager, backend = load(tokenizer, monkeypatch, group={"timeout_s": 600})
     data = rollouts(tokenizer, GROUPS[:1])
     data.non_tensor_batch["__rollout_n__"] = data.non_tensor_batch["uid"].copy()
     data.non_tensor_batch["__rollout_n__"][:] = 2  # a per-prompt n of 2, not rollout.n = 3
@@ -239,7 +243,7 @@ def test_judge_health_per_rollout_for_judges_with_known_bias(tokenizer, monkeypa
 
     # always A in both orders: slot-A rate 1, order consistency 0, every pair a hard pair
     hard = tmp_path / "hard.jsonl"
-    manager, _ = load(tokenizer, monkeypatch, hard_pairs_path=str(hard))
+    manager, _ = load(tokenizer, monkeypatch, hard_pairs={"path": str(hard)})
     scorer = Scorer(AlwaysA(options={"prob": 0.8}), order="both")
     monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     outputs = score_all(manager, rollouts(tokenizer, GROUPS[:1]))
@@ -262,7 +266,7 @@ def test_smollm2_judges_a_group_in_the_manager(tokenizer, smollm2_dir, tmp_path)
         f"backend: {{name: hf, model: {smollm2_dir}, options: {{dtype: float32}}}}\n"
         "sampling: {max_new_tokens: 16}\n"
     )
-    manager, _ = load(tokenizer, scripted=False, config=str(config), group_size=2)
+    manager, _ = load(tokenizer, scripted=False, config=str(config), group={"size": 2})
     data = rollouts(tokenizer, [("u1", "What is 2+2?", "4", ["2+2 is 4.", "It is 5."])])
     outputs = score_all(manager, data)
     for out in outputs:

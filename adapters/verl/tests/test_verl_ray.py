@@ -85,7 +85,7 @@ def test_one_worker_holds_a_whole_rmr1_step_of_1024_prompts_by_7(tokenizer, clus
 
     prompts, n = 1024, 7
     data, expected = step(tokenizer, prompts, n)
-    manager = RewardLoopManager(step_config(tmp_path, prompts, n, 1, group_timeout_s=300))
+    manager = RewardLoopManager(step_config(tmp_path, prompts, n, 1, group={"timeout_s": 300}))
     outputs = stream(manager, data)
     infos = [out["reward_extra_info"] for out in outputs]
     assert sum(info["rmr1_split"] for info in infos) == 0
@@ -120,7 +120,7 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
 
     prompts, n = 64, 7
     data, expected = step(tokenizer, prompts, n)
-    config = step_config(tmp_path, prompts, n, 2, cohort="ray", group_timeout_s=300)
+    config = step_config(tmp_path, prompts, n, 2, cohort="ray", group={"timeout_s": 300})
     manager = RewardLoopManager(config)
     outputs = stream(manager, data)
     infos = [out["reward_extra_info"] for out in outputs]
