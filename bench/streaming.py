@@ -36,7 +36,8 @@ from typing import Any
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.backends.base import Backend, Generation, SamplingParams
-from rmr1_plugins.rewards.cohorts import CohortService, Member
+from rmr1_plugins.rewards.cohort_table import Member
+from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.rewards.config import RewardConfig
 
 SLOT = "[The Start of Chatbot {}'s Response]\n"

@@ -11,7 +11,8 @@ import pytest
 from rmr1_plugins import Scorer
 from rmr1_plugins.backends.base import Backend, Generation
 from rmr1_plugins.config import deep_merge
-from rmr1_plugins.rewards.cohorts import CohortService, CohortTable, Member, Overloaded
+from rmr1_plugins.rewards.cohort_table import CohortTable, Member, Overloaded
+from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.metrics import KEYS
 from rmr1_plugins.rewards.service import RewardService

@@ -77,7 +77,7 @@ def test_every_exception_class_derives_from_the_base(monkeypatch):
         ("rmr1_plugins.jsonl.OutputError", OSError),
         ("rmr1_plugins.templates.TemplateError", ValueError),
         ("rmr1_plugins.backends.base.BackendError", RuntimeError),
-        ("rmr1_plugins.rewards.cohorts.Overloaded", RuntimeError),
+        ("rmr1_plugins.rewards.cohort_table.Overloaded", RuntimeError),
         ("rmr1_plugins.rewards.inputs.SampleError", ValueError),
         ("rmr1_plugins.serve.app.BodyError", ValueError),
     ],

@@ -19,7 +19,8 @@ import pytest
 
 from rmr1_plugins import Scorer
 from rmr1_plugins.rewards import engine
-from rmr1_plugins.rewards.cohorts import CohortService, Member
+from rmr1_plugins.rewards.cohort_table import Member
+from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, ascore_groups
 from rmr1_plugins.rewards.inputs import Sample

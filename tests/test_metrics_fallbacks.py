@@ -10,7 +10,8 @@ import asyncio
 import pytest
 
 from rmr1_plugins import Scorer
-from rmr1_plugins.rewards.cohorts import CohortService, Member
+from rmr1_plugins.rewards.cohort_table import Member
+from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, score_groups, texts_of
 from rmr1_plugins.rewards.inputs import Sample

@@ -86,7 +86,7 @@ def small(max_pending_bytes: int) -> RewardSettings:
 def test_the_byte_bound_is_per_worker_that_sends_to_the_actor():
     """Several reward workers share one actor: each adds max_pending_bytes, so a step split
     over more workers never hits a bound sized for one."""
-    from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
+    from rmr1_plugins.rewards.cohort_table import Overloaded, text_bytes
 
     opened = text_bytes("Pick.") + text_bytes("pick 1")  # a group's first member: its prompt too
     actor = CohortActor(small(opened + 10), "reference")
@@ -116,7 +116,7 @@ class FullActor:
         self.full, self.calls = full, 0
 
     async def send(self, method: str, arg: dict) -> dict:
-        from rmr1_plugins.rewards.cohorts import Overloaded
+        from rmr1_plugins.rewards.cohort_table import Overloaded
 
         self.calls += 1
         if self.calls <= self.full:
@@ -126,7 +126,7 @@ class FullActor:
 
 def test_a_full_actor_is_asked_again_until_the_timeout(monkeypatch):
     """Overloaded from the actor (nothing held) is retried like a 503, never a fallback at once."""
-    from rmr1_plugins.rewards.cohorts import Overloaded
+    from rmr1_plugins.rewards.cohort_table import Overloaded
     from rmr1_plugins.serve import ray_actor as ray_cohorts
 
     monkeypatch.setattr(ray_cohorts, "RETRY_DELAY_S", 0.0)  # no waiting in a test

@@ -202,7 +202,8 @@ def test_the_summary_counts_dropped_cohort_members():
     from collections import Counter
 
     from rmr1_plugins import Scorer
-    from rmr1_plugins.rewards.cohorts import CohortService, Member
+    from rmr1_plugins.rewards.cohort_table import Member
+    from rmr1_plugins.rewards.cohorts import CohortService
     from rmr1_plugins.rewards.config import RewardConfig
     from rmr1_plugins.serve.app import _summary
     from rmr1_plugins.testing import ScriptedJudge

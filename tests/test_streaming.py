@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 from rmr1_plugins import Scorer
 from rmr1_plugins.config import deep_merge
 from rmr1_plugins.plugins import get_plugins
-from rmr1_plugins.rewards.cohorts import CohortService, Member, streams
+from rmr1_plugins.rewards.cohort_table import Member
+from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, score_groups
 from rmr1_plugins.rewards.groups import group_options
+from rmr1_plugins.rewards.streaming import streams
 from rmr1_plugins.testing import ScriptedJudge
 from rmr1_plugins.testing.judges import ranker
 from rmr1_plugins.testing.judges import response_slots as slots

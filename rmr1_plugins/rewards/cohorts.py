@@ -1,85 +1,61 @@
 """Whole-group rewards for trainers that ask for one rollout's reward at a time.
 
 OpenRLHF and veRL's reward workers send each rollout on its own; an in-group strategy needs the
-whole group. A :class:`CohortService` holds each rollout (a :class:`Member`) until its cohort is
-complete, judges the cohort with the configured strategy and answers every member:
+whole group. A :class:`CohortService` holds each rollout (a
+:class:`~rmr1_plugins.rewards.cohort_table.Member`) in a
+:class:`~rmr1_plugins.rewards.cohort_table.CohortTable` until its cohort is complete, judges the
+cohort with the configured strategy and answers every member:
 
-- a member names its group (``key``: veRL's ``uid``, OpenRLHF's prompt text) and the group's
-  expected ``size`` (the rollout n); the first member's size and prompt count for the cohort;
-- members with the same key fill a cohort of ``size`` in arrival order, then the next one opens:
-  a prompt repeated in one step gives several cohorts;
 - what a cohort's members get is :func:`~rmr1_plugins.rewards.groups.plan_group`'s rule: a
   cohort not complete ``group_timeout_s`` seconds after its first member arrived is judged with
   the members it has (``partial``; ``on_split="reference"``: each against its reference,
   ``"drop"``: the fallback, as the veRL manager asks); below two members, the member is judged
   against its reference (``alone``; no reference: the fallback reward); a group of one
   (validation, n = 1) is judged against its reference at once;
-- **late members**: when a cohort closes at its deadline short of ``k`` members, the next ``k``
-  members with its key that arrive within ``timeout_s`` of the close (``deadline="close"``:
-  ``2 × group_timeout_s + timeout_s``) are its late members: each
-  is answered at once, judged alone against its reference (``alone``, ``late``) or, without
-  one, given the fallback (``no_reference``), never held for a new cohort. A key's later
-  members open a new cohort as usual;
-- **repeats**: a member with an ``id`` (its identity within the key) that was already received
-  with the same prompt and response gets that member's answer, waiting for it while its cohort
-  is open; it is never counted as a new member. With another response (veRL re-issues an
-  interrupted rollout under its id) it is a new member: the old answer is dropped for that id
-  (a held old member is still judged with its cohort). Answers of the last ``recent`` ids are
-  kept;
+- **late members** (``timeout_s`` after the close; ``deadline="close"``:
+  ``2 × group_timeout_s + timeout_s``) are answered at once, judged alone against the reference
+  (``alone``, ``late``) or given the fallback (``no_reference``), never held for a new cohort;
+- **repeats**: a member with an ``id`` already received with the same prompt and response gets
+  that member's answer, never counted as new; with another response (a re-issued rollout) it
+  takes the old member's place. Answers of the last ``recent`` ids are kept;
 - every cohort's pairs go to the shared batching service
-  (:class:`~rmr1_plugins.rewards.service.RewardService`), so many cohorts, and reference
-  samples, share engine calls; every member is answered exactly once, within ``timeout_s`` of
-  its cohort's first member (the wait is capped at half of ``timeout_s``; rmr1 serve's rule) or,
-  with ``deadline="close"`` (the veRL manager's), within ``timeout_s`` of its cohort's close
-  (complete, or at the end of its ``group_timeout_s`` wait, which is not capped);
-- members held or being judged are bounded by count (``max_pending``) and by their text's size
-  (``reward.service.max_pending_bytes``): :class:`Overloaded` before one is accepted; a
-  cohort's size is bounded by ``max_group_size``;
-- **streaming** (``reward.group.stream_pairs``; :func:`streams`): while a cohort fills, each
-  pair the strategy knows early
-  (:meth:`~rmr1_plugins.rewards.strategies.Strategy.early_pairs`) goes to
-  the batching service as soon as both of its members have arrived (identical text pairs once),
-  queued behind the work of complete groups. When the cohort closes, its strategy is played as
-  for the whole group; a pair already judged early (same prompt, same two texts in the same
-  slots) takes its early verdict (kept without the judge's text), the others and later rounds
-  are judged then. By default only strategies that draw no positions at random stream (their
-  rewards are unchanged); with ``stream_pairs`` true the others take those positions from
-  arrival order (:meth:`~rmr1_plugins.rewards.strategies.Strategy.streamed`: the pivot is the
-  first arrival). A cohort closed short is judged by the same rule as without streaming; its
-  early verdicts are reused by ``partial`` (never more judgments than it uses), and withdrawn
-  with ``reference`` / ``drop`` (at most those ``partial`` would use are wasted); early pairs
-  still queued when a cohort is answered are withdrawn. A re-issued member's early verdicts are
-  ignored and its pairs with members already there are judged at the close, not sent again.
+  (:class:`~rmr1_plugins.rewards.service.RewardService`); every member is answered exactly once,
+  within ``timeout_s`` of its cohort's first member (the wait is capped at half of ``timeout_s``)
+  or, with ``deadline="close"`` (the veRL manager's), within ``timeout_s`` of its cohort's close;
+- **streaming** (:mod:`rmr1_plugins.rewards.streaming`): pairs judged while the cohort fills.
 
-:class:`CohortTable` is the bookkeeping without I/O or clocks (times are passed in);
-:class:`CohortService` drives it on an asyncio loop. No trainer is imported.
+No trainer is imported. See docs/concepts/cohorts.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import sys
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop
+from rmr1_plugins.rewards.cohort_table import (
+    RECENT,
+    Cohort,
+    CohortTable,
+    Member,
+    Overloaded,
+    digest,
+)
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
 from rmr1_plugins.rewards.groups import GroupPlan, SplitRule, plan_group, scoring
 from rmr1_plugins.rewards.health import PREFIX as HEALTH_PREFIX
 from rmr1_plugins.rewards.health import Tally
-from rmr1_plugins.rewards.inputs import as_context, as_text
 from rmr1_plugins.rewards.metrics import FALLBACK_KINDS, judged_metrics, sample_metrics
 from rmr1_plugins.rewards.service import Failure, RewardService
-from rmr1_plugins.rewards.strategies import Pair, Strategy
-from rmr1_plugins.schema import PairResult, PairwiseExample, ParsedParts
+from rmr1_plugins.rewards.strategies import Strategy
+from rmr1_plugins.rewards.streaming import EarlyPairs, streams
 from rmr1_plugins.scorer import Scorer
 
 logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
@@ -88,45 +64,11 @@ logger = logging.getLogger("rmr1_plugins.rewards.cohorts")
 FALLBACKS = FALLBACK_KINDS  # kinds that give the fallback
 KINDS = ("partial", "alone", *FALLBACKS)
 SPLIT_RULES = ("partial", "reference", "drop")  # what a cohort closed short can get
-RECENT = 16_384  # answered ids kept for repeats, and closed short cohorts kept for late members
-
-
-def streams(stream_pairs: bool | None, strategy: Strategy) -> bool:
-    """Whether cohorts judge ``strategy``'s pairs while they fill: ``stream_pairs`` true, or
-    None (the default) and the strategy draws no positions at random (its rewards are then the
-    same streamed or not). A strategy against the reference is judged at once anyway."""
-    if strategy.needs_reference or stream_pairs is False:
-        return False
-    return stream_pairs is True or not strategy.draws_positions
 
 
 def groups_samples(config: RewardConfig) -> bool:
     """Whether ``config`` asks for whole-group rewards: an in-group strategy, a group size > 1."""
     return not config.build_strategy().needs_reference and (config.group.size or 1) > 1
-
-
-class Overloaded(RMR1Error, RuntimeError):
-    """More members (or bytes) than the limits would be held; nothing was accepted."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """One rollout: its group, the group's expected size, the response, optionally a reference.
-
-    ``prompt`` is a string or a chat message list (see :func:`~.inputs.as_context`); ``id``
-    names the rollout within its key (a retry with the same id gets the same answer);
-    ``on_split`` is what its cohort gets if it closes short (the first member's counts; None:
-    the service's).
-    """
-
-    key: str
-    size: int
-    prompt: str | Sequence[Mapping[str, Any]]
-    response: str
-    reference: str | None = None
-    clipped: bool = False  # the response was cut at max_response_chars
-    id: str | None = None
-    on_split: SplitRule | None = None
 
 
 @dataclass
@@ -167,232 +109,6 @@ class CohortReward:
             unparsed=self.unparsed,
             health=self.health,
         )
-
-
-@dataclass
-class Cohort:
-    """Members of one group, in arrival order; ``tickets[i]`` is what the driver answers."""
-
-    key: str
-    size: int
-    opened: float
-    prompt: Any
-    responses: list[str] = field(default_factory=list)
-    references: list[str | None] = field(default_factory=list)
-    clipped: list[bool] = field(default_factory=list)
-    tickets: list[Any] = field(default_factory=list)
-    nbytes: int = 0
-    late: bool = False  # the late member of a cohort already closed, alone
-    finished: bool = False  # answered; no longer held
-    on_split: SplitRule | None = None  # its first member's; None: the service's
-    early: dict[Any, Any] = field(default_factory=dict)  # the driver's early verdicts, by texts
-    context: Any = None  # the prompt as judged, once streamed (False: not a valid prompt)
-
-    @property
-    def complete(self) -> bool:
-        return len(self.responses) >= self.size
-
-    @property
-    def reference(self) -> str | None:
-        return next((r for r in self.references if r is not None), None)
-
-
-def text_bytes(value: Any) -> int:
-    """The memory a member's text takes (strings, and the contents of chat turns)."""
-    if isinstance(value, str):
-        return sys.getsizeof(value)
-    if isinstance(value, Mapping):
-        return sum(text_bytes(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return sum(text_bytes(v) for v in value)
-    return 0
-
-
-class CohortTable:
-    """Open cohorts by key, oldest first; no clock, no I/O (``now`` is passed in).
-
-    A cohort counts in :attr:`held` and :attr:`held_bytes` from its first member until
-    :meth:`finish` (its members answered), so members being judged count too.
-    """
-
-    def __init__(
-        self,
-        group_timeout_s: float,
-        max_pending: int = 4096,
-        max_group_size: int = 256,
-        *,
-        max_bytes: int = 256 * 1024 * 1024,
-        late_s: float | None = None,
-        recent: int = RECENT,
-    ) -> None:
-        if group_timeout_s <= 0 or max_pending < 1 or max_group_size < 1 or max_bytes < 1:
-            raise ValueError(
-                "group_timeout_s, max_pending, max_bytes and max_group_size must be positive"
-            )
-        self.group_timeout_s = group_timeout_s
-        self.max_pending = max_pending
-        self.max_group_size = max_group_size
-        self.max_bytes = max_bytes
-        self.late_s = 2 * group_timeout_s if late_s is None else late_s
-        self.recent = recent
-        self.held = 0  # members accepted and not yet answered
-        self.held_bytes = 0
-        self._open: OrderedDict[str, Cohort] = OrderedDict()  # opening order = deadline order
-        self._short: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key: (missing, until)
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def check_size(self, size: Any) -> None:
-        """Raise ValueError for a group size that is not a positive integer up to the limit."""
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"group size must be a positive integer, got {size!r}")
-        if size > self.max_group_size:
-            raise ValueError(f"group size {size} is over max_group_size {self.max_group_size}")
-
-    def room(self, count: int, nbytes: int) -> None:
-        """Raise :class:`Overloaded` unless ``count`` more members of ``nbytes`` fit now, and
-        ValueError when they never could."""
-        if nbytes > self.max_bytes:
-            raise ValueError(
-                f"{nbytes} bytes of text, more than reward.service.max_pending_bytes "
-                f"{self.max_bytes}: "
-                "it can never be accepted"
-            )
-        if self.held + count > self.max_pending:
-            raise Overloaded(f"{self.held} members waiting (limit {self.max_pending})")
-        if self.held_bytes + nbytes > self.max_bytes:
-            raise Overloaded(
-                f"{self.held_bytes} bytes of text waiting, {nbytes} more would pass "
-                f"reward.service.max_pending_bytes {self.max_bytes}"
-            )
-
-    def cost(self, member: Member) -> int:
-        """The bytes ``member`` adds: its texts, and its prompt when it opens a cohort."""
-        opens = _digest(member.key) not in self._open
-        texts = text_bytes(member.response) + text_bytes(member.reference)
-        return texts + (text_bytes(member.prompt) if opens else 0)
-
-    def check(self, member: Member) -> int:
-        """Raise before accepting ``member`` (ValueError, :class:`Overloaded`); its bytes."""
-        self.check_size(member.size)
-        nbytes = self.cost(member)
-        self.room(1, nbytes)
-        return nbytes
-
-    def add(self, member: Member, ticket: Any, now: float) -> Cohort | None:
-        """Hold ``member``; returns its cohort when this member closed it: complete, or the
-        member is late (its cohort closed short at its deadline) and is judged alone."""
-        nbytes = self.check(member)
-        key = _digest(member.key)
-        cohort = self._open.get(key)
-        if cohort is None and self._late(key, now):
-            cohort = Cohort(
-                key, member.size, now, member.prompt, late=True, on_split=member.on_split
-            )
-            self._hold(cohort, member, ticket, nbytes)
-            return cohort
-        if cohort is None:
-            cohort = Cohort(key, member.size, now, member.prompt, on_split=member.on_split)
-            self._open[key] = cohort
-        self._hold(cohort, member, ticket, nbytes)
-        if cohort.complete:
-            del self._open[key]
-            return cohort
-        return None
-
-    def due(self, now: float) -> list[Cohort]:
-        """Close and return the cohorts whose wait ended by ``now`` (oldest first)."""
-        closed = []
-        while self._open:
-            cohort = next(iter(self._open.values()))
-            if cohort.opened + self.group_timeout_s > now:
-                break
-            del self._open[cohort.key]
-            missing = cohort.size - len(cohort.responses)
-            self._short[cohort.key] = (missing, now + self.late_s)
-            self._short.move_to_end(cohort.key)
-            while len(self._short) > self.recent:
-                self._short.popitem(last=False)
-            closed.append(cohort)
-        return closed
-
-    def next_deadline(self) -> float | None:
-        """When the oldest open cohort's wait ends, or None."""
-        for cohort in self._open.values():
-            return cohort.opened + self.group_timeout_s
-        return None
-
-    def open_cohort(self, key: str) -> Cohort | None:
-        """The open cohort of ``key`` (a member's key), or None."""
-        return self._open.get(_digest(key))
-
-    def is_open(self, cohort: Cohort) -> bool:
-        """Whether ``cohort`` still waits for members."""
-        return self._open.get(cohort.key) is cohort
-
-    def drain(self) -> list[Cohort]:
-        """Close and return every open cohort."""
-        closed = list(self._open.values())
-        self._open.clear()
-        return closed
-
-    def finish(self, cohort: Cohort) -> None:
-        """The cohort's members were answered: they no longer count as held (once)."""
-        if not cohort.finished:
-            cohort.finished = True
-            self.held -= len(cohort.responses)
-            self.held_bytes -= cohort.nbytes
-
-    def replace(self, member: Member, old_ticket: Any, ticket: Any) -> bool:
-        """Put ``member`` in the place of the member holding ``old_ticket`` in its open cohort;
-        False if that member is in no open cohort (its cohort closed or was never held). Raises
-        as :meth:`room` when its larger text does not fit (nothing changed)."""
-        cohort = self._open.get(_digest(member.key))
-        if cohort is None or not any(t is old_ticket for t in cohort.tickets):
-            return False
-        index = next(i for i, t in enumerate(cohort.tickets) if t is old_ticket)
-        old = text_bytes(cohort.responses[index]) + text_bytes(cohort.references[index])
-        delta = self.cost(member) - old  # the cohort is open: the member's texts alone
-        if delta > 0:
-            self.room(0, delta)  # raises before changing anything, as for a new member
-        cohort.responses[index] = member.response
-        cohort.references[index] = member.reference
-        cohort.clipped[index] = member.clipped
-        cohort.tickets[index] = ticket
-        cohort.nbytes += delta
-        self.held_bytes += delta
-        return True
-
-    def _hold(self, cohort: Cohort, member: Member, ticket: Any, nbytes: int) -> None:
-        cohort.responses.append(member.response)
-        cohort.references.append(member.reference)
-        cohort.clipped.append(member.clipped)
-        cohort.tickets.append(ticket)
-        cohort.nbytes += nbytes
-        self.held += 1
-        self.held_bytes += nbytes
-
-    def _late(self, key: str, now: float) -> bool:
-        """Whether a member of ``key`` is owed to a cohort that closed short (and count it)."""
-        found = self._short.get(key)
-        if found is None:
-            return False
-        missing, until = found
-        if now > until or missing < 1:
-            del self._short[key]
-            return False
-        if missing == 1:
-            del self._short[key]
-        else:
-            self._short[key] = (missing - 1, until)
-        return True
-
-
-def _digest(*parts: str) -> str:
-    """A fixed-size key: a prompt text can be long, and only one copy of it is kept."""
-    payload = "\x00".join(parts).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(payload).hexdigest()
 
 
 class CohortService:
@@ -450,6 +166,16 @@ class CohortService:
         self.stats: Counter[str] = Counter()
         self.recent = recent
         self._clock = clock
+        self.early_pairs = EarlyPairs(
+            self.judge,
+            self.config,
+            self.strategy,
+            self.table,
+            self.stats,
+            clock,
+            group_timeout_s=self.group_timeout_s,
+            deadline=deadline,
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # by id: the digest of its prompt and response (see _content), and its answer
@@ -475,7 +201,7 @@ class CohortService:
 
         A repeat of a received ``(key, id)`` with the same prompt and response is never refused
         and never counted again; with another response it is a new member (a re-issued rollout)."""
-        name = None if member.id is None else _digest(member.key, member.id)
+        name = None if member.id is None else digest(member.key, member.id)
         content = "" if name is None else _content(member)  # only an id can repeat
         if name is not None:
             repeat = self._repeat(name, content)
@@ -504,7 +230,7 @@ class CohortService:
         elif self.stream:
             cohort = self.table.open_cohort(member.key)
             assert cohort is not None
-            self._stream(cohort, [len(cohort.responses) - 1])
+            self.early_pairs.send(cohort, [len(cohort.responses) - 1])
         self._arm()
         return future
 
@@ -594,53 +320,6 @@ class CohortService:
             self._start(cohort)
         self._arm()
 
-    def _stream(
-        self, cohort: Cohort, indices: Sequence[int], pairs: Sequence[Pair] | None = None
-    ) -> None:
-        """Send the pairs that the arrival of members ``indices`` made known (``pairs``: these)
-        to the batching service, queued as early work; the verdicts wait in ``cohort.early``."""
-        if pairs is None:
-            pairs = [p for i in indices for p in self.strategy.early_pairs(i, cohort.size)]
-        if not pairs or cohort.context is False:
-            return
-        if cohort.context is None:
-            try:
-                cohort.context = as_context(cohort.prompt)
-            except ValueError:
-                cohort.context = False  # judged (and refused) with the whole group
-                return
-        context = cohort.context
-        examples, keys, seen = [], [], set(cohort.early)
-        for first, second in pairs:
-            a, b = as_text(cohort.responses[first]), as_text(cohort.responses[second])
-            if a == b or (a, b) in seen:  # a tie without the judge, or already sent
-                continue
-            seen.add((a, b))
-            keys.append((a, b))
-            examples.append(
-                PairwiseExample(
-                    id=f"0:{first}:{second}", context=context, response_a=a, response_b=b
-                )
-            )
-        if not examples:
-            return
-        # the latest time its cohort could still use them (_judge's deadline)
-        close = cohort.opened + (self.group_timeout_s if self.deadline == "close" else 0.0)
-        budget = max(close + self.config.service.timeout_s - self._clock(), 0.001)
-        task = asyncio.ensure_future(self._early(cohort, examples, budget))
-        self.stats["early_pairs"] += len(examples)
-        for position, key in enumerate(keys):
-            cohort.early[key] = (task, position)
-
-    async def _early(
-        self, cohort: Cohort, examples: list[PairwiseExample], budget: float
-    ) -> list[PairResult | Failure]:
-        """Early pairs, queued as early work unless their cohort closed meanwhile; their
-        verdicts without the judge's text (the judge health and hard pairs took it already)."""
-        tag = id(cohort) if self.table.is_open(cohort) else None
-        results = await self.judge.judge(examples, budget, early=tag)
-        return [_verdict_only(r) for r in results]  # held until the cohort closes
-
     def _start(self, cohort: Cohort) -> None:
         if cohort.early:
             try:
@@ -650,7 +329,7 @@ class CohortService:
             if in_group:
                 self.judge.hurry(id(cohort))  # it waits for them now
             else:  # judged against the reference or the fallback: in-group pairs are unused
-                self._withdraw(cohort)
+                self.early_pairs.withdraw(cohort)
         task = asyncio.ensure_future(self._judge(cohort))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -681,13 +360,6 @@ class CohortService:
             on_split=on_split,
         )
 
-    @staticmethod
-    def _withdraw(cohort: Cohort) -> None:
-        """Cancel the cohort's early pairs: queued ones are never judged, verdicts dropped."""
-        for task, _ in cohort.early.values():
-            task.cancel()
-        cohort.early = {}
-
     async def _rewards(self, cohort: Cohort, budget: float) -> list[CohortReward]:
         size = len(cohort.responses)
         plan = self._plan(cohort)
@@ -709,31 +381,13 @@ class CohortService:
         while not run.done:
             examples = await off_loop(run.examples)
             remaining = end - asyncio.get_running_loop().time()
-            results = await self._verdicts(cohort, examples, remaining)
+            results = await self.early_pairs.verdicts(cohort, examples, remaining)
             failed = next((r for r in results if isinstance(r, Failure)), None)
             if failed is not None:
                 return [self._fallback(failed.kind, failed.message)]
             await off_loop(run.feed, [r for r in results if not isinstance(r, Failure)])
         [judged] = run.rewards()
         return await off_loop(self._members, judged, plan, cohort, group)
-
-    async def _verdicts(
-        self, cohort: Cohort, examples: list[PairwiseExample], timeout_s: float
-    ) -> list[PairResult | Failure]:
-        """The results of a round's ``examples``: early verdicts where the cohort has them (each
-        used once: a pair asked again is judged again), the judge's for the others (one call)."""
-        early = [cohort.early.pop((e.response_a, e.response_b), None) for e in examples]
-        fresh = [e for e, known in zip(examples, early, strict=True) if known is None]
-        judged = iter(await self.judge.judge(fresh, timeout_s) if fresh else [])
-        results: list[PairResult | Failure] = []
-        for known in early:
-            if known is None:
-                results.append(next(judged))
-                continue
-            task, position = known
-            results.append((await task)[position])
-            self.stats["early_used"] += 1
-        return results
 
     def _members(
         self, judged: GroupRewards, plan: GroupPlan, cohort: Cohort, group: Group
@@ -783,7 +437,7 @@ class CohortService:
         if len(rewards) == 1 and len(cohort.tickets) > 1:
             rewards = [_copy(rewards[0]) for _ in cohort.tickets]
         self.table.finish(cohort)
-        self._withdraw(cohort)  # unused early pairs still queued
+        self.early_pairs.withdraw(cohort)  # unused early pairs still queued
         for future, reward, clipped in zip(cohort.tickets, rewards, cohort.clipped, strict=True):
             reward.expected = reward.expected or cohort.size
             reward.clipped = clipped
@@ -806,18 +460,7 @@ def _content(member: Member) -> str:
     """A digest of what a member asks to be judged on: its prompt and response."""
     prompt = member.prompt
     text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, default=str)
-    return _digest(text, member.response)
-
-
-def _verdict_only(result: PairResult | Failure) -> PairResult | Failure:
-    """``result`` without its judgments' text (completion, parsed sections): what the engine
-    and the metrics read (verdicts, votes, slots, finish reasons, probabilities) is kept."""
-    if isinstance(result, Failure):
-        return result
-    slim = [
-        j.model_copy(update={"completion": "", "parts": ParsedParts()}) for j in result.judgments
-    ]
-    return result.model_copy(update={"judgments": slim})
+    return digest(text, member.response)
 
 
 def _copy(reward: CohortReward) -> CohortReward:

@@ -46,7 +46,8 @@ from rmr1_plugins._imports import require
 from rmr1_plugins.cli_options import Flag, add_flags, overrides
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop_request
-from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, Overloaded, groups_samples
+from rmr1_plugins.rewards.cohort_table import Overloaded
+from rmr1_plugins.rewards.cohorts import FALLBACKS, CohortService, groups_samples
 from rmr1_plugins.rewards.config import GroupConfig, RewardConfig, ServiceConfig
 from rmr1_plugins.rewards.health import format_rates
 from rmr1_plugins.rewards.inputs import Sample

@@ -26,13 +26,8 @@ from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
 from rmr1_plugins.offload import off_loop_request
-from rmr1_plugins.rewards.cohorts import (
-    SPLIT_RULES,
-    CohortReward,
-    CohortService,
-    Member,
-    Overloaded,
-)
+from rmr1_plugins.rewards.cohort_table import Member, Overloaded
+from rmr1_plugins.rewards.cohorts import SPLIT_RULES, CohortReward, CohortService
 from rmr1_plugins.rewards.config import RewardConfig, decisive_values, settings_difference
 from rmr1_plugins.rewards.inputs import (
     Sample,

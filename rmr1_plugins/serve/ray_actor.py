@@ -6,14 +6,14 @@ Several reward workers of one job (veRL's ``RewardLoopWorker`` actors) each call
 (``get_if_exists``), so every rollout of a group meets in one place without a separate
 ``rmr1 serve``. :meth:`CohortActor.cohort` takes the fields of a ``/cohort`` body and returns the
 ``/cohort`` answer (:mod:`rmr1_plugins.serve.cohort`), the body's ``settings`` checked the same
-way; :meth:`CohortActor.join` takes a :class:`~rmr1_plugins.rewards.cohorts.Member` built by the
-caller (OpenRLHF's reward file).
+way; :meth:`CohortActor.join` takes a :class:`~rmr1_plugins.rewards.cohort_table.Member` built
+by the caller (OpenRLHF's reward file).
 
 ``reward.service.max_pending_bytes`` bounds what **one worker** holds: the actor holds up to
 that many bytes for each worker that has sent it a member (each :class:`RayCohortClient` is one
 worker), so
 a step split over more workers never hits a bound sized for one. A member that finds the actor
-full (:class:`~rmr1_plugins.rewards.cohorts.Overloaded`, nothing held) is sent again by the
+full (:class:`~rmr1_plugins.rewards.cohort_table.Overloaded`, nothing held) is sent again by the
 client with doubling backoff, like a 503 from ``rmr1 serve``, until its ``timeout_s``.
 
 The actor's name is a digest of everything its service is built from (the judge, the ``reward:``
@@ -33,7 +33,8 @@ import time
 import uuid
 from typing import Any
 
-from rmr1_plugins.rewards.cohorts import CohortService, Member, Overloaded
+from rmr1_plugins.rewards.cohort_table import Member, Overloaded
+from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.scorer_config import LazyScorer
 from rmr1_plugins.serve.cohort import cohort_answer, own_settings, parse_member
 from rmr1_plugins.settings import RewardSettings
@@ -80,7 +81,7 @@ class CohortActor:
     async def cohort(self, body: dict[str, Any], worker: str | None = None) -> dict[str, Any]:
         """The ``/cohort`` answer for one member sent by ``worker``; raises
         :class:`~rmr1_plugins.serve.cohort.CohortBodyError` (a bad field or other settings) or
-        :class:`~rmr1_plugins.rewards.cohorts.Overloaded`, holding nothing."""
+        :class:`~rmr1_plugins.rewards.cohort_table.Overloaded`, holding nothing."""
         service = self.service()
         member = parse_member(body, own_settings(service))
         return await self.join(member, worker)
@@ -150,7 +151,7 @@ def cohort_actor(
 class RayCohortClient:
     """One worker's way to the job's cohort actor (made on first use).
 
-    A member the actor refuses as full (:class:`~rmr1_plugins.rewards.cohorts.Overloaded`) is
+    A member the actor refuses as full (:class:`~rmr1_plugins.rewards.cohort_table.Overloaded`) is
     sent again after 0.5 s, doubling up to 8 s, until ``timeout_s`` seconds after the first try;
     then Overloaded is raised. An actor that died (its creator ended, or it crashed) is made
     again once and the member sent again: its held members' callers do the same, with the same

@@ -46,7 +46,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.rewards.cohorts import Member, groups_samples
+from rmr1_plugins.rewards.cohort_table import Member
+from rmr1_plugins.rewards.cohorts import groups_samples
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns

@@ -42,7 +42,8 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from rmr1_plugins.rewards.cohorts import CohortReward, CohortService, Member, Overloaded
+from rmr1_plugins.rewards.cohort_table import Member, Overloaded
+from rmr1_plugins.rewards.cohorts import CohortReward, CohortService
 from rmr1_plugins.rewards.groups import SplitRule
 from rmr1_plugins.settings import decisive_settings
 from rmr1_verl import workers as ray_workers

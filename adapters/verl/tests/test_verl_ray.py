@@ -178,7 +178,7 @@ def test_a_full_cohort_actor_is_retried_and_then_answers(cluster, fake_judges):
     again until ``cohort_timeout_s``; once the held group is judged, the member is accepted."""
     from rmr1_verl.cohort import RayCohorts
 
-    from rmr1_plugins.rewards.cohorts import Overloaded, text_bytes
+    from rmr1_plugins.rewards.cohort_table import Overloaded, text_bytes
     from rmr1_plugins.serve.ray_actor import cohort_actor
     from rmr1_plugins.settings import RewardSettings
 
