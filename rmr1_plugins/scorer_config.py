@@ -195,9 +195,8 @@ def shared_scorer(config: ScorerConfig) -> Scorer:
 
 
 def served_at(config: ScorerConfig, base_url: str, model: str | None) -> ScorerConfig:
-    """``config`` with its judge reached through the ``openai`` backend at ``base_url`` (a
-    trainer's own judge server): an ``openai`` backend's options kept, ``model`` else the
-    configured one."""
+    """``config`` judged through ``openai`` at ``base_url`` (a trainer's own judge server),
+    ``model`` else the configured one, an ``openai`` backend's options kept."""
     backend = config.backend
     kept = dict(backend.options) if backend.name == "openai" else {}
     served = BackendConfig(

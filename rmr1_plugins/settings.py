@@ -156,11 +156,8 @@ CACHED_MAX = 64  # distinct option sets kept per process
 
 
 def cached(options: Mapping[str, Any], context: Sequence[Any], load: Callable[[], T]) -> T:
-    """``load()``, once per process for a trainer that passes its options on every call (veRL's
-    ``compute_score``): kept per ``options``, ``context``, YAML file (``options["config"]``, else
-    ``$RMR1_CONFIG``: its path, size and modification time) and every ``RMR1_*`` variable, so a
-    changed file or variable is read again and an unchanged one is not. Treat the result as
-    read-only."""
+    """``load()`` once per process and ``options``, ``context``, YAML file (``config``, else
+    ``$RMR1_CONFIG``: path, size, modification time) and ``RMR1_*`` variables (read-only)."""
     path = options.get("config") or os.environ.get(CONFIG_ENV)
     try:
         stat = os.stat(path) if path else None

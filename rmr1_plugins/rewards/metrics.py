@@ -237,10 +237,8 @@ def means(metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
 
 
 class StepSummary:
-    """One log line per ``every`` samples: how many were split from their group or got the
-    fallback, and the mean group judged against the expected one (for a trainer that reduces no
-    per-sample metric into its own logs, as veRL 0.9.1's reward loop). A warning when any sample
-    was split or got the fallback, else at INFO, on ``log`` with ``label`` first."""
+    """One line on ``log`` per ``every`` samples (for a trainer that logs no metric of ours):
+    split and fallback counts, mean group against expected; a warning if any, else INFO."""
 
     def __init__(self, every: int, log: logging.Logger, label: str) -> None:
         self.every = every

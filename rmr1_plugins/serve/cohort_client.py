@@ -1,17 +1,11 @@
-"""Clients of the cohort service: ``rmr1 serve``'s ``POST /cohort`` and the job's cohort actor.
+"""Clients of the cohort service (:mod:`rmr1_plugins.rewards.cohorts`) for reward workers that
+each see part of a group: ``rmr1 serve``'s ``POST /cohort`` and the job's cohort actor.
 
-A trainer whose reward workers each see part of a group (veRL's ``rmr1`` manager with
-``reward.num_workers > 1``) sends each rollout to one place that holds it until its group is whole
-(:mod:`rmr1_plugins.rewards.cohorts`). Every request carries the rollout's ``id`` inside its
-group, the same on every retry, so the server never counts a retry twice, and the caller's
-decisive reward ``settings`` (the server applies the same ones or refuses with a 400 naming the
-key). The connection pool has no limit: a group is held on the server until its last rollout
-arrives, so any cap on open requests below the rollouts per worker would split groups.
-
-An unreachable or overloaded server (connection errors, 503 with its ``Retry-After``) is
-retried until the client's timeout, then :meth:`CohortClient.ask` raises, for the caller's
-fallback reward. A refused request (any other 4xx but 413: wrong settings, token or URL) is the
-same for every rollout, so it raises :class:`CohortRefused` rather than hand out fallback rewards.
+Each request carries the rollout's ``id`` in its group (the same on every retry: never counted
+twice) and the caller's decisive ``settings`` (applied alike, or refused naming the key). The
+connection pool has no limit: a group is held until its last rollout comes. An unreachable or
+overloaded server (503 with ``Retry-After``) is retried until the timeout, then the call raises;
+a refused request (other 4xx but 413: settings, token or URL) raises :class:`CohortRefused`.
 """
 
 from __future__ import annotations

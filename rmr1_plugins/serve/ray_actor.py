@@ -229,11 +229,9 @@ class RayCohortRewards:
     """Whole-group rewards for callers on threads (OpenRLHF's reward file): each sample waits
     in the job's cohort actor, through one event loop for every waiting sample's Ray call."""
 
-    def __init__(
-        self, settings: RewardSettings, on_split: str, max_concurrency: int, timeout_s: float
-    ) -> None:
-        self.config = settings.reward
-        self.client = RayCohortClient(settings, on_split, max_concurrency, timeout_s)
+    def __init__(self, client: RayCohortClient) -> None:
+        self.config = client.settings.reward
+        self.client = client
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="rmr1-cohorts", daemon=True).start()
 

@@ -52,7 +52,7 @@ from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.samples import SampleReward, fallback
 from rmr1_plugins.rewards.service import BackgroundRewardService
-from rmr1_plugins.serve.ray_actor import RayCohortRewards
+from rmr1_plugins.serve.ray_actor import RayCohortClient, RayCohortRewards
 from rmr1_plugins.settings import CONFIG_ENV, load_reward_settings
 
 logger = logging.getLogger("rmr1_openrlhf")
@@ -114,9 +114,10 @@ def get_runtime() -> BackgroundRewardService | RayCohortRewards:
                         settings.reward,
                     )
                 try:
-                    _runtime = RayCohortRewards(
+                    client = RayCohortClient(
                         settings, "partial", ACTOR_CONCURRENCY, COHORT_TIMEOUT_S
                     )
+                    _runtime = RayCohortRewards(client)
                 except Exception as error:  # a judge the cohort actor cannot run (hf, vllm)
                     raise SetupError(str(error), settings.reward) from error
                 return _runtime
