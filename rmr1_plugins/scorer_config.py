@@ -17,6 +17,7 @@ ones. Example::
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any, Literal
 
@@ -180,3 +181,27 @@ class LazyScorer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+_SHARED: dict[str, LazyScorer] = {}
+
+
+def shared_scorer(config: ScorerConfig) -> Scorer:
+    """One scorer per process and judge configuration, built on first use."""
+    key = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    if key not in _SHARED:
+        _SHARED[key] = LazyScorer(config)
+    return _SHARED[key].get()
+
+
+def served_at(config: ScorerConfig, base_url: str, model: str | None) -> ScorerConfig:
+    """``config`` judged through ``openai`` at ``base_url`` (a trainer's own judge server),
+    ``model`` else the configured one, an ``openai`` backend's options kept."""
+    backend = config.backend
+    kept = dict(backend.options) if backend.name == "openai" else {}
+    served = BackendConfig(
+        name="openai", model=model or backend.model, options={**kept, "base_url": base_url}
+    )
+    # rebuilt through validation, so an unset template follows the served model's name
+    scorer = config.model_dump(exclude_unset=True)
+    return type(config).model_validate({**scorer, "backend": served})

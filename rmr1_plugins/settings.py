@@ -24,11 +24,12 @@ scorer part (``RMR1_BACKEND__MODEL=/models/rm``) and ``RMR1_REWARD__<KEY>`` the 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -147,3 +148,26 @@ def load_config(
     over ``RMR1_*`` variables, which win over the file. A ``reward:`` section is validated too.
     """
     return load_reward_settings(path, training=False, **overrides).scorer
+
+
+T = TypeVar("T")
+_CACHED: dict[str, Any] = {}
+CACHED_MAX = 64  # distinct option sets kept per process
+
+
+def cached(options: Mapping[str, Any], context: Sequence[Any], load: Callable[[], T]) -> T:
+    """``load()`` once per process and ``options``, ``context``, YAML file (``config``, else
+    ``$RMR1_CONFIG``: path, size, modification time) and ``RMR1_*`` variables (read-only)."""
+    path = options.get("config") or os.environ.get(CONFIG_ENV)
+    try:
+        stat = os.stat(path) if path else None
+        file = [str(path), stat.st_size, stat.st_mtime_ns] if stat else None
+    except OSError:
+        file = [str(path), None, None]  # loading reports the missing file
+    variables = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
+    key = json.dumps([options, *context, file, variables], sort_keys=True, default=repr)
+    if key not in _CACHED:
+        if len(_CACHED) >= CACHED_MAX:
+            _CACHED.pop(next(iter(_CACHED)))
+        _CACHED[key] = load()
+    return _CACHED[key]

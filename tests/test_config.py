@@ -1,8 +1,9 @@
+import os
 from pathlib import Path
 
 import pytest
 
-from rmr1_plugins import ConfigError, load_config
+from rmr1_plugins import ConfigError, load_config, settings
 from rmr1_plugins.backends.constant import ConstantBackend
 
 
@@ -160,3 +161,28 @@ def test_a_differing_section_key_is_named_with_its_section():
     )
     unknown = settings_difference({**own, "group": {"stream_pairs": True, "size": 4}}, own)
     assert unknown is not None and unknown.startswith("settings.group has an unknown key 'size'")
+
+
+def test_cached_settings_are_loaded_again_only_when_their_inputs_change(tmp_path, monkeypatch):
+    """What veRL's compute_score reads once per process rather than once per rollout."""
+    monkeypatch.setattr(settings, "_CACHED", {})
+    monkeypatch.delenv("RMR1_REWARD__WIN", raising=False)
+    path = tmp_path / "rmr1.yaml"
+    path.write_text("reward: {win: 2.0}\n")
+    loads = []
+
+    def load():
+        loads.append(1)
+        return settings.load_reward_settings(str(path)).reward.win
+
+    def read(options, context=()):
+        return settings.cached({"config": str(path), **options}, context, load)
+
+    assert [read({}), read({})] == [2.0, 2.0] and len(loads) == 1
+    path.write_text("reward: {win: 3.0}\n")  # same size
+    os.utime(path, ns=(1, 1))  # a new modification time
+    assert read({}) == 3.0 and len(loads) == 2
+    monkeypatch.setenv("RMR1_REWARD__WIN", "5")
+    assert read({}) == 5.0 and len(loads) == 3
+    assert read({"x": 1}) == 5.0 and read({}, ["router"]) == 5.0 and len(loads) == 5
+    assert read({}) == 5.0 and len(loads) == 5

@@ -4,6 +4,7 @@ every path."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from rmr1_plugins.rewards.metrics import (
     KEYS,
     METRICS,
     VERIFIABLE_METRICS,
+    StepSummary,
     columns,
     judged_metrics,
     means,
@@ -102,3 +104,19 @@ def test_score_groups_and_ascore_groups_give_identical_results(strategy):
     assert async_backend.batches == sync_backend.batches  # the same rounds, the same prompts
     metrics = [judged_metrics(r, 0, None, reference=False) for r in expected]
     assert metrics == [judged_metrics(r, 0, None, reference=False) for r in got]
+
+
+def test_the_step_summary_logs_one_line_per_step_and_warns_on_splits(caplog):
+    log = logging.getLogger("rmr1.test.summary")
+    summary = StepSummary(3, log, "label")
+    with caplog.at_level("INFO", logger="rmr1.test.summary"):
+        for _ in range(2):
+            summary.add(sample_metrics(group=3), 3)
+        assert caplog.records == []  # two of the step's three so far
+        summary.add(sample_metrics(split=True, group=1), 3)
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.getMessage() == (
+        "label: 3 rollouts: split 1 (33.3%), fallback 0 (0.0%), mean group 2.33 of 3.00 expected"
+    )
+    summary.flush()  # nothing counted since: no line
+    assert len(caplog.records) == 1

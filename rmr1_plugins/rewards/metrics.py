@@ -11,6 +11,8 @@ lists the same table.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -232,3 +234,43 @@ def columns(metrics: Sequence[Mapping[str, float]]) -> dict[str, list[float]]:
 def means(metrics: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Each key's mean over the samples (TRL logs one value per key and step)."""
     return {key: sum(m[key] for m in metrics) / len(metrics) for key in KEYS} if metrics else {}
+
+
+class StepSummary:
+    """One line on ``log`` per ``every`` samples (for a trainer that logs no metric of ours):
+    split and fallback counts, mean group against expected; a warning if any, else INFO."""
+
+    def __init__(self, every: int, log: logging.Logger, label: str) -> None:
+        self.every = every
+        self.log = log
+        self.label = label
+        self.counts: Counter[str] = Counter()
+
+    def add(self, info: Mapping[str, Any], expected: int) -> None:
+        counts = self.counts
+        counts["rollouts"] += 1
+        counts["split"] += int(info.get("rmr1_split", 0) > 0)
+        counts["fallback"] += int(info.get("rmr1_fallback", 0) > 0)
+        counts["group"] += int(info.get("rmr1_group", 0))
+        counts["expected"] += expected
+        if counts["rollouts"] >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, Counter()
+        n = counts["rollouts"]
+        if not n:
+            return
+        log = self.log.warning if counts["split"] or counts["fallback"] else self.log.info
+        log(
+            "%s: %d rollouts: split %d (%.1f%%), fallback %d (%.1f%%), "
+            "mean group %.2f of %.2f expected",
+            self.label,
+            n,
+            counts["split"],
+            100 * counts["split"] / n,
+            counts["fallback"],
+            100 * counts["fallback"] / n,
+            counts["group"] / n,
+            counts["expected"] / n,
+        )

@@ -28,17 +28,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from rmr1_plugins.rewards.cohort_table import Member, Overloaded
 from rmr1_plugins.rewards.cohorts import CohortService
+from rmr1_plugins.rewards.inputs import Sample
+from rmr1_plugins.rewards.samples import SampleReward, fallback
 from rmr1_plugins.scorer_config import LazyScorer
-from rmr1_plugins.serve.cohort import cohort_answer, own_settings, parse_member
+from rmr1_plugins.serve.cohort import cohort_answer, member_of, own_settings, parse_member
 from rmr1_plugins.settings import RewardSettings
 
+logger = logging.getLogger(__name__)
 PREFIX = "rmr1-cohorts-"
 MAX_PENDING = 1 << 30  # a whole step waits here; reward.service.max_pending_bytes bounds it
 MAX_GROUP_SIZE = 1 << 16
@@ -220,3 +225,37 @@ class RayCohortClient:
 
     async def aclose(self) -> None:
         """Nothing to close here: the actor ends with its creator."""
+
+
+class RayCohortRewards:
+    """Whole-group rewards for callers on threads (OpenRLHF's reward file): each sample waits
+    in the job's cohort actor, through one event loop for every waiting sample's Ray call."""
+
+    def __init__(self, client: RayCohortClient) -> None:
+        self.config = client.settings.reward
+        self.client = client
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="rmr1-cohorts", daemon=True).start()
+
+    def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
+        """One reward per sample, each from its whole group; never raises."""
+        return [self._one(sample) for sample in samples]
+
+    def _one(self, sample: Sample) -> SampleReward:
+        try:
+            member: Member = member_of(sample, self.config)
+        except Exception as error:  # SampleError, or an unforeseen input shape
+            return fallback(self.config, "bad_input", str(error))
+        try:
+            answer = asyncio.run_coroutine_threadsafe(self.client.join(member), self._loop).result()
+        except Exception as error:  # full past its timeout, or the actor cannot run
+            logger.error("rmr1: cohort actor %s: %s", self.client.name, error)
+            return fallback(self.config, "error", f"cohort actor: {error}")
+        if answer.get("error"):
+            logger.warning("rmr1: cohort actor: %s", answer["error"])
+        reward = float(answer["reward"])
+        return SampleReward(reward, self.config.to_score(reward), dict(answer["logs"]))
+
+    def close(self) -> None:
+        """Stop the loop; the cohort actor ends with the process that created it."""
+        self._loop.call_soon_threadsafe(self._loop.stop)

@@ -46,16 +46,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rmr1_plugins.errors import RMR1Error
-from rmr1_plugins.rewards.cohort_table import Member
 from rmr1_plugins.rewards.cohorts import groups_samples
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.inputs import Sample
 from rmr1_plugins.rewards.metrics import columns
 from rmr1_plugins.rewards.samples import SampleReward, fallback
 from rmr1_plugins.rewards.service import BackgroundRewardService
-from rmr1_plugins.serve.cohort import member_of
-from rmr1_plugins.serve.ray_actor import RayCohortClient
-from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
+from rmr1_plugins.serve.ray_actor import RayCohortClient, RayCohortRewards
+from rmr1_plugins.settings import CONFIG_ENV, load_reward_settings
 
 logger = logging.getLogger("rmr1_openrlhf")
 HELD_THREADS = 8192  # rollouts one rollout actor may hold in the cohort actor at once
@@ -63,7 +61,7 @@ ACTOR_CONCURRENCY = 1 << 16  # members the cohort actor holds at once, all rollo
 COHORT_TIMEOUT_S = 600.0  # how long a rollout retries a full cohort actor
 
 _lock = threading.Lock()
-_runtime: BackgroundRewardService | RayCohorts | None = None
+_runtime: BackgroundRewardService | RayCohortRewards | None = None
 _last_setup_log = -float("inf")
 
 
@@ -74,40 +72,6 @@ class SetupError(RMR1Error, RuntimeError):
     def __init__(self, message: str, reward: RewardConfig) -> None:
         super().__init__(message)
         self.reward = reward
-
-
-class RayCohorts:
-    """Whole-group rewards from this process: each sample waits in the job's cohort actor."""
-
-    def __init__(self, settings: RewardSettings) -> None:
-        self.config = settings.reward
-        self.client = RayCohortClient(settings, "partial", ACTOR_CONCURRENCY, COHORT_TIMEOUT_S)
-        # One event loop for every waiting sample's Ray call; OpenRLHF's threads only block.
-        self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._loop.run_forever, name="rmr1-cohorts", daemon=True).start()
-
-    def rewards(self, samples: Sequence[Sample]) -> list[SampleReward]:
-        """One reward per sample, each from its whole group; never raises."""
-        return [self._one(sample) for sample in samples]  # OpenRLHF sends one at a time
-
-    def _one(self, sample: Sample) -> SampleReward:
-        try:
-            member: Member = member_of(sample, self.config)
-        except Exception as error:  # SampleError, or an unforeseen input shape
-            return fallback(self.config, "bad_input", str(error))
-        try:
-            answer = asyncio.run_coroutine_threadsafe(self.client.join(member), self._loop).result()
-        except Exception as error:  # full past its timeout, or the actor cannot run
-            logger.error("rmr1: cohort actor %s: %s", self.client.name, error)
-            return fallback(self.config, "error", f"cohort actor: {error}")
-        if answer.get("error"):
-            logger.warning("rmr1: cohort actor: %s", answer["error"])
-        reward = float(answer["reward"])
-        return SampleReward(reward, self.config.to_score(reward), dict(answer["logs"]))
-
-    def close(self) -> None:
-        """Stop the loop; the cohort actor ends with the process that created it."""
-        self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 def _on_ray() -> bool:
@@ -131,7 +95,7 @@ def hold_threads() -> None:
         loop.set_default_executor(executor)
 
 
-def get_runtime() -> BackgroundRewardService | RayCohorts:
+def get_runtime() -> BackgroundRewardService | RayCohortRewards:
     """This process's judge (or, for whole groups on Ray, its way to the cohort actor), built
     on first use; raises if the configuration is invalid."""
     global _runtime
@@ -150,7 +114,10 @@ def get_runtime() -> BackgroundRewardService | RayCohorts:
                         settings.reward,
                     )
                 try:
-                    _runtime = RayCohorts(settings)
+                    client = RayCohortClient(
+                        settings, "partial", ACTOR_CONCURRENCY, COHORT_TIMEOUT_S
+                    )
+                    _runtime = RayCohortRewards(client)
                 except Exception as error:  # a judge the cohort actor cannot run (hf, vllm)
                     raise SetupError(str(error), settings.reward) from error
                 return _runtime

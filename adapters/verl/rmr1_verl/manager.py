@@ -19,9 +19,9 @@ still unanswered ``reward.service.timeout_s`` after the group closed (complete, 
 With ``reward.num_workers > 1`` no worker sees a whole group; ``+reward.rmr1.cohort=ray`` then
 sends every rollout to one cohort actor in the trainer's Ray cluster
 (:mod:`rmr1_plugins.serve.ray_actor`), or ``+reward.rmr1.cohort_url`` to one ``rmr1 serve``
-cohort endpoint (:mod:`rmr1_verl.cohort`), each rollout with its ``on_split``; without either an
-in-group strategy refuses to start. Ray's cap on a worker's concurrent calls is set from the
-step and checked at start-up (:mod:`rmr1_verl.workers`).
+cohort endpoint (:mod:`rmr1_plugins.serve.cohort_client`), each rollout with its ``on_split``;
+without either an in-group strategy refuses to start. Ray's cap on a worker's concurrent calls
+is set from the step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option (a section's key dotted: ``group.timeout_s``) plus ``config``,
@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +44,18 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 from rmr1_plugins.rewards.cohort_table import Member, Overloaded
 from rmr1_plugins.rewards.cohorts import CohortReward, CohortService
 from rmr1_plugins.rewards.groups import SplitRule
+from rmr1_plugins.rewards.metrics import StepSummary
+from rmr1_plugins.scorer_config import shared_scorer
+from rmr1_plugins.serve.cohort_client import (
+    CohortClient,
+    CohortRefused,
+    RayCohorts,
+    cohort_body,
+    cohort_result,
+)
 from rmr1_plugins.settings import decisive_settings
 from rmr1_verl import workers as ray_workers
-from rmr1_verl.cohort import CohortClient, CohortRefused, RayCohorts, cohort_body, cohort_result
-from rmr1_verl.reward import reference_of, result, settings, shared_scorer
+from rmr1_verl.reward import reference_of, result, settings
 
 logger = logging.getLogger(__name__)
 VALIDATION_SPLITS = ("test", "val", "validation")
@@ -65,45 +72,6 @@ class Sample:
     # the rollout inside its group, the same on every retry: "<uid>:<session_id>", else drawn
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     has_uid: bool = True
-
-
-class StepSummary:
-    """One log line per step's share of rollouts (``data.train_batch_size × rollout.n ÷
-    reward.num_workers``): veRL 0.9.1 reduces no reward extra info into its training metrics, so
-    this is where split groups and fallbacks show during training. A warning when any rollout
-    was split or got the fallback, else at INFO."""
-
-    def __init__(self, every: int) -> None:
-        self.every = every
-        self.counts: Counter[str] = Counter()
-
-    def add(self, info: dict[str, Any], expected: int) -> None:
-        counts = self.counts
-        counts["rollouts"] += 1
-        counts["split"] += int(info.get("rmr1_split", 0) > 0)
-        counts["fallback"] += int(info.get("rmr1_fallback", 0) > 0)
-        counts["group"] += int(info.get("rmr1_group", 0))
-        counts["expected"] += expected
-        if counts["rollouts"] >= self.every:
-            self.flush()
-
-    def flush(self) -> None:
-        counts, self.counts = self.counts, Counter()
-        n = counts["rollouts"]
-        if not n:
-            return
-        log = logger.warning if counts["split"] or counts["fallback"] else logger.info
-        log(
-            "rmr1 reward manager: %d rollouts: split %d (%.1f%%), fallback %d (%.1f%%), "
-            "mean group %.2f of %.2f expected",
-            n,
-            counts["split"],
-            100 * counts["split"] / n,
-            counts["fallback"],
-            100 * counts["fallback"] / n,
-            counts["group"] / n,
-            counts["expected"] / n,
-        )
 
 
 class RMR1RewardManager(RewardManagerBase):
@@ -141,7 +109,11 @@ class RMR1RewardManager(RewardManagerBase):
             ray_workers.check(config, own, workers, _in_ray_actor())
         self.decisive = decisive_settings(self.reward_config)
         rollouts = ray_workers.step_rollouts(config)
-        self.summary = StepSummary(max(1, rollouts // workers) if rollouts else STEP_DEFAULT)
+        every = max(1, rollouts // workers) if rollouts else STEP_DEFAULT
+        # veRL 0.9.1 reduces no reward extra info into its training metrics: this log line is
+        # where split groups and fallbacks show, one per step's share of rollouts
+        # (data.train_batch_size x rollout.n / reward.num_workers)
+        self.summary = StepSummary(every, logger, "rmr1 reward manager")
 
     async def run_single(self, data: DataProto) -> dict:
         try:
@@ -214,7 +186,7 @@ class RMR1RewardManager(RewardManagerBase):
         ``group_timeout_s`` may be set until then)."""
         if self._local is None:
             self._local = CohortService(
-                shared_scorer(self.reward_config),
+                shared_scorer(self.reward_config.scorer),
                 self._service_options(),
                 deadline="close",
                 max_pending=1

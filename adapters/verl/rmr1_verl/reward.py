@@ -25,13 +25,11 @@ logged as a warning), ``rmr1_reference``, ``rmr1_judgments``, the judge-health v
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
-from rmr1_plugins.config import ENV_PREFIX
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import Group, GroupRewards, texts_of
 from rmr1_plugins.rewards.groups import AGAINST_REFERENCE, ascore
@@ -39,9 +37,8 @@ from rmr1_plugins.rewards.hard_pairs import record_groups
 from rmr1_plugins.rewards.metrics import judged_metrics, sample_metrics
 from rmr1_plugins.rewards.strategies import Strategy, resolve_strategy
 from rmr1_plugins.rewards.verifiable import verl_verifiable_reward as verl_verifiable_reward
-from rmr1_plugins.scorer import Scorer
-from rmr1_plugins.scorer_config import BackendConfig, LazyScorer
-from rmr1_plugins.settings import CONFIG_ENV, RewardSettings, load_reward_settings
+from rmr1_plugins.scorer_config import served_at, shared_scorer
+from rmr1_plugins.settings import RewardSettings, cached, load_reward_settings
 
 logger = logging.getLogger(__name__)
 ADAPTER_KEYS = (
@@ -56,9 +53,6 @@ ADAPTER_KEYS = (
     "max_concurrency",
     "_max_concurrency",  # set by rmr1_verl.workers in the driver, not by users
 )
-_SCORERS: dict[str, LazyScorer] = {}
-_SETTINGS: dict[str, tuple[RewardSettings, dict[str, Any]]] = {}
-_SETTINGS_MAX = 64  # distinct option sets kept per process
 
 
 def settings(
@@ -69,40 +63,21 @@ def settings(
     """The reward config from ``options`` (veRL ``reward_kwargs`` or ``reward.rmr1``), and the
     adapter's own keys; with a router address the judge is veRL's server, via ``openai``.
 
-    veRL calls :func:`compute_score` once per rollout, so the result is cached per process,
-    keyed by the options, the router address, the judge's tokenizer name, the YAML file (its
-    path, size and modification time) and every ``RMR1_*`` variable: a changed file or variable
-    is read again, an unchanged one is not. Treat the returned settings as read-only.
+    veRL calls :func:`compute_score` once per rollout, so the result is cached per process
+    (:func:`rmr1_plugins.settings.cached`), keyed by the options, the router address, the
+    judge's tokenizer name, the YAML file and every ``RMR1_*`` variable. Treat the returned
+    settings as read-only.
     """
     options = dict(options or {})
-    key = _settings_key(options, reward_router_address, reward_model_tokenizer)
-    cached = _SETTINGS.get(key)
-    if cached is None:
-        cached = _load_settings(options, reward_router_address, reward_model_tokenizer)
-        if len(_SETTINGS) >= _SETTINGS_MAX:
-            _SETTINGS.pop(next(iter(_SETTINGS)))
-        _SETTINGS[key] = cached
-    config, own = cached
+    tokenizer = getattr(reward_model_tokenizer, "name_or_path", None)
+    context = [reward_router_address, tokenizer]
+    load = partial(_load_settings, dict(options), reward_router_address, tokenizer)
+    config, own = cached(options, context, load)
     return config, dict(own)
 
 
-def _settings_key(
-    options: Mapping[str, Any], reward_router_address: str | None, reward_model_tokenizer: Any
-) -> str:
-    path = options.get("config") or os.environ.get(CONFIG_ENV)
-    try:
-        stat = os.stat(path) if path else None
-        file = [str(path), stat.st_size, stat.st_mtime_ns] if stat else None
-    except OSError:
-        file = [str(path), None, None]  # loading reports the missing file
-    variables = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
-    tokenizer = getattr(reward_model_tokenizer, "name_or_path", None)
-    parts = [options, reward_router_address, tokenizer, file, variables]
-    return json.dumps(parts, sort_keys=True, default=repr)
-
-
 def _load_settings(
-    options: dict[str, Any], reward_router_address: str | None, reward_model_tokenizer: Any
+    options: dict[str, Any], reward_router_address: str | None, tokenizer: str | None
 ) -> tuple[RewardSettings, dict[str, Any]]:
     own = {key: options.pop(key) for key in ADAPTER_KEYS if key in options}
     scorer: dict[str, Any] = {"backend": {"model": own["model"]}} if own.get("model") else {}
@@ -110,26 +85,9 @@ def _load_settings(
         scorer["order"] = own["order"]
     config = load_reward_settings(own.get("config"), reward=options, training=True, **scorer)
     if reward_router_address:
-        backend = config.scorer.backend
-        kept = dict(backend.options) if backend.name == "openai" else {}
-        model = own.get("model") or getattr(reward_model_tokenizer, "name_or_path", None)
-        served = BackendConfig(
-            name="openai",
-            model=model or backend.model,
-            options={**kept, "base_url": f"http://{reward_router_address}/v1"},
-        )
-        # rebuilt through validation, so an unset template follows the served model's name
-        scorer = config.scorer.model_dump(exclude_unset=True)
-        config.scorer = type(config.scorer).model_validate({**scorer, "backend": served})
+        url = f"http://{reward_router_address}/v1"
+        config.scorer = served_at(config.scorer, url, own.get("model") or tokenizer)
     return config, own
-
-
-def shared_scorer(config: RewardSettings) -> Scorer:
-    """One scorer per process and judge configuration, built on first use."""
-    key = json.dumps(config.scorer.model_dump(mode="json"), sort_keys=True)
-    if key not in _SCORERS:
-        _SCORERS[key] = LazyScorer(config.scorer)
-    return _SCORERS[key].get()
 
 
 def result(
@@ -213,7 +171,7 @@ async def compute_score(
         return result(None, 0, options, kind="no_reference", error=why)
     group = Group(question, [solution_str], reference=reference, id=str(data_source))
     try:
-        [rewards] = await ascore(shared_scorer(config), [group], options, AGAINST_REFERENCE)
+        [rewards] = await ascore(shared_scorer(config.scorer), [group], options, AGAINST_REFERENCE)
     except Exception as error:  # a judge that failed must not stop the run
         return result(None, 0, options, kind="error", error=f"judge failed: {error}")
     record_groups(options, [group], [rewards])

@@ -101,7 +101,7 @@ def test_an_overloaded_service_is_retried_after_its_retry_after(tokenizer, monke
     async def no_wait(seconds):
         delays.append(seconds)
 
-    monkeypatch.setattr("rmr1_verl.cohort.asyncio.sleep", no_wait)
+    monkeypatch.setattr("rmr1_plugins.serve.cohort_client.asyncio.sleep", no_wait)
 
     async def busy_twice(body, n):
         if n <= 2:
@@ -122,7 +122,7 @@ def test_a_refused_request_raises_naming_the_key(tokenizer, caplog):
         return 400, {"error": "settings differ from the server's: 'win' (2.0 here, 1.0 sent)"}, {}
 
     _, outputs, bodies = run(tokenizer, refuse, [0, 1], win=1)
-    from rmr1_verl.cohort import CohortRefused
+    from rmr1_plugins.serve.cohort_client import CohortRefused
 
     assert all(isinstance(o, CohortRefused) for o in outputs) and len(bodies) == 2  # no retry
     assert "'win'" in str(outputs[0]) and "HTTP 400" in str(outputs[0])

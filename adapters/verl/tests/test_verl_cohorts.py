@@ -58,7 +58,7 @@ def test_rollouts_sent_to_random_workers_get_whole_group_rewards(tokenizer, serv
 def test_settings_that_differ_from_the_servers_are_refused_naming_the_key(tokenizer, server):
     """The server judges with its own settings: a manager asking for others is refused (400)
     and raises rather than hand out rewards it did not ask for."""
-    from rmr1_verl.cohort import CohortRefused
+    from rmr1_plugins.serve.cohort_client import CohortRefused
 
     worker = manager(tokenizer, cohort_url=f"{server.base}/cohort", win=2, loss=-1)
     data = rollouts(tokenizer, GROUPS[:1])
@@ -106,7 +106,7 @@ def served_judge(tmp_path):
 
 
 def test_the_cohort_setting_is_ray_and_excludes_a_cohort_url(tokenizer, tmp_path):
-    from rmr1_verl.cohort import RayCohorts
+    from rmr1_plugins.serve.cohort_client import RayCohorts
 
     worker = manager(tokenizer, cohort="ray", config=served_judge(tmp_path))
     assert isinstance(worker.cohorts, RayCohorts)  # no actor yet
@@ -119,7 +119,7 @@ def test_the_cohort_setting_is_ray_and_excludes_a_cohort_url(tokenizer, tmp_path
 
 
 def test_cohort_ray_outside_a_ray_cluster_stops_the_step(tokenizer, tmp_path):
-    from rmr1_verl.cohort import CohortRefused
+    from rmr1_plugins.serve.cohort_client import CohortRefused
 
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()

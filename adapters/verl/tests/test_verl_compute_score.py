@@ -309,9 +309,10 @@ def test_cohort_ray_as_docs_verl_md_shows_it_composes_and_loads(tokenizer, monke
     ppo_trainer.yaml."""
     import verl
     from hydra import compose, initialize_config_dir
-    from rmr1_verl.cohort import RayCohorts
     from rmr1_verl.workers import concurrency
     from verl.trainer.ppo.reward import load_reward_manager
+
+    from rmr1_plugins.serve.cohort_client import RayCohorts
 
     monkeypatch.setenv("RMR1_CONFIG", str(ROOT / "examples" / "rmr1_judge.yaml"))
     overrides = [*example_overrides(), f"actor_rollout_ref.model.path={tiny_llama()}"]

@@ -137,9 +137,8 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
 
 
 def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(cluster, fake_judges):
-    from rmr1_verl.cohort import CohortRefused, RayCohorts
-
     from rmr1_plugins.serve.cohort import CohortBodyError
+    from rmr1_plugins.serve.cohort_client import CohortRefused, RayCohorts
     from rmr1_plugins.serve.ray_actor import actor_name, cohort_actor
     from rmr1_plugins.settings import RewardSettings, decisive_settings
 
@@ -176,9 +175,8 @@ def test_the_cohort_actor_is_named_from_its_settings_and_checks_each_member(clus
 def test_a_full_cohort_actor_is_retried_and_then_answers(cluster, fake_judges):
     """Overloaded raised in the actor reaches the client as Overloaded (nothing held): sent
     again until ``cohort_timeout_s``; once the held group is judged, the member is accepted."""
-    from rmr1_verl.cohort import RayCohorts
-
     from rmr1_plugins.rewards.cohort_table import Overloaded, text_bytes
+    from rmr1_plugins.serve.cohort_client import RayCohorts
     from rmr1_plugins.serve.ray_actor import cohort_actor
     from rmr1_plugins.settings import RewardSettings
 

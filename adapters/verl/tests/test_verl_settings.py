@@ -20,7 +20,7 @@ def counted_loads(monkeypatch):
         return load(*args, **kwargs)
 
     monkeypatch.setattr(verl_reward, "load_reward_settings", counting)
-    monkeypatch.setattr(verl_reward, "_SETTINGS", {})
+    monkeypatch.setattr("rmr1_plugins.settings._CACHED", {})
     return calls
 
 

@@ -1,24 +1,11 @@
-"""The ``rmr1`` manager's client of ``rmr1 serve``'s cohort endpoint (``POST /cohort``).
+"""Clients of the cohort service (:mod:`rmr1_plugins.rewards.cohorts`) for reward workers that
+each see part of a group: ``rmr1 serve``'s ``POST /cohort`` and the job's cohort actor.
 
-With ``reward.num_workers > 1`` veRL sends each rollout to a random reward worker, so no worker
-sees a whole group. ``+reward.rmr1.cohort_url=http://HOST:PORT/cohort`` makes every worker send
-its rollouts to one ``rmr1 serve``, which holds them until their group (the ``uid``) is whole and
-judges it (:mod:`rmr1_plugins.rewards.cohorts`). The answer's logs (the metrics contract) become the
-manager's usual extra info: ``rmr1_split`` is 1.0 when the rollout was not judged in its whole
-group.
-
-Every request carries the rollout's ``id`` inside its group (``"<uid>:<session_id>"``: veRL's v1
-agent loop numbers a prompt's rollouts ``0 .. n-1``; without it a token drawn once per rollout),
-the same on every retry, so the server never counts a retry twice, and the manager's decisive reward
-``settings`` (the server applies the same ones or refuses with a 400 naming the key). The
-connection pool has no limit: a group is held on the server until its last rollout arrives, so
-any cap on open requests below the step's rollouts per worker would split groups.
-
-An unreachable or overloaded server (connection errors, 503 with its ``Retry-After``) is
-retried until ``cohort_timeout_s``, then the rollout gets the fallback reward with ``rmr1_error``
-1.0 and a logged warning saying why. A refused request (any other 4xx but 413: wrong settings,
-token or URL) is the same for every rollout, so it raises :class:`CohortRefused` rather than
-hand out fallback rewards (docs/trainers/verl.md: what veRL does with it).
+Each request carries the rollout's ``id`` in its group (the same on every retry: never counted
+twice) and the caller's decisive ``settings`` (applied alike, or refused naming the key). The
+connection pool has no limit: a group is held until its last rollout comes. An unreachable or
+overloaded server (503 with ``Retry-After``) is retried until the timeout, then the call raises;
+a refused request (other 4xx but 413: settings, token or URL) raises :class:`CohortRefused`.
 """
 
 from __future__ import annotations
@@ -39,26 +26,26 @@ PER_ROLLOUT = (413,)  # 4xx answers about one rollout (too large), not about the
 
 
 class CohortRefused(RMR1Error, RuntimeError):
-    """The cohort service refused the manager's request (a setup error: settings, token, URL)."""
+    """The cohort service refused a request (a setup error: settings, token, URL)."""
 
 
 class CohortClient:
     """Posts rollouts to ``url``; one aiohttp session per event loop, made on first use."""
 
-    def __init__(self, url: str, timeout: float, token: str | None = None) -> None:
+    def __init__(self, url: str, timeout_s: float, token: str | None = None) -> None:
         self.url = url
-        self.timeout = timeout
+        self.timeout_s = timeout_s
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session: Any = None
 
     async def ask(self, body: dict[str, Any]) -> dict[str, Any]:
-        """The service's answer for one rollout; raises after ``timeout`` s of failures."""
+        """The service's answer for one rollout; raises after ``timeout_s`` of failures."""
         import aiohttp
 
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0)  # no cap below the group barrier
             self._session = aiohttp.ClientSession(headers=self.headers, connector=connector)
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout_s
         while True:
             left = deadline - time.monotonic()
             delay = RETRY_DELAY_S
@@ -89,8 +76,8 @@ class CohortClient:
 
 
 class RayCohorts(RayCohortClient):
-    """``cohort: ray``: the job's cohort actor (:mod:`rmr1_plugins.serve.ray_actor`) in
-    place of ``rmr1 serve``. What ``/cohort`` answers with a 400 (other settings, a bad field),
+    """The job's cohort actor (:mod:`rmr1_plugins.serve.ray_actor`) in place of
+    ``rmr1 serve``. What ``/cohort`` answers with a 400 (other settings, a bad field),
     no Ray cluster, or an actor that cannot start (its judge fails to load) is a setup error:
     :class:`CohortRefused`."""
 
@@ -119,17 +106,17 @@ def retry_after(value: str | None, default: float) -> float:
 
 
 def cohort_body(sample: Any, settings: dict[str, Any], on_split: str) -> dict[str, Any]:
-    """The ``/cohort`` request for a manager's sample: its key, id, group size, prompt,
-    response and reference, the manager's decisive reward ``settings`` and what its group gets
-    if it closes short (``on_split``: ``reference`` or ``drop``)."""
+    """The ``/cohort`` request for a sample: its key, id, group size, prompt, response and
+    reference, the caller's decisive reward ``settings`` and what its group gets if it closes
+    short (``on_split``: ``reference`` or ``drop``)."""
     names = ("key", "id", "size", "prompt", "response", "reference")
     body = {name: getattr(sample, name) for name in names}
     return {**body, "settings": settings, "on_split": on_split}
 
 
 def cohort_result(answer: dict[str, Any]) -> dict[str, Any]:
-    """The manager's extra info: ``score`` and the metrics contract's keys, as the service
-    logged them (a key it did not send keeps its never-judged value)."""
+    """``score`` and the metrics contract's keys, as the service logged them (a key it did not
+    send keeps its never-judged value)."""
     logs = answer.get("logs") or {}
     if answer.get("error"):
         logger.warning("rmr1 reward manager: cohort service: %s", answer["error"])
