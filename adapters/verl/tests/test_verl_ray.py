@@ -79,6 +79,15 @@ def test_reward_loop_manager_with_two_workers_gets_whole_groups(tokenizer, clust
     assert cohorts.get("partial_cohorts", 0) == 0
 
 
+def assert_whole_groups(outputs, expected, n):
+    """Every rollout judged in its whole group of ``n``: no split, no fallback, exact rewards."""
+    infos = [out["reward_extra_info"] for out in outputs]
+    assert sum(info["rmr1_split"] for info in infos) == 0
+    assert sum(info["rmr1_fallback"] for info in infos) == 0
+    assert [out["reward_score"] for out in outputs] == pytest.approx(expected)
+    assert all(info["rmr1_group"] == n for info in infos)
+
+
 def test_one_worker_holds_a_whole_rmr1_step_of_1024_prompts_by_7(tokenizer, cluster, tmp_path):
     """RM-R1's step, in-process barrier: above Ray's default 1,000 calls per reward worker."""
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
@@ -87,11 +96,7 @@ def test_one_worker_holds_a_whole_rmr1_step_of_1024_prompts_by_7(tokenizer, clus
     data, expected = step(tokenizer, prompts, n)
     manager = RewardLoopManager(step_config(tmp_path, prompts, n, 1, group={"timeout_s": 300}))
     outputs = stream(manager, data)
-    infos = [out["reward_extra_info"] for out in outputs]
-    assert sum(info["rmr1_split"] for info in infos) == 0
-    assert sum(info["rmr1_fallback"] for info in infos) == 0
-    assert [out["reward_score"] for out in outputs] == pytest.approx(expected)
-    assert all(info["rmr1_group"] == n for info in infos)
+    assert_whole_groups(outputs, expected, n)
     for worker in manager.reward_loop_workers:
         ray.kill(worker)
 
@@ -123,11 +128,7 @@ def test_two_workers_share_the_jobs_cohort_actor(tokenizer, cluster, tmp_path):
     config = step_config(tmp_path, prompts, n, 2, cohort="ray", group={"timeout_s": 300})
     manager = RewardLoopManager(config)
     outputs = stream(manager, data)
-    infos = [out["reward_extra_info"] for out in outputs]
-    assert sum(info["rmr1_split"] for info in infos) == 0
-    assert sum(info["rmr1_fallback"] for info in infos) == 0
-    assert [out["reward_score"] for out in outputs] == pytest.approx(expected)
-    assert all(info["rmr1_group"] == n for info in infos)
+    assert_whole_groups(outputs, expected, n)
     [name] = [a for a in ray.util.list_named_actors() if a.startswith(PREFIX)]
     stats = ray.get(ray.get_actor(name).stats.remote())
     assert stats["members"] == prompts * n and stats["complete_cohorts"] == prompts
