@@ -116,7 +116,13 @@ async def cohort_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> di
 
 
 async def whole_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:
-    return await cohorts_mode(judge, config.model_copy(update={"stream_pairs": False}), args)
+    return await cohorts_mode(
+        judge,
+        config.model_copy(
+            update={"group": config.group.model_copy(update={"stream_pairs": False})}
+        ),
+        args,
+    )
 
 
 async def cohorts_mode(judge: SerialJudge, config: RewardConfig, args: Any) -> dict[str, Any]:

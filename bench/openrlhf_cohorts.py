@@ -85,8 +85,9 @@ def ray_step(args: Any, tokenizer: Any) -> tuple[list[Any], dict[str, int], floa
     config = Path(tempfile.mkdtemp()) / "rmr1.yaml"
     config.write_text(
         "backend: {name: ranker}\n"
-        f"reward: {{strategy: round-robin, group_size: {args.n}, "
-        f"group_timeout_s: {args.group_timeout_s}, timeout_s: {2 * args.group_timeout_s}}}\n"
+        f"reward: {{strategy: round-robin, group: {{size: {args.n}, "
+        f"timeout_s: {args.group_timeout_s}}}, "
+        f"service: {{timeout_s: {2 * args.group_timeout_s}}}}}\n"
     )
     env = {"PYTHONPATH": os.pathsep.join(sys.path), "RMR1_CONFIG": str(config)}
     ray.init(

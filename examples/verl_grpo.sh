@@ -16,8 +16,8 @@
 # - the batch sizes pass veRL's validate_config: 48 prompts x 4 rollouts = 192 rows divide by the
 #   6 actor GPUs, and the mini-batch (24 x 4 / 6 = 16 rows per GPU) by the micro-batch 4.
 # - validation samples val_kwargs.n=4 rollouts too, so its groups are whole (the reward worker is
-#   not told which rows are validation); group_timeout_s=120 bounds the wait of a split group, which
-#   is then judged against its reference (on_split=reference: a late rollout never fails a step).
+#   not told which rows are validation); group.timeout_s=120 bounds the wait of a split group, which
+#   is then judged against its reference (group.on_split=reference: a late rollout never fails a step).
 # - only reward.* keys work: the legacy top-level custom_reward_function.* / reward_model.* keys
 #   are accepted by Hydra and silently ignored by veRL 0.9.1's main_ppo.
 # - rows need prompt (chat list), reward_model.ground_truth (a reference answer, used when a

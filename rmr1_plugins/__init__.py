@@ -25,6 +25,7 @@ from importlib.metadata import PackageNotFoundError, version
 from rmr1_plugins.backends.base import Backend, BackendError, Generation, SamplingParams
 from rmr1_plugins.config import ConfigError
 from rmr1_plugins.errors import RMR1Error, UsageError
+from rmr1_plugins.hookspecs import hookimpl
 from rmr1_plugins.parsing import parse_parts, train_reward
 from rmr1_plugins.plugins import (
     get_backend_class,
@@ -32,7 +33,6 @@ from rmr1_plugins.plugins import (
     get_plugins,
     get_strategy,
     get_template,
-    hookimpl,
 )
 from rmr1_plugins.rewards.config import RewardConfig
 from rmr1_plugins.rewards.engine import (

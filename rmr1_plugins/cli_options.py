@@ -1,6 +1,6 @@
 """Command-line flags generated from pydantic fields, so that a flag and its key cannot drift.
 
-A :class:`Flag` names one field of a model (``ScorerConfig.parser``, ``RewardConfig.timeout_s``)
+A :class:`Flag` names one field of a model (``ScorerConfig.parser``, ``ServiceConfig.timeout_s``)
 and where its value goes in the loader's nested overrides (``("sampling", "max_new_tokens")``).
 :func:`add_flags` takes the flag's type, its choices (a ``Literal``), its help and the default it
 shows from the field; every flag itself defaults to ``None``, so an unset flag leaves the YAML

@@ -34,7 +34,6 @@ import pluggy
 from rmr1_plugins import builtins
 from rmr1_plugins.errors import UsageError
 from rmr1_plugins.hookspecs import KINDS, PROJECT, HookSpecs, Subparsers
-from rmr1_plugins.hookspecs import hookimpl as hookimpl  # where it used to live
 
 
 class UnknownNameError(UsageError, KeyError):

@@ -370,7 +370,8 @@ def test_cohorts_share_engine_calls_like_reference_samples(strategy, batch, refe
         group={"timeout_s": 50},
     )
     reference_judge, cohort_judge = GatedRanker(), GatedRanker()
-    update = {"strategy": "reference", "max_batch_size": reference_batch}
+    service = config.service.model_copy(update={"max_batch_size": reference_batch})
+    update = {"strategy": "reference", "service": service}
     plain = reference_load(reference_judge, config.model_copy(update=update), 500, 4)
     grouped = cohort_load(cohort_judge, config, 500, 4)
     assert not any(a.error for a in plain) and not any(a.fallback for a in grouped)

@@ -9,6 +9,8 @@
 - :mod:`.config`: the ``reward:`` section (read by :mod:`rmr1_plugins.settings`);
 - :mod:`.samples`, :mod:`.service`, :mod:`.cohorts`: rewards for trainers that send one rollout
   at a time (against a reference, batched; or held until their group is complete);
+  :mod:`.cohort_table` holds a cohort's members within their bounds, :mod:`.streaming` judges
+  its pairs while it fills;
 - :mod:`.metrics`: the per-sample numbers every integration logs with a reward;
 - :mod:`.verifiable`: RM-R1's +1/-1 reward for training a judge;
 - :mod:`.health`, :mod:`.hard_pairs`: what each judgment says about the judge.

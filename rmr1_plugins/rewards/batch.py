@@ -258,8 +258,9 @@ def _references(
     key = config.inputs.reference_key
     if key not in columns:
         raise ValueError(
-            f"{name}: strategy {config.strategy!r} (or on_split='reference') needs the dataset "
-            f"column {key!r} with a reference answer; the batch has columns {sorted(columns)}. "
+            f"{name}: strategy {config.strategy!r} (or group.on_split: reference) needs the "
+            f"dataset column {key!r} with a reference answer; the batch has columns "
+            f"{sorted(columns)}. "
             "Set reward.inputs.reference_key (RMR1_REWARD__INPUTS__REFERENCE_KEY)."
         )
     values = columns[key]

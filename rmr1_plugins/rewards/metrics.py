@@ -81,14 +81,14 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "rmr1_timeout",
         "flag",
-        "fallback: no verdict within `timeout_s`",
+        "fallback: no verdict within `service.timeout_s`",
         "0",
         "1 for this kind",
     ),
     Metric(
         "rmr1_dropped",
         "flag",
-        "fallback: its group arrived incomplete and `on_split` is `drop`",
+        "fallback: its group arrived incomplete and `group.on_split` is `drop`",
         "0",
         "1 for this kind",
     ),

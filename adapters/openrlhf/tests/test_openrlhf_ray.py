@@ -27,8 +27,7 @@ from rmr1_plugins.testing.openrlhf import Rollout  # noqa: E402
 
 PROMPTS, N = 32, 4  # OpenRLHF's step: rollout.batch_size x n_samples_per_prompt
 YAML = (
-    "backend: {name: ranker}\n"
-    "reward: {strategy: round-robin, group_size: %d, group_timeout_s: 120}\n"
+    "backend: {name: ranker}\nreward: {strategy: round-robin, group: {size: %d, timeout_s: 120}}\n"
 )
 
 

@@ -25,8 +25,8 @@ is set from the step and checked at start-up (:mod:`rmr1_verl.workers`).
 
 Settings come from the rmr1 YAML (``config``, else ``$RMR1_CONFIG``) and ``+reward.rmr1.<key>``
 overrides: any ``reward:`` option (a section's key dotted: ``group.timeout_s``) plus ``config``,
-``model``, ``order``, ``cohort``, ``cohort_url``, ``cohort_timeout_s``, ``token`` and
-``max_concurrency``.
+``model``, ``order``, ``question_key``, ``cohort``, ``cohort_url``, ``cohort_timeout_s``,
+``token`` and ``max_concurrency``.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class RMR1RewardManager(RewardManagerBase):
 
     def _service_options(self) -> Any:
         """The ``reward:`` options the cohort service runs with: the manager's
-        group wait (``group_timeout_s``); the judge gets ``reward.service.timeout_s`` from a
+        group wait (``group.timeout_s``); the judge gets ``reward.service.timeout_s`` from a
         group's close (``deadline="close"``)."""
         group = self.options.group.model_copy(update={"timeout_s": self.group_timeout_s})
         return self.options.model_copy(update={"group": group})
@@ -234,7 +234,7 @@ class RMR1RewardManager(RewardManagerBase):
         if answer.late:
             logger.warning(
                 "rmr1 reward manager: a rollout of group %s came after its group.timeout_s; "
-                "on_split=%s, answered at once",
+                "group.on_split=%s, answered at once",
                 sample.key,
                 self.on_split,
             )
@@ -250,7 +250,7 @@ class RMR1RewardManager(RewardManagerBase):
         log = logger.error if self.on_split == "error" else logger.warning
         log(
             "rmr1 reward manager: incomplete group %s: got %d of %d rollouts in %gs (split across "
-            "reward workers?); on_split=%s (error is judged as reference: never a crash)",
+            "reward workers?); group.on_split=%s (error is judged as reference: never a crash)",
             key,
             answer.arrived,
             answer.expected,

@@ -3,7 +3,7 @@
 Each rollout is one ``RewardLoopWorker.compute_score`` call, and the ``rmr1`` manager holds it
 until its group is answered. veRL 0.9.1 creates the workers with Ray's default for async actors,
 1,000 concurrent calls, and has no setting for it: the 1,001st rollout of a worker would queue in
-Ray while the groups it completes wait for it, and split at ``group_timeout_s``.
+Ray while the groups it completes wait for it, and split at ``group.timeout_s``.
 
 :func:`install` (run when the manager module loads, so in the driver on ``import verl``) makes
 ``RewardLoopManager`` create its workers with ``max_concurrency`` =
