@@ -187,7 +187,7 @@ def test_a_full_cohort_actor_is_retried_and_then_answers(cluster, fake_judges):
             "scorer": {"backend": {"name": "ranker"}},
             "reward": {
                 "strategy": "round-robin",
-                "max_pending_bytes": opened + text_bytes("pick 2"),
+                "service": {"max_pending_bytes": opened + text_bytes("pick 2")},
             },
         }
     )
