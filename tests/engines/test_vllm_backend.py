@@ -174,7 +174,9 @@ def test_backend_pickles_and_starts_its_engine_in_a_daemonic_worker(smollm2_dir)
     options = {"dtype": "bfloat16", "max_model_len": 1024, "enforce_eager": True}
     backend = VLLMBackend(str(smollm2_dir), options)  # in_process left to auto
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        completions = pool.apply(_judge_in_worker, (pickle.dumps(backend),))
+        # bounded: a worker that dies is replaced by the pool and its task never answers
+        waiting = pool.apply_async(_judge_in_worker, (pickle.dumps(backend),))
+        completions = waiting.get(timeout=600)
     assert len(completions) == 3 and all(c.strip() for c in completions)
 
 
