@@ -12,6 +12,7 @@ import pytest
 
 from rmr1_plugins import BackendError, PairwiseExample, SamplingParams, Scorer, get_template
 from rmr1_plugins.backends._common import TRUNCATION_MARK, PromptTooLongError
+from rmr1_plugins.testing.workers import judge_in_worker
 
 pytestmark = [pytest.mark.model, pytest.mark.vllm]
 
@@ -158,15 +159,6 @@ def test_data_parallel_without_launcher_is_refused_before_starting():
     assert kwargs["tensor_parallel_size"] == 2 and kwargs["data_parallel_size"] == 2
 
 
-def _judge_in_worker(backend_bytes: bytes) -> list[str | None]:
-    backend = pickle.loads(backend_bytes)
-    try:
-        results = Scorer(backend, sampling=SamplingParams(max_new_tokens=4)).score(load_pairs())
-        return [r.judgments[0].completion for r in results]
-    finally:
-        backend.close()
-
-
 def test_backend_pickles_and_starts_its_engine_in_a_daemonic_worker(smollm2_dir):
     """A trainer's worker pool: daemonic processes may not start vLLM's engine process."""
     from rmr1_plugins.backends.vllm import VLLMBackend
@@ -175,7 +167,7 @@ def test_backend_pickles_and_starts_its_engine_in_a_daemonic_worker(smollm2_dir)
     backend = VLLMBackend(str(smollm2_dir), options)  # in_process left to auto
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         # bounded: a worker that dies is replaced by the pool and its task never answers
-        waiting = pool.apply_async(_judge_in_worker, (pickle.dumps(backend),))
+        waiting = pool.apply_async(judge_in_worker, (pickle.dumps(backend), load_pairs()))
         completions = waiting.get(timeout=600)
     assert len(completions) == 3 and all(c.strip() for c in completions)
 
