@@ -141,7 +141,7 @@ def test_colocated_rows_without_uid_are_grouped_by_prompt(tokenizer, monkeypatch
     scorer = Scorer(backend)
     monkeypatch.setattr("rmr1_verl.manager.shared_scorer", lambda config: scorer)
     # a call goes out once it holds all six pairs (streamed or not): no race with the clock
-    worker = manager(tokenizer, workers=1, max_batch_size=6, max_wait_ms=60_000)
+    worker = manager(tokenizer, workers=1, service={"max_batch_size": 6, "max_wait_ms": 60_000})
     groups = [("", "Name a fruit.", "", ["fig", "banana", "kiwi!"])]
     groups.append(("", "Name a colour.", "", ["teal", "red", "magenta"]))
     data = rollouts(tokenizer, groups)
