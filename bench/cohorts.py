@@ -69,10 +69,12 @@ class SerialJudge(Backend):
             self.judgments += len(conversations)
             if self.cost:
                 await asyncio.sleep(self.cost)
-            return [[_verdict(c[-1]["content"])] * params.num_samples for c in conversations]
+            return [[verdict(c[-1]["content"])] * params.num_samples for c in conversations]
 
 
-def _verdict(user: str) -> Generation:
+def verdict(user: str) -> Generation:
+    """The scripted judges' rule (this bench's and bench/streaming.py's): the larger number wins."""
+
     def number(slot: str) -> float:
         text = user.split(SLOT.format(slot), 1)[-1].split("\n", 1)[0]
         digits = "".join(ch for ch in text if ch.isdigit())

@@ -34,13 +34,14 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from cohorts import verdict  # bench/, this script's folder: the same scripted verdict rule
+
 from rmr1_plugins import Scorer
-from rmr1_plugins.backends.base import Backend, Generation, SamplingParams
+from rmr1_plugins.backends.base import Backend, SamplingParams
 from rmr1_plugins.rewards.cohort_table import Member
 from rmr1_plugins.rewards.cohorts import CohortService
 from rmr1_plugins.rewards.config import RewardConfig
 
-SLOT = "[The Start of Chatbot {}'s Response]\n"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -92,16 +93,7 @@ class ScriptedJudge(Backend):
                 await asyncio.sleep(self.per_call + self.per_judgment * len(conversations))
             finally:
                 self.busy.leave()
-            return [[_verdict(c[-1]["content"])] * params.num_samples for c in conversations]
-
-
-def _verdict(user: str) -> Generation:
-    def number(slot: str) -> float:
-        text = user.split(SLOT.format(slot), 1)[-1].split("\n", 1)[0]
-        digits = "".join(ch for ch in text if ch.isdigit())
-        return float(digits or 0)
-
-    return Generation(f"<answer>[[{'A' if number('A') > number('B') else 'B'}]]</answer>", "stop")
+            return [[verdict(c[-1]["content"])] * params.num_samples for c in conversations]
 
 
 def timed(backend: Backend) -> Busy:
